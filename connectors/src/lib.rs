@@ -1,0 +1,1 @@
+//! Helios sources. Being written.

@@ -1,0 +1,1 @@
+//! The embedded segment log. Being written.

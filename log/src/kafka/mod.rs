@@ -1,0 +1,1 @@
+//! The Kafka backend (rdkafka). Being written.

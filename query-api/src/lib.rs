@@ -1,0 +1,1 @@
+//! Helios HTTP API. Being written.

@@ -1,0 +1,1 @@
+//! Helios records. Being written.
