@@ -1,0 +1,522 @@
+//! One partition: an ordered run of segments, the append path with group-committed fsync,
+//! reads from a cursor, seeks, and retention.
+//!
+//! Readers only see records up to the *visible end*: with fsync per batch that is the last
+//! fsynced batch, so a consumer never acts on a record a crash could still take away.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::batch::{self, BatchError, StoredRecord};
+use super::segment::{self, Segment, Tail};
+use super::FsyncPolicy;
+use crate::{ConsumedRecord, LogError, PartitionInfo, Result};
+
+/// Where a reader is: the next offset, and where its batch starts if known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub offset: u64,
+    /// `(segment base, byte position)` of the batch holding `offset`; saves an index lookup.
+    hint: Option<(u64, u64)>,
+}
+
+impl Cursor {
+    pub fn at(offset: u64) -> Self {
+        Cursor { offset, hint: None }
+    }
+}
+
+/// End of the readable data.
+#[derive(Debug, Clone, Copy)]
+struct Visible {
+    offset: u64,
+    segment: u64,
+    pos: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    segments: BTreeMap<u64, Segment>,
+    visible: Visible,
+    /// Offset up to which data is known to be fsynced.
+    synced: u64,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a partition always has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a partition always has a segment")
+    }
+
+    fn end(&self) -> Visible {
+        let a = self.active();
+        Visible {
+            offset: a.next_offset,
+            segment: a.base,
+            pos: a.size,
+        }
+    }
+
+    fn start_offset(&self) -> u64 {
+        self.segments.values().next().map_or(0, |s| s.base)
+    }
+}
+
+/// Settings a partition needs from its log.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOptions {
+    pub fsync: FsyncPolicy,
+    pub segment_bytes: u64,
+    pub writable: bool,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub id: u32,
+    dir: PathBuf,
+    opts: PartitionOptions,
+    state: Mutex<State>,
+    sync_lock: Mutex<()>,
+    /// Bumped whenever the visible end moves; shared by all partitions of a topic.
+    notify: Arc<watch::Sender<u64>>,
+}
+
+impl Partition {
+    /// Opens (or creates) the partition in `dir`. When writable, a torn tail on the last
+    /// segment is truncated to the last good batch and reported.
+    pub fn open(
+        topic: Arc<str>,
+        id: u32,
+        dir: PathBuf,
+        opts: PartitionOptions,
+        notify: Arc<watch::Sender<u64>>,
+    ) -> Result<Partition> {
+        if opts.writable {
+            fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        }
+        let bases = list_segments(&dir)?;
+        let mut segments = BTreeMap::new();
+        let last = bases.last().copied();
+        for base in bases {
+            let is_last = Some(base) == last;
+            let path = segment::log_path(&dir, base);
+            let (seg, tail) = Segment::open(path, base, opts.writable, !is_last)?;
+            if let Tail::Torn { bytes, reason } = tail {
+                if !is_last {
+                    // A sealed segment never has a torn tail; refusing beats losing data
+                    // that follows it.
+                    return Err(LogError::Corrupt {
+                        path: seg.path.clone(),
+                        position: seg.size,
+                        reason,
+                    });
+                }
+                if opts.writable {
+                    warn!(
+                        topic = %topic, partition = id, segment = %seg.path.display(),
+                        truncated_bytes = bytes, valid_bytes = seg.size, %reason,
+                        "Truncated a torn tail to the last good batch."
+                    );
+                    seg.truncate_to_valid()?;
+                }
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            if !opts.writable {
+                return Err(LogError::io(
+                    &dir,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no segments"),
+                ));
+            }
+            segments.insert(0, Segment::create(&dir, 0)?);
+        }
+        let mut state = State {
+            segments,
+            visible: Visible {
+                offset: 0,
+                segment: 0,
+                pos: 0,
+            },
+            synced: 0,
+        };
+        state.visible = state.end();
+        state.synced = state.visible.offset;
+        Ok(Partition {
+            topic,
+            id,
+            dir,
+            opts,
+            state: Mutex::new(state),
+            sync_lock: Mutex::new(()),
+            notify,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent state (every mutation is
+        // completed before the next), so poisoning is not a reason to stop.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `records` as one batch and returns its base offset, after the batch is
+    /// durable by the fsync policy.
+    pub fn append_iter<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a StoredRecord>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u64> {
+        if !self.opts.writable {
+            return Err(LogError::ReadOnly(self.dir.clone()));
+        }
+        let count = batch::encode(records, scratch);
+        let mut state = self.lock();
+        let base = state.active().next_offset;
+        if count == 0 {
+            return Ok(base);
+        }
+        let active = state.active();
+        if active.size > 0 && active.size + scratch.len() as u64 > self.opts.segment_bytes {
+            self.roll(&mut state)?;
+        }
+        batch::seal(scratch, base);
+        state.active_mut().append(scratch)?;
+        let end = state.end();
+        if self.opts.fsync == FsyncPolicy::EveryBatch {
+            drop(state);
+            self.sync_to(end.offset)?;
+        } else {
+            state.visible = end;
+            drop(state);
+            self.notify.send_modify(|v| *v += 1);
+        }
+        Ok(base)
+    }
+
+    /// Seals the active segment and starts a new one. Sealing fsyncs, so the synced mark
+    /// never has to look back at older segments.
+    fn roll(&self, state: &mut State) -> Result<()> {
+        let active = state.active();
+        active.seal()?;
+        let base = active.next_offset;
+        state.synced = state.synced.max(base);
+        state.segments.insert(base, Segment::create(&self.dir, base)?);
+        Ok(())
+    }
+
+    /// Group commit: one fsync covers every batch written before it, so concurrent
+    /// appenders share fsyncs instead of queueing one each.
+    fn sync_to(&self, offset: u64) -> Result<()> {
+        let _one_syncer = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (file, path, target) = {
+            let state = self.lock();
+            if state.synced >= offset {
+                return Ok(());
+            }
+            let a = state.active();
+            (a.file.clone(), a.path.clone(), state.end())
+        };
+        file.sync_data().map_err(|e| LogError::io(path, e))?;
+        let mut state = self.lock();
+        state.synced = state.synced.max(target.offset);
+        if target.offset > state.visible.offset {
+            state.visible = target;
+        }
+        drop(state);
+        self.notify.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Fsyncs everything written so far (the interval flusher and shutdown call this).
+    pub fn flush(&self) -> Result<()> {
+        let end = self.lock().end().offset;
+        self.sync_to(end)
+    }
+
+    /// Reads up to `max_records` records (and roughly `max_bytes`) from `cursor`, advancing
+    /// it. An empty result means the cursor is at the visible end.
+    pub fn read(
+        &self,
+        cursor: &mut Cursor,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<ConsumedRecord>,
+    ) -> Result<()> {
+        let (file, path, seg_base, pos, limit) = {
+            let state = self.lock();
+            if state.segments.is_empty() {
+                return Ok(());
+            }
+            let vis = state.visible;
+            let start = state.start_offset();
+            if cursor.offset >= vis.offset {
+                return if cursor.offset > vis.offset {
+                    Err(self.out_of_range(cursor.offset, start, vis.offset))
+                } else {
+                    Ok(())
+                };
+            }
+            if cursor.offset < start {
+                return Err(self.out_of_range(cursor.offset, start, vis.offset));
+            }
+            let lookup = |offset: u64| {
+                let seg = state
+                    .segments
+                    .range(..=offset)
+                    .next_back()
+                    .map(|(_, s)| s)
+                    .expect("an offset at or after the start offset has a segment");
+                (seg, seg.position_for_offset(offset))
+            };
+            let (mut seg, mut pos) = match cursor.hint.and_then(|(b, p)| Some((state.segments.get(&b)?, p))) {
+                Some((seg, pos)) if seg.base <= cursor.offset => (seg, pos),
+                _ => lookup(cursor.offset),
+            };
+            if cursor.offset >= seg.next_offset {
+                // At the end of a sealed segment: continue in the next one.
+                match state.segments.range(seg.next_offset..).next() {
+                    Some((_, next)) => {
+                        seg = next;
+                        pos = next.position_for_offset(cursor.offset);
+                    }
+                    None => return Ok(()),
+                }
+            }
+            let limit = if seg.base == vis.segment { vis.pos } else { seg.size };
+            (seg.file.clone(), seg.path.clone(), seg.base, pos, limit)
+        };
+        if pos >= limit {
+            return Ok(());
+        }
+        let want = ((limit - pos) as usize).min(max_bytes.max(batch::FRAME_HEADER));
+        let mut chunk = segment::read_at(&file, pos, want, &path)?;
+        let mut at = 0usize;
+        let mut taken = 0usize;
+        while at < chunk.len() && taken < max_records {
+            let frame = chunk.slice(at..);
+            let h = match batch::header(&frame) {
+                Ok(h) => h,
+                Err(BatchError::Incomplete) if at == 0 => {
+                    // The first batch is bigger than the chunk: read it whole.
+                    let len = batch::claimed_len(&frame)
+                        .filter(|l| pos + *l as u64 <= limit)
+                        .ok_or_else(|| self.corrupt(&path, pos, "batch runs past the end"))?;
+                    chunk = segment::read_at(&file, pos, len, &path)?;
+                    continue;
+                }
+                Err(BatchError::Incomplete) => break,
+                Err(BatchError::Invalid(reason)) => {
+                    return Err(self.corrupt(&path, pos + at as u64, &reason));
+                }
+            };
+            let mut stopped_early = false;
+            if h.next_offset() > cursor.offset {
+                batch::for_each_record(&frame, &h, |offset, r| {
+                    if offset < cursor.offset || taken >= max_records {
+                        stopped_early |= taken >= max_records;
+                        return;
+                    }
+                    out.push(ConsumedRecord {
+                        topic: self.topic.clone(),
+                        partition: self.id,
+                        offset,
+                        timestamp_ms: r.timestamp_ms,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                    });
+                    taken += 1;
+                    cursor.offset = offset + 1;
+                })
+                .map_err(|e| self.corrupt(&path, pos + at as u64, &format!("{e:?}")))?;
+            }
+            if stopped_early {
+                // Resume inside this batch next time.
+                cursor.hint = Some((seg_base, pos + at as u64));
+                return Ok(());
+            }
+            at += h.total_len;
+            cursor.offset = cursor.offset.max(h.next_offset());
+        }
+        cursor.hint = Some((seg_base, pos + at as u64));
+        Ok(())
+    }
+
+    /// The first offset whose record has a timestamp at or after `ts`, or the visible end.
+    pub fn offset_for_time(&self, ts: i64) -> Result<u64> {
+        let (candidates, end) = {
+            let state = self.lock();
+            let vis = state.visible;
+            let segs: Vec<(u64, u64)> = state
+                .segments
+                .values()
+                .filter(|s| s.max_ts >= ts && s.base < vis.offset)
+                .map(|s| (s.base, s.position_for_time(ts)))
+                .collect();
+            (segs, vis.offset)
+        };
+        for (base, pos) in candidates {
+            let mut cursor = Cursor {
+                offset: base,
+                hint: Some((base, pos)),
+            };
+            loop {
+                let mut batch = Vec::new();
+                match self.read(&mut cursor, 4096, 1 << 20, &mut batch) {
+                    Ok(()) => {}
+                    // Retention removed the segment meanwhile: look further on.
+                    Err(LogError::OffsetOutOfRange { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                if let Some(r) = batch.iter().find(|r| r.timestamp_ms >= ts) {
+                    return Ok(r.offset);
+                }
+                if cursor.hint.is_some_and(|(b, _)| b != base) {
+                    break;
+                }
+            }
+        }
+        Ok(end)
+    }
+
+    /// Offsets and size.
+    pub fn info(&self) -> PartitionInfo {
+        let state = self.lock();
+        PartitionInfo {
+            partition: self.id,
+            start_offset: state.start_offset(),
+            end_offset: state.visible.offset,
+            size_bytes: Some(state.segments.values().map(|s| s.size).sum()),
+        }
+    }
+
+    /// Deletes segments past the retention limits. The active segment is rolled first when
+    /// all of it has expired by age, so an idle partition is cleaned up too.
+    pub fn enforce_retention(
+        &self,
+        now_ms: i64,
+        age: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<()> {
+        if !self.opts.writable || (age.is_none() && max_bytes.is_none()) {
+            return Ok(());
+        }
+        let cutoff = age.map(|a| now_ms.saturating_sub(a.as_millis() as i64));
+        let mut state = self.lock();
+        let active = state.active();
+        if active.size > 0
+            && cutoff.is_some_and(|c| active.max_ts < c)
+            && state.visible.offset == active.next_offset
+        {
+            self.roll(&mut state)?;
+        }
+        let mut total: u64 = state.segments.values().map(|s| s.size).sum();
+        let mut deleted = 0usize;
+        while state.segments.len() > 1 {
+            let oldest = state.segments.values().next().expect("len > 1");
+            let expired = cutoff.is_some_and(|c| oldest.max_ts < c);
+            let oversize = max_bytes.is_some_and(|m| total - oldest.size >= m);
+            if !(expired || oversize) {
+                break;
+            }
+            oldest.delete()?;
+            total -= oldest.size;
+            let base = oldest.base;
+            state.segments.remove(&base);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            info!(
+                topic = %self.topic, partition = self.id, segments = deleted,
+                start_offset = state.start_offset(), "Retention deleted old segments."
+            );
+        }
+        Ok(())
+    }
+
+    /// Read-only opens: picks up batches and segments another process appended since.
+    pub fn refresh(&self) -> Result<()> {
+        let bases = list_segments(&self.dir)?;
+        let mut state = self.lock();
+        if bases.is_empty() {
+            return Ok(());
+        }
+        // Drop segments the writer deleted by retention; add the ones it rolled to.
+        state.segments.retain(|base, _| bases.contains(base));
+        for base in bases {
+            if !state.segments.contains_key(&base) {
+                let path = segment::log_path(&self.dir, base);
+                match Segment::open(path, base, false, false) {
+                    Ok((seg, _)) => {
+                        state.segments.insert(base, seg);
+                    }
+                    Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if state.segments.is_empty() {
+            // Everything we knew was deleted and its successor vanished too: try next time.
+            return Ok(());
+        }
+        for seg in state.segments.values_mut() {
+            let len = seg.file.metadata().map_err(|e| LogError::io(&seg.path, e))?.len();
+            if len > seg.size {
+                seg.scan(len)?;
+            }
+        }
+        state.visible = state.end();
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: u64, start: u64, end: u64) -> LogError {
+        LogError::OffsetOutOfRange {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            offset,
+            start,
+            end,
+        }
+    }
+
+    fn corrupt(&self, path: &Path, position: u64, reason: &str) -> LogError {
+        LogError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Base offsets of the segments in `dir`, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LogError::io(dir, e)),
+    };
+    let mut bases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| LogError::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<u64>().ok()) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
