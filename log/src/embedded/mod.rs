@@ -178,6 +178,20 @@ impl EmbeddedLog {
         Log::from_parts(me.clone(), me.clone(), me)
     }
 
+    /// Torn tails cut off when the log was opened: `(topic, partition, bytes)`.
+    pub fn truncations(&self) -> Vec<(String, u32, u64)> {
+        let mut out: Vec<_> = self
+            .inner
+            .topics()
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.truncated_bytes > 0)
+            .map(|p| (p.topic.to_string(), p.id, p.truncated_bytes))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Where the log lives.
     pub fn dir(&self) -> &Path {
         &self.inner.dir

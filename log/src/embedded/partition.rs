@@ -89,6 +89,8 @@ pub struct Partition {
     sync_lock: Mutex<()>,
     /// Bumped whenever the visible end moves; shared by all partitions of a topic.
     notify: Arc<watch::Sender<u64>>,
+    /// Bytes cut from a torn tail when this partition was opened.
+    pub truncated_bytes: u64,
 }
 
 impl Partition {
@@ -106,6 +108,7 @@ impl Partition {
         }
         let bases = list_segments(&dir)?;
         let mut segments = BTreeMap::new();
+        let mut truncated_bytes = 0;
         let last = bases.last().copied();
         for base in bases {
             let is_last = Some(base) == last;
@@ -128,6 +131,7 @@ impl Partition {
                         "Truncated a torn tail to the last good batch."
                     );
                     seg.truncate_to_valid()?;
+                    truncated_bytes = bytes;
                 }
             }
             segments.insert(base, seg);
@@ -160,6 +164,7 @@ impl Partition {
             state: Mutex::new(state),
             sync_lock: Mutex::new(()),
             notify,
+            truncated_bytes,
         })
     }
 
