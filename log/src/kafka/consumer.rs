@@ -1,0 +1,351 @@
+//! [`LogConsumer`] on an rdkafka `StreamConsumer`.
+//!
+//! Each member is one librdkafka consumer subscribed to its topics with automatic commits
+//! off. Rebalances are librdkafka's (eager protocol, `range,roundrobin` assignors): they are
+//! served while [`LogConsumer::poll`] runs, which is also when [`LogConsumer::assignment`]
+//! changes.
+//!
+//! Seeking: librdkafka only accepts a seek once a newly assigned partition has started
+//! fetching (after the group's committed offset is looked up), and resolves logical offsets
+//! (beginning, end) lazily, racing with concurrent appends. So `seek` resolves every target
+//! to an absolute offset first (watermarks, `offsets_for_times`) and retries the seek itself
+//! while the partition is still starting, within the request timeout. Records fetched
+//! before the seek are discarded by librdkafka, never returned.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::context::HeliosContext;
+use super::{KafkaConfig, REACH_HINT, blocking, error_code, kafka_err};
+use crate::{
+    ConsumedRecord, ConsumerConfig, ConsumerFactory, LogConsumer, LogError, OffsetReset, Result,
+    SeekTo, TopicPartition,
+};
+
+/// Pause between seek attempts while a partition is still starting.
+const SEEK_RETRY: Duration = Duration::from_millis(50);
+
+type Inner = StreamConsumer<HeliosContext>;
+
+pub(crate) struct KafkaConsumerFactory {
+    config: Arc<KafkaConfig>,
+}
+
+impl KafkaConsumerFactory {
+    pub(crate) fn new(config: Arc<KafkaConfig>) -> Self {
+        KafkaConsumerFactory { config }
+    }
+}
+
+#[async_trait]
+impl ConsumerFactory for KafkaConsumerFactory {
+    async fn consumer(
+        &self,
+        topics: &[&str],
+        config: ConsumerConfig,
+    ) -> Result<Box<dyn LogConsumer>> {
+        if config.group.is_empty() {
+            return Err(LogError::Config(
+                "the consumer group name is empty".to_owned(),
+            ));
+        }
+        let session_ms = config
+            .session_timeout
+            .as_millis()
+            .clamp(1, i32::MAX as u128) as u64;
+        // Heartbeats well inside the session timeout so rebalances are noticed quickly.
+        let heartbeat_ms = (session_ms / 10).clamp(100, 3_000);
+        let mut c = self.config.client_config();
+        c.set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match config.offset_reset {
+                    OffsetReset::Earliest => "earliest",
+                    OffsetReset::Latest => "latest",
+                },
+            )
+            .set(
+                "max.partition.fetch.bytes",
+                config.max_partition_fetch_bytes.to_string(),
+            )
+            .set("session.timeout.ms", session_ms.to_string())
+            .set("heartbeat.interval.ms", heartbeat_ms.to_string());
+        self.config.apply_options(&mut c);
+        let consumer: Inner = c
+            .create_with_context(HeliosContext)
+            .map_err(|e| LogError::Config(format!("cannot create the Kafka consumer: {e}")))?;
+        consumer.subscribe(topics).map_err(|e| {
+            kafka_err(
+                format_args!("subscribing group `{}` to {topics:?} failed", config.group),
+                e,
+            )
+        })?;
+        tracing::debug!(group = %config.group, ?topics, "Kafka consumer subscribed");
+        Ok(Box::new(KafkaConsumer {
+            consumer: Arc::new(consumer),
+            group: config.group,
+            timeout: self.config.request_timeout_duration(),
+        }))
+    }
+}
+
+struct KafkaConsumer {
+    consumer: Arc<Inner>,
+    group: String,
+    timeout: Duration,
+}
+
+fn to_record(msg: &BorrowedMessage<'_>) -> ConsumedRecord {
+    let headers = msg
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        topic: Arc::from(msg.topic()),
+        partition: msg.partition() as u32,
+        offset: msg.offset() as u64,
+        timestamp_ms: msg.timestamp().to_millis().unwrap_or(-1),
+        key: msg.key().map(Bytes::copy_from_slice),
+        value: msg
+            .payload()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default(),
+        headers,
+    }
+}
+
+impl KafkaConsumer {
+    fn is_assigned(&self, tp: &TopicPartition) -> bool {
+        self.assignment().contains(tp)
+    }
+
+    /// Resolves a seek target to an absolute offset.
+    async fn resolve(&self, tp: &TopicPartition, to: SeekTo) -> Result<i64> {
+        let consumer = self.consumer.clone();
+        let topic = tp.topic.to_string();
+        let partition = tp.partition as i32;
+        let timeout = self.timeout;
+        blocking("resolving a Kafka seek", move || {
+            let watermarks = || {
+                consumer
+                    .fetch_watermarks(&topic, partition, timeout)
+                    .map_err(|e| {
+                        kafka_err(
+                            format_args!("fetching the offsets of {topic}/{partition} failed"),
+                            format_args!("{e}; {REACH_HINT}"),
+                        )
+                    })
+            };
+            match to {
+                SeekTo::Offset(o) => i64::try_from(o)
+                    .map_err(|_| LogError::Config(format!("offset {o} is out of Kafka's range"))),
+                SeekTo::Beginning => Ok(watermarks()?.0),
+                SeekTo::End => Ok(watermarks()?.1),
+                SeekTo::Timestamp(ts) => {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(&topic, partition, Offset::Offset(ts))
+                        .map_err(|e| kafka_err("building an offset lookup", e))?;
+                    let found = consumer.offsets_for_times(tpl, timeout).map_err(|e| {
+                        kafka_err(
+                            format_args!(
+                                "looking up the offset for time {ts} in {topic}/{partition} failed"
+                            ),
+                            format_args!("{e}; {REACH_HINT}"),
+                        )
+                    })?;
+                    let offset = found
+                        .find_partition(&topic, partition)
+                        .map(|e| e.offset())
+                        .unwrap_or(Offset::End);
+                    match offset {
+                        Offset::Offset(o) => Ok(o),
+                        // No record at or after `ts`: the end of the partition.
+                        _ => Ok(watermarks()?.1),
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut stream = self.consumer.stream();
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        // Wait for the first record, then take whatever is already buffered.
+        let first = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_elapsed) => return Ok(out),
+            Ok(None) => return Err(LogError::Closed),
+            Ok(Some(first)) => first,
+        };
+        match first {
+            Ok(msg) => out.push(to_record(&msg)),
+            Err(e) => {
+                return Err(kafka_err(
+                    format_args!("consumer of group `{}` failed to fetch", self.group),
+                    format_args!("{e}; {REACH_HINT}"),
+                ));
+            }
+        }
+        while out.len() < max {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(msg))) => out.push(to_record(&msg)),
+                Some(Some(Err(e))) => {
+                    // Return what we have; the error shows again on the next poll if it lasts.
+                    tracing::warn!(group = %self.group, error = %e, "Kafka consumer fetch error");
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, offset) in offsets {
+            let offset = i64::try_from(*offset).map_err(|_| {
+                LogError::Config(format!("offset {offset} is out of Kafka's range"))
+            })?;
+            tpl.add_partition_offset(&tp.topic, tp.partition as i32, Offset::Offset(offset))
+                .map_err(|e| kafka_err("building a commit", e))?;
+        }
+        let consumer = self.consumer.clone();
+        let group = self.group.clone();
+        blocking("committing Kafka offsets", move || {
+            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+                kafka_err(
+                    format_args!("committing offsets for group `{group}` failed"),
+                    format_args!(
+                        "{e}; a rebalance may have moved the partitions to another member, \
+                         or {REACH_HINT}"
+                    ),
+                )
+            })
+        })
+        .await
+    }
+
+    async fn committed(&mut self, tp: &TopicPartition) -> Result<Option<u64>> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition as i32);
+        let consumer = self.consumer.clone();
+        let timeout = self.timeout;
+        let group = self.group.clone();
+        let tp = tp.clone();
+        blocking("reading Kafka committed offsets", move || {
+            let found = consumer.committed_offsets(tpl, timeout).map_err(|e| {
+                kafka_err(
+                    format_args!("reading the committed offset of {tp} for group `{group}` failed"),
+                    format_args!("{e}; {REACH_HINT}"),
+                )
+            })?;
+            let offset = found
+                .find_partition(&tp.topic, tp.partition as i32)
+                .map(|e| e.offset());
+            Ok(match offset {
+                Some(Offset::Offset(o)) if o >= 0 => Some(o as u64),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, to: SeekTo) -> Result<()> {
+        if !self.is_assigned(tp) {
+            return Err(LogError::NotAssigned {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+            });
+        }
+        let offset = self.resolve(tp, to).await?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&tp.topic, tp.partition as i32, Offset::Offset(offset))
+                .map_err(|e| kafka_err("building a seek", e))?;
+            let consumer = self.consumer.clone();
+            let timeout = self.timeout;
+            let result = blocking("seeking a Kafka consumer", move || {
+                let tpl = consumer
+                    .seek_partitions(tpl, timeout)
+                    .map_err(|e| kafka_err("seek failed", e))?;
+                Ok(tpl.elements().first().map(|e| e.error()).unwrap_or(Ok(())))
+            })
+            .await?;
+            match result {
+                Ok(()) => {
+                    tracing::debug!(group = %self.group, %tp, offset, "Kafka consumer seeked");
+                    return Ok(());
+                }
+                // The partition is assigned but has not started fetching yet.
+                Err(e)
+                    if matches!(
+                        error_code(&e),
+                        Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
+                    ) && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(SEEK_RETRY).await;
+                    if !self.is_assigned(tp) {
+                        return Err(LogError::NotAssigned {
+                            topic: tp.topic.to_string(),
+                            partition: tp.partition,
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Err(kafka_err(
+                        format_args!("seeking {tp} to offset {offset} failed"),
+                        format_args!("{e}; the partition may have been revoked by a rebalance"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        match self.consumer.assignment() {
+            Ok(tpl) => {
+                let mut tps: Vec<TopicPartition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| TopicPartition::new(e.topic(), e.partition() as u32))
+                    .collect();
+                tps.sort();
+                tps
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "Reading the Kafka assignment failed");
+                Vec::new()
+            }
+        }
+    }
+}
