@@ -1,1 +1,19 @@
-//! Helios records. Being written.
+//! Helios records: the Avro schemas (`avro/*.avsc`), their Rust types, the Confluent
+//! wire format, the codecs every stage uses, the embedded and remote schema registries,
+//! and the CloudEvents 1.0 JSON mapping.
+//!
+//! Architecture invariant: apart from the registry's own data-dir log, this crate does
+//! no I/O; the HTTP routes over the registry live in `helios-query-api`.
+
+pub mod codec;
+mod error;
+pub mod records;
+pub mod registry;
+pub mod wire;
+
+pub use codec::{EventCodec, RecordCodec, SchemaSource};
+pub use error::{Error, Result};
+pub use records::{
+    Alert, AlertState, AvroRecord, DeadLetter, Event, Insight, InsightKind, Severity, WindowResult,
+};
+pub use registry::{CompatibilityLevel, Registry, RemoteRegistry};

@@ -1,0 +1,98 @@
+//! Client for any Confluent-compatible registry (including Helios' own routes), built on
+//! `schema_registry_converter`, so tools like `helios tail` can decode against a URL.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::Schema;
+use async_trait::async_trait;
+use schema_registry_converter::async_impl::avro::get_avro_schema;
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, get_schema_by_id, post_schema,
+};
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+
+use crate::codec::SchemaSource;
+use crate::{Error, Result};
+
+/// A remote schema registry. Schemas fetched by id are cached (ids are immutable).
+pub struct RemoteRegistry {
+    url: String,
+    settings: SrSettings,
+    cache: RwLock<HashMap<u32, Arc<Schema>>>,
+}
+
+impl fmt::Debug for RemoteRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteRegistry")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteRegistry {
+    /// A client for the registry at `url` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(url: &str) -> Result<Self> {
+        let url = url.trim_end_matches('/').to_string();
+        let settings = SrSettings::new_builder(url.clone())
+            .build()
+            .map_err(|e| Error::Remote {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            url,
+            settings,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The registry URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Registers an Avro `schema` under `subject` and returns its global id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32> {
+        let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema.to_string());
+        post_schema(&self.settings, subject.to_string(), supplied)
+            .await
+            .map(|registered| registered.id)
+            .map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: impl fmt::Display) -> Error {
+        Error::Remote {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaSource for RemoteRegistry {
+    async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>> {
+        if let Some(s) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(s.clone());
+        }
+        let registered = get_schema_by_id(id, &self.settings)
+            .await
+            .map_err(|e| self.error(e))?;
+        // Resolves schema references, should the registry use them.
+        let avro = get_avro_schema(&self.settings, registered)
+            .await
+            .map_err(|e| self.error(e))?;
+        let schema = Arc::new(avro.parsed.clone());
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, schema.clone());
+        Ok(schema)
+    }
+}
