@@ -46,7 +46,8 @@ macro_rules! cases {
 cases!(
     append_and_read,
     explicit_partition_and_keyless,
-    seek_offsets_and_timestamps,
+    seek_offsets,
+    seek_timestamps,
     group_sharing,
     commit_and_resume,
     offset_reset,

@@ -48,6 +48,10 @@ impl KafkaAdmin {
     /// Fails with a clear message when no broker answers a metadata request in time.
     pub(crate) async fn check_reachable(&self) -> Result<()> {
         self.metadata(None).await.map(drop).map_err(|e| {
+            let e = match e {
+                LogError::Kafka(message) => message,
+                other => other.to_string(),
+            };
             LogError::Kafka(format!(
                 "cannot reach the Kafka cluster at `{}` within {:?}: {e}",
                 self.config.bootstrap_servers,

@@ -199,7 +199,7 @@ pub async fn append_and_read(log: &Log, topic_prefix: &str) {
     let base = base_ts();
     let make = |i: usize| {
         let mut headers = vec![("trace".to_owned(), Bytes::from(format!("t-{i}")))];
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             headers.push(("empty".to_owned(), Bytes::new()));
             headers.push(("bin".to_owned(), Bytes::from(vec![0u8, 255, i as u8])));
         }
@@ -369,24 +369,36 @@ pub async fn explicit_partition_and_keyless(log: &Log, topic_prefix: &str) {
     assert_eq!(find("explicit-keyless").key, None);
 }
 
-/// Seek by offset, to the beginning, to the end and by timestamp.
-pub async fn seek_offsets_and_timestamps(log: &Log, topic_prefix: &str) {
-    let topic = create(log, &format!("{topic_prefix}.seek"), 2).await;
-    let base = base_ts();
-    let on = |p: u32, i: i64, ts: i64| Record {
+fn seek_record(p: u32, i: i64, ts: i64) -> Record {
+    Record {
         partition: Some(p),
         timestamp_ms: Some(ts),
         ..Record::keyed(format!("k{i}"), format!("p{p}-{i}"))
-    };
-    // Partition 0: offsets 0..10 at base, base+1s, ..., base+9s. Partition 1: noise.
+    }
+}
+
+/// A 2-partition topic whose partition 0 holds offsets 0..10 at `base + i` seconds (with
+/// noise on partition 1), and a consumer assigned partition 0.
+async fn seek_setup(
+    log: &Log,
+    topic_prefix: &str,
+    base: i64,
+) -> (String, TopicPartition, Box<dyn LogConsumer>) {
+    let topic = create(log, &format!("{topic_prefix}.seek"), 2).await;
     append(
         log,
         &topic,
-        (0..10).map(|i| on(0, i, base + i * 1_000)).collect(),
+        (0..10)
+            .map(|i| seek_record(0, i, base + i * 1_000))
+            .collect(),
     )
     .await;
-    append(log, &topic, (0..3).map(|i| on(1, i, base + i)).collect()).await;
-
+    append(
+        log,
+        &topic,
+        (0..3).map(|i| seek_record(1, i, base + i)).collect(),
+    )
+    .await;
     let p0 = TopicPartition::new(&topic, 0);
     let mut c = consumer(
         log,
@@ -396,33 +408,50 @@ pub async fn seek_offsets_and_timestamps(log: &Log, topic_prefix: &str) {
     )
     .await;
     wait_assignment(&mut c, "partition 0", |a| a.contains(&p0)).await;
+    (topic, p0, c)
+}
 
-    for (to, want) in [
-        (SeekTo::Offset(5), 5),
-        (SeekTo::Beginning, 0),
-        (SeekTo::Offset(9), 9),
-        (SeekTo::Timestamp(base + 4_500), 5),
-        (SeekTo::Timestamp(base + 4_000), 4),
-        (SeekTo::Timestamp(base - 60_000), 0),
-        (SeekTo::Offset(2), 2),
-    ] {
-        seek(&mut c, &p0, to).await;
-        let r = next_on(&mut c, &p0).await;
+/// Seeks `c` to each target and checks the first record read from `tp` after it.
+async fn check_seeks(
+    c: &mut Box<dyn LogConsumer>,
+    tp: &TopicPartition,
+    base: i64,
+    cases: &[(SeekTo, u64)],
+) {
+    for &(to, want) in cases {
+        seek(c, tp, to).await;
+        let r = next_on(c, tp).await;
         assert_eq!(r.offset, want, "first record after seek to {to:?}");
         assert_eq!(r.value, format!("p0-{want}"));
         assert_eq!(r.timestamp_ms, base + want as i64 * 1_000);
     }
+}
 
-    // The end, and a time after every record, are both "only new records".
-    for (to, new_offset) in [(SeekTo::End, 10), (SeekTo::Timestamp(base + 3_600_000), 11)] {
-        seek(&mut c, &p0, to).await;
-        append(log, &topic, vec![on(0, new_offset, now_ms())]).await;
-        let r = next_on(&mut c, &p0).await;
-        assert_eq!(
-            r.offset, new_offset as u64,
-            "first record after seek to {to:?}"
-        );
-    }
+/// Seek by offset, to the beginning and to the end; seeking an unassigned partition fails.
+pub async fn seek_offsets(log: &Log, topic_prefix: &str) {
+    let base = base_ts();
+    let (topic, p0, mut c) = seek_setup(log, topic_prefix, base).await;
+    check_seeks(
+        &mut c,
+        &p0,
+        base,
+        &[
+            (SeekTo::Offset(5), 5),
+            (SeekTo::Beginning, 0),
+            (SeekTo::Offset(9), 9),
+            (SeekTo::Offset(2), 2),
+        ],
+    )
+    .await;
+
+    // The end means "only records appended after the seek".
+    seek(&mut c, &p0, SeekTo::End).await;
+    append(log, &topic, vec![seek_record(0, 10, now_ms())]).await;
+    assert_eq!(
+        next_on(&mut c, &p0).await.offset,
+        10,
+        "first record after seek to the end"
+    );
 
     let other = TopicPartition::new(&format!("{topic_prefix}.not-subscribed"), 0);
     let err = c
@@ -432,6 +461,34 @@ pub async fn seek_offsets_and_timestamps(log: &Log, topic_prefix: &str) {
     assert!(
         matches!(err, LogError::NotAssigned { .. }),
         "unexpected error: {err:?}"
+    );
+}
+
+/// Seek by timestamp: to the first record at or after the time, by record timestamps (not
+/// append times); past the last record it is the end.
+pub async fn seek_timestamps(log: &Log, topic_prefix: &str) {
+    let base = base_ts();
+    let (topic, p0, mut c) = seek_setup(log, topic_prefix, base).await;
+    check_seeks(
+        &mut c,
+        &p0,
+        base,
+        &[
+            (SeekTo::Timestamp(base + 4_500), 5),
+            (SeekTo::Timestamp(base + 4_000), 4),
+            (SeekTo::Timestamp(base - 60_000), 0),
+            (SeekTo::Timestamp(base + 9_000), 9),
+            (SeekTo::Timestamp(base + 1), 1),
+        ],
+    )
+    .await;
+
+    seek(&mut c, &p0, SeekTo::Timestamp(base + 3_600_000)).await;
+    append(log, &topic, vec![seek_record(0, 10, now_ms())]).await;
+    assert_eq!(
+        next_on(&mut c, &p0).await.offset,
+        10,
+        "first record after seek past the last time"
     );
 }
 
