@@ -5,6 +5,7 @@
 //! Architecture invariant: apart from the registry's own data-dir log, this crate does
 //! no I/O; the HTTP routes over the registry live in `helios-query-api`.
 
+pub mod cloudevents;
 pub mod codec;
 mod error;
 pub mod records;
