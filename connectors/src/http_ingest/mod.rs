@@ -1,0 +1,225 @@
+//! `POST /v1/events`: CloudEvents over HTTP into `helios.events`.
+//!
+//! Accepts a structured CloudEvent, a batch (`application/cloudevents-batch+json`) or
+//! NDJSON of CloudEvents. Good items are appended keyed by `subject`; bad items are listed
+//! with their index and field. The `202` is sent only after the log reports the accepted
+//! events durable (per its fsync policy), so an acknowledged event is never lost.
+
+mod config;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use helios_log::{LogProducer, Record};
+use helios_schemas::EventCodec;
+use helios_schemas::cloudevents::{self, BodyError};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+pub use config::HttpIngestConfig;
+
+/// Shared state of the ingest route.
+#[derive(Debug, Clone)]
+pub struct HttpIngest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: HttpIngestConfig,
+    producer: Arc<dyn LogProducer>,
+    codec: EventCodec,
+    in_flight: Semaphore,
+    stats: IngestStats,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpIngest")
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of the ingest route, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub busy: AtomicU64,
+}
+
+impl HttpIngest {
+    /// `codec` must carry the registry id of the `Event` schema for the target topic.
+    pub fn new(config: HttpIngestConfig, producer: Arc<dyn LogProducer>, codec: EventCodec) -> Self {
+        let permits = config.max_in_flight;
+        HttpIngest {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                codec,
+                in_flight: Semaphore::new(permits),
+                stats: IngestStats::default(),
+            }),
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &IngestStats {
+        &self.inner.stats
+    }
+
+    /// The routes, ready to merge into the API router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/events", post(post_events))
+            .layer(DefaultBodyLimit::max(self.inner.config.max_body_bytes))
+            .with_state(self.clone())
+    }
+}
+
+/// What a `202` says.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// One refused item.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Rejected {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub error: String,
+}
+
+/// An error answer: `{"error": "...", "rejected": [...]}`.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected: Vec<Rejected>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    error_with(status, message, Vec::new())
+}
+
+fn error_with(status: StatusCode, message: impl Into<String>, rejected: Vec<Rejected>) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+        rejected,
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn post_events(
+    State(ingest): State<HttpIngest>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let inner = &ingest.inner;
+    inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+    // Backpressure: a bounded number of requests may be appending; the rest are told to
+    // come back rather than queue without limit in memory.
+    let Ok(_permit) = inner.in_flight.try_acquire() else {
+        inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest is at capacity; retry after the delay in Retry-After",
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    };
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = inner.config.max_body_bytes;
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body is larger than the limit of {limit} bytes; split it into smaller batches"
+                ),
+            );
+        }
+        Err(e) => return error(e.status(), format!("could not read the request body: {}", e.body_text())),
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let received_at = now_micros();
+    let items = match cloudevents::parse_body(content_type, &bytes, received_at) {
+        Ok(items) => items,
+        Err(e @ BodyError::UnsupportedContentType { .. }) => {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+
+    let mut records = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    for item in items {
+        match item {
+            Ok(event) => {
+                buf.clear();
+                inner.codec.encode_into(&event, &mut buf);
+                records.push(Record {
+                    key: Some(Bytes::copy_from_slice(event.subject.as_bytes())),
+                    value: Bytes::copy_from_slice(&buf),
+                    ..Record::default()
+                });
+            }
+            Err(e) => rejected.push(Rejected {
+                index: e.index,
+                field: e.field.clone(),
+                error: e.message.clone(),
+            }),
+        }
+    }
+    inner.stats.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    if records.is_empty() {
+        return error_with(
+            StatusCode::BAD_REQUEST,
+            if rejected.is_empty() { "the request holds no events" } else { "no event in the request is valid" },
+            rejected,
+        );
+    }
+    let accepted = records.len();
+    let started = Instant::now();
+    if let Err(e) = inner.producer.append(&inner.config.topic, records).await {
+        warn!(topic = %inner.config.topic, events = accepted, error = %e, "Appending ingested events failed.");
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the events could not be written to the log ({e}); nothing was acknowledged, retry the request"),
+        );
+        if e.is_retriable() {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        return resp;
+    }
+    inner.stats.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
+    debug!(
+        events = accepted, rejected = rejected.len(),
+        append_ms = started.elapsed().as_secs_f64() * 1e3, "Ingested events."
+    );
+    (StatusCode::ACCEPTED, axum::Json(Accepted { accepted, rejected })).into_response()
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+#[cfg(test)]
+mod tests;

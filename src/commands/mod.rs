@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod send;
+pub mod tail;
+pub mod topics;
+pub mod up;

@@ -1,0 +1,134 @@
+//! `helios up`: the embedded default in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use clap::Args;
+use helios_connectors::http_ingest::{HttpIngest, HttpIngestConfig};
+use helios_log::TopicSpec;
+use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
+use helios_schemas::{AvroRecord, Event, EventCodec, Registry};
+use tracing::info;
+
+use crate::backend::{log_dir, registry_dir};
+
+/// Run Helios in one process: embedded log, schema registry and HTTP ingest.
+///
+/// Everything lives in the data dir; nothing else needs to be installed or running.
+///
+/// Example:
+///   helios up --listen 127.0.0.1:8080 --data-dir ./helios-data
+///   curl -X POST http://127.0.0.1:8080/v1/events \
+///     -H 'content-type: application/cloudevents-batch+json' \
+///     -d '[{"specversion":"1.0","id":"1","source":"ci","type":"ci.run","subject":"helios"}]'
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct UpArgs {
+    /// Address of the HTTP listener (ingest, registry, health).
+    #[arg(long, env = "HELIOS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Where the log, registry and state live.
+    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
+    pub data_dir: PathBuf,
+
+    /// When appended events are fsynced: `batch` (before every acknowledgement) or an
+    /// interval such as `100ms` (faster; a machine crash may lose that much).
+    #[arg(long, env = "HELIOS_FSYNC", default_value = "batch", value_parser = parse_fsync)]
+    pub fsync: FsyncPolicy,
+
+    /// Partitions of `helios.events` when it is first created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HELIOS_MAX_BODY_BYTES", default_value_t = 10 << 20)]
+    pub max_body_bytes: usize,
+}
+
+fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    if s == "batch" {
+        return Ok(FsyncPolicy::EveryBatch);
+    }
+    humantime::parse_duration(s)
+        .map(FsyncPolicy::Interval)
+        .map_err(|e| format!("`{s}` is neither `batch` nor a duration like `100ms`: {e}"))
+}
+
+pub const EVENTS_TOPIC: &str = "helios.events";
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let embedded = EmbeddedLog::open(
+        log_dir(&args.data_dir),
+        EmbeddedConfig {
+            fsync: args.fsync,
+            ..EmbeddedConfig::default()
+        },
+    )
+    .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let log = embedded.log();
+    let registry = Arc::new(
+        Registry::open(&registry_dir(&args.data_dir)).context("opening the schema registry")?,
+    );
+    let event_schema = registry
+        .register(&format!("{EVENTS_TOPIC}-value"), Event::SCHEMA_JSON)
+        .context("registering the Event schema")?;
+    log.admin()
+        .create_topic(&TopicSpec::new(EVENTS_TOPIC, args.partitions))
+        .await
+        .context("creating the events topic")?;
+
+    let ingest = HttpIngest::new(
+        HttpIngestConfig {
+            topic: EVENTS_TOPIC.to_string(),
+            max_body_bytes: args.max_body_bytes,
+            ..HttpIngestConfig::default()
+        },
+        log.producer(),
+        EventCodec::with_source(event_schema.id, registry.clone()),
+    );
+    let app: Router = helios_query_api::router(ingest.router(), registry.clone());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {} (is another process using it? try --listen)", args.listen))?;
+    let addr = listener.local_addr()?;
+    info!(
+        url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
+        fsync = ?args.fsync, "Helios is up. Post CloudEvents to /v1/events; Ctrl-C stops."
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    info!("Shutting down: flushing the log.");
+    // Graceful shutdown has waited for in-flight requests, so every append has returned.
+    embedded.close().context("flushing the log")?;
+    info!("Stopped cleanly.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
