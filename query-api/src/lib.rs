@@ -1,1 +1,6 @@
-//! Helios HTTP API. Being written.
+//! Helios HTTP API (axum). This crate speaks HTTP; the crates it serves do not.
+//!
+//! - [`registry`]: the Confluent-compatible schema registry routes over the embedded
+//!   [`helios_schemas::Registry`].
+
+pub mod registry;
