@@ -47,7 +47,10 @@ impl LogArgs {
             None => {
                 let dir = log_dir(&self.data_dir);
                 let log = EmbeddedLog::open_read_only(&dir).with_context(|| {
-                    format!("opening the log in {} (is this the data dir of `helios up`?)", dir.display())
+                    format!(
+                        "opening the log in {} (is this the data dir of `helios up`?)",
+                        dir.display()
+                    )
                 })?;
                 Ok(log.log())
             }
@@ -61,9 +64,9 @@ impl LogArgs {
             )),
             None => {
                 let dir = registry_dir(&self.data_dir);
-                Ok(Arc::new(Registry::open_read_only(&dir).with_context(|| {
-                    format!("opening the registry in {}", dir.display())
-                })?))
+                Ok(Arc::new(Registry::open_read_only(&dir).with_context(
+                    || format!("opening the registry in {}", dir.display()),
+                )?))
             }
         }
     }

@@ -35,7 +35,10 @@ async fn fill(log: &Log, topic: &str, n: usize, ts0: i64) {
 }
 
 async fn read_all(log: &Log, topic: &str, group: &str) -> Vec<(u64, Bytes)> {
-    let mut c = log.consumer(&[topic], ConsumerConfig::new(group)).await.unwrap();
+    let mut c = log
+        .consumer(&[topic], ConsumerConfig::new(group))
+        .await
+        .unwrap();
     let mut out = Vec::new();
     loop {
         let batch = c.poll(10_000, Duration::from_millis(200)).await.unwrap();
@@ -62,7 +65,10 @@ async fn torn_tail_is_truncated_on_restart() {
     let before = {
         let embedded = EmbeddedLog::open(dir.path(), EmbeddedConfig::default()).unwrap();
         let log = embedded.log();
-        log.admin().create_topic(&TopicSpec::new("t", 1)).await.unwrap();
+        log.admin()
+            .create_topic(&TopicSpec::new("t", 1))
+            .await
+            .unwrap();
         fill(&log, "t", 100, 1_000).await;
         read_all(&log, "t", "before").await
     };
@@ -71,7 +77,8 @@ async fn torn_tail_is_truncated_on_restart() {
     let good_len = std::fs::metadata(&seg).unwrap().len();
     // A crash mid-write: half a frame header that claims a large batch, then garbage.
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-    f.write_all(&[0x10, 0x27, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5]).unwrap();
+    f.write_all(&[0x10, 0x27, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5])
+        .unwrap();
     drop(f);
 
     let embedded = EmbeddedLog::open(dir.path(), EmbeddedConfig::default()).unwrap();
@@ -80,7 +87,11 @@ async fn torn_tail_is_truncated_on_restart() {
     let log = embedded.log();
     assert_eq!(read_all(&log, "t", "after").await, before);
     // Appends continue at the next offset.
-    let pos = log.producer().append("t", vec![record(100, 5_000)]).await.unwrap();
+    let pos = log
+        .producer()
+        .append("t", vec![record(100, 5_000)])
+        .await
+        .unwrap();
     assert_eq!(pos[0].offset, 100);
 }
 
@@ -90,7 +101,10 @@ async fn corrupt_last_batch_is_cut_and_earlier_batches_survive() {
     {
         let embedded = EmbeddedLog::open(dir.path(), EmbeddedConfig::default()).unwrap();
         let log = embedded.log();
-        log.admin().create_topic(&TopicSpec::new("t", 1)).await.unwrap();
+        log.admin()
+            .create_topic(&TopicSpec::new("t", 1))
+            .await
+            .unwrap();
         fill(&log, "t", 50, 1_000).await;
     }
     let seg = segment_files(dir.path(), "t").pop().unwrap();
@@ -104,7 +118,11 @@ async fn corrupt_last_batch_is_cut_and_earlier_batches_survive() {
     assert_eq!(cut.len(), 1);
     assert!(cut[0].2 > 0);
     let got = read_all(&embedded.log(), "t", "g").await;
-    assert_eq!(got.len(), 25, "the first batch survives, the damaged one is gone");
+    assert_eq!(
+        got.len(),
+        25,
+        "the first batch survives, the damaged one is gone"
+    );
     assert_eq!(got.last().unwrap().0, 24);
 }
 
@@ -115,7 +133,10 @@ async fn many_segments_reopen_with_indexes_and_seek() {
     {
         let embedded = EmbeddedLog::open(dir.path(), small_segments()).unwrap();
         let log = embedded.log();
-        log.admin().create_topic(&TopicSpec::new("t", 1)).await.unwrap();
+        log.admin()
+            .create_topic(&TopicSpec::new("t", 1))
+            .await
+            .unwrap();
         fill(&log, "t", n, 1_000_000).await;
     }
     assert!(segment_files(dir.path(), "t").len() > 20);
@@ -126,13 +147,18 @@ async fn many_segments_reopen_with_indexes_and_seek() {
     assert!(all.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
 
     let tp = TopicPartition::new("t", 0);
-    let mut c = log.consumer(&["t"], ConsumerConfig::new("seeker")).await.unwrap();
+    let mut c = log
+        .consumer(&["t"], ConsumerConfig::new("seeker"))
+        .await
+        .unwrap();
     c.poll(1, Duration::from_millis(100)).await.unwrap();
     for target in [0u64, 1, 777, 1_234, 1_999] {
         c.seek(&tp, SeekTo::Offset(target)).await.unwrap();
         let r = c.poll(1, Duration::from_secs(1)).await.unwrap();
         assert_eq!(r[0].offset, target);
-        c.seek(&tp, SeekTo::Timestamp(1_000_000 + target as i64)).await.unwrap();
+        c.seek(&tp, SeekTo::Timestamp(1_000_000 + target as i64))
+            .await
+            .unwrap();
         let r = c.poll(1, Duration::from_secs(1)).await.unwrap();
         assert_eq!(r[0].offset, target, "seek by time to {target}");
     }
@@ -144,8 +170,14 @@ async fn retention_by_size_and_age_deletes_old_segments() {
     let embedded = EmbeddedLog::open(dir.path(), small_segments()).unwrap();
     let log = embedded.log();
     let admin = log.admin();
-    admin.create_topic(&TopicSpec::new("by-size", 1).retention_bytes(32 * 1024)).await.unwrap();
-    admin.create_topic(&TopicSpec::new("by-age", 1).retention(Duration::from_secs(3600))).await.unwrap();
+    admin
+        .create_topic(&TopicSpec::new("by-size", 1).retention_bytes(32 * 1024))
+        .await
+        .unwrap();
+    admin
+        .create_topic(&TopicSpec::new("by-age", 1).retention(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     fill(&log, "by-size", 1_000, 0).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -155,7 +187,10 @@ async fn retention_by_size_and_age_deletes_old_segments() {
     fill(&log, "by-age", 500, now - 7_200_000).await;
     let fresh: Vec<Record> = (0..500).map(|i| record(i, now)).collect();
     for chunk in fresh.chunks(25) {
-        log.producer().append("by-age", chunk.to_vec()).await.unwrap();
+        log.producer()
+            .append("by-age", chunk.to_vec())
+            .await
+            .unwrap();
     }
     embedded.enforce_retention().unwrap();
 
@@ -167,7 +202,10 @@ async fn retention_by_size_and_age_deletes_old_segments() {
     assert_eq!(got.first().unwrap().0, size.start_offset);
 
     let age = admin.describe_topic("by-age").await.unwrap().partitions[0].clone();
-    assert!(age.start_offset > 0 && age.start_offset <= 500, "old data deleted, fresh kept: {age:?}");
+    assert!(
+        age.start_offset > 0 && age.start_offset <= 500,
+        "old data deleted, fresh kept: {age:?}"
+    );
     assert_eq!(age.end_offset, 1_000);
 }
 
@@ -180,11 +218,17 @@ async fn one_writer_per_data_dir_and_read_only_followers() {
         Err(LogError::Locked(_))
     ));
     let log = embedded.log();
-    log.admin().create_topic(&TopicSpec::new("t", 1)).await.unwrap();
+    log.admin()
+        .create_topic(&TopicSpec::new("t", 1))
+        .await
+        .unwrap();
     fill(&log, "t", 10, 0).await;
 
     let follower = EmbeddedLog::open_read_only(dir.path()).unwrap().log();
-    let mut c = follower.consumer(&["t"], ConsumerConfig::new("tail")).await.unwrap();
+    let mut c = follower
+        .consumer(&["t"], ConsumerConfig::new("tail"))
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 10 {
         seen.extend(c.poll(100, Duration::from_secs(2)).await.unwrap());
@@ -215,7 +259,10 @@ async fn interval_fsync_makes_appends_visible_and_flushes() {
     };
     let embedded = EmbeddedLog::open(dir.path(), cfg).unwrap();
     let log = embedded.log();
-    log.admin().create_topic(&TopicSpec::new("t", 2)).await.unwrap();
+    log.admin()
+        .create_topic(&TopicSpec::new("t", 2))
+        .await
+        .unwrap();
     fill(&log, "t", 100, 0).await;
     embedded.close().unwrap();
     assert!(matches!(

@@ -3,4 +3,7 @@
 //! - [`registry`]: the Confluent-compatible schema registry routes over the embedded
 //!   [`helios_schemas::Registry`].
 
+mod app;
 pub mod registry;
+
+pub use app::router;

@@ -81,9 +81,12 @@ const MAX_ATTEMPTS: u32 = 10;
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let mut raw = Vec::new();
     if args.file.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut raw).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut raw)
+            .context("reading standard input")?;
     } else {
-        raw = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+        raw = std::fs::read(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?;
     }
     // (file line numbers, body) per batch; blank lines are skipped, so the server's item
     // index maps back to a line through the list.
@@ -100,14 +103,20 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         lines.push(n + 1);
         total += 1;
         if lines.len() == args.batch as usize {
-            batches.push((std::mem::take(&mut lines), Bytes::from(std::mem::take(&mut body))));
+            batches.push((
+                std::mem::take(&mut lines),
+                Bytes::from(std::mem::take(&mut body)),
+            ));
         }
     }
     if !lines.is_empty() {
         batches.push((lines, Bytes::from(body)));
     }
     if total == 0 {
-        bail!("{} holds no events (expected one CloudEvent JSON object per line)", args.file.display());
+        bail!(
+            "{} holds no events (expected one CloudEvent JSON object per line)",
+            args.file.display()
+        );
     }
 
     let endpoint = format!("{}/v1/events", args.url.trim_end_matches('/'));
@@ -156,7 +165,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         println!("  line {line}: {msg}");
     }
     if summary.rejected.len() > 20 {
-        println!("  … and {} more rejected lines", summary.rejected.len() - 20);
+        println!(
+            "  … and {} more rejected lines",
+            summary.rejected.len() - 20
+        );
     }
     for (n, msg) in failures.iter().take(5) {
         println!("  a batch of {n} events was not delivered: {msg}");
@@ -217,7 +229,10 @@ async fn post_batch(
                     .rejected
                     .into_iter()
                     .map(|r| {
-                        let field = r.field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+                        let field = r
+                            .field
+                            .map(|f| format!(" (field `{f}`)"))
+                            .unwrap_or_default();
                         let line = lines.get(r.index).copied().unwrap_or(0);
                         (line, format!("{}{field}", r.error))
                     })

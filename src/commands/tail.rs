@@ -47,7 +47,11 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     // Event schema still takes the fast path once recognised.
     let codec = EventCodec::with_source(0, source);
     let follow = args.follow || !args.from_beginning;
-    let reset = if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest };
+    let reset = if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
 
     // Where "the end" is for a non-following tail: the end offsets as of now.
     let info = log
@@ -67,7 +71,10 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
 
     let group = format!("helios-tail-{}-{}", std::process::id(), unique_suffix());
     let mut consumer = log
-        .consumer(&[args.topic.as_str()], ConsumerConfig::new(group).offset_reset(reset))
+        .consumer(
+            &[args.topic.as_str()],
+            ConsumerConfig::new(group).offset_reset(reset),
+        )
         .await?;
     let stdout = std::io::stdout();
     loop {
@@ -79,7 +86,10 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
                 // The reader went away (`helios tail ... | head`): stop quietly.
                 return Ok(());
             }
-            if remaining.get(&r.partition).is_some_and(|end| r.offset + 1 >= *end) {
+            if remaining
+                .get(&r.partition)
+                .is_some_and(|end| r.offset + 1 >= *end)
+            {
                 remaining.remove(&r.partition);
             }
         }
@@ -110,7 +120,10 @@ async fn render(codec: &EventCodec, r: &ConsumedRecord) -> Value {
 
 /// The event as JSON, with its payload inlined as JSON rather than as a string.
 fn event_json(event: Event) -> Value {
-    let payload = event.payload.as_deref().map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.to_string())));
+    let payload = event
+        .payload
+        .as_deref()
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.to_string())));
     let mut v = serde_json::to_value(&event).unwrap_or(Value::Null);
     if let (Some(obj), Some(payload)) = (v.as_object_mut(), payload) {
         obj.insert("payload".into(), payload);

@@ -54,7 +54,10 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
     }
     let detailed = matches!(args.command, Some(TopicsCommand::Describe { .. }));
     if detailed {
-        println!("{:<32} {:>9} {:>14} {:>14} {:>12}", "TOPIC", "PARTITION", "START", "END", "SIZE");
+        println!(
+            "{:<32} {:>9} {:>14} {:>14} {:>12}",
+            "TOPIC", "PARTITION", "START", "END", "SIZE"
+        );
         for t in &infos {
             for p in &t.partitions {
                 println!(
@@ -68,9 +71,16 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             }
         }
     } else {
-        println!("{:<32} {:>10} {:>14} {:>12}", "TOPIC", "PARTITIONS", "RECORDS", "SIZE");
+        println!(
+            "{:<32} {:>10} {:>14} {:>12}",
+            "TOPIC", "PARTITIONS", "RECORDS", "SIZE"
+        );
         for t in &infos {
-            let records: u64 = t.partitions.iter().map(|p| p.end_offset - p.start_offset).sum();
+            let records: u64 = t
+                .partitions
+                .iter()
+                .map(|p| p.end_offset - p.start_offset)
+                .sum();
             let size: Option<u64> = t.partitions.iter().map(|p| p.size_bytes).sum();
             println!(
                 "{:<32} {:>10} {:>14} {:>12}",
@@ -92,5 +102,9 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }

@@ -96,7 +96,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("binding {} (is another process using it? try --listen)", args.listen))?;
+        .with_context(|| {
+            format!(
+                "binding {} (is another process using it? try --listen)",
+                args.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     info!(
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
@@ -117,13 +122,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -61,7 +61,11 @@ pub struct IngestStats {
 
 impl HttpIngest {
     /// `codec` must carry the registry id of the `Event` schema for the target topic.
-    pub fn new(config: HttpIngestConfig, producer: Arc<dyn LogProducer>, codec: EventCodec) -> Self {
+    pub fn new(
+        config: HttpIngestConfig,
+        producer: Arc<dyn LogProducer>,
+        codec: EventCodec,
+    ) -> Self {
         let permits = config.max_in_flight;
         HttpIngest {
             inner: Arc::new(Inner {
@@ -139,7 +143,8 @@ async fn post_events(
             StatusCode::SERVICE_UNAVAILABLE,
             "ingest is at capacity; retry after the delay in Retry-After",
         );
-        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     };
     let bytes = match body {
@@ -153,9 +158,16 @@ async fn post_events(
                 ),
             );
         }
-        Err(e) => return error(e.status(), format!("could not read the request body: {}", e.body_text())),
+        Err(e) => {
+            return error(
+                e.status(),
+                format!("could not read the request body: {}", e.body_text()),
+            );
+        }
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let received_at = now_micros();
     let items = match cloudevents::parse_body(content_type, &bytes, received_at) {
         Ok(items) => items,
@@ -186,11 +198,18 @@ async fn post_events(
             }),
         }
     }
-    inner.stats.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    inner
+        .stats
+        .rejected
+        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
     if records.is_empty() {
         return error_with(
             StatusCode::BAD_REQUEST,
-            if rejected.is_empty() { "the request holds no events" } else { "no event in the request is valid" },
+            if rejected.is_empty() {
+                "the request holds no events"
+            } else {
+                "no event in the request is valid"
+            },
             rejected,
         );
     }
@@ -200,19 +219,31 @@ async fn post_events(
         warn!(topic = %inner.config.topic, events = accepted, error = %e, "Appending ingested events failed.");
         let mut resp = error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the events could not be written to the log ({e}); nothing was acknowledged, retry the request"),
+            format!(
+                "the events could not be written to the log ({e}); nothing was acknowledged, retry the request"
+            ),
         );
         if e.is_retriable() {
-            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         return resp;
     }
-    inner.stats.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
+    inner
+        .stats
+        .accepted
+        .fetch_add(accepted as u64, Ordering::Relaxed);
     debug!(
-        events = accepted, rejected = rejected.len(),
-        append_ms = started.elapsed().as_secs_f64() * 1e3, "Ingested events."
+        events = accepted,
+        rejected = rejected.len(),
+        append_ms = started.elapsed().as_secs_f64() * 1e3,
+        "Ingested events."
     );
-    (StatusCode::ACCEPTED, axum::Json(Accepted { accepted, rejected })).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(Accepted { accepted, rejected }),
+    )
+        .into_response()
 }
 
 fn now_micros() -> i64 {

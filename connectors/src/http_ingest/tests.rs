@@ -22,22 +22,45 @@ struct Fixture {
 
 async fn fixture(config: HttpIngestConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path(), EmbeddedConfig::default()).unwrap().log();
-    log.admin().create_topic(&TopicSpec::new(&config.topic, 3)).await.unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedConfig::default())
+        .unwrap()
+        .log();
+    log.admin()
+        .create_topic(&TopicSpec::new(&config.topic, 3))
+        .await
+        .unwrap();
     let ingest = HttpIngest::new(config, log.producer(), EventCodec::new(SCHEMA_ID));
-    Fixture { _dir: dir, log, ingest }
+    Fixture {
+        _dir: dir,
+        log,
+        ingest,
+    }
 }
 
-async fn post(ingest: &HttpIngest, content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value, Option<String>) {
+async fn post(
+    ingest: &HttpIngest,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, Value, Option<String>) {
     let mut req = Request::post("/v1/events");
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    let resp = ingest.router().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let resp = ingest
+        .router()
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {bytes:?}"));
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {bytes:?}"));
     (status, value, retry)
 }
 
@@ -46,7 +69,10 @@ fn event(id: &str, subject: &str) -> Value {
 }
 
 async fn read_all(log: &Log) -> Vec<helios_log::ConsumedRecord> {
-    let mut c = log.consumer(&["helios.events"], ConsumerConfig::new("check")).await.unwrap();
+    let mut c = log
+        .consumer(&["helios.events"], ConsumerConfig::new("check"))
+        .await
+        .unwrap();
     let mut out = Vec::new();
     loop {
         let batch = c.poll(1000, Duration::from_millis(100)).await.unwrap();
@@ -61,7 +87,12 @@ async fn read_all(log: &Log) -> Vec<helios_log::ConsumedRecord> {
 async fn batch_accepts_good_items_and_lists_bad_ones() {
     let f = fixture(HttpIngestConfig::default()).await;
     let body = json!([event("a", "helios"), {"specversion": "1.0", "source": "ci", "type": "x"}, event("c", "other")]);
-    let (status, answer, _) = post(&f.ingest, Some("application/cloudevents-batch+json"), body.to_string()).await;
+    let (status, answer, _) = post(
+        &f.ingest,
+        Some("application/cloudevents-batch+json"),
+        body.to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(answer["accepted"], 2);
     assert_eq!(answer["rejected"].as_array().unwrap().len(), 1);
@@ -73,22 +104,43 @@ async fn batch_accepts_good_items_and_lists_bad_ones() {
     let codec = EventCodec::new(SCHEMA_ID);
     for r in &records {
         let e = codec.decode(&r.value).unwrap();
-        assert_eq!(r.key.as_deref(), Some(e.subject.as_bytes()), "keyed by subject");
+        assert_eq!(
+            r.key.as_deref(),
+            Some(e.subject.as_bytes()),
+            "keyed by subject"
+        );
         assert_eq!(r.partition, partition_for_key(e.subject.as_bytes(), 3));
         assert_eq!(e.kind, "ci.run");
         assert_eq!(e.value, Some(3.5));
     }
-    assert_eq!(f.ingest.stats().accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(
+        f.ingest
+            .stats()
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
 }
 
 #[tokio::test]
 async fn structured_and_ndjson_are_accepted() {
     let f = fixture(HttpIngestConfig::default()).await;
-    let (status, answer, _) = post(&f.ingest, Some("application/cloudevents+json"), event("s1", "helios").to_string()).await;
-    assert_eq!((status, answer["accepted"].clone()), (StatusCode::ACCEPTED, json!(1)));
+    let (status, answer, _) = post(
+        &f.ingest,
+        Some("application/cloudevents+json"),
+        event("s1", "helios").to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (StatusCode::ACCEPTED, json!(1))
+    );
     let ndjson = format!("{}\n{}\n", event("n1", "a"), event("n2", "b"));
     let (status, answer, _) = post(&f.ingest, Some("application/x-ndjson"), ndjson).await;
-    assert_eq!((status, answer["accepted"].clone()), (StatusCode::ACCEPTED, json!(2)));
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (StatusCode::ACCEPTED, json!(2))
+    );
     assert_eq!(read_all(&f.log).await.len(), 3);
 }
 
@@ -100,10 +152,30 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     })
     .await;
     let cases: Vec<(Option<&str>, String, StatusCode, &str)> = vec![
-        (Some("text/plain"), event("x", "s").to_string(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "not supported"),
-        (Some("application/cloudevents-batch+json"), "[{\"id\": ".into(), StatusCode::BAD_REQUEST, "malformed"),
-        (Some("application/cloudevents+json"), json!({"id": "1"}).to_string(), StatusCode::BAD_REQUEST, "no event"),
-        (Some("application/cloudevents-batch+json"), "[]".into(), StatusCode::BAD_REQUEST, "no events"),
+        (
+            Some("text/plain"),
+            event("x", "s").to_string(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not supported",
+        ),
+        (
+            Some("application/cloudevents-batch+json"),
+            "[{\"id\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            Some("application/cloudevents+json"),
+            json!({"id": "1"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "no event",
+        ),
+        (
+            Some("application/cloudevents-batch+json"),
+            "[]".into(),
+            StatusCode::BAD_REQUEST,
+            "no events",
+        ),
         (
             Some("application/cloudevents-batch+json"),
             json!(vec![event("big", "s"); 40]).to_string(),
@@ -118,7 +190,12 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
     }
     // A single structured event without an id names the field.
-    let (_, answer, _) = post(&f.ingest, Some("application/cloudevents+json"), json!({"specversion": "1.0", "source": "s", "type": "t"}).to_string()).await;
+    let (_, answer, _) = post(
+        &f.ingest,
+        Some("application/cloudevents+json"),
+        json!({"specversion": "1.0", "source": "s", "type": "t"}).to_string(),
+    )
+    .await;
     assert_eq!(answer["rejected"][0]["field"], "id");
     assert!(read_all(&f.log).await.is_empty());
 }
@@ -130,7 +207,12 @@ async fn over_capacity_answers_503_with_retry_after() {
         ..HttpIngestConfig::default()
     })
     .await;
-    let (status, answer, retry) = post(&f.ingest, Some("application/cloudevents+json"), event("a", "s").to_string()).await;
+    let (status, answer, retry) = post(
+        &f.ingest,
+        Some("application/cloudevents+json"),
+        event("a", "s").to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry.as_deref(), Some("1"));
     assert!(answer["error"].as_str().unwrap().contains("capacity"));
@@ -145,11 +227,24 @@ async fn log_failure_is_503_and_not_acknowledged() {
     .await;
     // The fixture created `missing`; point a second ingest at a topic that does not exist.
     let ingest = HttpIngest::new(
-        HttpIngestConfig { topic: "nope".into(), ..HttpIngestConfig::default() },
+        HttpIngestConfig {
+            topic: "nope".into(),
+            ..HttpIngestConfig::default()
+        },
         f.log.producer(),
         EventCodec::new(SCHEMA_ID),
     );
-    let (status, answer, _) = post(&ingest, Some("application/cloudevents+json"), event("a", "s").to_string()).await;
+    let (status, answer, _) = post(
+        &ingest,
+        Some("application/cloudevents+json"),
+        event("a", "s").to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(answer["error"].as_str().unwrap().contains("nothing was acknowledged"));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was acknowledged")
+    );
 }

@@ -105,7 +105,9 @@ pub fn header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
     if len < 4 + BODY_HEADER {
-        return Err(BatchError::Invalid(format!("frame length {len} is too small")));
+        return Err(BatchError::Invalid(format!(
+            "frame length {len} is too small"
+        )));
     }
     let total_len = 4 + len;
     if buf.len() < total_len {
@@ -249,9 +251,19 @@ mod tests {
     #[test]
     fn records_roundtrip() {
         let records = vec![
-            rec(1_700_000_000_000, Some("repo-a"), "v1", &[("traceparent", "00-ab")]),
+            rec(
+                1_700_000_000_000,
+                Some("repo-a"),
+                "v1",
+                &[("traceparent", "00-ab")],
+            ),
             rec(1_699_999_999_000, None, "", &[]),
-            rec(1_700_000_005_000, Some(""), &"x".repeat(300), &[("a", ""), ("b", "2")]),
+            rec(
+                1_700_000_005_000,
+                Some(""),
+                &"x".repeat(300),
+                &[("a", ""), ("b", "2")],
+            ),
         ];
         let (h, out) = roundtrip(&records, 42);
         assert_eq!(h.base_offset, 42);
@@ -272,13 +284,20 @@ mod tests {
         seal(&mut buf, 0);
         // Every strict prefix is incomplete, never mistaken for a batch.
         for cut in 0..buf.len() {
-            assert_eq!(header(&buf[..cut]), Err(BatchError::Incomplete), "prefix {cut}");
+            assert_eq!(
+                header(&buf[..cut]),
+                Err(BatchError::Incomplete),
+                "prefix {cut}"
+            );
         }
         // Any flipped body byte fails the CRC.
         for i in FRAME_HEADER..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;
-            assert!(matches!(header(&bad), Err(BatchError::Invalid(_))), "byte {i}");
+            assert!(
+                matches!(header(&bad), Err(BatchError::Invalid(_))),
+                "byte {i}"
+            );
         }
         // Zeroed garbage (a preallocated or torn tail) is not a batch either.
         assert!(matches!(header(&[0u8; 64]), Err(BatchError::Invalid(_))));

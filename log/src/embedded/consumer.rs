@@ -198,7 +198,9 @@ impl LogConsumer for EmbeddedConsumer {
         if offsets.is_empty() {
             return Ok(());
         }
-        self.log.groups.commit(&self.config.group, self.member, offsets)
+        self.log
+            .groups
+            .commit(&self.config.group, self.member, offsets)
     }
 
     async fn committed(&mut self, tp: &TopicPartition) -> Result<Option<u64>> {

@@ -76,7 +76,9 @@ impl Groups {
         let safe: String = group
             .bytes()
             .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => (b as char).to_string(),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect();
@@ -87,11 +89,12 @@ impl Groups {
         let path = self.file(name);
         let committed = match fs::read(&path) {
             Ok(raw) => {
-                let file: OffsetsFile = serde_json::from_slice(&raw).map_err(|e| LogError::Corrupt {
-                    path: path.clone(),
-                    position: 0,
-                    reason: format!("committed offsets are not valid JSON: {e}"),
-                })?;
+                let file: OffsetsFile =
+                    serde_json::from_slice(&raw).map_err(|e| LogError::Corrupt {
+                        path: path.clone(),
+                        position: 0,
+                        reason: format!("committed offsets are not valid JSON: {e}"),
+                    })?;
                 file.offsets
                     .into_iter()
                     .map(|o| (TopicPartition::new(&o.topic, o.partition), o.offset))
@@ -110,7 +113,11 @@ impl Groups {
         })
     }
 
-    fn group<'a>(&self, groups: &'a mut HashMap<String, Group>, name: &str) -> Result<&'a mut Group> {
+    fn group<'a>(
+        &self,
+        groups: &'a mut HashMap<String, Group>,
+        name: &str,
+    ) -> Result<&'a mut Group> {
         if !groups.contains_key(name) {
             let g = self.load(name)?;
             groups.insert(name.to_string(), g);
@@ -146,7 +153,10 @@ impl Groups {
     pub fn assignment(&self, name: &str, member: u64) -> (u64, Vec<TopicPartition>) {
         let groups = self.lock();
         groups.get(name).map_or((0, Vec::new()), |g| {
-            (g.generation, g.assignment.get(&member).cloned().unwrap_or_default())
+            (
+                g.generation,
+                g.assignment.get(&member).cloned().unwrap_or_default(),
+            )
         })
     }
 
@@ -162,7 +172,11 @@ impl Groups {
         }
         let mut groups = self.lock();
         let g = self.group(&mut groups, name)?;
-        let owned = g.assignment.get(&member).map(Vec::as_slice).unwrap_or_default();
+        let owned = g
+            .assignment
+            .get(&member)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if let Some((tp, _)) = offsets.iter().find(|(tp, _)| !owned.contains(tp)) {
             return Err(LogError::NotAssigned {
                 topic: tp.topic.to_string(),
@@ -247,7 +261,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let groups = Groups::new(dir.path().to_path_buf(), true).unwrap();
         let a = groups.join("weird/group name", tps("t", 2)).unwrap();
-        groups.commit("weird/group name", a.member, &[(TopicPartition::new("t", 1), 7)]).unwrap();
+        groups
+            .commit(
+                "weird/group name",
+                a.member,
+                &[(TopicPartition::new("t", 1), 7)],
+            )
+            .unwrap();
         let b = groups.join("weird/group name", tps("t", 2)).unwrap();
         let (_, pb) = groups.assignment("weird/group name", b.member);
         let (_, pa) = groups.assignment("weird/group name", a.member);
@@ -260,7 +280,17 @@ mod tests {
         ));
 
         let reopened = Groups::new(dir.path().to_path_buf(), true).unwrap();
-        assert_eq!(reopened.committed("weird/group name", &TopicPartition::new("t", 1)).unwrap(), Some(7));
-        assert_eq!(reopened.committed("weird/group name", &TopicPartition::new("t", 0)).unwrap(), None);
+        assert_eq!(
+            reopened
+                .committed("weird/group name", &TopicPartition::new("t", 1))
+                .unwrap(),
+            Some(7)
+        );
+        assert_eq!(
+            reopened
+                .committed("weird/group name", &TopicPartition::new("t", 0))
+                .unwrap(),
+            None
+        );
     }
 }

@@ -137,7 +137,12 @@ impl EmbeddedLog {
         Self::load(dir, EmbeddedConfig::default(), false, None)
     }
 
-    fn load(dir: PathBuf, config: EmbeddedConfig, writable: bool, lock: Option<File>) -> Result<Self> {
+    fn load(
+        dir: PathBuf,
+        config: EmbeddedConfig,
+        writable: bool,
+        lock: Option<File>,
+    ) -> Result<Self> {
         let groups = Groups::new(dir.join("groups"), writable)?;
         let inner = Arc::new(Inner {
             dir,
@@ -276,12 +281,18 @@ impl EmbeddedLog {
 
 impl Inner {
     fn topics(&self) -> HashMap<String, Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        topics.get(name).cloned().ok_or_else(|| LogError::UnknownTopic(name.to_string()))
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))
     }
 
     fn topic_dir(&self, name: &str) -> PathBuf {
@@ -332,17 +343,28 @@ impl Inner {
 
     /// Splits `records` into per-partition batches and appends them, returning positions
     /// in input order.
-    fn append_blocking(topic: &Topic, records: Vec<Record>, max_record: usize) -> Result<Vec<RecordPosition>> {
+    fn append_blocking(
+        topic: &Topic,
+        records: Vec<Record>,
+        max_record: usize,
+    ) -> Result<Vec<RecordPosition>> {
         let n = topic.spec.partitions;
         let now = now_ms();
         // (input index, record) per partition, in input order.
-        let mut per_partition: Vec<Vec<(usize, StoredRecord)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut per_partition: Vec<Vec<(usize, StoredRecord)>> =
+            (0..n).map(|_| Vec::new()).collect();
         for (i, r) in records.into_iter().enumerate() {
             let size = r.key.as_ref().map_or(0, |k| k.len())
                 + r.value.len()
-                + r.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                + r.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
             if size > max_record {
-                return Err(LogError::RecordTooLarge { size, limit: max_record });
+                return Err(LogError::RecordTooLarge {
+                    size,
+                    limit: max_record,
+                });
             }
             let p = match (r.partition, &r.key) {
                 (Some(p), _) if p < n => p,
@@ -367,7 +389,13 @@ impl Inner {
             ));
         }
         let total: usize = per_partition.iter().map(Vec::len).sum();
-        let mut positions = vec![RecordPosition { partition: 0, offset: 0 }; total];
+        let mut positions = vec![
+            RecordPosition {
+                partition: 0,
+                offset: 0
+            };
+            total
+        ];
         let busy: Vec<(u32, Vec<(usize, StoredRecord)>)> = per_partition
             .into_iter()
             .enumerate()
@@ -385,7 +413,11 @@ impl Inner {
             if let Some((p, recs)) = busy.first() {
                 out.push(append_partition(&topic.partitions[*p as usize], recs));
             }
-            out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(LogError::Closed))));
+            out.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(LogError::Closed))),
+            );
             out
         });
         for r in results {
@@ -397,7 +429,10 @@ impl Inner {
     }
 }
 
-fn append_partition(p: &Partition, recs: &[(usize, StoredRecord)]) -> Result<Vec<(usize, RecordPosition)>> {
+fn append_partition(
+    p: &Partition,
+    recs: &[(usize, StoredRecord)],
+) -> Result<Vec<(usize, RecordPosition)>> {
     let mut scratch = Vec::with_capacity(MAX_BATCH_BYTES.min(recs.len() * 256));
     let mut out = Vec::with_capacity(recs.len());
     let mut start = 0;
@@ -412,7 +447,13 @@ fn append_partition(p: &Partition, recs: &[(usize, StoredRecord)]) -> Result<Vec
         let chunk = &recs[start..end];
         let base = p.append_iter(chunk.iter().map(|(_, r)| r), &mut scratch)?;
         out.extend(chunk.iter().enumerate().map(|(j, (i, _))| {
-            (*i, RecordPosition { partition: p.id, offset: base + j as u64 })
+            (
+                *i,
+                RecordPosition {
+                    partition: p.id,
+                    offset: base + j as u64,
+                },
+            )
         }));
         start = end;
     }
@@ -430,8 +471,14 @@ fn validate_topic_name(name: &str) -> Result<()> {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(LogError::InvalidTopicName(name.to_string())) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(LogError::InvalidTopicName(name.to_string()))
+    }
 }
 
 #[async_trait]
@@ -452,7 +499,10 @@ impl LogAdmin for EmbeddedLog {
         let inner = &self.inner;
         validate_topic_name(&spec.name)?;
         if spec.partitions == 0 {
-            return Err(LogError::Config(format!("topic `{}` needs at least one partition", spec.name)));
+            return Err(LogError::Config(format!(
+                "topic `{}` needs at least one partition",
+                spec.name
+            )));
         }
         let mut topics = inner.topics.write().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = topics.get(&spec.name) {
@@ -498,13 +548,25 @@ impl LogAdmin for EmbeddedLog {
 
 #[async_trait]
 impl ConsumerFactory for EmbeddedLog {
-    async fn consumer(&self, topics: &[&str], config: ConsumerConfig) -> Result<Box<dyn LogConsumer>> {
-        let resolved = topics.iter().map(|t| self.inner.topic(t)).collect::<Result<Vec<_>>>()?;
+    async fn consumer(
+        &self,
+        topics: &[&str],
+        config: ConsumerConfig,
+    ) -> Result<Box<dyn LogConsumer>> {
+        let resolved = topics
+            .iter()
+            .map(|t| self.inner.topic(t))
+            .collect::<Result<Vec<_>>>()?;
         let partitions: Vec<TopicPartition> = resolved
             .iter()
             .flat_map(|t| (0..t.spec.partitions).map(|p| TopicPartition::new(&t.spec.name, p)))
             .collect();
         let membership = self.inner.groups.join(&config.group, partitions)?;
-        Ok(Box::new(consumer::EmbeddedConsumer::new(self.inner.clone(), resolved, config, membership)))
+        Ok(Box::new(consumer::EmbeddedConsumer::new(
+            self.inner.clone(),
+            resolved,
+            config,
+            membership,
+        )))
     }
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::FsyncPolicy;
 use super::batch::{self, BatchError, StoredRecord};
 use super::segment::{self, Segment, Tail};
-use super::FsyncPolicy;
 use crate::{ConsumedRecord, LogError, PartitionInfo, Result};
 
 /// Where a reader is: the next offset, and where its batch starts if known.
@@ -50,11 +50,17 @@ struct State {
 
 impl State {
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a partition always has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a partition always has a segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a partition always has a segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a partition always has a segment")
     }
 
     fn end(&self) -> Visible {
@@ -215,7 +221,9 @@ impl Partition {
         active.seal()?;
         let base = active.next_offset;
         state.synced = state.synced.max(base);
-        state.segments.insert(base, Segment::create(&self.dir, base)?);
+        state
+            .segments
+            .insert(base, Segment::create(&self.dir, base)?);
         Ok(())
     }
 
@@ -283,7 +291,10 @@ impl Partition {
                     .expect("an offset at or after the start offset has a segment");
                 (seg, seg.position_for_offset(offset))
             };
-            let (mut seg, mut pos) = match cursor.hint.and_then(|(b, p)| Some((state.segments.get(&b)?, p))) {
+            let (mut seg, mut pos) = match cursor
+                .hint
+                .and_then(|(b, p)| Some((state.segments.get(&b)?, p)))
+            {
                 Some((seg, pos)) if seg.base <= cursor.offset => (seg, pos),
                 _ => lookup(cursor.offset),
             };
@@ -297,7 +308,11 @@ impl Partition {
                     None => return Ok(()),
                 }
             }
-            let limit = if seg.base == vis.segment { vis.pos } else { seg.size };
+            let limit = if seg.base == vis.segment {
+                vis.pos
+            } else {
+                seg.size
+            };
             (seg.file.clone(), seg.path.clone(), seg.base, pos, limit)
         };
         if pos >= limit {
@@ -468,7 +483,8 @@ impl Partition {
                     Ok((seg, _)) => {
                         state.segments.insert(base, seg);
                     }
-                    Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(LogError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -478,7 +494,11 @@ impl Partition {
             return Ok(());
         }
         for seg in state.segments.values_mut() {
-            let len = seg.file.metadata().map_err(|e| LogError::io(&seg.path, e))?.len();
+            let len = seg
+                .file
+                .metadata()
+                .map_err(|e| LogError::io(&seg.path, e))?
+                .len();
             if len > seg.size {
                 seg.scan(len)?;
             }
@@ -518,7 +538,10 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         let entry = entry.map_err(|e| LogError::io(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<u64>().ok()) {
+        if let Some(base) = name
+            .strip_suffix(".log")
+            .and_then(|b| b.parse::<u64>().ok())
+        {
             bases.push(base);
         }
     }

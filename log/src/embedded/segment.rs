@@ -87,7 +87,12 @@ impl Segment {
     /// Opens an existing segment. A sealed segment with a valid index file is not rescanned;
     /// otherwise the log is scanned and the returned [`Tail`] says what follows the last
     /// valid batch (the caller decides whether to truncate it).
-    pub fn open(path: PathBuf, base: u64, writable: bool, trust_index: bool) -> Result<(Segment, Tail)> {
+    pub fn open(
+        path: PathBuf,
+        base: u64,
+        writable: bool,
+        trust_index: bool,
+    ) -> Result<(Segment, Tail)> {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
@@ -157,7 +162,10 @@ impl Segment {
     /// Records a batch appended at `self.size`.
     fn note_batch(&mut self, h: &BatchHeader) {
         let pos = self.size;
-        if self.last_indexed.is_none_or(|last| pos - last >= INDEX_INTERVAL) {
+        if self
+            .last_indexed
+            .is_none_or(|last| pos - last >= INDEX_INTERVAL)
+        {
             self.offset_index.push((h.base_offset, pos));
             self.time_index.push((self.max_ts.max(h.max_ts), pos));
             self.last_indexed = Some(pos);
@@ -190,7 +198,9 @@ impl Segment {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| LogError::io(&self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.path, e))
     }
 
     /// Makes the segment durable and writes its index file, so reopening skips the scan.
@@ -220,7 +230,11 @@ impl Segment {
     fn load_index(&mut self, file_len: u64) -> bool {
         let path = index_path(&self.path);
         let mut raw = Vec::new();
-        if File::open(&path).and_then(|mut f| f.read_to_end(&mut raw)).is_err() || raw.len() < 8 {
+        if File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut raw))
+            .is_err()
+            || raw.len() < 8
+        {
             return false;
         }
         let (body, crc) = raw.split_at(raw.len() - 4);
@@ -261,7 +275,11 @@ impl Segment {
     /// Byte position of a batch at or before `offset`.
     pub fn position_for_offset(&self, offset: u64) -> u64 {
         let i = self.offset_index.partition_point(|(o, _)| *o <= offset);
-        if i == 0 { 0 } else { self.offset_index[i - 1].1 }
+        if i == 0 {
+            0
+        } else {
+            self.offset_index[i - 1].1
+        }
     }
 
     /// Byte position from which a scan finds the first record with timestamp >= `ts`:
@@ -292,7 +310,8 @@ pub fn read_at(file: &File, pos: u64, len: usize, path: &Path) -> Result<Bytes> 
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], pos: u64, path: &Path) -> Result<()> {
-    file.read_exact_at(buf, pos).map_err(|e| LogError::io(path, e))
+    file.read_exact_at(buf, pos)
+        .map_err(|e| LogError::io(path, e))
 }
 
 /// Writes `data` to `path` through a temp file, fsync and rename, so readers see the old
