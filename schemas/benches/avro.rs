@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::time::Duration;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use helios_schemas::codec::event_binary::{decode_event_body, encode_event_body};
+use helios_schemas::cloudevents::{parse_body, to_cloudevent_string};
 use helios_schemas::{AvroRecord, Event, EventCodec};
 
 /// A typical event: about 200 bytes of Avro with 3 attrs and a value.
@@ -38,6 +40,7 @@ fn avro(c: &mut Criterion) {
 
     let mut g = c.benchmark_group(format!("event_avro_{body_len}B"));
     g.throughput(Throughput::Elements(N));
+    g.measurement_time(Duration::from_secs(3));
     g.bench_function("encode_hand_written", |b| {
         let mut out = Vec::with_capacity(512);
         b.iter(|| {
@@ -96,5 +99,42 @@ fn avro(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, avro);
+/// NDJSON bodies of 1000 CloudEvents (~250 bytes each), parsed as the HTTP ingest does.
+fn cloudevents(c: &mut Criterion) {
+    const N: u64 = 1000;
+    let mut ndjson = String::new();
+    let mut batch = String::from("[");
+    for i in 0..N {
+        let mut e = event(i);
+        e.payload = Some(r#"{"run_id":123456,"attempt":1}"#.into());
+        let line = to_cloudevent_string(&e);
+        ndjson.push_str(&line);
+        ndjson.push('\n');
+        if i > 0 {
+            batch.push(',');
+        }
+        batch.push_str(&line);
+    }
+    batch.push(']');
+    let item_len = ndjson.len() as u64 / N;
+
+    let mut g = c.benchmark_group(format!("cloudevents_json_{item_len}B"));
+    g.throughput(Throughput::Elements(N));
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("parse_ndjson", |b| {
+        b.iter(|| black_box(parse_body(Some("application/x-ndjson"), ndjson.as_bytes(), 0)))
+    });
+    g.bench_function("parse_batch", |b| {
+        b.iter(|| {
+            black_box(parse_body(
+                Some("application/cloudevents-batch+json"),
+                batch.as_bytes(),
+                0,
+            ))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, avro, cloudevents);
 criterion_main!(benches);
