@@ -8,8 +8,8 @@ use std::time::Duration;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use helios_schemas::codec::event_binary::{decode_event_body, encode_event_body};
 use helios_schemas::cloudevents::{parse_body, to_cloudevent_string};
+use helios_schemas::codec::event_binary::{decode_event_body, encode_event_body};
 use helios_schemas::{AvroRecord, Event, EventCodec};
 
 /// A typical event: about 200 bytes of Avro with 3 attrs and a value.
@@ -122,7 +122,13 @@ fn cloudevents(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N));
     g.measurement_time(Duration::from_secs(3));
     g.bench_function("parse_ndjson", |b| {
-        b.iter(|| black_box(parse_body(Some("application/x-ndjson"), ndjson.as_bytes(), 0)))
+        b.iter(|| {
+            black_box(parse_body(
+                Some("application/x-ndjson"),
+                ndjson.as_bytes(),
+                0,
+            ))
+        })
     });
     g.bench_function("parse_batch", |b| {
         b.iter(|| {
