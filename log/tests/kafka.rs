@@ -54,7 +54,7 @@ cases!(
     admin,
 );
 
-/// tansu 0.6 stores retention settings but deletes nothing (its in-memory engine has no
+/// tansu 0.6 stores retention settings but deletes nothing here (its in-memory engine has no
 /// retention; its SQLite engine only applies `retention.ms` in periodic maintenance and never
 /// `retention.bytes`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,10 @@
 #   HELIOS_TOOLS               where tansu is installed/cached (default ~/.cache/helios/tools)
 #   HELIOS_TEST_TMP            parent dir for the broker's data and log (default: a new temp dir)
 #   HELIOS_TEST_KAFKA_PORT     port to listen on (default: a free loopback port)
-#   HELIOS_TEST_KAFKA_STORAGE  memory (default), sqlite (a file in the data dir) or a tansu storage URL
+#   HELIOS_TEST_KAFKA_STORAGE  sqlite (default: a file in the data dir), memory, or a tansu storage URL.
+#                              The memory engine fails the log conformance suite: it reports the high
+#                              watermark as the last batch's base offset + 1, answers timestamp
+#                              lookups by append time, and does not serve fetches from inside a batch.
 #   HELIOS_TANSU_WAIT          seconds to wait for the port to accept connections (default 60)
 
 TANSU_VERSION=0.6.0
@@ -63,17 +66,19 @@ start() {
     else
         dir=$(mktemp -d "${TMPDIR:-/tmp}/helios-tansu.XXXXXX")
     fi
+    dir=$(cd "$dir" && pwd)
     port=${HELIOS_TEST_KAFKA_PORT:-$(free_port)}
     if port_open "$port"; then
         log "port $port is already in use; unset HELIOS_TEST_KAFKA_PORT or pick another"; exit 1
     fi
-    case ${HELIOS_TEST_KAFKA_STORAGE:-memory} in
+    case ${HELIOS_TEST_KAFKA_STORAGE:-sqlite} in
         memory) storage=memory://tansu/ ;;
-        sqlite) storage=sqlite://$dir/tansu.db ;;
+        sqlite) storage=sqlite://tansu.db ;; # relative to the data dir (the broker runs there)
         *) storage=$HELIOS_TEST_KAFKA_STORAGE ;;
     esac
 
     # setsid + redirections: the broker outlives this shell and holds none of its pipes.
+    cd "$dir"
     setsid "$tansu" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \

@@ -5,6 +5,9 @@
 //! served while [`LogConsumer::poll`] runs, which is also when [`LogConsumer::assignment`]
 //! changes.
 //!
+//! Timestamp seeks check the first record read (see `TimestampCheck`) because some brokers
+//! answer a lookup with no match with offset 0 instead of the end.
+//!
 //! Seeking: librdkafka only accepts a seek once a newly assigned partition has started
 //! fetching (after the group's committed offset is looked up), and resolves logical offsets
 //! (beginning, end) lazily, racing with concurrent appends. So `seek` resolves every target
@@ -12,6 +15,7 @@
 //! while the partition is still starting, within the request timeout. Records fetched
 //! before the seek are discarded by librdkafka, never returned.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +99,7 @@ impl ConsumerFactory for KafkaConsumerFactory {
             consumer: Arc::new(consumer),
             group: config.group,
             timeout: self.config.request_timeout_duration(),
+            timestamp_checks: HashMap::new(),
         }))
     }
 }
@@ -103,6 +108,21 @@ struct KafkaConsumer {
     consumer: Arc<Inner>,
     group: String,
     timeout: Duration,
+    /// Timestamp seeks whose first record is still to be checked (see [`TimestampCheck`]).
+    timestamp_checks: HashMap<TopicPartition, TimestampCheck>,
+}
+
+/// A seek to the first record at or after `timestamp_ms` that resolved to `offset`.
+///
+/// Kafka answers a timestamp lookup with no matching record with offset -1 (the end); some
+/// brokers (tansu 0.6) answer 0 instead. The record read at `offset` after the seek tells:
+/// if its timestamp is before `timestamp_ms` the lookup had no match, and the consumer
+/// moves to `end`, the partition end when `seek` was called.
+#[derive(Debug, Clone, Copy)]
+struct TimestampCheck {
+    timestamp_ms: i64,
+    offset: i64,
+    end: i64,
 }
 
 fn to_record(msg: &BorrowedMessage<'_>) -> ConsumedRecord {
@@ -138,8 +158,13 @@ impl KafkaConsumer {
         self.assignment().contains(tp)
     }
 
-    /// Resolves a seek target to an absolute offset.
-    async fn resolve(&self, tp: &TopicPartition, to: SeekTo) -> Result<i64> {
+    /// Resolves a seek target to an absolute offset, and for timestamps what to check on the
+    /// first record read.
+    async fn resolve(
+        &self,
+        tp: &TopicPartition,
+        to: SeekTo,
+    ) -> Result<(i64, Option<TimestampCheck>)> {
         let consumer = self.consumer.clone();
         let topic = tp.topic.to_string();
         let partition = tp.partition as i32;
@@ -157,9 +182,10 @@ impl KafkaConsumer {
             };
             match to {
                 SeekTo::Offset(o) => i64::try_from(o)
+                    .map(|o| (o, None))
                     .map_err(|_| LogError::Config(format!("offset {o} is out of Kafka's range"))),
-                SeekTo::Beginning => Ok(watermarks()?.0),
-                SeekTo::End => Ok(watermarks()?.1),
+                SeekTo::Beginning => Ok((watermarks()?.0, None)),
+                SeekTo::End => Ok((watermarks()?.1, None)),
                 SeekTo::Timestamp(ts) => {
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition_offset(&topic, partition, Offset::Offset(ts))
@@ -176,22 +202,77 @@ impl KafkaConsumer {
                         .find_partition(&topic, partition)
                         .map(|e| e.offset())
                         .unwrap_or(Offset::End);
+                    let end = watermarks()?.1;
                     match offset {
-                        Offset::Offset(o) => Ok(o),
+                        Offset::Offset(o) if o < end => Ok((
+                            o,
+                            Some(TimestampCheck {
+                                timestamp_ms: ts,
+                                offset: o,
+                                end,
+                            }),
+                        )),
                         // No record at or after `ts`: the end of the partition.
-                        _ => Ok(watermarks()?.1),
+                        _ => Ok((end, None)),
                     }
                 }
             }
         })
         .await
     }
-}
 
-#[async_trait]
-impl LogConsumer for KafkaConsumer {
-    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Seeks an assigned partition to an absolute offset, retrying while it is starting.
+    async fn seek_to(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&tp.topic, tp.partition as i32, Offset::Offset(offset))
+                .map_err(|e| kafka_err("building a seek", e))?;
+            let consumer = self.consumer.clone();
+            let timeout = self.timeout;
+            let result = blocking("seeking a Kafka consumer", move || {
+                let tpl = consumer
+                    .seek_partitions(tpl, timeout)
+                    .map_err(|e| kafka_err("seek failed", e))?;
+                Ok(tpl.elements().first().map(|e| e.error()).unwrap_or(Ok(())))
+            })
+            .await?;
+            match result {
+                Ok(()) => {
+                    tracing::debug!(group = %self.group, %tp, offset, "Kafka consumer seeked");
+                    return Ok(());
+                }
+                // The partition is assigned but has not started fetching yet.
+                Err(e)
+                    if matches!(
+                        error_code(&e),
+                        Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
+                    ) && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(SEEK_RETRY).await;
+                    if !self.is_assigned(tp) {
+                        return Err(LogError::NotAssigned {
+                            topic: tp.topic.to_string(),
+                            partition: tp.partition,
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Err(kafka_err(
+                        format_args!("seeking {tp} to offset {offset} failed"),
+                        format_args!("{e}; the partition may have been revoked by a rebalance"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Waits until `deadline` for records and returns at most `max`.
+    async fn fetch(
+        &self,
+        max: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<ConsumedRecord>> {
         let mut stream = self.consumer.stream();
         let mut out = Vec::new();
         if max == 0 {
@@ -224,6 +305,41 @@ impl LogConsumer for KafkaConsumer {
             }
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut out = self.fetch(max, deadline).await?;
+            if self.timestamp_checks.is_empty() {
+                return Ok(out);
+            }
+            // Check the first record read after each timestamp seek (see `TimestampCheck`).
+            let mut reseek = Vec::new();
+            for r in &out {
+                let tp = r.topic_partition();
+                if let Some(check) = self.timestamp_checks.remove(&tp)
+                    && r.offset as i64 == check.offset
+                    && r.timestamp_ms < check.timestamp_ms
+                {
+                    reseek.push((tp, check.end));
+                }
+            }
+            if reseek.is_empty() {
+                return Ok(out);
+            }
+            out.retain(|r| !reseek.iter().any(|(tp, _)| *tp == r.topic_partition()));
+            for (tp, end) in &reseek {
+                tracing::debug!(%tp, end, "Broker had no record at the seek time; seeking to the end");
+                self.seek_to(tp, *end).await?;
+            }
+            if !out.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(out);
+            }
+        }
     }
 
     async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
@@ -286,49 +402,13 @@ impl LogConsumer for KafkaConsumer {
                 partition: tp.partition,
             });
         }
-        let offset = self.resolve(tp, to).await?;
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&tp.topic, tp.partition as i32, Offset::Offset(offset))
-                .map_err(|e| kafka_err("building a seek", e))?;
-            let consumer = self.consumer.clone();
-            let timeout = self.timeout;
-            let result = blocking("seeking a Kafka consumer", move || {
-                let tpl = consumer
-                    .seek_partitions(tpl, timeout)
-                    .map_err(|e| kafka_err("seek failed", e))?;
-                Ok(tpl.elements().first().map(|e| e.error()).unwrap_or(Ok(())))
-            })
-            .await?;
-            match result {
-                Ok(()) => {
-                    tracing::debug!(group = %self.group, %tp, offset, "Kafka consumer seeked");
-                    return Ok(());
-                }
-                // The partition is assigned but has not started fetching yet.
-                Err(e)
-                    if matches!(
-                        error_code(&e),
-                        Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
-                    ) && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(SEEK_RETRY).await;
-                    if !self.is_assigned(tp) {
-                        return Err(LogError::NotAssigned {
-                            topic: tp.topic.to_string(),
-                            partition: tp.partition,
-                        });
-                    }
-                }
-                Err(e) => {
-                    return Err(kafka_err(
-                        format_args!("seeking {tp} to offset {offset} failed"),
-                        format_args!("{e}; the partition may have been revoked by a rebalance"),
-                    ));
-                }
-            }
+        self.timestamp_checks.remove(tp);
+        let (offset, check) = self.resolve(tp, to).await?;
+        self.seek_to(tp, offset).await?;
+        if let Some(check) = check {
+            self.timestamp_checks.insert(tp.clone(), check);
         }
+        Ok(())
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
