@@ -8,7 +8,9 @@ pub type Result<T, E = LogError> = std::result::Result<T, E>;
 /// Everything that can go wrong in a log backend. Messages name the input and say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("topic `{0}` does not exist; create it first (`helios topics create`) or check the name")]
+    #[error(
+        "topic `{0}` does not exist; create it first (`helios topics create`) or check the name"
+    )]
     UnknownTopic(String),
 
     #[error("topic `{topic}` has {partitions} partitions; partition {partition} does not exist")]

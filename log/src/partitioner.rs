@@ -55,7 +55,10 @@ mod tests {
             ("foobar", -790_332_482),
             ("a-little-bit-long-string", -985_981_536),
             ("a-little-bit-longer-string", -1_486_304_829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             ("abc", 479_470_107),
         ];
         for (key, want) in cases {
@@ -71,6 +74,9 @@ mod tests {
             assert_eq!(p, partition_for_key(b"helios", n));
         }
         // "foobar" hashes negative; the sign bit is cleared, not negated.
-        assert_eq!(partition_for_key(b"foobar", 3), ((-790_332_482i32 & 0x7fff_ffff) as u32) % 3);
+        assert_eq!(
+            partition_for_key(b"foobar", 3),
+            ((-790_332_482i32 & 0x7fff_ffff) as u32) % 3
+        );
     }
 }

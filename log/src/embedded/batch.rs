@@ -91,11 +91,19 @@ pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>, out: &mut
     count
 }
 
-/// Writes the base offset and the CRC into an encoded batch.
-pub fn seal(batch: &mut [u8], base_offset: u64) {
+/// Writes the base offset and the CRC into an encoded batch and returns its header.
+pub fn seal(batch: &mut [u8], base_offset: u64) -> BatchHeader {
     batch[FRAME_HEADER..FRAME_HEADER + 8].copy_from_slice(&base_offset.to_le_bytes());
     let crc = crc32c::crc32c(&batch[FRAME_HEADER..]);
     batch[4..8].copy_from_slice(&crc.to_le_bytes());
+    let field = |at: usize| -> [u8; 8] { batch[at..at + 8].try_into().expect("8 bytes") };
+    BatchHeader {
+        total_len: batch.len(),
+        base_offset,
+        count: u32::from_le_bytes(batch[FRAME_HEADER + 8..FRAME_HEADER + 12].try_into().expect("4 bytes")),
+        first_ts: i64::from_le_bytes(field(FRAME_HEADER + 12)),
+        max_ts: i64::from_le_bytes(field(FRAME_HEADER + 20)),
+    }
 }
 
 /// Reads and checks the batch at the start of `buf` (CRC included).
@@ -240,9 +248,10 @@ mod tests {
         let mut buf = Vec::new();
         let n = encode(records, &mut buf);
         assert_eq!(n as usize, records.len());
-        seal(&mut buf, base);
+        let sealed = seal(&mut buf, base);
         let frame = Bytes::from(buf);
         let h = header(&frame).expect("valid batch");
+        assert_eq!(sealed, h, "seal reports what a reader sees");
         let mut out = Vec::new();
         for_each_record(&frame, &h, |o, r| out.push((o, r))).expect("decodes");
         (h, out)

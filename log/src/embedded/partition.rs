@@ -200,8 +200,8 @@ impl Partition {
         if active.size > 0 && active.size + scratch.len() as u64 > self.opts.segment_bytes {
             self.roll(&mut state)?;
         }
-        batch::seal(scratch, base);
-        state.active_mut().append(scratch)?;
+        let header = batch::seal(scratch, base);
+        state.active_mut().append(scratch, &header)?;
         let end = state.end();
         if self.opts.fsync == FsyncPolicy::EveryBatch {
             drop(state);

@@ -175,17 +175,13 @@ impl Segment {
         self.next_offset = h.next_offset();
     }
 
-    /// Appends a sealed batch frame.
-    pub fn append(&mut self, frame: &[u8]) -> Result<()> {
-        let h = batch::header(frame).map_err(|e| LogError::Corrupt {
-            path: self.path.clone(),
-            position: self.size,
-            reason: format!("refusing to append an invalid batch: {e:?}"),
-        })?;
+    /// Appends a batch frame sealed by [`batch::seal`], which returned `h`.
+    pub fn append(&mut self, frame: &[u8], h: &BatchHeader) -> Result<()> {
+        debug_assert_eq!(batch::header(frame).as_ref(), Ok(h));
         self.file
             .write_all_at(frame, self.size)
             .map_err(|e| LogError::io(&self.path, e))?;
-        self.note_batch(&h);
+        self.note_batch(h);
         Ok(())
     }
 
