@@ -16,24 +16,48 @@ const BATCH: usize = 1000;
 
 fn main() {
     // `cargo bench` passes `--bench`; positional arguments are ours.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let dir = args.first().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let dir = args
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let mib: usize = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(256);
     let only = args.get(2).map(String::as_str);
     let batches = (mib << 20) / (RECORD_BYTES * BATCH);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     let scenarios = [
-        ("append_fsync_per_batch_1_appender", FsyncPolicy::EveryBatch, 1),
-        ("append_fsync_per_batch_8_appenders", FsyncPolicy::EveryBatch, 8),
-        ("append_fsync_off", FsyncPolicy::Interval(Duration::from_secs(3600)), 1),
+        (
+            "append_fsync_per_batch_1_appender",
+            FsyncPolicy::EveryBatch,
+            1,
+        ),
+        (
+            "append_fsync_per_batch_8_appenders",
+            FsyncPolicy::EveryBatch,
+            8,
+        ),
+        (
+            "append_fsync_off",
+            FsyncPolicy::Interval(Duration::from_secs(3600)),
+            1,
+        ),
     ];
     for (name, fsync, appenders) in scenarios {
         if only.is_some_and(|o| o != "append") {
             continue;
         }
         let tmp = tempfile::tempdir_in(&dir).expect("temp dir in the bench dir");
-        let config = EmbeddedConfig { fsync, ..EmbeddedConfig::default() };
+        let config = EmbeddedConfig {
+            fsync,
+            ..EmbeddedConfig::default()
+        };
         let log = EmbeddedLog::open(tmp.path(), config).unwrap().log();
         let secs = runtime.block_on(append(&log, batches, appenders));
         report(name, batches * BATCH, secs);
@@ -49,7 +73,10 @@ fn main() {
         runtime.block_on(append(&log, batches, 1));
         let started = Instant::now();
         let n = runtime.block_on(async {
-            let mut c = log.consumer(&["bench"], ConsumerConfig::new("bench")).await.unwrap();
+            let mut c = log
+                .consumer(&["bench"], ConsumerConfig::new("bench"))
+                .await
+                .unwrap();
             let mut n = 0usize;
             while n < batches * BATCH {
                 n += c.poll(50_000, Duration::from_secs(1)).await.unwrap().len();
@@ -62,7 +89,10 @@ fn main() {
 
 /// Appends `batches` batches from `appenders` concurrent tasks; returns the seconds taken.
 async fn append(log: &Log, batches: usize, appenders: usize) -> f64 {
-    log.admin().create_topic(&TopicSpec::new("bench", 1)).await.unwrap();
+    log.admin()
+        .create_topic(&TopicSpec::new("bench", 1))
+        .await
+        .unwrap();
     let started = Instant::now();
     let tasks: Vec<_> = (0..appenders)
         .map(|a| {

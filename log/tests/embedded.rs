@@ -18,7 +18,9 @@ fn embedded() -> (tempfile::TempDir, Log) {
         retention_check_interval: Duration::from_millis(50),
         ..EmbeddedConfig::default()
     };
-    let log = EmbeddedLog::open(dir.path(), config).expect("open embedded log").log();
+    let log = EmbeddedLog::open(dir.path(), config)
+        .expect("open embedded log")
+        .log();
     (dir, log)
 }
 

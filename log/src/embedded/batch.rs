@@ -100,7 +100,11 @@ pub fn seal(batch: &mut [u8], base_offset: u64) -> BatchHeader {
     BatchHeader {
         total_len: batch.len(),
         base_offset,
-        count: u32::from_le_bytes(batch[FRAME_HEADER + 8..FRAME_HEADER + 12].try_into().expect("4 bytes")),
+        count: u32::from_le_bytes(
+            batch[FRAME_HEADER + 8..FRAME_HEADER + 12]
+                .try_into()
+                .expect("4 bytes"),
+        ),
         first_ts: i64::from_le_bytes(field(FRAME_HEADER + 12)),
         max_ts: i64::from_le_bytes(field(FRAME_HEADER + 20)),
     }

@@ -212,8 +212,7 @@ impl Group {
         all.dedup();
         let mut assignment: HashMap<u64, Vec<TopicPartition>> =
             self.members.keys().map(|m| (*m, Vec::new())).collect();
-        let mut turn = 0usize;
-        for tp in all {
+        for (turn, tp) in all.into_iter().enumerate() {
             let eligible: Vec<u64> = self
                 .members
                 .iter()
@@ -221,7 +220,6 @@ impl Group {
                 .map(|(m, _)| *m)
                 .collect();
             let m = eligible[turn % eligible.len()];
-            turn += 1;
             assignment.entry(m).or_default().push(tp.clone());
         }
         self.assignment = assignment;

@@ -413,11 +413,10 @@ impl Inner {
             if let Some((p, recs)) = busy.first() {
                 out.push(append_partition(&topic.partitions[*p as usize], recs));
             }
-            out.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(LogError::Closed))),
-            );
+            out.extend(handles.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }));
             out
         });
         for r in results {

@@ -5,6 +5,7 @@
 //! fsynced batch, so a consumer never acts on a record a crash could still take away.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -477,11 +478,11 @@ impl Partition {
         // Drop segments the writer deleted by retention; add the ones it rolled to.
         state.segments.retain(|base, _| bases.contains(base));
         for base in bases {
-            if !state.segments.contains_key(&base) {
+            if let Entry::Vacant(slot) = state.segments.entry(base) {
                 let path = segment::log_path(&self.dir, base);
                 match Segment::open(path, base, false, false) {
                     Ok((seg, _)) => {
-                        state.segments.insert(base, seg);
+                        slot.insert(seg);
                     }
                     Err(LogError::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound => {}

@@ -237,31 +237,14 @@ impl Segment {
         if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
             return false;
         }
-        let parse = |mut b: &[u8]| -> Option<(u64, i64, u64, Vec<(u64, u64)>, Vec<(i64, u64)>)> {
-            if b.remaining() < 32 || b.get_u32_le() != INDEX_MAGIC {
-                return None;
-            }
-            let (next, max_ts, size) = (b.get_u64_le(), b.get_i64_le(), b.get_u64_le());
-            let n = b.get_u32_le() as usize;
-            if b.remaining() < n * 16 + 4 {
-                return None;
-            }
-            let offsets = (0..n).map(|_| (b.get_u64_le(), b.get_u64_le())).collect();
-            let m = b.get_u32_le() as usize;
-            if b.remaining() != m * 16 {
-                return None;
-            }
-            let times = (0..m).map(|_| (b.get_i64_le(), b.get_u64_le())).collect();
-            Some((next, max_ts, size, offsets, times))
-        };
-        match parse(body) {
-            Some((next, max_ts, size, offsets, times)) if size == file_len => {
-                self.next_offset = next;
-                self.max_ts = max_ts;
-                self.size = size;
-                self.last_indexed = offsets.last().map(|(_, pos)| *pos);
-                self.offset_index = offsets;
-                self.time_index = times;
+        match IndexFile::parse(body) {
+            Some(index) if index.size == file_len => {
+                self.next_offset = index.next_offset;
+                self.max_ts = index.max_ts;
+                self.size = index.size;
+                self.last_indexed = index.offsets.last().map(|(_, pos)| *pos);
+                self.offset_index = index.offsets;
+                self.time_index = index.times;
                 true
             }
             _ => false,
@@ -295,6 +278,41 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+/// The contents of an `.index` file (without its trailing CRC).
+struct IndexFile {
+    next_offset: u64,
+    max_ts: i64,
+    size: u64,
+    offsets: Vec<(u64, u64)>,
+    times: Vec<(i64, u64)>,
+}
+
+impl IndexFile {
+    fn parse(mut b: &[u8]) -> Option<IndexFile> {
+        if b.remaining() < 32 || b.get_u32_le() != INDEX_MAGIC {
+            return None;
+        }
+        let (next_offset, max_ts, size) = (b.get_u64_le(), b.get_i64_le(), b.get_u64_le());
+        let n = b.get_u32_le() as usize;
+        if b.remaining() < n * 16 + 4 {
+            return None;
+        }
+        let offsets = (0..n).map(|_| (b.get_u64_le(), b.get_u64_le())).collect();
+        let m = b.get_u32_le() as usize;
+        if b.remaining() != m * 16 {
+            return None;
+        }
+        let times = (0..m).map(|_| (b.get_i64_le(), b.get_u64_le())).collect();
+        Some(IndexFile {
+            next_offset,
+            max_ts,
+            size,
+            offsets,
+            times,
+        })
     }
 }
 
