@@ -24,6 +24,27 @@ pub struct StoredRecord {
     pub headers: Vec<(String, Bytes)>,
 }
 
+/// A record to encode, borrowed from wherever it lives.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: &'a [(String, Bytes)],
+}
+
+impl StoredRecord {
+    #[cfg(test)]
+    fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            timestamp_ms: self.timestamp_ms,
+            key: self.key.as_deref(),
+            value: &self.value,
+            headers: &self.headers,
+        }
+    }
+}
+
 /// Fixed fields of a batch, readable without decoding the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
@@ -53,7 +74,7 @@ pub enum BatchError {
 
 /// Encodes records into a batch frame. The base offset is patched in by
 /// [`seal`] under the partition lock, so encoding can happen outside it.
-pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>, out: &mut Vec<u8>) -> u32 {
+pub fn encode<'a>(records: impl IntoIterator<Item = RecordRef<'a>>, out: &mut Vec<u8>) -> u32 {
     out.clear();
     out.resize(FRAME_HEADER + BODY_HEADER, 0);
     let mut count = 0u32;
@@ -63,7 +84,7 @@ pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>, out: &mut
         let first = *first_ts.get_or_insert(r.timestamp_ms);
         max_ts = max_ts.max(r.timestamp_ms);
         put_varint(out, zigzag(r.timestamp_ms.wrapping_sub(first)));
-        match &r.key {
+        match r.key {
             Some(k) => {
                 put_varint(out, zigzag(k.len() as i64));
                 out.extend_from_slice(k);
@@ -71,9 +92,9 @@ pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>, out: &mut
             None => put_varint(out, zigzag(-1)),
         }
         put_varint(out, r.value.len() as u64);
-        out.extend_from_slice(&r.value);
+        out.extend_from_slice(r.value);
         put_varint(out, r.headers.len() as u64);
-        for (name, value) in &r.headers {
+        for (name, value) in r.headers {
             put_varint(out, name.len() as u64);
             out.extend_from_slice(name.as_bytes());
             put_varint(out, value.len() as u64);
@@ -250,7 +271,7 @@ mod tests {
 
     fn roundtrip(records: &[StoredRecord], base: u64) -> (BatchHeader, Vec<(u64, StoredRecord)>) {
         let mut buf = Vec::new();
-        let n = encode(records, &mut buf);
+        let n = encode(records.iter().map(StoredRecord::as_ref), &mut buf);
         assert_eq!(n as usize, records.len());
         let sealed = seal(&mut buf, base);
         let frame = Bytes::from(buf);
@@ -293,7 +314,7 @@ mod tests {
     #[test]
     fn damage_is_detected() {
         let mut buf = Vec::new();
-        encode(&[rec(5, Some("k"), "value", &[])], &mut buf);
+        encode([rec(5, Some("k"), "value", &[]).as_ref()], &mut buf);
         seal(&mut buf, 0);
         // Every strict prefix is incomplete, never mistaken for a batch.
         for cut in 0..buf.len() {

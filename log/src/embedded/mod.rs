@@ -33,7 +33,7 @@ use crate::{
     ConsumerConfig, ConsumerFactory, Log, LogAdmin, LogConsumer, LogError, LogProducer, Record,
     RecordPosition, Result, TopicInfo, TopicPartition, TopicSpec, partition_for_key,
 };
-use batch::StoredRecord;
+use batch::RecordRef;
 use group::Groups;
 use partition::{Partition, PartitionOptions};
 
@@ -350,10 +350,9 @@ impl Inner {
     ) -> Result<Vec<RecordPosition>> {
         let n = topic.spec.partitions;
         let now = now_ms();
-        // (input index, record) per partition, in input order.
-        let mut per_partition: Vec<Vec<(usize, StoredRecord)>> =
-            (0..n).map(|_| Vec::new()).collect();
-        for (i, r) in records.into_iter().enumerate() {
+        // Input indices per partition, in input order.
+        let mut per_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        for (i, r) in records.iter().enumerate() {
             let size = r.key.as_ref().map_or(0, |k| k.len())
                 + r.value.len()
                 + r.headers
@@ -375,43 +374,39 @@ impl Inner {
                         partitions: n,
                     });
                 }
+                (None, _) if n == 1 => 0,
                 (None, Some(key)) => partition_for_key(key, n),
                 (None, None) => topic.next_keyless.fetch_add(1, Ordering::Relaxed) % n,
             };
-            per_partition[p as usize].push((
-                i,
-                StoredRecord {
-                    timestamp_ms: r.timestamp_ms.unwrap_or(now),
-                    key: r.key,
-                    value: r.value,
-                    headers: r.headers,
-                },
-            ));
+            per_partition[p as usize].push(i);
         }
-        let total: usize = per_partition.iter().map(Vec::len).sum();
         let mut positions = vec![
             RecordPosition {
                 partition: 0,
                 offset: 0
             };
-            total
+            records.len()
         ];
-        let busy: Vec<(u32, Vec<(usize, StoredRecord)>)> = per_partition
+        let busy: Vec<(u32, Vec<usize>)> = per_partition
             .into_iter()
             .enumerate()
             .filter(|(_, v)| !v.is_empty())
             .map(|(p, v)| (p as u32, v))
             .collect();
+        let records = &records;
+        let append = |p: u32, indices: &[usize]| {
+            append_partition(&topic.partitions[p as usize], records, indices, now)
+        };
         // Partitions fsync independently, so append to them in parallel.
         let results: Vec<Result<Vec<(usize, RecordPosition)>>> = std::thread::scope(|s| {
             let handles: Vec<_> = busy
                 .iter()
                 .skip(1)
-                .map(|(p, recs)| s.spawn(|| append_partition(&topic.partitions[*p as usize], recs)))
+                .map(|(p, indices)| s.spawn(|| append(*p, indices)))
                 .collect();
             let mut out = Vec::with_capacity(busy.len());
-            if let Some((p, recs)) = busy.first() {
-                out.push(append_partition(&topic.partitions[*p as usize], recs));
+            if let Some((p, indices)) = busy.first() {
+                out.push(append(*p, indices));
             }
             out.extend(handles.into_iter().map(|h| {
                 h.join()
@@ -428,26 +423,41 @@ impl Inner {
     }
 }
 
+/// Appends the records at `indices` to one partition, in batches of at most
+/// [`MAX_BATCH_BYTES`]; returns each input index with its position.
 fn append_partition(
     p: &Partition,
-    recs: &[(usize, StoredRecord)],
+    records: &[Record],
+    indices: &[usize],
+    now: i64,
 ) -> Result<Vec<(usize, RecordPosition)>> {
-    let mut scratch = Vec::with_capacity(MAX_BATCH_BYTES.min(recs.len() * 256));
-    let mut out = Vec::with_capacity(recs.len());
+    let mut scratch = Vec::with_capacity(MAX_BATCH_BYTES.min(indices.len() * 256));
+    let mut out = Vec::with_capacity(indices.len());
     let mut start = 0;
-    while start < recs.len() {
+    while start < indices.len() {
         let mut end = start;
         let mut bytes = 0;
-        while end < recs.len() && (end == start || bytes < MAX_BATCH_BYTES) {
-            let r = &recs[end].1;
+        while end < indices.len() && (end == start || bytes < MAX_BATCH_BYTES) {
+            let r = &records[indices[end]];
             bytes += r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 16;
             end += 1;
         }
-        let chunk = &recs[start..end];
-        let base = p.append_iter(chunk.iter().map(|(_, r)| r), &mut scratch)?;
-        out.extend(chunk.iter().enumerate().map(|(j, (i, _))| {
+        let chunk = &indices[start..end];
+        let base = p.append(
+            chunk.iter().map(|&i| {
+                let r = &records[i];
+                RecordRef {
+                    timestamp_ms: r.timestamp_ms.unwrap_or(now),
+                    key: r.key.as_deref(),
+                    value: &r.value,
+                    headers: &r.headers,
+                }
+            }),
+            &mut scratch,
+        )?;
+        out.extend(chunk.iter().enumerate().map(|(j, &i)| {
             (
-                *i,
+                i,
                 RecordPosition {
                     partition: p.id,
                     offset: base + j as u64,

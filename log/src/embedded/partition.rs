@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::FsyncPolicy;
-use super::batch::{self, BatchError, StoredRecord};
+use super::batch::{self, BatchError, RecordRef};
 use super::segment::{self, Segment, Tail};
 use crate::{ConsumedRecord, LogError, PartitionInfo, Result};
 
@@ -183,9 +183,9 @@ impl Partition {
 
     /// Appends `records` as one batch and returns its base offset, after the batch is
     /// durable by the fsync policy.
-    pub fn append_iter<'a>(
+    pub fn append<'a>(
         &self,
-        records: impl IntoIterator<Item = &'a StoredRecord>,
+        records: impl IntoIterator<Item = RecordRef<'a>>,
         scratch: &mut Vec<u8>,
     ) -> Result<u64> {
         if !self.opts.writable {
