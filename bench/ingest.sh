@@ -33,3 +33,5 @@ done
 bytes=$(stat -c %s "$work/events.ndjson")
 echo "events: $events, $(( bytes / events )) bytes each on average" >&2
 "$bin" send "$work/events.ndjson" --url "http://127.0.0.1:$port" --batch 1000 --concurrency 8 --quiet
+# What actually landed in the log, read back from the data dir.
+"$bin" topics --data-dir "$work/data"
