@@ -7,10 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use clap::Args;
-use helios_connectors::http_ingest::{HttpIngest, HttpIngestConfig};
+use helios_connectors::runtime::{Emitter, EmitterConfig, Supervisor};
+use helios_connectors::spec::{SourcesSpec, default_sources};
 use helios_log::TopicSpec;
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
-use helios_schemas::{AvroRecord, Event, EventCodec, Registry};
+use helios_schemas::{AvroRecord, DeadLetter, Event, EventCodec, RecordCodec, Registry};
 use tracing::info;
 
 use crate::backend::{log_dir, registry_dir};
@@ -44,9 +45,9 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
 
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "HELIOS_MAX_BODY_BYTES", default_value_t = 10 << 20)]
-    pub max_body_bytes: usize,
+    /// The spec file (`helios.toml`): which sources run. Without it: HTTP ingest only.
+    #[arg(long, env = "HELIOS_SPEC")]
+    pub spec: Option<PathBuf>,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -59,8 +60,24 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 }
 
 pub const EVENTS_TOPIC: &str = "helios.events";
+pub const DEAD_LETTER_TOPIC: &str = "helios.dlq";
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let spec = match &args.spec {
+        Some(path) => load_spec(path)?,
+        None => SourcesSpec {
+            sources: default_sources(args.listen),
+        },
+    };
+    // Bind first: a taken port should stop us before anything starts.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (is another process using it? try --listen)",
+                args.listen
+            )
+        })?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
     let embedded = EmbeddedLog::open(
@@ -78,30 +95,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let event_schema = registry
         .register(&format!("{EVENTS_TOPIC}-value"), Event::SCHEMA_JSON)
         .context("registering the Event schema")?;
-    log.admin()
+    let dead_letter_schema = registry
+        .register(
+            &format!("{DEAD_LETTER_TOPIC}-value"),
+            DeadLetter::SCHEMA_JSON,
+        )
+        .context("registering the DeadLetter schema")?;
+    let admin = log.admin();
+    admin
         .create_topic(&TopicSpec::new(EVENTS_TOPIC, args.partitions))
         .await
         .context("creating the events topic")?;
+    admin
+        .create_topic(&TopicSpec::new(DEAD_LETTER_TOPIC, 1))
+        .await
+        .context("creating the dead-letter topic")?;
 
-    let ingest = HttpIngest::new(
-        HttpIngestConfig {
-            topic: EVENTS_TOPIC.to_string(),
-            max_body_bytes: args.max_body_bytes,
-            ..HttpIngestConfig::default()
+    let emitter = Emitter::new(
+        EmitterConfig {
+            events_topic: EVENTS_TOPIC.to_string(),
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_string(),
         },
         log.producer(),
         EventCodec::with_source(event_schema.id, registry.clone()),
+        RecordCodec::with_source(dead_letter_schema.id, registry.clone()),
     );
-    let app: Router = helios_query_api::router(ingest.router(), registry.clone());
+    let supervisor = Supervisor::new(emitter, args.data_dir.join("sources"));
+    let sources = helios_connectors::spec::build(&spec.sources, &supervisor)
+        .context("starting the sources")?;
+    let app: Router = helios_query_api::router(sources, registry.clone());
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding {} (is another process using it? try --listen)",
-                args.listen
-            )
-        })?;
     let addr = listener.local_addr()?;
     info!(
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
@@ -111,7 +134,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
-    info!("Shutting down: flushing the log.");
+    info!("Shutting down: stopping sources, flushing the log.");
+    supervisor.shutdown().await;
     // Graceful shutdown has waited for in-flight requests, so every append has returned.
     embedded.close().context("flushing the log")?;
     info!("Stopped cleanly.");
@@ -137,4 +161,11 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Reads and parses the spec; errors name the file, line and column.
+fn load_spec(path: &std::path::Path) -> anyhow::Result<SourcesSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the spec {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -9,7 +9,7 @@ mod config;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
@@ -18,14 +18,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use helios_log::{LogProducer, Record};
-use helios_schemas::EventCodec;
 use helios_schemas::cloudevents::{self, BodyError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 pub use config::HttpIngestConfig;
+
+use crate::runtime::{Emitter, SourceHandle, SourceState, now_micros};
 
 /// Shared state of the ingest route.
 #[derive(Debug, Clone)]
@@ -35,8 +35,8 @@ pub struct HttpIngest {
 
 struct Inner {
     config: HttpIngestConfig,
-    producer: Arc<dyn LogProducer>,
-    codec: EventCodec,
+    emitter: Emitter,
+    source: SourceHandle,
     in_flight: Semaphore,
     stats: IngestStats,
 }
@@ -60,18 +60,15 @@ pub struct IngestStats {
 }
 
 impl HttpIngest {
-    /// `codec` must carry the registry id of the `Event` schema for the target topic.
-    pub fn new(
-        config: HttpIngestConfig,
-        producer: Arc<dyn LogProducer>,
-        codec: EventCodec,
-    ) -> Self {
+    /// `source` is this route's status (register it with the supervisor).
+    pub fn new(config: HttpIngestConfig, emitter: Emitter, source: SourceHandle) -> Self {
         let permits = config.max_in_flight;
+        source.set_state(SourceState::Running);
         HttpIngest {
             inner: Arc::new(Inner {
                 config,
-                producer,
-                codec,
+                emitter,
+                source,
                 in_flight: Semaphore::new(permits),
                 stats: IngestStats::default(),
             }),
@@ -135,6 +132,16 @@ async fn post_events(
 ) -> Response {
     let inner = &ingest.inner;
     inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if inner.source.is_paused() {
+        let name = inner.source.name();
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("source `{name}` is paused; resume it with POST /v1/sources/{name}/resume"),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return resp;
+    }
     // Backpressure: a bounded number of requests may be appending; the rest are told to
     // come back rather than queue without limit in memory.
     let Ok(_permit) = inner.in_flight.try_acquire() else {
@@ -177,24 +184,15 @@ async fn post_events(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
 
-    let mut records = Vec::with_capacity(items.len());
+    let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    let mut buf = Vec::with_capacity(256);
     for item in items {
         match item {
-            Ok(event) => {
-                buf.clear();
-                inner.codec.encode_into(&event, &mut buf);
-                records.push(Record {
-                    key: Some(Bytes::copy_from_slice(event.subject.as_bytes())),
-                    value: Bytes::copy_from_slice(&buf),
-                    ..Record::default()
-                });
-            }
+            Ok(event) => events.push(event),
             Err(e) => rejected.push(Rejected {
                 index: e.index,
-                field: e.field.clone(),
-                error: e.message.clone(),
+                field: e.field,
+                error: e.message,
             }),
         }
     }
@@ -202,7 +200,7 @@ async fn post_events(
         .stats
         .rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
-    if records.is_empty() {
+    if events.is_empty() {
         return error_with(
             StatusCode::BAD_REQUEST,
             if rejected.is_empty() {
@@ -213,17 +211,18 @@ async fn post_events(
             rejected,
         );
     }
-    let accepted = records.len();
+    let accepted = events.len();
     let started = Instant::now();
-    if let Err(e) = inner.producer.append(&inner.config.topic, records).await {
-        warn!(topic = %inner.config.topic, events = accepted, error = %e, "Appending ingested events failed.");
+    if let Err(e) = inner.emitter.emit(&inner.source, &events).await {
+        inner.source.record_error(e.to_string());
+        warn!(topic = inner.emitter.events_topic(), events = accepted, error = %e, "Appending ingested events failed.");
         let mut resp = error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the events could not be written to the log ({e}); nothing was acknowledged, retry the request"
             ),
         );
-        if e.is_retriable() {
+        if e.fault() != crate::Fault::User {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
@@ -244,12 +243,6 @@ async fn post_events(
         axum::Json(Accepted { accepted, rejected }),
     )
         .into_response()
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use helios_log::{ConsumerConfig, Log, TopicSpec, partition_for_key};
-use helios_schemas::EventCodec;
+use helios_schemas::{EventCodec, RecordCodec};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{HttpIngest, HttpIngestConfig};
+use crate::runtime::{Emitter, EmitterConfig, SourceHandle};
 
 const SCHEMA_ID: u32 = 7;
 
@@ -20,16 +21,33 @@ struct Fixture {
     ingest: HttpIngest,
 }
 
+fn emitter(log: &Log, events_topic: &str) -> Emitter {
+    let config = EmitterConfig {
+        events_topic: events_topic.to_string(),
+        ..EmitterConfig::default()
+    };
+    Emitter::new(
+        config,
+        log.producer(),
+        EventCodec::new(SCHEMA_ID),
+        RecordCodec::new(SCHEMA_ID + 1),
+    )
+}
+
 async fn fixture(config: HttpIngestConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(dir.path(), EmbeddedConfig::default())
         .unwrap()
         .log();
     log.admin()
-        .create_topic(&TopicSpec::new(&config.topic, 3))
+        .create_topic(&TopicSpec::new("helios.events", 3))
         .await
         .unwrap();
-    let ingest = HttpIngest::new(config, log.producer(), EventCodec::new(SCHEMA_ID));
+    let ingest = HttpIngest::new(
+        config,
+        emitter(&log, "helios.events"),
+        SourceHandle::new("http", "http"),
+    );
     Fixture {
         _dir: dir,
         log,
@@ -220,19 +238,12 @@ async fn over_capacity_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn log_failure_is_503_and_not_acknowledged() {
-    let f = fixture(HttpIngestConfig {
-        topic: "missing".into(),
-        ..HttpIngestConfig::default()
-    })
-    .await;
-    // The fixture created `missing`; point a second ingest at a topic that does not exist.
+    let f = fixture(HttpIngestConfig::default()).await;
+    // An ingest pointed at a topic that does not exist: the append fails.
     let ingest = HttpIngest::new(
-        HttpIngestConfig {
-            topic: "nope".into(),
-            ..HttpIngestConfig::default()
-        },
-        f.log.producer(),
-        EventCodec::new(SCHEMA_ID),
+        HttpIngestConfig::default(),
+        emitter(&f.log, "nope"),
+        SourceHandle::new("http", "http"),
     );
     let (status, answer, _) = post(
         &ingest,
@@ -247,4 +258,34 @@ async fn log_failure_is_503_and_not_acknowledged() {
             .unwrap()
             .contains("nothing was acknowledged")
     );
+}
+
+#[tokio::test]
+async fn paused_source_answers_503_and_resumes() {
+    let f = fixture(HttpIngestConfig::default()).await;
+    let handle = SourceHandle::new("http", "http");
+    let ingest = HttpIngest::new(
+        HttpIngestConfig::default(),
+        emitter(&f.log, "helios.events"),
+        handle.clone(),
+    );
+    handle.pause();
+    let (status, answer, retry) = post(
+        &ingest,
+        Some("application/cloudevents+json"),
+        event("p", "s").to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry.is_some());
+    assert!(answer["error"].as_str().unwrap().contains("paused"));
+    handle.resume();
+    let (status, _, _) = post(
+        &ingest,
+        Some("application/cloudevents+json"),
+        event("p", "s").to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(handle.status().events_emitted, 1);
 }

@@ -1,0 +1,146 @@
+//! Writes sources' events to the events topic (keyed by subject) and their bad input to
+//! the dead-letter topic. Appends are awaited, so a slow log slows the sources down instead
+//! of growing a queue.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use helios_log::{LogProducer, Record, RecordPosition};
+use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
+
+use super::status::SourceHandle;
+use crate::Result;
+
+/// Where the emitter writes.
+#[derive(Debug, Clone)]
+pub struct EmitterConfig {
+    /// Topic of `Event` records. Default `helios.events`.
+    pub events_topic: String,
+    /// Topic of `DeadLetter` records. Default `helios.dlq`.
+    pub dead_letter_topic: String,
+}
+
+impl Default for EmitterConfig {
+    fn default() -> Self {
+        EmitterConfig {
+            events_topic: "helios.events".to_string(),
+            dead_letter_topic: "helios.dlq".to_string(),
+        }
+    }
+}
+
+/// Shared by every source; cheap to clone.
+#[derive(Clone)]
+pub struct Emitter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EmitterConfig,
+    producer: Arc<dyn LogProducer>,
+    events: EventCodec,
+    dead_letters: RecordCodec<DeadLetter>,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emitter {
+    /// The codecs carry the registry ids of the `Event` and `DeadLetter` schemas.
+    pub fn new(
+        config: EmitterConfig,
+        producer: Arc<dyn LogProducer>,
+        events: EventCodec,
+        dead_letters: RecordCodec<DeadLetter>,
+    ) -> Self {
+        Emitter {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                events,
+                dead_letters,
+            }),
+        }
+    }
+
+    pub fn events_topic(&self) -> &str {
+        &self.inner.config.events_topic
+    }
+
+    /// Appends `events` keyed by subject, returning once they are durable, and counts them
+    /// on the source's status.
+    pub async fn emit(
+        &self,
+        source: &SourceHandle,
+        events: &[Event],
+    ) -> Result<Vec<RecordPosition>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut buf = Vec::with_capacity(256);
+        let records = events
+            .iter()
+            .map(|e| {
+                buf.clear();
+                self.inner.events.encode_into(e, &mut buf);
+                Record {
+                    key: Some(Bytes::copy_from_slice(e.subject.as_bytes())),
+                    value: Bytes::copy_from_slice(&buf),
+                    ..Record::default()
+                }
+            })
+            .collect();
+        let positions = self
+            .inner
+            .producer
+            .append(&self.inner.config.events_topic, records)
+            .await?;
+        source.record_events(events.len(), events.iter().map(|e| e.time).max());
+        Ok(positions)
+    }
+
+    /// Writes bad input to the dead-letter topic with the reason, so it is never silently
+    /// lost. `id` must be deterministic for the input (for example source + position).
+    pub async fn dead_letter(
+        &self,
+        source: &SourceHandle,
+        id: String,
+        original: Vec<u8>,
+        reason: impl Into<String>,
+    ) -> Result<()> {
+        let record = DeadLetter {
+            id,
+            stage: format!("source/{}", source.name()),
+            reason: reason.into(),
+            original,
+            topic: None,
+            partition: None,
+            offset: None,
+            at: now_micros(),
+        };
+        let value = self.inner.dead_letters.encode(&record)?;
+        let key = Bytes::copy_from_slice(source.name().as_bytes());
+        self.inner
+            .producer
+            .append(
+                &self.inner.config.dead_letter_topic,
+                vec![Record::keyed(key, value)],
+            )
+            .await?;
+        source.record_dead_letter();
+        Ok(())
+    }
+}
+
+/// Wall-clock time in µs since the epoch; sources stamp receive times with it.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

@@ -1,0 +1,16 @@
+//! The runtime every source runs in: status tracking, the emitter that writes events and
+//! dead letters to the log, and the supervisor that restarts pull sources with backoff and
+//! pauses or resumes any source.
+//!
+//! Push sources (HTTP routes) register a [`SourceHandle`] and report through it; pull
+//! sources implement [`PullSource`] and are run by the [`Supervisor`].
+
+mod emitter;
+mod routes;
+mod status;
+mod supervisor;
+
+pub use emitter::{Emitter, EmitterConfig, now_micros};
+pub use routes::router;
+pub use status::{SourceHandle, SourceState, SourceStatus};
+pub use supervisor::{PullSource, SourceContext, Supervisor};

@@ -1,0 +1,160 @@
+//! What each source reports: its state, counters, last event time and last error.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Lifecycle of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    Starting,
+    Running,
+    Paused,
+    /// Failed and waiting to be restarted.
+    Backoff,
+    Stopped,
+}
+
+/// A snapshot for `GET /v1/sources`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SourceStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: SourceState,
+    pub events_emitted: u64,
+    pub dead_letters: u64,
+    pub errors: u64,
+    pub restarts: u64,
+    /// Event time of the newest emitted event, µs since the epoch.
+    pub last_event_time: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// A source's shared status; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SourceHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    kind: String,
+    state: Mutex<SourceState>,
+    paused: watch::Sender<bool>,
+    events: AtomicU64,
+    dead_letters: AtomicU64,
+    errors: AtomicU64,
+    restarts: AtomicU64,
+    last_event_time: AtomicI64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl SourceHandle {
+    pub fn new(name: &str, kind: &str) -> Self {
+        SourceHandle {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                state: Mutex::new(SourceState::Starting),
+                paused: watch::channel(false).0,
+                events: AtomicU64::new(0),
+                dead_letters: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                restarts: AtomicU64::new(0),
+                last_event_time: AtomicI64::new(i64::MIN),
+                last_error: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.inner.kind
+    }
+
+    pub fn set_state(&self, state: SourceState) {
+        *self.inner.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    pub fn state(&self) -> SourceState {
+        let state = *self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_paused() && state == SourceState::Running {
+            SourceState::Paused
+        } else {
+            state
+        }
+    }
+
+    /// Counts emitted events and remembers the newest event time.
+    pub fn record_events(&self, count: usize, newest_event_time: Option<i64>) {
+        self.inner.events.fetch_add(count as u64, Ordering::Relaxed);
+        if let Some(t) = newest_event_time {
+            self.inner.last_event_time.fetch_max(t, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_dead_letter(&self) {
+        self.inner.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers a problem (shown in the status) without changing the state.
+    pub fn record_error(&self, message: impl Into<String>) {
+        self.inner.errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(message.into());
+    }
+
+    pub fn record_restart(&self) {
+        self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn pause(&self) {
+        self.inner.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.inner.paused.send_replace(false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.inner.paused.borrow()
+    }
+
+    /// Waits until the source is not paused.
+    pub async fn wait_resumed(&self) {
+        let mut rx = self.inner.paused.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|paused| !paused).await;
+    }
+
+    pub fn status(&self) -> SourceStatus {
+        let t = self.inner.last_event_time.load(Ordering::Relaxed);
+        SourceStatus {
+            name: self.inner.name.clone(),
+            kind: self.inner.kind.clone(),
+            state: self.state(),
+            events_emitted: self.inner.events.load(Ordering::Relaxed),
+            dead_letters: self.inner.dead_letters.load(Ordering::Relaxed),
+            errors: self.inner.errors.load(Ordering::Relaxed),
+            restarts: self.inner.restarts.load(Ordering::Relaxed),
+            last_event_time: (t != i64::MIN).then_some(t),
+            last_error: self
+                .inner
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Runs pull sources as supervised tasks: a failed source is restarted with exponential
+//! backoff and jitter and its error shown in its status; one source failing never stops
+//! the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use helios_schemas::Event;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::emitter::Emitter;
+use super::status::{SourceHandle, SourceState, SourceStatus};
+use crate::{ConnectorError, Result};
+
+/// A source that produces events by itself (polling, tailing, probing, consuming).
+#[async_trait]
+pub trait PullSource: Send {
+    /// Runs until `ctx` says to stop (then returns `Ok`). An `Err` ends this run; the
+    /// supervisor logs it, shows it in the status and starts a fresh instance after a
+    /// backoff.
+    async fn run(&mut self, ctx: &SourceContext) -> Result<()>;
+}
+
+/// Makes a fresh instance of a source for every (re)start.
+pub type SourceFactory = Box<dyn Fn() -> Result<Box<dyn PullSource>> + Send + Sync>;
+
+/// What a running pull source can do.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    handle: SourceHandle,
+    emitter: Emitter,
+    shutdown: watch::Receiver<bool>,
+    state_dir: PathBuf,
+}
+
+impl SourceContext {
+    /// The source's status handle.
+    pub fn handle(&self) -> &SourceHandle {
+        &self.handle
+    }
+
+    /// The source's name from the spec.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// A folder for the source's own checkpoints (read positions, last seen commits);
+    /// created on first use. Write files there atomically (temp file + rename).
+    pub fn state_dir(&self) -> Result<&Path> {
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| {
+            ConnectorError::external(
+                self.name(),
+                format!("cannot create state dir {}: {e}", self.state_dir.display()),
+            )
+        })?;
+        Ok(&self.state_dir)
+    }
+
+    /// Appends events (waiting first while the source is paused); returns once durable.
+    pub async fn emit(&self, events: &[Event]) -> Result<()> {
+        self.wait_while_paused().await?;
+        self.emitter.emit(&self.handle, events).await.map(drop)
+    }
+
+    /// Sends bad input to the dead-letter topic. `id` must be deterministic for the input.
+    pub async fn dead_letter(
+        &self,
+        id: String,
+        original: Vec<u8>,
+        reason: impl Into<String>,
+    ) -> Result<()> {
+        let reason = reason.into();
+        warn!(source = self.name(), %reason, "Input sent to the dead-letter topic.");
+        self.emitter
+            .dead_letter(&self.handle, id, original, reason)
+            .await
+    }
+
+    /// Reports a problem that does not stop the source (an unreadable file, a failed probe).
+    pub fn report_error(&self, message: impl Into<String>) {
+        let message = message.into();
+        warn!(source = self.name(), error = %message, "Source problem.");
+        self.handle.record_error(message);
+    }
+
+    /// Whether the supervisor asked sources to stop.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sleeps for `d`; returns `false` early if shutdown was requested meanwhile.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        let mut rx = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(d) => !self.is_shutting_down(),
+            _ = rx.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    /// Resolves when shutdown is requested.
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    async fn wait_while_paused(&self) -> Result<()> {
+        if !self.handle.is_paused() {
+            return Ok(());
+        }
+        let mut rx = self.shutdown.clone();
+        tokio::select! {
+            () = self.handle.wait_resumed() => Ok(()),
+            _ = rx.wait_for(|stop| *stop) => Err(ConnectorError::ShuttingDown),
+        }
+    }
+}
+
+/// Owns every source's status and runs the pull sources.
+#[derive(Debug)]
+pub struct Supervisor {
+    emitter: Emitter,
+    state_root: PathBuf,
+    sources: RwLock<BTreeMap<String, SourceHandle>>,
+    shutdown: watch::Sender<bool>,
+    tasks: std::sync::Mutex<JoinSet<()>>,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+impl Supervisor {
+    /// `state_root` holds each source's state dir (`<state_root>/<name>`).
+    pub fn new(emitter: Emitter, state_root: PathBuf) -> Arc<Self> {
+        Arc::new(Supervisor {
+            emitter,
+            state_root,
+            sources: RwLock::new(BTreeMap::new()),
+            shutdown: watch::channel(false).0,
+            tasks: std::sync::Mutex::new(JoinSet::new()),
+        })
+    }
+
+    pub fn emitter(&self) -> &Emitter {
+        &self.emitter
+    }
+
+    /// Registers a push source (an HTTP route) so it shows up and can be paused.
+    pub fn register(&self, name: &str, kind: &str) -> Result<SourceHandle> {
+        let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        if sources.contains_key(name) {
+            return Err(ConnectorError::DuplicateSource(name.to_string()));
+        }
+        let handle = SourceHandle::new(name, kind);
+        sources.insert(name.to_string(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Starts a pull source under supervision.
+    pub fn spawn(&self, name: &str, kind: &str, factory: SourceFactory) -> Result<SourceHandle> {
+        let handle = self.register(name, kind)?;
+        let ctx = SourceContext {
+            handle: handle.clone(),
+            emitter: self.emitter.clone(),
+            shutdown: self.shutdown.subscribe(),
+            state_dir: self.state_root.join(name),
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn(supervise(ctx, factory));
+        Ok(handle)
+    }
+
+    pub fn get(&self, name: &str) -> Result<SourceHandle> {
+        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+        sources
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ConnectorError::UnknownSource(name.to_string()))
+    }
+
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+        sources.values().map(SourceHandle::status).collect()
+    }
+
+    /// Asks every pull source to stop and waits for them.
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn supervise(ctx: SourceContext, factory: SourceFactory) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let outcome = match factory() {
+            Ok(mut source) => {
+                ctx.handle.set_state(SourceState::Running);
+                info!(
+                    source = ctx.name(),
+                    kind = ctx.handle.kind(),
+                    "Source started."
+                );
+                source.run(&ctx).await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) | Err(ConnectorError::ShuttingDown) if ctx.is_shutting_down() => break,
+            Ok(()) => {
+                // A source that ends by itself has nothing more to do.
+                break;
+            }
+            Err(e) => {
+                ctx.handle.set_state(SourceState::Backoff);
+                ctx.handle.record_error(e.to_string());
+                ctx.handle.record_restart();
+                let wait = jitter(backoff);
+                warn!(source = ctx.name(), error = %e, fault = ?e.fault(), retry_in_ms = wait.as_millis() as u64, "Source failed; restarting after a backoff.");
+                if !ctx.sleep(wait).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    ctx.handle.set_state(SourceState::Stopped);
+    info!(source = ctx.name(), "Source stopped.");
+}
+
+/// ±25 % so sources failing together do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    d.mul_f64(factor)
+}
