@@ -29,7 +29,10 @@ async fn not_found(uri: Uri) -> impl IntoResponse {
         StatusCode::NOT_FOUND,
         axum::Json(json!({
             "error": format!("no route for {}", uri.path()),
-            "routes": ["POST /v1/events", "GET /healthz", "/subjects", "/schemas/ids/{id}", "/config", "/compatibility"],
+            "routes": [
+                "POST /v1/events", "GET /v1/sources", "POST /v1/sources/{name}/pause|resume",
+                "GET /healthz", "/subjects", "/schemas/ids/{id}", "/config", "/compatibility",
+            ],
         })),
     )
 }
