@@ -11,7 +11,7 @@ use conformance::Retention;
 use helios_log::Log;
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 
-fn embedded() -> (tempfile::TempDir, Log) {
+async fn open() -> (tempfile::TempDir, Log) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = EmbeddedConfig {
         segment_bytes: 16 * 1024,
@@ -24,29 +24,4 @@ fn embedded() -> (tempfile::TempDir, Log) {
     (dir, log)
 }
 
-macro_rules! cases {
-    ($($case:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $case() {
-            let (_dir, log) = embedded();
-            conformance::$case(&log, stringify!($case)).await;
-        }
-    )*};
-}
-
-cases!(
-    append_and_read,
-    explicit_partition_and_keyless,
-    seek_offsets,
-    seek_timestamps,
-    group_sharing,
-    commit_and_resume,
-    offset_reset,
-    admin,
-);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention() {
-    let (_dir, log) = embedded();
-    conformance::retention(&log, "retention", Retention::Enforced).await;
-}
+conformance_suite!(open, Retention::Enforced);

@@ -6,7 +6,7 @@
 
 mod conformance;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use conformance::Retention;
 use helios_log::Log;
@@ -24,41 +24,11 @@ async fn kafka() -> Log {
     })
 }
 
-/// A topic/group prefix unique to this test and run.
-fn prefix(case: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("helios-test.{case}.{}-{nanos}", std::process::id())
+async fn open() -> ((), Log) {
+    ((), kafka().await)
 }
 
-macro_rules! cases {
-    ($($case:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $case() {
-            let log = kafka().await;
-            conformance::$case(&log, &prefix(stringify!($case))).await;
-        }
-    )*};
-}
-
-cases!(
-    append_and_read,
-    explicit_partition_and_keyless,
-    seek_offsets,
-    seek_timestamps,
-    group_sharing,
-    commit_and_resume,
-    offset_reset,
-    admin,
-);
-
-/// tansu 0.6 stores retention settings but deletes nothing here (its in-memory engine has no
-/// retention; its SQLite engine only applies `retention.ms` in periodic maintenance and never
-/// `retention.bytes`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention() {
-    let log = kafka().await;
-    conformance::retention(&log, &prefix("retention"), Retention::NotEnforced).await;
-}
+// tansu 0.6 stores retention settings but deletes nothing (its in-memory engine has no
+// retention; its SQLite engine only applies `retention.ms` in periodic maintenance and
+// never `retention.bytes`).
+conformance_suite!(open, Retention::NotEnforced);

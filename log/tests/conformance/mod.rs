@@ -10,6 +10,40 @@
 
 #![allow(dead_code)] // Each test binary uses the cases it runs.
 
+/// Declares one `#[tokio::test]` per conformance case for a backend. `$open` is an async
+/// fn returning `(guard, Log)` (the guard keeps e.g. a temp dir alive); `$retention` says
+/// whether the backend enforces retention.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($open:ident, $retention:expr) => {
+        $crate::conformance_suite!(@cases $open;
+            append_and_read, explicit_partition_and_keyless, seek_offsets, seek_timestamps,
+            group_sharing, commit_and_resume, offset_reset, admin);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn retention() {
+            let (_guard, log) = $open().await;
+            conformance::retention(&log, &conformance::unique_prefix("retention"), $retention).await;
+        }
+    };
+    (@cases $open:ident; $($case:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (_guard, log) = $open().await;
+            conformance::$case(&log, &conformance::unique_prefix(stringify!($case))).await;
+        }
+    )*};
+}
+
+/// A topic/group prefix unique to this test and run.
+pub fn unique_prefix(case: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("helios-test.{case}.{}-{nanos}", std::process::id())
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
