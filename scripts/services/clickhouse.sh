@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# A clickhouse-server on loopback for the sink tests.
+#
+# Run it:
+#   eval "$(scripts/services/clickhouse.sh start)"  # exports HELIOS_TEST_CLICKHOUSE, HELIOS_CLICKHOUSE_PID, HELIOS_CLICKHOUSE_DIR
+#   scripts/services/clickhouse.sh stop             # stops the server started above (uses HELIOS_CLICKHOUSE_PID/DIR)
+#   scripts/services/clickhouse.sh restart DIR      # starts the server of DIR again, same ports and data
+# or source it and call the functions:
+#   source scripts/services/clickhouse.sh && clickhouse_start && ... && clickhouse_stop
+#
+# Installs Debian's clickhouse-server and clickhouse-client (18.16 on bookworm) when they are
+# missing, writes its own config into a temp dir (data, logs, users; nothing under /etc or
+# /var/lib is used) and listens on free loopback ports (HTTP and native).
+#
+# Settings (environment):
+#   HELIOS_TEST_TMP               parent dir for the server's data and log (default: a new temp dir)
+#   HELIOS_TEST_CLICKHOUSE_PORT   HTTP port (default: a free loopback port); native port: a free one
+#   HELIOS_CLICKHOUSE_WAIT        seconds to wait for `SELECT 1` to answer (default 60)
+
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+    # Sourced: thin wrappers that run this file in a child shell and import its exports.
+    _clickhouse_script=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+    clickhouse_start() {
+        local out
+        out=$(bash "$_clickhouse_script" start) || return 1
+        eval "$out"
+        echo "HELIOS_TEST_CLICKHOUSE=$HELIOS_TEST_CLICKHOUSE" >&2
+    }
+    clickhouse_stop() { bash "$_clickhouse_script" stop; }
+    return 0
+fi
+
+set -euo pipefail
+
+log() { echo "clickhouse.sh: $*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+install() {
+    if command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null; then
+        return
+    fi
+    log "installing Debian's clickhouse-server and clickhouse-client"
+    if [[ $(id -u) -ne 0 ]]; then
+        log "need root for apt-get; install clickhouse-server and clickhouse-client by hand"; exit 1
+    fi
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >&2
+}
+
+free_port() {
+    local port i
+    for i in $(seq 1 50); do
+        port=$((20000 + RANDOM % 40000))
+        if ! port_open "$port" && [[ $port != "${1:-}" ]]; then echo "$port"; return; fi
+    done
+    log "found no free loopback port"; exit 1
+}
+
+write_config() {
+    local dir=$1 http=$2 native=$3
+    mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+    cat >"$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$dir/log/clickhouse-server.log</log>
+        <errorlog>$dir/log/clickhouse-server.err.log</errorlog>
+        <size>100M</size>
+        <count>2</count>
+    </logger>
+    <http_port>$http</http_port>
+    <tcp_port>$native</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <max_connections>256</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>64</max_concurrent_queries>
+    <uncompressed_cache_size>134217728</uncompressed_cache_size>
+    <mark_cache_size>134217728</mark_cache_size>
+    <path>$dir/data/</path>
+    <tmp_path>$dir/tmp/</tmp_path>
+    <user_files_path>$dir/user_files/</user_files_path>
+    <format_schema_path>$dir/format_schemas/</format_schema_path>
+    <users_config>$dir/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <max_session_timeout>3600</max_session_timeout>
+    <default_session_timeout>60</default_session_timeout>
+</yandex>
+EOF
+    cat >"$dir/users.xml" <<'EOF'
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>2000000000</max_memory_usage>
+            <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+EOF
+    echo "$http" >"$dir/http.port"
+    echo "$native" >"$dir/native.port"
+}
+
+# Starts the server of an already configured dir and waits until it answers `SELECT 1`.
+launch() {
+    local dir=$1 http pid waited wait_max
+    http=$(cat "$dir/http.port")
+    if port_open "$http"; then
+        log "port $http is already in use; unset HELIOS_TEST_CLICKHOUSE_PORT or pick another"; exit 1
+    fi
+    # setsid + redirections: the server outlives this shell and holds none of its pipes.
+    cd "$dir"
+    setsid clickhouse-server --config-file="$dir/config.xml" \
+        </dev/null >"$dir/log/stdout.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/clickhouse.pid"
+
+    wait_max=${HELIOS_CLICKHOUSE_WAIT:-60}
+    waited=0
+    until [[ $(curl -fsS --max-time 2 "http://127.0.0.1:$http/?query=SELECT%201" 2>/dev/null) == 1 ]]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "clickhouse-server exited before answering on 127.0.0.1:$http; last lines of its logs:"
+            tail -n 40 "$dir/log/clickhouse-server.err.log" "$dir/log/stdout.log" >&2 2>/dev/null || true
+            exit 1
+        fi
+        if ((waited >= wait_max * 10)); then
+            log "clickhouse-server did not answer SELECT 1 on 127.0.0.1:$http within ${wait_max}s; last lines of its logs:"
+            tail -n 40 "$dir/log/clickhouse-server.err.log" "$dir/log/stdout.log" >&2 2>/dev/null || true
+            kill "$pid" 2>/dev/null || true
+            exit 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    log "clickhouse-server (pid $pid) answering on http://127.0.0.1:$http; logs in $dir/log"
+    echo "export HELIOS_TEST_CLICKHOUSE=http://127.0.0.1:$http"
+    echo "export HELIOS_CLICKHOUSE_PID=$pid"
+    echo "export HELIOS_CLICKHOUSE_DIR=$dir"
+}
+
+start() {
+    install
+    if ! command -v curl >/dev/null; then
+        log "curl is needed to probe the server; apt-get install -y curl"; exit 1
+    fi
+    local dir http native
+    if [[ -n ${HELIOS_TEST_TMP:-} ]]; then
+        mkdir -p "$HELIOS_TEST_TMP"
+        dir=$(mktemp -d "$HELIOS_TEST_TMP/clickhouse.XXXXXX")
+    else
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/helios-clickhouse.XXXXXX")
+    fi
+    dir=$(cd "$dir" && pwd)
+    http=${HELIOS_TEST_CLICKHOUSE_PORT:-$(free_port)}
+    native=$(free_port "$http")
+    write_config "$dir" "$http" "$native"
+    launch "$dir"
+}
+
+restart() {
+    local dir=${1:-${HELIOS_CLICKHOUSE_DIR:-}}
+    if [[ -z $dir || ! -f $dir/config.xml ]]; then
+        log "restart needs the dir of a server started before (argument or HELIOS_CLICKHOUSE_DIR)"; exit 1
+    fi
+    launch "$dir"
+}
+
+stop() {
+    local pid=${HELIOS_CLICKHOUSE_PID:-}
+    if [[ -z $pid && -n ${HELIOS_CLICKHOUSE_DIR:-} && -f $HELIOS_CLICKHOUSE_DIR/clickhouse.pid ]]; then
+        pid=$(cat "$HELIOS_CLICKHOUSE_DIR/clickhouse.pid")
+    fi
+    if [[ -z $pid ]]; then
+        log "nothing to stop: HELIOS_CLICKHOUSE_PID and HELIOS_CLICKHOUSE_DIR are unset"; return 0
+    fi
+    # Only the server we started: the pid must still be a clickhouse process.
+    if ! kill -0 "$pid" 2>/dev/null || ! grep -q clickhouse "/proc/$pid/cmdline" 2>/dev/null; then
+        log "clickhouse-server (pid $pid) is not running"; return 0
+    fi
+    kill "$pid"
+    local i
+    for i in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || { log "stopped clickhouse-server (pid $pid)"; return 0; }
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    log "killed clickhouse-server (pid $pid) after 15s"
+}
+
+case ${1:-} in
+    start) start ;;
+    stop) stop ;;
+    restart) restart "${2:-}" ;;
+    *) echo "usage: $0 start|stop|restart [DIR]" >&2; exit 2 ;;
+esac
