@@ -1,0 +1,9 @@
+//! `helios-pipeline` owns the deterministic business logic: the pipeline spec and its
+//! validation, SQL expressions over events, and (growing) windows, aggregates, rules and
+//! the processor runtime.
+
+mod error;
+pub mod expr;
+pub mod spec;
+
+pub use error::{PipelineError, Result};
