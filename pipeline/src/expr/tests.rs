@@ -149,7 +149,7 @@ fn mistakes_are_explained_with_positions() {
         ("attrs.conclusion = 'x'", "unknown column `attrs.conclusion`", Some((1, 1))),
         ("attrs[1] = 'x'", "quoted name", Some((1, 1))),
         ("CAST(kind AS date)", "CAST to `DATE`", Some((1, 6))),
-        ("CASE WHEN value > 1 THEN 'a' ELSE 2 END", "mixes text and bigint", Some((1, 38))),
+        ("CASE WHEN value > 1 THEN 'a' ELSE 2 END", "mixes text and bigint", Some((1, 35))),
         ("lower(kind, 2)", "takes 1 argument", Some((1, 1))),
     ];
     for (sql, needle, position) in cases {
