@@ -38,6 +38,12 @@ pub enum ConnectorError {
     #[error("encoding a record failed: {0}")]
     Schema(#[from] helios_schemas::Error),
 
+    #[error("source `{source_name}`: {message}")]
+    Checkpoint {
+        source_name: String,
+        message: String,
+    },
+
     #[error("a source named `{0}` already exists; source names must be unique")]
     DuplicateSource(String),
 
@@ -57,9 +63,10 @@ impl ConnectorError {
             | ConnectorError::UnknownSource(_) => Fault::User,
             ConnectorError::External { .. } => Fault::External,
             ConnectorError::Log(e) if e.is_retriable() => Fault::External,
-            ConnectorError::Log(_) | ConnectorError::Schema(_) | ConnectorError::ShuttingDown => {
-                Fault::Internal
-            }
+            ConnectorError::Log(_)
+            | ConnectorError::Schema(_)
+            | ConnectorError::Checkpoint { .. }
+            | ConnectorError::ShuttingDown => Fault::Internal,
         }
     }
 

@@ -4,10 +4,16 @@
 //! [`runtime`] is what every source runs in (status, emitter, supervisor, the
 //! `/v1/sources` routes); each source lives in its own folder.
 
+mod duration;
 mod error;
 
+pub mod file_tail;
+pub mod host;
 pub mod http_ingest;
 pub mod runtime;
 pub mod spec;
+
+#[cfg(test)]
+mod test_support;
 
 pub use error::{ConnectorError, Fault, Result};

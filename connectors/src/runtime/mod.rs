@@ -5,6 +5,7 @@
 //! Push sources (HTTP routes) register a [`SourceHandle`] and report through it; pull
 //! sources implement [`PullSource`] and are run by the [`Supervisor`].
 
+pub(crate) mod checkpoint;
 mod emitter;
 mod routes;
 mod status;
