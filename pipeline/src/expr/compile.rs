@@ -160,6 +160,17 @@ fn literal(node: &E, v: &ast::Value) -> Result<Compiled, ExprError> {
     })
 }
 
+/// `k` for `attrs['k']`.
+pub(super) fn text_literal_in_subscript(e: &E) -> Option<&str> {
+    match e {
+        E::CompoundFieldAccess { access_chain, .. } => match access_chain.as_slice() {
+            [AccessExpr::Subscript(Subscript::Index { index })] => text_literal(index),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A text literal's value, if `e` is one (patterns must be literals so they compile once).
 pub(super) fn text_literal(e: &E) -> Option<&str> {
     match e {

@@ -13,6 +13,9 @@
 
 mod compile;
 mod functions;
+mod measure;
+
+pub use measure::{AggregateFn, GroupKeyExpr, MeasureExpr, compile_group_key, compile_measure};
 
 use std::borrow::Cow;
 use std::fmt;

@@ -163,3 +163,39 @@ fn mistakes_are_explained_with_positions() {
     assert!(err.message.contains("must be boolean"), "{err}");
     assert_eq!(Expr::compile_condition("kind = 'x'").unwrap().ty(), Type::Bool);
 }
+
+#[test]
+fn group_keys_and_measures() {
+    use super::{AggregateFn, compile_group_key, compile_measure};
+    let e = event();
+    for (sql, name, value) in [
+        ("subject", "subject", "acme/helios"),
+        ("attrs['conclusion']", "conclusion", "failure"),
+        ("attrs['conclusion'] AS outcome", "outcome", "failure"),
+        ("lower(kind) AS k", "k", "ci.run"),
+    ] {
+        let key = compile_group_key(sql).unwrap_or_else(|err| panic!("{sql}: {err}"));
+        assert_eq!(key.name, name);
+        assert_eq!(key.expr.eval(&e).to_key().as_deref(), Some(value));
+    }
+    assert!(compile_group_key("lower(kind)").unwrap_err().message.contains("AS"));
+
+    let m = compile_measure("count(*)").unwrap();
+    assert_eq!(m.function, AggregateFn::Count);
+    assert!(m.argument.is_none());
+    let m = compile_measure("quantile(value, 0.95)").unwrap();
+    assert_eq!(m.function, AggregateFn::Quantile(0.95));
+    assert_eq!(m.argument.unwrap().eval(&e), Value::Float(42.5));
+    let m = compile_measure("count_distinct(attrs['branch'])").unwrap();
+    assert_eq!(m.function, AggregateFn::CountDistinct);
+    for (sql, needle) in [
+        ("median(value)", "unknown aggregate function `median`"),
+        ("quantile(value, 1.5)", "between 0 and 1"),
+        ("sum(kind)", "needs a number"),
+        ("value + 1", "one aggregate call"),
+        ("avg(value, 2)", "takes 1 argument"),
+    ] {
+        let err = compile_measure(sql).unwrap_err();
+        assert!(err.message.contains(needle), "{sql}: {err}");
+    }
+}
