@@ -1,0 +1,321 @@
+//! The ClickHouse schema: numbered migrations for the fixed tables, and the tables and
+//! columns the spec's aggregates need.
+//!
+//! Applied versions are recorded in `schema_migrations` (version, name, checksum of the
+//! SQL, time). [`migrate`] is idempotent: statements use `IF NOT EXISTS`, applied versions
+//! are skipped, and a database at a version newer than this build knows is refused.
+//! Spec-driven changes (a new `agg_<name>` table, a new group key or measure column) are
+//! derived by comparing the spec with `system.columns` and recorded with version 0. Columns
+//! are never dropped: a measure removed from the spec keeps its data.
+//!
+//! Every table is a `ReplacingMergeTree` partitioned by month of its time column, keyed so
+//! that one record id is one row after merges; reads use `FINAL` ([`super::query`]). The
+//! `events` table is ordered by (source, kind, subject, time) for the common filters, with
+//! `id` last so a replayed event collapses into the original.
+
+use clickhouse::Row;
+use serde::Deserialize;
+use tracing::info;
+
+use super::ClickHouse;
+use crate::error::{Result, SinkError};
+use crate::spec::{AggregateSpec, StoreSpec};
+
+/// One numbered schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version, from 1, without gaps.
+    pub version: u32,
+    /// Short name.
+    pub name: &'static str,
+    /// Statements, run in order.
+    pub statements: &'static [&'static str],
+}
+
+/// The migrations this build knows, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        statements: &["CREATE TABLE IF NOT EXISTS events (
+    id String,
+    source LowCardinality(String),
+    kind LowCardinality(String),
+    subject String,
+    time Int64,
+    received_at Int64,
+    attr_keys Array(String),
+    attr_values Array(String),
+    value Nullable(Float64),
+    payload Nullable(String)
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(time, 1000000)))
+ORDER BY (source, kind, subject, time, id)"],
+    },
+    Migration {
+        version: 2,
+        name: "alerts, insights, dead_letters",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS alerts (
+    id String,
+    rule LowCardinality(String),
+    group_keys Array(String),
+    group_values Array(String),
+    state LowCardinality(String),
+    since Int64,
+    at Int64,
+    severity LowCardinality(String),
+    summary String,
+    evidence Array(String),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(toDateTime(intDiv(since, 1000000)))
+ORDER BY (rule, id)",
+            "CREATE TABLE IF NOT EXISTS insights (
+    id String,
+    kind LowCardinality(String),
+    aggregate LowCardinality(String),
+    group_keys Array(String),
+    group_values Array(String),
+    measure String,
+    window_start Int64,
+    window_end Int64,
+    value Float64,
+    score Float64,
+    summary String,
+    at Int64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(window_start, 1000000)))
+ORDER BY (aggregate, window_start, id)",
+            "CREATE TABLE IF NOT EXISTS dead_letters (
+    id String,
+    stage LowCardinality(String),
+    reason String,
+    original String,
+    topic Nullable(String),
+    partition Nullable(Int32),
+    offset Nullable(Int64),
+    at Int64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(at, 1000000)))
+ORDER BY (stage, id)",
+        ],
+    },
+];
+
+/// The newest version this build knows.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime
+) ENGINE = MergeTree()
+ORDER BY version";
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Numbered migrations applied by this call (version, name).
+    pub applied: Vec<(u32, String)>,
+    /// Spec-driven changes made by this call, e.g. `create agg_ci_runs`.
+    pub spec_changes: Vec<String>,
+    /// Schema version after the call.
+    pub version: u32,
+}
+
+impl MigrationReport {
+    /// True when nothing had to change.
+    pub fn is_noop(&self) -> bool {
+        self.applied.is_empty() && self.spec_changes.is_empty()
+    }
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct Applied {
+    version: u32,
+    name: String,
+    checksum: String,
+}
+
+/// Brings the database to this build's schema and to `spec`: creates the database and
+/// `schema_migrations`, applies missing migrations in order, then the spec's aggregate
+/// tables and columns.
+pub async fn migrate(ch: &ClickHouse, spec: &StoreSpec) -> Result<MigrationReport> {
+    spec.validate()?;
+    ch.ensure_database().await?;
+    ch.execute("creating schema_migrations", CREATE_SCHEMA_MIGRATIONS)
+        .await?;
+    let applied: Vec<Applied> = ch
+        .client()
+        .query("SELECT version, any(name), any(checksum) FROM schema_migrations WHERE version > 0 GROUP BY version ORDER BY version")
+        .fetch_all()
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), "reading schema_migrations", e))?;
+    let known = latest_version();
+    if let Some(newest) = applied.iter().map(|a| a.version).max()
+        && newest > known
+    {
+        return Err(SinkError::SchemaTooNew {
+            database: ch.database().to_owned(),
+            found: newest,
+            known,
+        });
+    }
+    let mut report = MigrationReport::default();
+    for m in MIGRATIONS {
+        let checksum = checksum(m.statements);
+        if let Some(done) = applied.iter().find(|a| a.version == m.version) {
+            if done.checksum != checksum {
+                return Err(SinkError::MigrationChanged {
+                    database: ch.database().to_owned(),
+                    version: m.version,
+                    name: done.name.clone(),
+                    recorded: done.checksum.clone(),
+                    current: checksum,
+                });
+            }
+            continue;
+        }
+        for sql in m.statements {
+            ch.execute(
+                &format!("applying migration {} ({})", m.version, m.name),
+                sql,
+            )
+            .await?;
+        }
+        record(ch, m.version, m.name, &checksum).await?;
+        info!(
+            database = ch.database(),
+            version = m.version,
+            name = m.name,
+            "Applied migration."
+        );
+        report.applied.push((m.version, m.name.to_owned()));
+    }
+    report.version = known;
+    for agg in &spec.aggregates {
+        ensure_aggregate(ch, agg, &mut report.spec_changes).await?;
+    }
+    Ok(report)
+}
+
+/// The `CREATE TABLE` of an aggregate's table.
+pub fn aggregate_table_sql(agg: &AggregateSpec) -> String {
+    let mut cols = vec![
+        "id String".to_owned(),
+        "window_start Int64".to_owned(),
+        "window_end Int64".to_owned(),
+    ];
+    cols.extend(agg.group_by.iter().map(|k| format!("`{k}` String")));
+    cols.extend(
+        agg.measures
+            .iter()
+            .map(|m| format!("`{m}` Nullable(Float64)")),
+    );
+    cols.extend([
+        "`count` Int64".to_owned(),
+        "`version` UInt32".to_owned(),
+        "`final` UInt8".to_owned(),
+    ]);
+    format!(
+        "CREATE TABLE IF NOT EXISTS `{}` (\n    {}\n) ENGINE = ReplacingMergeTree(version)\n\
+         PARTITION BY toYYYYMM(toDateTime(intDiv(window_start, 1000000)))\n\
+         ORDER BY (window_start, id)",
+        agg.table(),
+        cols.join(",\n    ")
+    )
+}
+
+async fn ensure_aggregate(
+    ch: &ClickHouse,
+    agg: &AggregateSpec,
+    changes: &mut Vec<String>,
+) -> Result<()> {
+    let table = agg.table();
+    let existing = table_columns(ch, &table).await?;
+    if existing.is_empty() {
+        ch.execute(&format!("creating {table}"), &aggregate_table_sql(agg))
+            .await?;
+        let change = format!("create {table}");
+        record(ch, 0, &change, "").await?;
+        info!(database = ch.database(), table, "Created aggregate table.");
+        changes.push(change);
+        return Ok(());
+    }
+    let wanted = agg
+        .group_by
+        .iter()
+        .map(|k| (k, "String DEFAULT ''"))
+        .chain(agg.measures.iter().map(|m| (m, "Nullable(Float64)")));
+    for (col, ty) in wanted {
+        if existing.iter().any(|c| c == col) {
+            continue;
+        }
+        ch.execute(
+            &format!("adding column {col} to {table}"),
+            &format!("ALTER TABLE `{table}` ADD COLUMN `{col}` {ty}"),
+        )
+        .await?;
+        let change = format!("add column {table}.{col}");
+        record(ch, 0, &change, "").await?;
+        info!(database = ch.database(), table, column = %col, "Added aggregate column.");
+        changes.push(change);
+    }
+    Ok(())
+}
+
+/// Column names of `table` in the Helios database; empty when the table does not exist.
+pub async fn table_columns(ch: &ClickHouse, table: &str) -> Result<Vec<String>> {
+    ch.client()
+        .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
+        .bind(ch.database())
+        .bind(table)
+        .fetch_all::<String>()
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), format!("reading the columns of {table}"), e))
+}
+
+async fn record(ch: &ClickHouse, version: u32, name: &str, checksum: &str) -> Result<()> {
+    ch.client()
+        .query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())")
+        .bind(version)
+        .bind(name)
+        .bind(checksum)
+        .execute()
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), "recording a migration", e))
+}
+
+/// FNV-1a 64 over the statements, hex: detects a migration edited after release.
+fn checksum(statements: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in statements {
+        for b in s.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_dense_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn checksums_differ_with_sql() {
+        assert_ne!(checksum(&["a", "b"]), checksum(&["ab"]));
+        assert_eq!(checksum(&["x"]), checksum(&["x"]));
+    }
+}

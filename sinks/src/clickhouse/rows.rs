@@ -1,0 +1,409 @@
+//! Rows of the ClickHouse tables and how records become rows.
+//!
+//! `events`, `alerts`, `insights` and `dead_letters` have fixed columns: typed
+//! [`clickhouse::Row`] structs, written as RowBinary by the client. `agg_<name>` tables get
+//! their columns from the spec, so their rows are encoded here by hand ([`AggregateRows`]),
+//! in the same RowBinary format, and sent with an explicit column list.
+//!
+//! Maps (attributes, group keys) are two parallel arrays of keys and values: ClickHouse
+//! 18.16 has no `Map` type, and arrays read the same on every version.
+
+use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use helios_schemas::{
+    Alert, AlertState, DeadLetter, Event, Insight, InsightKind, Severity, WindowResult,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::AggregateSpec;
+
+/// One row of `events`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct EventRow {
+    pub id: String,
+    pub source: String,
+    pub kind: String,
+    pub subject: String,
+    /// Event time, µs since the epoch.
+    pub time: i64,
+    /// Receive time, µs since the epoch.
+    pub received_at: i64,
+    pub attr_keys: Vec<String>,
+    pub attr_values: Vec<String>,
+    pub value: Option<f64>,
+    pub payload: Option<String>,
+}
+
+impl From<Event> for EventRow {
+    fn from(e: Event) -> Self {
+        let (attr_keys, attr_values) = e.attrs.into_iter().unzip();
+        EventRow {
+            id: e.id,
+            source: e.source,
+            kind: e.kind,
+            subject: e.subject,
+            time: e.time,
+            received_at: e.received_at,
+            attr_keys,
+            attr_values,
+            value: e.value,
+            payload: e.payload,
+        }
+    }
+}
+
+/// One row of `alerts`: the latest state of each alert (`id`), kept by `version`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub id: String,
+    pub rule: String,
+    pub group_keys: Vec<String>,
+    pub group_values: Vec<String>,
+    /// `firing` or `resolved`.
+    pub state: String,
+    pub since: i64,
+    pub at: i64,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    /// Orders the states of one alert: later `at` wins, and at the same `at` resolved wins.
+    pub version: u64,
+}
+
+impl From<Alert> for AlertRow {
+    fn from(a: Alert) -> Self {
+        let (group_keys, group_values) = a.group.into_iter().unzip();
+        let resolved = u64::from(a.state == AlertState::Resolved);
+        AlertRow {
+            version: (a.at.max(0) as u64)
+                .saturating_mul(2)
+                .saturating_add(resolved),
+            id: a.id,
+            rule: a.rule,
+            group_keys,
+            group_values,
+            state: alert_state_name(a.state).to_owned(),
+            since: a.since,
+            at: a.at,
+            severity: severity_name(a.severity).to_owned(),
+            summary: a.summary,
+            evidence: a.evidence,
+        }
+    }
+}
+
+impl AlertRow {
+    /// The group key as a map.
+    pub fn group(&self) -> BTreeMap<String, String> {
+        zip_map(&self.group_keys, &self.group_values)
+    }
+}
+
+/// The lowercase name of an alert state, as stored.
+pub fn alert_state_name(state: AlertState) -> &'static str {
+    match state {
+        AlertState::Firing => "firing",
+        AlertState::Resolved => "resolved",
+    }
+}
+
+/// The lowercase name of a severity, as stored.
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+/// One row of `insights`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct InsightRow {
+    pub id: String,
+    /// `anomaly`, `trend` or `streak`.
+    pub kind: String,
+    pub aggregate: String,
+    pub group_keys: Vec<String>,
+    pub group_values: Vec<String>,
+    pub measure: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub value: f64,
+    pub score: f64,
+    pub summary: String,
+    pub at: i64,
+}
+
+impl From<Insight> for InsightRow {
+    fn from(i: Insight) -> Self {
+        let (group_keys, group_values) = i.group.into_iter().unzip();
+        InsightRow {
+            id: i.id,
+            kind: match i.kind {
+                InsightKind::Anomaly => "anomaly",
+                InsightKind::Trend => "trend",
+                InsightKind::Streak => "streak",
+            }
+            .to_owned(),
+            aggregate: i.aggregate,
+            group_keys,
+            group_values,
+            measure: i.measure,
+            window_start: i.window_start,
+            window_end: i.window_end,
+            value: i.value,
+            score: i.score,
+            summary: i.summary,
+            at: i.at,
+        }
+    }
+}
+
+/// One row of `dead_letters`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct DeadLetterRow {
+    pub id: String,
+    pub stage: String,
+    pub reason: String,
+    /// The original bytes (a ClickHouse `String` holds any bytes).
+    #[serde(with = "string_bytes")]
+    pub original: Vec<u8>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub at: i64,
+}
+
+impl From<DeadLetter> for DeadLetterRow {
+    fn from(d: DeadLetter) -> Self {
+        DeadLetterRow {
+            id: d.id,
+            stage: d.stage,
+            reason: d.reason,
+            original: d.original,
+            topic: d.topic,
+            partition: d.partition,
+            offset: d.offset,
+            at: d.at,
+        }
+    }
+}
+
+/// Rows for one `agg_<name>` table, RowBinary-encoded in the column order of
+/// [`AggregateRows::columns`].
+#[derive(Debug, Clone)]
+pub struct AggregateRows {
+    spec: AggregateSpec,
+    buf: Vec<u8>,
+    rows: usize,
+}
+
+/// Why a window result does not fit its aggregate's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch(pub String);
+
+impl AggregateRows {
+    /// An empty batch for `spec`'s table.
+    pub fn new(spec: AggregateSpec) -> Self {
+        AggregateRows {
+            spec,
+            buf: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// The aggregate's spec.
+    pub fn spec(&self) -> &AggregateSpec {
+        &self.spec
+    }
+
+    /// Column list of the insert, quoted, in encoding order.
+    pub fn columns(&self) -> String {
+        let mut cols: Vec<String> = ["id", "window_start", "window_end"]
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect();
+        cols.extend(self.spec.group_by.iter().map(|c| format!("`{c}`")));
+        cols.extend(self.spec.measures.iter().map(|c| format!("`{c}`")));
+        cols.extend(["`count`", "`version`", "`final`"].map(str::to_owned));
+        cols.join(", ")
+    }
+
+    /// Appends one result. A result naming a group key or measure the spec lacks does not
+    /// fit the table and is refused (the caller dead-letters it); keys or measures the
+    /// result lacks are written as `''` and `NULL`.
+    pub fn push(&mut self, r: &WindowResult) -> Result<(), Mismatch> {
+        if let Some(k) = r.group.keys().find(|k| !self.spec.group_by.contains(k)) {
+            return Err(Mismatch(format!(
+                "group key `{k}` is not in aggregate `{}` of the sink spec",
+                self.spec.name
+            )));
+        }
+        if let Some(m) = r.measures.keys().find(|m| !self.spec.measures.contains(m)) {
+            return Err(Mismatch(format!(
+                "measure `{m}` is not in aggregate `{}` of the sink spec",
+                self.spec.name
+            )));
+        }
+        let b = &mut self.buf;
+        put_string(b, &r.id);
+        b.extend_from_slice(&r.window_start.to_le_bytes());
+        b.extend_from_slice(&r.window_end.to_le_bytes());
+        for k in &self.spec.group_by {
+            put_string(b, r.group.get(k).map_or("", String::as_str));
+        }
+        for m in &self.spec.measures {
+            match r.measures.get(m) {
+                Some(v) => {
+                    b.push(0);
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                None => b.push(1),
+            }
+        }
+        b.extend_from_slice(&r.count.to_le_bytes());
+        b.extend_from_slice(&(r.version.max(0) as u32).to_le_bytes());
+        b.push(u8::from(r.is_final));
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rows appended.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The encoded rows.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+fn put_string(b: &mut Vec<u8>, s: &str) {
+    let mut n = s.len() as u64;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            b.push(byte);
+            break;
+        }
+        b.push(byte | 0x80);
+    }
+    b.extend_from_slice(s.as_bytes());
+}
+
+pub(crate) fn zip_map(keys: &[String], values: &[String]) -> BTreeMap<String, String> {
+    keys.iter().cloned().zip(values.iter().cloned()).collect()
+}
+
+/// `Vec<u8>` as a ClickHouse `String`: written as bytes, read back from bytes or text.
+mod string_bytes {
+    use serde::de::Visitor;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_bytes(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl Visitor<'_> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Vec<u8>, E> {
+            Ok(v.as_bytes().to_vec())
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Vec<u8>, E> {
+            Ok(v.into_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregate_rows_encode_spec_columns_and_refuse_unknown_ones() {
+        let mut rows = AggregateRows::new(AggregateSpec::new("a", &["repo"], &["sum", "max"]));
+        assert_eq!(
+            rows.columns(),
+            "`id`, `window_start`, `window_end`, `repo`, `sum`, `max`, `count`, `version`, `final`"
+        );
+        let mut r = WindowResult {
+            id: "x".into(),
+            aggregate: "a".into(),
+            window_start: 1,
+            window_end: 2,
+            group: [("repo".to_owned(), "h".to_owned())].into(),
+            measures: [("sum".to_owned(), 1.5)].into(),
+            count: 3,
+            version: 1,
+            is_final: true,
+        };
+        rows.push(&r).unwrap();
+        let mut expected = vec![1, b'x'];
+        expected.extend(1i64.to_le_bytes());
+        expected.extend(2i64.to_le_bytes());
+        expected.extend([1, b'h', 0]);
+        expected.extend(1.5f64.to_le_bytes());
+        expected.push(1); // max: NULL
+        expected.extend(3i64.to_le_bytes());
+        expected.extend(1u32.to_le_bytes());
+        expected.push(1);
+        assert_eq!(rows.bytes(), expected.as_slice());
+        r.measures.insert("p99".into(), 1.0);
+        assert!(rows.push(&r).is_err());
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn long_strings_use_leb128_lengths() {
+        let mut b = Vec::new();
+        put_string(&mut b, &"a".repeat(300));
+        assert_eq!(&b[..2], &[0xac, 0x02]);
+    }
+
+    #[test]
+    fn alert_versions_order_states() {
+        let alert = |state, at| Alert {
+            id: "a".into(),
+            rule: "r".into(),
+            group: BTreeMap::new(),
+            state,
+            since: 1,
+            at,
+            severity: Severity::Warning,
+            summary: String::new(),
+            evidence: vec![],
+        };
+        let firing = AlertRow::from(alert(AlertState::Firing, 10));
+        let resolved_same_time = AlertRow::from(alert(AlertState::Resolved, 10));
+        assert!(resolved_same_time.version > firing.version);
+    }
+}

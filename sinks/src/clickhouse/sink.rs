@@ -1,0 +1,684 @@
+//! The ClickHouse sink: one consumer-group member reading the output topics and loading
+//! them into the tables of [`super::migrations`].
+//!
+//! The loop: poll up to the room left in the buffer, decode each record into its table's
+//! rows, and flush when the buffer holds `batch_rows` rows or its oldest row is
+//! `batch_interval` old. A flush inserts each table's rows (one RowBinary insert per table),
+//! and only when every insert was acknowledged commits the offsets past the flushed
+//! records. A failed insert is retried with exponential backoff and jitter, and while it
+//! fails the sink does not poll: the buffer never grows past `max_buffered_rows`, the log
+//! keeps the records, and nothing is dropped. A repeat after a crash or a retried insert is
+//! harmless: rows carry the records' deterministic ids and every table deduplicates by id
+//! (and version), see [`super::query`].
+//!
+//! A record that cannot be decoded, or a window result that does not fit its aggregate's
+//! table, is not skipped: it becomes a row of `dead_letters` (stage `sink/clickhouse`, the
+//! original bytes, topic, partition and offset) and its offset is committed with the rest.
+//!
+//! On Kafka a member that does not poll for `max.poll.interval.ms` leaves its group; after
+//! a long outage it rejoins and re-reads from the last commit, which the ids make harmless.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clickhouse::Row;
+use helios_log::{ConsumedRecord, ConsumerConfig, Log, LogConsumer, TopicPartition};
+use helios_schemas::{
+    Alert, DeadLetter, EventCodec, Insight, RecordCodec, SchemaSource, WindowResult,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::ClickHouse;
+use super::retention;
+use super::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
+use crate::backoff::RetryPolicy;
+use crate::error::{Result, SinkError};
+use crate::spec::StoreSpec;
+
+/// Stage name written into the dead letters this sink makes.
+pub const STAGE: &str = "sink/clickhouse";
+
+/// Which topic feeds which table. A `None` topic is not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkTopics {
+    /// `Event`s into `events`.
+    #[serde(default)]
+    pub events: Option<String>,
+    /// `WindowResult`s into `agg_<aggregate>`.
+    #[serde(default)]
+    pub aggregates: Option<String>,
+    /// `Alert`s into `alerts`.
+    #[serde(default)]
+    pub alerts: Option<String>,
+    /// `Insight`s into `insights`.
+    #[serde(default)]
+    pub insights: Option<String>,
+    /// `DeadLetter`s into `dead_letters`.
+    #[serde(default)]
+    pub dead_letters: Option<String>,
+}
+
+impl Default for SinkTopics {
+    fn default() -> Self {
+        SinkTopics {
+            events: Some("helios.events".into()),
+            aggregates: Some("helios.aggregates".into()),
+            alerts: Some("helios.alerts".into()),
+            insights: Some("helios.insights".into()),
+            dead_letters: Some("helios.dlq".into()),
+        }
+    }
+}
+
+impl SinkTopics {
+    fn all(&self) -> Vec<&str> {
+        [
+            &self.events,
+            &self.aggregates,
+            &self.alerts,
+            &self.insights,
+            &self.dead_letters,
+        ]
+        .into_iter()
+        .filter_map(|t| t.as_deref())
+        .collect()
+    }
+
+    fn kind_of(&self, topic: &str) -> Option<TopicKind> {
+        let is = |t: &Option<String>| t.as_deref() == Some(topic);
+        if is(&self.events) {
+            Some(TopicKind::Events)
+        } else if is(&self.aggregates) {
+            Some(TopicKind::Aggregates)
+        } else if is(&self.alerts) {
+            Some(TopicKind::Alerts)
+        } else if is(&self.insights) {
+            Some(TopicKind::Insights)
+        } else if is(&self.dead_letters) {
+            Some(TopicKind::DeadLetters)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopicKind {
+    Events,
+    Aggregates,
+    Alerts,
+    Insights,
+    DeadLetters,
+}
+
+/// How the sink batches and retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Consumer group; every sink process with the same group shares the partitions.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Topics to read.
+    #[serde(default)]
+    pub topics: SinkTopics,
+    /// Flush once this many rows are buffered (ClickHouse prefers thousands per insert).
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Flush once the oldest buffered row is this old, ms (about one insert per second).
+    #[serde(default = "default_batch_interval_ms")]
+    pub batch_interval_ms: u64,
+    /// Upper bound on buffered rows; polling stops at this bound. At least `batch_rows`.
+    #[serde(default = "default_max_buffered_rows")]
+    pub max_buffered_rows: usize,
+    /// Records asked for per poll.
+    #[serde(default = "default_poll_max")]
+    pub poll_max: usize,
+    /// Spacing of retries of inserts and commits.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// How often retention is enforced, s.
+    #[serde(default = "default_retention_every_s")]
+    pub retention_every_s: u64,
+}
+
+fn default_group() -> String {
+    "helios-sink-clickhouse".to_owned()
+}
+fn default_batch_rows() -> usize {
+    5_000
+}
+fn default_batch_interval_ms() -> u64 {
+    1_000
+}
+fn default_max_buffered_rows() -> usize {
+    20_000
+}
+fn default_poll_max() -> usize {
+    1_000
+}
+fn default_retention_every_s() -> u64 {
+    3_600
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            group: default_group(),
+            topics: SinkTopics::default(),
+            batch_rows: default_batch_rows(),
+            batch_interval_ms: default_batch_interval_ms(),
+            max_buffered_rows: default_max_buffered_rows(),
+            poll_max: default_poll_max(),
+            retry: RetryPolicy::default(),
+            retention_every_s: default_retention_every_s(),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// Checks the bounds without touching the network.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_rows == 0 || self.poll_max == 0 {
+            return Err(SinkError::config(
+                "batch_rows and poll_max must be positive",
+                format!("batch_rows={} poll_max={}", self.batch_rows, self.poll_max),
+                "use thousands of rows per batch",
+            ));
+        }
+        if self.max_buffered_rows < self.batch_rows {
+            return Err(SinkError::config(
+                "max_buffered_rows is smaller than batch_rows",
+                format!("{} < {}", self.max_buffered_rows, self.batch_rows),
+                "raise max_buffered_rows to at least batch_rows",
+            ));
+        }
+        if self.topics.all().is_empty() {
+            return Err(SinkError::config(
+                "the sink reads no topic",
+                "",
+                "name at least one topic",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decoders for the five record types; writer schemas are fetched from the registry.
+#[derive(Debug)]
+pub struct Decoders {
+    events: EventCodec,
+    windows: RecordCodec<WindowResult>,
+    alerts: RecordCodec<Alert>,
+    insights: RecordCodec<Insight>,
+    dead_letters: RecordCodec<DeadLetter>,
+}
+
+impl Decoders {
+    /// Decoders that look every writer schema id up in `source` (a registry never hands
+    /// out id 0, which these decoders use as their own write id; they never write).
+    pub fn new(source: Arc<dyn SchemaSource>) -> Self {
+        Decoders {
+            events: EventCodec::with_source(0, source.clone()),
+            windows: RecordCodec::with_source(0, source.clone()),
+            alerts: RecordCodec::with_source(0, source.clone()),
+            insights: RecordCodec::with_source(0, source.clone()),
+            dead_letters: RecordCodec::with_source(0, source),
+        }
+    }
+}
+
+/// Counters of one sink, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    records_in: AtomicU64,
+    rows_out: AtomicU64,
+    batches: AtomicU64,
+    batch_latency_us_sum: AtomicU64,
+    batch_latency_us_max: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    dead_lettered: AtomicU64,
+    buffered_rows: AtomicU64,
+}
+
+/// A snapshot of [`SinkMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SinkStats {
+    /// Records read from the log.
+    pub records_in: u64,
+    /// Rows acknowledged by ClickHouse.
+    pub rows_out: u64,
+    /// Flushes completed (inserts acknowledged and offsets committed).
+    pub batches: u64,
+    /// Sum of flush latencies (first insert to commit), µs.
+    pub batch_latency_us_sum: u64,
+    /// Longest flush, µs.
+    pub batch_latency_us_max: u64,
+    /// Failed inserts, commits or polls.
+    pub errors: u64,
+    /// Retries after such failures.
+    pub retries: u64,
+    /// Records turned into dead letters by this sink.
+    pub dead_lettered: u64,
+    /// Rows buffered now.
+    pub buffered_rows: u64,
+}
+
+impl SinkMetrics {
+    /// The counters now.
+    pub fn snapshot(&self) -> SinkStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SinkStats {
+            records_in: get(&self.records_in),
+            rows_out: get(&self.rows_out),
+            batches: get(&self.batches),
+            batch_latency_us_sum: get(&self.batch_latency_us_sum),
+            batch_latency_us_max: get(&self.batch_latency_us_max),
+            errors: get(&self.errors),
+            retries: get(&self.retries),
+            dead_lettered: get(&self.dead_lettered),
+            buffered_rows: get(&self.buffered_rows),
+        }
+    }
+}
+
+/// Rows waiting for the next flush, per table, and the offsets they came from.
+#[derive(Debug, Default)]
+struct Batch {
+    events: Vec<EventRow>,
+    aggregates: BTreeMap<String, AggregateRows>,
+    alerts: Vec<AlertRow>,
+    insights: Vec<InsightRow>,
+    dead_letters: Vec<DeadLetterRow>,
+    /// Next offset to read per partition once this batch is stored.
+    offsets: BTreeMap<TopicPartition, u64>,
+    rows: usize,
+    oldest: Option<Instant>,
+}
+
+/// The ClickHouse sink. Build with [`ClickHouseSink::new`], run with [`ClickHouseSink::run`].
+#[derive(Debug)]
+pub struct ClickHouseSink {
+    ch: ClickHouse,
+    spec: StoreSpec,
+    config: SinkConfig,
+    decoders: Decoders,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl ClickHouseSink {
+    /// A sink writing to `ch` the tables of `spec`, decoding with `decoders`.
+    pub fn new(
+        ch: ClickHouse,
+        spec: StoreSpec,
+        config: SinkConfig,
+        decoders: Decoders,
+    ) -> Result<Self> {
+        spec.validate()?;
+        config.validate()?;
+        Ok(ClickHouseSink {
+            ch,
+            spec,
+            config,
+            decoders,
+            metrics: Arc::new(SinkMetrics::default()),
+        })
+    }
+
+    /// The sink's counters.
+    pub fn metrics(&self) -> Arc<SinkMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Joins the consumer group and loads records until `shutdown` turns true; then flushes
+    /// what it holds (one attempt) and returns. Errors that retrying cannot fix (a rejected
+    /// statement, an invalid schema) stop the sink; nothing is committed past them.
+    pub async fn run(self, log: &Log, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let group = self.config.group.clone();
+        let topics = self.config.topics.all();
+        let mut consumer = log
+            .consumer(&topics, ConsumerConfig::new(&group))
+            .await
+            .map_err(|source| SinkError::Log {
+                action: "join",
+                group: group.clone(),
+                source,
+            })?;
+        info!(
+            group,
+            ?topics,
+            url = self.ch.url(),
+            database = self.ch.database(),
+            "ClickHouse sink started."
+        );
+        let interval = Duration::from_millis(self.config.batch_interval_ms);
+        let retention_every = Duration::from_secs(self.config.retention_every_s.max(1));
+        let mut next_retention = Instant::now();
+        let mut batch = Batch::default();
+        loop {
+            if *shutdown.borrow() {
+                if batch.rows > 0 || !batch.offsets.is_empty() {
+                    let _ = self.flush(consumer.as_mut(), &mut batch, None).await;
+                }
+                info!(group, stats = ?self.metrics.snapshot(), "ClickHouse sink stopped.");
+                return Ok(());
+            }
+            if Instant::now() >= next_retention {
+                next_retention = Instant::now() + retention_every;
+                if let Err(e) = retention::apply(&self.ch, &self.spec).await {
+                    warn!(error = %e, "Could not enforce retention; trying again later.");
+                }
+            }
+            let due = batch.oldest.is_some_and(|t| t.elapsed() >= interval);
+            if batch.rows >= self.config.batch_rows || (due && !batch.offsets.is_empty()) {
+                self.flush(consumer.as_mut(), &mut batch, Some(&mut shutdown))
+                    .await?;
+                continue;
+            }
+            let room = self.config.max_buffered_rows.saturating_sub(batch.rows);
+            let max = room.min(self.config.poll_max).max(1);
+            let wait = batch
+                .oldest
+                .map_or(interval, |t| interval.saturating_sub(t.elapsed()))
+                .max(Duration::from_millis(10));
+            let polled = tokio::select! {
+                r = consumer.poll(max, wait) => r,
+                _ = shutdown.changed() => continue,
+            };
+            let records = match polled {
+                Ok(r) => r,
+                Err(source) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(group, error = %source, "Poll failed; retrying.");
+                    tokio::time::sleep(self.config.retry.backoff().next_delay()).await;
+                    continue;
+                }
+            };
+            for record in records {
+                self.metrics.records_in.fetch_add(1, Ordering::Relaxed);
+                self.add(&mut batch, record, &mut shutdown).await?;
+            }
+            self.metrics
+                .buffered_rows
+                .store(batch.rows as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Decodes `record` into `batch`. Bad records become dead-letter rows; a registry that
+    /// cannot be reached is waited for.
+    async fn add(
+        &self,
+        batch: &mut Batch,
+        record: ConsumedRecord,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let tp = record.topic_partition();
+        let next = record.offset + 1;
+        let mut backoff = self.config.retry.backoff();
+        let outcome = loop {
+            match self.decode_into(batch, &record).await {
+                Err(e) if transient_decode_error(&e) && !*shutdown.borrow() => {
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset,
+                        error = %e, "Schema registry unavailable; waiting before decoding again.");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                other => break other,
+            }
+        };
+        match outcome {
+            Ok(added) => batch.rows += added,
+            Err(e) => {
+                let reason = e.to_string();
+                self.dead_letter(batch, &record, reason);
+            }
+        }
+        batch.oldest.get_or_insert_with(Instant::now);
+        let slot = batch.offsets.entry(tp).or_insert(next);
+        *slot = (*slot).max(next);
+        Ok(())
+    }
+
+    /// Adds the rows of one record; `Err` carries why it cannot be stored.
+    async fn decode_into(
+        &self,
+        batch: &mut Batch,
+        record: &ConsumedRecord,
+    ) -> std::result::Result<usize, DecodeError> {
+        let Some(kind) = self.config.topics.kind_of(&record.topic) else {
+            return Err(DecodeError::Unfit(format!(
+                "topic `{}` is not one the sink reads",
+                record.topic
+            )));
+        };
+        let d = &self.decoders;
+        let bytes = &record.value;
+        match kind {
+            TopicKind::Events => batch
+                .events
+                .push(d.events.decode_async(bytes).await?.into()),
+            TopicKind::Alerts => batch
+                .alerts
+                .push(d.alerts.decode_async(bytes).await?.into()),
+            TopicKind::Insights => batch
+                .insights
+                .push(d.insights.decode_async(bytes).await?.into()),
+            TopicKind::DeadLetters => batch
+                .dead_letters
+                .push(d.dead_letters.decode_async(bytes).await?.into()),
+            TopicKind::Aggregates => {
+                let result = d.windows.decode_async(bytes).await?;
+                let Some(spec) = self.spec.aggregate(&result.aggregate) else {
+                    return Err(DecodeError::Unfit(format!(
+                        "aggregate `{}` is not in the sink spec; add it to the spec and run migrations",
+                        result.aggregate
+                    )));
+                };
+                let rows = batch
+                    .aggregates
+                    .entry(spec.name.clone())
+                    .or_insert_with(|| AggregateRows::new(spec.clone()));
+                rows.push(&result).map_err(|m| DecodeError::Unfit(m.0))?;
+            }
+        }
+        Ok(1)
+    }
+
+    fn dead_letter(&self, batch: &mut Batch, record: &ConsumedRecord, reason: String) {
+        self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        warn!(topic = %record.topic, partition = record.partition, offset = record.offset,
+            reason, "Record cannot be stored; writing it to dead_letters.");
+        batch.dead_letters.push(DeadLetterRow {
+            id: format!(
+                "{STAGE}:{}:{}:{}",
+                record.topic, record.partition, record.offset
+            ),
+            stage: STAGE.to_owned(),
+            reason,
+            original: record.value.to_vec(),
+            topic: Some(record.topic.to_string()),
+            partition: i32::try_from(record.partition).ok(),
+            offset: i64::try_from(record.offset).ok(),
+            // The record's own time, so a replay writes the same row.
+            at: record.timestamp_ms.saturating_mul(1_000),
+        });
+        batch.rows += 1;
+    }
+
+    /// Stores `batch` and commits its offsets. With `shutdown`, retries until stored (or
+    /// shutdown); without, makes one attempt.
+    async fn flush(
+        &self,
+        consumer: &mut dyn LogConsumer,
+        batch: &mut Batch,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let rows = batch.rows;
+        let mut backoff = self.config.retry.backoff();
+        loop {
+            let attempt = match self.store(batch).await {
+                Ok(()) => self.commit(consumer, batch).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(()) => break,
+                Err(e) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    let Some(stop) = shutdown.as_deref_mut() else {
+                        return Err(e);
+                    };
+                    if !e.retryable() {
+                        warn!(error = %e, "ClickHouse sink stopping: the error will not go away by retrying.");
+                        return Err(e);
+                    }
+                    let delay = backoff.next_delay();
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, attempt = backoff.attempts(), held_rows = batch.rows,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "Flush failed; holding the batch and not polling until it succeeds.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => return Err(e),
+                    }
+                }
+            }
+        }
+        let us = started.elapsed().as_micros() as u64;
+        let m = &self.metrics;
+        m.rows_out.fetch_add(rows as u64, Ordering::Relaxed);
+        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.batch_latency_us_sum.fetch_add(us, Ordering::Relaxed);
+        m.batch_latency_us_max.fetch_max(us, Ordering::Relaxed);
+        m.buffered_rows.store(0, Ordering::Relaxed);
+        debug!(rows, latency_us = us, "Flushed a batch.");
+        *batch = Batch::default();
+        Ok(())
+    }
+
+    /// Inserts every table's rows; a table whose insert was acknowledged is emptied, so a
+    /// retry sends only what is still missing.
+    async fn store(&self, batch: &mut Batch) -> Result<()> {
+        insert_typed(&self.ch, "events", &mut batch.events).await?;
+        insert_typed(&self.ch, "alerts", &mut batch.alerts).await?;
+        insert_typed(&self.ch, "insights", &mut batch.insights).await?;
+        insert_typed(&self.ch, "dead_letters", &mut batch.dead_letters).await?;
+        while let Some((name, rows)) = batch.aggregates.pop_first() {
+            if let Err(e) = insert_aggregate(&self.ch, &rows).await {
+                batch.aggregates.insert(name, rows);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, consumer: &mut dyn LogConsumer, batch: &Batch) -> Result<()> {
+        if batch.offsets.is_empty() {
+            return Ok(());
+        }
+        let offsets: Vec<(TopicPartition, u64)> = batch
+            .offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        consumer
+            .commit(&offsets)
+            .await
+            .map_err(|source| SinkError::Log {
+                action: "commit",
+                group: self.config.group.clone(),
+                source,
+            })
+    }
+}
+
+/// Why a record could not be turned into rows.
+#[derive(Debug)]
+enum DecodeError {
+    Schema(helios_schemas::Error),
+    Unfit(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Schema(e) => write!(f, "cannot decode: {e}"),
+            DecodeError::Unfit(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<helios_schemas::Error> for DecodeError {
+    fn from(e: helios_schemas::Error) -> Self {
+        DecodeError::Schema(e)
+    }
+}
+
+fn transient_decode_error(e: &DecodeError) -> bool {
+    matches!(
+        e,
+        DecodeError::Schema(
+            helios_schemas::Error::Remote { .. } | helios_schemas::Error::Io { .. }
+        )
+    )
+}
+
+const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn insert_typed<T>(ch: &ClickHouse, table: &str, rows: &mut Vec<T>) -> Result<()>
+where
+    T: Row + Serialize + for<'a> clickhouse::RowWrite<Value<'a> = T>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let action = || format!("inserting {} rows into {table}", rows.len());
+    let mut insert = ch
+        .client()
+        .insert::<T>(table)
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?
+        .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
+    for row in rows.iter() {
+        insert
+            .write(row)
+            .await
+            .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?;
+    }
+    insert
+        .end()
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?;
+    rows.clear();
+    Ok(())
+}
+
+async fn insert_aggregate(ch: &ClickHouse, rows: &AggregateRows) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let table = rows.spec().table();
+    let action = || format!("inserting {} rows into {table}", rows.len());
+    let sql = format!(
+        "INSERT INTO `{table}` ({}) FORMAT RowBinary",
+        rows.columns()
+    );
+    let mut insert = ch
+        .client()
+        .insert_formatted_with(sql)
+        .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
+    insert
+        .send(Bytes::copy_from_slice(rows.bytes()))
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?;
+    insert
+        .end()
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))
+}

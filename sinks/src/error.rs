@@ -1,0 +1,263 @@
+//! The crate's one error type. Every variant says what failed, with which input, what to do
+//! about it, and ([`SinkError::fault`], [`SinkError::retryable`]) whose fault it is and
+//! whether trying again can help.
+
+use std::time::Duration;
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Bad configuration or spec: fix the input.
+    User,
+    /// A service outside Helios (ClickHouse, a webhook receiver, the log) failed.
+    External,
+    /// A defect in Helios.
+    Internal,
+}
+
+/// Everything that can go wrong in a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The sink spec or config is invalid.
+    #[error("invalid sink config: {what} (`{value}`); {hint}")]
+    Config {
+        /// What is wrong.
+        what: String,
+        /// The offending value.
+        value: String,
+        /// How to fix it.
+        hint: &'static str,
+    },
+
+    /// ClickHouse could not be reached or failed the request; retrying may help.
+    #[error(
+        "ClickHouse at {url} failed while {action}: {source}; check that the server is up \
+         and reachable (the sink retries with backoff)"
+    )]
+    ClickHouseUnavailable {
+        /// Server URL.
+        url: String,
+        /// What the sink was doing.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+
+    /// ClickHouse rejected a statement: the schema or the SQL does not fit the server.
+    #[error(
+        "ClickHouse at {url} rejected {action}: {source}; run `helios migrate --clickhouse {url}` \
+         and check the server version (18.16 or newer)"
+    )]
+    ClickHouseRejected {
+        /// Server URL.
+        url: String,
+        /// What the sink was doing.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+
+    /// The database holds a schema version this build does not know.
+    #[error(
+        "ClickHouse database `{database}` is at schema version {found}, newer than the {known} \
+         this helios knows; upgrade helios instead of migrating down"
+    )]
+    SchemaTooNew {
+        /// Database name.
+        database: String,
+        /// Version found in `schema_migrations`.
+        found: u32,
+        /// Newest version this build knows.
+        known: u32,
+    },
+
+    /// A migration that was applied before has different SQL now.
+    #[error(
+        "migration {version} (`{name}`) in database `{database}` was applied with different SQL \
+         (checksum {recorded}, this build has {current}); migrations must never be edited once \
+         released, add a new one instead"
+    )]
+    MigrationChanged {
+        /// Database name.
+        database: String,
+        /// Migration version.
+        version: u32,
+        /// Migration name.
+        name: String,
+        /// Checksum recorded in the database.
+        recorded: String,
+        /// Checksum of this build's SQL.
+        current: String,
+    },
+
+    /// The log failed (poll or commit).
+    #[error("log {action} failed for consumer group `{group}`: {source}; the sink retries")]
+    Log {
+        /// What the sink was doing.
+        action: &'static str,
+        /// Consumer group.
+        group: String,
+        /// The log's error.
+        #[source]
+        source: helios_log::LogError,
+    },
+
+    /// A webhook receiver could not be reached or answered with an error status.
+    #[error("webhook `{name}` at {url} failed: {reason}; the notifier retries with backoff")]
+    Webhook {
+        /// Webhook name from the config.
+        name: String,
+        /// Receiver URL.
+        url: String,
+        /// Status or transport error.
+        reason: String,
+    },
+
+    /// The notifier's delivery record in the data dir could not be read or written.
+    #[error("notification state file {path}: {reason}; check the data dir's permissions and disk")]
+    NotifyState {
+        /// The state file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// An operation kept failing past its retry budget.
+    #[error("{action} still failing after {attempts} attempts over {elapsed:?}: {last}")]
+    GaveUp {
+        /// What was retried.
+        action: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last error.
+        last: Box<SinkError>,
+    },
+}
+
+/// `Result` with [`SinkError`].
+pub type Result<T, E = SinkError> = std::result::Result<T, E>;
+
+impl SinkError {
+    /// Whose fault the error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            SinkError::Config { .. } | SinkError::SchemaTooNew { .. } => Fault::User,
+            SinkError::MigrationChanged { .. } => Fault::Internal,
+            SinkError::ClickHouseRejected { .. } => Fault::User,
+            SinkError::ClickHouseUnavailable { .. }
+            | SinkError::Log { .. }
+            | SinkError::Webhook { .. }
+            | SinkError::NotifyState { .. } => Fault::External,
+            SinkError::GaveUp { last, .. } => last.fault(),
+        }
+    }
+
+    /// Whether trying the same thing again can succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            SinkError::ClickHouseUnavailable { .. }
+            | SinkError::Log { .. }
+            | SinkError::Webhook { .. }
+            | SinkError::NotifyState { .. } => true,
+            SinkError::Config { .. }
+            | SinkError::ClickHouseRejected { .. }
+            | SinkError::SchemaTooNew { .. }
+            | SinkError::MigrationChanged { .. }
+            | SinkError::GaveUp { .. } => false,
+        }
+    }
+
+    pub(crate) fn config(
+        what: impl Into<String>,
+        value: impl Into<String>,
+        hint: &'static str,
+    ) -> Self {
+        SinkError::Config {
+            what: what.into(),
+            value: value.into(),
+            hint,
+        }
+    }
+
+    /// Sorts a ClickHouse client error into "retry" (transport, timeouts, server overload) and
+    /// "rejected" (the statement itself is wrong for this server).
+    pub(crate) fn clickhouse(
+        url: &str,
+        action: impl Into<String>,
+        source: clickhouse::error::Error,
+    ) -> Self {
+        let url = url.to_owned();
+        let action = action.into();
+        if clickhouse_transient(&source) {
+            SinkError::ClickHouseUnavailable {
+                url,
+                action,
+                source,
+            }
+        } else {
+            SinkError::ClickHouseRejected {
+                url,
+                action,
+                source,
+            }
+        }
+    }
+}
+
+/// ClickHouse error codes that describe a passing condition, not a bad statement.
+const TRANSIENT_CODES: &[u32] = &[
+    159, // TIMEOUT_EXCEEDED
+    164, // READONLY (server starting up)
+    202, // TOO_MANY_SIMULTANEOUS_QUERIES
+    203, // NO_FREE_CONNECTION
+    209, // SOCKET_TIMEOUT
+    210, // NETWORK_ERROR
+    241, // MEMORY_LIMIT_EXCEEDED
+    242, // TABLE_IS_READ_ONLY
+    252, // TOO_MANY_PARTS
+    319, // UNKNOWN_STATUS_OF_INSERT
+];
+
+fn clickhouse_transient(e: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error as E;
+    match e {
+        E::Network(_) | E::TimedOut => true,
+        E::BadResponse(text) => response_code(text).is_none_or(|c| TRANSIENT_CODES.contains(&c)),
+        _ => false,
+    }
+}
+
+/// The `Code: N` of a ClickHouse error response, if it has one.
+fn response_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + 6..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_codes_sort_transient_from_rejected() {
+        let check = |text: &str, transient: bool| {
+            let e = clickhouse::error::Error::BadResponse(text.to_owned());
+            assert_eq!(clickhouse_transient(&e), transient, "{text}");
+        };
+        check(
+            "Code: 60, e.displayText() = DB::Exception: Table default.x doesn't exist",
+            false,
+        );
+        check(
+            "Code: 241, e.displayText() = DB::Exception: Memory limit exceeded",
+            true,
+        );
+        check("Code: 252. DB::Exception: Too many parts", true);
+        check("502 Bad Gateway", true);
+        assert!(clickhouse_transient(&clickhouse::error::Error::TimedOut));
+    }
+}

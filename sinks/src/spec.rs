@@ -1,0 +1,195 @@
+//! The sink's own description of what the store holds: which aggregates exist, with which
+//! group-by keys and measures, and how long each table keeps its rows. The pipeline spec
+//! feeds it (one [`AggregateSpec`] per spec aggregate); the sink derives table and column
+//! names from it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SinkError};
+
+/// One aggregate as the store sees it: table `agg_<name>`, one column per group key and
+/// one per measure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// Aggregate name from the pipeline spec; the table is `agg_<name>`.
+    pub name: String,
+    /// Group-by key names; each becomes a `String` column.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Measure names; each becomes a `Nullable(Float64)` column.
+    #[serde(default)]
+    pub measures: Vec<String>,
+}
+
+impl AggregateSpec {
+    /// An aggregate named `name` grouped by `group_by` with `measures`.
+    pub fn new(name: &str, group_by: &[&str], measures: &[&str]) -> Self {
+        AggregateSpec {
+            name: name.to_owned(),
+            group_by: group_by.iter().map(|s| (*s).to_owned()).collect(),
+            measures: measures.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// The table holding this aggregate's results.
+    pub fn table(&self) -> String {
+        format!("agg_{}", self.name)
+    }
+}
+
+/// Columns every aggregate table has; group keys and measures may not reuse these names.
+pub const AGGREGATE_FIXED_COLUMNS: &[&str] = &[
+    "id",
+    "window_start",
+    "window_end",
+    "count",
+    "version",
+    "final",
+];
+
+/// How long each table keeps rows, by the row's event time. `None` keeps rows forever.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// `events`, by event time.
+    #[serde(default, with = "opt_duration")]
+    pub events: Option<Duration>,
+    /// Every `agg_*` table, by window start.
+    #[serde(default, with = "opt_duration")]
+    pub aggregates: Option<Duration>,
+    /// `alerts`, by the time the alert started firing.
+    #[serde(default, with = "opt_duration")]
+    pub alerts: Option<Duration>,
+    /// `insights`, by window start.
+    #[serde(default, with = "opt_duration")]
+    pub insights: Option<Duration>,
+    /// `dead_letters`, by the time the record was dead-lettered.
+    #[serde(default, with = "opt_duration")]
+    pub dead_letters: Option<Duration>,
+}
+
+/// What the store holds: the aggregates and the retention per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// Aggregates from the pipeline spec.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateSpec>,
+    /// Retention per table.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+impl StoreSpec {
+    /// The aggregate called `name`, if the spec has it.
+    pub fn aggregate(&self, name: &str) -> Option<&AggregateSpec> {
+        self.aggregates.iter().find(|a| a.name == name)
+    }
+
+    /// Checks names: identifiers of lowercase ASCII letters, digits and `_`, not starting
+    /// with a digit, unique, and not clashing with the fixed aggregate columns.
+    pub fn validate(&self) -> Result<()> {
+        let mut names = BTreeSet::new();
+        for agg in &self.aggregates {
+            check_identifier("aggregate name", &agg.name)?;
+            if !names.insert(agg.name.as_str()) {
+                return Err(SinkError::config(
+                    "aggregate declared twice",
+                    &agg.name,
+                    "give each aggregate a unique name",
+                ));
+            }
+            let mut columns = BTreeSet::new();
+            for col in agg.group_by.iter().chain(&agg.measures) {
+                check_identifier("group key or measure name", col)?;
+                if AGGREGATE_FIXED_COLUMNS.contains(&col.as_str()) {
+                    return Err(SinkError::config(
+                        format!("aggregate `{}` uses a reserved column name", agg.name),
+                        col,
+                        "rename it; id, window_start, window_end, count, version and final are taken",
+                    ));
+                }
+                if !columns.insert(col.as_str()) {
+                    return Err(SinkError::config(
+                        format!("aggregate `{}` names a column twice", agg.name),
+                        col,
+                        "group keys and measures must have distinct names",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_identifier(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SinkError::config(
+            format!("{what} is not a plain identifier"),
+            name,
+            "use 1 to 64 lowercase ASCII letters, digits or `_`, not starting with a digit",
+        ))
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(aggs: Vec<AggregateSpec>, ok: bool) {
+        let spec = StoreSpec {
+            aggregates: aggs,
+            ..StoreSpec::default()
+        };
+        assert_eq!(spec.validate().is_ok(), ok, "{spec:?}");
+    }
+
+    #[test]
+    fn validate_names() {
+        check(
+            vec![AggregateSpec::new("ci_runs", &["repo"], &["duration"])],
+            true,
+        );
+        check(vec![AggregateSpec::new("CI", &[], &[])], false);
+        check(vec![AggregateSpec::new("x; DROP", &[], &[])], false);
+        check(vec![AggregateSpec::new("a", &["final"], &[])], false);
+        check(vec![AggregateSpec::new("a", &["k"], &["k"])], false);
+        check(
+            vec![
+                AggregateSpec::new("a", &[], &[]),
+                AggregateSpec::new("a", &[], &[]),
+            ],
+            false,
+        );
+        check(vec![AggregateSpec::new("1a", &[], &[])], false);
+    }
+}

@@ -1,0 +1,527 @@
+//! The ClickHouse sink against a real clickhouse-server.
+//!
+//! The server comes from `HELIOS_TEST_CLICKHOUSE` (set by `scripts/test`, or by hand with
+//! `eval "$(scripts/services/clickhouse.sh start)"`); each test uses a fresh database. The
+//! outage test starts and stops a server of its own through the same script.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use helios_log::Record;
+use helios_schemas::AlertState;
+use helios_sinks::clickhouse::ClickHouse;
+use helios_sinks::clickhouse::migrations::{self, latest_version};
+use helios_sinks::clickhouse::query::{self, TimeRange};
+use helios_sinks::clickhouse::retention;
+use helios_sinks::clickhouse::rows::EventRow;
+use helios_sinks::clickhouse::sink::{ClickHouseSink, Decoders, SinkConfig, SinkMetrics};
+use helios_sinks::{AggregateSpec, RetryPolicy, SinkError, StoreSpec};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+fn spec() -> StoreSpec {
+    StoreSpec {
+        aggregates: vec![AggregateSpec::new(
+            "ci_runs",
+            &["repo"],
+            &["duration_sum", "duration_max"],
+        )],
+        ..StoreSpec::default()
+    }
+}
+
+fn fast_config(group: &str) -> SinkConfig {
+    SinkConfig {
+        group: group.to_owned(),
+        batch_interval_ms: 200,
+        retry: RetryPolicy {
+            initial_ms: 50,
+            max_ms: 500,
+        },
+        ..SinkConfig::default()
+    }
+}
+
+struct Running {
+    handle: JoinHandle<helios_sinks::Result<()>>,
+    stop: watch::Sender<bool>,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("sink stops within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn start_sink(stage: &Stage, ch: &ClickHouse, spec: StoreSpec, config: SinkConfig) -> Running {
+    let sink = ClickHouseSink::new(
+        ch.clone(),
+        spec,
+        config,
+        Decoders::new(stage.registry.clone()),
+    )
+    .unwrap();
+    let metrics = sink.metrics();
+    let (stop, rx) = watch::channel(false);
+    let log = stage.log.clone();
+    let handle = tokio::spawn(async move { sink.run(&log, rx).await });
+    Running {
+        handle,
+        stop,
+        metrics,
+    }
+}
+
+/// The scripted stream of the landing and replay tests.
+fn script() -> Script {
+    Script {
+        events: (0..30)
+            .map(|i| event(i, if i.is_multiple_of(2) { "github" } else { "ci" }))
+            .collect(),
+        windows: vec![
+            window("helios", 0, 1, 10.0, 2),
+            window("helios", 0, 2, 30.0, 3), // update of the same window: replaces version 1
+            window("atlas", 0, 1, 5.0, 1),
+            window("helios", 1, 1, 7.0, 1),
+        ],
+        alerts: vec![
+            alert("ci_failing|repo=helios|1", AlertState::Firing, T0 + MINUTE),
+            alert(
+                "ci_failing|repo=helios|1",
+                AlertState::Resolved,
+                T0 + 5 * MINUTE,
+            ),
+            alert(
+                "ci_failing|repo=atlas|1",
+                AlertState::Firing,
+                T0 + 2 * MINUTE,
+            ),
+        ],
+        insights: (0..3).map(insight).collect(),
+        dead_letters: vec![dead_letter(1)],
+    }
+}
+
+/// Everything the read helpers return, to compare before and after a replay.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    events: Vec<EventRow>,
+    windows: Vec<helios_schemas::WindowResult>,
+    alerts: Vec<helios_sinks::clickhouse::rows::AlertRow>,
+    insights: Vec<helios_sinks::clickhouse::rows::InsightRow>,
+    dead_letters: Vec<helios_sinks::clickhouse::rows::DeadLetterRow>,
+}
+
+async fn snapshot(ch: &ClickHouse) -> Snapshot {
+    Snapshot {
+        events: query::events(ch, None, TimeRange::ALL).await.unwrap(),
+        windows: query::aggregate_results(ch, &spec().aggregates[0], TimeRange::ALL)
+            .await
+            .unwrap(),
+        alerts: query::alerts(ch).await.unwrap(),
+        insights: query::insights(ch).await.unwrap(),
+        dead_letters: query::dead_letters(ch).await.unwrap(),
+    }
+}
+
+/// Waits until the sink has flushed at least `rows` rows.
+async fn flushed(metrics: &SinkMetrics, rows: u64) {
+    wait_for(
+        &format!("{rows} rows flushed"),
+        Duration::from_secs(60),
+        || async { (metrics.snapshot().rows_out >= rows).then_some(()) },
+    )
+    .await
+}
+
+fn script_rows(s: &Script) -> u64 {
+    (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
+        as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_stream_lands_with_expected_rows() {
+    let ch = fresh_db(&clickhouse_url(), "landing");
+    migrations::migrate(&ch, &spec()).await.unwrap();
+    let stage = Stage::new().await;
+    let s = script();
+    stage.write(&s).await;
+    // Two records the sink cannot store: garbage on the events topic, and a result of an
+    // aggregate the spec does not have. Both must end up in dead_letters, not vanish.
+    stage
+        .append(EVENTS, vec![Record::keyed("bad", b"not avro".to_vec())])
+        .await;
+    let mut unknown = window("helios", 0, 1, 1.0, 1);
+    unknown.aggregate = "deploys".to_owned();
+    stage
+        .append(
+            AGGREGATES,
+            vec![Record::keyed("u", stage.windows.encode(&unknown).unwrap())],
+        )
+        .await;
+
+    let sink = start_sink(&stage, &ch, spec(), fast_config("landing"));
+    flushed(&sink.metrics, script_rows(&s) + 2).await;
+    let got = snapshot(&ch).await;
+
+    // Events: all 30, every field intact.
+    let mut expected: Vec<EventRow> = s.events.iter().cloned().map(EventRow::from).collect();
+    expected.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+    assert_eq!(got.events, expected);
+    let github = query::events(&ch, Some("github"), TimeRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!(github.len(), 15);
+    assert_eq!(
+        query::count_events(
+            &ch,
+            TimeRange {
+                start: T0,
+                end: T0 + 10_000_000
+            }
+        )
+        .await
+        .unwrap(),
+        10
+    );
+
+    // Aggregates: one row per window, the newest version.
+    assert_eq!(
+        got.windows,
+        vec![
+            s.windows[2].clone(),
+            s.windows[1].clone(),
+            s.windows[3].clone()
+        ]
+    );
+
+    // Alerts: the latest state of each alert.
+    let states: Vec<(&str, &str, Vec<String>)> = got
+        .alerts
+        .iter()
+        .map(|a| (a.id.as_str(), a.state.as_str(), a.evidence.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (
+                "ci_failing|repo=atlas|1",
+                "firing",
+                s.alerts[2].evidence.clone()
+            ),
+            (
+                "ci_failing|repo=helios|1",
+                "resolved",
+                s.alerts[1].evidence.clone()
+            ),
+        ]
+    );
+    assert_eq!(got.alerts[1].group(), group(&[("repo", "helios")]));
+    assert_eq!(got.alerts[1].severity, "critical");
+
+    // Insights.
+    assert_eq!(got.insights.len(), 3);
+    assert_eq!(got.insights[0].kind, "anomaly");
+    assert_eq!(got.insights[0].value, 42.0);
+
+    // Dead letters: the one from the topic, and the two the sink made.
+    let dl: Vec<(&str, &str)> = got
+        .dead_letters
+        .iter()
+        .map(|d| (d.stage.as_str(), d.id.as_str()))
+        .collect();
+    assert_eq!(dl.len(), 3, "{dl:?}");
+    let from_topic = got
+        .dead_letters
+        .iter()
+        .find(|d| d.id == "ingest:1")
+        .unwrap();
+    assert_eq!(from_topic.original, vec![0xff, 0x00, 1]);
+    let garbage = got
+        .dead_letters
+        .iter()
+        .find(|d| d.original == b"not avro")
+        .unwrap();
+    assert_eq!(garbage.stage, "sink/clickhouse");
+    assert_eq!(garbage.topic.as_deref(), Some(EVENTS));
+    let unfit = got
+        .dead_letters
+        .iter()
+        .find(|d| d.reason.contains("deploys"))
+        .unwrap();
+    assert!(
+        unfit.reason.contains("not in the sink spec"),
+        "{}",
+        unfit.reason
+    );
+
+    let stats = sink.metrics.snapshot();
+    assert_eq!(stats.dead_lettered, 2);
+    assert_eq!(stats.records_in, script_rows(&s) + 2);
+    sink.stop().await;
+    ch.drop_database().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_same_records_leaves_results_unchanged() {
+    let ch = fresh_db(&clickhouse_url(), "replay");
+    migrations::migrate(&ch, &spec()).await.unwrap();
+    let stage = Stage::new().await;
+    let s = script();
+    stage.write(&s).await;
+    let first = start_sink(&stage, &ch, spec(), fast_config("replay-1"));
+    flushed(&first.metrics, script_rows(&s)).await;
+    first.stop().await;
+    let before = snapshot(&ch).await;
+
+    // As after a crash: the same records appended again, and a member of a new group
+    // re-reading the topics from the beginning (everything twice more).
+    stage.write(&s).await;
+    let second = start_sink(&stage, &ch, spec(), fast_config("replay-2"));
+    flushed(&second.metrics, 2 * script_rows(&s)).await;
+    second.stop().await;
+
+    let after = snapshot(&ch).await;
+    assert_eq!(after, before);
+    assert_eq!(after.events.len(), 30);
+    ch.drop_database().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_reapply_and_follow_the_spec() {
+    let ch = fresh_db(&clickhouse_url(), "migrations");
+    let first = migrations::migrate(&ch, &spec()).await.unwrap();
+    assert_eq!(
+        first.applied,
+        vec![
+            (1, "events".to_owned()),
+            (2, "alerts, insights, dead_letters".to_owned())
+        ]
+    );
+    assert_eq!(first.spec_changes, vec!["create agg_ci_runs".to_owned()]);
+    assert_eq!(first.version, latest_version());
+    for table in [
+        "events",
+        "alerts",
+        "insights",
+        "dead_letters",
+        "agg_ci_runs",
+        "schema_migrations",
+    ] {
+        assert!(
+            !migrations::table_columns(&ch, table)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{table} missing"
+        );
+    }
+
+    let again = migrations::migrate(&ch, &spec()).await.unwrap();
+    assert!(again.is_noop(), "{again:?}");
+
+    // The spec grows: a new aggregate, a new measure and a new group key on the old one.
+    let mut grown = spec();
+    grown.aggregates[0].measures.push("duration_p99".to_owned());
+    grown.aggregates[0].group_by.push("branch".to_owned());
+    grown.aggregates.push(AggregateSpec::new(
+        "deploys",
+        &["service", "env"],
+        &["count_failed"],
+    ));
+    let changes = migrations::migrate(&ch, &grown).await.unwrap();
+    assert!(changes.applied.is_empty());
+    assert_eq!(
+        changes.spec_changes,
+        vec![
+            "add column agg_ci_runs.branch".to_owned(),
+            "add column agg_ci_runs.duration_p99".to_owned(),
+            "create agg_deploys".to_owned(),
+        ]
+    );
+    let cols = migrations::table_columns(&ch, "agg_deploys").await.unwrap();
+    assert_eq!(
+        cols,
+        [
+            "id",
+            "window_start",
+            "window_end",
+            "service",
+            "env",
+            "count_failed",
+            "count",
+            "version",
+            "final"
+        ]
+    );
+    assert!(migrations::migrate(&ch, &grown).await.unwrap().is_noop());
+
+    // A database migrated by a newer helios is refused.
+    ch.execute("faking a newer schema", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (99, 'future', '', now())")
+        .await
+        .unwrap();
+    match migrations::migrate(&ch, &grown).await {
+        Err(SinkError::SchemaTooNew { found: 99, .. }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    ch.drop_database().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_expired_rows() {
+    let ch = fresh_db(&clickhouse_url(), "retention");
+    let mut spec = spec();
+    migrations::migrate(&ch, &spec).await.unwrap();
+    let stage = Stage::new().await;
+    let old = Script {
+        events: vec![{
+            let mut e = event(1, "old");
+            e.time = 1_577_836_800_000_000;
+            e
+        }],
+        ..Script::default()
+    }; // 2020-01-01
+    let recent_time = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()) as i64;
+    let recent = Script {
+        events: vec![{
+            let mut e = event(2, "new");
+            e.time = recent_time;
+            e
+        }],
+        ..Script::default()
+    };
+    stage.write(&old).await;
+    stage.write(&recent).await;
+    let sink = start_sink(&stage, &ch, spec.clone(), fast_config("retention"));
+    flushed(&sink.metrics, 2).await;
+    sink.stop().await;
+
+    spec.retention.events = Some(Duration::from_secs(90 * 86_400));
+    let report = retention::apply(&ch, &spec).await.unwrap();
+    let (major, minor) = ch.server_version().await.unwrap();
+    if (major, minor) >= (19, 6) {
+        assert!(report.ttl_set.contains(&"events".to_owned()), "{report:?}");
+        ch.execute("merging", "OPTIMIZE TABLE events FINAL")
+            .await
+            .unwrap();
+    } else {
+        assert_eq!(report.dropped, vec!["events/202001".to_owned()]);
+    }
+    let left: Vec<String> = query::events(&ch, None, TimeRange::ALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, vec!["ev-new-2".to_owned()]);
+    ch.drop_database().await.unwrap();
+}
+
+/// Done-when 2: ClickHouse goes away for a while (default 30 s, `HELIOS_TEST_OUTAGE_SECS`)
+/// while records keep arriving; the sink holds a bounded buffer, stops polling, and after
+/// the restart every result is there, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_outage_then_restart_every_result_arrives_once() {
+    let outage = std::env::var("HELIOS_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30u64);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = OwnServer::start(tmp.path());
+    let ch = fresh_db(&server.url, "outage");
+    migrations::migrate(&ch, &spec()).await.unwrap();
+    let stage = Stage::new().await;
+    let config = SinkConfig {
+        batch_rows: 50,
+        max_buffered_rows: 100,
+        poll_max: 25,
+        ..fast_config("outage")
+    };
+    let sink = start_sink(&stage, &ch, spec(), config);
+
+    let first = Script {
+        events: (0..40).map(|i| event(i, "before")).collect(),
+        ..Script::default()
+    };
+    stage.write(&first).await;
+    flushed(&sink.metrics, 40).await;
+
+    server.stop();
+    // Records keep arriving while the server is down: far more than the buffer may hold.
+    let during = Script {
+        events: (0..500).map(|i| event(i, "during")).collect(),
+        windows: (0..20)
+            .map(|m| window("helios", m, 1, m as f64, 1))
+            .collect(),
+        alerts: vec![alert("a|1", AlertState::Firing, T0 + MINUTE)],
+        insights: vec![insight(7)],
+        ..Script::default()
+    };
+    let step = Duration::from_secs(outage) / 10;
+    let mut max_buffered = 0;
+    for chunk in 0..10 {
+        let part = Script {
+            events: during.events[chunk * 50..(chunk + 1) * 50].to_vec(),
+            windows: during.windows[chunk * 2..(chunk + 1) * 2].to_vec(),
+            alerts: if chunk == 0 {
+                during.alerts.clone()
+            } else {
+                vec![]
+            },
+            insights: if chunk == 9 {
+                during.insights.clone()
+            } else {
+                vec![]
+            },
+            dead_letters: vec![],
+        };
+        stage.write(&part).await;
+        tokio::time::sleep(step).await;
+        max_buffered = max_buffered.max(sink.metrics.snapshot().buffered_rows);
+    }
+    let stats = sink.metrics.snapshot();
+    assert_eq!(
+        stats.rows_out, 40,
+        "nothing can be acknowledged while the server is down"
+    );
+    assert!(stats.errors > 0 && stats.retries > 0, "{stats:?}");
+    assert!(
+        max_buffered <= 100,
+        "buffer grew past its bound: {max_buffered}"
+    );
+    assert!(
+        stats.records_in <= 40 + 100,
+        "the sink kept polling while ClickHouse was down: {stats:?}"
+    );
+
+    server.restart();
+    let total = 40 + script_rows(&during);
+    flushed(&sink.metrics, total).await;
+    sink.stop().await;
+
+    let events = query::events(&ch, None, TimeRange::ALL).await.unwrap();
+    assert_eq!(events.len(), 540);
+    let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 540, "an event shows up twice");
+    let windows = query::aggregate_results(&ch, &spec().aggregates[0], TimeRange::ALL)
+        .await
+        .unwrap();
+    assert_eq!(windows, during.windows);
+    assert_eq!(query::alerts(&ch).await.unwrap().len(), 1);
+    assert_eq!(query::insights(&ch).await.unwrap().len(), 1);
+    ch.drop_database().await.unwrap();
+    server.stop();
+}

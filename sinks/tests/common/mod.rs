@@ -1,0 +1,364 @@
+//! Helpers shared by the sink tests: the ClickHouse under test, a fresh database per test,
+//! an embedded log and registry in a temp dir, and scripted records.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use helios_log::{Log, Record, TopicSpec};
+use helios_schemas::{
+    Alert, AlertState, AvroRecord, DeadLetter, Event, EventCodec, Insight, InsightKind,
+    RecordCodec, Registry, Severity, WindowResult,
+};
+use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig};
+
+pub const EVENTS: &str = "helios.events";
+pub const AGGREGATES: &str = "helios.aggregates";
+pub const ALERTS: &str = "helios.alerts";
+pub const INSIGHTS: &str = "helios.insights";
+pub const DLQ: &str = "helios.dlq";
+
+/// The URL of the ClickHouse under test, from `HELIOS_TEST_CLICKHOUSE`.
+pub fn clickhouse_url() -> String {
+    std::env::var("HELIOS_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!(
+            "HELIOS_TEST_CLICKHOUSE is not set: these tests need a real clickhouse-server.\n\
+             Run them through scripts/test, which starts one, or start one with \
+             `eval \"$(scripts/services/clickhouse.sh start)\"` and rerun."
+        )
+    })
+}
+
+/// A name unique to this test and run.
+pub fn unique(case: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("helios_test_{case}_{}_{nanos}", std::process::id())
+}
+
+/// A client on a fresh database (not created yet: the migrations create it).
+pub fn fresh_db(url: &str, case: &str) -> ClickHouse {
+    ClickHouse::new(&ClickHouseConfig::new(url).database(unique(case))).unwrap()
+}
+
+/// An embedded log and a registry in a temp dir, with the five topics and their schemas.
+pub struct Stage {
+    pub dir: tempfile::TempDir,
+    pub embedded: EmbeddedLog,
+    pub log: Log,
+    pub registry: Arc<Registry>,
+    pub events: EventCodec,
+    pub windows: RecordCodec<WindowResult>,
+    pub alerts: RecordCodec<Alert>,
+    pub insights: RecordCodec<Insight>,
+    pub dead_letters: RecordCodec<DeadLetter>,
+}
+
+impl Stage {
+    pub async fn new() -> Stage {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded =
+            EmbeddedLog::open(dir.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = embedded.log();
+        std::fs::create_dir_all(dir.path().join("registry")).unwrap();
+        let registry = Arc::new(Registry::open(&dir.path().join("registry")).unwrap());
+        let reg = |topic: &str, schema: &str| {
+            registry
+                .register(&format!("{topic}-value"), schema)
+                .unwrap()
+                .id
+        };
+        let events = EventCodec::new(reg(EVENTS, Event::SCHEMA_JSON));
+        let windows = RecordCodec::new(reg(AGGREGATES, WindowResult::SCHEMA_JSON));
+        let alerts = RecordCodec::new(reg(ALERTS, Alert::SCHEMA_JSON));
+        let insights = RecordCodec::new(reg(INSIGHTS, Insight::SCHEMA_JSON));
+        let dead_letters = RecordCodec::new(reg(DLQ, DeadLetter::SCHEMA_JSON));
+        for (topic, partitions) in [
+            (EVENTS, 4),
+            (AGGREGATES, 2),
+            (ALERTS, 1),
+            (INSIGHTS, 1),
+            (DLQ, 1),
+        ] {
+            log.admin()
+                .create_topic(&TopicSpec::new(topic, partitions))
+                .await
+                .unwrap();
+        }
+        Stage {
+            dir,
+            embedded,
+            log,
+            registry,
+            events,
+            windows,
+            alerts,
+            insights,
+            dead_letters,
+        }
+    }
+
+    pub async fn append(&self, topic: &str, records: Vec<Record>) {
+        self.log.producer().append(topic, records).await.unwrap();
+    }
+
+    /// Appends `script` to the topics, each record keyed by its id.
+    pub async fn write(&self, script: &Script) {
+        let keyed = |id: &str, value: bytes::Bytes| Record::keyed(id.to_owned(), value);
+        self.append(
+            EVENTS,
+            script
+                .events
+                .iter()
+                .map(|e| keyed(&e.id, self.events.encode(e)))
+                .collect(),
+        )
+        .await;
+        self.append(
+            AGGREGATES,
+            script
+                .windows
+                .iter()
+                .map(|w| keyed(&w.id, self.windows.encode(w).unwrap()))
+                .collect(),
+        )
+        .await;
+        self.append(
+            ALERTS,
+            script
+                .alerts
+                .iter()
+                .map(|a| keyed(&a.id, self.alerts.encode(a).unwrap()))
+                .collect(),
+        )
+        .await;
+        self.append(
+            INSIGHTS,
+            script
+                .insights
+                .iter()
+                .map(|i| keyed(&i.id, self.insights.encode(i).unwrap()))
+                .collect(),
+        )
+        .await;
+        self.append(
+            DLQ,
+            script
+                .dead_letters
+                .iter()
+                .map(|d| keyed(&d.id, self.dead_letters.encode(d).unwrap()))
+                .collect(),
+        )
+        .await;
+    }
+}
+
+/// A scripted output stream, as the pipeline would write it.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    pub events: Vec<Event>,
+    pub windows: Vec<WindowResult>,
+    pub alerts: Vec<Alert>,
+    pub insights: Vec<Insight>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+pub const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z, µs
+pub const MINUTE: i64 = 60_000_000;
+
+pub fn event(i: usize, source: &str) -> Event {
+    Event {
+        id: format!("ev-{source}-{i}"),
+        source: source.to_owned(),
+        kind: "ci.run".to_owned(),
+        subject: format!("repo-{}", i % 3),
+        time: T0 + i as i64 * 1_000_000,
+        received_at: T0 + i as i64 * 1_000_000 + 5,
+        attrs: [
+            ("branch".to_owned(), "main".to_owned()),
+            ("n".to_owned(), i.to_string()),
+        ]
+        .into(),
+        value: i.is_multiple_of(2).then_some(i as f64 * 1.5),
+        payload: i.is_multiple_of(3).then(|| format!("{{\"i\":{i}}}")),
+    }
+}
+
+pub fn window(repo: &str, minute: i64, version: i32, sum: f64, count: i64) -> WindowResult {
+    WindowResult {
+        id: format!("ci_runs|repo={repo}|{minute}"),
+        aggregate: "ci_runs".to_owned(),
+        window_start: T0 + minute * MINUTE,
+        window_end: T0 + (minute + 1) * MINUTE,
+        group: [("repo".to_owned(), repo.to_owned())].into(),
+        measures: [
+            ("duration_sum".to_owned(), sum),
+            ("duration_max".to_owned(), sum / 2.0),
+        ]
+        .into(),
+        count,
+        version,
+        is_final: version >= 2,
+    }
+}
+
+pub fn alert(id: &str, state: AlertState, at: i64) -> Alert {
+    Alert {
+        id: id.to_owned(),
+        rule: "ci_failing".to_owned(),
+        group: [("repo".to_owned(), "helios".to_owned())].into(),
+        state,
+        since: T0,
+        at,
+        severity: Severity::Critical,
+        summary: format!("CI failing on helios ({state:?})"),
+        evidence: vec!["ev-ci-1".to_owned(), "ev-ci-2".to_owned()],
+    }
+}
+
+pub fn insight(i: usize) -> Insight {
+    Insight {
+        id: format!("insight-{i}"),
+        kind: InsightKind::Anomaly,
+        aggregate: "ci_runs".to_owned(),
+        group: [("repo".to_owned(), "helios".to_owned())].into(),
+        measure: "duration_sum".to_owned(),
+        window_start: T0 + i as i64 * MINUTE,
+        window_end: T0 + (i as i64 + 1) * MINUTE,
+        value: 42.0,
+        score: 4.5,
+        summary: "CI took far longer than usual".to_owned(),
+        at: T0 + (i as i64 + 1) * MINUTE,
+    }
+}
+
+pub fn dead_letter(i: usize) -> DeadLetter {
+    DeadLetter {
+        id: format!("ingest:{i}"),
+        stage: "ingest".to_owned(),
+        reason: "not a CloudEvent".to_owned(),
+        original: vec![0xff, 0x00, i as u8],
+        topic: None,
+        partition: None,
+        offset: None,
+        at: T0,
+    }
+}
+
+/// Waits until `check` returns `Some`, up to `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn group(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A clickhouse-server of the test's own, started and stopped with the project script.
+pub struct OwnServer {
+    pub url: String,
+    pub pid: String,
+    pub dir: PathBuf,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/clickhouse.sh")
+}
+
+fn parse_exports(out: &str) -> (String, String, PathBuf) {
+    let get = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("clickhouse.sh printed no {name}: {out}"))
+            .to_owned()
+    };
+    (
+        get("HELIOS_TEST_CLICKHOUSE"),
+        get("HELIOS_CLICKHOUSE_PID"),
+        PathBuf::from(get("HELIOS_CLICKHOUSE_DIR")),
+    )
+}
+
+impl OwnServer {
+    pub fn start(parent: &Path) -> OwnServer {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .env("HELIOS_TEST_TMP", parent)
+            .env_remove("HELIOS_TEST_CLICKHOUSE_PORT")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "clickhouse.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (url, pid, dir) = parse_exports(&String::from_utf8_lossy(&out.stdout));
+        OwnServer { url, pid, dir }
+    }
+
+    pub fn stop(&self) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("HELIOS_CLICKHOUSE_PID", &self.pid)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "clickhouse.sh stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn restart(&mut self) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("restart")
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "clickhouse.sh restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (url, pid, _) = parse_exports(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(url, self.url, "restarted on another port");
+        self.pid = pid;
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("HELIOS_CLICKHOUSE_PID", &self.pid)
+            .output();
+    }
+}
