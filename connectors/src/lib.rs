@@ -6,12 +6,17 @@
 
 mod duration;
 mod error;
+mod push;
+pub mod secret;
 
 pub mod file_tail;
+pub mod github;
 pub mod host;
 pub mod http_ingest;
+pub mod kafka_bridge;
 pub mod runtime;
 pub mod spec;
+pub mod webhook;
 
 #[cfg(test)]
 mod test_support;

@@ -2,13 +2,17 @@
 //! function that knows every connector: [`build`].
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use crate::github::{GithubConfig, GithubWebhooks};
 use crate::http_ingest::{HttpIngest, HttpIngestConfig};
+use crate::kafka_bridge::{KafkaBridge, KafkaBridgeConfig};
 use crate::runtime::Supervisor;
+use crate::webhook::{WebhookConfig, Webhooks};
 use crate::{ConnectorError, Result};
 
 /// One `[[source]]` table; `type` picks the connector.
@@ -17,6 +21,12 @@ use crate::{ConnectorError, Result};
 pub enum SourceSpec {
     /// CloudEvents over HTTP: `POST /v1/events`.
     Http(HttpIngestConfig),
+    /// GitHub webhooks: `POST /v1/webhooks/github/{name}`.
+    Github(GithubConfig),
+    /// Generic JSON webhooks: `POST /v1/webhooks/{name}`.
+    Webhook(WebhookConfig),
+    /// External Kafka topics mapped to events.
+    KafkaBridge(KafkaBridgeConfig),
 }
 
 impl SourceSpec {
@@ -24,6 +34,9 @@ impl SourceSpec {
     pub fn name(&self) -> &str {
         match self {
             SourceSpec::Http(c) => &c.name,
+            SourceSpec::Github(c) => &c.name,
+            SourceSpec::Webhook(c) => &c.name,
+            SourceSpec::KafkaBridge(c) => &c.name,
         }
     }
 
@@ -31,6 +44,9 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Http(_) => "http",
+            SourceSpec::Github(_) => "github",
+            SourceSpec::Webhook(_) => "webhook",
+            SourceSpec::KafkaBridge(_) => "kafka_bridge",
         }
     }
 
@@ -57,6 +73,9 @@ impl SourceSpec {
                 }
                 Ok(())
             }
+            SourceSpec::Github(c) => c.validate(),
+            SourceSpec::Webhook(c) => c.validate(),
+            SourceSpec::KafkaBridge(c) => c.validate(),
         }
     }
 }
@@ -71,9 +90,32 @@ pub struct SourcesSpec {
 }
 
 /// The sources `helios up` runs when no spec says otherwise; `listen` is Helios' own
-/// HTTP address (sources may watch Helios itself).
-pub fn default_sources(_listen: SocketAddr) -> Vec<SourceSpec> {
-    vec![SourceSpec::Http(HttpIngestConfig::default())]
+/// HTTP address (sources may watch Helios itself), `data_dir` holds generated secrets.
+///
+/// The GitHub route (`github`) uses `HELIOS_GITHUB_SECRET` when set, else a secret
+/// generated on first start into `<data_dir>/secrets/github.secret`; the generic webhook
+/// route (`webhook`) likewise `HELIOS_WEBHOOK_TOKEN` or `<data_dir>/secrets/webhook.token`.
+pub fn default_sources(_listen: SocketAddr, data_dir: &Path) -> Vec<SourceSpec> {
+    let from_env = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+    let mut github = GithubConfig::default();
+    if from_env("HELIOS_GITHUB_SECRET") {
+        github.secret_env = Some("HELIOS_GITHUB_SECRET".to_string());
+    } else {
+        github.secret_file = Some(data_dir.join("secrets").join("github.secret"));
+        github.generate_secret = true;
+    }
+    let mut webhook = WebhookConfig::default();
+    if from_env("HELIOS_WEBHOOK_TOKEN") {
+        webhook.token_env = Some("HELIOS_WEBHOOK_TOKEN".to_string());
+    } else {
+        webhook.token_file = Some(data_dir.join("secrets").join("webhook.token"));
+        webhook.generate_token = true;
+    }
+    vec![
+        SourceSpec::Http(HttpIngestConfig::default()),
+        SourceSpec::Github(github),
+        SourceSpec::Webhook(webhook),
+    ]
 }
 
 /// Starts every source of the spec under `supervisor` and returns the routes of the push
@@ -81,6 +123,8 @@ pub fn default_sources(_listen: SocketAddr) -> Vec<SourceSpec> {
 pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Router> {
     let mut router = Router::new();
     let mut http_sources = 0;
+    let mut github = GithubWebhooks::default();
+    let mut webhooks = Webhooks::default();
     for spec in specs {
         spec.validate()?;
         let name = spec.name();
@@ -97,7 +141,34 @@ pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Route
                 let ingest = HttpIngest::new(c.clone(), supervisor.emitter().clone(), handle);
                 router = router.merge(ingest.router());
             }
+            SourceSpec::Github(c) => {
+                let secret = c.secret_origin().resolve(name)?;
+                let handle = supervisor.register(name, spec.kind())?;
+                github.add(c.clone(), &secret, supervisor.emitter().clone(), handle)?;
+            }
+            SourceSpec::Webhook(c) => {
+                let token = c.token_origin().resolve(name)?;
+                let handle = supervisor.register(name, spec.kind())?;
+                webhooks.add(c.clone(), token, supervisor.emitter().clone(), handle)?;
+            }
+            SourceSpec::KafkaBridge(c) => {
+                let config = c.clone();
+                supervisor.spawn(
+                    name,
+                    spec.kind(),
+                    Box::new(move || {
+                        Ok(Box::new(KafkaBridge::new(config.clone())?)
+                            as Box<dyn crate::runtime::PullSource>)
+                    }),
+                )?;
+            }
         }
+    }
+    if !github.is_empty() {
+        router = router.merge(github.router());
+    }
+    if !webhooks.is_empty() {
+        router = router.merge(webhooks.router());
     }
     Ok(router.merge(crate::runtime::router(supervisor.clone())))
 }

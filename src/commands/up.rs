@@ -66,7 +66,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let spec = match &args.spec {
         Some(path) => load_spec(path)?,
         None => SourcesSpec {
-            sources: default_sources(args.listen),
+            sources: default_sources(args.listen, &args.data_dir),
         },
     };
     // Bind first: a taken port should stop us before anything starts.

@@ -1,0 +1,261 @@
+//! What the webhook routes (GitHub, generic) share: admission (a paused source or a full
+//! ingest answers `503` with `Retry-After`), JSON error answers, and appending the mapped
+//! events with the `202` sent only once they are durable.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use helios_schemas::Event;
+use serde_json::json;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tracing::warn;
+
+use crate::runtime::{Emitter, SourceHandle, SourceState};
+
+/// Bounded in-flight requests of one push source, plus its status and emitter.
+#[derive(Debug)]
+pub(crate) struct PushGate {
+    pub source: SourceHandle,
+    pub emitter: Emitter,
+    in_flight: Semaphore,
+}
+
+impl PushGate {
+    pub fn new(source: SourceHandle, emitter: Emitter, max_in_flight: usize) -> Self {
+        source.set_state(SourceState::Running);
+        PushGate {
+            source,
+            emitter,
+            in_flight: Semaphore::new(max_in_flight),
+        }
+    }
+
+    /// A permit to process one request, or the `503` to answer.
+    pub fn admit(&self) -> Result<SemaphorePermit<'_>, Box<Response>> {
+        if self.source.is_paused() {
+            let name = self.source.name();
+            return Err(Box::new(retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "source `{name}` is paused; resume it with POST /v1/sources/{name}/resume"
+                    ),
+                ),
+                "5",
+            )));
+        }
+        // Backpressure: a bounded number of requests may be appending; the rest are told
+        // to come back instead of queueing without limit in memory.
+        self.in_flight.try_acquire().map_err(|_| {
+            Box::new(retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ingest is at capacity; retry after the delay in Retry-After",
+                ),
+                "1",
+            ))
+        })
+    }
+
+    /// Appends `events`; answers `202` once durable, `503` if the log failed.
+    pub async fn emit(&self, events: &[Event]) -> Response {
+        match self.emitter.emit(&self.source, events).await {
+            Ok(_) => (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({
+                    "accepted": events.len(),
+                    "ids": events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+                })),
+            )
+                .into_response(),
+            Err(e) => {
+                self.source.record_error(e.to_string());
+                warn!(source = self.source.name(), events = events.len(), error = %e, "Appending webhook events failed.");
+                retry_after(
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the events could not be written to the log ({e}); nothing was acknowledged, retry the delivery"
+                        ),
+                    ),
+                    "1",
+                )
+            }
+        }
+    }
+}
+
+/// `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn retry_after(mut resp: Response, seconds: &'static str) -> Response {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+    resp
+}
+
+/// The answer to a body axum could not read (too large, broken connection).
+pub(crate) fn body_error(
+    e: &axum::extract::rejection::BytesRejection,
+    max_body_bytes: usize,
+) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {max_body_bytes} bytes"),
+        );
+    }
+    error(
+        e.status(),
+        format!("could not read the request body: {}", e.body_text()),
+    )
+}
+
+/// What the webhook tests share: a real embedded log, an emitter over it, and reading
+/// back exactly what was written.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
+    use helios_log::{ConsumerConfig, Log, TopicSpec};
+    use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
+    use tower::ServiceExt;
+
+    use crate::runtime::{Emitter, EmitterConfig, SourceHandle, SourceStatus, Supervisor};
+
+    const SCHEMA_ID: u32 = 7;
+
+    pub struct LogFixture {
+        _dir: tempfile::TempDir,
+        pub log: Log,
+        pub emitter: Emitter,
+    }
+
+    pub async fn log_fixture() -> LogFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), EmbeddedConfig::default())
+            .unwrap()
+            .log();
+        for (topic, partitions) in [("helios.events", 3), ("helios.dlq", 1)] {
+            log.admin()
+                .create_topic(&TopicSpec::new(topic, partitions))
+                .await
+                .unwrap();
+        }
+        let emitter = Emitter::new(
+            EmitterConfig::default(),
+            log.producer(),
+            EventCodec::new(SCHEMA_ID),
+            RecordCodec::new(SCHEMA_ID + 1),
+        );
+        LogFixture {
+            _dir: dir,
+            log,
+            emitter,
+        }
+    }
+
+    impl LogFixture {
+        /// A supervisor writing to this log.
+        pub fn supervisor(&self) -> Arc<Supervisor> {
+            Supervisor::new(self.emitter.clone(), self._dir.path().join("sources"))
+        }
+
+        /// Every dead letter written so far.
+        pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+            let mut c = self
+                .log
+                .consumer(
+                    &["helios.dlq"],
+                    ConsumerConfig::new(format!("check-{}", rand::random::<u64>())),
+                )
+                .await
+                .unwrap();
+            let codec = RecordCodec::<DeadLetter>::new(SCHEMA_ID + 1);
+            let mut out = Vec::new();
+            loop {
+                let batch = c.poll(1000, Duration::from_millis(100)).await.unwrap();
+                if batch.is_empty() {
+                    return out;
+                }
+                out.extend(batch.iter().map(|r| codec.decode(&r.value).unwrap()));
+            }
+        }
+
+        /// Every event on `helios.events`, decoded, ordered by id (partitions interleave).
+        pub async fn events(&self) -> Vec<Event> {
+            let mut c = self
+                .log
+                .consumer(
+                    &["helios.events"],
+                    ConsumerConfig::new(format!("check-{}", rand::random::<u64>())),
+                )
+                .await
+                .unwrap();
+            let codec = EventCodec::new(SCHEMA_ID);
+            let mut out = Vec::new();
+            loop {
+                let batch = c.poll(1000, Duration::from_millis(100)).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for r in batch {
+                    let e = codec.decode(&r.value).unwrap();
+                    assert_eq!(
+                        r.key.as_deref(),
+                        Some(e.subject.as_bytes()),
+                        "keyed by subject"
+                    );
+                    out.push(e);
+                }
+            }
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            out
+        }
+    }
+
+    /// Sends one request through `router`; returns status, JSON body and Retry-After.
+    pub async fn send(
+        router: &Router,
+        req: Request<Body>,
+    ) -> (StatusCode, serde_json::Value, Option<String>) {
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {bytes:?}"));
+        (status, value, retry)
+    }
+
+    /// Waits (at most 30 s) until `done` holds for the source's status.
+    pub async fn wait_status(
+        handle: &SourceHandle,
+        what: &str,
+        done: impl Fn(&SourceStatus) -> bool,
+    ) -> SourceStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = handle.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status: {status:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

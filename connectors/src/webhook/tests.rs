@@ -1,0 +1,487 @@
+//! The generic webhook route through `Router::oneshot` over a real embedded log.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use helios_schemas::Event;
+use serde_json::json;
+
+use super::mapping::{FieldSpec, FieldTable, MappingSpec, Preset, TimeUnit};
+use super::*;
+use crate::push::testing::{LogFixture, log_fixture, send};
+
+const TOKEN: &str = "s3cret-t0ken";
+
+fn router(f: &LogFixture, config: WebhookConfig) -> (Router, SourceHandle) {
+    let handle = SourceHandle::new(&config.name, "webhook");
+    let mut hooks = Webhooks::default();
+    hooks
+        .add(
+            config,
+            SecretString::new(TOKEN),
+            f.emitter.clone(),
+            handle.clone(),
+        )
+        .unwrap();
+    (hooks.router(), handle)
+}
+
+fn post(name: &str, auth: Option<&str>, body: &str) -> Request<Body> {
+    let mut req =
+        Request::post(format!("/v1/webhooks/{name}")).header("content-type", "application/json");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+fn bearer() -> Option<&'static str> {
+    Some("Bearer s3cret-t0ken")
+}
+
+fn s(v: &str) -> FieldSpec {
+    FieldSpec::Short(v.to_string())
+}
+
+fn us(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_micros()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Events as written, with `received_at` zeroed (it is the wall clock).
+async fn written(f: &LogFixture) -> Vec<Event> {
+    f.events()
+        .await
+        .into_iter()
+        .map(|mut e| {
+            assert!(e.received_at > 0);
+            e.received_at = 0;
+            e
+        })
+        .collect()
+}
+
+fn deploy_config() -> WebhookConfig {
+    WebhookConfig {
+        name: "deploys".into(),
+        mapping: Some(MappingSpec {
+            id: Some(s("/deployment/id")),
+            time: Some(s("/finished_at")),
+            kind: Some(s("deploy.finished")),
+            subject: Some(s("/service")),
+            value: Some(s("/duration_ms")),
+            attrs: [
+                ("env".to_string(), s("/deployment/environment")),
+                ("status".to_string(), s("/status")),
+                (
+                    "actor".to_string(),
+                    FieldSpec::Full(FieldTable {
+                        pointer: Some("/actor/login".into()),
+                        default: Some("unknown".into()),
+                        required: true,
+                    }),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            attrs_from: None,
+            ..MappingSpec::default()
+        }),
+        ..WebhookConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn mapped_fields_become_the_exact_event() {
+    let f = log_fixture().await;
+    let (r, handle) = router(&f, deploy_config());
+    let body = json!({
+        "deployment": {"id": 4711, "environment": "production"},
+        "service": "billing-api",
+        "status": "succeeded",
+        "finished_at": "2024-03-01T12:00:05Z",
+        "duration_ms": 5230.5,
+    })
+    .to_string();
+    let (status, answer, _) = send(&r, post("deploys", bearer(), &body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        written(&f).await,
+        vec![Event {
+            id: "4711".into(),
+            source: "deploys".into(),
+            kind: "deploy.finished".into(),
+            subject: "billing-api".into(),
+            time: us("2024-03-01T12:00:05Z"),
+            received_at: 0,
+            attrs: attrs(&[
+                ("env", "production"),
+                ("status", "succeeded"),
+                ("actor", "unknown")
+            ]),
+            value: Some(5230.5),
+            payload: Some(body),
+        }]
+    );
+    assert_eq!(handle.status().events_emitted, 1);
+}
+
+#[tokio::test]
+async fn items_split_into_events_with_stable_derived_ids() {
+    let f = log_fixture().await;
+    let config = WebhookConfig {
+        name: "builds".into(),
+        mapping: Some(MappingSpec {
+            items: Some("/builds".into()),
+            id: None,
+            time: Some(s("/ended")),
+            time_unit: TimeUnit::Millis,
+            kind: Some(FieldSpec::Full(FieldTable {
+                pointer: Some("/type".into()),
+                default: Some("ci.run".into()),
+                required: true,
+            })),
+            subject: Some(s("/project")),
+            value: None,
+            attrs_from: Some("/tags".into()),
+            attrs: BTreeMap::new(),
+        }),
+        ..WebhookConfig::default()
+    };
+    let (r, _) = router(&f, config);
+    let body = json!({"builds": [
+        {"project": "helios", "ended": 1709294405000u64, "tags": {"os": "linux", "shard": 2, "nested": {"x": 1}}},
+        {"project": "apollo", "ended": 1709294406500u64, "type": "ci.cancelled"},
+    ]})
+    .to_string();
+    for _ in 0..2 {
+        let (status, answer, _) = send(&r, post("builds", bearer(), &body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(answer["accepted"], 2);
+    }
+    let seed = body_id("builds", body.as_bytes());
+    let got = written(&f).await;
+    let first = Event {
+        id: format!("{seed}:0"),
+        source: "builds".into(),
+        kind: "ci.run".into(),
+        subject: "helios".into(),
+        time: 1_709_294_405_000_000,
+        received_at: 0,
+        attrs: attrs(&[("os", "linux"), ("shard", "2")]),
+        value: None,
+        payload: Some(
+            json!({"project": "helios", "ended": 1709294405000u64, "tags": {"os": "linux", "shard": 2, "nested": {"x": 1}}})
+                .to_string(),
+        ),
+    };
+    let second = Event {
+        id: format!("{seed}:1"),
+        source: "builds".into(),
+        kind: "ci.cancelled".into(),
+        subject: "apollo".into(),
+        time: 1_709_294_406_500_000,
+        received_at: 0,
+        attrs: BTreeMap::new(),
+        value: None,
+        payload: Some(
+            json!({"project": "apollo", "ended": 1709294406500u64, "type": "ci.cancelled"})
+                .to_string(),
+        ),
+    };
+    // A retried delivery carries the same ids, so it dedupes downstream.
+    assert_eq!(got, vec![first.clone(), first, second.clone(), second]);
+}
+
+/// Alertmanager's documented webhook payload (version 4), one firing and one resolved alert.
+const ALERTMANAGER: &str = r#"{
+  "version": "4",
+  "groupKey": "{}:{alertname=\"HighLatency\"}",
+  "truncatedAlerts": 0,
+  "status": "firing",
+  "receiver": "helios",
+  "groupLabels": {"alertname": "HighLatency"},
+  "commonLabels": {"alertname": "HighLatency", "severity": "page"},
+  "commonAnnotations": {"summary": "High request latency"},
+  "externalURL": "http://alertmanager.example:9093",
+  "alerts": [
+    {
+      "status": "firing",
+      "labels": {"alertname": "HighLatency", "job": "api", "instance": "api-1:9100", "severity": "page"},
+      "annotations": {"summary": "High request latency"},
+      "startsAt": "2024-03-01T12:00:00.000Z",
+      "endsAt": "0001-01-01T00:00:00Z",
+      "generatorURL": "http://prometheus.example:9090/graph?g0.expr=latency",
+      "fingerprint": "c4a2f1d3e5b6a789"
+    },
+    {
+      "status": "resolved",
+      "labels": {"alertname": "DiskFull", "instance": "db-1:9100", "severity": "page"},
+      "annotations": {"summary": "Disk almost full"},
+      "startsAt": "2024-03-01T11:00:00Z",
+      "endsAt": "2024-03-01T11:45:30Z",
+      "generatorURL": "http://prometheus.example:9090/graph?g0.expr=disk",
+      "fingerprint": "0a1b2c3d4e5f6789"
+    }
+  ]
+}"#;
+
+#[tokio::test]
+async fn alertmanager_preset_gives_one_event_per_alert() {
+    let f = log_fixture().await;
+    let config = WebhookConfig {
+        name: "alerts".into(),
+        preset: Some(Preset::Alertmanager),
+        ..WebhookConfig::default()
+    };
+    let (r, _) = router(&f, config);
+    let (status, answer, _) = send(
+        &r,
+        post("alerts", Some("bearer s3cret-t0ken"), ALERTMANAGER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let doc: serde_json::Value = serde_json::from_str(ALERTMANAGER).unwrap();
+    let expected = vec![
+        Event {
+            id: "0a1b2c3d4e5f6789:2024-03-01T11:00:00Z:resolved".into(),
+            source: "alerts".into(),
+            kind: "alert.resolved".into(),
+            subject: "db-1:9100".into(),
+            time: us("2024-03-01T11:45:30Z"),
+            received_at: 0,
+            attrs: attrs(&[
+                ("alertname", "DiskFull"),
+                ("instance", "db-1:9100"),
+                ("severity", "page"),
+                ("receiver", "helios"),
+            ]),
+            value: None,
+            payload: Some(doc["alerts"][1].to_string()),
+        },
+        Event {
+            id: "c4a2f1d3e5b6a789:2024-03-01T12:00:00.000Z:firing".into(),
+            source: "alerts".into(),
+            kind: "alert.firing".into(),
+            subject: "api".into(),
+            time: us("2024-03-01T12:00:00Z"),
+            received_at: 0,
+            attrs: attrs(&[
+                ("alertname", "HighLatency"),
+                ("job", "api"),
+                ("instance", "api-1:9100"),
+                ("severity", "page"),
+                ("receiver", "helios"),
+            ]),
+            value: None,
+            payload: Some(doc["alerts"][0].to_string()),
+        },
+    ];
+    assert_eq!(written(&f).await, expected);
+}
+
+#[tokio::test]
+async fn token_is_checked_from_header_or_query() {
+    let f = log_fixture().await;
+    let (r, _) = router(&f, WebhookConfig::default());
+    let body = json!({"kind": "deploy.started", "subject": "helios"}).to_string();
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic czNjcmV0LXQwa2Vu"),
+        Some("Bearer s3cret-t0ke"),
+    ] {
+        let (status, answer, _) = send(&r, post("webhook", auth, &body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(answer["error"].as_str().unwrap().contains("token"));
+    }
+    let req = Request::post("/v1/webhooks/webhook?token=wrong")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_eq!(send(&r, req).await.0, StatusCode::UNAUTHORIZED);
+    assert!(f.events().await.is_empty());
+
+    let req = Request::post("/v1/webhooks/webhook?x=1&token=s3cret-t0ken")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_eq!(send(&r, req).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        send(&r, post("webhook", bearer(), &body)).await.0,
+        StatusCode::ACCEPTED
+    );
+    let got = written(&f).await;
+    assert_eq!(got.len(), 2);
+    // The default mapping: `/kind`, `/subject`; id derived from the body; receive time.
+    assert_eq!(got[0].kind, "deploy.started");
+    assert_eq!(got[0].subject, "helios");
+    assert_eq!(got[0].id, body_id("webhook", body.as_bytes()));
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_naming_the_pointer_and_write_nothing() {
+    let f = log_fixture().await;
+    let (r, _) = router(&f, deploy_config());
+    let good = json!({
+        "deployment": {"id": 1, "environment": "prod"}, "service": "api", "status": "ok",
+        "finished_at": "2024-03-01T12:00:05Z", "duration_ms": 3,
+    });
+    let without = |pointer: &str| {
+        let mut v = good.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        v.pointer_mut(if parent.is_empty() { "" } else { parent })
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove(key);
+        v.to_string()
+    };
+    let with = |pointer: &str, value: serde_json::Value| {
+        let mut v = good.clone();
+        *v.pointer_mut(pointer).unwrap() = value;
+        v.to_string()
+    };
+    let cases = [
+        ("{\"service\": ".to_string(), "not JSON"),
+        (without("/service"), "subject: pointer /service is missing"),
+        (
+            without("/deployment/id"),
+            "id: pointer /deployment/id is missing",
+        ),
+        (
+            without("/deployment/environment"),
+            "attrs.env: pointer /deployment/environment is missing",
+        ),
+        (
+            with("/finished_at", json!("soon")),
+            "time: \"soon\" is neither an RFC 3339 time",
+        ),
+        (
+            with("/duration_ms", json!("fast")),
+            "value: expected a number, found a string",
+        ),
+        (
+            with("/service", json!({"a": 1})),
+            "subject: expected a string, number or boolean, found an object",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (status, answer, _) = send(&r, post("deploys", bearer(), &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let msg = answer["error"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+    }
+    // Items: one bad item refuses the whole delivery.
+    let (r, _) = router(
+        &f,
+        WebhookConfig {
+            name: "am".into(),
+            preset: Some(Preset::Alertmanager),
+            ..WebhookConfig::default()
+        },
+    );
+    let body = json!({"alerts": [{"status": "firing", "startsAt": "2024-03-01T12:00:00Z"}, {"status": "firing"}]});
+    let (status, answer, _) = send(&r, post("am", bearer(), &body.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("item 1: time: pointer /startsAt is missing")
+    );
+    assert!(f.events().await.is_empty());
+}
+
+#[tokio::test]
+async fn paused_source_answers_503() {
+    let f = log_fixture().await;
+    let (r, handle) = router(&f, WebhookConfig::default());
+    handle.pause();
+    let (status, answer, retry) = send(&r, post("webhook", bearer(), "{}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry.as_deref(), Some("5"));
+    assert!(answer["error"].as_str().unwrap().contains("paused"));
+    handle.resume();
+    assert_eq!(
+        send(&r, post("webhook", bearer(), "{}")).await.0,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[test]
+fn mapping_config_is_checked() {
+    let check = |m: MappingSpec, needle: &str| {
+        let e = Mapper::new("src", None, Some(&m)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e:?} should contain {needle:?}");
+    };
+    check(
+        MappingSpec {
+            kind: None,
+            ..MappingSpec::default()
+        },
+        "mapping.kind is required",
+    );
+    check(
+        MappingSpec {
+            items: Some("alerts".into()),
+            ..MappingSpec::default()
+        },
+        "not a JSON pointer",
+    );
+    check(
+        MappingSpec {
+            kind: Some(FieldSpec::Full(FieldTable {
+                pointer: Some("/k".into()),
+                default: None,
+                required: false,
+            })),
+            ..MappingSpec::default()
+        },
+        "cannot be optional",
+    );
+    let e = Mapper::new(
+        "src",
+        Some(Preset::Alertmanager),
+        Some(&MappingSpec::default()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not both"));
+}
+
+#[test]
+fn spec_parses_from_toml() {
+    let text = r#"
+        name = "deploys"
+        token_env = "DEPLOY_TOKEN"
+        [mapping]
+        items = "/items"
+        kind = "deploy.finished"
+        subject = "/service"
+        time = { pointer = "/at", required = false }
+        attrs = { env = "/env" }
+    "#;
+    let c: WebhookConfig = toml::from_str(text).unwrap();
+    let m = c.mapping.as_ref().unwrap();
+    assert_eq!(m.kind, Some(s("deploy.finished")));
+    assert_eq!(
+        m.time,
+        Some(FieldSpec::Full(FieldTable {
+            pointer: Some("/at".into()),
+            default: None,
+            required: false
+        }))
+    );
+    c.validate().unwrap();
+    let bad = toml::from_str::<WebhookConfig>("name = \"x\"\ntokn = \"y\"");
+    assert!(bad.unwrap_err().to_string().contains("tokn"));
+}
