@@ -10,10 +10,12 @@ mod push;
 pub mod secret;
 
 pub mod file_tail;
+pub mod git;
 pub mod github;
 pub mod host;
 pub mod http_ingest;
 pub mod kafka_bridge;
+pub mod probe;
 pub mod runtime;
 pub mod spec;
 pub mod webhook;

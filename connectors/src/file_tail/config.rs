@@ -113,17 +113,23 @@ impl FileTailConfig {
             return Err("`paths` needs at least one glob, such as `/var/log/app/*.log`".into());
         }
         for p in &self.paths {
-            glob::Pattern::new(p).map_err(|e| format!("`paths` entry `{p}` is not a valid glob: {e}"))?;
+            glob::Pattern::new(p)
+                .map_err(|e| format!("`paths` entry `{p}` is not a valid glob: {e}"))?;
         }
         match (self.format, &self.pattern) {
             (LineFormat::Text, None) => {
-                return Err("`format = \"text\"` needs a `pattern`: a regex with named captures".into());
+                return Err(
+                    "`format = \"text\"` needs a `pattern`: a regex with named captures".into(),
+                );
             }
             (LineFormat::Text, Some(p)) => {
                 regex::Regex::new(p).map_err(|e| format!("`pattern` is not a valid regex: {e}"))?;
             }
             (LineFormat::Json, Some(_)) => {
-                return Err("`pattern` is only used with `format = \"text\"`; remove it or set the format".into());
+                return Err(
+                    "`pattern` is only used with `format = \"text\"`; remove it or set the format"
+                        .into(),
+                );
             }
             (LineFormat::Json, None) => {}
         }

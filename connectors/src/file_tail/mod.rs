@@ -153,7 +153,8 @@ impl FileTailSource {
         config
             .validate()
             .map_err(|m| ConnectorError::config(&config.name, m))?;
-        let parser = LineParser::new(&config).map_err(|m| ConnectorError::config(&config.name, m))?;
+        let parser =
+            LineParser::new(&config).map_err(|m| ConnectorError::config(&config.name, m))?;
         Ok(FileTailSource {
             config,
             parser,
@@ -326,8 +327,7 @@ impl FileTailSource {
                     return Ok(());
                 }
             };
-            if size < t.pos.offset || (t.last_size != Some(size) && !t.fingerprint_matches(file))
-            {
+            if size < t.pos.offset || (t.last_size != Some(size) && !t.fingerprint_matches(file)) {
                 info!(source = ctx.name(), path = %t.pos.path.display(), size, offset = t.pos.offset,
                     "A tailed file was truncated or replaced; reading it again from its start.");
                 t.pos.generation += 1;

@@ -63,8 +63,8 @@ impl LineParser {
 
     /// Parses one line (without its line break).
     pub fn parse(&self, line: &[u8]) -> Result<Parsed, String> {
-        let text = std::str::from_utf8(line)
-            .map_err(|e| format!("the line is not UTF-8 text ({e})"))?;
+        let text =
+            std::str::from_utf8(line).map_err(|e| format!("the line is not UTF-8 text ({e})"))?;
         match self {
             LineParser::Json {
                 time,
@@ -73,8 +73,8 @@ impl LineParser {
                 value,
                 unit,
             } => {
-                let json: Value = serde_json::from_str(text)
-                    .map_err(|e| format!("the line is not JSON: {e}"))?;
+                let json: Value =
+                    serde_json::from_str(text).map_err(|e| format!("the line is not JSON: {e}"))?;
                 let Value::Object(map) = json else {
                     return Err("the line is JSON but not an object".to_string());
                 };

@@ -25,17 +25,18 @@ fn spans(buf: &str, max: usize, partial: bool) -> Vec<(&str, bool)> {
 
 #[test]
 fn splits_lines() {
-    assert_eq!(spans("a\nbb\r\nccc", 100, false), [("a", false), ("bb", false)]);
+    assert_eq!(
+        spans("a\nbb\r\nccc", 100, false),
+        [("a", false), ("bb", false)]
+    );
     assert_eq!(
         spans("a\nbb\r\nccc", 100, true),
         [("a", false), ("bb", false), ("ccc", false)]
     );
-    assert_eq!(spans("abcdefg\nh\n", 3, false), [
-        ("abc", true),
-        ("def", true),
-        ("g", false),
-        ("h", false)
-    ]);
+    assert_eq!(
+        spans("abcdefg\nh\n", 3, false),
+        [("abc", true), ("def", true), ("g", false), ("h", false)]
+    );
     assert_eq!(spans("abc\n", 3, false), [("abc", false)]);
     assert_eq!(spans("", 3, true), []);
     // Where the next line starts.
@@ -93,7 +94,9 @@ fn parses_text_with_named_captures() {
     let p = parser(FileTailConfig {
         paths: vec!["/x/*.log".into()],
         format: LineFormat::Text,
-        pattern: Some(r"^(?P<time>\S+) (?P<level>[A-Z]+) (?P<subject>\w+) took (?P<value>\d+)ms".into()),
+        pattern: Some(
+            r"^(?P<time>\S+) (?P<level>[A-Z]+) (?P<subject>\w+) took (?P<value>\d+)ms".into(),
+        ),
         ..FileTailConfig::default()
     });
     let parsed = p
@@ -103,12 +106,19 @@ fn parses_text_with_named_captures() {
     assert_eq!(parsed.subject.as_deref(), Some("billing"));
     assert_eq!(parsed.value, Some(1200.0));
     assert_eq!(parsed.kind, None);
-    assert_eq!(parsed.attrs, BTreeMap::from([("level".to_string(), "WARN".to_string())]));
+    assert_eq!(
+        parsed.attrs,
+        BTreeMap::from([("level".to_string(), "WARN".to_string())])
+    );
     assert_eq!(
         parsed.payload.as_deref(),
         Some(r#"{"line":"2026-11-23T10:00:00+01:00 WARN billing took 1200ms to answer"}"#)
     );
-    assert!(p.parse(b"free text").unwrap_err().contains("does not match"));
+    assert!(
+        p.parse(b"free text")
+            .unwrap_err()
+            .contains("does not match")
+    );
 }
 
 #[test]
@@ -118,15 +128,49 @@ fn validation_names_the_problem() {
         ..FileTailConfig::default()
     };
     for (config, message) in [
-        (FileTailConfig { paths: vec![], ..base.clone() }, "at least one glob"),
-        (FileTailConfig { paths: vec!["/x/[".into()], ..base.clone() }, "not a valid glob"),
-        (FileTailConfig { format: LineFormat::Text, ..base.clone() }, "needs a `pattern`"),
         (
-            FileTailConfig { format: LineFormat::Text, pattern: Some("(?P<x>".into()), ..base.clone() },
+            FileTailConfig {
+                paths: vec![],
+                ..base.clone()
+            },
+            "at least one glob",
+        ),
+        (
+            FileTailConfig {
+                paths: vec!["/x/[".into()],
+                ..base.clone()
+            },
+            "not a valid glob",
+        ),
+        (
+            FileTailConfig {
+                format: LineFormat::Text,
+                ..base.clone()
+            },
+            "needs a `pattern`",
+        ),
+        (
+            FileTailConfig {
+                format: LineFormat::Text,
+                pattern: Some("(?P<x>".into()),
+                ..base.clone()
+            },
             "not a valid regex",
         ),
-        (FileTailConfig { pattern: Some("x".into()), ..base.clone() }, "only used with"),
-        (FileTailConfig { poll_interval: Duration::ZERO, ..base.clone() }, "poll_interval"),
+        (
+            FileTailConfig {
+                pattern: Some("x".into()),
+                ..base.clone()
+            },
+            "only used with",
+        ),
+        (
+            FileTailConfig {
+                poll_interval: Duration::ZERO,
+                ..base.clone()
+            },
+            "poll_interval",
+        ),
     ] {
         let err = config.validate().unwrap_err();
         assert!(err.contains(message), "{err}");
@@ -147,13 +191,22 @@ fn spawn(supervisor: &Supervisor, config: &FileTailConfig) -> SourceHandle {
 
 fn append(file: &mut File, from: u32, to: u32) {
     for n in from..to {
-        writeln!(file, r#"{{"kind":"test.line","n":{n},"pad":"{}"}}"#, "x".repeat((n % 7) as usize)).unwrap();
+        writeln!(
+            file,
+            r#"{{"kind":"test.line","n":{n},"pad":"{}"}}"#,
+            "x".repeat((n % 7) as usize)
+        )
+        .unwrap();
     }
     file.flush().unwrap();
 }
 
 fn open_append(path: &Path) -> File {
-    OpenOptions::new().create(true).append(true).open(path).unwrap()
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
 }
 
 /// Line number -> ids of the events carrying it, and id -> the events with that id.
@@ -222,7 +275,8 @@ async fn every_line_becomes_one_event_id_through_rotation_truncation_and_crashes
     fx.wait_events("lines 0..140", |e| has_lines(e, 140)).await;
     // The rotated file is finished after rotate_wait and leaves the checkpoint.
     wait_status(&handle, "the rotated file retired", |_| {
-        let cp = std::fs::read_to_string(fx.dir.path().join("sources/applog/positions.json")).unwrap();
+        let cp =
+            std::fs::read_to_string(fx.dir.path().join("sources/applog/positions.json")).unwrap();
         let cp: Value = serde_json::from_str(&cp).unwrap();
         cp["files"].as_array().unwrap().len() == 1 && cp["retired"].as_array().unwrap().len() == 1
     })
@@ -234,7 +288,11 @@ async fn every_line_becomes_one_event_id_through_rotation_truncation_and_crashes
     // While down: truncated and regrown past the old position (same size check passes,
     // the first bytes differ).
     writer2.set_len(0).unwrap();
-    writeln!(writer2, r#"{{"kind":"test.line","n":150,"pad":"replaced in place, longer first line"}}"#).unwrap();
+    writeln!(
+        writer2,
+        r#"{{"kind":"test.line","n":150,"pad":"replaced in place, longer first line"}}"#
+    )
+    .unwrap();
     append(&mut writer2, 151, 200);
 
     let supervisor = fx.supervisor();
@@ -273,7 +331,8 @@ async fn every_line_becomes_one_event_id_through_rotation_truncation_and_crashes
 async fn an_unreadable_file_is_reported_and_the_others_keep_going() {
     let fx = LogFixture::new().await;
     let logs = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(logs.path().join("missing"), logs.path().join("broken.log")).unwrap();
+    std::os::unix::fs::symlink(logs.path().join("missing"), logs.path().join("broken.log"))
+        .unwrap();
     let config = FileTailConfig {
         name: "logs".into(),
         paths: vec![format!("{}/*.log", logs.path().display())],
@@ -290,7 +349,10 @@ async fn an_unreadable_file_is_reported_and_the_others_keep_going() {
     writeln!(good, "no colon here").unwrap();
     good.flush().unwrap();
     let events = fx.wait_events("the good line", |e| !e.is_empty()).await;
-    let status = wait_status(&handle, "the broken file reported", |s| s.errors > 0 && s.dead_letters == 1).await;
+    let status = wait_status(&handle, "the broken file reported", |s| {
+        s.errors > 0 && s.dead_letters == 1
+    })
+    .await;
     supervisor.shutdown().await;
 
     assert_eq!(events.len(), 1);
@@ -299,12 +361,22 @@ async fn an_unreadable_file_is_reported_and_the_others_keep_going() {
     assert_eq!(e.subject, "svc");
     assert_eq!(e.attrs["level"], "INFO");
     assert_eq!(e.attrs["message"], "started");
-    assert_eq!(e.attrs["file"], logs.path().join("good.log").display().to_string());
+    assert_eq!(
+        e.attrs["file"],
+        logs.path().join("good.log").display().to_string()
+    );
     assert!(e.id.ends_with("-0-0"), "first line, generation 0: {}", e.id);
-    assert!(status.last_error.as_deref().unwrap().contains("broken.log"), "{status:?}");
+    assert!(
+        status.last_error.as_deref().unwrap().contains("broken.log"),
+        "{status:?}"
+    );
     assert_eq!(status.state, SourceState::Running);
     let dead = fx.dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].original, b"no colon here");
-    assert!(dead[0].id.ends_with("-0-14"), "offset of the second line: {}", dead[0].id);
+    assert!(
+        dead[0].id.ends_with("-0-14"),
+        "offset of the second line: {}",
+        dead[0].id
+    );
 }

@@ -308,7 +308,10 @@ impl Sampler {
                     if total == 0 {
                         continue;
                     }
-                    let used = st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(frsize);
+                    let used = st
+                        .f_blocks
+                        .saturating_sub(st.f_bfree)
+                        .saturating_mul(frsize);
                     let avail = st.f_bavail.saturating_mul(frsize);
                     // As `df` does: the share of what non-root users can use.
                     let used_pct = pct(used, used.saturating_add(avail));

@@ -97,7 +97,11 @@ async fn samples_this_machine_twice() {
         .wait_events("three host samples", |ev| {
             // The third sample is appended after the second is durable, so the second is
             // complete once a third time shows up.
-            ev.iter().map(|e| e.time).collect::<std::collections::BTreeSet<_>>().len() >= 3
+            ev.iter()
+                .map(|e| e.time)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                >= 3
         })
         .await;
     supervisor.shutdown().await;
@@ -123,9 +127,15 @@ async fn samples_this_machine_twice() {
         "host.disk_total",
         "host.disk_used_pct",
     ] {
-        assert!(first_kinds.contains(kind), "{kind} in the first sample: {first_kinds:?}");
+        assert!(
+            first_kinds.contains(kind),
+            "{kind} in the first sample: {first_kinds:?}"
+        );
     }
-    assert!(!first_kinds.contains("host.cpu"), "no CPU share without a previous sample");
+    assert!(
+        !first_kinds.contains("host.cpu"),
+        "no CPU share without a previous sample"
+    );
     for e in &events {
         assert_eq!(e.subject, "box");
         assert_eq!(e.source, "host");
@@ -146,8 +156,14 @@ async fn samples_this_machine_twice() {
         .find(|e| e.kind == "host.cpu" && e.time == second)
         .expect("CPU share in the second sample");
     assert!((0.0..=100.0).contains(&cpu.value.unwrap()), "{cpu:?}");
-    let total = events.iter().find(|e| e.kind == "host.memory_total").unwrap();
-    let used = events.iter().find(|e| e.kind == "host.memory_used").unwrap();
+    let total = events
+        .iter()
+        .find(|e| e.kind == "host.memory_total")
+        .unwrap();
+    let used = events
+        .iter()
+        .find(|e| e.kind == "host.memory_used")
+        .unwrap();
     assert!(total.value.unwrap() > 0.0 && used.value.unwrap() <= total.value.unwrap());
     assert!(
         events

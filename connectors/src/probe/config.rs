@@ -1,0 +1,87 @@
+//! Settings of the HTTP(S) uptime probe.
+
+use std::time::Duration;
+
+use hyper::Uri;
+use serde::{Deserialize, Serialize};
+
+/// `[[source]] type = "probe"` in the spec: `GET url` every `interval`, one `probe.http`
+/// event per attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Name of the source in `/v1/sources` and the `source` of its events. Default `probe`.
+    pub name: String,
+    /// The `http://` or `https://` URL to probe. Required.
+    pub url: String,
+    /// Time between two probes, such as `30s`. Default `30s`.
+    #[serde(with = "crate::duration")]
+    pub interval: Duration,
+    /// How long a probe may take (connect, TLS, answer and body) before it counts as
+    /// failed. Default `10s`.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+    /// The status code that means up; redirects are not followed, so a URL answering
+    /// `301` needs `expected_status = 301`. Default `200`.
+    pub expected_status: u16,
+    /// Subject of the events. Default: the URL's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            name: "probe".to_string(),
+            url: String::new(),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            expected_status: 200,
+            subject: None,
+        }
+    }
+}
+
+impl ProbeConfig {
+    /// The parsed URL, or what is wrong with it.
+    pub fn uri(&self) -> Result<Uri, String> {
+        if self.url.is_empty() {
+            return Err("`url` is required, such as `https://example.com/healthz`".into());
+        }
+        let uri: Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("`url` `{}` is not a URL: {e}", self.url))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            _ => {
+                return Err(format!(
+                    "`url` `{}` must start with http:// or https://",
+                    self.url
+                ));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(format!("`url` `{}` has no host", self.url));
+        }
+        Ok(uri)
+    }
+
+    /// Checks the settings without sending anything; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        self.uri()?;
+        if self.interval.is_zero() {
+            return Err("`interval` must be positive, such as `30s`".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("`timeout` must be positive, such as `10s`".into());
+        }
+        if !(100..=599).contains(&self.expected_status) {
+            return Err(format!(
+                "`expected_status` {} is not an HTTP status (100–599)",
+                self.expected_status
+            ));
+        }
+        Ok(())
+    }
+}
