@@ -21,7 +21,11 @@ where
     Box::new(f)
 }
 
-pub(super) fn error(node: &impl Spanned, message: impl Into<String>, hint: Option<&str>) -> ExprError {
+pub(super) fn error(
+    node: &impl Spanned,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> ExprError {
     let span = node.span();
     ExprError {
         message: message.into(),
@@ -30,15 +34,25 @@ pub(super) fn error(node: &impl Spanned, message: impl Into<String>, hint: Optio
     }
 }
 
-const COLUMNS: &str = "columns are id, source, kind, subject, time, received_at, value, payload and attrs['key']";
+const COLUMNS: &str =
+    "columns are id, source, kind, subject, time, received_at, value, payload and attrs['key']";
 
 pub(super) fn compile(e: &E) -> Result<Compiled, ExprError> {
     match e {
         E::Identifier(id) => column(e, id),
         E::CompoundIdentifier(parts) => Err(error(
             e,
-            format!("unknown column `{}`", parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")),
-            Some("attributes are read as attrs['name']; other columns are id, source, kind, subject, time, received_at, value, payload"),
+            format!(
+                "unknown column `{}`",
+                parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            ),
+            Some(
+                "attributes are read as attrs['name']; other columns are id, source, kind, subject, time, received_at, value, payload",
+            ),
         )),
         E::CompoundFieldAccess { root, access_chain } => attr(e, root, access_chain),
         E::Value(v) => literal(e, &v.value),
@@ -47,43 +61,130 @@ pub(super) fn compile(e: &E) -> Result<Compiled, ExprError> {
         E::BinaryOp { left, op, right } => binary(e, left, op, right),
         E::IsNull(x) => {
             let (_, x) = compile(x)?;
-            Ok((Type::Bool, eval(move |ev| Value::Bool(matches!(x(ev), Value::Null)))))
+            Ok((
+                Type::Bool,
+                eval(move |ev| Value::Bool(matches!(x(ev), Value::Null))),
+            ))
         }
         E::IsNotNull(x) => {
             let (_, x) = compile(x)?;
-            Ok((Type::Bool, eval(move |ev| Value::Bool(!matches!(x(ev), Value::Null)))))
+            Ok((
+                Type::Bool,
+                eval(move |ev| Value::Bool(!matches!(x(ev), Value::Null))),
+            ))
         }
-        E::InList { expr, list, negated } => in_list(expr, list, *negated),
-        E::Between { expr, negated, low, high } => between(expr, low, high, *negated),
-        E::Like { negated, any, expr, pattern, escape_char } => {
+        E::InList {
+            expr,
+            list,
+            negated,
+        } => in_list(expr, list, *negated),
+        E::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => between(expr, low, high, *negated),
+        E::Like {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        } => {
             if *any {
-                return Err(error(e, "LIKE ANY is not supported", Some("combine LIKE conditions with OR")));
+                return Err(error(
+                    e,
+                    "LIKE ANY is not supported",
+                    Some("combine LIKE conditions with OR"),
+                ));
             }
-            like(e, expr, pattern, escape_char.as_ref().map(|v| &v.value), false, *negated)
+            like(
+                e,
+                expr,
+                pattern,
+                escape_char.as_ref().map(|v| &v.value),
+                false,
+                *negated,
+            )
         }
-        E::ILike { negated, any, expr, pattern, escape_char } => {
+        E::ILike {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        } => {
             if *any {
-                return Err(error(e, "ILIKE ANY is not supported", Some("combine ILIKE conditions with OR")));
+                return Err(error(
+                    e,
+                    "ILIKE ANY is not supported",
+                    Some("combine ILIKE conditions with OR"),
+                ));
             }
-            like(e, expr, pattern, escape_char.as_ref().map(|v| &v.value), true, *negated)
+            like(
+                e,
+                expr,
+                pattern,
+                escape_char.as_ref().map(|v| &v.value),
+                true,
+                *negated,
+            )
         }
-        E::RLike { negated, expr, pattern, .. } => regex_match(expr, pattern, false, *negated),
-        E::Case { operand, conditions, else_result, .. } => case(e, operand.as_deref(), conditions, else_result.as_deref()),
-        E::Cast { expr, data_type, .. } => cast(e, expr, data_type),
+        E::RLike {
+            negated,
+            expr,
+            pattern,
+            ..
+        } => regex_match(expr, pattern, false, *negated),
+        E::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => case(e, operand.as_deref(), conditions, else_result.as_deref()),
+        E::Cast {
+            expr, data_type, ..
+        } => cast(e, expr, data_type),
         E::Function(f) => functions::compile(e, f),
-        E::Floor { expr, field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime) }
-        | E::Ceil { expr, field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime) } => {
+        E::Floor {
+            expr,
+            field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+        }
+        | E::Ceil {
+            expr,
+            field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+        } => {
             let (ty, x) = compile(expr)?;
             expect_numeric(expr, ty, "FLOOR/CEIL")?;
-            let f: fn(f64) -> f64 = if matches!(e, E::Floor { .. }) { f64::floor } else { f64::ceil };
-            Ok((Type::Float, eval(move |ev| x(ev).as_f64().map_or(Value::Null, |v| Value::Float(f(v))))))
+            let f: fn(f64) -> f64 = if matches!(e, E::Floor { .. }) {
+                f64::floor
+            } else {
+                f64::ceil
+            };
+            Ok((
+                Type::Float,
+                eval(move |ev| x(ev).as_f64().map_or(Value::Null, |v| Value::Float(f(v)))),
+            ))
         }
-        E::Trim { expr, trim_where: None, trim_what: None, trim_characters: None } => {
+        E::Trim {
+            expr,
+            trim_where: None,
+            trim_what: None,
+            trim_characters: None,
+        } => {
             let (ty, x) = compile(expr)?;
             expect_text(expr, ty, "TRIM")?;
-            Ok((Type::Text, functions::map_text(x, |s| Cow::Owned(s.trim().to_string()))))
+            Ok((
+                Type::Text,
+                functions::map_text(x, |s| Cow::Owned(s.trim().to_string())),
+            ))
         }
-        E::Substring { expr, substring_from, substring_for, .. } => {
+        E::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
             let mut args = vec![expr.as_ref().clone()];
             args.extend(substring_from.iter().map(|b| b.as_ref().clone()));
             args.extend(substring_for.iter().map(|b| b.as_ref().clone()));
@@ -92,26 +193,53 @@ pub(super) fn compile(e: &E) -> Result<Compiled, ExprError> {
         other => Err(error(
             other,
             format!("`{other}` is not supported in spec expressions"),
-            Some("use comparisons, AND/OR/NOT, IN, LIKE, ~ (regex), arithmetic, CASE, CAST, IS NULL and scalar functions"),
+            Some(
+                "use comparisons, AND/OR/NOT, IN, LIKE, ~ (regex), arithmetic, CASE, CAST, IS NULL and scalar functions",
+            ),
         )),
     }
 }
 
 fn column(node: &E, id: &ast::Ident) -> Result<Compiled, ExprError> {
-    let text = |f: fn(&Event) -> &str| -> Compiled { (Type::Text, eval(move |ev| Value::Text(Cow::Borrowed(f(ev))))) };
+    let text = |f: fn(&Event) -> &str| -> Compiled {
+        (
+            Type::Text,
+            eval(move |ev| Value::Text(Cow::Borrowed(f(ev)))),
+        )
+    };
     Ok(match id.value.to_ascii_lowercase().as_str() {
         "id" => text(|e| &e.id),
         "source" => text(|e| &e.source),
         "kind" => text(|e| &e.kind),
         "subject" => text(|e| &e.subject),
-        "payload" => (Type::Text, eval(|ev| ev.payload.as_deref().map_or(Value::Null, |p| Value::Text(Cow::Borrowed(p))))),
-        "value" => (Type::Float, eval(|ev| ev.value.map_or(Value::Null, Value::Float))),
+        "payload" => (
+            Type::Text,
+            eval(|ev| {
+                ev.payload
+                    .as_deref()
+                    .map_or(Value::Null, |p| Value::Text(Cow::Borrowed(p)))
+            }),
+        ),
+        "value" => (
+            Type::Float,
+            eval(|ev| ev.value.map_or(Value::Null, Value::Float)),
+        ),
         "time" => (Type::Int, eval(|ev| Value::Int(ev.time))),
         "received_at" => (Type::Int, eval(|ev| Value::Int(ev.received_at))),
         "attrs" => {
-            return Err(error(node, "`attrs` is a map; read one attribute as attrs['name']", None));
+            return Err(error(
+                node,
+                "`attrs` is a map; read one attribute as attrs['name']",
+                None,
+            ));
         }
-        other => return Err(error(node, format!("unknown column `{other}`"), Some(COLUMNS))),
+        other => {
+            return Err(error(
+                node,
+                format!("unknown column `{other}`"),
+                Some(COLUMNS),
+            ));
+        }
     })
 }
 
@@ -127,9 +255,17 @@ fn attr(e: &E, root: &E, chain: &[AccessExpr]) -> Result<Compiled, ExprError> {
     match (is_attrs, key) {
         (true, Some(key)) => Ok((
             Type::Text,
-            eval(move |ev| ev.attrs.get(&key).map_or(Value::Null, |v| Value::Text(Cow::Borrowed(v.as_str())))),
+            eval(move |ev| {
+                ev.attrs
+                    .get(&key)
+                    .map_or(Value::Null, |v| Value::Text(Cow::Borrowed(v.as_str())))
+            }),
         )),
-        (true, None) => Err(error(e, "attributes are read with a quoted name", Some("write attrs['name']"))),
+        (true, None) => Err(error(
+            e,
+            "attributes are read with a quoted name",
+            Some("write attrs['name']"),
+        )),
         (false, _) => Err(error(e, format!("`{e}` is not a column"), Some(COLUMNS))),
     }
 }
@@ -142,12 +278,19 @@ fn literal(node: &E, v: &ast::Value) -> Result<Compiled, ExprError> {
             } else if let Ok(f) = n.parse::<f64>() {
                 (Type::Float, eval(move |_| Value::Float(f)))
             } else {
-                return Err(error(node, format!("`{n}` is not a number Helios can represent"), None));
+                return Err(error(
+                    node,
+                    format!("`{n}` is not a number Helios can represent"),
+                    None,
+                ));
             }
         }
         ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => {
             let s: std::sync::Arc<str> = s.as_str().into();
-            (Type::Text, eval(move |_| Value::Text(Cow::Owned(s.to_string()))))
+            (
+                Type::Text,
+                eval(move |_| Value::Text(Cow::Owned(s.to_string()))),
+            )
         }
         ast::Value::Boolean(b) => {
             let b = *b;
@@ -155,7 +298,11 @@ fn literal(node: &E, v: &ast::Value) -> Result<Compiled, ExprError> {
         }
         ast::Value::Null => (Type::Null, eval(|_| Value::Null)),
         other => {
-            return Err(error(node, format!("literal `{other}` is not supported"), Some("use 'single quoted' text, numbers, TRUE, FALSE or NULL")));
+            return Err(error(
+                node,
+                format!("literal `{other}` is not supported"),
+                Some("use 'single quoted' text, numbers, TRUE, FALSE or NULL"),
+            ));
         }
     })
 }
@@ -188,24 +335,34 @@ fn unary(node: &E, op: UnaryOperator, x: &E) -> Result<Compiled, ExprError> {
     match op {
         UnaryOperator::Not => {
             expect_bool(x, ty, "NOT")?;
-            Ok((Type::Bool, eval(move |ev| match x_eval(ev) {
-                Value::Bool(b) => Value::Bool(!b),
-                _ => Value::Null,
-            })))
+            Ok((
+                Type::Bool,
+                eval(move |ev| match x_eval(ev) {
+                    Value::Bool(b) => Value::Bool(!b),
+                    _ => Value::Null,
+                }),
+            ))
         }
         UnaryOperator::Minus => {
             expect_numeric(x, ty, "-")?;
-            Ok((ty, eval(move |ev| match x_eval(ev) {
-                Value::Int(i) => i.checked_neg().map_or(Value::Null, Value::Int),
-                Value::Float(f) => Value::Float(-f),
-                _ => Value::Null,
-            })))
+            Ok((
+                ty,
+                eval(move |ev| match x_eval(ev) {
+                    Value::Int(i) => i.checked_neg().map_or(Value::Null, Value::Int),
+                    Value::Float(f) => Value::Float(-f),
+                    _ => Value::Null,
+                }),
+            ))
         }
         UnaryOperator::Plus => {
             expect_numeric(x, ty, "+")?;
             Ok((ty, x_eval))
         }
-        other => Err(error(node, format!("operator `{other}` is not supported"), None)),
+        other => Err(error(
+            node,
+            format!("operator `{other}` is not supported"),
+            None,
+        )),
     }
 }
 
@@ -224,21 +381,24 @@ fn binary(node: &E, left: &E, op: &B, right: &E) -> Result<Compiled, ExprError> 
             expect_bool(left, lt, &op.to_string())?;
             expect_bool(right, rt, &op.to_string())?;
             let and = matches!(op, B::And);
-            Ok((Type::Bool, eval(move |ev| {
-                let a = l(ev);
-                // Short-circuit where SQL's three-valued logic allows it.
-                match (and, &a) {
-                    (true, Value::Bool(false)) => return Value::Bool(false),
-                    (false, Value::Bool(true)) => return Value::Bool(true),
-                    _ => {}
-                }
-                match (and, a, r(ev)) {
-                    (true, _, Value::Bool(false)) => Value::Bool(false),
-                    (false, _, Value::Bool(true)) => Value::Bool(true),
-                    (_, Value::Bool(x), Value::Bool(_)) => Value::Bool(x),
-                    _ => Value::Null,
-                }
-            })))
+            Ok((
+                Type::Bool,
+                eval(move |ev| {
+                    let a = l(ev);
+                    // Short-circuit where SQL's three-valued logic allows it.
+                    match (and, &a) {
+                        (true, Value::Bool(false)) => return Value::Bool(false),
+                        (false, Value::Bool(true)) => return Value::Bool(true),
+                        _ => {}
+                    }
+                    match (and, a, r(ev)) {
+                        (true, _, Value::Bool(false)) => Value::Bool(false),
+                        (false, _, Value::Bool(true)) => Value::Bool(true),
+                        (_, Value::Bool(x), Value::Bool(_)) => Value::Bool(x),
+                        _ => Value::Null,
+                    }
+                }),
+            ))
         }
         B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
             comparable(node, lt, rt)?;
@@ -252,32 +412,49 @@ fn binary(node: &E, left: &E, op: &B, right: &E) -> Result<Compiled, ExprError> 
             };
             // Hot path: text compared with a literal, without materialising the literal.
             if let Some(lit) = text_literal(right).map(str::to_string) {
-                return Ok((Type::Bool, eval(move |ev| match l(ev) {
-                    Value::Text(s) => Value::Bool(test(s.as_ref().cmp(lit.as_str()))),
-                    _ => Value::Null,
-                })));
+                return Ok((
+                    Type::Bool,
+                    eval(move |ev| match l(ev) {
+                        Value::Text(s) => Value::Bool(test(s.as_ref().cmp(lit.as_str()))),
+                        _ => Value::Null,
+                    }),
+                ));
             }
-            Ok((Type::Bool, eval(move |ev| match compare(&l(ev), &r(ev)) {
-                Some(o) => Value::Bool(test(o)),
-                None => Value::Null,
-            })))
+            Ok((
+                Type::Bool,
+                eval(move |ev| match compare(&l(ev), &r(ev)) {
+                    Some(o) => Value::Bool(test(o)),
+                    None => Value::Null,
+                }),
+            ))
         }
         B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
             expect_numeric(left, lt, &op.to_string())?;
             expect_numeric(right, rt, &op.to_string())?;
-            let ty = if lt == Type::Int && rt == Type::Int { Type::Int } else { Type::Float };
+            let ty = if lt == Type::Int && rt == Type::Int {
+                Type::Int
+            } else {
+                Type::Float
+            };
             let op = op.clone();
             Ok((ty, eval(move |ev| arithmetic(&op, l(ev), r(ev)))))
         }
-        B::StringConcat => Ok((Type::Text, eval(move |ev| match (l(ev), r(ev)) {
-            (Value::Null, _) | (_, Value::Null) => Value::Null,
-            (a, b) => Value::Text(Cow::Owned(format!(
-                "{}{}",
-                a.to_key().unwrap_or_default(),
-                b.to_key().unwrap_or_default()
-            ))),
-        }))),
-        other => Err(error(node, format!("operator `{other}` is not supported"), None)),
+        B::StringConcat => Ok((
+            Type::Text,
+            eval(move |ev| match (l(ev), r(ev)) {
+                (Value::Null, _) | (_, Value::Null) => Value::Null,
+                (a, b) => Value::Text(Cow::Owned(format!(
+                    "{}{}",
+                    a.to_key().unwrap_or_default(),
+                    b.to_key().unwrap_or_default()
+                ))),
+            }),
+        )),
+        other => Err(error(
+            node,
+            format!("operator `{other}` is not supported"),
+            None,
+        )),
     }
 }
 
@@ -336,7 +513,11 @@ pub(super) fn expect_bool(node: &E, ty: Type, what: &str) -> Result<(), ExprErro
     if matches!(ty, Type::Bool | Type::Null) {
         Ok(())
     } else {
-        Err(error(node, format!("{what} needs a boolean, but this is {ty}"), Some("compare it first, e.g. `value > 0`")))
+        Err(error(
+            node,
+            format!("{what} needs a boolean, but this is {ty}"),
+            Some("compare it first, e.g. `value > 0`"),
+        ))
     }
 }
 
@@ -344,7 +525,11 @@ pub(super) fn expect_numeric(node: &E, ty: Type, what: &str) -> Result<(), ExprE
     if ty.is_numeric() {
         Ok(())
     } else {
-        Err(error(node, format!("{what} needs a number, but this is {ty}"), Some("convert text with CAST(... AS double)")))
+        Err(error(
+            node,
+            format!("{what} needs a number, but this is {ty}"),
+            Some("convert text with CAST(... AS double)"),
+        ))
     }
 }
 
@@ -352,19 +537,29 @@ pub(super) fn expect_text(node: &E, ty: Type, what: &str) -> Result<(), ExprErro
     if matches!(ty, Type::Text | Type::Null) {
         Ok(())
     } else {
-        Err(error(node, format!("{what} needs text, but this is {ty}"), Some("convert with CAST(... AS varchar)")))
+        Err(error(
+            node,
+            format!("{what} needs text, but this is {ty}"),
+            Some("convert with CAST(... AS varchar)"),
+        ))
     }
 }
 
 fn in_list(x: &E, list: &[E], negated: bool) -> Result<Compiled, ExprError> {
     let (xt, x_eval) = compile(x)?;
     // Hot path: text IN ('a', 'b', ...).
-    let literals: Option<Vec<String>> = list.iter().map(|i| text_literal(i).map(str::to_string)).collect();
+    let literals: Option<Vec<String>> = list
+        .iter()
+        .map(|i| text_literal(i).map(str::to_string))
+        .collect();
     if let (Type::Text | Type::Null, Some(set)) = (xt, literals) {
-        return Ok((Type::Bool, eval(move |ev| match x_eval(ev) {
-            Value::Text(s) => Value::Bool(set.iter().any(|l| l == s.as_ref()) != negated),
-            _ => Value::Null,
-        })));
+        return Ok((
+            Type::Bool,
+            eval(move |ev| match x_eval(ev) {
+                Value::Text(s) => Value::Bool(set.iter().any(|l| l == s.as_ref()) != negated),
+                _ => Value::Null,
+            }),
+        ));
     }
     let mut items = Vec::with_capacity(list.len());
     for item in list {
@@ -372,21 +567,28 @@ fn in_list(x: &E, list: &[E], negated: bool) -> Result<Compiled, ExprError> {
         comparable(item, xt, t)?;
         items.push(e);
     }
-    Ok((Type::Bool, eval(move |ev| {
-        let v = x_eval(ev);
-        if matches!(v, Value::Null) {
-            return Value::Null;
-        }
-        let mut saw_null = false;
-        for item in &items {
-            match compare(&v, &item(ev)) {
-                Some(Ordering::Equal) => return Value::Bool(!negated),
-                Some(_) => {}
-                None => saw_null = true,
+    Ok((
+        Type::Bool,
+        eval(move |ev| {
+            let v = x_eval(ev);
+            if matches!(v, Value::Null) {
+                return Value::Null;
             }
-        }
-        if saw_null { Value::Null } else { Value::Bool(negated) }
-    })))
+            let mut saw_null = false;
+            for item in &items {
+                match compare(&v, &item(ev)) {
+                    Some(Ordering::Equal) => return Value::Bool(!negated),
+                    Some(_) => {}
+                    None => saw_null = true,
+                }
+            }
+            if saw_null {
+                Value::Null
+            } else {
+                Value::Bool(negated)
+            }
+        }),
+    ))
 }
 
 fn between(x: &E, low: &E, high: &E, negated: bool) -> Result<Compiled, ExprError> {
@@ -395,13 +597,16 @@ fn between(x: &E, low: &E, high: &E, negated: bool) -> Result<Compiled, ExprErro
     let (ht, hi) = compile(high)?;
     comparable(low, xt, lt)?;
     comparable(high, xt, ht)?;
-    Ok((Type::Bool, eval(move |ev| {
-        let v = x_eval(ev);
-        match (compare(&v, &lo(ev)), compare(&v, &hi(ev))) {
-            (Some(a), Some(b)) => Value::Bool((a.is_ge() && b.is_le()) != negated),
-            _ => Value::Null,
-        }
-    })))
+    Ok((
+        Type::Bool,
+        eval(move |ev| {
+            let v = x_eval(ev);
+            match (compare(&v, &lo(ev)), compare(&v, &hi(ev))) {
+                (Some(a), Some(b)) => Value::Bool((a.is_ge() && b.is_le()) != negated),
+                _ => Value::Null,
+            }
+        }),
+    ))
 }
 
 fn like(
@@ -415,12 +620,22 @@ fn like(
     let (xt, x_eval) = compile(x)?;
     expect_text(x, xt, "LIKE")?;
     let Some(pat) = text_literal(pattern) else {
-        return Err(error(pattern, "the LIKE pattern must be a quoted literal", Some("e.g. kind LIKE 'ci.%'")));
+        return Err(error(
+            pattern,
+            "the LIKE pattern must be a quoted literal",
+            Some("e.g. kind LIKE 'ci.%'"),
+        ));
     };
     let escape = match escape {
         None => Some('\\'),
         Some(ast::Value::SingleQuotedString(s)) if s.chars().count() == 1 => s.chars().next(),
-        Some(other) => return Err(error(node, format!("ESCAPE must be one character, got {other}"), None)),
+        Some(other) => {
+            return Err(error(
+                node,
+                format!("ESCAPE must be one character, got {other}"),
+                None,
+            ));
+        }
     };
     let mut re = String::from(if case_insensitive { "(?is)^" } else { "(?s)^" });
     let mut chars = pat.chars();
@@ -428,7 +643,13 @@ fn like(
         match c {
             c if Some(c) == escape => match chars.next() {
                 Some(next) => re.push_str(&regex::escape(&next.to_string())),
-                None => return Err(error(pattern, "the LIKE pattern ends with its escape character", None)),
+                None => {
+                    return Err(error(
+                        pattern,
+                        "the LIKE pattern ends with its escape character",
+                        None,
+                    ));
+                }
             },
             '%' => re.push_str(".*"),
             '_' => re.push('.'),
@@ -440,7 +661,12 @@ fn like(
     Ok((Type::Bool, matcher(x_eval, re, negated)))
 }
 
-fn regex_match(x: &E, pattern: &E, case_insensitive: bool, negated: bool) -> Result<Compiled, ExprError> {
+fn regex_match(
+    x: &E,
+    pattern: &E,
+    case_insensitive: bool,
+    negated: bool,
+) -> Result<Compiled, ExprError> {
     let (xt, x_eval) = compile(x)?;
     expect_text(x, xt, "a regex match")?;
     let re = compile_regex(pattern, case_insensitive)?;
@@ -449,9 +675,17 @@ fn regex_match(x: &E, pattern: &E, case_insensitive: bool, negated: bool) -> Res
 
 pub(super) fn compile_regex(pattern: &E, case_insensitive: bool) -> Result<Regex, ExprError> {
     let Some(pat) = text_literal(pattern) else {
-        return Err(error(pattern, "the regex must be a quoted literal", Some("e.g. subject ~ '^helios-'")));
+        return Err(error(
+            pattern,
+            "the regex must be a quoted literal",
+            Some("e.g. subject ~ '^helios-'"),
+        ));
     };
-    let pat = if case_insensitive { format!("(?i){pat}") } else { pat.to_string() };
+    let pat = if case_insensitive {
+        format!("(?i){pat}")
+    } else {
+        pat.to_string()
+    };
     Regex::new(&pat).map_err(|e| error(pattern, format!("invalid regex: {e}"), None))
 }
 
@@ -471,7 +705,13 @@ pub(super) fn unify(nodes: &[(&E, Type)]) -> Result<Type, ExprError> {
             (Type::Null, b) => b,
             (a, b) if a == b => a,
             (a, b) if a.is_numeric() && b.is_numeric() => Type::Float,
-            (a, b) => return Err(error(*node, format!("mixes {a} and {b}"), Some("every branch must have the same type; use CAST"))),
+            (a, b) => {
+                return Err(error(
+                    *node,
+                    format!("mixes {a} and {b}"),
+                    Some("every branch must have the same type; use CAST"),
+                ));
+            }
         };
     }
     Ok(out)
@@ -489,7 +729,12 @@ pub(super) fn coerce(x: Eval, from: Type, to: Type) -> Eval {
     }
 }
 
-fn case(node: &E, operand: Option<&E>, conditions: &[ast::CaseWhen], else_result: Option<&E>) -> Result<Compiled, ExprError> {
+fn case(
+    node: &E,
+    operand: Option<&E>,
+    conditions: &[ast::CaseWhen],
+    else_result: Option<&E>,
+) -> Result<Compiled, ExprError> {
     let operand = operand.map(|o| compile(o).map(|c| (o, c))).transpose()?;
     let mut whens = Vec::with_capacity(conditions.len());
     let mut types = Vec::with_capacity(conditions.len() + 1);
@@ -507,39 +752,61 @@ fn case(node: &E, operand: Option<&E>, conditions: &[ast::CaseWhen], else_result
     if let (Some(e), Some((t, _))) = (else_result, &else_compiled) {
         types.push((e, *t));
     }
-    let ty = unify(&types).map_err(|e| ExprError { message: format!("CASE {}", e.message), ..e })?;
-    let whens: Vec<(Eval, Eval)> = whens.into_iter().map(|(c, r, rt)| (c, coerce(r, rt, ty))).collect();
+    let ty = unify(&types).map_err(|e| ExprError {
+        message: format!("CASE {}", e.message),
+        ..e
+    })?;
+    let whens: Vec<(Eval, Eval)> = whens
+        .into_iter()
+        .map(|(c, r, rt)| (c, coerce(r, rt, ty)))
+        .collect();
     let otherwise = else_compiled.map(|(t, e)| coerce(e, t, ty));
     let operand = operand.map(|(_, (_, e))| e);
     let _ = node;
-    Ok((ty, eval(move |ev| {
-        let subject = operand.as_ref().map(|o| o(ev));
-        for (cond, result) in &whens {
-            let hit = match &subject {
-                Some(s) => compare(s, &cond(ev)) == Some(Ordering::Equal),
-                None => cond(ev).is_true(),
-            };
-            if hit {
-                return result(ev);
+    Ok((
+        ty,
+        eval(move |ev| {
+            let subject = operand.as_ref().map(|o| o(ev));
+            for (cond, result) in &whens {
+                let hit = match &subject {
+                    Some(s) => compare(s, &cond(ev)) == Some(Ordering::Equal),
+                    None => cond(ev).is_true(),
+                };
+                if hit {
+                    return result(ev);
+                }
             }
-        }
-        otherwise.as_ref().map_or(Value::Null, |o| o(ev))
-    })))
+            otherwise.as_ref().map_or(Value::Null, |o| o(ev))
+        }),
+    ))
 }
 
 fn cast(node: &E, x: &E, data_type: &ast::DataType) -> Result<Compiled, ExprError> {
     let (from, x_eval) = compile(x)?;
     let name = data_type.to_string().to_ascii_lowercase();
-    let to = if ["varchar", "text", "string", "char", "character"].iter().any(|t| name.starts_with(t)) {
+    let to = if ["varchar", "text", "string", "char", "character"]
+        .iter()
+        .any(|t| name.starts_with(t))
+    {
         Type::Text
-    } else if ["bigint", "int", "integer", "smallint", "tinyint"].iter().any(|t| name.starts_with(t)) {
+    } else if ["bigint", "int", "integer", "smallint", "tinyint"]
+        .iter()
+        .any(|t| name.starts_with(t))
+    {
         Type::Int
-    } else if ["double", "float", "real", "decimal", "numeric"].iter().any(|t| name.starts_with(t)) {
+    } else if ["double", "float", "real", "decimal", "numeric"]
+        .iter()
+        .any(|t| name.starts_with(t))
+    {
         Type::Float
     } else if name.starts_with("bool") {
         Type::Bool
     } else {
-        return Err(error(node, format!("CAST to `{data_type}` is not supported"), Some("cast to varchar, bigint, double or boolean")));
+        return Err(error(
+            node,
+            format!("CAST to `{data_type}` is not supported"),
+            Some("cast to varchar, bigint, double or boolean"),
+        ));
     };
     let _ = from;
     // A value that does not convert becomes NULL: one odd event must not stop a pipeline.
@@ -559,7 +826,9 @@ pub(super) fn cast_value(v: Value<'_>, to: Type) -> Value<'_> {
             _ => Value::Null,
         },
         (Value::Int(i), Type::Float) => Value::Float(i as f64),
-        (Value::Float(f), Type::Int) if f.is_finite() && f.abs() < 9.2e18 => Value::Int(f.trunc() as i64),
+        (Value::Float(f), Type::Int) if f.is_finite() && f.abs() < 9.2e18 => {
+            Value::Int(f.trunc() as i64)
+        }
         (Value::Bool(b), Type::Int) => Value::Int(i64::from(b)),
         (Value::Int(i), Type::Bool) => Value::Bool(i != 0),
         (v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_)), t) if same(&v, t) => v,
@@ -568,5 +837,8 @@ pub(super) fn cast_value(v: Value<'_>, to: Type) -> Value<'_> {
 }
 
 fn same(v: &Value<'_>, t: Type) -> bool {
-    matches!((v, t), (Value::Int(_), Type::Int) | (Value::Float(_), Type::Float) | (Value::Bool(_), Type::Bool))
+    matches!(
+        (v, t),
+        (Value::Int(_), Type::Int) | (Value::Float(_), Type::Float) | (Value::Bool(_), Type::Bool)
+    )
 }

@@ -1,7 +1,9 @@
 //! The two special forms of the spec: group-by keys (`expr [AS name]`) and measures
 //! (`aggregate(expr [, parameter])`).
 
-use sqlparser::ast::{self as ast, Expr as E, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem};
+use sqlparser::ast::{
+    self as ast, Expr as E, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem,
+};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
@@ -56,7 +58,10 @@ fn expect_end(parser: &mut Parser<'_>) -> Result<(), ExprError> {
         Ok(())
     } else {
         Err(ExprError {
-            message: format!("unexpected `{}` after the end of the expression", next.token),
+            message: format!(
+                "unexpected `{}` after the end of the expression",
+                next.token
+            ),
             position: Some((next.span.start.line, next.span.start.column)),
             hint: None,
         })
@@ -66,7 +71,9 @@ fn expect_end(parser: &mut Parser<'_>) -> Result<(), ExprError> {
 /// Parses `expr [AS name]`. Without `AS`, a column or `attrs['x']` names itself.
 pub fn compile_group_key(sql: &str) -> Result<GroupKeyExpr, ExprError> {
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql).map_err(parser_error)?;
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(sql)
+        .map_err(parser_error)?;
     let item = parser.parse_select_item().map_err(parser_error)?;
     expect_end(&mut parser)?;
     let (expr, alias) = match item {
@@ -85,10 +92,20 @@ pub fn compile_group_key(sql: &str) -> Result<GroupKeyExpr, ExprError> {
         (None, E::Identifier(id)) => id.value.to_ascii_lowercase(),
         (None, E::CompoundFieldAccess { .. }) => match compile::text_literal_in_subscript(&expr) {
             Some(k) => k.to_string(),
-            None => return Err(error(&expr, "name this key with AS", Some("e.g. `attrs['team'] AS team`"))),
+            None => {
+                return Err(error(
+                    &expr,
+                    "name this key with AS",
+                    Some("e.g. `attrs['team'] AS team`"),
+                ));
+            }
         },
         (None, other) => {
-            return Err(error(other, "name this computed key with AS", Some("e.g. `lower(subject) AS project`")));
+            return Err(error(
+                other,
+                "name this computed key with AS",
+                Some("e.g. `lower(subject) AS project`"),
+            ));
         }
     };
     let (ty, eval) = compile::compile(&expr)?;
@@ -105,36 +122,62 @@ pub fn compile_group_key(sql: &str) -> Result<GroupKeyExpr, ExprError> {
 /// Parses a measure such as `quantile(value, 0.95)`.
 pub fn compile_measure(sql: &str) -> Result<MeasureExpr, ExprError> {
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql).map_err(parser_error)?;
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(sql)
+        .map_err(parser_error)?;
     let expr = parser.parse_expr().map_err(parser_error)?;
     expect_end(&mut parser)?;
     let E::Function(f) = &expr else {
-        return Err(error(&expr, "a measure is one aggregate call", Some(&format!("e.g. count(*) or avg(value); aggregates: {AGGREGATES}"))));
+        return Err(error(
+            &expr,
+            "a measure is one aggregate call",
+            Some(&format!(
+                "e.g. count(*) or avg(value); aggregates: {AGGREGATES}"
+            )),
+        ));
     };
     let name = f.name.to_string().to_ascii_lowercase();
     let args: Vec<&FunctionArg> = match &f.args {
         FunctionArguments::List(list) => list.args.iter().collect(),
         FunctionArguments::None => Vec::new(),
-        FunctionArguments::Subquery(_) => return Err(error(&expr, "subqueries are not supported", None)),
+        FunctionArguments::Subquery(_) => {
+            return Err(error(&expr, "subqueries are not supported", None));
+        }
     };
     let arg_expr = |i: usize| -> Result<&E, ExprError> {
         match args.get(i) {
             Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => Ok(e),
-            _ => Err(error(&expr, format!("{name}() needs an expression as argument {}", i + 1), None)),
+            _ => Err(error(
+                &expr,
+                format!("{name}() needs an expression as argument {}", i + 1),
+                None,
+            )),
         }
     };
     let compile_arg = |e: &E, numeric: bool| -> Result<Expr, ExprError> {
         let (ty, eval) = compile::compile(e)?;
         if numeric && !matches!(ty, Type::Int | Type::Float | Type::Null) {
-            return Err(error(e, format!("{name}() needs a number, but this is {ty}"), Some("e.g. value, or CAST(attrs['x'] AS double)")));
+            return Err(error(
+                e,
+                format!("{name}() needs a number, but this is {ty}"),
+                Some("e.g. value, or CAST(attrs['x'] AS double)"),
+            ));
         }
-        Ok(Expr { source: e.to_string(), ty, eval })
+        Ok(Expr {
+            source: e.to_string(),
+            ty,
+            eval,
+        })
     };
     let arity = |n: usize| -> Result<(), ExprError> {
         if args.len() == n {
             Ok(())
         } else {
-            Err(error(&expr, format!("{name}() takes {n} argument(s), got {}", args.len()), None))
+            Err(error(
+                &expr,
+                format!("{name}() takes {n} argument(s), got {}", args.len()),
+                None,
+            ))
         }
     };
     let function = match name.as_str() {
@@ -156,7 +199,10 @@ pub fn compile_measure(sql: &str) -> Result<MeasureExpr, ExprError> {
         "last" => AggregateFn::Last,
         "count_distinct" => {
             arity(1)?;
-            return Ok(MeasureExpr { function: AggregateFn::CountDistinct, argument: Some(compile_arg(arg_expr(0)?, false)?) });
+            return Ok(MeasureExpr {
+                function: AggregateFn::CountDistinct,
+                argument: Some(compile_arg(arg_expr(0)?, false)?),
+            });
         }
         "quantile" => {
             arity(2)?;
@@ -169,16 +215,27 @@ pub fn compile_measure(sql: &str) -> Result<MeasureExpr, ExprError> {
                 _ => None,
             };
             let q = q.filter(|q| *q > 0.0 && *q < 1.0).ok_or_else(|| {
-                error(q_expr, "the quantile must be a number between 0 and 1", Some("e.g. quantile(value, 0.95)"))
+                error(
+                    q_expr,
+                    "the quantile must be a number between 0 and 1",
+                    Some("e.g. quantile(value, 0.95)"),
+                )
             })?;
             AggregateFn::Quantile(q)
         }
         other => {
-            return Err(error(&expr, format!("unknown aggregate function `{other}`"), Some(&format!("aggregates: {AGGREGATES}"))));
+            return Err(error(
+                &expr,
+                format!("unknown aggregate function `{other}`"),
+                Some(&format!("aggregates: {AGGREGATES}")),
+            ));
         }
     };
     if !matches!(function, AggregateFn::Quantile(_)) {
         arity(1)?;
     }
-    Ok(MeasureExpr { function, argument: Some(compile_arg(arg_expr(0)?, true)?) })
+    Ok(MeasureExpr {
+        function,
+        argument: Some(compile_arg(arg_expr(0)?, true)?),
+    })
 }

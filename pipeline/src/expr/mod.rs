@@ -193,9 +193,14 @@ fn parse(sql: &str) -> Result<sqlparser::ast::Expr, ExprError> {
     let next = parser.peek_token();
     if next.token != Token::EOF {
         return Err(ExprError {
-            message: format!("unexpected `{}` after the end of the expression", next.token),
+            message: format!(
+                "unexpected `{}` after the end of the expression",
+                next.token
+            ),
             position: Some((next.span.start.line, next.span.start.column)),
-            hint: Some("a spec expression is one SQL expression; combine conditions with AND / OR".into()),
+            hint: Some(
+                "a spec expression is one SQL expression; combine conditions with AND / OR".into(),
+            ),
         });
     }
     Ok(expr)

@@ -54,7 +54,10 @@ fn comparisons_and_logic() {
     check(&[
         ("kind = 'ci.run'", "true"),
         ("kind <> 'ci.run'", "false"),
-        ("kind = 'ci.run' AND attrs['conclusion'] = 'failure'", "true"),
+        (
+            "kind = 'ci.run' AND attrs['conclusion'] = 'failure'",
+            "true",
+        ),
         ("kind = 'x' OR value > 40", "true"),
         ("NOT (value >= 42.5)", "false"),
         ("value BETWEEN 40 AND 50", "true"),
@@ -101,7 +104,10 @@ fn arithmetic_case_cast_and_functions() {
         ("-value", "-42.5"),
         ("(time - received_at) / 1000", "-500"),
         ("CASE WHEN value > 40 THEN 'high' ELSE 'low' END", "high"),
-        ("CASE attrs['conclusion'] WHEN 'success' THEN 1 WHEN 'failure' THEN 0 END", "0"),
+        (
+            "CASE attrs['conclusion'] WHEN 'success' THEN 1 WHEN 'failure' THEN 0 END",
+            "0",
+        ),
         ("CASE WHEN value > 100 THEN 1 END", "NULL"),
         ("CASE WHEN value > 1 THEN 1 ELSE 2.5 END", "1"),
         ("CAST(attrs['attempts'] AS bigint) + 1", "4"),
@@ -135,21 +141,42 @@ fn arithmetic_case_cast_and_functions() {
 
 #[test]
 fn mistakes_are_explained_with_positions() {
-    let cases: &[(&str, &str, Option<(u64, u64)>)] = &[
+    type Case<'a> = (&'a str, &'a str, Option<(u64, u64)>);
+    let cases: &[Case] = &[
         ("kind = ", "syntax error", None),
         ("knd = 'x'", "unknown column `knd`", Some((1, 1))),
         ("kind = 'x' extra", "unexpected", Some((1, 12))),
-        ("value = 'x'", "cannot compare double with text", Some((1, 1))),
+        (
+            "value = 'x'",
+            "cannot compare double with text",
+            Some((1, 1)),
+        ),
         ("kind + 1", "needs a number", Some((1, 1))),
         ("kind AND value > 1", "needs a boolean", Some((1, 1))),
-        ("kind LIKE subject", "must be a quoted literal", Some((1, 11))),
+        (
+            "kind LIKE subject",
+            "must be a quoted literal",
+            Some((1, 11)),
+        ),
         ("subject ~ '('", "invalid regex", Some((1, 11))),
         ("count(*) > 3", "aggregate function `count`", Some((1, 1))),
-        ("frobnicate(kind)", "unknown function `frobnicate`", Some((1, 1))),
-        ("attrs.conclusion = 'x'", "unknown column `attrs.conclusion`", Some((1, 1))),
+        (
+            "frobnicate(kind)",
+            "unknown function `frobnicate`",
+            Some((1, 1)),
+        ),
+        (
+            "attrs.conclusion = 'x'",
+            "unknown column `attrs.conclusion`",
+            Some((1, 1)),
+        ),
         ("attrs[1] = 'x'", "quoted name", Some((1, 1))),
         ("CAST(kind AS date)", "CAST to `DATE`", Some((1, 6))),
-        ("CASE WHEN value > 1 THEN 'a' ELSE 2 END", "mixes text and bigint", Some((1, 35))),
+        (
+            "CASE WHEN value > 1 THEN 'a' ELSE 2 END",
+            "mixes text and bigint",
+            Some((1, 35)),
+        ),
         ("lower(kind, 2)", "takes 1 argument", Some((1, 1))),
     ];
     for (sql, needle, position) in cases {
@@ -161,7 +188,10 @@ fn mistakes_are_explained_with_positions() {
     }
     let err = Expr::compile_condition("value + 1").unwrap_err();
     assert!(err.message.contains("must be boolean"), "{err}");
-    assert_eq!(Expr::compile_condition("kind = 'x'").unwrap().ty(), Type::Bool);
+    assert_eq!(
+        Expr::compile_condition("kind = 'x'").unwrap().ty(),
+        Type::Bool
+    );
 }
 
 #[test]
@@ -178,7 +208,12 @@ fn group_keys_and_measures() {
         assert_eq!(key.name, name);
         assert_eq!(key.expr.eval(&e).to_key().as_deref(), Some(value));
     }
-    assert!(compile_group_key("lower(kind)").unwrap_err().message.contains("AS"));
+    assert!(
+        compile_group_key("lower(kind)")
+            .unwrap_err()
+            .message
+            .contains("AS")
+    );
 
     let m = compile_measure("count(*)").unwrap();
     assert_eq!(m.function, AggregateFn::Count);

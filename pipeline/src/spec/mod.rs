@@ -1,2 +1,606 @@
-//! wip
-pub struct Diagnostics; impl std::fmt::Debug for Diagnostics { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("d") } } impl std::fmt::Display for Diagnostics { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("d") } }
+//! The pipeline spec (`helios.toml`): parsed and validated as a whole before anything
+//! runs, so that one run of `helios validate` reports every problem with its line, column,
+//! the offending text and a hint.
+//!
+//! The file has four kinds of section: `[watermark]`, `[[aggregate]]`, `[[rule]]` and
+//! `[[source]]`. Sources belong to `helios-connectors`; this module parses them into the
+//! caller's type `S` so that the file is still checked in one pass.
+
+mod diagnostics;
+mod raw;
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use diagnostics::Collector;
+pub use diagnostics::{Diagnostic, Diagnostics};
+
+use crate::expr::{AggregateFn, Expr, GroupKeyExpr, compile_group_key, compile_measure};
+
+/// A validated spec.
+#[derive(Debug)]
+pub struct Spec<S> {
+    pub watermark: Watermark,
+    pub aggregates: Vec<Aggregate>,
+    pub rules: Vec<Rule>,
+    pub sources: Vec<Located<S>>,
+}
+
+/// A value with where it was written.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub value: T,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Event-time progress settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    /// Watermark = max event time seen − this. Default 10 s.
+    pub max_out_of_orderness: Duration,
+    /// A partition without events for this long stops holding the watermark back. Default 30 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Watermark {
+            max_out_of_orderness: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A windowed aggregation.
+#[derive(Debug)]
+pub struct Aggregate {
+    pub name: String,
+    pub condition: Option<Expr>,
+    pub window: Window,
+    pub group_by: Vec<GroupKeyExpr>,
+    pub measures: Vec<Measure>,
+    pub allowed_lateness: Duration,
+    pub emit_every: Option<Duration>,
+}
+
+/// Window shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Tumbling { size: Duration },
+    Hopping { size: Duration, slide: Duration },
+    Session { gap: Duration },
+}
+
+/// One named measure of an aggregate.
+#[derive(Debug)]
+pub struct Measure {
+    pub name: String,
+    pub function: AggregateFn,
+    pub argument: Option<Expr>,
+}
+
+/// Alert severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// A rule producing alerts.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub kind: RuleKind,
+    pub per: Vec<GroupKeyExpr>,
+    pub within: Duration,
+    pub severity: Severity,
+}
+
+/// What a rule watches for.
+#[derive(Debug)]
+pub enum RuleKind {
+    /// At least `count` matching events within `within`, per key.
+    Threshold { condition: Expr, count: u64 },
+    /// No matching event for `within`, per key, once the key has been seen.
+    Absence { condition: Expr },
+    /// `first` then `then` within `within`, per key.
+    Sequence { first: Expr, then: Expr },
+}
+
+/// Names that are columns of every aggregate table, so measures and keys cannot use them.
+const RESERVED: &[&str] = &[
+    "window_start",
+    "window_end",
+    "version",
+    "final",
+    "id",
+    "aggregate",
+];
+
+const DURATION_HINT: &str = "write a duration like 30s, 5m, 1h or 7d";
+
+/// Parses and validates `text` (the contents of `file`). `check_source` adds the sources'
+/// own checks; its `Err((message, hint))` is reported at the source's table.
+pub fn parse<S: DeserializeOwned>(
+    text: &str,
+    file: &str,
+    check_source: impl Fn(&S) -> Result<(), (String, Option<String>)>,
+) -> Result<Spec<S>, Diagnostics> {
+    let mut c = Collector::new(text, file);
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            c.at(
+                e.span().unwrap_or(0..0),
+                format!("TOML syntax: {}", e.message()),
+                None,
+            );
+        }
+        return Err(c.finish());
+    }
+    let mut spec = Spec {
+        watermark: Watermark::default(),
+        aggregates: Vec::new(),
+        rules: Vec::new(),
+        sources: Vec::new(),
+    };
+    let mut names = HashSet::new();
+    for (key, value) in root.get_ref() {
+        match key.get_ref().as_ref() {
+            "watermark" => {
+                if let Some(raw) = de::<raw::Watermark>(&mut c, value) {
+                    spec.watermark = watermark(&mut c, raw);
+                }
+            }
+            "aggregate" => {
+                for item in tables(&mut c, value, "aggregate") {
+                    if let Some(raw) = de::<raw::Aggregate>(&mut c, &item)
+                        && let Some(a) = aggregate(&mut c, raw, &mut names)
+                    {
+                        spec.aggregates.push(a);
+                    }
+                }
+            }
+            "rule" => {
+                for item in tables(&mut c, value, "rule") {
+                    if let Some(raw) = de::<raw::Rule>(&mut c, &item)
+                        && let Some(r) = rule(&mut c, raw, &mut names)
+                    {
+                        spec.rules.push(r);
+                    }
+                }
+            }
+            "source" => {
+                for item in tables(&mut c, value, "source") {
+                    if let Some(source) = de::<S>(&mut c, &item) {
+                        let span = item.span();
+                        if let Err((message, hint)) = check_source(&source) {
+                            c.at(span.clone(), message, hint);
+                        }
+                        let (line, column) = c.line_col(span.start);
+                        spec.sources.push(Located {
+                            value: source,
+                            line,
+                            column,
+                        });
+                    }
+                }
+            }
+            other => c.at(
+                key.span(),
+                format!("unknown section `{other}`"),
+                Some("sections are [watermark], [[aggregate]], [[rule]] and [[source]]".into()),
+            ),
+        }
+    }
+    let out = c.finish();
+    if out.is_empty() { Ok(spec) } else { Err(out) }
+}
+
+/// Deserializes one value, reporting serde's complaint at its position.
+fn de<T: DeserializeOwned>(c: &mut Collector<'_>, value: &Spanned<DeValue<'_>>) -> Option<T> {
+    let span = value.span();
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let hint = e.message().contains("unknown field").then(|| {
+                "check the spelling; the fields this section accepts are listed above".to_string()
+            });
+            c.at(
+                e.span().unwrap_or(span),
+                e.message().trim().to_string(),
+                hint,
+            );
+            None
+        }
+    }
+}
+
+/// The tables of an array-of-tables section such as `[[rule]]`.
+fn tables<'i>(
+    c: &mut Collector<'_>,
+    value: &Spanned<DeValue<'i>>,
+    section: &str,
+) -> Vec<Spanned<DeValue<'i>>> {
+    match value.get_ref() {
+        DeValue::Array(items) => items.to_vec(),
+        _ => {
+            c.at(
+                value.span(),
+                format!("`{section}` must be a list of tables"),
+                Some(format!("write each one as a [[{section}]] table")),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn duration(
+    c: &mut Collector<'_>,
+    s: &Spanned<String>,
+    what: &str,
+    allow_zero: bool,
+) -> Option<Duration> {
+    match humantime::parse_duration(s.get_ref().trim()) {
+        Ok(d) if d.is_zero() && !allow_zero => {
+            c.at(
+                s.span(),
+                format!("{what} must be longer than zero"),
+                Some(DURATION_HINT.into()),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            c.at(
+                s.span(),
+                format!("bad duration for {what}: {e}"),
+                Some(DURATION_HINT.into()),
+            );
+            None
+        }
+    }
+}
+
+fn watermark(c: &mut Collector<'_>, raw: raw::Watermark) -> Watermark {
+    let default = Watermark::default();
+    Watermark {
+        max_out_of_orderness: raw
+            .max_out_of_orderness
+            .and_then(|d| duration(c, &d, "max_out_of_orderness", true))
+            .unwrap_or(default.max_out_of_orderness),
+        idle_timeout: raw
+            .idle_timeout
+            .and_then(|d| duration(c, &d, "idle_timeout", false))
+            .unwrap_or(default.idle_timeout),
+    }
+}
+
+/// A name that becomes part of table and topic names.
+fn name(
+    c: &mut Collector<'_>,
+    s: &Spanned<String>,
+    names: &mut HashSet<String>,
+    what: &str,
+) -> bool {
+    let n = s.get_ref();
+    let ok = !n.is_empty()
+        && n.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        c.at(
+            s.span(),
+            format!("bad {what} name `{n}`"),
+            Some(
+                "use lowercase letters, digits and _, starting with a letter (it names tables)"
+                    .into(),
+            ),
+        );
+        return false;
+    }
+    if !names.insert(n.clone()) {
+        c.at(
+            s.span(),
+            format!("duplicate name `{n}`"),
+            Some("aggregate and rule names must be unique in a spec".into()),
+        );
+        return false;
+    }
+    true
+}
+
+fn condition(c: &mut Collector<'_>, s: &Spanned<String>) -> Option<Expr> {
+    match Expr::compile_condition(s.get_ref()) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            c.in_string(s.span(), e.position, e.message, e.hint);
+            None
+        }
+    }
+}
+
+fn group_keys(c: &mut Collector<'_>, keys: &[Spanned<String>]) -> Option<Vec<GroupKeyExpr>> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut seen = HashSet::new();
+    let mut ok = true;
+    for k in keys {
+        match compile_group_key(k.get_ref()) {
+            Ok(key) if RESERVED.contains(&key.name.as_str()) => {
+                c.at(
+                    k.span(),
+                    format!("`{}` is a reserved column name", key.name),
+                    Some("rename it with AS".into()),
+                );
+                ok = false;
+            }
+            Ok(key) if !seen.insert(key.name.clone()) => {
+                c.at(
+                    k.span(),
+                    format!("duplicate key name `{}`", key.name),
+                    Some("rename one with AS".into()),
+                );
+                ok = false;
+            }
+            Ok(key) => out.push(key),
+            Err(e) => {
+                c.in_string(k.span(), e.position, e.message, e.hint);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn aggregate(
+    c: &mut Collector<'_>,
+    raw: raw::Aggregate,
+    names: &mut HashSet<String>,
+) -> Option<Aggregate> {
+    let before = c.count();
+    name(c, &raw.name, names, "aggregate");
+    let cond = raw.condition.as_ref().and_then(|w| condition(c, w));
+    let window = window(c, &raw.window);
+    let group_by = group_keys(c, &raw.group_by);
+    let key_names: HashSet<String> = group_by.iter().flatten().map(|k| k.name.clone()).collect();
+    if raw.measures.get_ref().is_empty() {
+        c.at(
+            raw.measures.span(),
+            "an aggregate needs at least one measure",
+            Some("e.g. measures = { runs = \"count(*)\" }".into()),
+        );
+    }
+    let mut measures = Vec::new();
+    for (m_name, m) in raw.measures.get_ref() {
+        let valid_name = !m_name.is_empty()
+            && m_name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase())
+            && m_name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_name || RESERVED.contains(&m_name.as_str()) || key_names.contains(m_name) {
+            c.at(m.span(), format!("bad measure name `{m_name}`"), Some("use lowercase letters, digits and _, not a group key or a reserved column (id, version, final, window_start, window_end)".into()));
+            continue;
+        }
+        match compile_measure(m.get_ref()) {
+            Ok(me) => measures.push(Measure {
+                name: m_name.clone(),
+                function: me.function,
+                argument: me.argument,
+            }),
+            Err(e) => c.in_string(m.span(), e.position, e.message, e.hint),
+        }
+    }
+    let allowed_lateness = raw
+        .allowed_lateness
+        .as_ref()
+        .map_or(Some(Duration::ZERO), |d| {
+            duration(c, d, "allowed_lateness", true)
+        });
+    let emit_every = match &raw.emit_every {
+        Some(d) => duration(c, d, "emit_every", false).map(Some),
+        None => Some(None),
+    };
+    if c.count() > before {
+        return None;
+    }
+    Some(Aggregate {
+        name: raw.name.into_inner(),
+        condition: cond,
+        window: window?,
+        group_by: group_by?,
+        measures,
+        allowed_lateness: allowed_lateness?,
+        emit_every: emit_every?,
+    })
+}
+
+fn window(c: &mut Collector<'_>, w: &Spanned<raw::Window>) -> Option<Window> {
+    let raw = w.get_ref();
+    let need =
+        |c: &mut Collector<'_>, field: &Option<Spanned<String>>, what: &str| -> Option<Duration> {
+            match field {
+                Some(d) => duration(c, d, what, false),
+                None => {
+                    c.at(
+                        w.span(),
+                        format!("a {} window needs `{what}`", raw.kind.get_ref()),
+                        Some("tumbling: size; hopping: size and slide; session: gap".into()),
+                    );
+                    None
+                }
+            }
+        };
+    let forbid = |c: &mut Collector<'_>, field: &Option<Spanned<String>>, what: &str| {
+        if let Some(f) = field {
+            c.at(
+                f.span(),
+                format!("a {} window has no `{what}`", raw.kind.get_ref()),
+                Some("tumbling: size; hopping: size and slide; session: gap".into()),
+            );
+        }
+    };
+    match raw.kind.get_ref().as_str() {
+        "tumbling" => {
+            forbid(c, &raw.slide, "slide");
+            forbid(c, &raw.gap, "gap");
+            Some(Window::Tumbling {
+                size: need(c, &raw.size, "size")?,
+            })
+        }
+        "hopping" => {
+            forbid(c, &raw.gap, "gap");
+            let size = need(c, &raw.size, "size");
+            let slide = need(c, &raw.slide, "slide");
+            let (size, slide) = (size?, slide?);
+            if slide > size || size.as_micros() % slide.as_micros() != 0 {
+                let span = raw.slide.as_ref().map_or(w.span(), Spanned::span);
+                c.at(
+                    span,
+                    "a hopping window's slide must divide its size",
+                    Some("e.g. size = \"10m\", slide = \"1m\"".into()),
+                );
+                return None;
+            }
+            Some(Window::Hopping { size, slide })
+        }
+        "session" => {
+            forbid(c, &raw.size, "size");
+            forbid(c, &raw.slide, "slide");
+            Some(Window::Session {
+                gap: need(c, &raw.gap, "gap")?,
+            })
+        }
+        other => {
+            c.at(
+                raw.kind.span(),
+                format!("unknown window type `{other}`"),
+                Some("use tumbling, hopping or session".into()),
+            );
+            None
+        }
+    }
+}
+
+fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> Option<Rule> {
+    let before = c.count();
+    name(c, &raw.name, names, "rule");
+    let per = group_keys(c, &raw.per);
+    let within = match &raw.within {
+        Some(d) => duration(c, d, "within", false),
+        None => {
+            c.at(
+                raw.kind.span(),
+                "a rule needs `within`",
+                Some("e.g. within = \"1h\"".into()),
+            );
+            None
+        }
+    };
+    let severity = match raw
+        .severity
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None | Some(("warning", _)) => Some(Severity::Warning),
+        Some(("info", _)) => Some(Severity::Info),
+        Some(("critical", _)) => Some(Severity::Critical),
+        Some((other, span)) => {
+            c.at(
+                span,
+                format!("unknown severity `{other}`"),
+                Some("use info, warning or critical".into()),
+            );
+            None
+        }
+    };
+    let required =
+        |c: &mut Collector<'_>, field: &Option<Spanned<String>>, what: &str| -> Option<Expr> {
+            match field {
+                Some(s) => condition(c, s),
+                None => {
+                    c.at(
+                        raw.kind.span(),
+                        format!("a {} rule needs `{what}`", raw.kind.get_ref()),
+                        None,
+                    );
+                    None
+                }
+            }
+        };
+    let forbidden = |c: &mut Collector<'_>, present: Option<Range<usize>>, what: &str| {
+        if let Some(span) = present {
+            c.at(span, format!("a {} rule has no `{what}`", raw.kind.get_ref()), Some("threshold: where, count, within; absence: where, within; sequence: first, then, within".into()));
+        }
+    };
+    let kind = match raw.kind.get_ref().as_str() {
+        "threshold" => {
+            forbidden(c, raw.first.as_ref().map(Spanned::span), "first");
+            forbidden(c, raw.then.as_ref().map(Spanned::span), "then");
+            let condition = required(c, &raw.condition, "where");
+            let count = match &raw.count {
+                Some(n) if *n.get_ref() >= 1 => Some(*n.get_ref() as u64),
+                Some(n) => {
+                    c.at(n.span(), "count must be at least 1", None);
+                    None
+                }
+                None => {
+                    c.at(
+                        raw.kind.span(),
+                        "a threshold rule needs `count`",
+                        Some("e.g. count = 3".into()),
+                    );
+                    None
+                }
+            };
+            condition
+                .zip(count)
+                .map(|(condition, count)| RuleKind::Threshold { condition, count })
+        }
+        "absence" => {
+            forbidden(c, raw.first.as_ref().map(Spanned::span), "first");
+            forbidden(c, raw.then.as_ref().map(Spanned::span), "then");
+            forbidden(c, raw.count.as_ref().map(Spanned::span), "count");
+            required(c, &raw.condition, "where").map(|condition| RuleKind::Absence { condition })
+        }
+        "sequence" => {
+            forbidden(c, raw.condition.as_ref().map(Spanned::span), "where");
+            forbidden(c, raw.count.as_ref().map(Spanned::span), "count");
+            let first = required(c, &raw.first, "first");
+            let then = required(c, &raw.then, "then");
+            first
+                .zip(then)
+                .map(|(first, then)| RuleKind::Sequence { first, then })
+        }
+        other => {
+            c.at(
+                raw.kind.span(),
+                format!("unknown rule type `{other}`"),
+                Some("use threshold, absence or sequence".into()),
+            );
+            None
+        }
+    };
+    if c.count() > before {
+        return None;
+    }
+    Some(Rule {
+        name: raw.name.into_inner(),
+        kind: kind?,
+        per: per?,
+        within: within?,
+        severity: severity?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! The spec's sections as written, with positions, before validation.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[watermark]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watermark {
+    /// Allowed disorder of event times, e.g. "10s".
+    pub max_out_of_orderness: Option<Spanned<String>>,
+    /// After this long without events a partition stops holding the watermark back.
+    pub idle_timeout: Option<Spanned<String>>,
+}
+
+/// `[[aggregate]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregate {
+    /// Unique name; the ClickHouse table is `agg_<name>`.
+    pub name: Spanned<String>,
+    /// SQL condition selecting the events.
+    #[serde(rename = "where")]
+    pub condition: Option<Spanned<String>>,
+    /// `{ type = "tumbling", size = "1h" }`, hopping (size, slide) or session (gap).
+    pub window: Spanned<Window>,
+    /// Group keys: `expr [AS name]`.
+    #[serde(default)]
+    pub group_by: Vec<Spanned<String>>,
+    /// Measure name -> aggregate call, e.g. `runs = "count(*)"`.
+    pub measures: Spanned<BTreeMap<String, Spanned<String>>>,
+    /// How long after a window's end late events still update it.
+    pub allowed_lateness: Option<Spanned<String>>,
+    /// Emit early results this often before the final one.
+    pub emit_every: Option<Spanned<String>>,
+}
+
+/// `window = { ... }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub size: Option<Spanned<String>>,
+    pub slide: Option<Spanned<String>>,
+    pub gap: Option<Spanned<String>>,
+}
+
+/// `[[rule]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Unique name; alerts carry it.
+    pub name: Spanned<String>,
+    /// threshold, absence or sequence.
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// SQL condition (threshold, absence).
+    #[serde(rename = "where")]
+    pub condition: Option<Spanned<String>>,
+    /// Keys the rule is evaluated per.
+    #[serde(default)]
+    pub per: Vec<Spanned<String>>,
+    /// Matching events needed (threshold).
+    pub count: Option<Spanned<i64>>,
+    /// The time span the rule looks at.
+    pub within: Option<Spanned<String>>,
+    /// info, warning (default) or critical.
+    pub severity: Option<Spanned<String>>,
+    /// First condition (sequence).
+    pub first: Option<Spanned<String>>,
+    /// Second condition (sequence).
+    pub then: Option<Spanned<String>>,
+}

@@ -1,0 +1,259 @@
+//! Spec parsing: a good spec, and every kind of mistake reported with its position.
+
+use serde::Deserialize;
+
+use super::{RuleKind, Severity, Window, parse};
+use crate::expr::AggregateFn;
+
+/// A stand-in for the connectors' source type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Source {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+fn check_source(s: &Source) -> Result<(), (String, Option<String>)> {
+    if s.kind == "http" || s.kind == "host" {
+        Ok(())
+    } else {
+        Err((format!("unknown source type `{}`", s.kind), None))
+    }
+}
+
+const GOOD: &str = r#"
+[watermark]
+max_out_of_orderness = "10s"
+idle_timeout = "30s"
+
+[[aggregate]]
+name = "ci_runs_per_hour"
+where = "kind = 'ci.run'"
+window = { type = "tumbling", size = "1h" }
+group_by = ["subject", "attrs['conclusion'] AS conclusion"]
+measures = { runs = "count(*)", p95_secs = "quantile(value, 0.95)", authors = "count_distinct(attrs['author'])" }
+allowed_lateness = "5m"
+
+[[aggregate]]
+name = "pushes"
+window = { type = "hopping", size = "10m", slide = "1m" }
+measures = { commits = "sum(value)" }
+emit_every = "1m"
+
+[[rule]]
+name = "ci_failing"
+type = "threshold"
+where = "kind = 'ci.run' AND attrs['conclusion'] = 'failure'"
+per = ["subject"]
+count = 3
+within = "1h"
+severity = "critical"
+
+[[rule]]
+name = "deploy_after_push"
+type = "sequence"
+first = "kind = 'git.push'"
+then = "kind LIKE 'deploy.%'"
+per = ["subject"]
+within = "30m"
+
+[[source]]
+name = "web"
+type = "http"
+"#;
+
+#[test]
+fn good_spec_parses() {
+    let spec = parse::<Source>(GOOD, "helios.toml", check_source).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(spec.watermark.max_out_of_orderness.as_secs(), 10);
+    assert_eq!(spec.aggregates.len(), 2);
+    let a = &spec.aggregates[0];
+    assert_eq!(a.name, "ci_runs_per_hour");
+    assert_eq!(
+        a.window,
+        Window::Tumbling {
+            size: std::time::Duration::from_secs(3600)
+        }
+    );
+    assert_eq!(
+        a.group_by
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>(),
+        ["subject", "conclusion"]
+    );
+    let fns: Vec<_> = a
+        .measures
+        .iter()
+        .map(|m| (m.name.as_str(), m.function))
+        .collect();
+    assert_eq!(
+        fns,
+        [
+            ("authors", AggregateFn::CountDistinct),
+            ("p95_secs", AggregateFn::Quantile(0.95)),
+            ("runs", AggregateFn::Count)
+        ]
+    );
+    assert_eq!(a.allowed_lateness.as_secs(), 300);
+    assert_eq!(spec.aggregates[1].emit_every.map(|d| d.as_secs()), Some(60));
+    assert!(matches!(
+        spec.rules[0].kind,
+        RuleKind::Threshold { count: 3, .. }
+    ));
+    assert_eq!(spec.rules[0].severity, Severity::Critical);
+    assert!(matches!(spec.rules[1].kind, RuleKind::Sequence { .. }));
+    assert_eq!(spec.sources.len(), 1);
+    assert_eq!(
+        (spec.sources[0].line, spec.sources[0].value.name.as_str()),
+        (37, "web")
+    );
+}
+
+/// A spec with one mistake of each kind; every one is reported, in file order, with line,
+/// column and the offending text.
+const BROKEN: &str = r#"[watermark]
+max_out_of_orderness = "ten seconds"
+
+[[aggregate]]
+name = "runs"
+where = "kind = 'ci.run' AND valu > 3"
+window = { type = "tumbling", size = "1h" }
+measures = { runs = "median(value)" }
+
+[[aggregate]]
+name = "runs"
+window = { type = "sliding", size = "1h" }
+measures = { n = "count(*)" }
+
+[[aggregate]]
+name = "hops"
+window = { type = "hopping", size = "10m", slide = "3m" }
+measures = { n = "count(*)" }
+
+[[aggregate]]
+name = "extra"
+window = { type = "session", gap = "5m" }
+measures = { n = "count(*)" }
+colour = "blue"
+
+[[rule]]
+name = "failing"
+type = "threshold"
+where = "kind = 'ci.run' AND attrs['conclusion'] = 1"
+count = 0
+within = "1h"
+
+[[rule]]
+name = "quiet"
+type = "absense"
+where = "kind = 'host.cpu'"
+within = "10m"
+
+[[rule]]
+name = "Bad-Name"
+type = "absence"
+where = "kind = 'x'"
+within = "10m"
+severity = "urgent"
+
+[[source]]
+name = "mystery"
+type = "ftp"
+
+[pipelines]
+x = 1
+"#;
+
+#[test]
+fn every_mistake_is_reported_with_its_position() {
+    let d = parse::<Source>(BROKEN, "broken.toml", check_source).expect_err("broken spec");
+    let got: Vec<(usize, usize, &str, &str)> = d
+        .items
+        .iter()
+        .map(|i| (i.line, i.column, i.message.as_str(), i.snippet.as_str()))
+        .collect();
+    let want: &[(usize, usize, &str, &str)] = &[
+        (
+            2,
+            24,
+            "bad duration for max_out_of_orderness",
+            "\"ten seconds\"",
+        ),
+        (6, 30, "unknown column `valu`", "valu > 3"),
+        (
+            8,
+            22,
+            "unknown aggregate function `median`",
+            "median(value)",
+        ),
+        (11, 8, "duplicate name `runs`", "\"runs\""),
+        (12, 19, "unknown window type `sliding`", "\"sliding\""),
+        (17, 52, "slide must divide its size", "\"3m\""),
+        (24, 1, "unknown field `colour`", "colour"),
+        (
+            29,
+            30,
+            "cannot compare text with bigint",
+            "attrs['conclusion'] = 1",
+        ),
+        (30, 9, "count must be at least 1", "0"),
+        (35, 8, "unknown rule type `absense`", "\"absense\""),
+        (40, 8, "bad rule name `Bad-Name`", "\"Bad-Name\""),
+        (44, 12, "unknown severity `urgent`", "\"urgent\""),
+        (46, 1, "unknown source type `ftp`", "[[source]]"),
+        (50, 2, "unknown section `pipelines`", "pipelines"),
+    ];
+    for (i, w) in want.iter().enumerate() {
+        let g = got
+            .get(i)
+            .unwrap_or_else(|| panic!("missing diagnostic {w:?}; got:\n{d}"));
+        assert_eq!((g.0, g.1), (w.0, w.1), "position of {:?}\n{d}", w.2);
+        assert!(g.2.contains(w.2), "{:?} should contain {:?}\n{d}", g.2, w.2);
+        assert!(
+            g.3.starts_with(w.3),
+            "snippet {:?} should start with {:?}",
+            g.3,
+            w.3
+        );
+    }
+    assert_eq!(got.len(), want.len(), "\n{d}");
+    // The report names the file and carries hints.
+    let text = d.to_string();
+    assert!(text.starts_with("broken.toml:2:24: bad duration"), "{text}");
+    assert!(text.contains("hint: write a duration like 30s"), "{text}");
+}
+
+#[test]
+fn toml_syntax_errors_stop_early_with_a_position() {
+    let d = parse::<Source>("[[aggregate]\nname = \"x\"\n", "s.toml", check_source).unwrap_err();
+    assert_eq!(d.len(), 1, "{d}");
+    assert_eq!(d.items[0].line, 1);
+    assert!(d.items[0].message.starts_with("TOML syntax"), "{d}");
+}
+
+#[test]
+fn missing_pieces_are_named() {
+    let spec = r#"
+[[aggregate]]
+name = "a"
+window = { type = "hopping", size = "10m" }
+measures = {}
+
+[[rule]]
+name = "r"
+type = "sequence"
+first = "kind = 'a'"
+"#;
+    let d = parse::<Source>(spec, "s.toml", check_source).unwrap_err();
+    let text = d.to_string();
+    for needle in [
+        "needs `slide`",
+        "at least one measure",
+        "needs `within`",
+        "needs `then`",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
