@@ -15,6 +15,7 @@
 mod backoff;
 pub mod clickhouse;
 mod error;
+pub mod notify;
 pub mod spec;
 
 pub use backoff::{Backoff, RetryPolicy};
