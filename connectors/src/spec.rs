@@ -8,10 +8,14 @@ use std::sync::Arc;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use crate::file_tail::{FileTailConfig, FileTailSource};
+use crate::git::{GitConfig, GitSource};
 use crate::github::{GithubConfig, GithubWebhooks};
+use crate::host::{HostConfig, HostSource};
 use crate::http_ingest::{HttpIngest, HttpIngestConfig};
 use crate::kafka_bridge::{KafkaBridge, KafkaBridgeConfig};
-use crate::runtime::Supervisor;
+use crate::probe::{ProbeConfig, ProbeSource};
+use crate::runtime::{PullSource, Supervisor};
 use crate::webhook::{WebhookConfig, Webhooks};
 use crate::{ConnectorError, Result};
 
@@ -21,6 +25,15 @@ use crate::{ConnectorError, Result};
 pub enum SourceSpec {
     /// CloudEvents over HTTP: `POST /v1/events`.
     Http(HttpIngestConfig),
+    /// This machine's CPU, load, memory, swap, disk and network figures.
+    Host(HostConfig),
+    /// Lines appended to files matched by globs.
+    #[serde(rename = "file")]
+    FileTail(FileTailConfig),
+    /// HTTP(S) uptime probe of one URL.
+    Probe(ProbeConfig),
+    /// New commits in local git repositories.
+    Git(GitConfig),
     /// GitHub webhooks: `POST /v1/webhooks/github/{name}`.
     Github(GithubConfig),
     /// Generic JSON webhooks: `POST /v1/webhooks/{name}`.
@@ -34,6 +47,10 @@ impl SourceSpec {
     pub fn name(&self) -> &str {
         match self {
             SourceSpec::Http(c) => &c.name,
+            SourceSpec::Host(c) => &c.name,
+            SourceSpec::FileTail(c) => &c.name,
+            SourceSpec::Probe(c) => &c.name,
+            SourceSpec::Git(c) => &c.name,
             SourceSpec::Github(c) => &c.name,
             SourceSpec::Webhook(c) => &c.name,
             SourceSpec::KafkaBridge(c) => &c.name,
@@ -44,6 +61,10 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Http(_) => "http",
+            SourceSpec::Host(_) => "host",
+            SourceSpec::FileTail(_) => "file",
+            SourceSpec::Probe(_) => "probe",
+            SourceSpec::Git(_) => "git",
             SourceSpec::Github(_) => "github",
             SourceSpec::Webhook(_) => "webhook",
             SourceSpec::KafkaBridge(_) => "kafka_bridge",
@@ -73,6 +94,10 @@ impl SourceSpec {
                 }
                 Ok(())
             }
+            SourceSpec::Host(c) => c.validate().map_err(|m| ConnectorError::config(name, m)),
+            SourceSpec::FileTail(c) => c.validate().map_err(|m| ConnectorError::config(name, m)),
+            SourceSpec::Probe(c) => c.validate().map_err(|m| ConnectorError::config(name, m)),
+            SourceSpec::Git(c) => c.validate().map_err(|m| ConnectorError::config(name, m)),
             SourceSpec::Github(c) => c.validate(),
             SourceSpec::Webhook(c) => c.validate(),
             SourceSpec::KafkaBridge(c) => c.validate(),
@@ -95,7 +120,9 @@ pub struct SourcesSpec {
 /// The GitHub route (`github`) uses `HELIOS_GITHUB_SECRET` when set, else a secret
 /// generated on first start into `<data_dir>/secrets/github.secret`; the generic webhook
 /// route (`webhook`) likewise `HELIOS_WEBHOOK_TOKEN` or `<data_dir>/secrets/webhook.token`.
-pub fn default_sources(_listen: SocketAddr, data_dir: &Path) -> Vec<SourceSpec> {
+/// Host metrics (`host`, every 10 s) and a probe of Helios' own `/healthz` (`self`, every
+/// 10 s) make live events appear within seconds of the first start.
+pub fn default_sources(listen: SocketAddr, data_dir: &Path) -> Vec<SourceSpec> {
     let from_env = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
     let mut github = GithubConfig::default();
     if from_env("HELIOS_GITHUB_SECRET") {
@@ -115,7 +142,49 @@ pub fn default_sources(_listen: SocketAddr, data_dir: &Path) -> Vec<SourceSpec> 
         SourceSpec::Http(HttpIngestConfig::default()),
         SourceSpec::Github(github),
         SourceSpec::Webhook(webhook),
+        SourceSpec::Host(HostConfig::default()),
+        SourceSpec::Probe(self_probe(listen)),
     ]
+}
+
+/// A probe of Helios' own health route; an unspecified listen address (`0.0.0.0`, `::`)
+/// is probed on loopback.
+fn self_probe(listen: SocketAddr) -> ProbeConfig {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    ProbeConfig {
+        name: "self".to_string(),
+        url: format!("http://{addr}/healthz"),
+        interval: std::time::Duration::from_secs(10),
+        timeout: std::time::Duration::from_secs(5),
+        subject: Some("helios".to_string()),
+        ..ProbeConfig::default()
+    }
+}
+
+/// Runs a pull source under `supervisor`; `make` builds a fresh instance on every (re)start.
+fn spawn_pull<C, S>(
+    supervisor: &Supervisor,
+    spec: &SourceSpec,
+    config: &C,
+    make: fn(C) -> Result<S>,
+) -> Result<()>
+where
+    C: Clone + Send + Sync + 'static,
+    S: PullSource + 'static,
+{
+    let config = config.clone();
+    supervisor.spawn(
+        spec.name(),
+        spec.kind(),
+        Box::new(move || Ok(Box::new(make(config.clone())?) as Box<dyn PullSource>)),
+    )?;
+    Ok(())
 }
 
 /// Starts every source of the spec under `supervisor` and returns the routes of the push
@@ -141,6 +210,10 @@ pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Route
                 let ingest = HttpIngest::new(c.clone(), supervisor.emitter().clone(), handle);
                 router = router.merge(ingest.router());
             }
+            SourceSpec::Host(c) => spawn_pull(supervisor, spec, c, |c| Ok(HostSource::new(c)))?,
+            SourceSpec::FileTail(c) => spawn_pull(supervisor, spec, c, FileTailSource::new)?,
+            SourceSpec::Probe(c) => spawn_pull(supervisor, spec, c, ProbeSource::new)?,
+            SourceSpec::Git(c) => spawn_pull(supervisor, spec, c, GitSource::new)?,
             SourceSpec::Github(c) => {
                 let secret = c.secret_origin().resolve(name)?;
                 let handle = supervisor.register(name, spec.kind())?;
@@ -172,3 +245,6 @@ pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Route
     }
     Ok(router.merge(crate::runtime::router(supervisor.clone())))
 }
+
+#[cfg(test)]
+mod pull_tests;

@@ -35,3 +35,20 @@ impl Default for HostConfig {
         }
     }
 }
+
+impl HostConfig {
+    /// Checks the settings; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval.is_zero() {
+            return Err("`interval` must be positive, such as `10s`".into());
+        }
+        if self
+            .hostname
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            return Err("`hostname` must not be empty; leave it out to use the machine's".into());
+        }
+        Ok(())
+    }
+}

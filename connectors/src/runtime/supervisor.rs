@@ -243,3 +243,143 @@ fn jitter(d: Duration) -> Duration {
     let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
     d.mul_f64(factor)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::test_support::{LogFixture, wait_status};
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: id.to_string(),
+            source: "test".to_string(),
+            kind: "test.tick".to_string(),
+            subject: "s".to_string(),
+            time: 1,
+            ..Event::default()
+        }
+    }
+
+    /// Fails on its first two runs, then emits one event and waits for shutdown.
+    struct Flaky {
+        attempt: u32,
+        starts: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    #[async_trait]
+    impl PullSource for Flaky {
+        async fn run(&mut self, ctx: &SourceContext) -> Result<()> {
+            self.starts.lock().unwrap().push(Instant::now());
+            if self.attempt < 2 {
+                return Err(ConnectorError::external(
+                    ctx.name(),
+                    format!("failure {}", self.attempt),
+                ));
+            }
+            ctx.emit(&[event("ok")]).await?;
+            ctx.stopped().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_is_restarted_with_backoff() {
+        let fx = LogFixture::new().await;
+        let supervisor = fx.supervisor();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let (a, s) = (attempts.clone(), starts.clone());
+        let handle = supervisor
+            .spawn(
+                "flaky",
+                "test",
+                Box::new(move || {
+                    Ok(Box::new(Flaky {
+                        attempt: a.fetch_add(1, Ordering::SeqCst),
+                        starts: s.clone(),
+                    }) as Box<dyn PullSource>)
+                }),
+            )
+            .unwrap();
+        let status =
+            wait_status(&handle, "the third run emitting", |s| s.events_emitted == 1).await;
+        assert_eq!(status.state, SourceState::Running);
+        assert_eq!(status.restarts, 2);
+        assert_eq!(status.errors, 2);
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("source `flaky`: failure 1")
+        );
+        // Backoff doubles from 500 ms, with at most 25 % jitter either way.
+        let starts = starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 3);
+        assert!(starts[1] - starts[0] >= BACKOFF_START.mul_f64(0.75));
+        assert!(starts[2] - starts[1] >= (BACKOFF_START * 2).mul_f64(0.75));
+        supervisor.shutdown().await;
+        assert_eq!(handle.state(), SourceState::Stopped);
+        assert_eq!(fx.events().await.len(), 1);
+    }
+
+    /// Emits one event, waits for `go`, emits a second.
+    struct TwoStep {
+        go: Arc<Notify>,
+        second_done: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl PullSource for TwoStep {
+        async fn run(&mut self, ctx: &SourceContext) -> Result<()> {
+            ctx.emit(&[event("first")]).await?;
+            self.go.notified().await;
+            ctx.emit(&[event("second")]).await?;
+            self.second_done.store(true, Ordering::SeqCst);
+            ctx.stopped().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_source_waits_in_emit_until_resumed() {
+        let fx = LogFixture::new().await;
+        let supervisor = fx.supervisor();
+        let go = Arc::new(Notify::new());
+        let second_done = Arc::new(AtomicBool::new(false));
+        let (g, d) = (go.clone(), second_done.clone());
+        let handle = supervisor
+            .spawn(
+                "steps",
+                "test",
+                Box::new(move || {
+                    Ok(Box::new(TwoStep {
+                        go: g.clone(),
+                        second_done: d.clone(),
+                    }) as Box<dyn PullSource>)
+                }),
+            )
+            .unwrap();
+        wait_status(&handle, "the first event", |s| s.events_emitted == 1).await;
+        handle.pause();
+        assert_eq!(handle.state(), SourceState::Paused);
+        go.notify_one();
+        // A bounded look: while paused, the second emit does not get through.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second_done.load(Ordering::SeqCst));
+        assert_eq!(handle.status().events_emitted, 1);
+        assert_eq!(fx.events().await.len(), 1);
+        handle.resume();
+        wait_status(&handle, "the second event", |s| s.events_emitted == 2).await;
+        assert!(second_done.load(Ordering::SeqCst));
+        assert_eq!(handle.state(), SourceState::Running);
+
+        // Shutdown while paused ends a waiting emit instead of hanging.
+        handle.pause();
+        supervisor.shutdown().await;
+        assert_eq!(handle.status().state, SourceState::Stopped);
+    }
+}
