@@ -27,6 +27,7 @@ enum Command {
     Topics(commands::topics::TopicsArgs),
     Tail(commands::tail::TailArgs),
     Send(commands::send::SendArgs),
+    Migrate(commands::migrate::MigrateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             Command::Topics(args) => commands::topics::run(args).await,
             Command::Tail(args) => commands::tail::run(args).await,
             Command::Send(args) => commands::send::run(args).await,
+            Command::Migrate(args) => commands::migrate::run(args).await,
         }
     })
 }

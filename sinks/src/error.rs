@@ -32,7 +32,7 @@ pub enum SinkError {
     /// ClickHouse could not be reached or failed the request; retrying may help.
     #[error(
         "ClickHouse at {url} failed while {action}: {source}; check that the server is up \
-         and reachable (the sink retries with backoff)"
+         and reachable; retrying helps once it is (the sink retries by itself)"
     )]
     ClickHouseUnavailable {
         /// Server URL.

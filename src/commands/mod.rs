@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod migrate;
 pub mod send;
 pub mod tail;
 pub mod topics;
