@@ -2,6 +2,7 @@
 
 mod backend;
 mod commands;
+mod spec;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,7 @@ enum Command {
     Tail(commands::tail::TailArgs),
     Send(commands::send::SendArgs),
     Migrate(commands::migrate::MigrateArgs),
+    Validate(commands::validate::ValidateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +45,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tail(args) => commands::tail::run(args).await,
             Command::Send(args) => commands::send::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::Validate(args) => commands::validate::run(args).await,
         }
     })
 }

@@ -5,3 +5,4 @@ pub mod send;
 pub mod tail;
 pub mod topics;
 pub mod up;
+pub mod validate;
