@@ -5,5 +5,6 @@
 mod error;
 pub mod expr;
 pub mod spec;
+pub mod window;
 
 pub use error::{PipelineError, Result};

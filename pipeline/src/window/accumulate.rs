@@ -1,0 +1,146 @@
+//! Per-window accumulators of the measure functions; all mergeable (session windows merge).
+
+use super::sketch::{DdSketch, Hll};
+use crate::expr::{AggregateFn, Value};
+
+/// The running state of one measure in one window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accumulator {
+    Count(u64),
+    Sum(Option<f64>),
+    Min(Option<f64>),
+    Max(Option<f64>),
+    Avg {
+        sum: f64,
+        n: u64,
+    },
+    CountDistinct(Hll),
+    Quantile(f64, DdSketch),
+    /// (event time, arrival sequence, value): the earliest by event time, ties by arrival.
+    First(Option<(i64, u64, f64)>),
+    /// The latest by event time, ties by arrival.
+    Last(Option<(i64, u64, f64)>),
+}
+
+impl Accumulator {
+    pub fn new(f: AggregateFn) -> Self {
+        match f {
+            AggregateFn::Count => Accumulator::Count(0),
+            AggregateFn::Sum => Accumulator::Sum(None),
+            AggregateFn::Min => Accumulator::Min(None),
+            AggregateFn::Max => Accumulator::Max(None),
+            AggregateFn::Avg => Accumulator::Avg { sum: 0.0, n: 0 },
+            AggregateFn::CountDistinct => Accumulator::CountDistinct(Hll::default()),
+            AggregateFn::Quantile(q) => Accumulator::Quantile(q, DdSketch::default()),
+            AggregateFn::First => Accumulator::First(None),
+            AggregateFn::Last => Accumulator::Last(None),
+        }
+    }
+
+    /// Adds one event's argument value (`None` argument = `count(*)`).
+    pub fn update(&mut self, arg: Option<&Value<'_>>, time: i64, seq: u64) {
+        let num = arg.and_then(Value::as_f64);
+        match self {
+            Accumulator::Count(n) => {
+                if arg.is_none_or(|v| !matches!(v, Value::Null)) {
+                    *n += 1;
+                }
+            }
+            Accumulator::Sum(s) => {
+                if let Some(x) = num {
+                    *s = Some(s.unwrap_or(0.0) + x);
+                }
+            }
+            Accumulator::Min(m) => {
+                if let Some(x) = num {
+                    *m = Some(m.map_or(x, |m| m.min(x)));
+                }
+            }
+            Accumulator::Max(m) => {
+                if let Some(x) = num {
+                    *m = Some(m.map_or(x, |m| m.max(x)));
+                }
+            }
+            Accumulator::Avg { sum, n } => {
+                if let Some(x) = num {
+                    *sum += x;
+                    *n += 1;
+                }
+            }
+            Accumulator::CountDistinct(h) => {
+                if let Some(key) = arg.and_then(Value::to_key) {
+                    h.insert(key.as_bytes());
+                }
+            }
+            Accumulator::Quantile(_, s) => {
+                if let Some(x) = num {
+                    s.insert(x);
+                }
+            }
+            Accumulator::First(f) => {
+                if let Some(x) = num
+                    && f.is_none_or(|(t, s, _)| (time, seq) < (t, s))
+                {
+                    *f = Some((time, seq, x));
+                }
+            }
+            Accumulator::Last(l) => {
+                if let Some(x) = num
+                    && l.is_none_or(|(t, s, _)| (time, seq) > (t, s))
+                {
+                    *l = Some((time, seq, x));
+                }
+            }
+        }
+    }
+
+    /// Folds another window's state of the same measure into this one.
+    pub fn merge(&mut self, other: &Accumulator) {
+        fn pick(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f64> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(f(x, y)),
+                (x, y) => x.or(y),
+            }
+        }
+        match (self, other) {
+            (Accumulator::Count(a), Accumulator::Count(b)) => *a += b,
+            (Accumulator::Sum(a), Accumulator::Sum(b)) => *a = pick(*a, *b, |x, y| x + y),
+            (Accumulator::Min(a), Accumulator::Min(b)) => *a = pick(*a, *b, f64::min),
+            (Accumulator::Max(a), Accumulator::Max(b)) => *a = pick(*a, *b, f64::max),
+            (Accumulator::Avg { sum, n }, Accumulator::Avg { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (Accumulator::CountDistinct(a), Accumulator::CountDistinct(b)) => a.merge(b),
+            (Accumulator::Quantile(_, a), Accumulator::Quantile(_, b)) => a.merge(b),
+            (Accumulator::First(a), Accumulator::First(b)) => {
+                if let Some(o) = b
+                    && a.is_none_or(|m| (o.0, o.1) < (m.0, m.1))
+                {
+                    *a = Some(*o);
+                }
+            }
+            (Accumulator::Last(a), Accumulator::Last(b)) => {
+                if let Some(o) = b
+                    && a.is_none_or(|m| (o.0, o.1) > (m.0, m.1))
+                {
+                    *a = Some(*o);
+                }
+            }
+            // Accumulators of one measure always have the same function.
+            _ => {}
+        }
+    }
+
+    /// The measure's value; `None` is SQL NULL (no input values).
+    pub fn result(&self) -> Option<f64> {
+        match self {
+            Accumulator::Count(n) => Some(*n as f64),
+            Accumulator::Sum(s) | Accumulator::Min(s) | Accumulator::Max(s) => *s,
+            Accumulator::Avg { sum, n } => (*n > 0).then(|| sum / *n as f64),
+            Accumulator::CountDistinct(h) => Some(h.estimate().round()),
+            Accumulator::Quantile(q, s) => s.quantile(*q),
+            Accumulator::First(f) | Accumulator::Last(f) => f.map(|(_, _, v)| v),
+        }
+    }
+}

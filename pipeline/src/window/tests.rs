@@ -1,0 +1,297 @@
+//! Windowed results equal a straightforward batch computation over the same events, for
+//! random streams whose disorder stays within the allowed out-of-orderness.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use helios_schemas::{Event, WindowResult};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Late, WindowedAggregate};
+use crate::spec::{Aggregate, parse};
+
+const MIN: i64 = 60_000_000;
+
+fn aggregate(window: &str, extra: &str) -> Arc<Aggregate> {
+    let text = format!(
+        r#"[[aggregate]]
+name = "a"
+where = "kind <> 'ignored'"
+window = {window}
+group_by = ["subject"]
+measures = {{ n = "count(*)", n_value = "count(value)", total = "sum(value)", low = "min(value)", high = "max(value)", mean = "avg(value)", users = "count_distinct(attrs['user'])", p90 = "quantile(value, 0.9)", first_v = "first(value)", last_v = "last(value)" }}
+{extra}
+"#
+    );
+    let mut spec =
+        parse::<toml::Value>(&text, "t.toml", |_| Ok(())).unwrap_or_else(|d| panic!("{d}"));
+    Arc::new(spec.aggregates.remove(0))
+}
+
+fn event(i: usize, t: i64, rng: &mut StdRng) -> Event {
+    Event {
+        id: format!("e{i}"),
+        source: "test".into(),
+        kind: if rng.random_ratio(1, 10) {
+            "ignored".into()
+        } else {
+            "work".into()
+        },
+        subject: format!("s{}", rng.random_range(0..3)),
+        time: t,
+        received_at: t,
+        attrs: BTreeMap::from([("user".to_string(), format!("u{}", rng.random_range(0..40)))]),
+        value: if rng.random_ratio(1, 8) {
+            None
+        } else {
+            Some(f64::from(rng.random_range(-50..500)))
+        },
+        payload: None,
+    }
+}
+
+/// Events over two hours, each displaced by at most `disorder` from time order.
+fn stream(seed: u64, n: usize, disorder: i64) -> Vec<Event> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut times: Vec<i64> = (0..n).map(|_| rng.random_range(0..120 * MIN)).collect();
+    times.sort_unstable();
+    let mut keyed: Vec<(i64, i64)> = times
+        .into_iter()
+        .map(|t| (t + rng.random_range(0..=disorder), t))
+        .collect();
+    keyed.sort_unstable();
+    keyed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, t))| event(i, t, &mut rng))
+        .collect()
+}
+
+/// Runs the operator as a processor would: watermark = max time seen − `disorder`.
+fn run(agg: &Arc<Aggregate>, events: &[Event], disorder: i64) -> (Vec<WindowResult>, Vec<Late>) {
+    let mut op = WindowedAggregate::new(agg.clone());
+    let (mut out, mut late) = (Vec::new(), Vec::new());
+    let mut max_t = i64::MIN;
+    for (seq, e) in events.iter().enumerate() {
+        if let Err(l) = op.on_event(e, seq as u64) {
+            late.push(l);
+        }
+        max_t = max_t.max(e.time);
+        op.on_watermark(max_t - disorder, &mut out);
+    }
+    op.on_watermark(i64::MAX, &mut out);
+    (out, late)
+}
+
+/// (start, end, subject) -> the events in that window, with their arrival positions.
+type Windows<'e> = BTreeMap<(i64, i64, String), Vec<(usize, &'e Event)>>;
+
+/// The batch computation: windows of each matching event, then exact measures.
+fn batch<'e>(agg: &Aggregate, events: &'e [Event]) -> Windows<'e> {
+    let mut windows: Windows<'e> = BTreeMap::new();
+    let matching: Vec<(usize, &Event)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind != "ignored")
+        .collect();
+    match agg.window {
+        crate::spec::Window::Tumbling { size } => {
+            let size = size.as_micros() as i64;
+            for (i, e) in matching {
+                let s = e.time.div_euclid(size) * size;
+                windows
+                    .entry((s, s + size, e.subject.clone()))
+                    .or_default()
+                    .push((i, e));
+            }
+        }
+        crate::spec::Window::Hopping { size, slide } => {
+            let (size, slide) = (size.as_micros() as i64, slide.as_micros() as i64);
+            for (i, e) in matching {
+                let mut s = e.time.div_euclid(slide) * slide;
+                while s > e.time - size {
+                    windows
+                        .entry((s, s + size, e.subject.clone()))
+                        .or_default()
+                        .push((i, e));
+                    s -= slide;
+                }
+            }
+        }
+        crate::spec::Window::Session { gap } => {
+            let gap = gap.as_micros() as i64;
+            let mut by_key: BTreeMap<String, Vec<(usize, &Event)>> = BTreeMap::new();
+            for (i, e) in matching {
+                by_key.entry(e.subject.clone()).or_default().push((i, e));
+            }
+            for (key, mut evs) in by_key {
+                evs.sort_by_key(|(i, e)| (e.time, *i));
+                let mut current: Vec<(usize, &Event)> = Vec::new();
+                let (mut start, mut end) = (0, 0);
+                for (i, e) in evs {
+                    if !current.is_empty() && e.time > end {
+                        windows.insert((start, end, key.clone()), std::mem::take(&mut current));
+                    }
+                    if current.is_empty() {
+                        start = e.time;
+                        end = e.time + gap;
+                    }
+                    end = end.max(e.time + gap);
+                    current.push((i, e));
+                }
+                if !current.is_empty() {
+                    windows.insert((start, end, key), current);
+                }
+            }
+        }
+    }
+    windows
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * b.abs().max(1.0)
+}
+
+fn check_against_batch(agg: &Arc<Aggregate>, events: &[Event], results: &[WindowResult]) {
+    let finals: BTreeMap<(i64, i64, String), &WindowResult> = results
+        .iter()
+        .filter(|r| r.is_final)
+        .map(|r| {
+            (
+                (r.window_start, r.window_end, r.group["subject"].clone()),
+                r,
+            )
+        })
+        .collect();
+    let expected = batch(agg, events);
+    assert_eq!(
+        finals.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same windows"
+    );
+    for (key, evs) in &expected {
+        let r = finals[key];
+        let values: Vec<f64> = evs.iter().filter_map(|(_, e)| e.value).collect();
+        let m = &r.measures;
+        assert_eq!(r.count, evs.len() as i64, "{key:?}");
+        assert_eq!(m["n"], evs.len() as f64);
+        assert_eq!(m["n_value"], values.len() as f64);
+        if values.is_empty() {
+            for absent in ["total", "low", "high", "mean", "p90", "first_v", "last_v"] {
+                assert!(!m.contains_key(absent), "{absent} is NULL without values");
+            }
+        } else {
+            let sum: f64 = values.iter().sum();
+            assert!(close(m["total"], sum, 1e-9), "sum {key:?}");
+            assert_eq!(
+                m["low"],
+                values.iter().copied().fold(f64::INFINITY, f64::min)
+            );
+            assert_eq!(
+                m["high"],
+                values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            );
+            assert!(close(m["mean"], sum / values.len() as f64, 1e-9));
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let exact = sorted[(0.9_f64 * (sorted.len() - 1) as f64).floor() as usize];
+            assert!(
+                (m["p90"] - exact).abs() <= 0.01 * exact.abs() + 1e-9,
+                "p90 {} vs {exact}",
+                m["p90"]
+            );
+            let with_value: Vec<&(usize, &Event)> =
+                evs.iter().filter(|(_, e)| e.value.is_some()).collect();
+            let first = with_value.iter().min_by_key(|(i, e)| (e.time, *i)).unwrap();
+            let last = with_value.iter().max_by_key(|(i, e)| (e.time, *i)).unwrap();
+            assert_eq!(m["first_v"], first.1.value.unwrap());
+            assert_eq!(m["last_v"], last.1.value.unwrap());
+        }
+        let users: BTreeSet<&String> = evs.iter().map(|(_, e)| &e.attrs["user"]).collect();
+        let est = m["users"];
+        assert!(
+            (est - users.len() as f64).abs() <= (0.05_f64 * users.len() as f64).max(1.0),
+            "distinct {est} vs {}",
+            users.len()
+        );
+    }
+}
+
+#[test]
+fn windows_equal_the_batch_computation() {
+    let disorder = 2 * MIN;
+    let windows = [
+        r#"{ type = "tumbling", size = "10m" }"#,
+        r#"{ type = "hopping", size = "15m", slide = "5m" }"#,
+        r#"{ type = "session", gap = "3m" }"#,
+    ];
+    for window in windows {
+        let agg = aggregate(window, "");
+        for seed in 0..12 {
+            let events = stream(seed, 600, disorder);
+            let (results, late) = run(&agg, &events, disorder);
+            assert!(
+                late.is_empty(),
+                "{window} seed {seed}: disorder within bounds is never late: {late:?}"
+            );
+            check_against_batch(&agg, &events, &results);
+        }
+    }
+}
+
+#[test]
+fn same_input_same_output() {
+    let agg = aggregate(
+        r#"{ type = "hopping", size = "15m", slide = "5m" }"#,
+        "emit_every = \"5m\"",
+    );
+    let events = stream(7, 800, MIN);
+    let (a, _) = run(&agg, &events, MIN);
+    let (b, _) = run(&agg, &events, MIN);
+    assert_eq!(a, b);
+    // Early results carry increasing versions under one id; the final one is the last.
+    let mut by_id: BTreeMap<&str, Vec<&WindowResult>> = BTreeMap::new();
+    for r in &a {
+        by_id.entry(&r.id).or_default().push(r);
+    }
+    assert!(
+        by_id.values().any(|v| v.len() > 1),
+        "some windows had early results"
+    );
+    for versions in by_id.values() {
+        assert!(
+            versions
+                .windows(2)
+                .all(|w| w[0].version < w[1].version && !w[0].is_final)
+        );
+        assert!(versions.last().unwrap().is_final);
+    }
+}
+
+#[test]
+fn late_events_are_returned_not_dropped_and_lateness_is_honoured() {
+    let agg = aggregate(
+        r#"{ type = "tumbling", size = "10m" }"#,
+        "allowed_lateness = \"5m\"",
+    );
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut op = WindowedAggregate::new(agg);
+    let mut out = Vec::new();
+    let mut e = event(0, 5 * MIN, &mut rng);
+    e.kind = "work".into();
+    op.on_event(&e, 0).unwrap();
+    // Watermark past the window end but within the lateness: still open, no final yet.
+    op.on_watermark(12 * MIN, &mut out);
+    assert!(out.is_empty());
+    e.time = 6 * MIN;
+    op.on_event(&e, 1).expect("within allowed lateness");
+    op.on_watermark(15 * MIN, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].count, 2);
+    // Now the window is closed: a later event for it is late, with a reason.
+    e.time = 7 * MIN;
+    let late = op.on_event(&e, 2).unwrap_err();
+    assert!(late.reason.contains("closed"), "{}", late.reason);
+    assert_eq!(op.open_windows(), 0);
+}
