@@ -509,40 +509,52 @@ fn comparable(node: &E, a: Type, b: Type) -> Result<(), ExprError> {
     }
 }
 
-pub(super) fn expect_bool(node: &E, ty: Type, what: &str) -> Result<(), ExprError> {
-    if matches!(ty, Type::Bool | Type::Null) {
+/// What an operand must be: (accepts, "needs …" wording, hint).
+type Expectation = (fn(Type) -> bool, &'static str, &'static str);
+
+const BOOLEAN: Expectation = (
+    |t| matches!(t, Type::Bool | Type::Null),
+    "a boolean",
+    "compare it first, e.g. `value > 0`",
+);
+const NUMBER: Expectation = (
+    Type::is_numeric,
+    "a number",
+    "convert text with CAST(... AS double)",
+);
+const TEXT: Expectation = (
+    |t| matches!(t, Type::Text | Type::Null),
+    "text",
+    "convert with CAST(... AS varchar)",
+);
+
+fn expect(
+    node: &E,
+    ty: Type,
+    what: &str,
+    (accepts, needs, hint): Expectation,
+) -> Result<(), ExprError> {
+    if accepts(ty) {
         Ok(())
     } else {
         Err(error(
             node,
-            format!("{what} needs a boolean, but this is {ty}"),
-            Some("compare it first, e.g. `value > 0`"),
+            format!("{what} needs {needs}, but this is {ty}"),
+            Some(hint),
         ))
     }
+}
+
+pub(super) fn expect_bool(node: &E, ty: Type, what: &str) -> Result<(), ExprError> {
+    expect(node, ty, what, BOOLEAN)
 }
 
 pub(super) fn expect_numeric(node: &E, ty: Type, what: &str) -> Result<(), ExprError> {
-    if ty.is_numeric() {
-        Ok(())
-    } else {
-        Err(error(
-            node,
-            format!("{what} needs a number, but this is {ty}"),
-            Some("convert text with CAST(... AS double)"),
-        ))
-    }
+    expect(node, ty, what, NUMBER)
 }
 
 pub(super) fn expect_text(node: &E, ty: Type, what: &str) -> Result<(), ExprError> {
-    if matches!(ty, Type::Text | Type::Null) {
-        Ok(())
-    } else {
-        Err(error(
-            node,
-            format!("{what} needs text, but this is {ty}"),
-            Some("convert with CAST(... AS varchar)"),
-        ))
-    }
+    expect(node, ty, what, TEXT)
 }
 
 fn in_list(x: &E, list: &[E], negated: bool) -> Result<Compiled, ExprError> {
