@@ -2,8 +2,11 @@
 //! validation, SQL expressions over events, and (growing) windows, aggregates, rules and
 //! the processor runtime.
 
+pub mod checkpoint;
 mod error;
 pub mod expr;
+pub mod rules;
+pub mod runtime;
 pub mod spec;
 pub mod window;
 
