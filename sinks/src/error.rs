@@ -124,6 +124,31 @@ pub enum SinkError {
         reason: String,
     },
 
+    /// The embedded Parquet store could not read or write its files.
+    #[error(
+        "Parquet store at {path}: {action} failed: {reason}; check the data dir's free space \
+         and permissions; retrying helps once that is fixed (the sink retries by itself)"
+    )]
+    Parquet {
+        /// The file or folder.
+        path: String,
+        /// What the store was doing.
+        action: String,
+        /// The underlying error.
+        reason: String,
+    },
+
+    /// A query on the embedded store failed.
+    #[error(
+        "query on the embedded store failed: {reason}; SQL: {sql}; check table and column names (retrying will not help)"
+    )]
+    Query {
+        /// The SQL text.
+        sql: String,
+        /// DataFusion's complaint.
+        reason: String,
+    },
+
     /// An operation kept failing past its retry budget.
     #[error("{action} still failing after {attempts} attempts over {elapsed:?}: {last}")]
     GaveUp {
@@ -147,11 +172,12 @@ impl SinkError {
         match self {
             SinkError::Config { .. } | SinkError::SchemaTooNew { .. } => Fault::User,
             SinkError::MigrationChanged { .. } => Fault::Internal,
-            SinkError::ClickHouseRejected { .. } => Fault::User,
+            SinkError::ClickHouseRejected { .. } | SinkError::Query { .. } => Fault::User,
             SinkError::ClickHouseUnavailable { .. }
             | SinkError::Log { .. }
             | SinkError::Webhook { .. }
-            | SinkError::NotifyState { .. } => Fault::External,
+            | SinkError::NotifyState { .. }
+            | SinkError::Parquet { .. } => Fault::External,
             SinkError::GaveUp { last, .. } => last.fault(),
         }
     }
@@ -162,11 +188,13 @@ impl SinkError {
             SinkError::ClickHouseUnavailable { .. }
             | SinkError::Log { .. }
             | SinkError::Webhook { .. }
-            | SinkError::NotifyState { .. } => true,
+            | SinkError::NotifyState { .. }
+            | SinkError::Parquet { .. } => true,
             SinkError::Config { .. }
             | SinkError::ClickHouseRejected { .. }
             | SinkError::SchemaTooNew { .. }
             | SinkError::MigrationChanged { .. }
+            | SinkError::Query { .. }
             | SinkError::GaveUp { .. } => false,
         }
     }
@@ -180,6 +208,18 @@ impl SinkError {
             what: what.into(),
             value: value.into(),
             hint,
+        }
+    }
+
+    pub(crate) fn parquet(
+        path: &std::path::Path,
+        action: impl Into<String>,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        SinkError::Parquet {
+            path: path.display().to_string(),
+            action: action.into(),
+            reason: reason.to_string(),
         }
     }
 

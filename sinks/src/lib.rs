@@ -1,9 +1,12 @@
 //! `helios-sinks` owns the stage after the processors: loading output topics into the
 //! store, and telling people about alerts.
 //!
-//! - [`clickhouse`]: the ClickHouse store: migrations, retention, the sink (a consumer
-//!   group on the output topics that commits only after ClickHouse acknowledged) and the
+//! - [`sink`]: the sink loop, a consumer group on the output topics that commits only after
+//!   the store acknowledged; shared by every store through the [`store::Store`] trait.
+//! - [`clickhouse`]: the ClickHouse store: migrations, retention, inserts and the
 //!   deduplicating read helpers.
+//! - [`parquet`]: the embedded store: the same tables as Parquet files in the data dir,
+//!   partitioned by day, compacted in the background, queried with DataFusion.
 //! - [`notify`]: alert notifications to webhooks (generic JSON and Slack), sent once per
 //!   alert state change, with the delivery record kept in the data dir.
 //! - [`spec`]: the sink's own description of the aggregates and retention it stores.
@@ -16,8 +19,13 @@ mod backoff;
 pub mod clickhouse;
 mod error;
 pub mod notify;
+pub mod parquet;
+pub mod sink;
 pub mod spec;
+pub mod store;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use error::{Fault, Result, SinkError};
+pub use sink::{Decoders, Sink, SinkConfig, SinkMetrics, SinkStats, SinkTopics};
 pub use spec::{AggregateSpec, Retention, StoreSpec};
+pub use store::{Rows, Store};

@@ -1,18 +1,17 @@
-//! The ClickHouse sink: one consumer-group member reading the output topics and loading
-//! them into the tables of [`super::migrations`].
+//! The sink loop, shared by every store ([`crate::store::Store`]): one consumer-group
+//! member reading the output topics and loading them into the store's tables.
 //!
 //! The loop: poll up to the room left in the buffer, decode each record into its table's
 //! rows, and flush when the buffer holds `batch_rows` rows or its oldest row is
-//! `batch_interval` old. A flush inserts each table's rows (one RowBinary insert per table),
-//! and only when every insert was acknowledged commits the offsets past the flushed
-//! records. A failed insert is retried with exponential backoff and jitter, and while it
-//! fails the sink does not poll: the buffer never grows past `max_buffered_rows`, the log
-//! keeps the records, and nothing is dropped. A repeat after a crash or a retried insert is
-//! harmless: rows carry the records' deterministic ids and every table deduplicates by id
-//! (and version), see [`super::query`].
+//! `batch_interval` old. A flush hands the rows to the store, and only when the store
+//! acknowledged all of them commits the offsets past the flushed records. A failed write is
+//! retried with exponential backoff and jitter, and while it fails the sink does not poll:
+//! the buffer never grows past `max_buffered_rows`, the log keeps the records, and nothing
+//! is dropped. A repeat after a crash or a retried write is harmless: rows carry the
+//! records' deterministic ids and every table deduplicates by id (and version) on read.
 //!
 //! A record that cannot be decoded, or a window result that does not fit its aggregate's
-//! table, is not skipped: it becomes a row of `dead_letters` (stage `sink/clickhouse`, the
+//! table, is not skipped: it becomes a row of `dead_letters` (stage `sink/<store>`, the
 //! original bytes, topic, partition and offset) and its offset is committed with the rest.
 //!
 //! On Kafka a member that does not poll for `max.poll.interval.ms` leaves its group; after
@@ -23,8 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use clickhouse::Row;
 use helios_log::{ConsumedRecord, ConsumerConfig, Log, LogConsumer, TopicPartition};
 use helios_schemas::{
     Alert, DeadLetter, EventCodec, Insight, RecordCodec, SchemaSource, WindowResult,
@@ -33,15 +30,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::ClickHouse;
-use super::retention;
-use super::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
 use crate::backoff::RetryPolicy;
+use crate::clickhouse::rows::{AggregateRows, DeadLetterRow};
 use crate::error::{Result, SinkError};
-use crate::spec::StoreSpec;
-
-/// Stage name written into the dead letters this sink makes.
-pub const STAGE: &str = "sink/clickhouse";
+use crate::store::{Rows, Store};
 
 /// Which topic feeds which table. A `None` topic is not read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +119,8 @@ pub struct SinkConfig {
     /// Topics to read.
     #[serde(default)]
     pub topics: SinkTopics,
-    /// Flush once this many rows are buffered (ClickHouse prefers thousands per insert).
+    /// Flush once this many rows are buffered (ClickHouse prefers thousands per insert,
+    /// and Parquet files of thousands of rows compress well).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
     /// Flush once the oldest buffered row is this old, ms (about one insert per second).
@@ -142,13 +135,13 @@ pub struct SinkConfig {
     /// Spacing of retries of inserts and commits.
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// How often retention is enforced, s.
+    /// How often the store's upkeep (retention, compaction) runs, s.
     #[serde(default = "default_retention_every_s")]
     pub retention_every_s: u64,
 }
 
 fn default_group() -> String {
-    "helios-sink-clickhouse".to_owned()
+    "helios-sink".to_owned()
 }
 fn default_batch_rows() -> usize {
     5_000
@@ -252,15 +245,15 @@ pub struct SinkMetrics {
 pub struct SinkStats {
     /// Records read from the log.
     pub records_in: u64,
-    /// Rows acknowledged by ClickHouse.
+    /// Rows acknowledged by the store.
     pub rows_out: u64,
-    /// Flushes completed (inserts acknowledged and offsets committed).
+    /// Flushes completed (writes acknowledged and offsets committed).
     pub batches: u64,
-    /// Sum of flush latencies (first insert to commit), µs.
+    /// Sum of flush latencies (first write to commit), µs.
     pub batch_latency_us_sum: u64,
     /// Longest flush, µs.
     pub batch_latency_us_max: u64,
-    /// Failed inserts, commits or polls.
+    /// Failed writes, commits or polls.
     pub errors: u64,
     /// Retries after such failures.
     pub retries: u64,
@@ -291,40 +284,30 @@ impl SinkMetrics {
 /// Rows waiting for the next flush, per table, and the offsets they came from.
 #[derive(Debug, Default)]
 struct Batch {
-    events: Vec<EventRow>,
-    aggregates: BTreeMap<String, AggregateRows>,
-    alerts: Vec<AlertRow>,
-    insights: Vec<InsightRow>,
-    dead_letters: Vec<DeadLetterRow>,
+    tables: Rows,
     /// Next offset to read per partition once this batch is stored.
     offsets: BTreeMap<TopicPartition, u64>,
     rows: usize,
     oldest: Option<Instant>,
 }
 
-/// The ClickHouse sink. Build with [`ClickHouseSink::new`], run with [`ClickHouseSink::run`].
+/// A sink: the loop above, writing to one [`Store`]. Build with [`Sink::new`], run with
+/// [`Sink::run`].
 #[derive(Debug)]
-pub struct ClickHouseSink {
-    ch: ClickHouse,
-    spec: StoreSpec,
+pub struct Sink {
+    store: Arc<dyn Store>,
     config: SinkConfig,
     decoders: Decoders,
     metrics: Arc<SinkMetrics>,
 }
 
-impl ClickHouseSink {
-    /// A sink writing to `ch` the tables of `spec`, decoding with `decoders`.
-    pub fn new(
-        ch: ClickHouse,
-        spec: StoreSpec,
-        config: SinkConfig,
-        decoders: Decoders,
-    ) -> Result<Self> {
-        spec.validate()?;
+impl Sink {
+    /// A sink writing to `store`, decoding with `decoders`.
+    pub fn new(store: Arc<dyn Store>, config: SinkConfig, decoders: Decoders) -> Result<Self> {
+        store.spec().validate()?;
         config.validate()?;
-        Ok(ClickHouseSink {
-            ch,
-            spec,
+        Ok(Sink {
+            store,
             config,
             decoders,
             metrics: Arc::new(SinkMetrics::default()),
@@ -350,13 +333,7 @@ impl ClickHouseSink {
                 group: group.clone(),
                 source,
             })?;
-        info!(
-            group,
-            ?topics,
-            url = self.ch.url(),
-            database = self.ch.database(),
-            "ClickHouse sink started."
-        );
+        info!(group, ?topics, store = %self.store.describe(), "Sink started.");
         let interval = Duration::from_millis(self.config.batch_interval_ms);
         let retention_every = Duration::from_secs(self.config.retention_every_s.max(1));
         let mut next_retention = Instant::now();
@@ -366,13 +343,13 @@ impl ClickHouseSink {
                 if batch.rows > 0 || !batch.offsets.is_empty() {
                     let _ = self.flush(consumer.as_mut(), &mut batch, None).await;
                 }
-                info!(group, stats = ?self.metrics.snapshot(), "ClickHouse sink stopped.");
+                info!(group, stats = ?self.metrics.snapshot(), "Sink stopped.");
                 return Ok(());
             }
             if Instant::now() >= next_retention {
                 next_retention = Instant::now() + retention_every;
-                if let Err(e) = retention::apply(&self.ch, &self.spec).await {
-                    warn!(error = %e, "Could not enforce retention; trying again later.");
+                if let Err(e) = self.store.maintain().await {
+                    warn!(error = %e, "Store upkeep (retention, compaction) failed; trying again later.");
                 }
             }
             let due = batch.oldest.is_some_and(|t| t.elapsed() >= interval);
@@ -461,26 +438,31 @@ impl ClickHouseSink {
         let bytes = &record.value;
         match kind {
             TopicKind::Events => batch
+                .tables
                 .events
                 .push(d.events.decode_async(bytes).await?.into()),
             TopicKind::Alerts => batch
+                .tables
                 .alerts
                 .push(d.alerts.decode_async(bytes).await?.into()),
             TopicKind::Insights => batch
+                .tables
                 .insights
                 .push(d.insights.decode_async(bytes).await?.into()),
             TopicKind::DeadLetters => batch
+                .tables
                 .dead_letters
                 .push(d.dead_letters.decode_async(bytes).await?.into()),
             TopicKind::Aggregates => {
                 let result = d.windows.decode_async(bytes).await?;
-                let Some(spec) = self.spec.aggregate(&result.aggregate) else {
+                let Some(spec) = self.store.spec().aggregate(&result.aggregate) else {
                     return Err(DecodeError::Unfit(format!(
                         "aggregate `{}` is not in the sink spec; add it to the spec and run migrations",
                         result.aggregate
                     )));
                 };
                 let rows = batch
+                    .tables
                     .aggregates
                     .entry(spec.name.clone())
                     .or_insert_with(|| AggregateRows::new(spec.clone()));
@@ -494,12 +476,13 @@ impl ClickHouseSink {
         self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
         warn!(topic = %record.topic, partition = record.partition, offset = record.offset,
             reason, "Record cannot be stored; writing it to dead_letters.");
-        batch.dead_letters.push(DeadLetterRow {
+        let stage = self.store.stage();
+        batch.tables.dead_letters.push(DeadLetterRow {
             id: format!(
-                "{STAGE}:{}:{}:{}",
+                "{stage}:{}:{}:{}",
                 record.topic, record.partition, record.offset
             ),
-            stage: STAGE.to_owned(),
+            stage: stage.to_owned(),
             reason,
             original: record.value.to_vec(),
             topic: Some(record.topic.to_string()),
@@ -523,7 +506,7 @@ impl ClickHouseSink {
         let rows = batch.rows;
         let mut backoff = self.config.retry.backoff();
         loop {
-            let attempt = match self.store(batch).await {
+            let attempt = match self.store.write(&mut batch.tables).await {
                 Ok(()) => self.commit(consumer, batch).await,
                 Err(e) => Err(e),
             };
@@ -535,7 +518,7 @@ impl ClickHouseSink {
                         return Err(e);
                     };
                     if !e.retryable() {
-                        warn!(error = %e, "ClickHouse sink stopping: the error will not go away by retrying.");
+                        warn!(error = %e, "Sink stopping: the error will not go away by retrying.");
                         return Err(e);
                     }
                     let delay = backoff.next_delay();
@@ -559,22 +542,6 @@ impl ClickHouseSink {
         m.buffered_rows.store(0, Ordering::Relaxed);
         debug!(rows, latency_us = us, "Flushed a batch.");
         *batch = Batch::default();
-        Ok(())
-    }
-
-    /// Inserts every table's rows; a table whose insert was acknowledged is emptied, so a
-    /// retry sends only what is still missing.
-    async fn store(&self, batch: &mut Batch) -> Result<()> {
-        insert_typed(&self.ch, "events", &mut batch.events).await?;
-        insert_typed(&self.ch, "alerts", &mut batch.alerts).await?;
-        insert_typed(&self.ch, "insights", &mut batch.insights).await?;
-        insert_typed(&self.ch, "dead_letters", &mut batch.dead_letters).await?;
-        while let Some((name, rows)) = batch.aggregates.pop_first() {
-            if let Err(e) = insert_aggregate(&self.ch, &rows).await {
-                batch.aggregates.insert(name, rows);
-                return Err(e);
-            }
-        }
         Ok(())
     }
 
@@ -627,58 +594,4 @@ fn transient_decode_error(e: &DecodeError) -> bool {
             helios_schemas::Error::Remote { .. } | helios_schemas::Error::Io { .. }
         )
     )
-}
-
-const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn insert_typed<T>(ch: &ClickHouse, table: &str, rows: &mut Vec<T>) -> Result<()>
-where
-    T: Row + Serialize + for<'a> clickhouse::RowWrite<Value<'a> = T>,
-{
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let action = || format!("inserting {} rows into {table}", rows.len());
-    let mut insert = ch
-        .client()
-        .insert::<T>(table)
-        .await
-        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?
-        .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
-    for row in rows.iter() {
-        insert
-            .write(row)
-            .await
-            .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?;
-    }
-    insert
-        .end()
-        .await
-        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?;
-    rows.clear();
-    Ok(())
-}
-
-async fn insert_aggregate(ch: &ClickHouse, rows: &AggregateRows) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let table = rows.spec().table();
-    let action = || format!("inserting {} rows into {table}", rows.len());
-    let sql = format!(
-        "INSERT INTO `{table}` ({}) FORMAT RowBinary",
-        rows.columns()
-    );
-    let mut insert = ch
-        .client()
-        .insert_formatted_with(sql)
-        .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
-    insert
-        .send(Bytes::copy_from_slice(rows.bytes()))
-        .await
-        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))?;
-    insert
-        .end()
-        .await
-        .map_err(|e| SinkError::clickhouse(ch.url(), action(), e))
 }

@@ -13,12 +13,13 @@ use common::*;
 use helios_log::Record;
 use helios_schemas::AlertState;
 use helios_sinks::clickhouse::ClickHouse;
+use helios_sinks::clickhouse::ClickHouseStore;
 use helios_sinks::clickhouse::migrations::{self, latest_version};
 use helios_sinks::clickhouse::query::{self, TimeRange};
 use helios_sinks::clickhouse::retention;
 use helios_sinks::clickhouse::rows::EventRow;
-use helios_sinks::clickhouse::sink::{ClickHouseSink, Decoders, SinkConfig, SinkMetrics};
 use helios_sinks::{AggregateSpec, RetryPolicy, SinkError, StoreSpec};
+use helios_sinks::{Decoders, Sink, SinkConfig, SinkMetrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -63,9 +64,8 @@ impl Running {
 }
 
 fn start_sink(stage: &Stage, ch: &ClickHouse, spec: StoreSpec, config: SinkConfig) -> Running {
-    let sink = ClickHouseSink::new(
-        ch.clone(),
-        spec,
+    let sink = Sink::new(
+        Arc::new(ClickHouseStore::new(ch.clone(), spec).unwrap()),
         config,
         Decoders::new(stage.registry.clone()),
     )

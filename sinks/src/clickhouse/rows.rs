@@ -191,13 +191,13 @@ impl From<DeadLetter> for DeadLetterRow {
     }
 }
 
-/// Rows for one `agg_<name>` table, RowBinary-encoded in the column order of
-/// [`AggregateRows::columns`].
+/// Results for one `agg_<name>` table, checked against the aggregate's spec. The
+/// ClickHouse store encodes them as RowBinary in the column order of
+/// [`AggregateRows::columns`]; the Parquet store builds Arrow columns from them.
 #[derive(Debug, Clone)]
 pub struct AggregateRows {
     spec: AggregateSpec,
-    buf: Vec<u8>,
-    rows: usize,
+    results: Vec<WindowResult>,
 }
 
 /// Why a window result does not fit its aggregate's table.
@@ -209,8 +209,7 @@ impl AggregateRows {
     pub fn new(spec: AggregateSpec) -> Self {
         AggregateRows {
             spec,
-            buf: Vec::new(),
-            rows: 0,
+            results: Vec::new(),
         }
     }
 
@@ -247,42 +246,49 @@ impl AggregateRows {
                 self.spec.name
             )));
         }
-        let b = &mut self.buf;
-        put_string(b, &r.id);
-        b.extend_from_slice(&r.window_start.to_le_bytes());
-        b.extend_from_slice(&r.window_end.to_le_bytes());
-        for k in &self.spec.group_by {
-            put_string(b, r.group.get(k).map_or("", String::as_str));
-        }
-        for m in &self.spec.measures {
-            match r.measures.get(m) {
-                Some(v) => {
-                    b.push(0);
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
-                None => b.push(1),
-            }
-        }
-        b.extend_from_slice(&r.count.to_le_bytes());
-        b.extend_from_slice(&(r.version.max(0) as u32).to_le_bytes());
-        b.push(u8::from(r.is_final));
-        self.rows += 1;
+        self.results.push(r.clone());
         Ok(())
+    }
+
+    /// The results appended, in order.
+    pub fn results(&self) -> &[WindowResult] {
+        &self.results
     }
 
     /// Rows appended.
     pub fn len(&self) -> usize {
-        self.rows
+        self.results.len()
     }
 
     /// True when nothing was appended.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.results.is_empty()
     }
 
-    /// The encoded rows.
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
+    /// The rows as RowBinary, in the column order of [`AggregateRows::columns`].
+    pub fn row_binary(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.results.len() * 64);
+        for r in &self.results {
+            put_string(&mut b, &r.id);
+            b.extend_from_slice(&r.window_start.to_le_bytes());
+            b.extend_from_slice(&r.window_end.to_le_bytes());
+            for k in &self.spec.group_by {
+                put_string(&mut b, r.group.get(k).map_or("", String::as_str));
+            }
+            for m in &self.spec.measures {
+                match r.measures.get(m) {
+                    Some(v) => {
+                        b.push(0);
+                        b.extend_from_slice(&v.to_le_bytes());
+                    }
+                    None => b.push(1),
+                }
+            }
+            b.extend_from_slice(&r.count.to_le_bytes());
+            b.extend_from_slice(&(r.version.max(0) as u32).to_le_bytes());
+            b.push(u8::from(r.is_final));
+        }
+        b
     }
 }
 
@@ -376,7 +382,7 @@ mod tests {
         expected.extend(3i64.to_le_bytes());
         expected.extend(1u32.to_le_bytes());
         expected.push(1);
-        assert_eq!(rows.bytes(), expected.as_slice());
+        assert_eq!(rows.row_binary(), expected);
         r.measures.insert("p99".into(), 1.0);
         assert!(rows.push(&r).is_err());
         assert_eq!(rows.len(), 1);

@@ -1,0 +1,427 @@
+//! The sink loop on the embedded Parquet store, queried with DataFusion: rows land in the
+//! same tables as in ClickHouse, a replay leaves query results unchanged, compaction and
+//! retention keep the results, and a crash's leftovers are ignored.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use helios_log::Record;
+use helios_schemas::AlertState;
+use helios_sinks::parquet::query::{self, collect, pretty, scalar_u64};
+use helios_sinks::parquet::{ParquetConfig, ParquetStore};
+use helios_sinks::{
+    AggregateSpec, Decoders, Retention, RetryPolicy, Sink, SinkConfig, SinkMetrics, StoreSpec,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+fn spec() -> StoreSpec {
+    StoreSpec {
+        aggregates: vec![AggregateSpec::new(
+            "ci_runs",
+            &["repo"],
+            &["duration_sum", "duration_max"],
+        )],
+        ..StoreSpec::default()
+    }
+}
+
+fn config(group: &str) -> SinkConfig {
+    SinkConfig {
+        group: group.to_owned(),
+        batch_interval_ms: 100,
+        retry: RetryPolicy {
+            initial_ms: 50,
+            max_ms: 500,
+        },
+        ..SinkConfig::default()
+    }
+}
+
+struct Running {
+    handle: JoinHandle<helios_sinks::Result<()>>,
+    stop: watch::Sender<bool>,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("sink stops within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn open_store(dir: &Path, spec: StoreSpec) -> ParquetStore {
+    ParquetStore::open(ParquetConfig::new(dir), spec).unwrap()
+}
+
+fn start_sink(stage: &Stage, store: &ParquetStore, config: SinkConfig) -> Running {
+    let sink = Sink::new(
+        Arc::new(store.clone()),
+        config,
+        Decoders::new(stage.registry.clone()),
+    )
+    .unwrap();
+    let metrics = sink.metrics();
+    let (stop, rx) = watch::channel(false);
+    let log = stage.log.clone();
+    let handle = tokio::spawn(async move { sink.run(&log, rx).await });
+    Running {
+        handle,
+        stop,
+        metrics,
+    }
+}
+
+async fn flushed(metrics: &SinkMetrics, rows: u64) {
+    wait_for(
+        &format!("{rows} rows flushed"),
+        Duration::from_secs(60),
+        || async { (metrics.snapshot().rows_out >= rows).then_some(()) },
+    )
+    .await
+}
+
+fn script() -> Script {
+    Script {
+        events: (0..30)
+            .map(|i| event(i, if i.is_multiple_of(2) { "github" } else { "ci" }))
+            .collect(),
+        windows: vec![
+            window("helios", 0, 1, 10.0, 2),
+            window("helios", 0, 2, 30.0, 3),
+            window("atlas", 0, 1, 5.0, 1),
+            window("helios", 1, 1, 7.0, 1),
+        ],
+        alerts: vec![
+            alert("ci_failing|repo=helios|1", AlertState::Firing, T0 + MINUTE),
+            alert(
+                "ci_failing|repo=helios|1",
+                AlertState::Resolved,
+                T0 + 5 * MINUTE,
+            ),
+            alert(
+                "ci_failing|repo=atlas|1",
+                AlertState::Firing,
+                T0 + 2 * MINUTE,
+            ),
+        ],
+        insights: (0..3).map(insight).collect(),
+        dead_letters: vec![dead_letter(1)],
+    }
+}
+
+fn rows(s: &Script) -> u64 {
+    (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
+        as u64
+}
+
+/// Every table as the deduplicating views show it, ordered by id.
+async fn snapshot(store: &ParquetStore) -> Vec<String> {
+    let ctx = store.session().await.unwrap();
+    let mut out = Vec::new();
+    for table in [
+        "events",
+        "agg_ci_runs",
+        "alerts",
+        "insights",
+        "dead_letters",
+    ] {
+        out.push(
+            pretty(&ctx, &format!("SELECT * FROM {table} ORDER BY id"))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+async fn count(store: &ParquetStore, sql: &str) -> u64 {
+    let ctx = store.session().await.unwrap();
+    scalar_u64(&ctx, sql).await.unwrap()
+}
+
+fn parquet_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in walk(dir) {
+        if entry.extension().is_some_and(|x| x == "parquet") {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_stream_lands_in_the_same_tables_as_clickhouse() {
+    let stage = Stage::new().await;
+    let s = script();
+    stage.write(&s).await;
+    stage
+        .append(EVENTS, vec![Record::keyed("bad", b"not avro".to_vec())])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), spec());
+    let sink = start_sink(&stage, &store, config("landing"));
+    flushed(&sink.metrics, rows(&s) + 1).await;
+    sink.stop().await;
+
+    let ctx = store.session().await.unwrap();
+    assert_eq!(
+        scalar_u64(&ctx, "SELECT count(*) FROM events")
+            .await
+            .unwrap(),
+        30
+    );
+    assert_eq!(
+        scalar_u64(&ctx, "SELECT count(*) FROM events WHERE source = 'github'")
+            .await
+            .unwrap(),
+        15
+    );
+    // Every field of an event survives, attrs as parallel arrays like in ClickHouse.
+    let one = pretty(
+        &ctx,
+        "SELECT id, kind, subject, time, attr_keys, attr_values, value, payload \
+         FROM events WHERE id = 'ev-github-6'",
+    )
+    .await
+    .unwrap();
+    assert!(one.contains("| ev-github-6 | ci.run | repo-0  | 1767225606000000 | [branch, n] | [main, 6]   | 9.0   | {\"i\":6} |"), "{one}");
+    // Aggregates: one row per window id, the newest version.
+    let windows = pretty(
+        &ctx,
+        "SELECT id, repo, duration_sum, \"count\", version, \"final\" FROM agg_ci_runs ORDER BY window_start, id",
+    )
+    .await
+    .unwrap();
+    let expected = "\
++-----------------------+--------+--------------+-------+---------+-------+
+| id                    | repo   | duration_sum | count | version | final |
++-----------------------+--------+--------------+-------+---------+-------+
+| ci_runs|repo=atlas|0  | atlas  | 5.0          | 1     | 1       | 0     |
+| ci_runs|repo=helios|0 | helios | 30.0         | 3     | 2       | 1     |
+| ci_runs|repo=helios|1 | helios | 7.0          | 1     | 1       | 0     |
++-----------------------+--------+--------------+-------+---------+-------+";
+    assert_eq!(windows, expected);
+    // Alerts: the latest state of each.
+    let alerts = pretty(&ctx, "SELECT id, state FROM alerts ORDER BY id")
+        .await
+        .unwrap();
+    assert!(
+        alerts.contains("| ci_failing|repo=atlas|1  | firing   |")
+            && alerts.contains("| ci_failing|repo=helios|1 | resolved |"),
+        "{alerts}"
+    );
+    assert_eq!(
+        scalar_u64(&ctx, "SELECT count(*) FROM insights")
+            .await
+            .unwrap(),
+        3
+    );
+    // The garbage record became a dead letter of this sink, next to the one from the topic.
+    let dl = pretty(&ctx, "SELECT stage, topic FROM dead_letters ORDER BY stage")
+        .await
+        .unwrap();
+    assert!(
+        dl.contains("| ingest       |") && dl.contains("| sink/parquet | helios.events |"),
+        "{dl}"
+    );
+    // Files sit in day folders of the time column.
+    assert!(dir.path().join("events/day=2026-01-01").is_dir());
+}
+
+/// Done-when 3 on the embedded store: the same output records replayed (as after a crash,
+/// by a member that lost its offsets) leave every query result unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_same_records_leaves_results_unchanged() {
+    let stage = Stage::new().await;
+    let s = script();
+    stage.write(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), spec());
+    let first = start_sink(&stage, &store, config("replay-1"));
+    flushed(&first.metrics, rows(&s)).await;
+    first.stop().await;
+    let before = snapshot(&store).await;
+
+    stage.write(&s).await;
+    let second = start_sink(&stage, &store, config("replay-2"));
+    flushed(&second.metrics, 2 * rows(&s)).await;
+    second.stop().await;
+
+    let after = snapshot(&store).await;
+    assert_eq!(after, before);
+    assert_eq!(count(&store, "SELECT count(*) FROM events").await, 30);
+    // The copies are on disk (three of each event); the views keep one.
+    assert_eq!(count(&store, "SELECT count(*) FROM raw.events").await, 90);
+    assert_eq!(
+        count(&store, "SELECT count(DISTINCT id) FROM raw.events").await,
+        30
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_small_files_and_keeps_results() {
+    let stage = Stage::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), spec());
+    let sink = start_sink(&stage, &store, config("compact"));
+    // Ten flushes, ten small files in one day of events.
+    for round in 0..10 {
+        let part = Script {
+            events: (round * 5..round * 5 + 5).map(|i| event(i, "ci")).collect(),
+            ..Script::default()
+        };
+        stage.write(&part).await;
+        flushed(&sink.metrics, (round as u64 + 1) * 5).await;
+    }
+    sink.stop().await;
+    let day = dir.path().join("events/day=2026-01-01");
+    let files = parquet_files(&day);
+    assert!(files >= 10, "{files}");
+    let before = snapshot(&store).await;
+
+    assert_eq!(store.compact_now().await.unwrap(), files);
+    assert_eq!(parquet_files(&day), 1);
+    assert_eq!(snapshot(&store).await, before);
+    assert_eq!(count(&store, "SELECT count(*) FROM raw.events").await, 50);
+    // Nothing left to merge.
+    assert_eq!(store.compact_now().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_measure_added_to_the_spec_reads_as_null_in_old_files() {
+    let stage = Stage::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = StoreSpec {
+        aggregates: vec![AggregateSpec::new("ci_runs", &["repo"], &["duration_sum"])],
+        ..StoreSpec::default()
+    };
+    let mut old = window("helios", 0, 1, 3.0, 1);
+    old.measures.remove("duration_max");
+    stage
+        .write(&Script {
+            windows: vec![old],
+            ..Script::default()
+        })
+        .await;
+    let store = open_store(dir.path(), small);
+    let sink = start_sink(&stage, &store, config("evolve"));
+    flushed(&sink.metrics, 1).await;
+    sink.stop().await;
+
+    let store = open_store(dir.path(), spec());
+    let ctx = store.session().await.unwrap();
+    let got = pretty(
+        &ctx,
+        "SELECT id, duration_sum, duration_max FROM agg_ci_runs",
+    )
+    .await
+    .unwrap();
+    assert!(
+        got.contains("| ci_runs|repo=helios|0 | 3.0          |              |"),
+        "{got}"
+    );
+    // And compaction of old and new files shapes them to the new columns.
+    let config = ParquetConfig {
+        compact_min_files: 2,
+        ..ParquetConfig::new(dir.path())
+    };
+    let store = ParquetStore::open(config, spec()).unwrap();
+    let sink = start_sink(&stage, &store, self::config("evolve-2"));
+    stage
+        .write(&Script {
+            windows: vec![window("helios", 0, 2, 9.0, 2)],
+            ..Script::default()
+        })
+        .await;
+    flushed(&sink.metrics, 2).await;
+    sink.stop().await;
+    assert!(store.compact_now().await.unwrap() >= 2);
+    let ctx = store.session().await.unwrap();
+    let got = pretty(
+        &ctx,
+        "SELECT duration_sum, duration_max, version FROM agg_ci_runs",
+    )
+    .await
+    .unwrap();
+    assert!(
+        got.contains("| 9.0          | 4.5          | 2       |"),
+        "{got}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_crash_are_ignored_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), spec());
+    let day = dir.path().join("events/day=2026-01-01");
+    std::fs::create_dir_all(&day).unwrap();
+    let tmp = day.join("part-1-1-000000.parquet.tmp");
+    std::fs::write(&tmp, b"PAR1 half a file").unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM events").await, 0);
+    drop(store);
+    let _store = open_store(dir.path(), spec());
+    assert!(!tmp.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_days_past_the_cutoff() {
+    let stage = Stage::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut recent = event(1, "ci");
+    recent.id = "recent".into();
+    recent.time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    stage
+        .write(&Script {
+            events: vec![event(0, "ci"), recent],
+            ..Script::default()
+        })
+        .await;
+    let spec = StoreSpec {
+        retention: Retention {
+            events: Some(Duration::from_secs(7 * 86_400)),
+            ..Retention::default()
+        },
+        ..spec()
+    };
+    let store = open_store(dir.path(), spec);
+    let sink = start_sink(&stage, &store, config("retention"));
+    flushed(&sink.metrics, 2).await;
+    sink.stop().await;
+    let removed = store.expire_now().await.unwrap();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    let ctx = store.session().await.unwrap();
+    let ids = collect(&ctx, "SELECT id FROM events").await.unwrap();
+    assert_eq!(ids.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert_eq!(
+        query::scalar_u64(&ctx, "SELECT count(*) FROM events WHERE id = 'recent'")
+            .await
+            .unwrap(),
+        1
+    );
+}
