@@ -8,4 +8,55 @@ pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 pub enum PipelineError {
     #[error("invalid spec:\n{0}")]
     InvalidSpec(crate::spec::Diagnostics),
+
+    /// A `group_by` (or rule `per`) that does not keep each group on one input partition;
+    /// see ADR-005 in `docs/DECISIONS.md`.
+    #[error(
+        "{kind} `{name}` groups by {keys}, which does not include `subject`: events are \
+         partitioned by subject, so its groups would be split over partitions and counted in \
+         parts. Add `subject` to its keys (e.g. group_by = [\"subject\", ...]); see ADR-005"
+    )]
+    NotCoPartitioned {
+        kind: &'static str,
+        name: String,
+        keys: String,
+    },
+
+    /// The log refused an operation; retrying helps when the log is only unavailable.
+    #[error("log: {what}: {source}")]
+    Log {
+        what: String,
+        #[source]
+        source: helios_log::LogError,
+    },
+
+    /// Encoding an output record failed (an internal defect: built-in schemas encode).
+    #[error("encoding {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: helios_schemas::Error,
+    },
+
+    /// The checkpoint store refused a read or write; retrying helps when it is only
+    /// unavailable (disk full, network).
+    #[error("checkpoint store at {location}: {source}")]
+    CheckpointStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// Operator state could not be serialized or read back.
+    #[error("checkpoint state of {partition}: {reason}")]
+    CheckpointState { partition: String, reason: String },
+}
+
+impl PipelineError {
+    pub(crate) fn log(what: impl Into<String>, source: helios_log::LogError) -> Self {
+        PipelineError::Log {
+            what: what.into(),
+            source,
+        }
+    }
 }

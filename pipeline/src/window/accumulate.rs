@@ -1,10 +1,12 @@
 //! Per-window accumulators of the measure functions; all mergeable (session windows merge).
 
+use serde::{Deserialize, Serialize};
+
 use super::sketch::{DdSketch, Hll};
 use crate::expr::{AggregateFn, Value};
 
 /// The running state of one measure in one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Accumulator {
     Count(u64),
     Sum(Option<f64>),

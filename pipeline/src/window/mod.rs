@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use helios_schemas::{Event, WindowResult};
+use serde::{Deserialize, Serialize};
 
 pub use accumulate::Accumulator;
 pub use watermark::Watermarks;
@@ -25,7 +26,7 @@ use crate::spec::{Aggregate, Window};
 /// Group key values in spec order; `None` is NULL.
 pub type GroupKey = Vec<Option<String>>;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WindowState {
     start: i64,
     accumulators: Vec<Accumulator>,
@@ -41,6 +42,16 @@ struct WindowState {
 pub struct Late {
     pub aggregate: String,
     pub reason: String,
+}
+
+/// The serializable state of one [`WindowedAggregate`]: open windows and sessions in key
+/// order (so equal states serialize to equal bytes) and the event-time progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateState {
+    windows: Vec<(i64, GroupKey, WindowState)>,
+    sessions: Vec<(GroupKey, Vec<(i64, i64)>)>,
+    watermark: i64,
+    last_early: i64,
 }
 
 /// The state of one aggregate.
@@ -76,6 +87,53 @@ impl WindowedAggregate {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The spec this operator runs.
+    pub fn spec(&self) -> &Arc<Aggregate> {
+        &self.spec
+    }
+
+    /// The event-time watermark this operator has seen (µs; `i64::MIN` before any).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// A copy of the operator's state, for a checkpoint.
+    pub fn snapshot(&self) -> AggregateState {
+        AggregateState {
+            windows: self
+                .windows
+                .iter()
+                .map(|((end, key), st)| (*end, key.clone(), st.clone()))
+                .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(k, s)| (k.clone(), s.iter().map(|(a, b)| (*a, *b)).collect()))
+                .collect(),
+            watermark: self.watermark,
+            last_early: self.last_early,
+        }
+    }
+
+    /// An operator for `spec` continuing from a [`WindowedAggregate::snapshot`] of the same
+    /// spec.
+    pub fn restore(spec: Arc<Aggregate>, state: AggregateState) -> Self {
+        let mut op = WindowedAggregate::new(spec);
+        op.windows = state
+            .windows
+            .into_iter()
+            .map(|(end, key, st)| ((end, key), st))
+            .collect();
+        op.sessions = state
+            .sessions
+            .into_iter()
+            .map(|(k, s)| (k, s.into_iter().collect()))
+            .collect();
+        op.watermark = state.watermark;
+        op.last_early = state.last_early;
+        op
     }
 
     /// Windows currently open (for metrics and memory bounds).

@@ -10,11 +10,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 const HLL_P: u32 = 12;
 const HLL_M: usize = 1 << HLL_P;
 
 /// HyperLogLog with fixed precision. Stored sparsely until dense is smaller.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Hll {
     /// Register index -> rank; at most `HLL_M` entries.
     registers: BTreeMap<u16, u8>,
@@ -58,7 +60,7 @@ impl Hll {
 }
 
 /// DDSketch over positive and negative values with relative accuracy [`DdSketch::ALPHA`].
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DdSketch {
     positive: BTreeMap<i32, u64>,
     negative: BTreeMap<i32, u64>,

@@ -1,0 +1,672 @@
+//! The processor runtime: a consumer-group member on the events topic that runs every
+//! `[[aggregate]]` of a spec over its partitions and writes the results.
+//!
+//! It owns the loop around the pure operators: poll a batch, decode it (undecodable
+//! records become dead letters, never drops), feed each partition's operators, write
+//! window results, late events and dead letters, and checkpoint each partition's state
+//! together with the offset it resumes from (see [`crate::checkpoint`]).
+//!
+//! Exactly-once without log transactions (ADR-005): outputs of a batch are durable before
+//! a checkpoint covering it is written, so a crash replays from a checkpoint and can only
+//! repeat outputs, never lose them; every output has a deterministic key and id, so the
+//! repeats are identical records that sinks drop.
+//!
+//! Determinism: state is per input partition, and a partition's operators are driven by
+//! that partition's own watermark, advanced after every event. Their output is then a
+//! function of the partition's log alone, whatever the batch boundaries, the interleaving
+//! with other partitions, or where a crash cut the run. The merged watermark
+//! ([`Watermarks`]) only moves a partition that has been idle for `idle_timeout` of wall
+//! clock, the one declared exception.
+
+mod metrics;
+mod partition;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use helios_log::{
+    ConsumedRecord, ConsumerConfig, Log, LogConsumer, Record, SeekTo, TopicPartition, TopicSpec,
+};
+use helios_schemas::{DeadLetter, EventCodec, RecordCodec, WindowResult};
+use sqlparser::ast::{Expr as Ast, SelectItem};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+use tracing::{debug, info, warn};
+
+pub use metrics::{Metrics, MetricsSnapshot};
+use partition::PartitionState;
+
+use crate::checkpoint::CheckpointStore;
+use crate::expr::GroupKeyExpr;
+use crate::spec::{Aggregate, Rule, Watermark};
+use crate::window::Watermarks;
+use crate::{PipelineError, Result};
+
+/// The stage name late events carry in their `DeadLetter` record.
+pub const LATE_STAGE: &str = "pipeline/late";
+/// The stage name undecodable records carry in their `DeadLetter` record.
+pub const DECODE_STAGE: &str = "pipeline/decode";
+
+/// Settings of one processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Consumer group (and checkpoint namespace). Processors of one spec share it.
+    pub group: String,
+    /// Where events are read from.
+    pub events_topic: String,
+    /// Where `WindowResult` records go.
+    pub aggregates_topic: String,
+    /// Where late events go (as `DeadLetter` records with stage `pipeline/late`).
+    pub late_topic: String,
+    /// Where undecodable records go.
+    pub dead_letter_topic: String,
+    /// How often every partition's state is checkpointed (and on shutdown).
+    pub checkpoint_interval: Duration,
+    /// Records per poll.
+    pub max_batch: usize,
+    /// The spec's watermark settings.
+    pub watermark: Watermark,
+}
+
+impl ProcessorConfig {
+    /// The standard topics, a checkpoint every 5 s, batches of up to 4096 records.
+    pub fn new(group: impl Into<String>, watermark: Watermark) -> Self {
+        ProcessorConfig {
+            group: group.into(),
+            events_topic: "helios.events".into(),
+            aggregates_topic: "helios.aggregates".into(),
+            late_topic: "helios.late".into(),
+            dead_letter_topic: "helios.dlq".into(),
+            checkpoint_interval: Duration::from_secs(5),
+            max_batch: 4096,
+            watermark,
+        }
+    }
+}
+
+/// The codecs a processor reads and writes with (schema ids from the registry).
+#[derive(Debug)]
+pub struct Codecs {
+    pub events: Arc<EventCodec>,
+    pub results: RecordCodec<WindowResult>,
+    pub dead_letters: RecordCodec<DeadLetter>,
+}
+
+/// What a run to the end of the log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub metrics: MetricsSnapshot,
+    pub elapsed: Duration,
+}
+
+/// Refuses aggregates and rules whose groups would span input partitions (ADR-005):
+/// events are keyed, hence partitioned, by `subject`, so a group is confined to one
+/// partition exactly when its keys include the bare `subject` column.
+pub fn check_co_partitioned(aggregates: &[Aggregate], rules: &[Rule]) -> Result<()> {
+    let check = |kind: &'static str, name: &str, keys: &[GroupKeyExpr]| {
+        if keys.iter().any(|k| is_subject(k.expr.source())) {
+            Ok(())
+        } else {
+            Err(PipelineError::NotCoPartitioned {
+                kind,
+                name: name.to_string(),
+                keys: if keys.is_empty() {
+                    "nothing (one global group)".to_string()
+                } else {
+                    keys.iter()
+                        .map(|k| format!("`{}`", k.expr.source()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })
+        }
+    };
+    for a in aggregates {
+        check("aggregate", &a.name, &a.group_by)?;
+    }
+    for r in rules {
+        check("rule", &r.name, &r.per)?;
+    }
+    Ok(())
+}
+
+/// Whether a group key is the column `subject` itself (any alias).
+fn is_subject(source: &str) -> bool {
+    let Ok(mut parser) = Parser::new(&GenericDialect {}).try_with_sql(source) else {
+        return false;
+    };
+    match parser.parse_select_item() {
+        Ok(SelectItem::UnnamedExpr(Ast::Identifier(id)))
+        | Ok(SelectItem::ExprWithAlias {
+            expr: Ast::Identifier(id),
+            ..
+        }) => id.value.eq_ignore_ascii_case("subject"),
+        _ => false,
+    }
+}
+
+/// A processor: build it, then [`Processor::run`] it until shutdown.
+#[derive(Debug)]
+pub struct Processor {
+    config: ProcessorConfig,
+    aggregates: Vec<Arc<Aggregate>>,
+    log: Log,
+    codecs: Codecs,
+    checkpoints: CheckpointStore,
+    metrics: Arc<Metrics>,
+}
+
+/// Outputs of one batch, in a deterministic order.
+#[derive(Default)]
+struct Outputs {
+    results: Vec<WindowResult>,
+    late: Vec<DeadLetter>,
+    dead: Vec<DeadLetter>,
+}
+
+impl Processor {
+    /// A processor for `aggregates`; refuses groupings that would span partitions.
+    pub fn new(
+        config: ProcessorConfig,
+        aggregates: Vec<Aggregate>,
+        log: Log,
+        codecs: Codecs,
+        checkpoints: CheckpointStore,
+    ) -> Result<Self> {
+        check_co_partitioned(&aggregates, &[])?;
+        Ok(Processor {
+            config,
+            aggregates: aggregates.into_iter().map(Arc::new).collect(),
+            log,
+            codecs,
+            checkpoints,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    /// The processor's counters (shared; stays valid while it runs).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Creates the output topics if missing: results and late events with as many
+    /// partitions as the events topic, dead letters with one (as `helios up` does).
+    pub async fn ensure_topics(&self) -> Result<()> {
+        let admin = self.log.admin();
+        let events = admin
+            .describe_topic(&self.config.events_topic)
+            .await
+            .map_err(|e| {
+                PipelineError::log(format!("describing {}", self.config.events_topic), e)
+            })?;
+        let n = events.partitions.len() as u32;
+        for (topic, partitions) in [
+            (&self.config.aggregates_topic, n),
+            (&self.config.late_topic, n),
+            (&self.config.dead_letter_topic, 1),
+        ] {
+            let existing = admin
+                .list_topics()
+                .await
+                .map_err(|e| PipelineError::log("listing topics", e))?;
+            if !existing.iter().any(|t| t == topic) {
+                admin
+                    .create_topic(&TopicSpec::new(topic.clone(), partitions))
+                    .await
+                    .map_err(|e| PipelineError::log(format!("creating {topic}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `stop` completes, then checkpoints every partition and returns.
+    pub async fn run(self, stop: impl Future<Output = ()> + Send) -> Result<()> {
+        let mut runner = Runner::start(&self).await?;
+        let mut stop = std::pin::pin!(stop);
+        let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+        loop {
+            let batch = tokio::select! {
+                // A poll dropped by shutdown loses nothing: what it read is after the
+                // checkpoint written below, and is read again on the next start.
+                b = runner.consumer.poll(self.config.max_batch, Duration::from_millis(200)) => b,
+                () = &mut stop => break,
+            };
+            let batch = batch.map_err(|e| PipelineError::log("polling the events topic", e))?;
+            runner.step(&self, batch).await?;
+            if Instant::now() >= next_checkpoint {
+                runner.checkpoint(&self, false).await?;
+                next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+            }
+        }
+        runner.checkpoint(&self, true).await?;
+        info!(group = %self.config.group, "Processor stopped; state checkpointed.");
+        Ok(())
+    }
+
+    /// Runs until every assigned partition has been processed up to the end it had when
+    /// the run started, checkpoints, and returns what was done (backtests, benchmarks,
+    /// tests).
+    pub async fn run_to_end(self) -> Result<RunSummary> {
+        let started = Instant::now();
+        let info = self
+            .log
+            .admin()
+            .describe_topic(&self.config.events_topic)
+            .await
+            .map_err(|e| {
+                PipelineError::log(format!("describing {}", self.config.events_topic), e)
+            })?;
+        let ends: BTreeMap<u32, u64> = info
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.end_offset))
+            .collect();
+        let mut runner = Runner::start(&self).await?;
+        let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+        loop {
+            let batch = runner
+                .consumer
+                .poll(self.config.max_batch, Duration::from_millis(50))
+                .await
+                .map_err(|e| PipelineError::log("polling the events topic", e))?;
+            runner.step(&self, batch).await?;
+            if Instant::now() >= next_checkpoint {
+                runner.checkpoint(&self, false).await?;
+                next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+            }
+            let assigned = runner.consumer.assignment();
+            let done = !assigned.is_empty()
+                && assigned.iter().all(|tp| {
+                    let end = ends.get(&tp.partition).copied().unwrap_or(0);
+                    runner
+                        .partitions
+                        .get(&tp.partition)
+                        .is_some_and(|p| p.next_offset >= end)
+                });
+            if done {
+                break;
+            }
+        }
+        runner.checkpoint(&self, true).await?;
+        Ok(RunSummary {
+            metrics: self.metrics.snapshot(),
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// The running part of a processor: its consumer and its partitions' state.
+struct Runner {
+    consumer: Box<dyn LogConsumer>,
+    partitions: BTreeMap<u32, PartitionState>,
+    watermarks: Watermarks,
+    ooo_us: i64,
+}
+
+impl Runner {
+    async fn start(p: &Processor) -> Result<Runner> {
+        let consumer = p
+            .log
+            .consumer(
+                &[p.config.events_topic.as_str()],
+                ConsumerConfig::new(p.config.group.clone()),
+            )
+            .await
+            .map_err(|e| {
+                PipelineError::log(
+                    format!(
+                        "joining group {} on {}",
+                        p.config.group, p.config.events_topic
+                    ),
+                    e,
+                )
+            })?;
+        let w = p.config.watermark;
+        info!(group = %p.config.group, topic = %p.config.events_topic, aggregates = p.aggregates.len(), "Processor started.");
+        Ok(Runner {
+            consumer,
+            partitions: BTreeMap::new(),
+            watermarks: Watermarks::new(w.max_out_of_orderness, w.idle_timeout),
+            ooo_us: i64::try_from(w.max_out_of_orderness.as_micros()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Brings the partition map in line with the assignment: restores newly assigned
+    /// partitions from their checkpoints (and seeks there), forgets revoked ones (their
+    /// new owner resumes from their last checkpoint).
+    async fn sync_assignment(&mut self, p: &Processor) -> Result<BTreeSet<u32>> {
+        let assigned: BTreeSet<u32> = self
+            .consumer
+            .assignment()
+            .into_iter()
+            .filter(|tp| *tp.topic == *p.config.events_topic)
+            .map(|tp| tp.partition)
+            .collect();
+        let revoked: Vec<u32> = self
+            .partitions
+            .keys()
+            .filter(|k| !assigned.contains(k))
+            .copied()
+            .collect();
+        for k in revoked {
+            self.partitions.remove(&k);
+            self.watermarks.revoke(k);
+            info!(
+                partition = k,
+                "Partition revoked; its state stays in its last checkpoint."
+            );
+        }
+        let mut new = BTreeSet::new();
+        let now = Instant::now();
+        for k in assigned {
+            if self.partitions.contains_key(&k) {
+                continue;
+            }
+            let tp = TopicPartition::new(&p.config.events_topic, k);
+            let state = match p.checkpoints.load(&tp).await? {
+                Some(r) => {
+                    let s = PartitionState::restore(
+                        tp.clone(),
+                        &p.aggregates,
+                        r.offset,
+                        &r.payload,
+                        now,
+                    )?;
+                    p.metrics.restored();
+                    info!(partition = %tp, offset = r.offset, bytes = r.payload.len(), "Restored partition state from its checkpoint.");
+                    s
+                }
+                None => {
+                    info!(partition = %tp, "No checkpoint: processing the partition from its beginning.");
+                    PartitionState::new(tp.clone(), &p.aggregates, 0, now)
+                }
+            };
+            let to = if state.next_offset == 0 {
+                SeekTo::Beginning
+            } else {
+                SeekTo::Offset(state.next_offset)
+            };
+            self.consumer
+                .seek(&tp, to)
+                .await
+                .map_err(|e| PipelineError::log(format!("seeking {tp} to its checkpoint"), e))?;
+            self.watermarks.assign(k, now);
+            if state.max_event_time != i64::MIN {
+                self.watermarks.observe(k, state.max_event_time, now);
+            }
+            self.partitions.insert(k, state);
+            new.insert(k);
+        }
+        Ok(new)
+    }
+
+    /// Processes one polled batch and writes its outputs durably.
+    async fn step(&mut self, p: &Processor, batch: Vec<ConsumedRecord>) -> Result<()> {
+        let started = Instant::now();
+        // Records of partitions just (re)assigned were read from wherever the consumer
+        // stood; the seek to the checkpoint makes the next poll read them again.
+        let fresh = self.sync_assignment(p).await?;
+        let mut out = Outputs::default();
+        let mut events = 0u64;
+        let mut reseek: BTreeSet<u32> = BTreeSet::new();
+        for rec in &batch {
+            if fresh.contains(&rec.partition) || reseek.contains(&rec.partition) {
+                continue;
+            }
+            let Some(st) = self.partitions.get_mut(&rec.partition) else {
+                continue;
+            };
+            if rec.offset < st.next_offset {
+                // Already processed (read again around a seek).
+                continue;
+            }
+            if rec.offset > st.next_offset {
+                if st.sought {
+                    warn!(partition = %st.tp, expected = st.next_offset, got = rec.offset,
+                        "Records between the checkpoint and the retained log were deleted by retention; continuing.");
+                } else {
+                    reseek.insert(rec.partition);
+                    continue;
+                }
+            }
+            st.sought = false;
+            events += 1;
+            process_record(p, st, rec, self.ooo_us, &mut out).await?;
+        }
+        let now = Instant::now();
+        for (k, st) in &mut self.partitions {
+            if st.max_event_time != i64::MIN {
+                self.watermarks.observe(*k, st.max_event_time, now);
+            }
+        }
+        for k in reseek {
+            if let Some(st) = self.partitions.get_mut(&k) {
+                let tp = st.tp.clone();
+                self.consumer
+                    .seek(&tp, SeekTo::Offset(st.next_offset))
+                    .await
+                    .map_err(|e| PipelineError::log(format!("seeking {tp}"), e))?;
+                st.sought = true;
+            }
+        }
+        // The declared exception: a partition quiet for `idle_timeout` of wall clock is
+        // moved along by the merged watermark of the others, so its windows close.
+        let merged = self.watermarks.current(now);
+        let idle = p.config.watermark.idle_timeout;
+        for st in self.partitions.values_mut() {
+            if now.saturating_duration_since(st.last_record) >= idle && merged != i64::MIN {
+                for op in &mut st.aggregates {
+                    let before = out.results.len();
+                    op.on_watermark(merged, &mut out.results);
+                    if out.results.len() != before {
+                        st.dirty = true;
+                    }
+                }
+            }
+        }
+        if merged != i64::MIN {
+            let wall_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            p.metrics
+                .watermark_delay(wall_us.saturating_sub(merged) / 1000);
+        }
+        let (results, late, dead) = (
+            out.results.len() as u64,
+            out.late.len() as u64,
+            out.dead.len() as u64,
+        );
+        write_outputs(p, out).await?;
+        if events > 0 || results > 0 {
+            let latency = started.elapsed().as_micros() as u64;
+            p.metrics.batch(events, results, late, dead, latency);
+            debug!(
+                events,
+                results,
+                late,
+                dead_letters = dead,
+                latency_us = latency,
+                "Batch processed."
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes every changed partition's state with its resume offset, then commits those
+    /// offsets to the group (informational: the checkpoint is the source of truth).
+    async fn checkpoint(&mut self, p: &Processor, all: bool) -> Result<()> {
+        let started = Instant::now();
+        let mut bytes = 0u64;
+        let mut written = 0u64;
+        let mut commits = Vec::new();
+        for st in self.partitions.values_mut() {
+            if !st.dirty && !all {
+                continue;
+            }
+            let payload = st.payload()?;
+            bytes += p.checkpoints.save(&st.tp, st.next_offset, &payload).await? as u64;
+            written += 1;
+            st.dirty = false;
+            commits.push((st.tp.clone(), st.next_offset));
+        }
+        if written == 0 {
+            return Ok(());
+        }
+        if let Err(e) = self.consumer.commit(&commits).await {
+            // Only informational; the next checkpoint commits again.
+            warn!(error = %e, "Committing the group offsets failed; the checkpoints are written.");
+        }
+        let us = started.elapsed().as_micros() as u64;
+        p.metrics.checkpoint_round(written, bytes, us);
+        debug!(partitions = written, bytes, us, "Checkpoint written.");
+        Ok(())
+    }
+}
+
+/// Decodes one record and feeds it to its partition's operators.
+async fn process_record(
+    p: &Processor,
+    st: &mut PartitionState,
+    rec: &ConsumedRecord,
+    ooo_us: i64,
+    out: &mut Outputs,
+) -> Result<()> {
+    st.next_offset = rec.offset + 1;
+    st.last_record = Instant::now();
+    st.dirty = true;
+    let event = match p.codecs.events.decode(&rec.value) {
+        Ok(e) => e,
+        Err(_) => match p.codecs.events.decode_async(&rec.value).await {
+            Ok(e) => e,
+            Err(e) if transient(&e) => {
+                return Err(PipelineError::Encode {
+                    what: "an event (the schema registry is unavailable; retry)",
+                    source: e,
+                });
+            }
+            Err(e) => {
+                out.dead.push(dead_letter(
+                    DECODE_STAGE,
+                    rec,
+                    format!("undecodable event: {e}"),
+                    None,
+                ));
+                return Ok(());
+            }
+        },
+    };
+    for op in &mut st.aggregates {
+        if let Err(late) = op.on_event(&event, rec.offset) {
+            out.late.push(dead_letter(
+                LATE_STAGE,
+                rec,
+                format!("aggregate `{}`: {}", late.aggregate, late.reason),
+                Some(&late.aggregate),
+            ));
+        }
+    }
+    if event.time > st.max_event_time {
+        st.max_event_time = event.time;
+        let wm = event.time.saturating_sub(ooo_us);
+        for op in &mut st.aggregates {
+            op.on_watermark(wm, &mut out.results);
+        }
+    }
+    Ok(())
+}
+
+/// Registry outages must not turn good events into dead letters.
+fn transient(e: &helios_schemas::Error) -> bool {
+    use helios_schemas::Error as E;
+    matches!(
+        e,
+        E::Io { .. } | E::Remote { .. } | E::Locked { .. } | E::CorruptLog { .. }
+    )
+}
+
+/// A dead letter for `rec` with a deterministic id (stage, aggregate, position) and time
+/// (the record's log timestamp), so a replay writes the same bytes.
+fn dead_letter(
+    stage: &str,
+    rec: &ConsumedRecord,
+    reason: String,
+    aggregate: Option<&str>,
+) -> DeadLetter {
+    let id = match aggregate {
+        Some(a) => format!("{stage}/{a}/{}/{}/{}", rec.topic, rec.partition, rec.offset),
+        None => format!("{stage}/{}/{}/{}", rec.topic, rec.partition, rec.offset),
+    };
+    DeadLetter {
+        id,
+        stage: stage.to_string(),
+        reason,
+        original: rec.value.to_vec(),
+        topic: Some(rec.topic.to_string()),
+        partition: i32::try_from(rec.partition).ok(),
+        offset: i64::try_from(rec.offset).ok(),
+        at: rec.timestamp_ms.saturating_mul(1000),
+    }
+}
+
+/// Appends a batch's outputs and waits until they are durable.
+async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
+    let producer = p.log.producer();
+    if !out.results.is_empty() {
+        let mut records = Vec::with_capacity(out.results.len());
+        for r in &out.results {
+            let value = p
+                .codecs
+                .results
+                .encode(r)
+                .map_err(|e| PipelineError::Encode {
+                    what: "a window result",
+                    source: e,
+                })?;
+            records.push(Record::keyed(Bytes::from(r.id.clone()), value));
+        }
+        producer
+            .append(&p.config.aggregates_topic, records)
+            .await
+            .map_err(|e| {
+                PipelineError::log(format!("appending to {}", p.config.aggregates_topic), e)
+            })?;
+    }
+    let encode = |d: &DeadLetter| {
+        p.codecs
+            .dead_letters
+            .encode(d)
+            .map_err(|e| PipelineError::Encode {
+                what: "a dead letter",
+                source: e,
+            })
+    };
+    if !out.late.is_empty() {
+        let mut records = Vec::with_capacity(out.late.len());
+        for d in &out.late {
+            records.push(Record::keyed(Bytes::from(d.id.clone()), encode(d)?));
+        }
+        producer
+            .append(&p.config.late_topic, records)
+            .await
+            .map_err(|e| PipelineError::log(format!("appending to {}", p.config.late_topic), e))?;
+    }
+    if !out.dead.is_empty() {
+        let mut records = Vec::with_capacity(out.dead.len());
+        for d in &out.dead {
+            records.push(Record::keyed(Bytes::from(d.id.clone()), encode(d)?));
+        }
+        producer
+            .append(&p.config.dead_letter_topic, records)
+            .await
+            .map_err(|e| {
+                PipelineError::log(format!("appending to {}", p.config.dead_letter_topic), e)
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
