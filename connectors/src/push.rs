@@ -1,15 +1,36 @@
 //! What the webhook routes (GitHub, generic) share: admission (a paused source or a full
 //! ingest answers `503` with `Retry-After`), JSON error answers, and appending the mapped
 //! events with the `202` sent only once they are durable.
+//!
+//! Deliveries are small (one event each, for GitHub), so appending each on its own would
+//! cost one log append (a blocking-pool hop, a write, a wait for fsync) per request.
+//! Instead, requests hand their events to a few appender tasks, each of which takes every
+//! delivery waiting at that moment and appends them as one batch; while one batch waits
+//! for its fsync the next one gathers. Every request is still answered only once its own
+//! events are durable.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use helios_schemas::Event;
 use serde_json::json;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{Mutex, Semaphore, SemaphorePermit, mpsc, oneshot};
 use tracing::warn;
 
 use crate::runtime::{Emitter, SourceHandle, SourceState};
+
+/// Appender tasks per push source: one batch can wait for its fsync while the next one
+/// is written.
+const APPENDERS: usize = 4;
+/// Most events appended in one batch.
+const MAX_BATCH_EVENTS: usize = 2048;
+
+/// Events of one request and where to report the outcome.
+struct Job {
+    events: Vec<Event>,
+    done: oneshot::Sender<Result<(), String>>,
+}
 
 /// Bounded in-flight requests of one push source, plus its status and emitter.
 #[derive(Debug)]
@@ -17,6 +38,8 @@ pub(crate) struct PushGate {
     pub source: SourceHandle,
     pub emitter: Emitter,
     in_flight: Semaphore,
+    /// Channel to the appender tasks, started on first use (inside the runtime).
+    appenders: OnceLock<mpsc::Sender<Job>>,
 }
 
 impl PushGate {
@@ -26,7 +49,23 @@ impl PushGate {
             source,
             emitter,
             in_flight: Semaphore::new(max_in_flight),
+            appenders: OnceLock::new(),
         }
+    }
+
+    fn appenders(&self) -> &mpsc::Sender<Job> {
+        self.appenders.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>(self.in_flight.available_permits().max(1));
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..APPENDERS {
+                tokio::spawn(append_loop(
+                    rx.clone(),
+                    self.emitter.clone(),
+                    self.source.clone(),
+                ));
+            }
+            tx
+        })
     }
 
     /// A permit to process one request, or the `503` to answer.
@@ -56,30 +95,73 @@ impl PushGate {
         })
     }
 
-    /// Appends `events`; answers `202` once durable, `503` if the log failed.
-    pub async fn emit(&self, events: &[Event]) -> Response {
-        match self.emitter.emit(&self.source, events).await {
-            Ok(_) => (
+    /// Appends `events` (batched with concurrent requests); answers `202` once they are
+    /// durable, `503` if the log failed.
+    pub async fn emit(&self, events: Vec<Event>) -> Response {
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let (done, outcome) = oneshot::channel();
+        let sent = self.appenders().send(Job { events, done }).await;
+        let outcome = match sent {
+            Ok(()) => outcome
+                .await
+                .unwrap_or_else(|_| Err("the appender stopped".to_string())),
+            Err(_) => Err("the appender stopped".to_string()),
+        };
+        match outcome {
+            Ok(()) => (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({
-                    "accepted": events.len(),
-                    "ids": events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+                    "accepted": ids.len(),
+                    "ids": ids,
                 })),
             )
                 .into_response(),
-            Err(e) => {
-                self.source.record_error(e.to_string());
-                warn!(source = self.source.name(), events = events.len(), error = %e, "Appending webhook events failed.");
-                retry_after(
-                    error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "the events could not be written to the log ({e}); nothing was acknowledged, retry the delivery"
-                        ),
+            Err(e) => retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the events could not be written to the log ({e}); nothing was acknowledged, retry the delivery"
                     ),
-                    "1",
-                )
+                ),
+                "1",
+            ),
+        }
+    }
+}
+
+/// Takes every job waiting, appends their events as one batch, answers each job.
+async fn append_loop(rx: Arc<Mutex<mpsc::Receiver<Job>>>, emitter: Emitter, source: SourceHandle) {
+    let mut jobs = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut count = first.events.len();
+            jobs.push(first);
+            while count < MAX_BATCH_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        count += job.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
             }
+        }
+        events.clear();
+        for job in &mut jobs {
+            events.append(&mut job.events);
+        }
+        let outcome = emitter.emit(&source, &events).await.map(drop).map_err(|e| {
+            source.record_error(e.to_string());
+            warn!(source = source.name(), events = events.len(), error = %e, "Appending webhook events failed.");
+            e.to_string()
+        });
+        for job in jobs.drain(..) {
+            let _ = job.done.send(outcome.clone());
         }
     }
 }

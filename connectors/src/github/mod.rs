@@ -168,8 +168,15 @@ async fn deliver(
         )
             .into_response();
     }
-    if header_str(&headers, header::CONTENT_TYPE.as_str())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+    // GitHub's form content type sends `payload=<url-encoded JSON>`; a JSON body with a
+    // wrong content type (curl's default) is taken as JSON.
+    let looks_like_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !looks_like_json
+        && header_str(&headers, header::CONTENT_TYPE.as_str())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
     {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -195,7 +202,7 @@ async fn deliver(
         received_at,
     };
     match events::map(&delivery, text) {
-        Ok(event) => source.gate.emit(std::slice::from_ref(&event)).await,
+        Ok(event) => source.gate.emit(vec![event]).await,
         Err(e) => error(StatusCode::BAD_REQUEST, e.0),
     }
 }

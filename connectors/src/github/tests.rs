@@ -404,3 +404,29 @@ async fn unknown_source_is_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(answer["error"].as_str().unwrap().contains("`other`"));
 }
+
+#[tokio::test]
+async fn json_sent_with_curls_form_content_type_is_taken_as_json() {
+    let f = log_fixture().await;
+    let r = router(
+        &f,
+        SourceHandle::new("github", "github"),
+        GithubConfig::default(),
+    );
+    let body = fixture("issues_opened");
+    let req = Request::post("/v1/webhooks/github/github")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", "curl-1")
+        .header("x-hub-signature-256", sign(SECRET, body.as_bytes()))
+        .body(Body::from(body))
+        .unwrap();
+    let (status, answer, _) = send(&r, req).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let got = f.events().await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].id.as_str(), got[0].kind.as_str()),
+        ("curl-1", "issue.opened")
+    );
+}

@@ -168,7 +168,7 @@ async fn deliver(
             StatusCode::BAD_REQUEST,
             "the payload holds no events (the items array is empty)",
         ),
-        Ok(events) => source.gate.emit(&events).await,
+        Ok(events) => source.gate.emit(events).await,
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
