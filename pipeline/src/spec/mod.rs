@@ -2,8 +2,9 @@
 //! runs, so that one run of `helios validate` reports every problem with its line, column,
 //! the offending text and a hint.
 //!
-//! The file has four kinds of section: `[watermark]`, `[[aggregate]]`, `[[rule]]` and
-//! `[[source]]`. Sources belong to `helios-connectors`; this module parses them into the
+//! The file has six kinds of section: `[watermark]`, `[[aggregate]]`, `[[rule]]`,
+//! `[[source]]`, and for the sinks `[retention]` and `[[webhook]]`. Sources belong to
+//! `helios-connectors`; this module parses them into the
 //! caller's type `S` so that the file is still checked in one pass.
 
 mod diagnostics;
@@ -29,6 +30,37 @@ pub struct Spec<S> {
     pub aggregates: Vec<Aggregate>,
     pub rules: Vec<Rule>,
     pub sources: Vec<Located<S>>,
+    /// How long the store keeps rows, per table.
+    pub retention: Retention,
+    /// Receivers of alert notifications.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// `[retention]`: how long the store keeps rows; `None` keeps them forever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub events: Option<Duration>,
+    pub aggregates: Option<Duration>,
+    pub alerts: Option<Duration>,
+    pub insights: Option<Duration>,
+    pub dead_letters: Option<Duration>,
+}
+
+/// Body formats of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The alert as JSON.
+    Generic,
+    /// `{"text": ...}`, what Slack incoming webhooks accept.
+    Slack,
+}
+
+/// `[[webhook]]`: a receiver of alert notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    pub format: WebhookFormat,
 }
 
 /// A value with where it was written.
@@ -150,6 +182,8 @@ pub fn parse<S: DeserializeOwned>(
         aggregates: Vec::new(),
         rules: Vec::new(),
         sources: Vec::new(),
+        retention: Retention::default(),
+        webhooks: Vec::new(),
     };
     let mut names = HashSet::new();
     for (key, value) in root.get_ref() {
@@ -193,10 +227,29 @@ pub fn parse<S: DeserializeOwned>(
                     }
                 }
             }
+            "retention" => {
+                if let Some(raw) = de::<raw::Retention>(&mut c, value) {
+                    spec.retention = retention(&mut c, raw);
+                }
+            }
+            "webhook" => {
+                let mut hook_names = HashSet::new();
+                for item in tables(&mut c, value, "webhook") {
+                    if let Some(raw) = de::<raw::Webhook>(&mut c, &item)
+                        && let Some(w) = webhook(&mut c, raw, &mut hook_names)
+                    {
+                        spec.webhooks.push(w);
+                    }
+                }
+            }
             other => c.at(
                 key.span(),
                 format!("unknown section `{other}`"),
-                Some("sections are [watermark], [[aggregate]], [[rule]] and [[source]]".into()),
+                Some(
+                    "sections are [watermark], [[aggregate]], [[rule]], [[source]], [retention] \
+                     and [[webhook]]"
+                        .into(),
+                ),
             ),
         }
     }
@@ -281,6 +334,64 @@ fn watermark(c: &mut Collector<'_>, raw: raw::Watermark) -> Watermark {
             .and_then(|d| duration(c, &d, "idle_timeout", false))
             .unwrap_or(default.idle_timeout),
     }
+}
+
+fn retention(c: &mut Collector<'_>, raw: raw::Retention) -> Retention {
+    let mut keep = |d: Option<Spanned<String>>, what: &str| {
+        d.and_then(|d| duration(c, &d, &format!("retention of {what}"), false))
+    };
+    Retention {
+        events: keep(raw.events, "events"),
+        aggregates: keep(raw.aggregates, "aggregates"),
+        alerts: keep(raw.alerts, "alerts"),
+        insights: keep(raw.insights, "insights"),
+        dead_letters: keep(raw.dead_letters, "dead_letters"),
+    }
+}
+
+fn webhook(
+    c: &mut Collector<'_>,
+    raw: raw::Webhook,
+    names: &mut HashSet<String>,
+) -> Option<Webhook> {
+    let before = c.count();
+    let name = raw.name.get_ref();
+    if name.is_empty() || !names.insert(name.clone()) {
+        c.at(
+            raw.name.span(),
+            format!("webhook name `{name}` is empty or used twice"),
+            Some("give each webhook its own name".into()),
+        );
+    }
+    let url = raw.url.get_ref();
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        c.at(
+            raw.url.span(),
+            format!("webhook URL `{url}` is not an http(s) URL"),
+            Some("write a full URL such as https://hooks.slack.com/services/...".into()),
+        );
+    }
+    let format = match raw
+        .format
+        .as_ref()
+        .map(|f| (f.get_ref().as_str(), f.span()))
+    {
+        None | Some(("generic", _)) => WebhookFormat::Generic,
+        Some(("slack", _)) => WebhookFormat::Slack,
+        Some((other, span)) => {
+            c.at(
+                span,
+                format!("unknown webhook format `{other}`"),
+                Some("use generic or slack".into()),
+            );
+            WebhookFormat::Generic
+        }
+    };
+    (c.count() == before).then(|| Webhook {
+        name: raw.name.into_inner(),
+        url: raw.url.into_inner(),
+        format,
+    })
 }
 
 /// A name that becomes part of table and topic names.

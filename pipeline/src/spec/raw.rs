@@ -74,3 +74,31 @@ pub struct Rule {
     /// Second condition (sequence).
     pub then: Option<Spanned<String>>,
 }
+
+/// `[retention]`: how long the store keeps each table's rows (durations; unset = forever).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// `events`, by event time.
+    pub events: Option<Spanned<String>>,
+    /// Every `agg_<name>` table, by window start.
+    pub aggregates: Option<Spanned<String>>,
+    /// `alerts`, by the time the alert started firing.
+    pub alerts: Option<Spanned<String>>,
+    /// `insights`, by window start.
+    pub insights: Option<Spanned<String>>,
+    /// `dead_letters`, by the time the record was dead-lettered.
+    pub dead_letters: Option<Spanned<String>>,
+}
+
+/// `[[webhook]]`: a receiver of alert notifications.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// Unique name, used in logs and in the delivery record.
+    pub name: Spanned<String>,
+    /// Where to POST, http:// or https://.
+    pub url: Spanned<String>,
+    /// `generic` (default: the alert as JSON) or `slack`.
+    pub format: Option<Spanned<String>>,
+}

@@ -257,3 +257,70 @@ first = "kind = 'a'"
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[test]
+fn retention_and_webhooks_parse_and_their_mistakes_are_placed() {
+    let good = r#"
+[retention]
+events = "30d"
+aggregates = "365d"
+
+[[webhook]]
+name = "team"
+url = "https://hooks.slack.com/services/x"
+format = "slack"
+
+[[webhook]]
+name = "pager"
+url = "http://127.0.0.1:9000/hook"
+"#;
+    let spec = parse::<Source>(good, "s.toml", check_source).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        spec.retention.events,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(
+        spec.retention.aggregates,
+        Some(std::time::Duration::from_secs(365 * 86_400))
+    );
+    assert_eq!(spec.retention.alerts, None);
+    let hooks: Vec<_> = spec
+        .webhooks
+        .iter()
+        .map(|w| (w.name.as_str(), w.format))
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            ("team", super::WebhookFormat::Slack),
+            ("pager", super::WebhookFormat::Generic)
+        ]
+    );
+
+    let bad = r#"[retention]
+events = "forever"
+alerts = "0s"
+
+[[webhook]]
+name = "a"
+url = "ftp://x"
+format = "teams"
+
+[[webhook]]
+name = "a"
+url = "http://x"
+"#;
+    let d = parse::<Source>(bad, "s.toml", check_source).unwrap_err();
+    let got: Vec<(usize, usize)> = d.items.iter().map(|i| (i.line, i.column)).collect();
+    assert_eq!(got, [(2, 10), (3, 10), (7, 7), (8, 10), (11, 8)], "{d}");
+    let text = d.to_string();
+    for needle in [
+        "bad duration for retention of events",
+        "retention of alerts must be longer than zero",
+        "not an http(s) URL",
+        "unknown webhook format `teams`",
+        "used twice",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
