@@ -485,3 +485,102 @@ fn spec_parses_from_toml() {
     let bad = toml::from_str::<WebhookConfig>("name = \"x\"\ntokn = \"y\"");
     assert!(bad.unwrap_err().to_string().contains("tokn"));
 }
+
+#[test]
+fn sources_spec_parses_every_webhook_and_bridge_type() {
+    use crate::spec::{SourceSpec, SourcesSpec};
+    let text = r#"
+        [[source]]
+        type = "github"
+        name = "gh-work"
+        secret_env = "GH_WORK_SECRET"
+
+        [[source]]
+        type = "webhook"
+        name = "alerts"
+        token = "t"
+        preset = "alertmanager"
+
+        [[source]]
+        type = "kafka_bridge"
+        name = "builds"
+        topics = ["ci.builds"]
+        format = "avro"
+        registry_url = "http://127.0.0.1:8081"
+        [source.mapping]
+        kind = "ci.run"
+        subject = "/repo"
+    "#;
+    let spec: SourcesSpec = toml::from_str(text).unwrap();
+    let kinds: Vec<(&str, &str)> = spec.sources.iter().map(|s| (s.name(), s.kind())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("gh-work", "github"),
+            ("alerts", "webhook"),
+            ("builds", "kafka_bridge")
+        ]
+    );
+    for s in &spec.sources {
+        s.validate().unwrap();
+    }
+    assert!(
+        matches!(&spec.sources[1], SourceSpec::Webhook(c) if c.preset == Some(Preset::Alertmanager))
+    );
+    // Secrets never show in Debug output.
+    let debug = format!("{:?}", spec.sources[1]);
+    assert!(
+        !debug.contains("token: Some(\"t\")") && debug.contains("***"),
+        "{debug}"
+    );
+    let err = toml::from_str::<SourcesSpec>("[[source]]\ntype = \"github\"\nsecrte = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("secrte"), "{err}");
+}
+
+#[test]
+fn default_sources_enable_github_and_webhook_with_stored_secrets() {
+    use crate::spec::{SourceSpec, default_sources};
+    let dir = tempfile::tempdir().unwrap();
+    let sources = default_sources("127.0.0.1:8080".parse().unwrap(), dir.path());
+    let github = sources
+        .iter()
+        .find_map(|s| match s {
+            SourceSpec::Github(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("a github source");
+    let webhook = sources
+        .iter()
+        .find_map(|s| match s {
+            SourceSpec::Webhook(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("a webhook source");
+    assert_eq!(
+        (github.name.as_str(), webhook.name.as_str()),
+        ("github", "webhook")
+    );
+    // Unless the environment gives them, the secrets are generated under the data dir.
+    if std::env::var("HELIOS_GITHUB_SECRET").is_err() {
+        assert_eq!(
+            github.secret_file.as_deref(),
+            Some(dir.path().join("secrets/github.secret").as_path())
+        );
+        let secret = github.secret_origin().resolve("github").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("secrets/github.secret"))
+                .unwrap()
+                .trim(),
+            secret.expose()
+        );
+    }
+    if std::env::var("HELIOS_WEBHOOK_TOKEN").is_err() {
+        assert_eq!(
+            webhook.token_file.as_deref(),
+            Some(dir.path().join("secrets/webhook.token").as_path())
+        );
+        webhook.token_origin().resolve("webhook").unwrap();
+    }
+}
