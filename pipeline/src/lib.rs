@@ -3,11 +3,10 @@
 //! the processor runtime.
 
 pub mod checkpoint;
-pub mod checkpoint;
 mod error;
 pub mod expr;
+pub mod insights;
 pub mod rules;
-pub mod runtime;
 pub mod runtime;
 pub mod spec;
 pub mod window;

@@ -1,0 +1,484 @@
+//! Insights: anomalies, week-over-week trends and activity streaks found in the final
+//! results of one aggregate, as `Insight` records.
+//!
+//! Like the other operators this is a pure state machine: final `WindowResult`s (and,
+//! optionally, the event-time watermark) go in, insights come out; no clock is read and
+//! every insight id is a hash of what it is about, so a replay yields the same records.
+//! A *series* is one measure of one group of the aggregate.
+//!
+//! - **Anomaly** (per series): an exponentially weighted mean and variance of the measure
+//!   over its windows. After `warmup` windows, a value whose z-score against the mean and
+//!   variance *before* it reaches `z_threshold` is reported; every value then updates them.
+//! - **Trend** (per series): the sum of the measure over the windows that start in a
+//!   calendar week (Monday 00:00 UTC) against the week before. Reported once the week is
+//!   over when the relative change reaches `trend_change`, and the series had data from the
+//!   first day of the earlier week on (a partial first week is not a trend).
+//! - **Streak** (per group): consecutive UTC days with a window that has events. Reported
+//!   once when a streak reaches `streak_days` days, and once when such a streak ends (a
+//!   whole day without events).
+//!
+//! A day or week is over when the results of every window that started in it have been
+//! seen: results arrive in window-end order, and [`InsightOperator::on_watermark`] tells
+//! the operator when no more results can end before a time. (Streak days assume windows of
+//! at most a day.) A series not updated for 28 days is forgotten (its warm-up starts over).
+//!
+//! The spec has no insight settings yet; every aggregate uses [`InsightSettings::default`].
+
+use std::collections::BTreeMap;
+
+use helios_schemas::{Insight, InsightKind, WindowResult};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::pairs;
+use crate::spec::Aggregate;
+use crate::window::sketch;
+
+const DAY: i64 = 86_400_000_000;
+const WEEK: i64 = 7 * DAY;
+/// Series not updated for this long are dropped.
+const FORGET_AFTER: i64 = 28 * DAY;
+
+/// How sensitive the detectors are. The defaults apply to every aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InsightSettings {
+    /// EWMA smoothing factor in (0, 1]: the weight of the newest window. Default 0.2.
+    pub alpha: f64,
+    /// |z| at or above this is an anomaly. Default 3.
+    pub z_threshold: f64,
+    /// Windows of a series seen before anomalies are reported. Default 10.
+    pub warmup: u64,
+    /// The spread of a series is taken as at least this fraction of |mean|, so that a
+    /// perfectly flat series does not turn any small move into an anomaly. Default 0.05.
+    pub min_spread: f64,
+    /// Relative week-over-week change reported as a trend (0.5 = ±50 %). Default 0.5.
+    pub trend_change: f64,
+    /// Consecutive active days reported as a streak. Default 5.
+    pub streak_days: i64,
+}
+
+impl Default for InsightSettings {
+    fn default() -> Self {
+        InsightSettings {
+            alpha: 0.2,
+            z_threshold: 3.0,
+            warmup: 10,
+            min_spread: 0.05,
+            trend_change: 0.5,
+            streak_days: 5,
+        }
+    }
+}
+
+type Group = BTreeMap<String, String>;
+
+/// One measure of one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Series {
+    /// Windows seen.
+    n: u64,
+    mean: f64,
+    var: f64,
+    /// End of the latest window seen; older or repeated results are ignored.
+    last_end: i64,
+    /// Start of the first window seen.
+    first_start: i64,
+    /// Week number -> sum of the measure over windows starting in it (the last two weeks).
+    weeks: BTreeMap<i64, f64>,
+}
+
+/// The current run of active days of one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Streak {
+    first_day: i64,
+    last_day: i64,
+    reported: bool,
+}
+
+/// The insight detectors of one aggregate. All of it is state: serialize it as is for a
+/// checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InsightOperator {
+    aggregate: String,
+    lateness_us: i64,
+    settings: InsightSettings,
+    /// Every window ending at or before this has been seen (µs).
+    progress: i64,
+    /// Days before this one (day number) have been checked for broken streaks.
+    days_checked: i64,
+    /// Weeks up to this one (week number) have been compared with the week before.
+    weeks_checked: i64,
+    #[serde(with = "pairs")]
+    series: BTreeMap<(Group, String), Series>,
+    #[serde(with = "pairs")]
+    streaks: BTreeMap<Group, Streak>,
+}
+
+/// Week number of a time: weeks start on Monday 00:00 UTC (the epoch was a Thursday).
+fn week_of(t: i64) -> i64 {
+    t.saturating_add(3 * DAY).div_euclid(WEEK)
+}
+
+fn week_start(week: i64) -> i64 {
+    week.saturating_mul(WEEK).saturating_sub(3 * DAY)
+}
+
+impl InsightOperator {
+    pub fn new(aggregate: &Aggregate, settings: InsightSettings) -> Self {
+        InsightOperator {
+            aggregate: aggregate.name.clone(),
+            lateness_us: i64::try_from(aggregate.allowed_lateness.as_micros()).unwrap_or(i64::MAX),
+            settings,
+            progress: i64::MIN,
+            days_checked: i64::MIN,
+            weeks_checked: i64::MIN,
+            series: BTreeMap::new(),
+            streaks: BTreeMap::new(),
+        }
+    }
+
+    pub fn aggregate(&self) -> &str {
+        &self.aggregate
+    }
+
+    /// Series currently tracked (for metrics and memory bounds).
+    pub fn series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Takes one result of the aggregate. Only final results count; early ones, results
+    /// of other aggregates and repeats are ignored.
+    pub fn on_result(&mut self, result: &WindowResult, out: &mut Vec<Insight>) {
+        if !result.is_final || result.aggregate != self.aggregate {
+            return;
+        }
+        // Results come in window-end order: every window ending before this one was seen.
+        self.advance(result.window_end.saturating_sub(1), out);
+        for (measure, value) in &result.measures {
+            if value.is_finite() {
+                self.observe(result, measure, *value, out);
+            }
+        }
+        if result.count > 0 {
+            self.activity(result, out);
+        }
+    }
+
+    /// The watermark given to the aggregate's window operator: all its windows ending at or
+    /// before watermark − allowed lateness are final and have been passed in.
+    pub fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Insight>) {
+        self.advance(watermark.saturating_sub(self.lateness_us), out);
+    }
+
+    fn observe(&mut self, r: &WindowResult, measure: &str, x: f64, out: &mut Vec<Insight>) {
+        let s = &self.settings;
+        let key = (r.group.clone(), measure.to_string());
+        let series = self.series.entry(key).or_insert_with(|| Series {
+            n: 0,
+            mean: 0.0,
+            var: 0.0,
+            last_end: i64::MIN,
+            first_start: r.window_start,
+            weeks: BTreeMap::new(),
+        });
+        if r.window_end <= series.last_end {
+            return;
+        }
+        series.last_end = r.window_end;
+        if series.n >= s.warmup {
+            let spread = series
+                .var
+                .sqrt()
+                .max(s.min_spread * series.mean.abs())
+                .max(1e-9);
+            let z = (x - series.mean) / spread;
+            if z.abs() >= s.z_threshold {
+                let summary = format!(
+                    "{measure} of {} for {} was {} in the window {}–{}, {:.1} standard deviations {} its recent mean of {}",
+                    self.aggregate,
+                    describe(&r.group),
+                    num(x),
+                    time(r.window_start),
+                    time(r.window_end),
+                    z.abs(),
+                    if z > 0.0 { "above" } else { "below" },
+                    num(series.mean),
+                );
+                out.push(Insight {
+                    id: insight_id(
+                        "anomaly",
+                        &self.aggregate,
+                        &r.group,
+                        measure,
+                        r.window_start,
+                        r.window_end,
+                    ),
+                    kind: InsightKind::Anomaly,
+                    aggregate: self.aggregate.clone(),
+                    group: r.group.clone(),
+                    measure: measure.to_string(),
+                    window_start: r.window_start,
+                    window_end: r.window_end,
+                    value: x,
+                    score: z,
+                    summary,
+                    at: r.window_end,
+                });
+            }
+        }
+        // West's incremental EWMA of mean and variance.
+        if series.n == 0 {
+            series.mean = x;
+            series.var = 0.0;
+        } else {
+            let diff = x - series.mean;
+            let incr = s.alpha * diff;
+            series.mean += incr;
+            series.var = (1.0 - s.alpha) * (series.var + diff * incr);
+        }
+        series.n += 1;
+        *series.weeks.entry(week_of(r.window_start)).or_insert(0.0) += x;
+    }
+
+    fn activity(&mut self, r: &WindowResult, out: &mut Vec<Insight>) {
+        let day = r.window_start.div_euclid(DAY);
+        let streak = self.streaks.entry(r.group.clone()).or_insert(Streak {
+            first_day: day,
+            last_day: day,
+            reported: false,
+        });
+        if day > streak.last_day.saturating_add(1) {
+            // A gap the watermark did not show yet: the old streak ended.
+            let ended = streak.clone();
+            *streak = Streak {
+                first_day: day,
+                last_day: day,
+                reported: false,
+            };
+            if ended.reported {
+                out.push(self.streak_ended(&r.group, &ended));
+            }
+        } else if day > streak.last_day {
+            streak.last_day = day;
+        }
+        let Some(streak) = self.streaks.get_mut(&r.group) else {
+            return;
+        };
+        let days = streak.last_day - streak.first_day + 1;
+        if !streak.reported && days >= self.settings.streak_days {
+            streak.reported = true;
+            let streak = streak.clone();
+            out.push(self.streak_insight(
+                &r.group,
+                &streak,
+                "reached",
+                format!(
+                    "{} of {} has had events on {days} consecutive days, since {}",
+                    describe(&r.group),
+                    self.aggregate,
+                    date(streak.first_day)
+                ),
+                r.window_end,
+            ));
+        }
+    }
+
+    /// Moves `progress` forward and reports what became final: broken streaks at each new
+    /// day, trends at each new week.
+    fn advance(&mut self, progress: i64, out: &mut Vec<Insight>) {
+        if progress <= self.progress {
+            return;
+        }
+        self.progress = progress;
+        // Day d is over once every window ending by the start of day d + 1 was seen.
+        let days_over = progress.div_euclid(DAY);
+        if days_over > self.days_checked {
+            self.days_checked = days_over;
+            let ended: Vec<(Group, Streak)> = self
+                .streaks
+                .iter()
+                .filter(|(_, s)| s.last_day.saturating_add(1) < days_over)
+                .map(|(g, s)| (g.clone(), s.clone()))
+                .collect();
+            for (group, streak) in ended {
+                self.streaks.remove(&group);
+                if streak.reported {
+                    out.push(self.streak_ended(&group, &streak));
+                }
+            }
+            let horizon = progress.saturating_sub(FORGET_AFTER);
+            self.series.retain(|_, s| s.last_end >= horizon);
+        }
+        let last_week_over = week_of(progress) - 1;
+        if last_week_over > self.weeks_checked {
+            let from = self.weeks_checked.saturating_add(1);
+            self.weeks_checked = last_week_over;
+            self.trends(from, last_week_over, out);
+        }
+    }
+
+    /// Compares each series' weeks in `from..=to` with the week before.
+    fn trends(&mut self, from: i64, to: i64, out: &mut Vec<Insight>) {
+        let threshold = self.settings.trend_change;
+        for ((group, measure), series) in &mut self.series {
+            let mut weeks: Vec<i64> = series
+                .weeks
+                .keys()
+                .flat_map(|w| [*w, w.saturating_add(1)])
+                .filter(|w| (from..=to).contains(w))
+                .collect();
+            weeks.dedup();
+            for week in weeks {
+                let earlier = series.weeks.get(&(week - 1)).copied().unwrap_or(0.0);
+                let this = series.weeks.get(&week).copied().unwrap_or(0.0);
+                let complete = series.first_start < week_start(week - 1).saturating_add(DAY);
+                if earlier <= 0.0 || !complete {
+                    continue;
+                }
+                let change = this / earlier - 1.0;
+                if change.abs() < threshold {
+                    continue;
+                }
+                let (start, end) = (week_start(week), week_start(week + 1));
+                out.push(Insight {
+                    id: insight_id("trend", &self.aggregate, group, measure, start, end),
+                    kind: InsightKind::Trend,
+                    aggregate: self.aggregate.clone(),
+                    group: group.clone(),
+                    measure: measure.clone(),
+                    window_start: start,
+                    window_end: end,
+                    value: this,
+                    score: change,
+                    summary: format!(
+                        "{measure} of {} for {}: {} in the week of {}, {}{:.0} % against {} the week before",
+                        self.aggregate,
+                        describe(group),
+                        num(this),
+                        date(start.div_euclid(DAY)),
+                        if change > 0.0 { "+" } else { "" },
+                        change * 100.0,
+                        num(earlier),
+                    ),
+                    at: end,
+                });
+            }
+            // Only the last week over is still needed, as the earlier week of the next.
+            series.weeks.retain(|w, _| *w >= to);
+        }
+    }
+
+    fn streak_ended(&self, group: &Group, streak: &Streak) -> Insight {
+        let days = streak.last_day - streak.first_day + 1;
+        self.streak_insight(
+            group,
+            streak,
+            "ended",
+            format!(
+                "{} of {}: the streak of {days} consecutive days with events ended, none on {}",
+                describe(group),
+                self.aggregate,
+                date(streak.last_day.saturating_add(1))
+            ),
+            streak.last_day.saturating_add(2).saturating_mul(DAY),
+        )
+    }
+
+    fn streak_insight(
+        &self,
+        group: &Group,
+        streak: &Streak,
+        what: &str,
+        summary: String,
+        at: i64,
+    ) -> Insight {
+        let days = streak.last_day - streak.first_day + 1;
+        let start = streak.first_day.saturating_mul(DAY);
+        Insight {
+            id: insight_id("streak", &self.aggregate, group, what, start, start),
+            kind: InsightKind::Streak,
+            aggregate: self.aggregate.clone(),
+            group: group.clone(),
+            measure: "count".to_string(),
+            window_start: start,
+            window_end: streak.last_day.saturating_add(1).saturating_mul(DAY),
+            value: days as f64,
+            score: days as f64,
+            summary,
+            at,
+        }
+    }
+}
+
+/// Deterministic id of an insight: what it is, where, and when.
+pub fn insight_id(
+    kind: &str,
+    aggregate: &str,
+    group: &Group,
+    measure: &str,
+    start: i64,
+    end: i64,
+) -> String {
+    let mut bytes = Vec::with_capacity(96);
+    for part in [kind, aggregate, measure] {
+        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(part.as_bytes());
+    }
+    for (k, v) in group {
+        for part in [k, v] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part.as_bytes());
+        }
+    }
+    bytes.extend_from_slice(&start.to_le_bytes());
+    bytes.extend_from_slice(&end.to_le_bytes());
+    let h1 = sketch::hash64(&bytes);
+    bytes.push(0xff);
+    let h2 = sketch::hash64(&bytes);
+    format!("{h1:016x}{h2:016x}")
+}
+
+fn describe(group: &Group) -> String {
+    if group.is_empty() {
+        return "all events".to_string();
+    }
+    group
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Integers without decimals, other numbers with two.
+fn num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01), proleptic Gregorian.
+fn date(day: i64) -> String {
+    // Howard Hinnant's days-to-civil.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of a time in µs.
+fn time(t: i64) -> String {
+    let minutes = t.div_euclid(60_000_000);
+    let day = minutes.div_euclid(1440);
+    let m = minutes.rem_euclid(1440);
+    format!("{} {:02}:{:02}", date(day), m / 60, m % 60)
+}
+
+#[cfg(test)]
+mod tests;

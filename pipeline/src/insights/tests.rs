@@ -1,0 +1,249 @@
+//! Insights on scripted series: a spike after the warm-up, a doubled week, a streak and
+//! its end; replays and checkpoints give identical insights.
+
+use std::collections::BTreeMap;
+
+use helios_schemas::{Insight, InsightKind, WindowResult};
+
+use super::{DAY, InsightOperator, InsightSettings, date, insight_id};
+use crate::spec::parse;
+use crate::window::result_id;
+
+const HOUR: i64 = 3_600_000_000;
+/// 2024-01-01, a Monday.
+const MONDAY: i64 = 19_723 * DAY;
+
+fn operator() -> InsightOperator {
+    let text = r#"[[aggregate]]
+name = "runs"
+window = { type = "tumbling", size = "1h" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+allowed_lateness = "1h"
+"#;
+    let mut spec =
+        parse::<toml::Value>(text, "t.toml", |_| Ok(())).unwrap_or_else(|d| panic!("{d}"));
+    InsightOperator::new(&spec.aggregates.remove(0), InsightSettings::default())
+}
+
+/// A final result of `runs` for `subject`.
+fn result(subject: &str, start: i64, size: i64, n: f64) -> WindowResult {
+    let key = vec![Some(subject.to_string())];
+    WindowResult {
+        id: result_id("runs", start, start + size, &key),
+        aggregate: "runs".into(),
+        window_start: start,
+        window_end: start + size,
+        group: BTreeMap::from([("subject".to_string(), subject.to_string())]),
+        measures: BTreeMap::from([("n".to_string(), n)]),
+        count: n as i64,
+        version: 1,
+        is_final: true,
+    }
+}
+
+fn feed(op: &mut InsightOperator, results: &[WindowResult]) -> Vec<Insight> {
+    let mut out = Vec::new();
+    for r in results {
+        op.on_result(r, &mut out);
+    }
+    out
+}
+
+fn of_kind(insights: &[Insight], kind: InsightKind) -> Vec<&Insight> {
+    insights.iter().filter(|i| i.kind == kind).collect()
+}
+
+/// Hourly values around 100 with a little noise, with `spikes` at the given windows.
+fn hourly(subject: &str, windows: i64, spikes: &[i64]) -> Vec<WindowResult> {
+    let noise = [-2.0, 1.0, 0.0, 2.0, -1.0, 3.0, -3.0];
+    (0..windows)
+        .map(|i| {
+            let v = if spikes.contains(&i) {
+                300.0
+            } else {
+                100.0 + noise[i as usize % noise.len()]
+            };
+            result(subject, MONDAY + i * HOUR, HOUR, v)
+        })
+        .collect()
+}
+
+#[test]
+fn a_spike_is_reported_once_after_the_warm_up_and_nothing_before() {
+    let mut op = operator();
+    // A spike inside the warm-up (window 4) is not reported; the one at 30 is, once.
+    let out = feed(&mut op, &hourly("a", 40, &[4, 30]));
+    let anomalies = of_kind(&out, InsightKind::Anomaly);
+    assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+    let a = anomalies[0];
+    assert_eq!(a.window_start, MONDAY + 30 * HOUR);
+    assert_eq!(a.window_end, MONDAY + 31 * HOUR);
+    assert_eq!(a.at, a.window_end);
+    assert_eq!((a.value, a.measure.as_str()), (300.0, "n"));
+    assert!(a.score >= 3.0, "{}", a.score);
+    assert_eq!(a.group["subject"], "a");
+    assert_eq!(
+        a.id,
+        insight_id(
+            "anomaly",
+            "runs",
+            &a.group,
+            "n",
+            a.window_start,
+            a.window_end
+        )
+    );
+    assert!(
+        a.summary.starts_with(
+            "n of runs for subject=a was 300 in the window 2024-01-02 06:00–2024-01-02 07:00,"
+        ),
+        "{}",
+        a.summary
+    );
+    assert!(a.summary.contains("above its recent mean"), "{}", a.summary);
+
+    // A quiet series reports nothing; a dip is reported as well as a spike.
+    let mut op = operator();
+    assert!(feed(&mut op, &hourly("b", 40, &[])).is_empty());
+    let mut dip = hourly("c", 40, &[]);
+    dip[25].measures.insert("n".into(), 10.0);
+    let out = feed(&mut operator(), &dip);
+    let anomalies = of_kind(&out, InsightKind::Anomaly);
+    assert_eq!(anomalies.len(), 1);
+    assert!(anomalies[0].score <= -3.0);
+}
+
+#[test]
+fn early_results_other_aggregates_and_repeats_are_ignored() {
+    let mut results = hourly("a", 40, &[30]);
+    let spike = results[30].clone();
+    results.push(spike.clone());
+    let mut early = spike.clone();
+    early.is_final = false;
+    early.window_start += 40 * HOUR;
+    early.window_end += 40 * HOUR;
+    results.push(early);
+    let mut other = spike;
+    other.aggregate = "other".into();
+    other.window_start += 41 * HOUR;
+    other.window_end += 41 * HOUR;
+    results.push(other);
+    let out = feed(&mut operator(), &results);
+    assert_eq!(of_kind(&out, InsightKind::Anomaly).len(), 1);
+}
+
+#[test]
+fn a_doubled_week_is_a_trend() {
+    let mut results = Vec::new();
+    // a: 10 a day in week 0, 20 a day in weeks 1 and 2.
+    // b: starts on the Thursday of week 0 (a partial week), 10 a day throughout.
+    for d in 0..21 {
+        let a = if d < 7 { 10.0 } else { 20.0 };
+        results.push(result("a", MONDAY + d * DAY, DAY, a));
+        if d >= 3 {
+            results.push(result("b", MONDAY + d * DAY, DAY, 10.0));
+        }
+    }
+    let mut op = operator();
+    let mut out = feed(&mut op, &results);
+    // The watermark shows week 2 over (its last window is final).
+    op.on_watermark(MONDAY + 21 * DAY + 2 * HOUR, &mut out);
+    let trends = of_kind(&out, InsightKind::Trend);
+    assert_eq!(trends.len(), 1, "{trends:#?}");
+    let t = trends[0];
+    assert_eq!(t.group["subject"], "a");
+    assert_eq!(
+        (t.window_start, t.window_end),
+        (MONDAY + 7 * DAY, MONDAY + 14 * DAY)
+    );
+    assert_eq!(t.at, MONDAY + 14 * DAY);
+    assert_eq!((t.value, t.score), (140.0, 1.0));
+    assert_eq!(
+        t.summary,
+        "n of runs for subject=a: 140 in the week of 2024-01-08, +100 % against 70 the week before"
+    );
+    // The week after: a and b stop. A week of nothing is a -100 % trend for both.
+    op.on_watermark(MONDAY + 28 * DAY + 2 * HOUR, &mut out);
+    let trends = of_kind(&out, InsightKind::Trend);
+    assert_eq!(trends.len(), 3);
+    assert!(
+        trends[1..]
+            .iter()
+            .all(|t| t.score == -1.0 && t.window_start == MONDAY + 21 * DAY)
+    );
+}
+
+#[test]
+fn a_five_day_streak_is_reported_and_so_is_its_end() {
+    let mut results = Vec::new();
+    // a is active on days 0..6 (six days) and again from day 8; b only on days 0..3.
+    for d in (0..6).chain(8..10) {
+        for h in [9, 15] {
+            results.push(result("a", MONDAY + d * DAY + h * HOUR, HOUR, 1.0));
+        }
+    }
+    for d in 0..3 {
+        results.push(result("b", MONDAY + d * DAY + 12 * HOUR, HOUR, 1.0));
+    }
+    results.sort_by_key(|r| (r.window_end, r.group["subject"].clone()));
+    let mut op = operator();
+    let mut out = feed(&mut op, &results);
+    op.on_watermark(MONDAY + 12 * DAY, &mut out);
+    let streaks = of_kind(&out, InsightKind::Streak);
+    let summaries: Vec<&str> = streaks.iter().map(|s| s.summary.as_str()).collect();
+    assert_eq!(
+        summaries,
+        [
+            "subject=a of runs has had events on 5 consecutive days, since 2024-01-01",
+            "subject=a of runs: the streak of 6 consecutive days with events ended, none on 2024-01-07",
+        ]
+    );
+    let (reached, ended) = (streaks[0], streaks[1]);
+    assert_eq!(
+        reached.at,
+        MONDAY + 4 * DAY + 10 * HOUR,
+        "the first window of day 5"
+    );
+    assert_eq!((reached.value, reached.score), (5.0, 5.0));
+    assert_eq!(ended.at, MONDAY + 7 * DAY, "when the empty day was over");
+    assert_eq!(ended.value, 6.0);
+    assert_eq!(
+        (ended.window_start, ended.window_end),
+        (MONDAY, MONDAY + 6 * DAY)
+    );
+    assert_ne!(reached.id, ended.id);
+    assert_eq!(date(19_723), "2024-01-01");
+}
+
+#[test]
+fn replays_and_checkpoints_give_identical_insights() {
+    let mut results = Vec::new();
+    for d in 0..21 {
+        let v = if d < 7 { 10.0 } else { 20.0 };
+        results.push(result(
+            "a",
+            MONDAY + d * DAY,
+            DAY,
+            if d == 15 { 90.0 } else { v },
+        ));
+    }
+    let first = feed(&mut operator(), &results);
+    assert_eq!(first, feed(&mut operator(), &results));
+    for kind in [
+        InsightKind::Anomaly,
+        InsightKind::Trend,
+        InsightKind::Streak,
+    ] {
+        assert!(!of_kind(&first, kind).is_empty(), "{kind:?} found");
+    }
+    let mut op = operator();
+    let mut out = feed(&mut op, &results[..9]);
+    let bytes = postcard::to_allocvec(&op).expect("state serializes");
+    let mut restored: InsightOperator = postcard::from_bytes(&bytes).expect("deserializes");
+    assert_eq!(restored, op);
+    for r in &results[9..] {
+        restored.on_result(r, &mut out);
+    }
+    assert_eq!(out, first);
+}
