@@ -29,6 +29,7 @@ enum Command {
     Tail(commands::tail::TailArgs),
     Send(commands::send::SendArgs),
     Migrate(commands::migrate::MigrateArgs),
+    Run(commands::run::RunArgs),
     Validate(commands::validate::ValidateArgs),
 }
 
@@ -45,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tail(args) => commands::tail::run(args).await,
             Command::Send(args) => commands::send::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::Run(args) => commands::run::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
         }
     })

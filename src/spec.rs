@@ -18,3 +18,100 @@ pub fn load(path: &Path) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow:
     })
     .map_err(Ok)
 }
+
+/// What the store keeps, from the spec: one table per `[[aggregate]]` (its group-key and
+/// measure names) and the `[retention]` settings. The sinks and `helios migrate` both take
+/// it from here, so the store always matches the spec the pipeline runs.
+pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
+    let r = &spec.retention;
+    helios_sinks::StoreSpec {
+        aggregates: spec
+            .aggregates
+            .iter()
+            .map(|a| helios_sinks::AggregateSpec {
+                name: a.name.clone(),
+                group_by: a.group_by.iter().map(|k| k.name.clone()).collect(),
+                measures: a.measures.iter().map(|m| m.name.clone()).collect(),
+            })
+            .collect(),
+        retention: helios_sinks::Retention {
+            events: r.events,
+            aggregates: r.aggregates,
+            alerts: r.alerts,
+            insights: r.insights,
+            dead_letters: r.dead_letters,
+        },
+    }
+}
+
+/// The spec's `[[webhook]]` receivers, as the notifier takes them.
+pub fn webhooks<S>(spec: &Spec<S>) -> Vec<helios_sinks::notify::WebhookConfig> {
+    use helios_pipeline::spec::WebhookFormat;
+    use helios_sinks::notify::{BodyFormat, WebhookConfig};
+    spec.webhooks
+        .iter()
+        .map(|w| WebhookConfig {
+            name: w.name.clone(),
+            url: w.url.clone(),
+            format: match w.format {
+                WebhookFormat::Generic => BodyFormat::Generic,
+                WebhookFormat::Slack => BodyFormat::Slack,
+            },
+        })
+        .collect()
+}
+
+/// Loads the spec, turning a list of problems into one error with the full report.
+pub fn load_or_report(path: &Path) -> anyhow::Result<Spec<SourceSpec>> {
+    match load(path) {
+        Ok(spec) => Ok(spec),
+        Err(Ok(diagnostics)) => anyhow::bail!(
+            "the spec has {} problem(s):\n{diagnostics}",
+            diagnostics.len()
+        ),
+        Err(Err(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_spec_follows_the_pipeline_spec() {
+        let text = r#"
+[retention]
+events = "7d"
+
+[[aggregate]]
+name = "ci_runs"
+window = { type = "tumbling", size = "1h" }
+group_by = ["subject", "attrs['conclusion'] AS conclusion"]
+measures = { runs = "count(*)", p95 = "quantile(value, 0.95)" }
+
+[[webhook]]
+name = "team"
+url = "http://127.0.0.1:9/hook"
+format = "slack"
+"#;
+        let spec = helios_pipeline::spec::parse::<SourceSpec>(text, "t.toml", |_| Ok(()))
+            .unwrap_or_else(|d| panic!("{d}"));
+        let store = store_spec(&spec);
+        assert_eq!(
+            store.aggregates,
+            vec![helios_sinks::AggregateSpec::new(
+                "ci_runs",
+                &["subject", "conclusion"],
+                &["p95", "runs"]
+            )]
+        );
+        assert_eq!(
+            store.retention.events,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        store.validate().unwrap();
+        let hooks = webhooks(&spec);
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0].format, helios_sinks::notify::BodyFormat::Slack);
+    }
+}

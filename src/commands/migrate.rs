@@ -1,18 +1,18 @@
-//! `helios migrate`: brings a ClickHouse database to this build's schema.
+//! `helios migrate`: brings a ClickHouse database to this build's schema and to the spec.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use helios_sinks::StoreSpec;
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, migrations, retention};
 
 /// Apply the ClickHouse migrations: create the database and tables, the `agg_<name>`
-/// table of each aggregate in the store spec and any new group-key or measure columns,
-/// and set retention. Safe to run again; refuses a database migrated by a newer helios.
+/// table of each `[[aggregate]]` in the spec and any new group-key or measure columns,
+/// and set the spec's `[retention]`. Safe to run again; refuses a database migrated by a
+/// newer helios.
 ///
 /// Example:
-///   helios migrate --clickhouse http://127.0.0.1:8123 --database helios --store-spec store.toml
+///   helios migrate --clickhouse http://127.0.0.1:8123 --database helios --spec helios.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct MigrateArgs {
@@ -24,20 +24,15 @@ pub struct MigrateArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
     pub database: String,
 
-    /// TOML file with `[[aggregates]]` (name, group_by, measures) and `[retention]`
-    /// (seconds per table). Without it: the fixed tables only.
-    #[arg(long)]
-    pub store_spec: Option<PathBuf>,
+    /// The spec file (`helios.toml`), the same one `helios up` and the sinks run. Without
+    /// it: the fixed tables only.
+    #[arg(long, env = "HELIOS_SPEC")]
+    pub spec: Option<PathBuf>,
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let spec: StoreSpec = match &args.store_spec {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the store spec {}", path.display()))?;
-            toml::from_str(&text)
-                .with_context(|| format!("parsing the store spec {}", path.display()))?
-        }
+    let spec: StoreSpec = match &args.spec {
+        Some(path) => crate::spec::store_spec(&crate::spec::load_or_report(path)?),
         None => StoreSpec::default(),
     };
     let ch = ClickHouse::new(&ClickHouseConfig::new(&args.clickhouse).database(&args.database))?;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod migrate;
+pub mod run;
 pub mod send;
 pub mod tail;
 pub mod topics;

@@ -45,9 +45,19 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
 
-    /// The spec file (`helios.toml`): which sources run. Without it: HTTP ingest only.
+    /// The spec file (`helios.toml`): which sources run, the store's aggregates and
+    /// retention, the alert webhooks. Without it: default sources, fixed tables only.
     #[arg(long, env = "HELIOS_SPEC")]
     pub spec: Option<PathBuf>,
+
+    /// Store results in ClickHouse at this HTTP endpoint (migrated on start) instead of
+    /// the embedded Parquet store under `<data dir>/store`.
+    #[arg(long, env = "HELIOS_CLICKHOUSE")]
+    pub clickhouse: Option<String>,
+
+    /// ClickHouse database, with `--clickhouse`.
+    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
+    pub clickhouse_database: String,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -63,11 +73,15 @@ pub const EVENTS_TOPIC: &str = "helios.events";
 pub const DEAD_LETTER_TOPIC: &str = "helios.dlq";
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let spec = match &args.spec {
+    let (spec, store_spec, webhooks) = match &args.spec {
         Some(path) => load_spec(path)?,
-        None => SourcesSpec {
-            sources: default_sources(args.listen, &args.data_dir),
-        },
+        None => (
+            SourcesSpec {
+                sources: default_sources(args.listen, &args.data_dir),
+            },
+            helios_sinks::StoreSpec::default(),
+            Vec::new(),
+        ),
     };
     // Bind first: a taken port should stop us before anything starts.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -124,6 +138,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let sources = helios_connectors::spec::build(&spec.sources, &supervisor)
         .context("starting the sources")?;
     let app: Router = helios_query_api::router(sources, registry.clone());
+    let sinks = crate::commands::run::start_sinks(crate::commands::run::SinksSetup {
+        log: log.clone(),
+        registry: registry.clone(),
+        store: store_spec,
+        webhooks,
+        clickhouse: args.clickhouse.as_ref().map(|url| {
+            helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
+        }),
+        data_dir: args.data_dir.clone(),
+        group: "helios-sink".to_owned(),
+        aggregates_partitions: args.partitions,
+    })
+    .await
+    .context("starting the sink")?;
 
     let addr = listener.local_addr()?;
     info!(
@@ -134,15 +162,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
-    info!("Shutting down: stopping sources, flushing the log.");
+    info!("Shutting down: stopping sources, flushing the sink and the log.");
     supervisor.shutdown().await;
+    // The sink stores what it holds and commits its offsets before the log closes.
+    sinks.shutdown().await;
     // Graceful shutdown has waited for in-flight requests, so every append has returned.
     embedded.close().context("flushing the log")?;
     info!("Stopped cleanly.");
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -164,8 +194,14 @@ async fn shutdown_signal() {
 }
 
 /// Loads and validates the spec; refuses to start on any problem, with the same report
-/// as `helios validate`.
-fn load_spec(path: &std::path::Path) -> anyhow::Result<SourcesSpec> {
+/// as `helios validate`. Returns the sources, the store's tables and the webhooks.
+fn load_spec(
+    path: &std::path::Path,
+) -> anyhow::Result<(
+    SourcesSpec,
+    helios_sinks::StoreSpec,
+    Vec<helios_sinks::notify::WebhookConfig>,
+)> {
     let spec = match crate::spec::load(path) {
         Ok(spec) => spec,
         Err(Ok(diagnostics)) => {
@@ -183,7 +219,13 @@ fn load_spec(path: &std::path::Path) -> anyhow::Result<SourcesSpec> {
             path.display()
         );
     }
-    Ok(SourcesSpec {
-        sources: spec.sources.into_iter().map(|s| s.value).collect(),
-    })
+    let store = crate::spec::store_spec(&spec);
+    let webhooks = crate::spec::webhooks(&spec);
+    Ok((
+        SourcesSpec {
+            sources: spec.sources.into_iter().map(|s| s.value).collect(),
+        },
+        store,
+        webhooks,
+    ))
 }

@@ -1,0 +1,256 @@
+//! `helios run sink`: one stage on its own, and the wiring of the sinks that `helios up`
+//! shares ([`start_sinks`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use helios_log::kafka::{KafkaConfig, KafkaLog};
+use helios_log::{Log, TopicSpec};
+use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
+use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore, migrations};
+use helios_sinks::notify::{Notifier, NotifyConfig, WebhookConfig};
+use helios_sinks::parquet::{ParquetConfig, ParquetStore};
+use helios_sinks::{Decoders, Sink, SinkConfig, SinkTopics, Store, StoreSpec};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::backend::{log_dir, registry_dir};
+
+/// Run one stage of Helios on its own (scaled out: Kafka and ClickHouse).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(subcommand)]
+    pub stage: Stage,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Stage {
+    Sink(SinkArgs),
+}
+
+/// Load the output topics into the store and send alert notifications.
+///
+/// The tables come from the spec's `[[aggregate]]` sections and `[retention]`, the
+/// webhooks from its `[[webhook]]` sections. With `--clickhouse` the store is ClickHouse
+/// (migrated on start); without it, Parquet files under `<data dir>/store`. Offsets are
+/// committed only after the store acknowledged; Ctrl-C or SIGTERM flushes and commits.
+///
+/// Example:
+///   helios run sink --spec helios.toml --kafka 127.0.0.1:9092 \
+///     --registry http://127.0.0.1:8081 --clickhouse http://127.0.0.1:8123
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct SinkArgs {
+    /// The spec file (`helios.toml`).
+    #[arg(long, env = "HELIOS_SPEC")]
+    pub spec: PathBuf,
+
+    /// ClickHouse HTTP endpoint; without it the embedded Parquet store is used.
+    #[arg(long, env = "HELIOS_CLICKHOUSE")]
+    pub clickhouse: Option<String>,
+
+    /// ClickHouse database.
+    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
+    pub database: String,
+
+    /// Data dir: the embedded log (when not on Kafka; `helios up` must not be running on
+    /// it), the embedded registry, the Parquet store and the notification record.
+    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
+    pub data_dir: PathBuf,
+
+    /// Kafka bootstrap servers; without it the data dir's embedded log.
+    #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
+    pub kafka: Option<String>,
+
+    /// Schema registry URL; without it the data dir's embedded registry.
+    #[arg(long, env = "HELIOS_REGISTRY_URL")]
+    pub registry: Option<String>,
+
+    /// Consumer group of the sink; every `helios run sink` with the same group shares the
+    /// partitions.
+    #[arg(long, default_value = "helios-sink")]
+    pub group: String,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    match args.stage {
+        Stage::Sink(args) => run_sink(args).await,
+    }
+}
+
+async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
+    let spec = crate::spec::load_or_report(&args.spec)?;
+    let (log, embedded) = match &args.kafka {
+        Some(servers) => (
+            KafkaLog::connect(KafkaConfig::new(servers.clone()))
+                .await
+                .with_context(|| format!("connecting to Kafka at {servers}"))?,
+            None,
+        ),
+        None => {
+            let dir = log_dir(&args.data_dir);
+            let embedded =
+                EmbeddedLog::open(&dir, EmbeddedConfig::default()).with_context(|| {
+                    format!(
+                        "opening the log in {} (a sink needs it writable to commit offsets: stop \
+                     `helios up` on this data dir, or point --kafka at a broker)",
+                        dir.display()
+                    )
+                })?;
+            (embedded.log(), Some(embedded))
+        }
+    };
+    let registry: Arc<dyn SchemaSource> = match &args.registry {
+        Some(url) => {
+            Arc::new(RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?)
+        }
+        None => {
+            let dir = registry_dir(&args.data_dir);
+            Arc::new(
+                Registry::open_read_only(&dir)
+                    .with_context(|| format!("opening the registry in {}", dir.display()))?,
+            )
+        }
+    };
+    let sinks = start_sinks(SinksSetup {
+        log: log.clone(),
+        registry,
+        store: crate::spec::store_spec(&spec),
+        webhooks: crate::spec::webhooks(&spec),
+        clickhouse: args
+            .clickhouse
+            .map(|url| ClickHouseConfig::new(url).database(&args.database)),
+        data_dir: args.data_dir.clone(),
+        group: args.group,
+        aggregates_partitions: 4,
+    })
+    .await?;
+    info!("Sink running; Ctrl-C stops.");
+    crate::commands::up::shutdown_signal().await;
+    info!("Shutting down: flushing and committing.");
+    sinks.shutdown().await;
+    if let Some(embedded) = embedded {
+        embedded.close().context("flushing the log")?;
+    }
+    info!("Stopped cleanly.");
+    Ok(())
+}
+
+/// Everything [`start_sinks`] needs.
+pub struct SinksSetup {
+    pub log: Log,
+    pub registry: Arc<dyn SchemaSource>,
+    pub store: StoreSpec,
+    pub webhooks: Vec<WebhookConfig>,
+    /// ClickHouse, or `None` for the Parquet store in the data dir.
+    pub clickhouse: Option<ClickHouseConfig>,
+    pub data_dir: PathBuf,
+    pub group: String,
+    /// Partitions of `helios.aggregates` if the sink has to create it.
+    pub aggregates_partitions: u32,
+}
+
+/// The running sink and notifier.
+pub struct RunningSinks {
+    stop: watch::Sender<bool>,
+    tasks: Vec<(
+        &'static str,
+        JoinHandle<Result<(), helios_sinks::SinkError>>,
+    )>,
+}
+
+impl RunningSinks {
+    /// Asks the sink and the notifier to stop (the sink flushes what it holds and commits)
+    /// and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(stage = name, error = %e, "Stage stopped with an error."),
+                Err(e) => warn!(stage = name, error = %e, "Stage task failed."),
+            }
+        }
+    }
+}
+
+/// The Parquet store's folder inside a data dir.
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
+}
+
+/// Ensures the output topics, opens the store (migrating ClickHouse), and starts the sink
+/// and, when webhooks are configured, the notifier.
+pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
+    let topics = SinkTopics::default();
+    let admin = setup.log.admin();
+    let existing = admin.list_topics().await.context("listing topics")?;
+    for (topic, partitions) in [
+        (&topics.events, 4),
+        (&topics.aggregates, setup.aggregates_partitions),
+        (&topics.alerts, 1),
+        (&topics.insights, 1),
+        (&topics.dead_letters, 1),
+    ] {
+        let Some(topic) = topic else { continue };
+        // Only missing topics: the stage that writes a topic decides its partitions.
+        if !existing.iter().any(|t| t == topic) {
+            admin
+                .create_topic(&TopicSpec::new(topic.as_str(), partitions))
+                .await
+                .with_context(|| format!("creating topic {topic}"))?;
+        }
+    }
+    let store: Arc<dyn Store> = match &setup.clickhouse {
+        Some(config) => {
+            let ch = ClickHouse::new(config)?;
+            let report = migrations::migrate(&ch, &setup.store)
+                .await
+                .with_context(|| format!("migrating ClickHouse at {}", config.url))?;
+            if !report.is_noop() {
+                info!(applied = ?report.applied, spec = ?report.spec_changes, "Migrated ClickHouse.");
+            }
+            Arc::new(ClickHouseStore::new(ch, setup.store.clone())?)
+        }
+        None => {
+            let dir = store_dir(&setup.data_dir);
+            Arc::new(
+                ParquetStore::open(ParquetConfig::new(&dir), setup.store.clone())
+                    .with_context(|| format!("opening the Parquet store in {}", dir.display()))?,
+            )
+        }
+    };
+    let embedded_store = setup.clickhouse.is_none();
+    let config = SinkConfig {
+        group: setup.group.clone(),
+        topics,
+        // The embedded store compacts small files; let it look every minute.
+        retention_every_s: if embedded_store { 60 } else { 3_600 },
+        ..SinkConfig::default()
+    };
+    let sink = Sink::new(store, config, Decoders::new(setup.registry.clone()))?;
+    let (stop, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let log = setup.log.clone();
+    let sink_rx = rx.clone();
+    tasks.push((
+        "sink",
+        tokio::spawn(async move { sink.run(&log, sink_rx).await }),
+    ));
+    if !setup.webhooks.is_empty() {
+        let notifier = Notifier::new(
+            NotifyConfig::new(setup.webhooks, setup.data_dir.join("notify")),
+            setup.registry.clone(),
+        )?;
+        let log = setup.log.clone();
+        tasks.push((
+            "notifier",
+            tokio::spawn(async move { notifier.run(&log, rx).await.map(|_| ()) }),
+        ));
+    }
+    Ok(RunningSinks { stop, tasks })
+}
