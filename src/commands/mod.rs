@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod migrate;
+pub mod pipeline;
 pub mod run;
 pub mod send;
 pub mod tail;

@@ -30,6 +30,7 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum Stage {
     Sink(SinkArgs),
+    Pipeline(crate::commands::pipeline::PipelineArgs),
 }
 
 /// Load the output topics into the store and send alert notifications.
@@ -79,6 +80,7 @@ pub struct SinkArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     match args.stage {
         Stage::Sink(args) => run_sink(args).await,
+        Stage::Pipeline(args) => crate::commands::pipeline::run_pipeline(args).await,
     }
 }
 

@@ -15,6 +15,8 @@ use helios_schemas::{AvroRecord, DeadLetter, Event, EventCodec, RecordCodec, Reg
 use tracing::info;
 
 use crate::backend::{log_dir, registry_dir};
+use crate::commands::pipeline::PipelineSetup;
+use helios_pipeline::spec::{Aggregate, Watermark};
 
 /// Run Helios in one process: embedded log, schema registry and HTTP ingest.
 ///
@@ -58,6 +60,10 @@ pub struct UpArgs {
     /// ClickHouse database, with `--clickhouse`.
     #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
     pub clickhouse_database: String,
+
+    /// How often the pipeline checkpoints its state with the input offsets.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: std::time::Duration,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -73,7 +79,7 @@ pub const EVENTS_TOPIC: &str = "helios.events";
 pub const DEAD_LETTER_TOPIC: &str = "helios.dlq";
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let (spec, store_spec, webhooks) = match &args.spec {
+    let (spec, store_spec, webhooks, pipeline) = match &args.spec {
         Some(path) => load_spec(path)?,
         None => (
             SourcesSpec {
@@ -81,6 +87,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             helios_sinks::StoreSpec::default(),
             Vec::new(),
+            (Watermark::default(), Vec::new()),
         ),
     };
     // Bind first: a taken port should stop us before anything starts.
@@ -138,6 +145,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let sources = helios_connectors::spec::build(&spec.sources, &supervisor)
         .context("starting the sources")?;
     let app: Router = helios_query_api::router(sources, registry.clone());
+    let processor = crate::commands::pipeline::start_pipeline(PipelineSetup {
+        log: log.clone(),
+        watermark: pipeline.0,
+        aggregates: pipeline.1,
+        ids: crate::commands::pipeline::register_embedded(&registry)?,
+        schemas: registry.clone(),
+        checkpoints: crate::commands::pipeline::state_dir(&args.data_dir),
+        group: "helios-pipeline".to_owned(),
+        checkpoint_interval: args.checkpoint_interval,
+    })
+    .await
+    .context("starting the pipeline")?;
     let sinks = crate::commands::run::start_sinks(crate::commands::run::SinksSetup {
         log: log.clone(),
         registry: registry.clone(),
@@ -164,6 +183,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("serving HTTP")?;
     info!("Shutting down: stopping sources, flushing the sink and the log.");
     supervisor.shutdown().await;
+    if let Some(p) = processor {
+        p.shutdown().await?;
+    }
     // The sink stores what it holds and commits its offsets before the log closes.
     sinks.shutdown().await;
     // Graceful shutdown has waited for in-flight requests, so every append has returned.
@@ -201,8 +223,9 @@ fn load_spec(
     SourcesSpec,
     helios_sinks::StoreSpec,
     Vec<helios_sinks::notify::WebhookConfig>,
+    (Watermark, Vec<Aggregate>),
 )> {
-    let spec = match crate::spec::load(path) {
+    let mut spec = match crate::spec::load(path) {
         Ok(spec) => spec,
         Err(Ok(diagnostics)) => {
             anyhow::bail!(
@@ -212,20 +235,24 @@ fn load_spec(
         }
         Err(Err(e)) => return Err(e),
     };
-    if !spec.aggregates.is_empty() || !spec.rules.is_empty() {
+    if !spec.rules.is_empty() {
         anyhow::bail!(
-            "{}: [[aggregate]] and [[rule]] sections are validated (`helios validate`) but this \
-             build does not run them yet; remove them to start Helios with this spec",
+            "{}: [[rule]] sections are validated (`helios validate`) but this build does not \
+             run them yet; remove them to start Helios with this spec",
             path.display()
         );
     }
+    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)
+        .with_context(|| format!("{}", path.display()))?;
     let store = crate::spec::store_spec(&spec);
     let webhooks = crate::spec::webhooks(&spec);
+    let aggregates = std::mem::take(&mut spec.aggregates);
     Ok((
         SourcesSpec {
             sources: spec.sources.into_iter().map(|s| s.value).collect(),
         },
         store,
         webhooks,
+        (spec.watermark, aggregates),
     ))
 }

@@ -1,0 +1,272 @@
+//! `helios run pipeline`, and the processor wiring `helios up` shares ([`start_pipeline`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use helios_log::Log;
+use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use helios_log::kafka::{KafkaConfig, KafkaLog};
+use helios_pipeline::checkpoint::CheckpointStore;
+use helios_pipeline::runtime::{Codecs, Metrics, Processor, ProcessorConfig};
+use helios_pipeline::spec::{Aggregate, Watermark};
+use helios_schemas::{
+    AvroRecord, DeadLetter, Event, EventCodec, RecordCodec, Registry, RemoteRegistry, SchemaSource,
+    WindowResult,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::backend::{log_dir, registry_dir};
+
+/// Run the spec's aggregates over `helios.events` (scaled out: one per machine, partitions
+/// shared through the consumer group).
+///
+/// Results go to `helios.aggregates`, late events to `helios.late`, undecodable records to
+/// `helios.dlq`. State is checkpointed with the input offsets every
+/// `--checkpoint-interval` and on Ctrl-C/SIGTERM; a restart resumes from there.
+///
+/// Example:
+///   helios run pipeline --spec helios.toml --kafka 127.0.0.1:9092 \
+///     --registry http://127.0.0.1:8081 --checkpoints /var/lib/helios/state
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct PipelineArgs {
+    /// The spec file (`helios.toml`).
+    #[arg(long, env = "HELIOS_SPEC")]
+    pub spec: PathBuf,
+
+    /// Data dir: the embedded log (when not on Kafka; `helios up` must not be running on
+    /// it) and the embedded registry.
+    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
+    pub data_dir: PathBuf,
+
+    /// Kafka bootstrap servers; without it the data dir's embedded log.
+    #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
+    pub kafka: Option<String>,
+
+    /// Schema registry URL; without it the data dir's embedded registry.
+    #[arg(long, env = "HELIOS_REGISTRY_URL")]
+    pub registry: Option<String>,
+
+    /// Directory of the checkpoint store (default `<data dir>/state`). Processors sharing a
+    /// group must share it (e.g. a network mount).
+    #[arg(long, env = "HELIOS_CHECKPOINTS")]
+    pub checkpoints: Option<PathBuf>,
+
+    /// Consumer group; every `helios run pipeline` with the same group shares partitions.
+    #[arg(long, default_value = "helios-pipeline")]
+    pub group: String,
+
+    /// How often state and offsets are checkpointed.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+}
+
+/// Everything [`start_pipeline`] needs.
+#[derive(Debug)]
+pub struct PipelineSetup {
+    pub log: Log,
+    pub watermark: Watermark,
+    pub aggregates: Vec<Aggregate>,
+    /// Registry ids of the Event, WindowResult and DeadLetter schemas.
+    pub ids: SchemaIds,
+    pub schemas: Arc<dyn SchemaSource>,
+    pub checkpoints: PathBuf,
+    pub group: String,
+    pub checkpoint_interval: Duration,
+}
+
+/// Registry ids the processor reads and writes with.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaIds {
+    pub event: u32,
+    pub window_result: u32,
+    pub dead_letter: u32,
+}
+
+/// A running processor.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<helios_pipeline::Result<()>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl PipelineHandle {
+    /// Stops the processor after it checkpoints every partition.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        let r = self
+            .task
+            .await
+            .context("the processor task panicked")?
+            .context("stopping the processor");
+        let m = self.metrics.snapshot();
+        info!(
+            events_in = m.events_in,
+            results_out = m.results_out,
+            late = m.late_events,
+            dead_letters = m.dead_letters,
+            checkpoints = m.checkpoints,
+            "Processor totals."
+        );
+        r
+    }
+}
+
+/// Registers the output schemas in the embedded registry (as `helios up` does for its
+/// other topics).
+pub fn register_embedded(registry: &Registry) -> anyhow::Result<SchemaIds> {
+    let event = registry
+        .register("helios.events-value", Event::SCHEMA_JSON)
+        .context("registering the Event schema")?;
+    let results = registry
+        .register("helios.aggregates-value", WindowResult::SCHEMA_JSON)
+        .context("registering the WindowResult schema")?;
+    let dead = registry
+        .register("helios.dlq-value", DeadLetter::SCHEMA_JSON)
+        .context("registering the DeadLetter schema")?;
+    registry
+        .register("helios.late-value", DeadLetter::SCHEMA_JSON)
+        .context("registering the DeadLetter schema for helios.late")?;
+    Ok(SchemaIds {
+        event: event.id,
+        window_result: results.id,
+        dead_letter: dead.id,
+    })
+}
+
+/// Starts the processor as a task; `None` when the spec has no aggregates.
+pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<PipelineHandle>> {
+    if setup.aggregates.is_empty() {
+        return Ok(None);
+    }
+    let mut config = ProcessorConfig::new(setup.group.clone(), setup.watermark);
+    config.checkpoint_interval = setup.checkpoint_interval;
+    let codecs = Codecs {
+        events: Arc::new(EventCodec::with_source(
+            setup.ids.event,
+            setup.schemas.clone(),
+        )),
+        results: RecordCodec::with_source(setup.ids.window_result, setup.schemas.clone()),
+        dead_letters: RecordCodec::with_source(setup.ids.dead_letter, setup.schemas.clone()),
+    };
+    let store = CheckpointStore::local(&setup.checkpoints, &setup.group)
+        .with_context(|| format!("opening checkpoints in {}", setup.checkpoints.display()))?;
+    let processor = Processor::new(config, setup.aggregates, setup.log, codecs, store)?;
+    processor
+        .ensure_topics()
+        .await
+        .context("creating the output topics")?;
+    let metrics = processor.metrics();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = processor
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = &r {
+            error!(error = %e, "The processor stopped on an error; restart to resume from its checkpoint.");
+        }
+        r
+    });
+    Ok(Some(PipelineHandle {
+        stop,
+        task,
+        metrics,
+    }))
+}
+
+pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
+    let mut spec = crate::spec::load_or_report(&args.spec)?;
+    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &[])?;
+    let (log, embedded) = match &args.kafka {
+        Some(servers) => (
+            KafkaLog::connect(KafkaConfig::new(servers.clone()))
+                .await
+                .with_context(|| format!("connecting to Kafka at {servers}"))?,
+            None,
+        ),
+        None => {
+            let dir = log_dir(&args.data_dir);
+            let embedded = EmbeddedLog::open(&dir, EmbeddedConfig::default()).with_context(|| {
+                format!(
+                    "opening the log in {} (stop `helios up` on this data dir, or point --kafka \
+                     at a broker)",
+                    dir.display()
+                )
+            })?;
+            (embedded.log(), Some(embedded))
+        }
+    };
+    let (ids, schemas): (SchemaIds, Arc<dyn SchemaSource>) = match &args.registry {
+        Some(url) => {
+            let remote =
+                Arc::new(RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?);
+            let reg = |subject: &'static str, schema: &'static str| {
+                let remote = remote.clone();
+                async move {
+                    remote
+                        .register(subject, schema)
+                        .await
+                        .with_context(|| format!("registering {subject} at {url}"))
+                }
+            };
+            let ids = SchemaIds {
+                event: reg("helios.events-value", Event::SCHEMA_JSON).await?,
+                window_result: reg("helios.aggregates-value", WindowResult::SCHEMA_JSON).await?,
+                dead_letter: reg("helios.dlq-value", DeadLetter::SCHEMA_JSON).await?,
+            };
+            reg("helios.late-value", DeadLetter::SCHEMA_JSON).await?;
+            (ids, remote)
+        }
+        None => {
+            let registry = Arc::new(
+                Registry::open(&registry_dir(&args.data_dir)).with_context(|| {
+                    format!("opening the registry in {}", args.data_dir.display())
+                })?,
+            );
+            (register_embedded(&registry)?, registry)
+        }
+    };
+    let checkpoints = args
+        .checkpoints
+        .clone()
+        .unwrap_or_else(|| state_dir(&args.data_dir));
+    let handle = start_pipeline(PipelineSetup {
+        log,
+        watermark: spec.watermark,
+        aggregates: std::mem::take(&mut spec.aggregates),
+        ids,
+        schemas,
+        checkpoints,
+        group: args.group.clone(),
+        checkpoint_interval: args.checkpoint_interval,
+    })
+    .await?;
+    let Some(handle) = handle else {
+        anyhow::bail!(
+            "{} has no [[aggregate]] sections: nothing to run",
+            args.spec.display()
+        );
+    };
+    info!(group = %args.group, "Pipeline running; Ctrl-C stops.");
+    crate::commands::up::shutdown_signal().await;
+    info!("Shutting down: checkpointing.");
+    handle.shutdown().await?;
+    if let Some(embedded) = embedded {
+        embedded.close().context("flushing the log")?;
+    }
+    info!("Stopped cleanly.");
+    Ok(())
+}
+
+/// Where processor checkpoints live inside a data dir.
+pub fn state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("state")
+}
