@@ -215,16 +215,17 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Loads and validates the spec; refuses to start on any problem, with the same report
-/// as `helios validate`. Returns the sources, the store's tables and the webhooks.
-fn load_spec(
-    path: &std::path::Path,
-) -> anyhow::Result<(
+/// The spec's sources, the store's tables, the alert webhooks and the aggregations.
+type LoadedSpec = (
     SourcesSpec,
     helios_sinks::StoreSpec,
     Vec<helios_sinks::notify::WebhookConfig>,
     (Watermark, Vec<Aggregate>),
-)> {
+);
+
+/// Loads and validates the spec; refuses to start on any problem, with the same report
+/// as `helios validate`. Returns the sources, the store's tables and the webhooks.
+fn load_spec(path: &std::path::Path) -> anyhow::Result<LoadedSpec> {
     let mut spec = match crate::spec::load(path) {
         Ok(spec) => spec,
         Err(Ok(diagnostics)) => {

@@ -220,21 +220,11 @@ impl Inner {
 
     fn write_tables(&self, rows: &mut Rows) -> Result<()> {
         if !rows.events.is_empty() {
-            self.write_by_day(
-                "events",
-                &rows.events,
-                |e| e.time,
-                |r| tables::events_batch(r),
-            )?;
+            self.write_by_day("events", &rows.events, |e| e.time, tables::events_batch)?;
             rows.events.clear();
         }
         if !rows.alerts.is_empty() {
-            self.write_by_day(
-                "alerts",
-                &rows.alerts,
-                |a| a.since,
-                |r| tables::alerts_batch(r),
-            )?;
+            self.write_by_day("alerts", &rows.alerts, |a| a.since, tables::alerts_batch)?;
             rows.alerts.clear();
         }
         if !rows.insights.is_empty() {
@@ -242,7 +232,7 @@ impl Inner {
                 "insights",
                 &rows.insights,
                 |i| i.window_start,
-                |r| tables::insights_batch(r),
+                tables::insights_batch,
             )?;
             rows.insights.clear();
         }
@@ -251,7 +241,7 @@ impl Inner {
                 "dead_letters",
                 &rows.dead_letters,
                 |d| d.at,
-                |r| tables::dead_letters_batch(r),
+                tables::dead_letters_batch,
             )?;
             rows.dead_letters.clear();
         }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sink throughput (issue 5, done-when 6): the ClickHouse sink for `events` against
+# clickhouse-client inserting the same rows in one run, and the Parquet sink.
+# Usage: bench/sinks.sh [rows]   (default 500000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/helios-target}
+eval "$(bash scripts/services/clickhouse.sh start)"
+trap 'kill "$HELIOS_CLICKHOUSE_PID" 2>/dev/null || true' EXIT
+HELIOS_BENCH_CH_NATIVE_PORT=$(cat "$HELIOS_CLICKHOUSE_DIR/native.port")
+export HELIOS_BENCH_CH_NATIVE_PORT HELIOS_BENCH_ROWS=${1:-500000}
+cargo bench -p helios-sinks --bench sink_throughput
