@@ -10,11 +10,11 @@ pub enum PipelineError {
     InvalidSpec(crate::spec::Diagnostics),
 
     /// A `group_by` (or rule `per`) that does not keep each group on one input partition;
-    /// see ADR-005 in `docs/DECISIONS.md`.
+    /// see ADR-006 in `docs/DECISIONS.md`.
     #[error(
         "{kind} `{name}` groups by {keys}, which does not include `subject`: events are \
          partitioned by subject, so its groups would be split over partitions and counted in \
-         parts. Add `subject` to its keys (e.g. group_by = [\"subject\", ...]); see ADR-005"
+         parts. Add `subject` to its keys (e.g. group_by = [\"subject\", ...]); see ADR-006"
     )]
     NotCoPartitioned {
         kind: &'static str,

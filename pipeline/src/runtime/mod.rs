@@ -6,7 +6,7 @@
 //! window results, late events and dead letters, and checkpoint each partition's state
 //! together with the offset it resumes from (see [`crate::checkpoint`]).
 //!
-//! Exactly-once without log transactions (ADR-005): outputs of a batch are durable before
+//! Exactly-once without log transactions (ADR-006): outputs of a batch are durable before
 //! a checkpoint covering it is written, so a crash replays from a checkpoint and can only
 //! repeat outputs, never lose them; every output has a deterministic key and id, so the
 //! repeats are identical records that sinks drop.
@@ -102,7 +102,7 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// Refuses aggregates and rules whose groups would span input partitions (ADR-005):
+/// Refuses aggregates and rules whose groups would span input partitions (ADR-006):
 /// events are keyed, hence partitioned, by `subject`, so a group is confined to one
 /// partition exactly when its keys include the bare `subject` column.
 pub fn check_co_partitioned(aggregates: &[Aggregate], rules: &[Rule]) -> Result<()> {
