@@ -207,7 +207,7 @@ impl RuleOperator {
                 if condition.matches(event) { FIRST } else { 0 }
             }
             RuleKind::Sequence { first, then } => {
-                u8::from(first.matches(event)) * FIRST | u8::from(then.matches(event)) * THEN
+                (u8::from(first.matches(event)) * FIRST) | (u8::from(then.matches(event)) * THEN)
             }
         };
         if role == 0 {
