@@ -33,20 +33,41 @@ fn validate_reports_every_problem_and_up_refuses_to_start() {
         "helios.toml:7:1: source `bad name` is misconfigured",
         "3 problem(s)",
     ] {
-        assert!(report.contains(needle), "{needle:?} missing from:\n{report}");
+        assert!(
+            report.contains(needle),
+            "{needle:?} missing from:\n{report}"
+        );
     }
 
     let up = Command::new(BIN)
-        .args(["up", "--listen", "127.0.0.1:0", "--spec", spec_arg, "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--spec",
+            spec_arg,
+            "--data-dir",
+        ])
         .arg(tmp.path().join("data"))
         .output()
         .unwrap();
     assert!(!up.status.success());
     let err = String::from_utf8(up.stderr).unwrap();
-    assert!(err.contains("unknown column `valu`") && err.contains("3 problem(s)"), "{err}");
+    assert!(
+        err.contains("unknown column `valu`") && err.contains("3 problem(s)"),
+        "{err}"
+    );
 
     std::fs::write(&spec, "[[source]]\nname = \"web\"\ntype = \"http\"\n").unwrap();
     let out = helios(&["validate", spec_arg]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8(out.stdout).unwrap().contains("valid (1 sources, 0 aggregates, 0 rules)"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("valid (1 sources, 0 aggregates, 0 rules)")
+    );
 }
