@@ -10,11 +10,11 @@ use helios_log::Log;
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use helios_log::kafka::{KafkaConfig, KafkaLog};
 use helios_pipeline::checkpoint::CheckpointStore;
-use helios_pipeline::runtime::{Codecs, Metrics, Processor, ProcessorConfig};
-use helios_pipeline::spec::{Aggregate, Watermark};
+use helios_pipeline::runtime::{Codecs, DerivedCodecs, Metrics, Processor, ProcessorConfig};
+use helios_pipeline::spec::{Aggregate, Rule, Watermark};
 use helios_schemas::{
-    AvroRecord, DeadLetter, Event, EventCodec, RecordCodec, Registry, RemoteRegistry, SchemaSource,
-    WindowResult,
+    Alert, AvroRecord, DeadLetter, Event, EventCodec, Insight, RecordCodec, Registry,
+    RemoteRegistry, SchemaSource, WindowResult,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,11 +22,12 @@ use tracing::{error, info};
 
 use crate::backend::{log_dir, registry_dir};
 
-/// Run the spec's aggregates over `helios.events` (scaled out: one per machine, partitions
-/// shared through the consumer group).
+/// Run the spec's aggregates and rules over `helios.events` (scaled out: one per machine,
+/// partitions shared through the consumer group).
 ///
-/// Results go to `helios.aggregates`, late events to `helios.late`, undecodable records to
-/// `helios.dlq`. State is checkpointed with the input offsets every
+/// Results go to `helios.aggregates`, alerts to `helios.alerts`, insights found in the
+/// aggregates' results to `helios.insights`, late events to `helios.late`, undecodable
+/// records to `helios.dlq`. State is checkpointed with the input offsets every
 /// `--checkpoint-interval` and on Ctrl-C/SIGTERM; a restart resumes from there.
 ///
 /// Example:
@@ -72,7 +73,8 @@ pub struct PipelineSetup {
     pub log: Log,
     pub watermark: Watermark,
     pub aggregates: Vec<Aggregate>,
-    /// Registry ids of the Event, WindowResult and DeadLetter schemas.
+    pub rules: Vec<Rule>,
+    /// Registry ids of the schemas the processor reads and writes.
     pub ids: SchemaIds,
     pub schemas: Arc<dyn SchemaSource>,
     pub checkpoints: PathBuf,
@@ -86,6 +88,8 @@ pub struct SchemaIds {
     pub event: u32,
     pub window_result: u32,
     pub dead_letter: u32,
+    pub alert: u32,
+    pub insight: u32,
 }
 
 /// A running processor.
@@ -109,6 +113,8 @@ impl PipelineHandle {
         info!(
             events_in = m.events_in,
             results_out = m.results_out,
+            alerts_out = m.alerts_out,
+            insights_out = m.insights_out,
             late = m.late_events,
             dead_letters = m.dead_letters,
             checkpoints = m.checkpoints,
@@ -133,16 +139,24 @@ pub fn register_embedded(registry: &Registry) -> anyhow::Result<SchemaIds> {
     registry
         .register("helios.late-value", DeadLetter::SCHEMA_JSON)
         .context("registering the DeadLetter schema for helios.late")?;
+    let alert = registry
+        .register("helios.alerts-value", Alert::SCHEMA_JSON)
+        .context("registering the Alert schema")?;
+    let insight = registry
+        .register("helios.insights-value", Insight::SCHEMA_JSON)
+        .context("registering the Insight schema")?;
     Ok(SchemaIds {
         event: event.id,
         window_result: results.id,
         dead_letter: dead.id,
+        alert: alert.id,
+        insight: insight.id,
     })
 }
 
-/// Starts the processor as a task; `None` when the spec has no aggregates.
+/// Starts the processor as a task; `None` when the spec has no aggregates and no rules.
 pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<PipelineHandle>> {
-    if setup.aggregates.is_empty() {
+    if setup.aggregates.is_empty() && setup.rules.is_empty() {
         return Ok(None);
     }
     let mut config = ProcessorConfig::new(setup.group.clone(), setup.watermark);
@@ -157,7 +171,12 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
     };
     let store = CheckpointStore::local(&setup.checkpoints, &setup.group)
         .with_context(|| format!("opening checkpoints in {}", setup.checkpoints.display()))?;
-    let processor = Processor::new(config, setup.aggregates, setup.log, codecs, store)?;
+    let derived = DerivedCodecs {
+        alerts: RecordCodec::with_source(setup.ids.alert, setup.schemas.clone()),
+        insights: RecordCodec::with_source(setup.ids.insight, setup.schemas.clone()),
+    };
+    let processor = Processor::new(config, setup.aggregates, setup.log, codecs, store)?
+        .with_rules_and_insights(setup.rules, derived)?;
     processor
         .ensure_topics()
         .await
@@ -184,7 +203,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
 
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut spec = crate::spec::load_or_report(&args.spec)?;
-    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &[])?;
+    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)?;
     let (log, embedded) = match &args.kafka {
         Some(servers) => (
             KafkaLog::connect(KafkaConfig::new(servers.clone()))
@@ -221,6 +240,8 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
                 event: reg("helios.events-value", Event::SCHEMA_JSON).await?,
                 window_result: reg("helios.aggregates-value", WindowResult::SCHEMA_JSON).await?,
                 dead_letter: reg("helios.dlq-value", DeadLetter::SCHEMA_JSON).await?,
+                alert: reg("helios.alerts-value", Alert::SCHEMA_JSON).await?,
+                insight: reg("helios.insights-value", Insight::SCHEMA_JSON).await?,
             };
             reg("helios.late-value", DeadLetter::SCHEMA_JSON).await?;
             (ids, remote)
@@ -242,6 +263,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         log,
         watermark: spec.watermark,
         aggregates: std::mem::take(&mut spec.aggregates),
+        rules: std::mem::take(&mut spec.rules),
         ids,
         schemas,
         checkpoints,
@@ -251,7 +273,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     .await?;
     let Some(handle) = handle else {
         anyhow::bail!(
-            "{} has no [[aggregate]] sections: nothing to run",
+            "{} has no [[aggregate]] or [[rule]] sections: nothing to run",
             args.spec.display()
         );
     };

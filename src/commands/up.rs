@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::backend::{log_dir, registry_dir};
 use crate::commands::pipeline::PipelineSetup;
-use helios_pipeline::spec::{Aggregate, Watermark};
+use helios_pipeline::spec::{Aggregate, Rule, Watermark};
 
 /// Run Helios in one process: embedded log, schema registry and HTTP ingest.
 ///
@@ -87,7 +87,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             helios_sinks::StoreSpec::default(),
             Vec::new(),
-            (Watermark::default(), Vec::new()),
+            (Watermark::default(), Vec::new(), Vec::new()),
         ),
     };
     // Bind first: a taken port should stop us before anything starts.
@@ -149,6 +149,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         log: log.clone(),
         watermark: pipeline.0,
         aggregates: pipeline.1,
+        rules: pipeline.2,
         ids: crate::commands::pipeline::register_embedded(&registry)?,
         schemas: registry.clone(),
         checkpoints: crate::commands::pipeline::state_dir(&args.data_dir),
@@ -215,12 +216,13 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// The spec's sources, the store's tables, the alert webhooks and the aggregations.
+/// The spec's sources, the store's tables, the alert webhooks, the aggregations and the
+/// rules.
 type LoadedSpec = (
     SourcesSpec,
     helios_sinks::StoreSpec,
     Vec<helios_sinks::notify::WebhookConfig>,
-    (Watermark, Vec<Aggregate>),
+    (Watermark, Vec<Aggregate>, Vec<Rule>),
 );
 
 /// Loads and validates the spec; refuses to start on any problem, with the same report
@@ -236,24 +238,18 @@ fn load_spec(path: &std::path::Path) -> anyhow::Result<LoadedSpec> {
         }
         Err(Err(e)) => return Err(e),
     };
-    if !spec.rules.is_empty() {
-        anyhow::bail!(
-            "{}: [[rule]] sections are validated (`helios validate`) but this build does not \
-             run them yet; remove them to start Helios with this spec",
-            path.display()
-        );
-    }
     helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)
         .with_context(|| format!("{}", path.display()))?;
     let store = crate::spec::store_spec(&spec);
     let webhooks = crate::spec::webhooks(&spec);
     let aggregates = std::mem::take(&mut spec.aggregates);
+    let rules = std::mem::take(&mut spec.rules);
     Ok((
         SourcesSpec {
             sources: spec.sources.into_iter().map(|s| s.value).collect(),
         },
         store,
         webhooks,
-        (spec.watermark, aggregates),
+        (spec.watermark, aggregates, rules),
     ))
 }

@@ -188,6 +188,11 @@ impl RuleOperator {
         &self.rule.name
     }
 
+    /// The rule this operator runs.
+    pub fn rule(&self) -> &Arc<Rule> {
+        &self.rule
+    }
+
     /// Keys with state (for metrics and memory bounds).
     pub fn keys(&self) -> usize {
         self.state.keys.len()

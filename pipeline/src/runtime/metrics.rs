@@ -12,6 +12,8 @@ use serde::Serialize;
 pub struct Metrics {
     events_in: AtomicU64,
     results_out: AtomicU64,
+    alerts_out: AtomicU64,
+    insights_out: AtomicU64,
     late_events: AtomicU64,
     dead_letters: AtomicU64,
     watermark_delay_ms: AtomicI64,
@@ -31,6 +33,10 @@ pub struct MetricsSnapshot {
     pub events_in: u64,
     /// `WindowResult` records written.
     pub results_out: u64,
+    /// `Alert` records written (firing and resolved).
+    pub alerts_out: u64,
+    /// `Insight` records written.
+    pub insights_out: u64,
     /// Events that arrived after their windows closed (written to the late topic).
     pub late_events: u64,
     /// Records that could not be decoded (written to the dead-letter topic).
@@ -64,6 +70,11 @@ impl Metrics {
         self.batch_latency_us_max.fetch_max(latency_us, Relaxed);
     }
 
+    pub(crate) fn derived(&self, alerts: u64, insights: u64) {
+        self.alerts_out.fetch_add(alerts, Relaxed);
+        self.insights_out.fetch_add(insights, Relaxed);
+    }
+
     pub(crate) fn watermark_delay(&self, ms: i64) {
         self.watermark_delay_ms.store(ms, Relaxed);
     }
@@ -82,6 +93,8 @@ impl Metrics {
         MetricsSnapshot {
             events_in: self.events_in.load(Relaxed),
             results_out: self.results_out.load(Relaxed),
+            alerts_out: self.alerts_out.load(Relaxed),
+            insights_out: self.insights_out.load(Relaxed),
             late_events: self.late_events.load(Relaxed),
             dead_letters: self.dead_letters.load(Relaxed),
             watermark_delay_ms: self.watermark_delay_ms.load(Relaxed),

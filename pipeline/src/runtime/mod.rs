@@ -1,10 +1,12 @@
 //! The processor runtime: a consumer-group member on the events topic that runs every
-//! `[[aggregate]]` of a spec over its partitions and writes the results.
+//! `[[aggregate]]` and `[[rule]]` of a spec over its partitions and writes the results.
 //!
 //! It owns the loop around the pure operators: poll a batch, decode it (undecodable
-//! records become dead letters, never drops), feed each partition's operators, write
-//! window results, late events and dead letters, and checkpoint each partition's state
-//! together with the offset it resumes from (see [`crate::checkpoint`]).
+//! records become dead letters, never drops), feed each partition's operators (window
+//! operators, rule operators, and insight operators fed with the windows' final
+//! results), write window results, alerts, insights, late events and dead letters, and
+//! checkpoint each partition's state together with the offset it resumes from (see
+//! [`crate::checkpoint`]).
 //!
 //! Exactly-once without log transactions (ADR-006): outputs of a batch are durable before
 //! a checkpoint covering it is written, so a crash replays from a checkpoint and can only
@@ -30,14 +32,14 @@ use bytes::Bytes;
 use helios_log::{
     ConsumedRecord, ConsumerConfig, Log, LogConsumer, Record, SeekTo, TopicPartition, TopicSpec,
 };
-use helios_schemas::{DeadLetter, EventCodec, RecordCodec, WindowResult};
+use helios_schemas::{Alert, DeadLetter, EventCodec, Insight, RecordCodec, WindowResult};
 use sqlparser::ast::{Expr as Ast, SelectItem};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use tracing::{debug, info, warn};
 
 pub use metrics::{Metrics, MetricsSnapshot};
-use partition::PartitionState;
+use partition::{PartitionState, Specs};
 
 use crate::checkpoint::CheckpointStore;
 use crate::expr::GroupKeyExpr;
@@ -59,6 +61,10 @@ pub struct ProcessorConfig {
     pub events_topic: String,
     /// Where `WindowResult` records go.
     pub aggregates_topic: String,
+    /// Where `Alert` records go.
+    pub alerts_topic: String,
+    /// Where `Insight` records go.
+    pub insights_topic: String,
     /// Where late events go (as `DeadLetter` records with stage `pipeline/late`).
     pub late_topic: String,
     /// Where undecodable records go.
@@ -78,6 +84,8 @@ impl ProcessorConfig {
             group: group.into(),
             events_topic: "helios.events".into(),
             aggregates_topic: "helios.aggregates".into(),
+            alerts_topic: "helios.alerts".into(),
+            insights_topic: "helios.insights".into(),
             late_topic: "helios.late".into(),
             dead_letter_topic: "helios.dlq".into(),
             checkpoint_interval: Duration::from_secs(5),
@@ -93,6 +101,14 @@ pub struct Codecs {
     pub events: Arc<EventCodec>,
     pub results: RecordCodec<WindowResult>,
     pub dead_letters: RecordCodec<DeadLetter>,
+}
+
+/// The codecs of the records derived from events and window results: alerts of the
+/// rules, insights of the aggregates (see [`Processor::with_rules_and_insights`]).
+#[derive(Debug)]
+pub struct DerivedCodecs {
+    pub alerts: RecordCodec<Alert>,
+    pub insights: RecordCodec<Insight>,
 }
 
 /// What a run to the end of the log did.
@@ -153,8 +169,11 @@ fn is_subject(source: &str) -> bool {
 pub struct Processor {
     config: ProcessorConfig,
     aggregates: Vec<Arc<Aggregate>>,
+    rules: Vec<Arc<Rule>>,
     log: Log,
     codecs: Codecs,
+    /// Set when rules and insights run (their outputs need these codecs).
+    derived: Option<DerivedCodecs>,
     checkpoints: CheckpointStore,
     metrics: Arc<Metrics>,
 }
@@ -163,12 +182,15 @@ pub struct Processor {
 #[derive(Default)]
 struct Outputs {
     results: Vec<WindowResult>,
+    alerts: Vec<Alert>,
+    insights: Vec<Insight>,
     late: Vec<DeadLetter>,
     dead: Vec<DeadLetter>,
 }
 
 impl Processor {
-    /// A processor for `aggregates`; refuses groupings that would span partitions.
+    /// A processor for `aggregates` (windows only; see [`Processor::with_rules_and_insights`]);
+    /// refuses groupings that would span partitions.
     pub fn new(
         config: ProcessorConfig,
         aggregates: Vec<Aggregate>,
@@ -180,11 +202,36 @@ impl Processor {
         Ok(Processor {
             config,
             aggregates: aggregates.into_iter().map(Arc::new).collect(),
+            rules: Vec::new(),
             log,
             codecs,
+            derived: None,
             checkpoints,
             metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// Also runs `rules` (alerts to the alerts topic, their late events to the late topic)
+    /// and the insight detectors over every aggregate's final results (insights to the
+    /// insights topic), in each partition next to the window operators. Refuses rules
+    /// whose keys would span partitions.
+    pub fn with_rules_and_insights(
+        mut self,
+        rules: Vec<Rule>,
+        codecs: DerivedCodecs,
+    ) -> Result<Self> {
+        check_co_partitioned(&[], &rules)?;
+        self.rules = rules.into_iter().map(Arc::new).collect();
+        self.derived = Some(codecs);
+        Ok(self)
+    }
+
+    fn specs(&self) -> Specs<'_> {
+        Specs {
+            aggregates: &self.aggregates,
+            rules: &self.rules,
+            insights: self.derived.is_some(),
+        }
     }
 
     /// The processor's counters (shared; stays valid while it runs).
@@ -192,8 +239,9 @@ impl Processor {
         self.metrics.clone()
     }
 
-    /// Creates the output topics if missing: results and late events with as many
-    /// partitions as the events topic, dead letters with one (as `helios up` does).
+    /// Creates the output topics if missing: results, late events, and (with rules and
+    /// insights) alerts and insights with as many partitions as the events topic, dead
+    /// letters with one (as `helios up` does).
     pub async fn ensure_topics(&self) -> Result<()> {
         let admin = self.log.admin();
         let events = admin
@@ -203,11 +251,16 @@ impl Processor {
                 PipelineError::log(format!("describing {}", self.config.events_topic), e)
             })?;
         let n = events.partitions.len() as u32;
-        for (topic, partitions) in [
+        let mut topics = vec![
             (&self.config.aggregates_topic, n),
             (&self.config.late_topic, n),
             (&self.config.dead_letter_topic, 1),
-        ] {
+        ];
+        if self.derived.is_some() {
+            topics.push((&self.config.alerts_topic, n));
+            topics.push((&self.config.insights_topic, n));
+        }
+        for (topic, partitions) in topics {
             let existing = admin
                 .list_topics()
                 .await
@@ -325,7 +378,7 @@ impl Runner {
                 )
             })?;
         let w = p.config.watermark;
-        info!(group = %p.config.group, topic = %p.config.events_topic, aggregates = p.aggregates.len(), "Processor started.");
+        info!(group = %p.config.group, topic = %p.config.events_topic, aggregates = p.aggregates.len(), rules = p.rules.len(), insights = p.derived.is_some(), "Processor started.");
         Ok(Runner {
             consumer,
             partitions: BTreeMap::new(),
@@ -368,20 +421,15 @@ impl Runner {
             let tp = TopicPartition::new(&p.config.events_topic, k);
             let state = match p.checkpoints.load(&tp).await? {
                 Some(r) => {
-                    let s = PartitionState::restore(
-                        tp.clone(),
-                        &p.aggregates,
-                        r.offset,
-                        &r.payload,
-                        now,
-                    )?;
+                    let s =
+                        PartitionState::restore(tp.clone(), p.specs(), r.offset, &r.payload, now)?;
                     p.metrics.restored();
                     info!(partition = %tp, offset = r.offset, bytes = r.payload.len(), "Restored partition state from its checkpoint.");
                     s
                 }
                 None => {
                     info!(partition = %tp, "No checkpoint: processing the partition from its beginning.");
-                    PartitionState::new(tp.clone(), &p.aggregates, 0, now)
+                    PartitionState::new(tp.clone(), p.specs(), 0, now)
                 }
             };
             let to = if state.next_offset == 0 {
@@ -458,12 +506,10 @@ impl Runner {
         let idle = p.config.watermark.idle_timeout;
         for st in self.partitions.values_mut() {
             if now.saturating_duration_since(st.last_record) >= idle && merged != i64::MIN {
-                for op in &mut st.aggregates {
-                    let before = out.results.len();
-                    op.on_watermark(merged, &mut out.results);
-                    if out.results.len() != before {
-                        st.dirty = true;
-                    }
+                let before = out.results.len() + out.alerts.len() + out.insights.len();
+                advance(st, merged, &mut out);
+                if out.results.len() + out.alerts.len() + out.insights.len() != before {
+                    st.dirty = true;
                 }
             }
         }
@@ -479,13 +525,17 @@ impl Runner {
             out.late.len() as u64,
             out.dead.len() as u64,
         );
+        let (alerts, insights) = (out.alerts.len() as u64, out.insights.len() as u64);
         write_outputs(p, out).await?;
-        if events > 0 || results > 0 {
+        if events > 0 || results > 0 || alerts > 0 || insights > 0 {
             let latency = started.elapsed().as_micros() as u64;
             p.metrics.batch(events, results, late, dead, latency);
+            p.metrics.derived(alerts, insights);
             debug!(
                 events,
                 results,
+                alerts,
+                insights,
                 late,
                 dead_letters = dead,
                 latency_us = latency,
@@ -568,14 +618,39 @@ async fn process_record(
             ));
         }
     }
-    if event.time > st.max_event_time {
-        st.max_event_time = event.time;
-        let wm = event.time.saturating_sub(ooo_us);
-        for op in &mut st.aggregates {
-            op.on_watermark(wm, &mut out.results);
+    for op in &mut st.rules {
+        if let Err(late) = op.on_event(&event, rec.offset) {
+            out.late.push(dead_letter(
+                LATE_STAGE,
+                rec,
+                format!("rule `{}`: {}", late.rule, late.reason),
+                Some(&format!("rule/{}", late.rule)),
+            ));
         }
     }
+    if event.time > st.max_event_time {
+        st.max_event_time = event.time;
+        advance(st, event.time.saturating_sub(ooo_us), out);
+    }
     Ok(())
+}
+
+/// Moves a partition's operators to `watermark`: each window operator, then its insight
+/// operator with the results that produced (final ones count), then every rule.
+fn advance(st: &mut PartitionState, watermark: i64, out: &mut Outputs) {
+    for (i, op) in st.aggregates.iter_mut().enumerate() {
+        let before = out.results.len();
+        op.on_watermark(watermark, &mut out.results);
+        if let Some(insights) = st.insights.get_mut(i) {
+            for r in &out.results[before..] {
+                insights.on_result(r, &mut out.insights);
+            }
+            insights.on_watermark(watermark, &mut out.insights);
+        }
+    }
+    for op in &mut st.rules {
+        op.on_watermark(watermark, &mut out.alerts);
+    }
 }
 
 /// Registry outages must not turn good events into dead letters.
@@ -587,8 +662,8 @@ fn transient(e: &helios_schemas::Error) -> bool {
     )
 }
 
-/// A dead letter for `rec` with a deterministic id (stage, aggregate, position) and time
-/// (the record's log timestamp), so a replay writes the same bytes.
+/// A dead letter for `rec` with a deterministic id (stage, aggregate or `rule/<name>`,
+/// position) and time (the record's log timestamp), so a replay writes the same bytes.
 fn dead_letter(
     stage: &str,
     rec: &ConsumedRecord,
@@ -633,6 +708,43 @@ async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
             .map_err(|e| {
                 PipelineError::log(format!("appending to {}", p.config.aggregates_topic), e)
             })?;
+    }
+    if let Some(codecs) = &p.derived {
+        if !out.alerts.is_empty() {
+            let mut records = Vec::with_capacity(out.alerts.len());
+            for a in &out.alerts {
+                let value = codecs.alerts.encode(a).map_err(|e| PipelineError::Encode {
+                    what: "an alert",
+                    source: e,
+                })?;
+                records.push(Record::keyed(Bytes::from(a.id.clone()), value));
+            }
+            producer
+                .append(&p.config.alerts_topic, records)
+                .await
+                .map_err(|e| {
+                    PipelineError::log(format!("appending to {}", p.config.alerts_topic), e)
+                })?;
+        }
+        if !out.insights.is_empty() {
+            let mut records = Vec::with_capacity(out.insights.len());
+            for i in &out.insights {
+                let value = codecs
+                    .insights
+                    .encode(i)
+                    .map_err(|e| PipelineError::Encode {
+                        what: "an insight",
+                        source: e,
+                    })?;
+                records.push(Record::keyed(Bytes::from(i.id.clone()), value));
+            }
+            producer
+                .append(&p.config.insights_topic, records)
+                .await
+                .map_err(|e| {
+                    PipelineError::log(format!("appending to {}", p.config.insights_topic), e)
+                })?;
+        }
     }
     let encode = |d: &DeadLetter| {
         p.codecs

@@ -1,5 +1,6 @@
-//! The state one input partition owns: its operators, its event-time progress and the
-//! offset it resumes from, and how that state becomes a checkpoint payload and back.
+//! The state one input partition owns: its operators (windows, rules, insights), its
+//! event-time progress and the offset it resumes from, and how that state becomes a
+//! checkpoint payload and back.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,9 @@ use helios_log::TopicPartition;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::spec::Aggregate;
+use crate::insights::{InsightOperator, InsightSettings};
+use crate::rules::{RuleOperator, RuleState};
+use crate::spec::{Aggregate, Rule};
 use crate::window::{AggregateState, WindowedAggregate, sketch};
 use crate::{PipelineError, Result};
 
@@ -17,6 +20,11 @@ use crate::{PipelineError, Result};
 pub(crate) struct PartitionState {
     pub tp: TopicPartition,
     pub aggregates: Vec<WindowedAggregate>,
+    /// One per spec rule.
+    pub rules: Vec<RuleOperator>,
+    /// One per aggregate, in the same order as `aggregates` (empty when the processor
+    /// runs without insights).
+    pub insights: Vec<InsightOperator>,
     /// Offset of the next record to process (the checkpoint's resume point).
     pub next_offset: u64,
     /// Largest event time processed here, µs.
@@ -30,11 +38,44 @@ pub(crate) struct PartitionState {
     pub dirty: bool,
 }
 
-/// The checkpoint payload of one partition.
-#[derive(Debug, Serialize, Deserialize)]
+/// The checkpoint payload of one partition, as read.
+#[derive(Debug, Deserialize)]
 struct Payload {
     max_event_time: i64,
     aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot>,
+    insights: Vec<InsightSnapshot>,
+}
+
+/// The payload written before rules and insights ran in the processor; restored with
+/// empty rules and insights.
+#[derive(Debug, Deserialize)]
+struct PayloadV1 {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+}
+
+/// The same payload as written: rule and insight state serialized in place, not copied.
+#[derive(Serialize)]
+struct PayloadRef<'a> {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot<&'a str, &'a RuleState>>,
+    insights: Vec<InsightSnapshot<&'a str, &'a InsightOperator>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RuleSnapshot<N = String, S = RuleState> {
+    name: N,
+    fingerprint: u64,
+    state: S,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct InsightSnapshot<N = String, S = InsightOperator> {
+    aggregate: N,
+    fingerprint: u64,
+    state: S,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,15 +92,54 @@ pub(crate) fn fingerprint(a: &Aggregate) -> u64 {
     sketch::hash64(format!("{a:?}").as_bytes())
 }
 
+/// Identifies a rule's definition (name, kind with its conditions' SQL, keys, window,
+/// severity).
+pub(crate) fn rule_fingerprint(r: &Rule) -> u64 {
+    sketch::hash64(format!("{r:?}").as_bytes())
+}
+
+/// Identifies the insight detectors of an aggregate: its definition and the settings.
+fn insight_fingerprint(a: &Aggregate, settings: &InsightSettings) -> u64 {
+    sketch::hash64(format!("insights {a:?} {settings:?}").as_bytes())
+}
+
+/// The specs a partition's operators are built from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Specs<'a> {
+    pub aggregates: &'a [Arc<Aggregate>],
+    pub rules: &'a [Arc<Rule>],
+    /// Whether every aggregate's results feed insight detectors.
+    pub insights: bool,
+}
+
+impl Specs<'_> {
+    fn new_insights(&self) -> Vec<InsightOperator> {
+        if !self.insights {
+            return Vec::new();
+        }
+        self.aggregates
+            .iter()
+            .map(|a| InsightOperator::new(a, InsightSettings::default()))
+            .collect()
+    }
+}
+
 impl PartitionState {
     /// Fresh state: nothing processed, resume from `start`.
-    pub fn new(tp: TopicPartition, specs: &[Arc<Aggregate>], start: u64, now: Instant) -> Self {
+    pub fn new(tp: TopicPartition, specs: Specs<'_>, start: u64, now: Instant) -> Self {
         PartitionState {
             tp,
             aggregates: specs
+                .aggregates
                 .iter()
                 .map(|s| WindowedAggregate::new(s.clone()))
                 .collect(),
+            rules: specs
+                .rules
+                .iter()
+                .map(|r| RuleOperator::new(r.clone()))
+                .collect(),
+            insights: specs.new_insights(),
             next_offset: start,
             max_event_time: i64::MIN,
             last_record: now,
@@ -68,22 +148,38 @@ impl PartitionState {
         }
     }
 
-    /// State from a checkpoint payload. An aggregate whose definition changed since the
-    /// checkpoint (or is new) starts empty, with a warning.
+    /// State from a checkpoint payload. An aggregate or rule whose definition changed
+    /// since the checkpoint (or is new) starts empty, with a warning.
     pub fn restore(
         tp: TopicPartition,
-        specs: &[Arc<Aggregate>],
+        specs: Specs<'_>,
         offset: u64,
         payload: &[u8],
         now: Instant,
     ) -> Result<Self> {
-        let p: Payload =
-            postcard::from_bytes(payload).map_err(|e| PipelineError::CheckpointState {
-                partition: tp.to_string(),
-                reason: format!("cannot decode the state: {e}"),
-            })?;
+        let p: Payload = match postcard::from_bytes(payload) {
+            Ok(p) => p,
+            Err(e) => match postcard::from_bytes::<PayloadV1>(payload) {
+                Ok(old) => {
+                    warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
+                    Payload {
+                        max_event_time: old.max_event_time,
+                        aggregates: old.aggregates,
+                        rules: Vec::new(),
+                        insights: Vec::new(),
+                    }
+                }
+                Err(_) => {
+                    return Err(PipelineError::CheckpointState {
+                        partition: tp.to_string(),
+                        reason: format!("cannot decode the state: {e}"),
+                    });
+                }
+            },
+        };
         let mut saved = p.aggregates;
         let aggregates = specs
+            .aggregates
             .iter()
             .map(|s| {
                 let fp = fingerprint(s);
@@ -102,9 +198,48 @@ impl PartitionState {
                 }
             })
             .collect();
+        let mut saved = p.rules;
+        let mut rules = Vec::with_capacity(specs.rules.len());
+        for r in specs.rules {
+            let fp = rule_fingerprint(r);
+            let restored = match saved
+                .iter()
+                .position(|o| o.name == r.name && o.fingerprint == fp)
+            {
+                Some(i) => Some(RuleOperator::restore(
+                    r.clone(),
+                    saved.swap_remove(i).state,
+                )?),
+                None => None,
+            };
+            rules.push(restored.unwrap_or_else(|| {
+                warn!(
+                    partition = %tp, rule = %r.name,
+                    "Rule is new or changed since the checkpoint; it starts empty from here."
+                );
+                RuleOperator::new(r.clone())
+            }));
+        }
+        let mut saved = p.insights;
+        let mut insights = specs.new_insights();
+        for (op, a) in insights.iter_mut().zip(specs.aggregates) {
+            let fp = insight_fingerprint(a, &InsightSettings::default());
+            match saved
+                .iter()
+                .position(|o| o.aggregate == a.name && o.fingerprint == fp)
+            {
+                Some(i) => *op = saved.swap_remove(i).state,
+                None => warn!(
+                    partition = %tp, aggregate = %a.name,
+                    "Insights of an aggregate that is new or changed since the checkpoint start empty from here."
+                ),
+            }
+        }
         Ok(PartitionState {
             tp,
             aggregates,
+            rules,
+            insights,
             next_offset: offset,
             max_event_time: p.max_event_time,
             last_record: now,
@@ -115,7 +250,7 @@ impl PartitionState {
 
     /// The checkpoint payload of the current state.
     pub fn payload(&self) -> Result<Vec<u8>> {
-        let p = Payload {
+        let p = PayloadRef {
             max_event_time: self.max_event_time,
             aggregates: self
                 .aggregates
@@ -124,6 +259,25 @@ impl PartitionState {
                     name: a.name().to_string(),
                     fingerprint: fingerprint(a.spec()),
                     state: a.snapshot(),
+                })
+                .collect(),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| RuleSnapshot {
+                    name: r.name(),
+                    fingerprint: rule_fingerprint(r.rule()),
+                    state: r.state(),
+                })
+                .collect(),
+            insights: self
+                .insights
+                .iter()
+                .zip(&self.aggregates)
+                .map(|(i, a)| InsightSnapshot {
+                    aggregate: a.name(),
+                    fingerprint: insight_fingerprint(a.spec(), &InsightSettings::default()),
+                    state: i,
                 })
                 .collect(),
         };

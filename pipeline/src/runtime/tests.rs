@@ -42,13 +42,15 @@ mod replay {
     use bytes::Bytes;
     use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
     use helios_log::{ConsumerConfig, Log, Record, TopicSpec};
-    use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec, WindowResult};
+    use helios_schemas::{
+        Alert, AlertState, DeadLetter, Event, EventCodec, Insight, RecordCodec, WindowResult,
+    };
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::spec;
     use crate::checkpoint::CheckpointStore;
-    use crate::runtime::{Codecs, LATE_STAGE, Processor, ProcessorConfig};
+    use crate::runtime::{Codecs, DerivedCodecs, LATE_STAGE, Processor, ProcessorConfig};
 
     const SPEC: &str = r#"
 [watermark]
@@ -74,11 +76,46 @@ name = "sessions"
 window = { type = "session", gap = "2m" }
 group_by = ["subject"]
 measures = { n = "count(*)", mx = "max(value)" }
+
+[[rule]]
+name = "failing"
+type = "threshold"
+where = "kind = 'ci.run' AND attrs['conclusion'] = 'failure'"
+per = ["subject"]
+count = 3
+within = "2m"
+severity = "warning"
+
+[[rule]]
+name = "quiet"
+type = "absence"
+where = "kind = 'push'"
+per = ["subject"]
+within = "40s"
+
+[[rule]]
+name = "fail_then_push"
+type = "sequence"
+first = "attrs['conclusion'] = 'failure'"
+then = "kind = 'push'"
+per = ["subject", "attrs['user'] AS user"]
+within = "30s"
 "#;
 
     /// A scripted stream: ordered with bounded disorder, a few events far behind (late),
     /// and a few undecodable records.
     fn script(log: &Log, codec: &EventCodec, n: usize) -> impl std::future::Future<Output = usize> {
+        script_part(log, codec, n, 0..usize::MAX)
+    }
+
+    /// Appends the records `part` of the script (its events, then the flush events), and
+    /// returns how many scripted events (not flush events) the whole script has.
+    fn script_part(
+        log: &Log,
+        codec: &EventCodec,
+        n: usize,
+        part: std::ops::Range<usize>,
+    ) -> impl std::future::Future<Output = usize> {
         let mut rng = StdRng::seed_from_u64(7);
         let mut records = Vec::new();
         let base = 1_700_000_000_000_000i64;
@@ -87,7 +124,11 @@ measures = { n = "count(*)", mx = "max(value)" }
             if i % 997 == 500 {
                 time -= 600_000_000; // ten minutes behind: late for every window
             }
-            let subject = format!("s{}", rng.random_range(0..13));
+            let mut subject = format!("s{}", rng.random_range(0..13));
+            if (3000..3300).contains(&i) {
+                // A minute of s0 alone: an anomaly for s0, silence (absence) for the rest.
+                subject = "s0".to_string();
+            }
             let e = Event {
                 id: format!("e{i}"),
                 source: "test".into(),
@@ -135,8 +176,8 @@ measures = { n = "count(*)", mx = "max(value)" }
             records.push(Record::keyed(format!("s{s}"), codec.encode(&e)));
         }
         let producer = log.producer();
+        let records = records[part.start.min(records.len())..part.end.min(records.len())].to_vec();
         async move {
-            let n = records.len() - 13;
             for chunk in records.chunks(500) {
                 producer
                     .append("helios.events", chunk.to_vec())
@@ -155,9 +196,18 @@ measures = { n = "count(*)", mx = "max(value)" }
         }
     }
 
-    async fn run(log: &Log, ckpt: &std::path::Path, name: &str) {
+    fn derived() -> DerivedCodecs {
+        DerivedCodecs {
+            alerts: RecordCodec::<Alert>::new(4),
+            insights: RecordCodec::<Insight>::new(5),
+        }
+    }
+
+    async fn run(log: &Log, ckpt: &std::path::Path, name: &str) -> crate::runtime::RunSummary {
         let mut config = ProcessorConfig::new(name, spec(SPEC).watermark);
         config.aggregates_topic = format!("{name}.aggregates");
+        config.alerts_topic = format!("{name}.alerts");
+        config.insights_topic = format!("{name}.insights");
         config.late_topic = format!("{name}.late");
         config.dead_letter_topic = format!("{name}.dlq");
         config.max_batch = 333;
@@ -168,9 +218,11 @@ measures = { n = "count(*)", mx = "max(value)" }
             codecs(),
             CheckpointStore::local(ckpt, name).unwrap(),
         )
+        .unwrap()
+        .with_rules_and_insights(spec(SPEC).rules, derived())
         .unwrap();
         p.ensure_topics().await.unwrap();
-        p.run_to_end().await.unwrap();
+        p.run_to_end().await.unwrap()
     }
 
     /// Every record of `topic`, as bytes, per partition in offset order.
@@ -202,10 +254,14 @@ measures = { n = "count(*)", mx = "max(value)" }
             .unwrap();
         let n = script(&log, &EventCodec::new(1), 6_000).await;
 
-        run(&log, &tmp.path().join("ckpt-a"), "a").await;
-        run(&log, &tmp.path().join("ckpt-b"), "b").await;
+        let ma = run(&log, &tmp.path().join("ckpt-a"), "a").await.metrics;
+        let mb = run(&log, &tmp.path().join("ckpt-b"), "b").await.metrics;
+        assert_eq!(
+            (ma.alerts_out, ma.insights_out),
+            (mb.alerts_out, mb.insights_out)
+        );
 
-        for out in ["aggregates", "late", "dlq"] {
+        for out in ["aggregates", "alerts", "insights", "late", "dlq"] {
             let a = read_all(&log, &format!("a.{out}")).await;
             let b = read_all(&log, &format!("b.{out}")).await;
             assert!(!a.is_empty(), "run a wrote no {out}");
@@ -224,6 +280,7 @@ measures = { n = "count(*)", mx = "max(value)" }
             }
         }
         let mut late = 0i64;
+        let mut rule_late = 0;
         for (_, v) in read_all(&log, "a.late").await.into_values().flatten() {
             let d = letters.decode(&v).unwrap();
             assert_eq!(d.stage, LATE_STAGE);
@@ -231,7 +288,59 @@ measures = { n = "count(*)", mx = "max(value)" }
                 late += 1;
                 assert!(EventCodec::new(1).decode(&d.original).is_ok());
             }
+            if d.reason.starts_with("rule `") {
+                rule_late += 1;
+                assert!(d.id.starts_with("pipeline/late/rule/"), "{}", d.id);
+            }
         }
+        assert!(
+            rule_late > 0,
+            "late events matching rules go to the late topic"
+        );
+
+        // Every rule fired, and each alert id has one firing and at most one resolved
+        // record, keyed by its id.
+        let alerts = RecordCodec::<Alert>::new(4);
+        let mut by_id: BTreeMap<String, Vec<AlertState>> = BTreeMap::new();
+        let mut rules = std::collections::BTreeSet::new();
+        let written = read_all(&log, "a.alerts").await;
+        for (k, v) in written.values().flatten() {
+            let a = alerts.decode(v).unwrap();
+            assert_eq!(k.as_deref(), Some(a.id.as_bytes()));
+            rules.insert(a.rule.clone());
+            by_id.entry(a.id).or_default().push(a.state);
+        }
+        assert_eq!(
+            rules.into_iter().collect::<Vec<_>>(),
+            ["fail_then_push", "failing", "quiet"]
+        );
+        for (id, states) in &by_id {
+            assert!(
+                states == &[AlertState::Firing]
+                    || states == &[AlertState::Firing, AlertState::Resolved],
+                "{id}: {states:?}"
+            );
+        }
+        assert_eq!(
+            ma.alerts_out,
+            written.values().map(Vec::len).sum::<usize>() as u64
+        );
+
+        // The minute of s0 alone is an anomaly of per_minute for s0.
+        let insights = RecordCodec::<Insight>::new(5);
+        let found: Vec<Insight> = read_all(&log, "a.insights")
+            .await
+            .into_values()
+            .flatten()
+            .map(|(_, v)| insights.decode(&v).unwrap())
+            .collect();
+        assert_eq!(ma.insights_out, found.len() as u64);
+        assert!(
+            found.iter().any(|i| i.aggregate == "per_minute"
+                && i.group.get("subject").map(String::as_str) == Some("s0")
+                && i.measure == "n"),
+            "{found:#?}"
+        );
         let dead = read_all(&log, "a.dlq")
             .await
             .into_values()
@@ -243,5 +352,153 @@ measures = { n = "count(*)", mx = "max(value)" }
             n as i64,
             "counted {counted} + late {late} + dead {dead} of {n}"
         );
+    }
+
+    /// Every record of `topic` as (key, value), sorted: what was written, whatever the
+    /// order across runs.
+    async fn sorted(log: &Log, topic: &str) -> Vec<(Option<Bytes>, Bytes)> {
+        let mut all: Vec<_> = read_all(log, topic).await.into_values().flatten().collect();
+        all.sort();
+        all
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rule_and_insight_state_survive_a_restart_from_the_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = log.log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", 4))
+            .await
+            .unwrap();
+        let codec = EventCodec::new(1);
+        // The first half of the log, a run to its end (checkpointed), the second half,
+        // and a second run that resumes from the checkpoint.
+        script_part(&log, &codec, 6_000, 0..3_100).await;
+        let first = run(&log, &tmp.path().join("ckpt-r"), "r").await.metrics;
+        assert!(first.alerts_out > 0, "the first half fires alerts");
+        script_part(&log, &codec, 6_000, 3_100..usize::MAX).await;
+        let second = run(&log, &tmp.path().join("ckpt-r"), "r").await.metrics;
+        assert!(second.restored_partitions > 0, "{second:?}");
+        // One uninterrupted run over the same events.
+        let whole = tempfile::tempdir().unwrap();
+        let log2 = EmbeddedLog::open(whole.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log2 = log2.log();
+        log2.admin()
+            .create_topic(&TopicSpec::new("helios.events", 4))
+            .await
+            .unwrap();
+        script_part(&log2, &codec, 6_000, 0..3_100).await;
+        script_part(&log2, &codec, 6_000, 3_100..usize::MAX).await;
+        run(&log2, &whole.path().join("ckpt-w"), "r").await;
+        for out in ["alerts", "insights", "aggregates", "late"] {
+            let resumed = sorted(&log, &format!("r.{out}")).await;
+            let uninterrupted = sorted(&log2, &format!("r.{out}")).await;
+            assert!(!resumed.is_empty(), "no {out}");
+            assert_eq!(resumed, uninterrupted, "{out} differ after a restart");
+        }
+    }
+}
+
+mod restore {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use helios_log::TopicPartition;
+    use helios_schemas::Event;
+
+    use super::spec;
+    use crate::rules::RuleOperator;
+    use crate::runtime::partition::{PartitionState, Specs};
+
+    const SPEC: &str = r#"
+[[aggregate]]
+name = "per_minute"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+
+[[rule]]
+name = "kept"
+type = "threshold"
+where = "kind = 'x'"
+per = ["subject"]
+count = 2
+within = "1m"
+
+[[rule]]
+name = "changed"
+type = "threshold"
+where = "kind = 'x'"
+per = ["subject"]
+count = 2
+within = "1m"
+"#;
+
+    fn restore(text: &str, payload: &[u8]) -> PartitionState {
+        let s = spec(text);
+        let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
+        let rules: Vec<_> = s.rules.into_iter().map(Arc::new).collect();
+        let specs = Specs {
+            aggregates: &aggregates,
+            rules: &rules,
+            insights: true,
+        };
+        let tp = TopicPartition::new("helios.events", 0);
+        PartitionState::restore(tp, specs, 3, payload, Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn rules_and_insights_come_back_from_the_checkpoint_and_a_changed_rule_starts_empty() {
+        let s = spec(SPEC);
+        let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
+        let rules: Vec<_> = s.rules.into_iter().map(Arc::new).collect();
+        let specs = Specs {
+            aggregates: &aggregates,
+            rules: &rules,
+            insights: true,
+        };
+        let tp = TopicPartition::new("helios.events", 0);
+        let mut st = PartitionState::new(tp, specs, 0, Instant::now());
+        let base = 1_700_000_000_000_000i64;
+        let mut alerts = Vec::new();
+        let mut insights = Vec::new();
+        for i in 0..3i64 {
+            let e = Event {
+                id: format!("e{i}"),
+                kind: "x".into(),
+                subject: "s".into(),
+                time: base + i * 1_000_000,
+                ..Event::default()
+            };
+            for r in &mut st.rules {
+                r.on_event(&e, i as u64).unwrap();
+                r.on_watermark(e.time, &mut alerts);
+            }
+        }
+        st.insights[0].on_watermark(base, &mut insights);
+        assert!(st.rules.iter().all(|r| r.keys() == 1 && r.pending() == 1));
+        let payload = st.payload().unwrap();
+
+        let same = restore(SPEC, &payload);
+        for (a, b) in same.rules.iter().zip(&st.rules) {
+            assert_eq!(a.state(), b.state());
+        }
+        assert_eq!(same.insights, st.insights);
+
+        let at = SPEC.rfind("count = 2").unwrap();
+        let changed = format!(
+            "{}count = 5{}",
+            &SPEC[..at],
+            &SPEC[at + "count = 2".len()..]
+        );
+        let other = restore(&changed, &payload);
+        assert_eq!(other.rules[0].state(), st.rules[0].state(), "`kept` kept");
+        assert_eq!(
+            other.rules[1].state(),
+            RuleOperator::new(other.rules[1].rule().clone()).state(),
+            "`changed` starts empty"
+        );
+        assert_eq!(other.insights, st.insights, "the aggregate did not change");
     }
 }
