@@ -1,13 +1,16 @@
-//! `helios tail`: print a topic's records as JSON lines, decoded with the registry.
+//! `helios tail`: print a topic's records as JSON lines, decoded with the registry: events
+//! as events (payload inlined), any other record generically with its writer schema.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use clap::Args;
 use helios_log::{ConsumedRecord, ConsumerConfig, OffsetReset};
-use helios_schemas::{Event, EventCodec};
+use helios_schemas::{AvroRecord, Event, EventCodec, SchemaSource, wire};
 use serde_json::{Value, json};
 
 use crate::backend::LogArgs;
@@ -21,6 +24,7 @@ use crate::backend::LogArgs;
 /// Examples:
 ///   helios tail helios.events --from-beginning
 ///   helios tail helios.events --follow
+///   helios tail helios.alerts --from-beginning
 ///   helios tail helios.events --kafka 127.0.0.1:9092 --registry http://127.0.0.1:8081
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -45,7 +49,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let source = args.log.open_registry()?;
     // Id 0 is never assigned by a registry, so every writer id is looked up; the built-in
     // Event schema still takes the fast path once recognised.
-    let codec = EventCodec::with_source(0, source);
+    let codec = EventCodec::with_source(0, source.clone());
     let follow = args.follow || !args.from_beginning;
     let reset = if args.from_beginning {
         OffsetReset::Earliest
@@ -81,7 +85,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         let records = consumer.poll(1000, Duration::from_millis(500)).await?;
         let mut out = stdout.lock();
         for r in &records {
-            let line = render(&codec, r).await;
+            let line = render(&codec, source.as_ref(), r).await;
             if writeln!(out, "{line}").is_err() {
                 // The reader went away (`helios tail ... | head`): stop quietly.
                 return Ok(());
@@ -100,7 +104,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn render(codec: &EventCodec, r: &ConsumedRecord) -> Value {
+async fn render(codec: &EventCodec, source: &dyn SchemaSource, r: &ConsumedRecord) -> Value {
     let mut line = json!({
         "topic": &*r.topic,
         "partition": r.partition,
@@ -108,14 +112,38 @@ async fn render(codec: &EventCodec, r: &ConsumedRecord) -> Value {
         "timestamp_ms": r.timestamp_ms,
         "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
     });
-    match codec.decode_async(&r.value).await {
-        Ok(event) => line["value"] = event_json(event),
+    match decode(codec, source, &r.value).await {
+        Ok(value) => line["value"] = value,
         Err(e) => {
             line["error"] = Value::String(format!("could not decode the value: {e}"));
             line["value_len"] = json!(r.value.len());
         }
     }
     line
+}
+
+/// A record as JSON: an `Event` through the event codec, anything else with its writer
+/// schema (Confluent framing: the schema id, then the Avro body).
+async fn decode(
+    codec: &EventCodec,
+    source: &dyn SchemaSource,
+    bytes: &[u8],
+) -> anyhow::Result<Value> {
+    let (id, body) = wire::split(bytes)?;
+    let schema = source.schema_by_id(id).await?;
+    // By name, so that events written with an evolved Event schema still take the event
+    // path (and its payload inlining).
+    let is_event = match (schema.as_ref(), Event::schema()) {
+        (Schema::Record(w), Schema::Record(e)) => w.name == e.name,
+        _ => false,
+    };
+    if is_event {
+        return Ok(event_json(codec.decode_async(bytes).await?));
+    }
+    let reader = GenericDatumReader::builder(schema.as_ref()).build()?;
+    let mut input = body;
+    let value = reader.read_value(&mut input)?;
+    Ok(Value::try_from(value)?)
 }
 
 /// The event as JSON, with its payload inlined as JSON rather than as a string.
