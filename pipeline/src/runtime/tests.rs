@@ -501,4 +501,36 @@ within = "1m"
         );
         assert_eq!(other.insights, st.insights, "the aggregate did not change");
     }
+
+    #[test]
+    fn a_checkpoint_from_before_rules_and_insights_restores_the_windows() {
+        let s = spec(SPEC);
+        let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
+        let tp = TopicPartition::new("helios.events", 0);
+        let windows_only = Specs {
+            aggregates: &aggregates,
+            rules: &[],
+            insights: false,
+        };
+        let mut st = PartitionState::new(tp, windows_only, 0, Instant::now());
+        let e = Event {
+            id: "e".into(),
+            subject: "s".into(),
+            time: 1_700_000_000_000_000,
+            ..Event::default()
+        };
+        st.aggregates[0].on_event(&e, 0).unwrap();
+        st.max_event_time = e.time;
+        let payload = st.payload().unwrap();
+        // The old payload had no rules and insights: the same bytes without the two empty
+        // sequences (a zero length each) at the end.
+        assert_eq!(&payload[payload.len() - 2..], &[0, 0]);
+        let old = &payload[..payload.len() - 2];
+        let restored = restore(SPEC, old);
+        assert_eq!(restored.max_event_time, e.time);
+        assert_eq!(restored.aggregates[0].open_windows(), 1);
+        assert_eq!(restored.rules.len(), 2);
+        assert!(restored.rules.iter().all(|r| r.keys() == 0));
+        assert_eq!(restored.insights.len(), 1);
+    }
 }
