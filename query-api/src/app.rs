@@ -25,14 +25,18 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
+    // Ingest routes exist only for the sources the spec declares, so say where to look
+    // rather than list routes this process may not serve.
+    let hint = if uri.path().starts_with("/v1/events") || uri.path().starts_with("/v1/webhooks/") {
+        "no source serves this route: declare it in the spec (`[[source]]` of type http, github or webhook); GET /v1/sources lists the running sources"
+    } else {
+        "Helios serves /v1/events and /v1/webhooks/* (per the spec's sources), /v1/sources, /healthz and the schema registry (/subjects, /schemas/ids/{id}, /config, /compatibility)"
+    };
     (
         StatusCode::NOT_FOUND,
         axum::Json(json!({
             "error": format!("no route for {}", uri.path()),
-            "routes": [
-                "POST /v1/events", "GET /v1/sources", "POST /v1/sources/{name}/pause|resume",
-                "GET /healthz", "/subjects", "/schemas/ids/{id}", "/config", "/compatibility",
-            ],
+            "hint": hint,
         })),
     )
 }
