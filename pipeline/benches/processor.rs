@@ -1,0 +1,287 @@
+//! Processor throughput and memory, through the real read path: the processor runtime
+//! (`helios_pipeline::runtime::Processor::run_to_end`) consuming Avro `Event` records from
+//! an embedded log (4 partitions keyed by subject), decoding them, running the windowed
+//! aggregates and writing their results and checkpoints.
+//!
+//! Run: `cargo bench -p helios-pipeline --bench processor -- SCENARIO [EVENTS] [DIR]`
+//! with SCENARIO one of `tumbling`, `hopping`, `memory` (`bench/processor.sh` runs each
+//! pinned to one core and prints Markdown rows for `bench/RESULTS.md`). Prints one JSON
+//! object on stdout.
+//!
+//! - `tumbling`: 1-minute tumbling window, `count(*)` and `sum(value)` per subject, 1000
+//!   subjects, one event per ms of event time.
+//! - `hopping`: 10-minute window sliding by 1 minute, `count_distinct(attrs['user'])` and
+//!   `quantile(value, 0.95)` per subject, 1000 subjects.
+//! - `memory`: the tumbling aggregate over 1M distinct subjects, all within one open
+//!   window at the end; the peak RSS (VmHWM, reset after the log is filled) is the figure.
+//!
+//! Every scenario reports the final checkpoint (all partitions, written by the runtime on
+//! its way out): its size and how long it took.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
+use helios_log::{Log, Record, TopicSpec};
+use helios_pipeline::checkpoint::CheckpointStore;
+use helios_pipeline::runtime::{Codecs, Processor, ProcessorConfig};
+use helios_pipeline::spec::{Spec, parse};
+use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec, WindowResult};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PARTITIONS: u32 = 4;
+/// Event times start 5 s after a minute boundary (2023-11-14T22:13:00Z), so even the most
+/// delayed first events fall in the first window.
+const BASE_US: i64 = 1_699_999_980_000_000 + 5_000_000;
+/// Events of one subject arrive up to this much out of order (the spec allows 5 s).
+const DISORDER_US: i64 = 2_000_000;
+
+const TUMBLING: &str = r#"
+[watermark]
+max_out_of_orderness = "5s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "per_minute"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { n = "count(*)", total = "sum(value)" }
+"#;
+
+const HOPPING: &str = r#"
+[watermark]
+max_out_of_orderness = "5s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "ten_minutes"
+window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["subject"]
+measures = { users = "count_distinct(attrs['user'])", p95 = "quantile(value, 0.95)" }
+"#;
+
+struct Scenario {
+    spec: &'static str,
+    subjects: u64,
+    /// Event-time distance between consecutive events, µs.
+    step_us: i64,
+    default_events: u64,
+}
+
+fn scenario(name: &str) -> Scenario {
+    match name {
+        "tumbling" => Scenario {
+            spec: TUMBLING,
+            subjects: 1000,
+            step_us: 1000,
+            default_events: 5_000_000,
+        },
+        "hopping" => Scenario {
+            spec: HOPPING,
+            subjects: 1000,
+            step_us: 1000,
+            default_events: 2_000_000,
+        },
+        // 1M subjects, each seen once, 50 µs apart: 50 s of event time, one open window.
+        "memory" => Scenario {
+            spec: TUMBLING,
+            subjects: 1_000_000,
+            step_us: 50,
+            default_events: 1_000_000,
+        },
+        other => panic!("unknown scenario {other:?}: tumbling, hopping or memory"),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; positional arguments are ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let name = args.first().map_or("tumbling", String::as_str).to_string();
+    let sc = scenario(&name);
+    let events: u64 = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(sc.default_events);
+    let dir = args
+        .get(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::tempdir_in(&dir).expect("temp dir in the bench dir");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Fill without fsync (not what is measured), then reopen as `helios up` runs it
+    // (fsync per batch for the outputs).
+    runtime.block_on(async {
+        let config = EmbeddedConfig {
+            fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
+            ..EmbeddedConfig::default()
+        };
+        let log = EmbeddedLog::open(tmp.path().join("log"), config)
+            .unwrap()
+            .log();
+        fill(&log, &sc, events).await;
+    });
+    let log_bytes = dir_bytes(&tmp.path().join("log"));
+
+    let spec: Spec<toml::Value> = parse(sc.spec, "bench.toml", |_| Ok(())).expect("valid spec");
+    let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default())
+        .unwrap()
+        .log();
+    let checkpoints = CheckpointStore::local(&tmp.path().join("checkpoints"), "bench").unwrap();
+    let processor = Processor::new(
+        ProcessorConfig::new("bench", spec.watermark),
+        spec.aggregates,
+        log,
+        Codecs {
+            events: Arc::new(EventCodec::new(1)),
+            results: RecordCodec::<WindowResult>::new(2),
+            dead_letters: RecordCodec::<DeadLetter>::new(3),
+        },
+        checkpoints,
+    )
+    .unwrap();
+    runtime.block_on(processor.ensure_topics()).unwrap();
+
+    reset_peak_rss();
+    let before = rss();
+    let started = Instant::now();
+    let summary = runtime.block_on(processor.run_to_end()).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let after = rss();
+    let m = summary.metrics;
+    assert_eq!(m.events_in, events, "every event read");
+    assert_eq!(
+        m.late_events + m.dead_letters,
+        0,
+        "no event late or undecodable"
+    );
+    println!(
+        "{{\"scenario\":\"{name}\",\"events\":{events},\"subjects\":{},\"partitions\":{PARTITIONS},\
+         \"log_bytes\":{log_bytes},\"seconds\":{secs:.3},\"events_per_s\":{:.0},\
+         \"results\":{},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"hwm_before_mib\":{:.1},\
+         \"hwm_mib\":{:.1},\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.1}}}",
+        sc.subjects,
+        events as f64 / secs,
+        m.results_out,
+        before.rss_mib,
+        after.rss_mib,
+        before.hwm_mib,
+        after.hwm_mib,
+        m.checkpoint_bytes_last,
+        m.checkpoint_us_last as f64 / 1000.0,
+    );
+}
+
+/// Appends `n` events in batches of 1000 (encoded chunk by chunk, so the fill itself
+/// holds little memory), keyed by subject as the ingest writes them.
+async fn fill(log: &Log, sc: &Scenario, n: u64) {
+    log.admin()
+        .create_topic(&TopicSpec::new("helios.events", PARTITIONS))
+        .await
+        .unwrap();
+    let codec = EventCodec::new(1);
+    let producer = log.producer();
+    let mut rng = StdRng::seed_from_u64(42);
+    let kinds = ["ci.run", "push", "deploy", "probe.http"];
+    let branches = ["main", "dev", "release"];
+    let mut i = 0u64;
+    while i < n {
+        let chunk = (n - i).min(1000);
+        let mut records = Vec::with_capacity(chunk as usize);
+        for _ in 0..chunk {
+            // Subjects in a shuffled-looking but fixed order; each seen once in `memory`.
+            let subject = format!("github.com/acme/repo-{:07}", (i * 7919) % sc.subjects);
+            let time = BASE_US + i as i64 * sc.step_us - rng.random_range(0..DISORDER_US);
+            let e = Event {
+                id: format!("evt-{i:012}"),
+                source: "bench".into(),
+                kind: kinds[(i % 4) as usize].into(),
+                subject: subject.clone(),
+                time,
+                received_at: time + 150_000,
+                attrs: [
+                    (
+                        "user".to_string(),
+                        format!("user-{}", rng.random_range(0..50)),
+                    ),
+                    (
+                        "branch".to_string(),
+                        branches[rng.random_range(0..3)].to_string(),
+                    ),
+                    (
+                        "conclusion".to_string(),
+                        if rng.random_range(0..10) == 0 {
+                            "failure"
+                        } else {
+                            "success"
+                        }
+                        .to_string(),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                // CI-run seconds: 30 s to 10 min, skewed towards short runs.
+                value: Some(30.0 * (rng.random_range(0.0f64..3.0)).exp()),
+                payload: None,
+            };
+            records.push(Record {
+                timestamp_ms: Some(time / 1000),
+                ..Record::keyed(subject, codec.encode(&e))
+            });
+            i += 1;
+        }
+        producer.append("helios.events", records).await.unwrap();
+    }
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+struct Rss {
+    rss_mib: f64,
+    hwm_mib: f64,
+}
+
+/// VmRSS and VmHWM (peak) of this process from `/proc/self/status`.
+fn rss() -> Rss {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    Rss {
+        rss_mib: field("VmRSS:"),
+        hwm_mib: field("VmHWM:"),
+    }
+}
+
+/// Resets VmHWM to the current RSS (Linux: `5` to `/proc/self/clear_refs`), so the peak
+/// after the run is the run's own, not the fill's.
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("cannot reset VmHWM ({e}); the peak includes the fill");
+    }
+}
