@@ -6,13 +6,13 @@
 # windows (peak RSS). Each reports the final checkpoint's size and time.
 #
 # Usage: bench/processor.sh [TUMBLING_EVENTS] [HOPPING_EVENTS]
-#        (defaults 5 000 000 and 2 000 000; the memory scenario always uses 1M subjects)
+#        (defaults 5 000 000 and 1 000 000; the memory scenario always uses 1M subjects)
 # Three interleaved rounds; prints the medians as Markdown table rows for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/helios-target}
 tumbling=${1:-5000000}
-hopping=${2:-2000000}
+hopping=${2:-1000000}
 dir=${BENCH_DIR:-$HOME/.cache/helios/bench}
 mkdir -p "$dir"
 

@@ -82,7 +82,7 @@ fn scenario(name: &str) -> Scenario {
             spec: HOPPING,
             subjects: 1000,
             step_us: 1000,
-            default_events: 2_000_000,
+            default_events: 1_000_000,
         },
         // 1M subjects, each seen once, 50 µs apart: 50 s of event time, one open window.
         "memory" => Scenario {

@@ -89,6 +89,48 @@ impl Value<'_> {
             Value::Text(s) => Some(s.to_string()),
         }
     }
+
+    /// [`Value::to_key`] into `slot`, reusing the capacity of the string already there
+    /// (per-event group keys without an allocation per event).
+    pub fn write_key(&self, slot: &mut Option<String>) {
+        use std::fmt::Write;
+        let buf = match (self, slot.as_mut()) {
+            (Value::Null, _) => {
+                *slot = None;
+                return;
+            }
+            (_, Some(buf)) => {
+                buf.clear();
+                buf
+            }
+            (_, None) => slot.insert(String::new()),
+        };
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Value::Null => Ok(()),
+            Value::Bool(b) => write!(buf, "{b}"),
+            Value::Int(i) => write!(buf, "{i}"),
+            Value::Float(f) => write!(buf, "{f}"),
+            Value::Text(s) => {
+                buf.push_str(s);
+                Ok(())
+            }
+        };
+    }
+
+    /// Calls `f` with the key bytes of [`Value::to_key`] (nothing for NULL), borrowing
+    /// text instead of copying it.
+    pub fn with_key_bytes(&self, f: impl FnOnce(&[u8])) {
+        match self {
+            Value::Null => {}
+            Value::Text(s) => f(s.as_bytes()),
+            other => {
+                if let Some(k) = other.to_key() {
+                    f(k.as_bytes())
+                }
+            }
+        }
+    }
 }
 
 /// A compiled expression evaluator.

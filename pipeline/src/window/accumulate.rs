@@ -70,8 +70,8 @@ impl Accumulator {
                 }
             }
             Accumulator::CountDistinct(h) => {
-                if let Some(key) = arg.and_then(Value::to_key) {
-                    h.insert(key.as_bytes());
+                if let Some(v) = arg {
+                    v.with_key_bytes(|k| h.insert(k));
                 }
             }
             Accumulator::Quantile(_, s) => {

@@ -60,8 +60,13 @@ pub struct WindowedAggregate {
     spec: Arc<Aggregate>,
     lateness_us: i64,
     emit_every_us: Option<i64>,
-    /// (window end, group key) -> state. Ordered by end so closing windows is a prefix scan.
-    windows: BTreeMap<(i64, GroupKey), WindowState>,
+    /// window end -> group key -> state. Ordered by end so closing windows is a prefix
+    /// scan; nested (rather than keyed by `(end, key)`) so an event finds its window with
+    /// a borrowed key, without allocating one per window it belongs to.
+    windows: BTreeMap<i64, BTreeMap<GroupKey, WindowState>>,
+    /// The current event's group key, reused from event to event (its strings keep their
+    /// capacity), so the common case (the window exists) allocates nothing for the key.
+    scratch: GroupKey,
     /// Sessions only: group key -> (start -> end) of its open sessions.
     sessions: BTreeMap<GroupKey, BTreeMap<i64, i64>>,
     watermark: i64,
@@ -79,6 +84,7 @@ impl WindowedAggregate {
             emit_every_us: spec.emit_every.map(micros),
             spec,
             windows: BTreeMap::new(),
+            scratch: Vec::new(),
             sessions: BTreeMap::new(),
             watermark: i64::MIN,
             last_early: i64::MIN,
@@ -105,7 +111,9 @@ impl WindowedAggregate {
             windows: self
                 .windows
                 .iter()
-                .map(|((end, key), st)| (*end, key.clone(), st.clone()))
+                .flat_map(|(end, keys)| {
+                    keys.iter().map(|(key, st)| (*end, key.clone(), st.clone()))
+                })
                 .collect(),
             sessions: self
                 .sessions
@@ -121,11 +129,9 @@ impl WindowedAggregate {
     /// spec.
     pub fn restore(spec: Arc<Aggregate>, state: AggregateState) -> Self {
         let mut op = WindowedAggregate::new(spec);
-        op.windows = state
-            .windows
-            .into_iter()
-            .map(|(end, key, st)| ((end, key), st))
-            .collect();
+        for (end, key, st) in state.windows {
+            op.windows.entry(end).or_default().insert(key, st);
+        }
         op.sessions = state
             .sessions
             .into_iter()
@@ -138,7 +144,7 @@ impl WindowedAggregate {
 
     /// Windows currently open (for metrics and memory bounds).
     pub fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.windows.values().map(BTreeMap::len).sum()
     }
 
     /// Adds one event. `seq` is its arrival position (for first/last ties). Returns `Err`
@@ -149,12 +155,11 @@ impl WindowedAggregate {
         {
             return Ok(());
         }
-        let key: GroupKey = self
-            .spec
-            .group_by
-            .iter()
-            .map(|k| k.expr.eval(event).to_key())
-            .collect();
+        let mut key = std::mem::take(&mut self.scratch);
+        key.resize(self.spec.group_by.len(), None);
+        for (slot, k) in key.iter_mut().zip(&self.spec.group_by) {
+            k.expr.eval(event).write_key(slot);
+        }
         let t = event.time;
         let args: Vec<Option<Value<'_>>> = self
             .spec
@@ -163,7 +168,7 @@ impl WindowedAggregate {
             .map(|m| m.argument.as_ref().map(|a| a.eval(event)))
             .collect();
         let closed_before = self.watermark.saturating_sub(self.lateness_us);
-        match self.spec.window {
+        let outcome = match self.spec.window {
             Window::Tumbling { size } => {
                 let size = micros(size);
                 let start = t.div_euclid(size) * size;
@@ -182,8 +187,12 @@ impl WindowedAggregate {
                 }
                 if counted { Ok(()) } else { Err(self.late(t)) }
             }
-            Window::Session { gap } => self.session(t, micros(gap), closed_before, key, &args, seq),
-        }
+            Window::Session { gap } => {
+                self.session(t, micros(gap), closed_before, &key, &args, seq)
+            }
+        };
+        self.scratch = key;
+        outcome
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -200,26 +209,34 @@ impl WindowedAggregate {
         if end <= closed_before {
             return Err(self.late(t));
         }
-        let spec = &self.spec;
-        let state = self
-            .windows
-            .entry((end, key.clone()))
-            .or_insert_with(|| WindowState {
-                start,
-                accumulators: spec
-                    .measures
-                    .iter()
-                    .map(|m| Accumulator::new(m.function))
-                    .collect(),
-                count: 0,
-                versions: 0,
-                dirty: false,
-            });
-        for (acc, arg) in state.accumulators.iter_mut().zip(args) {
-            acc.update(arg.as_ref(), t, seq);
+        let add = |state: &mut WindowState| {
+            for (acc, arg) in state.accumulators.iter_mut().zip(args) {
+                acc.update(arg.as_ref(), t, seq);
+            }
+            state.count += 1;
+            state.dirty = true;
+        };
+        let keys = self.windows.entry(end).or_default();
+        // One lookup when the window exists (the common case); the key is cloned only
+        // for a new window.
+        if let Some(state) = keys.get_mut(key) {
+            add(state);
+            return Ok(());
         }
-        state.count += 1;
-        state.dirty = true;
+        let mut fresh = WindowState {
+            start,
+            accumulators: self
+                .spec
+                .measures
+                .iter()
+                .map(|m| Accumulator::new(m.function))
+                .collect(),
+            count: 0,
+            versions: 0,
+            dirty: false,
+        };
+        add(&mut fresh);
+        keys.insert(key.clone(), fresh);
         Ok(())
     }
 
@@ -228,12 +245,17 @@ impl WindowedAggregate {
         t: i64,
         gap: i64,
         closed_before: i64,
-        key: GroupKey,
+        key: &GroupKey,
         args: &[Option<Value<'_>>],
         seq: u64,
     ) -> Result<(), Late> {
         let (mut start, mut end) = (t, t.saturating_add(gap));
-        let sessions = self.sessions.entry(key.clone()).or_default();
+        if !self.sessions.contains_key(key) {
+            self.sessions.insert(key.clone(), BTreeMap::new());
+        }
+        let Some(sessions) = self.sessions.get_mut(key) else {
+            unreachable!("inserted above")
+        };
         // Every open session this event touches merges into one.
         let touching: Vec<(i64, i64)> = sessions
             .range(..=end)
@@ -248,7 +270,7 @@ impl WindowedAggregate {
             sessions.remove(&s);
             start = start.min(s);
             end = end.max(e);
-            if let Some(st) = self.windows.remove(&(e, key.clone())) {
+            if let Some(st) = take_window(&mut self.windows, e, key) {
                 merged = Some(match merged {
                     None => st,
                     Some(mut m) => {
@@ -265,9 +287,9 @@ impl WindowedAggregate {
         sessions.insert(start, end);
         if let Some(mut st) = merged {
             st.start = start;
-            self.windows.insert((end, key.clone()), st);
+            self.windows.entry(end).or_default().insert(key.clone(), st);
         }
-        self.update(start, end, i64::MIN, &key, args, t, seq)
+        self.update(start, end, i64::MIN, key, args, t, seq)
     }
 
     fn late(&self, t: i64) -> Late {
@@ -289,31 +311,35 @@ impl WindowedAggregate {
         self.watermark = watermark;
         let closed_before = watermark.saturating_sub(self.lateness_us);
         while let Some(entry) = self.windows.first_entry() {
-            if entry.key().0 > closed_before {
+            if *entry.key() > closed_before {
                 break;
             }
-            let ((end, key), mut state) = entry.remove_entry();
-            if let Window::Session { .. } = self.spec.window
-                && let Some(s) = self.sessions.get_mut(&key)
-            {
-                s.remove(&state.start);
-                if s.is_empty() {
-                    self.sessions.remove(&key);
+            let (end, keys) = entry.remove_entry();
+            for (key, mut state) in keys {
+                if let Window::Session { .. } = self.spec.window
+                    && let Some(s) = self.sessions.get_mut(&key)
+                {
+                    s.remove(&state.start);
+                    if s.is_empty() {
+                        self.sessions.remove(&key);
+                    }
                 }
+                state.versions += 1;
+                out.push(self.result(end, &key, &state, true));
             }
-            state.versions += 1;
-            out.push(self.result(end, &key, &state, true));
         }
         if let Some(every) = self.emit_every_us {
             let boundary = watermark.div_euclid(every) * every;
             if boundary > self.last_early {
                 self.last_early = boundary;
                 let spec = self.spec.clone();
-                for ((end, key), state) in self.windows.iter_mut() {
-                    if state.dirty {
-                        state.dirty = false;
-                        state.versions += 1;
-                        out.push(result(&spec, *end, key, state, false));
+                for (end, keys) in self.windows.iter_mut() {
+                    for (key, state) in keys.iter_mut() {
+                        if state.dirty {
+                            state.dirty = false;
+                            state.versions += 1;
+                            out.push(result(&spec, *end, key, state, false));
+                        }
                     }
                 }
             }
@@ -329,6 +355,20 @@ impl WindowedAggregate {
     ) -> WindowResult {
         result(&self.spec, end, key, state, is_final)
     }
+}
+
+/// Removes the window `(end, key)`, dropping the end's map when it becomes empty.
+fn take_window(
+    windows: &mut BTreeMap<i64, BTreeMap<GroupKey, WindowState>>,
+    end: i64,
+    key: &GroupKey,
+) -> Option<WindowState> {
+    let keys = windows.get_mut(&end)?;
+    let state = keys.remove(key);
+    if keys.is_empty() {
+        windows.remove(&end);
+    }
+    state
 }
 
 fn result(
