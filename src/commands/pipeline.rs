@@ -7,8 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use helios_log::Log;
-use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use helios_log::kafka::{KafkaConfig, KafkaLog};
 use helios_pipeline::checkpoint::CheckpointStore;
 use helios_pipeline::runtime::{Codecs, DerivedCodecs, Metrics, Processor, ProcessorConfig};
 use helios_pipeline::spec::{Aggregate, Rule, Watermark};
@@ -20,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-use crate::backend::{log_dir, registry_dir};
+use crate::backend::{LogArgs, registry_dir};
 
 /// Run the spec's aggregates and rules over `helios.events` (scaled out: one per machine,
 /// partitions shared through the consumer group).
@@ -40,18 +38,8 @@ pub struct PipelineArgs {
     #[arg(long, env = "HELIOS_SPEC")]
     pub spec: PathBuf,
 
-    /// Data dir: the embedded log (when not on Kafka; `helios up` must not be running on
-    /// it) and the embedded registry.
-    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
-    pub data_dir: PathBuf,
-
-    /// Kafka bootstrap servers; without it the data dir's embedded log.
-    #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
-    pub kafka: Option<String>,
-
-    /// Schema registry URL; without it the data dir's embedded registry.
-    #[arg(long, env = "HELIOS_REGISTRY_URL")]
-    pub registry: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Directory of the checkpoint store (default `<data dir>/state`). Processors sharing a
     /// group must share it (e.g. a network mount).
@@ -204,26 +192,8 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut spec = crate::spec::load_or_report(&args.spec)?;
     helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)?;
-    let (log, embedded) = match &args.kafka {
-        Some(servers) => (
-            KafkaLog::connect(KafkaConfig::new(servers.clone()))
-                .await
-                .with_context(|| format!("connecting to Kafka at {servers}"))?,
-            None,
-        ),
-        None => {
-            let dir = log_dir(&args.data_dir);
-            let embedded = EmbeddedLog::open(&dir, EmbeddedConfig::default()).with_context(|| {
-                format!(
-                    "opening the log in {} (stop `helios up` on this data dir, or point --kafka \
-                     at a broker)",
-                    dir.display()
-                )
-            })?;
-            (embedded.log(), Some(embedded))
-        }
-    };
-    let (ids, schemas): (SchemaIds, Arc<dyn SchemaSource>) = match &args.registry {
+    let (log, embedded) = args.log.open_writable_log("a pipeline").await?;
+    let (ids, schemas): (SchemaIds, Arc<dyn SchemaSource>) = match &args.log.registry {
         Some(url) => {
             let remote =
                 Arc::new(RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?);
@@ -248,8 +218,8 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         }
         None => {
             let registry = Arc::new(
-                Registry::open(&registry_dir(&args.data_dir)).with_context(|| {
-                    format!("opening the registry in {}", args.data_dir.display())
+                Registry::open(&registry_dir(&args.log.data_dir)).with_context(|| {
+                    format!("opening the registry in {}", args.log.data_dir.display())
                 })?,
             );
             (register_embedded(&registry)?, registry)
@@ -258,7 +228,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let checkpoints = args
         .checkpoints
         .clone()
-        .unwrap_or_else(|| state_dir(&args.data_dir));
+        .unwrap_or_else(|| state_dir(&args.log.data_dir));
     let handle = start_pipeline(PipelineSetup {
         log,
         watermark: spec.watermark,

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use helios_log::kafka::{KafkaConfig, KafkaLog};
 use helios_log::{Log, TopicSpec};
 use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore, migrations};
@@ -18,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::backend::{log_dir, registry_dir};
+use crate::backend::{LogArgs, registry_dir};
 
 /// Run one stage of Helios on its own (scaled out: Kafka and ClickHouse).
 #[derive(Debug, Args)]
@@ -58,18 +56,8 @@ pub struct SinkArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
     pub database: String,
 
-    /// Data dir: the embedded log (when not on Kafka; `helios up` must not be running on
-    /// it), the embedded registry, the Parquet store and the notification record.
-    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
-    pub data_dir: PathBuf,
-
-    /// Kafka bootstrap servers; without it the data dir's embedded log.
-    #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
-    pub kafka: Option<String>,
-
-    /// Schema registry URL; without it the data dir's embedded registry.
-    #[arg(long, env = "HELIOS_REGISTRY_URL")]
-    pub registry: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Consumer group of the sink; every `helios run sink` with the same group shares the
     /// partitions.
@@ -86,32 +74,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
     let spec = crate::spec::load_or_report(&args.spec)?;
-    let (log, embedded) = match &args.kafka {
-        Some(servers) => (
-            KafkaLog::connect(KafkaConfig::new(servers.clone()))
-                .await
-                .with_context(|| format!("connecting to Kafka at {servers}"))?,
-            None,
-        ),
-        None => {
-            let dir = log_dir(&args.data_dir);
-            let embedded =
-                EmbeddedLog::open(&dir, EmbeddedConfig::default()).with_context(|| {
-                    format!(
-                        "opening the log in {} (a sink needs it writable to commit offsets: stop \
-                     `helios up` on this data dir, or point --kafka at a broker)",
-                        dir.display()
-                    )
-                })?;
-            (embedded.log(), Some(embedded))
-        }
-    };
-    let registry: Arc<dyn SchemaSource> = match &args.registry {
+    let (log, embedded) = args.log.open_writable_log("a sink").await?;
+    let registry: Arc<dyn SchemaSource> = match &args.log.registry {
         Some(url) => {
             Arc::new(RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?)
         }
         None => {
-            let dir = registry_dir(&args.data_dir);
+            let dir = registry_dir(&args.log.data_dir);
             Arc::new(
                 Registry::open_read_only(&dir)
                     .with_context(|| format!("opening the registry in {}", dir.display()))?,
@@ -126,7 +95,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         clickhouse: args
             .clickhouse
             .map(|url| ClickHouseConfig::new(url).database(&args.database)),
-        data_dir: args.data_dir.clone(),
+        data_dir: args.log.data_dir.clone(),
         group: args.group,
         aggregates_partitions: 4,
     })
