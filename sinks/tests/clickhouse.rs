@@ -12,103 +12,26 @@ use std::time::Duration;
 use common::*;
 use helios_log::Record;
 use helios_schemas::AlertState;
+use helios_sinks::SinkConfig;
 use helios_sinks::clickhouse::ClickHouse;
 use helios_sinks::clickhouse::ClickHouseStore;
 use helios_sinks::clickhouse::migrations::{self, latest_version};
 use helios_sinks::clickhouse::query::{self, TimeRange};
 use helios_sinks::clickhouse::retention;
 use helios_sinks::clickhouse::rows::EventRow;
-use helios_sinks::{AggregateSpec, RetryPolicy, SinkError, StoreSpec};
-use helios_sinks::{Decoders, Sink, SinkConfig, SinkMetrics};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use helios_sinks::{AggregateSpec, SinkError, StoreSpec};
 
-fn spec() -> StoreSpec {
-    StoreSpec {
-        aggregates: vec![AggregateSpec::new(
-            "ci_runs",
-            &["repo"],
-            &["duration_sum", "duration_max"],
-        )],
-        ..StoreSpec::default()
-    }
-}
-
-fn fast_config(group: &str) -> SinkConfig {
-    SinkConfig {
-        group: group.to_owned(),
-        batch_interval_ms: 200,
-        retry: RetryPolicy {
-            initial_ms: 50,
-            max_ms: 500,
-        },
-        ..SinkConfig::default()
-    }
-}
-
-struct Running {
-    handle: JoinHandle<helios_sinks::Result<()>>,
-    stop: watch::Sender<bool>,
-    metrics: Arc<SinkMetrics>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("sink stops within 30 s")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn start_sink(stage: &Stage, ch: &ClickHouse, spec: StoreSpec, config: SinkConfig) -> Running {
-    let sink = Sink::new(
+fn start_clickhouse_sink(
+    stage: &Stage,
+    ch: &ClickHouse,
+    spec: StoreSpec,
+    config: SinkConfig,
+) -> Running {
+    start_sink(
+        stage,
         Arc::new(ClickHouseStore::new(ch.clone(), spec).unwrap()),
         config,
-        Decoders::new(stage.registry.clone()),
     )
-    .unwrap();
-    let metrics = sink.metrics();
-    let (stop, rx) = watch::channel(false);
-    let log = stage.log.clone();
-    let handle = tokio::spawn(async move { sink.run(&log, rx).await });
-    Running {
-        handle,
-        stop,
-        metrics,
-    }
-}
-
-/// The scripted stream of the landing and replay tests.
-fn script() -> Script {
-    Script {
-        events: (0..30)
-            .map(|i| event(i, if i.is_multiple_of(2) { "github" } else { "ci" }))
-            .collect(),
-        windows: vec![
-            window("helios", 0, 1, 10.0, 2),
-            window("helios", 0, 2, 30.0, 3), // update of the same window: replaces version 1
-            window("atlas", 0, 1, 5.0, 1),
-            window("helios", 1, 1, 7.0, 1),
-        ],
-        alerts: vec![
-            alert("ci_failing|repo=helios|1", AlertState::Firing, T0 + MINUTE),
-            alert(
-                "ci_failing|repo=helios|1",
-                AlertState::Resolved,
-                T0 + 5 * MINUTE,
-            ),
-            alert(
-                "ci_failing|repo=atlas|1",
-                AlertState::Firing,
-                T0 + 2 * MINUTE,
-            ),
-        ],
-        insights: (0..3).map(insight).collect(),
-        dead_letters: vec![dead_letter(1)],
-    }
 }
 
 /// Everything the read helpers return, to compare before and after a replay.
@@ -133,27 +56,12 @@ async fn snapshot(ch: &ClickHouse) -> Snapshot {
     }
 }
 
-/// Waits until the sink has flushed at least `rows` rows.
-async fn flushed(metrics: &SinkMetrics, rows: u64) {
-    wait_for(
-        &format!("{rows} rows flushed"),
-        Duration::from_secs(60),
-        || async { (metrics.snapshot().rows_out >= rows).then_some(()) },
-    )
-    .await
-}
-
-fn script_rows(s: &Script) -> u64 {
-    (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
-        as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_stream_lands_with_expected_rows() {
     let ch = fresh_db(&clickhouse_url(), "landing");
     migrations::migrate(&ch, &spec()).await.unwrap();
     let stage = Stage::new().await;
-    let s = script();
+    let s = scripted_stream();
     stage.write(&s).await;
     // Two records the sink cannot store: garbage on the events topic, and a result of an
     // aggregate the spec does not have. Both must end up in dead_letters, not vanish.
@@ -169,7 +77,7 @@ async fn scripted_stream_lands_with_expected_rows() {
         )
         .await;
 
-    let sink = start_sink(&stage, &ch, spec(), fast_config("landing"));
+    let sink = start_clickhouse_sink(&stage, &ch, spec(), sink_config("landing"));
     flushed(&sink.metrics, script_rows(&s) + 2).await;
     let got = snapshot(&ch).await;
 
@@ -276,9 +184,9 @@ async fn replaying_the_same_records_leaves_results_unchanged() {
     let ch = fresh_db(&clickhouse_url(), "replay");
     migrations::migrate(&ch, &spec()).await.unwrap();
     let stage = Stage::new().await;
-    let s = script();
+    let s = scripted_stream();
     stage.write(&s).await;
-    let first = start_sink(&stage, &ch, spec(), fast_config("replay-1"));
+    let first = start_clickhouse_sink(&stage, &ch, spec(), sink_config("replay-1"));
     flushed(&first.metrics, script_rows(&s)).await;
     first.stop().await;
     let before = snapshot(&ch).await;
@@ -286,7 +194,7 @@ async fn replaying_the_same_records_leaves_results_unchanged() {
     // As after a crash: the same records appended again, and a member of a new group
     // re-reading the topics from the beginning (everything twice more).
     stage.write(&s).await;
-    let second = start_sink(&stage, &ch, spec(), fast_config("replay-2"));
+    let second = start_clickhouse_sink(&stage, &ch, spec(), sink_config("replay-2"));
     flushed(&second.metrics, 2 * script_rows(&s)).await;
     second.stop().await;
 
@@ -404,7 +312,7 @@ async fn retention_removes_expired_rows() {
     };
     stage.write(&old).await;
     stage.write(&recent).await;
-    let sink = start_sink(&stage, &ch, spec.clone(), fast_config("retention"));
+    let sink = start_clickhouse_sink(&stage, &ch, spec.clone(), sink_config("retention"));
     flushed(&sink.metrics, 2).await;
     sink.stop().await;
 
@@ -447,9 +355,9 @@ async fn clickhouse_outage_then_restart_every_result_arrives_once() {
         batch_rows: 50,
         max_buffered_rows: 100,
         poll_max: 25,
-        ..fast_config("outage")
+        ..sink_config("outage")
     };
-    let sink = start_sink(&stage, &ch, spec(), config);
+    let sink = start_clickhouse_sink(&stage, &ch, spec(), config);
 
     let first = Script {
         events: (0..40).map(|i| event(i, "before")).collect(),

@@ -10,118 +10,16 @@ use std::time::Duration;
 
 use common::*;
 use helios_log::Record;
-use helios_schemas::AlertState;
 use helios_sinks::parquet::query::{self, collect, pretty, scalar_u64};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};
-use helios_sinks::{
-    AggregateSpec, Decoders, Retention, RetryPolicy, Sink, SinkConfig, SinkMetrics, StoreSpec,
-};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
-fn spec() -> StoreSpec {
-    StoreSpec {
-        aggregates: vec![AggregateSpec::new(
-            "ci_runs",
-            &["repo"],
-            &["duration_sum", "duration_max"],
-        )],
-        ..StoreSpec::default()
-    }
-}
-
-fn config(group: &str) -> SinkConfig {
-    SinkConfig {
-        group: group.to_owned(),
-        batch_interval_ms: 100,
-        retry: RetryPolicy {
-            initial_ms: 50,
-            max_ms: 500,
-        },
-        ..SinkConfig::default()
-    }
-}
-
-struct Running {
-    handle: JoinHandle<helios_sinks::Result<()>>,
-    stop: watch::Sender<bool>,
-    metrics: Arc<SinkMetrics>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("sink stops within 30 s")
-            .unwrap()
-            .unwrap();
-    }
-}
+use helios_sinks::{AggregateSpec, Retention, SinkConfig, StoreSpec};
 
 fn open_store(dir: &Path, spec: StoreSpec) -> ParquetStore {
     ParquetStore::open(ParquetConfig::new(dir), spec).unwrap()
 }
 
-fn start_sink(stage: &Stage, store: &ParquetStore, config: SinkConfig) -> Running {
-    let sink = Sink::new(
-        Arc::new(store.clone()),
-        config,
-        Decoders::new(stage.registry.clone()),
-    )
-    .unwrap();
-    let metrics = sink.metrics();
-    let (stop, rx) = watch::channel(false);
-    let log = stage.log.clone();
-    let handle = tokio::spawn(async move { sink.run(&log, rx).await });
-    Running {
-        handle,
-        stop,
-        metrics,
-    }
-}
-
-async fn flushed(metrics: &SinkMetrics, rows: u64) {
-    wait_for(
-        &format!("{rows} rows flushed"),
-        Duration::from_secs(60),
-        || async { (metrics.snapshot().rows_out >= rows).then_some(()) },
-    )
-    .await
-}
-
-fn script() -> Script {
-    Script {
-        events: (0..30)
-            .map(|i| event(i, if i.is_multiple_of(2) { "github" } else { "ci" }))
-            .collect(),
-        windows: vec![
-            window("helios", 0, 1, 10.0, 2),
-            window("helios", 0, 2, 30.0, 3),
-            window("atlas", 0, 1, 5.0, 1),
-            window("helios", 1, 1, 7.0, 1),
-        ],
-        alerts: vec![
-            alert("ci_failing|repo=helios|1", AlertState::Firing, T0 + MINUTE),
-            alert(
-                "ci_failing|repo=helios|1",
-                AlertState::Resolved,
-                T0 + 5 * MINUTE,
-            ),
-            alert(
-                "ci_failing|repo=atlas|1",
-                AlertState::Firing,
-                T0 + 2 * MINUTE,
-            ),
-        ],
-        insights: (0..3).map(insight).collect(),
-        dead_letters: vec![dead_letter(1)],
-    }
-}
-
-fn rows(s: &Script) -> u64 {
-    (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
-        as u64
+fn start_parquet_sink(stage: &Stage, store: &ParquetStore, config: SinkConfig) -> Running {
+    start_sink(stage, Arc::new(store.clone()), config)
 }
 
 /// Every table as the deduplicating views show it, ordered by id.
@@ -175,15 +73,15 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_stream_lands_in_the_same_tables_as_clickhouse() {
     let stage = Stage::new().await;
-    let s = script();
+    let s = scripted_stream();
     stage.write(&s).await;
     stage
         .append(EVENTS, vec![Record::keyed("bad", b"not avro".to_vec())])
         .await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), spec());
-    let sink = start_sink(&stage, &store, config("landing"));
-    flushed(&sink.metrics, rows(&s) + 1).await;
+    let sink = start_parquet_sink(&stage, &store, sink_config("landing"));
+    flushed(&sink.metrics, script_rows(&s) + 1).await;
     sink.stop().await;
 
     let ctx = store.session().await.unwrap();
@@ -256,18 +154,18 @@ async fn scripted_stream_lands_in_the_same_tables_as_clickhouse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_the_same_records_leaves_results_unchanged() {
     let stage = Stage::new().await;
-    let s = script();
+    let s = scripted_stream();
     stage.write(&s).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), spec());
-    let first = start_sink(&stage, &store, config("replay-1"));
-    flushed(&first.metrics, rows(&s)).await;
+    let first = start_parquet_sink(&stage, &store, sink_config("replay-1"));
+    flushed(&first.metrics, script_rows(&s)).await;
     first.stop().await;
     let before = snapshot(&store).await;
 
     stage.write(&s).await;
-    let second = start_sink(&stage, &store, config("replay-2"));
-    flushed(&second.metrics, 2 * rows(&s)).await;
+    let second = start_parquet_sink(&stage, &store, sink_config("replay-2"));
+    flushed(&second.metrics, 2 * script_rows(&s)).await;
     second.stop().await;
 
     let after = snapshot(&store).await;
@@ -286,7 +184,7 @@ async fn compaction_merges_small_files_and_keeps_results() {
     let stage = Stage::new().await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), spec());
-    let sink = start_sink(&stage, &store, config("compact"));
+    let sink = start_parquet_sink(&stage, &store, sink_config("compact"));
     // Ten flushes, ten small files in one day of events.
     for round in 0..10 {
         let part = Script {
@@ -327,7 +225,7 @@ async fn a_measure_added_to_the_spec_reads_as_null_in_old_files() {
         })
         .await;
     let store = open_store(dir.path(), small);
-    let sink = start_sink(&stage, &store, config("evolve"));
+    let sink = start_parquet_sink(&stage, &store, sink_config("evolve"));
     flushed(&sink.metrics, 1).await;
     sink.stop().await;
 
@@ -349,7 +247,7 @@ async fn a_measure_added_to_the_spec_reads_as_null_in_old_files() {
         ..ParquetConfig::new(dir.path())
     };
     let store = ParquetStore::open(config, spec()).unwrap();
-    let sink = start_sink(&stage, &store, self::config("evolve-2"));
+    let sink = start_parquet_sink(&stage, &store, sink_config("evolve-2"));
     stage
         .write(&Script {
             windows: vec![window("helios", 0, 2, 9.0, 2)],
@@ -410,7 +308,7 @@ async fn retention_removes_days_past_the_cutoff() {
         ..spec()
     };
     let store = open_store(dir.path(), spec);
-    let sink = start_sink(&stage, &store, config("retention"));
+    let sink = start_parquet_sink(&stage, &store, sink_config("retention"));
     flushed(&sink.metrics, 2).await;
     sink.stop().await;
     let removed = store.expire_now().await.unwrap();

@@ -16,6 +16,11 @@ use helios_schemas::{
     RecordCodec, Registry, Severity, WindowResult,
 };
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig};
+use helios_sinks::{
+    AggregateSpec, Decoders, RetryPolicy, Sink, SinkConfig, SinkMetrics, Store, StoreSpec,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub const EVENTS: &str = "helios.events";
 pub const AGGREGATES: &str = "helios.aggregates";
@@ -361,4 +366,108 @@ impl Drop for OwnServer {
             .env("HELIOS_CLICKHOUSE_PID", &self.pid)
             .output();
     }
+}
+
+/// The store spec of the scripted stream: one aggregate, `ci_runs`.
+pub fn spec() -> StoreSpec {
+    StoreSpec {
+        aggregates: vec![AggregateSpec::new(
+            "ci_runs",
+            &["repo"],
+            &["duration_sum", "duration_max"],
+        )],
+        ..StoreSpec::default()
+    }
+}
+
+/// A sink config that flushes and retries quickly, for tests.
+pub fn sink_config(group: &str) -> SinkConfig {
+    SinkConfig {
+        group: group.to_owned(),
+        batch_interval_ms: 100,
+        retry: RetryPolicy {
+            initial_ms: 50,
+            max_ms: 500,
+        },
+        ..SinkConfig::default()
+    }
+}
+
+/// A sink running in a task.
+pub struct Running {
+    pub handle: JoinHandle<helios_sinks::Result<()>>,
+    pub stop: watch::Sender<bool>,
+    pub metrics: Arc<SinkMetrics>,
+}
+
+impl Running {
+    /// Stops the sink (it flushes and commits) and checks it ended without error.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("sink stops within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Starts the sink loop over `store`, reading the stage's log.
+pub fn start_sink(stage: &Stage, store: Arc<dyn Store>, config: SinkConfig) -> Running {
+    let sink = Sink::new(store, config, Decoders::new(stage.registry.clone())).unwrap();
+    let metrics = sink.metrics();
+    let (stop, rx) = watch::channel(false);
+    let log = stage.log.clone();
+    let handle = tokio::spawn(async move { sink.run(&log, rx).await });
+    Running {
+        handle,
+        stop,
+        metrics,
+    }
+}
+
+/// Waits until the sink has flushed at least `rows` rows.
+pub async fn flushed(metrics: &SinkMetrics, rows: u64) {
+    wait_for(
+        &format!("{rows} rows flushed"),
+        Duration::from_secs(60),
+        || async { (metrics.snapshot().rows_out >= rows).then_some(()) },
+    )
+    .await
+}
+
+/// The scripted stream of the landing and replay tests, on both stores.
+pub fn scripted_stream() -> Script {
+    Script {
+        events: (0..30)
+            .map(|i| event(i, if i.is_multiple_of(2) { "github" } else { "ci" }))
+            .collect(),
+        windows: vec![
+            window("helios", 0, 1, 10.0, 2),
+            window("helios", 0, 2, 30.0, 3), // update of the same window: replaces version 1
+            window("atlas", 0, 1, 5.0, 1),
+            window("helios", 1, 1, 7.0, 1),
+        ],
+        alerts: vec![
+            alert("ci_failing|repo=helios|1", AlertState::Firing, T0 + MINUTE),
+            alert(
+                "ci_failing|repo=helios|1",
+                AlertState::Resolved,
+                T0 + 5 * MINUTE,
+            ),
+            alert(
+                "ci_failing|repo=atlas|1",
+                AlertState::Firing,
+                T0 + 2 * MINUTE,
+            ),
+        ],
+        insights: (0..3).map(insight).collect(),
+        dead_letters: vec![dead_letter(1)],
+    }
+}
+
+/// Rows the scripted stream becomes.
+pub fn script_rows(s: &Script) -> u64 {
+    (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
+        as u64
 }
