@@ -199,7 +199,7 @@ pub(crate) fn body_error(
 #[cfg(test)]
 pub(crate) mod testing {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use axum::Router;
     use axum::body::Body;
@@ -209,7 +209,8 @@ pub(crate) mod testing {
     use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
     use tower::ServiceExt;
 
-    use crate::runtime::{Emitter, EmitterConfig, SourceHandle, SourceStatus, Supervisor};
+    use crate::runtime::{Emitter, EmitterConfig, Supervisor};
+    pub(crate) use crate::test_support::wait_status;
 
     const SCHEMA_ID: u32 = 7;
 
@@ -319,25 +320,5 @@ pub(crate) mod testing {
         let value =
             serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {bytes:?}"));
         (status, value, retry)
-    }
-
-    /// Waits (at most 30 s) until `done` holds for the source's status.
-    pub async fn wait_status(
-        handle: &SourceHandle,
-        what: &str,
-        done: impl Fn(&SourceStatus) -> bool,
-    ) -> SourceStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = handle.status();
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; status: {status:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
