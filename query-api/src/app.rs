@@ -17,6 +17,7 @@ pub fn router(ingest: Router, registry: Arc<Registry>) -> Router {
         .route("/healthz", get(healthz))
         .merge(ingest)
         .merge(crate::registry::router(registry))
+        .merge(crate::dashboard::router())
         .fallback(not_found)
 }
 
