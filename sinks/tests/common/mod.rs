@@ -466,6 +466,205 @@ pub fn scripted_stream() -> Script {
     }
 }
 
+/// One event of a source's kind, as the connectors write it, `offset_secs` after `T0`;
+/// `key` makes the id unique among events of the same kind and subject.
+fn signal(
+    source: &str,
+    kind: &str,
+    subject: &str,
+    key: impl std::fmt::Display,
+    offset_secs: i64,
+    value: Option<f64>,
+    attrs: &[(&str, &str)],
+) -> Event {
+    let time = T0 + offset_secs * 1_000_000;
+    Event {
+        id: format!("{source}-{kind}-{subject}-{key}"),
+        source: source.to_owned(),
+        kind: kind.to_owned(),
+        subject: subject.to_owned(),
+        time,
+        received_at: time + 5,
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        value,
+        payload: None,
+    }
+}
+
+/// Events of the kinds the sources produce (host metrics, HTTP probes, CI runs with a
+/// conclusion, deployments, pushes and pull requests), over the first ten minutes after
+/// `T0`, for the dashboards. Two hosts, two repositories and two probes, with failures
+/// among them so every panel has something to show.
+pub fn signal_events() -> Vec<Event> {
+    let mut out = Vec::new();
+    for (h, host) in ["alpha", "beta"].into_iter().enumerate() {
+        for i in 0..20 {
+            let at = i as i64 * 30;
+            let wave = (i % 5) as f64;
+            let h = h as f64;
+            out.push(signal(
+                "host",
+                "host.cpu",
+                host,
+                i,
+                at,
+                Some(20.0 + 10.0 * wave + h),
+                &[],
+            ));
+            out.push(signal(
+                "host",
+                "host.load1",
+                host,
+                i,
+                at,
+                Some(0.5 + wave / 4.0 + h),
+                &[],
+            ));
+            out.push(signal(
+                "host",
+                "host.memory_used_pct",
+                host,
+                i,
+                at,
+                Some(40.0 + wave + 20.0 * h),
+                &[],
+            ));
+            for (mount, base) in [("/", 50.0), ("/data", 80.0)] {
+                out.push(signal(
+                    "host",
+                    "host.disk_used_pct",
+                    host,
+                    format!("{mount}-{i}"),
+                    at,
+                    Some(base + i as f64 / 10.0),
+                    &[("mount", mount)],
+                ));
+            }
+            for kind in ["host.net_rx_bytes", "host.net_tx_bytes"] {
+                out.push(signal(
+                    "host",
+                    kind,
+                    host,
+                    i,
+                    at,
+                    Some(1_000_000.0 * (1.0 + wave)),
+                    &[("interface", "eth0")],
+                ));
+            }
+        }
+    }
+    for i in 0..20 {
+        let at = i as i64 * 30 + 7;
+        let down = i % 7 == 3;
+        let (ok, status) = if down {
+            ("false", "503")
+        } else {
+            ("true", "200")
+        };
+        out.push(signal(
+            "probe",
+            "probe.http",
+            "shop",
+            i,
+            at,
+            Some(40.0 + (i % 4) as f64 * 15.0),
+            &[
+                ("url", "https://shop.example/healthz"),
+                ("ok", ok),
+                ("status", status),
+            ],
+        ));
+        out.push(signal(
+            "probe",
+            "probe.http",
+            "127.0.0.1",
+            i,
+            at,
+            (i % 9 != 4).then_some(2.0),
+            &if i % 9 == 4 {
+                vec![
+                    ("url", "http://127.0.0.1:8080/healthz"),
+                    ("ok", "false"),
+                    ("error", "Connection refused"),
+                ]
+            } else {
+                vec![
+                    ("url", "http://127.0.0.1:8080/healthz"),
+                    ("ok", "true"),
+                    ("status", "200"),
+                ]
+            },
+        ));
+    }
+    for i in 0..12 {
+        let repo = if i % 3 == 0 { "atlas" } else { "helios" };
+        let conclusion = if i % 4 == 1 { "failure" } else { "success" };
+        let workflow = if i % 2 == 0 { "ci" } else { "release" };
+        let at = 60 + i as i64 * 45;
+        out.push(signal(
+            "github",
+            "ci.run",
+            repo,
+            i,
+            at,
+            Some(90.0 + (i * 17 % 60) as f64),
+            &[
+                ("workflow", workflow),
+                ("branch", "main"),
+                ("conclusion", conclusion),
+            ],
+        ));
+        if i % 3 == 2 {
+            let (kind, state) = if i == 5 {
+                ("deploy.failure", "failure")
+            } else {
+                ("deploy.success", "success")
+            };
+            let environment = if i % 2 == 0 { "production" } else { "staging" };
+            out.push(signal(
+                "github",
+                kind,
+                repo,
+                i,
+                at + 30,
+                Some(40.0),
+                &[("environment", environment), ("state", state)],
+            ));
+        }
+        out.push(signal(
+            "github",
+            "git.push",
+            repo,
+            i,
+            at - 30,
+            Some(1.0),
+            &[("branch", "main")],
+        ));
+    }
+    out.push(signal(
+        "github",
+        "pr.opened",
+        "helios",
+        0,
+        100,
+        None,
+        &[("number", "7")],
+    ));
+    out.push(signal(
+        "github",
+        "pr.merged",
+        "helios",
+        0,
+        400,
+        None,
+        &[("number", "7")],
+    ));
+    out
+}
+
 /// Rows the scripted stream becomes.
 pub fn script_rows(s: &Script) -> u64 {
     (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
