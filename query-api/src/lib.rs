@@ -4,6 +4,7 @@
 //!   [`helios_schemas::Registry`].
 
 mod app;
+pub mod auth;
 pub mod dashboard;
 pub mod registry;
 
