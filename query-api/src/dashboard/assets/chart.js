@@ -4,8 +4,8 @@
 
 import { h, s, fmtNum } from './dom.js';
 
-const W = 560;
-const H = 210;
+const W = 480;
+const H = 200;
 const M = { top: 12, right: 14, bottom: 26, left: 52 };
 
 function niceStep(range, ticks) {

@@ -64,7 +64,8 @@ export function mount(root) {
 
   async function refresh() {
     const [src, al, ins, ev] = await Promise.allSettled([
-      api('/v1/sources'),
+      // {"sources": [...]}; a bare array is accepted too.
+      api('/v1/sources').then((v) => (Array.isArray(v) ? v : v.sources)),
       api('/v1/alerts?state=firing&limit=20'),
       api('/v1/insights?limit=10'),
       api('/v1/events?limit=25'),

@@ -81,8 +81,9 @@ export function mount(root) {
       replace(meta,
         `${fmtNum(r.row_count)} row${r.row_count === 1 ? '' : 's'} in ${fmtNum(r.elapsed_ms)} ms`,
         r.rows.length > shown.length ? ` (first ${MAX_ROWS_SHOWN} shown; the CSV has all)` : '');
+      const numeric = r.columns.map((c) => /int|float|double|decimal|numeric/i.test(c.type ?? ''));
       replace(output, h('div', { class: 'table-scroll' }, h('table', { id: 'sql-table' },
-        h('thead', {}, h('tr', {}, r.columns.map((c) => h('th', { scope: 'col', title: c.type }, c.name)))),
+        h('thead', {}, h('tr', {}, r.columns.map((c, i) => h('th', { scope: 'col', title: c.type, class: numeric[i] ? 'num' : null }, c.name)))),
         h('tbody', {}, shown.map((row) => h('tr', {}, row.map((v) => h('td', { class: typeof v === 'number' ? 'num' : null }, cellText(v)))))))));
     } catch (e) {
       replace(meta, `Failed${e.status ? ` (${e.status})` : ''}`);

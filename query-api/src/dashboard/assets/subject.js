@@ -13,7 +13,7 @@ const RANGES = [
   { label: '24 hours', from: '-24h', secs: 86400 },
   { label: '7 days', from: '-168h', secs: 7 * 86400 },
 ];
-let rangeIndex = 2; // remembered across subjects
+let rangeIndex = 0; // the last hour: a live view; remembered across subjects
 
 const MAX_POINTS = 120;
 
