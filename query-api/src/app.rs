@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use helios_schemas::Registry;
 use serde_json::json;
+
+use crate::state::ApiState;
 
 /// `ingest` is the connectors' router (`POST /v1/events`); the registry routes are served
 /// at the root like Confluent's, so registry clients need only the base URL.
@@ -21,8 +24,53 @@ pub fn router(ingest: Router, registry: Arc<Registry>) -> Router {
         .fallback(not_found)
 }
 
-async fn healthz() -> impl IntoResponse {
+/// The read API over a store: insights, SQL, readiness and the OpenAPI document. Merged
+/// into [`router`]'s app by every process that serves queries.
+pub fn read_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/readyz", get(readyz))
+        .route("/v1/sql", post(crate::sql::run))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .with_state(state.clone())
+        .merge(crate::insights::router(state))
+}
+
+/// `GET /healthz`: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object))
+)]
+pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the store answers queries.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The store answers", body = Object),
+        (status = 503, description = "The store does not answer; the reason says why"),
+    )
+)]
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    match state.store.ready().await {
+        Ok(()) => {
+            axum::Json(json!({"status": "ready", "store": state.store.describe()})).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "not ready",
+                "store": state.store.describe(),
+                "error": e.to_string(),
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
@@ -31,7 +79,7 @@ async fn not_found(uri: Uri) -> impl IntoResponse {
     let hint = if uri.path().starts_with("/v1/events") || uri.path().starts_with("/v1/webhooks/") {
         "no source serves this route: declare it in the spec (`[[source]]` of type http, github or webhook); GET /v1/sources lists the running sources"
     } else {
-        "Helios serves /v1/events and /v1/webhooks/* (per the spec's sources), /v1/sources, /healthz and the schema registry (/subjects, /schemas/ids/{id}, /config, /compatibility)"
+        "Helios serves the dashboard at /, the insights API (/v1/aggregates, /v1/insights/timeseries, /v1/insights/top, /v1/alerts, /v1/insights, /v1/events, /v1/subjects/{subject}, POST /v1/sql; GET /openapi.json describes them), /v1/events and /v1/webhooks/* (per the spec's sources), /v1/sources, /healthz, /readyz, /metrics and the schema registry (/subjects, /schemas/ids/{id}, /config, /compatibility)"
     };
     (
         StatusCode::NOT_FOUND,

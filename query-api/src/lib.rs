@@ -1,11 +1,26 @@
 //! Helios HTTP API (axum). This crate speaks HTTP; the crates it serves do not.
 //!
+//! - [`insights`]: time series, top-N, alerts, insights, events and subject summaries over
+//!   the store, the same answers on ClickHouse and on the embedded store.
+//! - [`sql`]: read-only SQL, behind a guard on the parsed statement.
+//! - [`store`]: the [`store::ReadStore`] seam and its two readers.
+//! - [`catalog`]: the aggregates the API may be asked about, from the pipeline spec.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //! - [`registry`]: the Confluent-compatible schema registry routes over the embedded
 //!   [`helios_schemas::Registry`].
 
 mod app;
+pub mod catalog;
+pub mod error;
+pub mod insights;
+pub mod openapi;
+pub mod sql;
+pub mod state;
+pub mod store;
 pub mod auth;
 pub mod dashboard;
 pub mod registry;
 
-pub use app::router;
+pub use app::{read_router, router};
+pub use error::ApiError;
+pub use state::ApiState;

@@ -1,0 +1,452 @@
+//! `GET /v1/insights/timeseries` and `GET /v1/insights/top`: an aggregate's windows read
+//! from the store (range and group filters bound as parameters) and combined in Rust by
+//! [`super::combine`], so both stores give the same answer.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::combine::{Combined, NotCombinable};
+use super::params::{Params, parse_duration, rfc3339};
+use crate::catalog::{AggregateInfo, MeasureInfo, WindowKind};
+use crate::error::{ApiError, Result};
+use crate::state::ApiState;
+use crate::store::{Param, Sql, cell};
+
+/// Most points a series may have.
+const MAX_POINTS: i64 = 5_000;
+
+/// A measure over time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeseries {
+    pub aggregate: String,
+    pub measure: String,
+    /// Start of the first bucket (`from` aligned down to the step).
+    pub from: String,
+    pub to: String,
+    pub step_seconds: u64,
+    /// One series without `group_by`; with it, the top groups and then `other`.
+    pub series: Vec<Series>,
+}
+
+/// One line of a chart.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Series {
+    /// The group value, `other` for the rest, `null` when not broken down.
+    pub key: Option<String>,
+    /// Every bucket from `from` to `to`; `value` is `null` where no window had one.
+    pub points: Vec<Point>,
+}
+
+/// One bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Point {
+    pub time: String,
+    pub value: Option<f64>,
+}
+
+/// Groups ranked by a measure over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Top {
+    pub aggregate: String,
+    pub measure: String,
+    pub by: String,
+    pub from: String,
+    pub to: String,
+    pub rows: Vec<TopRow>,
+    /// The rest combined; `null` when there is no rest or the measure cannot combine.
+    pub other: Option<f64>,
+}
+
+/// One ranked group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopRow {
+    pub key: String,
+    pub value: f64,
+}
+
+/// One window of one group, as read.
+struct Window {
+    start: i64,
+    groups: Vec<String>,
+    value: Option<f64>,
+    count: i64,
+}
+
+/// What both routes ask: an aggregate's measure over a range, filtered by group keys.
+struct Selection<'a> {
+    aggregate: &'a AggregateInfo,
+    measure: &'a MeasureInfo,
+    from: i64,
+    to: i64,
+    filters: BTreeMap<String, String>,
+}
+
+impl<'a> Selection<'a> {
+    fn take(state: &'a ApiState, params: &mut Params) -> Result<Self> {
+        let aggregate = state.catalog.aggregate(&params.require("aggregate")?)?;
+        let measure = aggregate.measure(&params.require("measure")?)?;
+        let (from, to) = params.range(Utc::now())?;
+        Ok(Selection {
+            aggregate,
+            measure,
+            from,
+            to,
+            filters: BTreeMap::new(),
+        })
+    }
+
+    /// Every parameter left must name a group key; it filters on equality.
+    fn take_filters(&mut self, params: &mut Params) -> Result<()> {
+        for (key, value) in params.rest() {
+            if !self.aggregate.group_by.contains(&key) {
+                return Err(ApiError::bad(
+                    format!("unknown parameter `{key}`"),
+                    format!(
+                        "besides the route's own parameters, only group keys of `{}` filter: {}",
+                        self.aggregate.name,
+                        self.aggregate.group_by.join(", ")
+                    ),
+                ));
+            }
+            self.filters.insert(key, value);
+        }
+        Ok(())
+    }
+
+    async fn read(&self, state: &ApiState) -> Result<Vec<Window>> {
+        let agg = self.aggregate;
+        let mut sql = Sql::new("SELECT window_start, ");
+        for key in &agg.group_by {
+            sql.ident(key).push(", ");
+        }
+        sql.ident(&self.measure.name)
+            .push(" AS helios_value, ")
+            .ident("count")
+            .push(" AS helios_count FROM ")
+            .table(&agg.table())
+            .push(" WHERE window_start >= ")
+            .bind(Param::Int(self.from))
+            .push(" AND window_start < ")
+            .bind(Param::Int(self.to));
+        for (key, value) in &self.filters {
+            sql.push(" AND ")
+                .ident(key)
+                .push(" = ")
+                .bind(Param::Text(value.clone()));
+        }
+        let table = state.store.query(&sql, state.insight_limits).await?;
+        let start = table.col("window_start")?;
+        let value = table.col("helios_value")?;
+        let count = table.col("helios_count")?;
+        let groups: Vec<usize> = agg
+            .group_by
+            .iter()
+            .map(|k| table.col(k))
+            .collect::<Result<_>>()?;
+        let mut windows: Vec<Window> = table
+            .rows
+            .iter()
+            .map(|r| Window {
+                start: cell::i64(&r[start]).unwrap_or_default(),
+                groups: groups.iter().map(|&i| cell::string(&r[i])).collect(),
+                value: cell::f64(&r[value]),
+                count: cell::i64(&r[count]).unwrap_or_default(),
+            })
+            .collect();
+        // Hopping windows overlap; only the ones starting on a multiple of the size tile
+        // the timeline, so a coarser step combines those alone.
+        if agg.window.kind == WindowKind::Hopping {
+            let size = agg.window.size_seconds as i64 * 1_000_000;
+            if size > 0 {
+                windows.retain(|w| w.start.rem_euclid(size) == 0);
+            }
+        }
+        windows.sort_by(|a, b| (a.start, &a.groups).cmp(&(b.start, &b.groups)));
+        Ok(windows)
+    }
+
+    fn not_combinable(&self, e: NotCombinable) -> ApiError {
+        e.error(
+            &self.aggregate.name,
+            &self.measure.name,
+            self.measure.function,
+        )
+    }
+}
+
+/// The step of a time series: given, or the aggregate's own; checked against the window.
+fn step_of(agg: &AggregateInfo, raw: Option<String>) -> Result<u64> {
+    let window = agg.window;
+    let own = match window.kind {
+        WindowKind::Tumbling | WindowKind::Session => window.size_seconds,
+        WindowKind::Hopping => window.slide_seconds,
+    };
+    let Some(raw) = raw else {
+        return Ok(if window.kind == WindowKind::Session {
+            3_600
+        } else {
+            own.max(1)
+        });
+    };
+    let step = parse_duration(&raw).ok_or_else(|| {
+        ApiError::bad(
+            format!("`step` is not a duration: `{raw}`"),
+            "use e.g. 30s, 15m, 1h, 1d",
+        )
+    })?;
+    let fits = match window.kind {
+        WindowKind::Session => true,
+        WindowKind::Tumbling => step % window.size_seconds.max(1) == 0,
+        // One window per point (step = slide), or whole windows that tile the step.
+        WindowKind::Hopping => {
+            step == window.slide_seconds || step % window.size_seconds.max(1) == 0
+        }
+    };
+    if !fits {
+        return Err(ApiError::bad(
+            format!(
+                "a step of {step} s cuts the {} s windows of `{}`",
+                window.size_seconds, agg.name
+            ),
+            format!(
+                "use a multiple of {} s{}",
+                window.size_seconds,
+                if window.kind == WindowKind::Hopping {
+                    format!(", or the slide ({} s)", window.slide_seconds)
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    Ok(step)
+}
+
+/// `GET /v1/insights/timeseries`.
+#[utoipa::path(
+    get,
+    path = "/v1/insights/timeseries",
+    tag = "insights",
+    params(
+        ("aggregate" = String, Query, description = "Aggregate name (GET /v1/aggregates)"),
+        ("measure" = String, Query, description = "Measure of the aggregate"),
+        ("from" = Option<String>, Query, description = "RFC 3339, `now` or relative (-24h); default -24h"),
+        ("to" = Option<String>, Query, description = "RFC 3339, `now` or relative; default now"),
+        ("step" = Option<String>, Query, description = "Bucket size (e.g. 1h); a multiple of the window size; default the window size"),
+        ("group_by" = Option<String>, Query, description = "Group key to break down by"),
+        ("top" = Option<usize>, Query, description = "With group_by: series for the top N groups (default 5), the rest as `other`"),
+    ),
+    responses(
+        (status = 200, description = "The series", body = Timeseries),
+        (status = 400, description = "A bad parameter, with a hint"),
+        (status = 404, description = "No such aggregate or measure"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn timeseries(
+    State(state): State<ApiState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Timeseries>> {
+    let mut params = Params::new(query);
+    let mut sel = Selection::take(&state, &mut params)?;
+    let step = step_of(sel.aggregate, params.take("step"))?;
+    let group_by = match params.take("group_by") {
+        Some(k) => Some(sel.aggregate.group_key(&k)?.to_owned()),
+        None => None,
+    };
+    let top = params.number("top", 5, 100)?;
+    sel.take_filters(&mut params)?;
+    params.finish()?;
+
+    let step_us = step as i64 * 1_000_000;
+    let first = sel.from.div_euclid(step_us) * step_us;
+    let buckets = (sel.to - first + step_us - 1) / step_us;
+    if buckets > MAX_POINTS {
+        return Err(ApiError::bad(
+            format!("{buckets} points of {step} s each are too many (at most {MAX_POINTS})"),
+            "use a larger step or a shorter range",
+        ));
+    }
+    let windows = sel.read(&state).await?;
+    let key_index = group_by
+        .as_ref()
+        .and_then(|k| sel.aggregate.group_by.iter().position(|g| g == k));
+    let function = sel.measure.function;
+
+    // Per series key, per bucket.
+    let mut per_key: BTreeMap<Option<String>, Vec<Combined>> = BTreeMap::new();
+    // Rank of each key: its combined value over the range; for a measure that cannot
+    // combine, its largest window.
+    let mut ranks: BTreeMap<Option<String>, f64> = BTreeMap::new();
+    let mut totals: BTreeMap<Option<String>, Combined> = BTreeMap::new();
+    for w in &windows {
+        let Some(v) = w.value else { continue };
+        let key = key_index.map(|i| w.groups[i].clone());
+        let bucket = ((w.start - first) / step_us) as usize;
+        let series = per_key
+            .entry(key.clone())
+            .or_insert_with(|| vec![Combined::new(function); buckets as usize]);
+        series[bucket]
+            .add(w.start, v, w.count)
+            .map_err(|e| sel.not_combinable(e))?;
+        if function.combines() {
+            let total = totals.entry(key).or_insert_with(|| Combined::new(function));
+            total
+                .add(w.start, v, w.count)
+                .map_err(|e| sel.not_combinable(e))?;
+        } else {
+            let rank = ranks.entry(key).or_insert(f64::NEG_INFINITY);
+            *rank = rank.max(v);
+        }
+    }
+    for (key, total) in totals {
+        ranks.insert(key, total.value().unwrap_or(f64::NEG_INFINITY));
+    }
+
+    let point_times: Vec<String> = (0..buckets).map(|i| rfc3339(first + i * step_us)).collect();
+    let to_series = |key: Option<String>, values: &[Combined]| Series {
+        key,
+        points: values
+            .iter()
+            .zip(&point_times)
+            .map(|(c, t)| Point {
+                time: t.clone(),
+                value: c.value(),
+            })
+            .collect(),
+    };
+    let mut series = Vec::new();
+    if group_by.is_none() {
+        let values = per_key
+            .remove(&None)
+            .unwrap_or_else(|| vec![Combined::new(function); buckets as usize]);
+        series.push(to_series(None, &values));
+    } else {
+        let mut ranked: Vec<(Option<String>, f64)> = ranks.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut other: Option<Vec<Combined>> = None;
+        for (i, (key, _)) in ranked.into_iter().enumerate() {
+            let values = per_key.remove(&key).unwrap_or_default();
+            if i < top {
+                series.push(to_series(key, &values));
+            } else if function.combines() {
+                let acc =
+                    other.get_or_insert_with(|| vec![Combined::new(function); buckets as usize]);
+                for (a, v) in acc.iter_mut().zip(&values) {
+                    a.merge(v).map_err(|e| sel.not_combinable(e))?;
+                }
+            }
+        }
+        if let Some(values) = other {
+            series.push(to_series(Some("other".to_owned()), &values));
+        }
+    }
+    Ok(Json(Timeseries {
+        aggregate: sel.aggregate.name.clone(),
+        measure: sel.measure.name.clone(),
+        from: rfc3339(first),
+        to: rfc3339(sel.to),
+        step_seconds: step,
+        series,
+    }))
+}
+
+/// `GET /v1/insights/top`.
+#[utoipa::path(
+    get,
+    path = "/v1/insights/top",
+    tag = "insights",
+    params(
+        ("aggregate" = String, Query, description = "Aggregate name"),
+        ("measure" = String, Query, description = "Measure to rank by"),
+        ("by" = Option<String>, Query, description = "Group key to rank; default the aggregate's first group key"),
+        ("n" = Option<usize>, Query, description = "How many groups (default 10, at most 1000)"),
+        ("from" = Option<String>, Query, description = "RFC 3339, `now` or relative; default -24h"),
+        ("to" = Option<String>, Query, description = "RFC 3339, `now` or relative; default now"),
+    ),
+    responses(
+        (status = 200, description = "Groups ranked, largest first", body = Top),
+        (status = 400, description = "A bad parameter, with a hint"),
+        (status = 404, description = "No such aggregate or measure"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn top(
+    State(state): State<ApiState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Top>> {
+    let mut params = Params::new(query);
+    let mut sel = Selection::take(&state, &mut params)?;
+    let by = match params.take("by") {
+        Some(k) => sel.aggregate.group_key(&k)?.to_owned(),
+        None => sel.aggregate.group_by.first().cloned().ok_or_else(|| {
+            ApiError::bad(
+                format!(
+                    "aggregate `{}` has no group keys to rank",
+                    sel.aggregate.name
+                ),
+                "use /v1/insights/timeseries for an ungrouped aggregate",
+            )
+        })?,
+    };
+    let n = params.number("n", 10, 1000)?;
+    sel.take_filters(&mut params)?;
+    params.finish()?;
+
+    let windows = sel.read(&state).await?;
+    let index = sel
+        .aggregate
+        .group_by
+        .iter()
+        .position(|g| *g == by)
+        .unwrap_or_default();
+    let function = sel.measure.function;
+    let mut per_key: BTreeMap<String, Combined> = BTreeMap::new();
+    for w in &windows {
+        let Some(v) = w.value else { continue };
+        per_key
+            .entry(w.groups[index].clone())
+            .or_insert_with(|| Combined::new(function))
+            .add(w.start, v, w.count)
+            .map_err(|e| sel.not_combinable(e))?;
+    }
+    let mut ranked: Vec<(String, Combined)> = per_key.into_iter().collect();
+    ranked.sort_by(|a, b| {
+        let (va, vb) = (
+            a.1.value().unwrap_or(f64::NEG_INFINITY),
+            b.1.value().unwrap_or(f64::NEG_INFINITY),
+        );
+        vb.total_cmp(&va).then_with(|| a.0.cmp(&b.0))
+    });
+    let rest = if ranked.len() > n {
+        ranked.split_off(n)
+    } else {
+        Vec::new()
+    };
+    let other = if rest.is_empty() || !function.combines() {
+        None
+    } else {
+        let mut acc = Combined::new(function);
+        for (_, c) in &rest {
+            acc.merge(c).map_err(|e| sel.not_combinable(e))?;
+        }
+        acc.value()
+    };
+    Ok(Json(Top {
+        aggregate: sel.aggregate.name.clone(),
+        measure: sel.measure.name.clone(),
+        by,
+        from: rfc3339(sel.from),
+        to: rfc3339(sel.to),
+        rows: ranked
+            .into_iter()
+            .filter_map(|(key, c)| c.value().map(|value| TopRow { key, value }))
+            .collect(),
+        other,
+    }))
+}
