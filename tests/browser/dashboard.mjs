@@ -63,6 +63,7 @@ let helios = null;
 let context = null;
 let tmp = null;
 let failed = false;
+const consoleLines = []; // the browser's last errors and warnings, shown on failure
 
 function log(msg) {
   process.stdout.write(`${msg}\n`);
@@ -223,8 +224,10 @@ async function main() {
   const wrongAuth = [];
   const BAD_KEY = 'not-a-valid-key'; // sent on purpose by the rejected-key check
   const pageErrors = [];
+  let apiCalls = 0;
   page.on('request', (req) => {
     const url = new URL(req.url());
+    if (url.pathname.startsWith('/v1/')) apiCalls += 1;
     if (!['data:', 'blob:'].includes(url.protocol) && url.origin !== base) foreign.push(req.url());
     const sent = req.headers().authorization;
     if (url.origin === base && url.pathname.startsWith('/v1/') && sent !== `Bearer ${key}` && sent !== `Bearer ${BAD_KEY}`) {
@@ -233,7 +236,10 @@ async function main() {
   });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') log(`# browser console ${m.type()}: ${m.text()}`);
+    if (m.type() === 'error' || m.type() === 'warning') {
+      consoleLines.push(`${m.type()}: ${m.text().split('\n')[0]}`);
+      if (consoleLines.length > 20) consoleLines.shift();
+    }
   });
 
   await check('the dashboard opens with #key=…, keeps the key and drops it from the address', async () => {
@@ -291,6 +297,27 @@ async function main() {
     if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error('the page was reloaded');
   });
   await page.screenshot({ path: path.join(artifacts, 'dashboard.png'), fullPage: true });
+
+  await check('polling pauses while the tab is hidden and resumes when it is shown', async () => {
+    // Headless chromium never hides a tab, so the page is told it is hidden the way a
+    // browser tells it: document.hidden and a visibilitychange event.
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await page.waitForSelector('#status[data-state="paused"]', { timeout: 10_000 });
+    await sleep(1_000); // a poll already under way may still finish its calls
+    await page.waitForSelector('#status[data-state="paused"]', { timeout: 10_000 });
+    const before = apiCalls;
+    await sleep(5_000); // two and a half polling intervals
+    if (apiCalls !== before) throw new Error(`${apiCalls - before} API calls while hidden`);
+    await page.evaluate(() => {
+      delete document.hidden;
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await page.waitForSelector('#status[data-state="live"]', { timeout: 10_000 });
+    if (apiCalls === before) throw new Error('no API call after the tab was shown again');
+  });
   log(`# screenshot: ${path.join(artifacts, 'dashboard.png')}`);
 
   await check(`a subject link opens the page of ${SHOP} with its data`, async () => {
@@ -385,6 +412,7 @@ try {
   failed = true;
   exitCode = 1;
   log(`not ok ${passed + 1} - ${e instanceof Failure ? e.message : e.stack}`);
+  if (consoleLines.length) log(`# the browser console's last errors and warnings:\n${consoleLines.map((l) => `#   ${l}`).join('\n')}`);
   if (context) {
     try {
       fs.mkdirSync(artifacts, { recursive: true });

@@ -89,7 +89,9 @@ async function poll() {
     setStatus('error', lastOk ? `Error · last update ${clock(lastOk)}` : 'Error');
     showError(e);
   }
-  if (gen === generation && !document.hidden) timer = setTimeout(poll, POLL_MS);
+  if (gen !== generation) return;
+  if (document.hidden) setStatus('paused', 'Paused while the tab is hidden');
+  else timer = setTimeout(poll, POLL_MS);
 }
 
 function show() {

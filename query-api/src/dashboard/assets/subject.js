@@ -85,7 +85,7 @@ export function mount(root, { subject }) {
 
     if (info.status === 'fulfilled') {
       const v = info.value;
-      draw(summary, [v.events, range.label], () => [
+      draw(summary, [v.events, v.streak ?? null, range.label], () => [
         h('div', { class: 'stat', id: 'subject-count' },
           h('div', { class: 'stat-label' }, `Events, last ${range.label}`),
           h('div', { class: 'stat-value' }, fmtNum(v.events.count))),
@@ -97,6 +97,11 @@ export function mount(root, { subject }) {
           v.events.by_kind.length
             ? h('ul', { class: 'kinds', id: 'subject-kinds' }, v.events.by_kind.map((k) => h('li', {}, badge(k.kind, 'kind'), ' ', fmtNum(k.count))))
             : h('div', { class: 'muted' }, 'none')),
+        v.streak
+          ? h('div', { class: 'stat wide', id: 'subject-streak' },
+            h('div', { class: 'stat-label' }, 'Current streak'),
+            h('div', {}, v.streak.summary))
+          : null,
       ]);
       draw(alerts, v.open_alerts, (l) => drawAlerts(l, { showGroup: false }));
       draw(insights, v.insights, (l) => drawInsights(l, { showGroup: false }));
