@@ -24,6 +24,8 @@ for i in range(int(sys.argv[1])):
                      separators=(",", ":")))
 PY
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# An ingest key for the load client, created before the first start (so `up` makes none).
+key=$("$bin" keys create --data-dir "$work/data" --scope ingest --name bench 2>/dev/null)
 "$bin" up --listen "127.0.0.1:$port" --data-dir "$work/data" --log warn &
 pid=$!
 for _ in $(seq 1 100); do
@@ -32,6 +34,6 @@ for _ in $(seq 1 100); do
 done
 bytes=$(stat -c %s "$work/events.ndjson")
 echo "events: $events, $(( bytes / events )) bytes each on average" >&2
-"$bin" send "$work/events.ndjson" --url "http://127.0.0.1:$port" --batch 1000 --concurrency 8 --quiet
+"$bin" send "$work/events.ndjson" --url "http://127.0.0.1:$port" --batch 1000 --concurrency 8 --quiet --api-key "$key"
 # What actually landed in the log, read back from the data dir.
 "$bin" topics --data-dir "$work/data"

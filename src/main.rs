@@ -31,6 +31,7 @@ enum Command {
     Migrate(commands::migrate::MigrateArgs),
     Run(commands::run::RunArgs),
     Validate(commands::validate::ValidateArgs),
+    Keys(commands::keys::KeysArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Run(args) => commands::run::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
+            Command::Keys(args) => commands::keys::run(args),
         }
     })
 }

@@ -24,6 +24,7 @@ const CRASHES: usize = 4;
 async fn sender(
     id: usize,
     url: Arc<Mutex<String>>,
+    key: String,
     acked: Arc<Mutex<Vec<String>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -44,6 +45,7 @@ async fn sender(
         let endpoint = url.lock().unwrap().clone();
         match client
             .post(endpoint)
+            .bearer_auth(&key)
             .header("content-type", "application/cloudevents-batch+json")
             .body(serde_json::to_vec(&events).unwrap())
             .send()
@@ -68,7 +70,15 @@ async fn acknowledged_events_survive_sigkill_exactly_once_in_order() {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tasks: Vec<_> = (0..SENDERS)
-        .map(|i| tokio::spawn(sender(i, url.clone(), acked.clone(), stop.clone())))
+        .map(|i| {
+            tokio::spawn(sender(
+                i,
+                url.clone(),
+                server.key.clone(),
+                acked.clone(),
+                stop.clone(),
+            ))
+        })
         .collect();
 
     let mut rng = rand::rng();

@@ -83,7 +83,9 @@ async fn up_without_a_spec_shows_host_metrics_and_its_own_probe() {
     assert!(memory["value"]["value"].as_f64().unwrap() > 0.0);
 
     // Both show up in the sources' status.
-    let status: Value = reqwest::get(server.url("/v1/sources"))
+    let status: Value = server
+        .get("/v1/sources")
+        .send()
         .await
         .unwrap()
         .json()

@@ -82,6 +82,7 @@ async fn post(client: &reqwest::Client, server: &Helios, body: &serde_json::Valu
     matches!(
         client
             .post(server.url("/v1/events"))
+            .bearer_auth(&server.key)
             .header("content-type", "application/cloudevents-batch+json")
             .body(serde_json::to_vec(body).unwrap())
             .send()

@@ -37,6 +37,7 @@ fn run(id: &str, subject: &str, time: &str, conclusion: &str) -> Value {
 async fn post(server: &Helios, events: Value) {
     let resp = reqwest::Client::new()
         .post(server.url("/v1/events"))
+        .bearer_auth(&server.key)
         .header("content-type", "application/cloudevents-batch+json")
         .body(events.to_string())
         .send()

@@ -25,6 +25,7 @@ async fn post(server: &Helios, from: usize, to: usize) {
         .collect();
     let resp = reqwest::Client::new()
         .post(server.url("/v1/events"))
+        .bearer_auth(&server.key)
         .header("content-type", "application/cloudevents-batch+json")
         .body(serde_json::Value::Array(batch).to_string())
         .send()
@@ -93,6 +94,7 @@ async fn posted_events_land_in_the_embedded_store_exactly_once() {
                          "type": "ci.run", "subject": "repo-0"}]);
     let resp = reqwest::Client::new()
         .post(server.url("/v1/events"))
+        .bearer_auth(&server.key)
         .header("content-type", "application/cloudevents-batch+json")
         .body(marker.to_string())
         .send()

@@ -20,6 +20,7 @@ async fn posted_batch_is_acknowledged_and_tailed() {
     ]);
     let resp = reqwest::Client::new()
         .post(server.url("/v1/events"))
+        .bearer_auth(&server.key)
         .header("content-type", "application/cloudevents-batch+json")
         .body(batch.to_string())
         .send()

@@ -14,13 +14,17 @@ use serde::Deserialize;
 
 /// Post CloudEvents from an NDJSON file (one event per line) to `POST /v1/events`.
 ///
-/// Lines are sent in batches, several requests at a time; `503` answers are retried after
-/// their Retry-After. Prints a summary and lists rejected lines; exits non-zero if any
+/// Lines are sent in batches, several requests at a time; `503` and `429` answers are
+/// retried after their Retry-After. Prints a summary and lists rejected lines; exits non-zero if any
 /// event was rejected or could not be delivered.
 ///
+/// Helios asks for an API key with the `ingest` (or `admin`) scope: create one with
+/// `helios keys create --scope ingest` and pass it with --api-key or HELIOS_API_KEY.
+///
 /// Examples:
+///   export HELIOS_API_KEY=$(helios keys create --scope ingest --name laptop)
 ///   helios send events.ndjson
-///   cat events.ndjson | helios send - --url http://127.0.0.1:8080 --batch 500
+///   cat events.ndjson | helios send - --url http://127.0.0.1:8080 --batch 500 --api-key hel_…
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SendArgs {
@@ -39,8 +43,8 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
 
-    /// Bearer token for the `Authorization` header.
-    #[arg(long, env = "HELIOS_API_KEY")]
+    /// API key (`ingest` or `admin` scope), sent as `Authorization: Bearer <key>`.
+    #[arg(long, env = "HELIOS_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
     /// No progress bar (it is also hidden when stderr is not a terminal).
@@ -56,6 +60,8 @@ struct Answer {
     rejected: Vec<RejectedItem>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    hint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,7 +217,8 @@ async fn post_batch(
             }
         };
         let status = resp.status();
-        if status.as_u16() == 503 && attempt < MAX_ATTEMPTS {
+        // 503: ingest busy or paused; 429: this key's rate limit. Both say when to retry.
+        if matches!(status.as_u16(), 429 | 503) && attempt < MAX_ATTEMPTS {
             let wait = resp
                 .headers()
                 .get("retry-after")
@@ -239,7 +246,17 @@ async fn post_batch(
                     .collect();
             }
             (_, a) => {
-                let msg = a.and_then(|a| a.error).unwrap_or(text);
+                let msg = match a {
+                    Some(Answer {
+                        error: Some(error),
+                        hint,
+                        ..
+                    }) => match hint {
+                        Some(hint) => format!("{error} ({hint})"),
+                        None => error,
+                    },
+                    _ => text,
+                };
                 outcome.failed = Some(format!("HTTP {status}: {msg}"));
             }
         }

@@ -25,6 +25,7 @@ use helios_pipeline::spec::{Aggregate, Rule, Watermark};
 /// Example:
 ///   helios up --listen 127.0.0.1:8080 --data-dir ./helios-data
 ///   curl -X POST http://127.0.0.1:8080/v1/events \
+///     -H "Authorization: Bearer $HELIOS_API_KEY" \
 ///     -H 'content-type: application/cloudevents-batch+json' \
 ///     -d '[{"specversion":"1.0","id":"1","source":"ci","type":"ci.run","subject":"helios"}]'
 #[derive(Debug, Args)]
@@ -64,6 +65,9 @@ pub struct UpArgs {
     /// How often the pipeline checkpoints its state with the input offsets.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: std::time::Duration,
+
+    #[command(flatten)]
+    pub auth: crate::commands::keys::AuthArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -174,6 +178,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("starting the sink")?;
 
     let addr = listener.local_addr()?;
+    let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
     info!(
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
         fsync = ?args.fsync, "Helios is up. Post CloudEvents to /v1/events; Ctrl-C stops."

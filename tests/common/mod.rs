@@ -14,11 +14,21 @@ pub struct Helios {
     pub child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// An admin API key of this data dir, for `Authorization: Bearer`.
+    pub key: String,
 }
 
 impl Helios {
     /// Starts `helios up` on a free loopback port and waits until it accepts requests.
+    /// The data dir gets an admin API key first (the same one across restarts).
     pub async fn up(data_dir: &Path, extra: &[&str]) -> Helios {
+        let key = api_key(data_dir);
+        Helios::start(data_dir, extra, key).await
+    }
+
+    /// Starts `helios up` as it is, without creating a key first; `key` is what requests
+    /// of [`Helios::get`] and [`Helios::post`] send.
+    pub async fn start(data_dir: &Path, extra: &[&str], key: String) -> Helios {
         let addr = free_addr();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -40,6 +50,7 @@ impl Helios {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
+            key,
         };
         h.wait_ready().await;
         h
@@ -47,6 +58,20 @@ impl Helios {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET path` with the API key.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(&self.key)
+    }
+
+    /// `POST path` with the API key.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .bearer_auth(&self.key)
     }
 
     async fn wait_ready(&self) {
@@ -94,6 +119,39 @@ impl Drop for Helios {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The admin API key of `data_dir`: created with `helios keys create` on first use, kept
+/// next to the data dir (`<data dir>.key`) for restarts.
+pub fn api_key(data_dir: &Path) -> String {
+    let saved = data_dir.with_extension("key");
+    if let Ok(key) = std::fs::read_to_string(&saved) {
+        return key;
+    }
+    let out = helios(&[
+        "keys",
+        "create",
+        "--scope",
+        "admin",
+        "--name",
+        "tests",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "helios keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The contract: stdout is exactly the key and a newline.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = stdout
+        .strip_suffix('\n')
+        .filter(|k| k.starts_with("hel_") && !k.contains(char::is_whitespace))
+        .unwrap_or_else(|| panic!("helios keys create printed {stdout:?}, not a key and a newline"))
+        .to_owned();
+    std::fs::write(&saved, &key).unwrap();
+    key
 }
 
 /// Runs `helios ARGS` to completion.

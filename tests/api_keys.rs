@@ -1,0 +1,165 @@
+//! Issue 6, API keys end to end: the first start of `helios up` prints an admin key with
+//! the dashboard URL; `helios keys` creates, lists and revokes keys of the running
+//! server's data dir, and the server honours them from the next request; `helios send`
+//! sends its key.
+
+mod common;
+
+use common::{Helios, helios};
+use serde_json::{Value, json};
+
+/// The key the first start printed to its stderr (the test harness's log file).
+fn printed_key(log: &str) -> String {
+    log.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("hel_"))
+        .unwrap_or_else(|| panic!("no key printed on first start:\n{log}"))
+        .to_owned()
+}
+
+fn keys(args: &[&str], data: &str) -> std::process::Output {
+    let mut all = vec!["keys"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--data-dir", data]);
+    let out = helios(&all);
+    assert!(
+        out.status.success(),
+        "helios {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test]
+async fn first_start_prints_an_admin_key_and_keys_are_managed_while_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let log_path = data.with_extension("log");
+
+    let mut server = Helios::start(&data, &[], String::new()).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let admin = printed_key(&log);
+    assert!(
+        log.contains(&format!("http://{}/#key={admin}", server.addr)),
+        "no dashboard URL with the key:\n{log}"
+    );
+    let file = std::fs::read_to_string(data.join("keys.json")).unwrap();
+    let secret = admin.rsplit('_').next().unwrap();
+    assert!(!file.contains(secret), "the key file holds the secret");
+    server.key = admin.clone();
+
+    // Without a key: 401; probes stay open; the admin key may read.
+    let anon = reqwest::Client::new();
+    let resp = anon.get(server.url("/v1/sources")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["hint"]
+            .as_str()
+            .unwrap()
+            .contains("helios keys create")
+    );
+    let resp = anon.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = server.get("/v1/sources").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A key created by another process while the server runs works at once.
+    let out = keys(
+        &["create", "--scope", "ingest", "--name", "uploader"],
+        data_arg,
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let ingest = stdout.strip_suffix('\n').unwrap().to_owned();
+    assert!(
+        ingest.starts_with("hel_") && !ingest.contains('\n'),
+        "{stdout:?}"
+    );
+    let events = json!([{"specversion": "1.0", "id": "k1", "source": "keys-test",
+                         "type": "ci.run", "subject": "helios"}]);
+    let post = |key: &str| {
+        anon.post(server.url("/v1/events"))
+            .bearer_auth(key)
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(events.to_string())
+            .send()
+    };
+    assert_eq!(post(&ingest).await.unwrap().status(), 202);
+    // Its scope is ingest only.
+    let resp = anon
+        .get(server.url("/v1/sources"))
+        .bearer_auth(&ingest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // `helios send` sends its key; without one it is refused.
+    let ndjson = tmp.path().join("events.ndjson");
+    std::fs::write(
+        &ndjson,
+        r#"{"specversion":"1.0","id":"s1","source":"keys-test","type":"ci.run","subject":"helios"}"#,
+    )
+    .unwrap();
+    let url = format!("http://{}", server.addr);
+    let send = |key: Option<&str>| {
+        let mut args = vec!["send", ndjson.to_str().unwrap(), "--url", &url, "--quiet"];
+        if let Some(key) = key {
+            args.extend_from_slice(&["--api-key", key]);
+        }
+        helios(&args)
+    };
+    let out = send(Some(&ingest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = send(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The list shows both keys and no secret.
+    let out = keys(&["list"], data_arg);
+    let list = String::from_utf8(out.stdout).unwrap();
+    let ingest_id = &ingest[4..16];
+    assert!(
+        list.contains(ingest_id) && list.contains("uploader"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&admin[4..16]) && list.contains("admin"),
+        "{list}"
+    );
+    assert!(
+        !list.contains(secret) && !list.contains(&ingest[17..]),
+        "{list}"
+    );
+
+    // Revoked by the CLI: refused from the next request on.
+    keys(&["revoke", ingest_id], data_arg);
+    let resp = post(&ingest).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+
+    // A restart with an active key creates none.
+    server.stop();
+    let server = Helios::start(&data, &[], admin.clone()).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(log.matches("Admin API key").count(), 1, "{log}");
+    assert_eq!(
+        server.get("/v1/sources").send().await.unwrap().status(),
+        200
+    );
+    server.stop();
+}
