@@ -124,22 +124,23 @@ export function lineChart({ title, series, from, to, label }) {
     h('figcaption', {}, title), svg, legend);
 }
 
-// A small line of recent values (the overview's total event rate), no axes.
+// A small line of recent values (the overview's total event rate), no axes: a baseline
+// at zero and the values as a filled line, newest on the right.
 export function sparkline(values, { label, width = 220, height = 40 } = {}) {
   const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, class: 'sparkline', role: 'img' });
-  const nums = values.filter((v) => typeof v === 'number');
-  if (nums.length < 2) {
+  svg.append(s('line', { x1: 0, x2: width, y1: height - 1, y2: height - 1, class: 'baseline' }));
+  const points = values.map((v, i) => ({ v, i })).filter((p) => typeof p.v === 'number');
+  if (points.length < 2) {
     svg.setAttribute('aria-label', `${label}: collecting`);
     return svg;
   }
-  const max = Math.max(...nums, 1e-9);
-  const step = width / (values.length - 1);
-  let d = '';
-  values.forEach((v, i) => {
-    if (typeof v !== 'number') return;
-    d += `${d ? 'L' : 'M'}${(i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`;
-  });
-  svg.append(s('path', { d, class: 'line series-0' }));
-  svg.setAttribute('aria-label', `${label}: latest ${fmtNum(nums[nums.length - 1])}, max ${fmtNum(max)}`);
+  const max = Math.max(...points.map((p) => p.v)) || 1;
+  const step = width / Math.max(1, values.length - 1);
+  const xy = points.map((p) => [(p.i * step).toFixed(1), (height - 1 - (p.v / max) * (height - 4)).toFixed(1)]);
+  const line = xy.map(([x, y], k) => `${k ? 'L' : 'M'}${x},${y}`).join('');
+  const area = `${line}L${xy[xy.length - 1][0]},${height - 1}L${xy[0][0]},${height - 1}Z`;
+  svg.append(s('path', { d: area, class: 'area series-0' }), s('path', { d: line, class: 'line series-0' }));
+  const last = points[points.length - 1].v;
+  svg.setAttribute('aria-label', `${label}: latest ${fmtNum(last)}, max ${fmtNum(max)}`);
   return svg;
 }
