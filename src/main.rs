@@ -2,6 +2,7 @@
 
 mod backend;
 mod commands;
+mod metrics;
 mod spec;
 mod telemetry;
 

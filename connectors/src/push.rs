@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit, mpsc, oneshot};
 use tracing::warn;
 
-use crate::runtime::{Emitter, SourceHandle, SourceState};
+use crate::runtime::{Emitter, RequestOutcome, SourceHandle, SourceState};
 
 /// Appender tasks per push source: one batch can wait for its fsync while the next one
 /// is written.
@@ -71,6 +71,7 @@ impl PushGate {
     /// A permit to process one request, or the `503` to answer.
     pub fn admit(&self) -> Result<SemaphorePermit<'_>, Box<Response>> {
         if self.source.is_paused() {
+            self.source.requests().record(RequestOutcome::Paused);
             let name = self.source.name();
             return Err(Box::new(retry_after(
                 error(
@@ -85,6 +86,7 @@ impl PushGate {
         // Backpressure: a bounded number of requests may be appending; the rest are told
         // to come back instead of queueing without limit in memory.
         self.in_flight.try_acquire().map_err(|_| {
+            self.source.requests().record(RequestOutcome::Busy);
             Box::new(retry_after(
                 error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +109,14 @@ impl PushGate {
                 .unwrap_or_else(|_| Err("the appender stopped".to_string())),
             Err(_) => Err("the appender stopped".to_string()),
         };
+        let requests = self.source.requests();
+        match &outcome {
+            Ok(()) => {
+                requests.record(RequestOutcome::Accepted);
+                requests.record_events(ids.len(), 0);
+            }
+            Err(_) => requests.record(RequestOutcome::LogError),
+        }
         match outcome {
             Ok(()) => (
                 StatusCode::ACCEPTED,

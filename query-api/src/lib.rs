@@ -19,6 +19,7 @@ pub mod state;
 pub mod store;
 pub mod auth;
 pub mod dashboard;
+pub mod metrics;
 pub mod registry;
 
 pub use app::{read_router, router};

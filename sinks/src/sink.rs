@@ -18,8 +18,8 @@
 //! a long outage it rejoins and re-reads from the last commit, which the ids make harmless.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use helios_log::{ConsumedRecord, ConsumerConfig, Log, LogConsumer, TopicPartition};
@@ -226,6 +226,12 @@ impl Decoders {
     }
 }
 
+/// Upper bounds (seconds) of the flush latency histogram's buckets: a flush is one insert
+/// and one commit, from milliseconds on a quiet store to a minute of retries.
+pub const BATCH_LATENCY_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// Counters of one sink, shared with whoever reports them.
 #[derive(Debug, Default)]
 pub struct SinkMetrics {
@@ -234,10 +240,28 @@ pub struct SinkMetrics {
     batches: AtomicU64,
     batch_latency_us_sum: AtomicU64,
     batch_latency_us_max: AtomicU64,
+    /// Flushes per latency bucket (not cumulative); the last slot is over the last bound.
+    batch_latency_buckets: [AtomicU64; BATCH_LATENCY_BUCKETS.len() + 1],
     errors: AtomicU64,
+    poll_errors: AtomicU64,
+    flush_errors: AtomicU64,
     retries: AtomicU64,
     dead_lettered: AtomicU64,
     buffered_rows: AtomicU64,
+    /// Rows acknowledged per table; updated once per flush.
+    table_rows: Mutex<BTreeMap<String, u64>>,
+    /// Committed offset (next to read) per topic and partition; updated once per flush.
+    committed: Mutex<BTreeMap<(String, u32), u64>>,
+}
+
+/// The flush latency distribution: cumulative counts per bucket of
+/// [`BATCH_LATENCY_BUCKETS`], plus the sum and count of all flushes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyHistogram {
+    /// `(upper bound in seconds, flushes that took at most that long)`.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
 }
 
 /// A snapshot of [`SinkMetrics`].
@@ -255,6 +279,10 @@ pub struct SinkStats {
     pub batch_latency_us_max: u64,
     /// Failed writes, commits or polls.
     pub errors: u64,
+    /// Failed polls (part of `errors`).
+    pub poll_errors: u64,
+    /// Failed writes and commits (part of `errors`).
+    pub flush_errors: u64,
     /// Retries after such failures.
     pub retries: u64,
     /// Records turned into dead letters by this sink.
@@ -274,11 +302,81 @@ impl SinkMetrics {
             batch_latency_us_sum: get(&self.batch_latency_us_sum),
             batch_latency_us_max: get(&self.batch_latency_us_max),
             errors: get(&self.errors),
+            poll_errors: get(&self.poll_errors),
+            flush_errors: get(&self.flush_errors),
             retries: get(&self.retries),
             dead_lettered: get(&self.dead_lettered),
             buffered_rows: get(&self.buffered_rows),
         }
     }
+
+    /// Rows acknowledged per table (`events`, `agg_<name>`, ...), by table name.
+    pub fn rows_by_table(&self) -> Vec<(String, u64)> {
+        let tables = self.table_rows.lock().unwrap_or_else(|p| p.into_inner());
+        tables.iter().map(|(t, n)| (t.clone(), *n)).collect()
+    }
+
+    /// The committed offset (next record to read) of every partition the sink committed.
+    pub fn committed(&self) -> Vec<(String, u32, u64)> {
+        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        committed
+            .iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .collect()
+    }
+
+    /// The flush latency histogram.
+    pub fn batch_latency(&self) -> LatencyHistogram {
+        let mut cumulative = 0;
+        let buckets = BATCH_LATENCY_BUCKETS
+            .iter()
+            .zip(&self.batch_latency_buckets)
+            .map(|(&bound, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (bound, cumulative)
+            })
+            .collect();
+        let over = self.batch_latency_buckets[BATCH_LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        LatencyHistogram {
+            buckets,
+            sum_seconds: self.batch_latency_us_sum.load(Ordering::Relaxed) as f64 / 1e6,
+            // From the buckets, so the count always matches them in one read.
+            count: cumulative + over,
+        }
+    }
+
+    fn flushed(&self, us: u64, tables: &[(String, u64)]) {
+        let seconds = us as f64 / 1e6;
+        let slot = BATCH_LATENCY_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(BATCH_LATENCY_BUCKETS.len());
+        self.batch_latency_buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let mut rows = self.table_rows.lock().unwrap_or_else(|p| p.into_inner());
+        for (table, n) in tables {
+            *rows.entry(table.clone()).or_default() += n;
+        }
+    }
+}
+
+/// Rows per table of `rows`, tables without rows left out.
+fn rows_per_table(rows: &Rows) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = [
+        ("events", rows.events.len()),
+        ("alerts", rows.alerts.len()),
+        ("insights", rows.insights.len()),
+        ("dead_letters", rows.dead_letters.len()),
+    ]
+    .into_iter()
+    .map(|(t, n)| (t.to_owned(), n as u64))
+    .collect();
+    out.extend(
+        rows.aggregates
+            .values()
+            .map(|a| (a.spec().table(), a.len() as u64)),
+    );
+    out.retain(|(_, n)| *n > 0);
+    out
 }
 
 /// Rows waiting for the next flush, per table, and the offsets they came from.
@@ -372,6 +470,7 @@ impl Sink {
                 Ok(r) => r,
                 Err(source) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
                     warn!(group, error = %source, "Poll failed; retrying.");
                     tokio::time::sleep(self.config.retry.backoff().next_delay()).await;
                     continue;
@@ -504,6 +603,8 @@ impl Sink {
     ) -> Result<()> {
         let started = Instant::now();
         let rows = batch.rows;
+        // Counted before the write, which may drain the tables.
+        let tables = rows_per_table(&batch.tables);
         let mut backoff = self.config.retry.backoff();
         loop {
             let attempt = match self.store.write(&mut batch.tables).await {
@@ -514,6 +615,7 @@ impl Sink {
                 Ok(()) => break,
                 Err(e) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
                     let Some(stop) = shutdown.as_deref_mut() else {
                         return Err(e);
                     };
@@ -539,6 +641,7 @@ impl Sink {
         m.batches.fetch_add(1, Ordering::Relaxed);
         m.batch_latency_us_sum.fetch_add(us, Ordering::Relaxed);
         m.batch_latency_us_max.fetch_max(us, Ordering::Relaxed);
+        m.flushed(us, &tables);
         m.buffered_rows.store(0, Ordering::Relaxed);
         debug!(rows, latency_us = us, "Flushed a batch.");
         *batch = Batch::default();
@@ -561,7 +664,16 @@ impl Sink {
                 action: "commit",
                 group: self.config.group.clone(),
                 source,
-            })
+            })?;
+        let mut committed = self
+            .metrics
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (tp, offset) in offsets {
+            committed.insert((tp.topic.to_string(), tp.partition), offset);
+        }
+        Ok(())
     }
 }
 
@@ -594,4 +706,35 @@ fn transient_decode_error(e: &DecodeError) -> bool {
             helios_schemas::Error::Remote { .. } | helios_schemas::Error::Io { .. }
         )
     )
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    #[test]
+    fn flush_latencies_land_in_cumulative_buckets_and_rows_add_up_per_table() {
+        let m = SinkMetrics::default();
+        m.flushed(3_000, &[("events".into(), 10)]);
+        // A bound is inclusive: exactly 5 ms is in the 5 ms bucket.
+        m.flushed(5_000, &[("events".into(), 5), ("agg_runs".into(), 2)]);
+        m.flushed(700_000, &[]);
+        m.flushed(120_000_000, &[]);
+        let h = m.batch_latency();
+        assert_eq!(h.count, 4);
+        assert_eq!(h.buckets.len(), BATCH_LATENCY_BUCKETS.len());
+        assert_eq!(h.buckets[0], (0.005, 2));
+        assert_eq!(h.buckets[6], (0.5, 2));
+        assert_eq!(h.buckets[7], (1.0, 3));
+        assert_eq!(
+            h.buckets.last(),
+            Some(&(60.0, 3)),
+            "two minutes is over every bound"
+        );
+        assert!(h.buckets.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert_eq!(
+            m.rows_by_table(),
+            [("agg_runs".to_owned(), 2), ("events".to_owned(), 15)]
+        );
+    }
 }

@@ -53,6 +53,11 @@ pub struct PipelineArgs {
     /// How often state and offsets are checkpointed.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
+
+    /// Serve `GET /metrics` (Prometheus) and `/healthz` on this address, e.g.
+    /// `0.0.0.0:9464`. Off by default.
+    #[arg(long, env = "HELIOS_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Everything [`start_pipeline`] needs.
@@ -86,6 +91,8 @@ pub struct PipelineHandle {
     stop: oneshot::Sender<()>,
     task: JoinHandle<helios_pipeline::Result<()>>,
     pub metrics: Arc<Metrics>,
+    /// The processor's settings (its topics name the metrics' labels).
+    pub config: ProcessorConfig,
 }
 
 impl PipelineHandle {
@@ -163,6 +170,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         alerts: RecordCodec::with_source(setup.ids.alert, setup.schemas.clone()),
         insights: RecordCodec::with_source(setup.ids.insight, setup.schemas.clone()),
     };
+    let processor_config = config.clone();
     let processor = Processor::new(config, setup.aggregates, setup.log, codecs, store)?
         .with_rules_and_insights(setup.rules, derived)?;
     processor
@@ -171,6 +179,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         .context("creating the output topics")?;
     let metrics = processor.metrics();
     let (stop, stopped) = oneshot::channel::<()>();
+    let task_metrics = metrics.clone();
     let task = tokio::spawn(async move {
         let r = processor
             .run(async move {
@@ -178,6 +187,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
             })
             .await;
         if let Err(e) = &r {
+            task_metrics.record_fatal_error();
             error!(error = %e, "The processor stopped on an error; restart to resume from its checkpoint.");
         }
         r
@@ -186,6 +196,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         stop,
         task,
         metrics,
+        config: processor_config,
     }))
 }
 
@@ -193,6 +204,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut spec = crate::spec::load_or_report(&args.spec)?;
     helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)?;
     let (log, embedded) = args.log.open_writable_log("a pipeline").await?;
+    let metrics_log = log.clone();
     let (ids, schemas): (SchemaIds, Arc<dyn SchemaSource>) = match &args.log.registry {
         Some(url) => {
             let remote =
@@ -247,6 +259,11 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
             args.spec.display()
         );
     };
+    if let Some(addr) = args.metrics_listen {
+        let registry = helios_query_api::metrics::MetricsRegistry::new();
+        crate::metrics::register_pipeline(&registry, Some(&handle), &metrics_log);
+        crate::metrics::serve_stage(addr, registry).await?;
+    }
     info!(group = %args.group, "Pipeline running; Ctrl-C stops.");
     crate::commands::up::shutdown_signal().await;
     info!("Shutting down: checkpointing.");

@@ -63,6 +63,11 @@ pub struct SinkArgs {
     /// partitions.
     #[arg(long, default_value = "helios-sink")]
     pub group: String,
+
+    /// Serve `GET /metrics` (Prometheus) and `/healthz` on this address, e.g.
+    /// `0.0.0.0:9464`. Off by default.
+    #[arg(long, env = "HELIOS_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -100,6 +105,11 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         aggregates_partitions: 4,
     })
     .await?;
+    if let Some(addr) = args.metrics_listen {
+        let registry = helios_query_api::metrics::MetricsRegistry::new();
+        crate::metrics::register_sinks(&registry, &sinks, &log);
+        crate::metrics::serve_stage(addr, registry).await?;
+    }
     info!("Sink running; Ctrl-C stops.");
     crate::commands::up::shutdown_signal().await;
     info!("Shutting down: flushing and committing.");
@@ -132,6 +142,10 @@ pub struct RunningSinks {
         &'static str,
         JoinHandle<Result<(), helios_sinks::SinkError>>,
     )>,
+    /// The sink's counters.
+    pub metrics: Arc<helios_sinks::SinkMetrics>,
+    /// The topics the sink reads.
+    pub topics: Vec<String>,
 }
 
 impl RunningSinks {
@@ -195,6 +209,17 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
             )
         }
     };
+    let read_topics: Vec<String> = [
+        &topics.events,
+        &topics.aggregates,
+        &topics.alerts,
+        &topics.insights,
+        &topics.dead_letters,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
     let embedded_store = setup.clickhouse.is_none();
     let config = SinkConfig {
         group: setup.group.clone(),
@@ -204,6 +229,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         ..SinkConfig::default()
     };
     let sink = Sink::new(store, config, Decoders::new(setup.registry.clone()))?;
+    let metrics = sink.metrics();
     let (stop, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let log = setup.log.clone();
@@ -223,5 +249,10 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
             tokio::spawn(async move { notifier.run(&log, rx).await.map(|_| ()) }),
         ));
     }
-    Ok(RunningSinks { stop, tasks })
+    Ok(RunningSinks {
+        stop,
+        tasks,
+        metrics,
+        topics: read_topics,
+    })
 }

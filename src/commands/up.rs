@@ -148,7 +148,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let supervisor = Supervisor::new(emitter, args.data_dir.join("sources"));
     let sources = helios_connectors::spec::build(&spec.sources, &supervisor)
         .context("starting the sources")?;
-    let app: Router = helios_query_api::router(sources, registry.clone());
+    let metrics = helios_query_api::metrics::MetricsRegistry::new();
+    metrics.register(Arc::new(crate::metrics::SourcesCollector::new(
+        supervisor.clone(),
+    )));
+    let app: Router = helios_query_api::router(sources, registry.clone())
+        .merge(helios_query_api::metrics::router(metrics.clone()));
     let processor = crate::commands::pipeline::start_pipeline(PipelineSetup {
         log: log.clone(),
         watermark: pipeline.0,
@@ -176,6 +181,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the sink")?;
+    crate::metrics::register_pipeline(&metrics, processor.as_ref(), &log);
+    crate::metrics::register_sinks(&metrics, &sinks, &log);
 
     let addr = listener.local_addr()?;
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;

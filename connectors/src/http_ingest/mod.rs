@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 pub use config::HttpIngestConfig;
 
-use crate::runtime::{Emitter, SourceHandle, SourceState, now_micros};
+use crate::runtime::{Emitter, RequestOutcome, SourceHandle, SourceState, now_micros};
 
 /// Shared state of the ingest route.
 #[derive(Debug, Clone)]
@@ -132,7 +132,9 @@ async fn post_events(
 ) -> Response {
     let inner = &ingest.inner;
     inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let requests = inner.source.requests();
     if inner.source.is_paused() {
+        requests.record(RequestOutcome::Paused);
         let name = inner.source.name();
         let mut resp = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -146,6 +148,7 @@ async fn post_events(
     // come back rather than queue without limit in memory.
     let Ok(_permit) = inner.in_flight.try_acquire() else {
         inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+        requests.record(RequestOutcome::Busy);
         let mut resp = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "ingest is at capacity; retry after the delay in Retry-After",
@@ -158,6 +161,7 @@ async fn post_events(
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let limit = inner.config.max_body_bytes;
+            requests.record(RequestOutcome::TooLarge);
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -166,6 +170,7 @@ async fn post_events(
             );
         }
         Err(e) => {
+            requests.record(RequestOutcome::Invalid);
             return error(
                 e.status(),
                 format!("could not read the request body: {}", e.body_text()),
@@ -179,9 +184,13 @@ async fn post_events(
     let items = match cloudevents::parse_body(content_type, &bytes, received_at) {
         Ok(items) => items,
         Err(e @ BodyError::UnsupportedContentType { .. }) => {
+            requests.record(RequestOutcome::UnsupportedMediaType);
             return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
         }
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            requests.record(RequestOutcome::Invalid);
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
     };
 
     let mut events = Vec::with_capacity(items.len());
@@ -200,7 +209,9 @@ async fn post_events(
         .stats
         .rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    requests.record_events(0, rejected.len());
     if events.is_empty() {
+        requests.record(RequestOutcome::Invalid);
         return error_with(
             StatusCode::BAD_REQUEST,
             if rejected.is_empty() {
@@ -215,6 +226,7 @@ async fn post_events(
     let started = Instant::now();
     if let Err(e) = inner.emitter.emit(&inner.source, &events).await {
         inner.source.record_error(e.to_string());
+        requests.record(RequestOutcome::LogError);
         warn!(topic = inner.emitter.events_topic(), events = accepted, error = %e, "Appending ingested events failed.");
         let mut resp = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -232,6 +244,8 @@ async fn post_events(
         .stats
         .accepted
         .fetch_add(accepted as u64, Ordering::Relaxed);
+    requests.record(RequestOutcome::Accepted);
+    requests.record_events(accepted, 0);
     debug!(
         events = accepted,
         rejected = rejected.len(),

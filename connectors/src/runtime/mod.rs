@@ -13,5 +13,5 @@ mod supervisor;
 
 pub use emitter::{Emitter, EmitterConfig, now_micros};
 pub use routes::router;
-pub use status::{SourceHandle, SourceState, SourceStatus};
+pub use status::{RequestOutcome, RequestStats, SourceHandle, SourceState, SourceStatus};
 pub use supervisor::{PullSource, SourceContext, Supervisor};

@@ -18,6 +18,85 @@ pub enum SourceState {
     Stopped,
 }
 
+/// How a request to a push route (HTTP ingest, webhooks) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// `202`: events durable on the log.
+    Accepted,
+    /// `400`: an unreadable body or no valid event in it.
+    Invalid,
+    /// `413`: the body is over the limit.
+    TooLarge,
+    /// `415`: a content type the route does not read.
+    UnsupportedMediaType,
+    /// `503`: the source is paused.
+    Paused,
+    /// `503`: too many requests in flight.
+    Busy,
+    /// `503`: appending to the log failed.
+    LogError,
+}
+
+impl RequestOutcome {
+    pub const ALL: [RequestOutcome; 7] = [
+        RequestOutcome::Accepted,
+        RequestOutcome::Invalid,
+        RequestOutcome::TooLarge,
+        RequestOutcome::UnsupportedMediaType,
+        RequestOutcome::Paused,
+        RequestOutcome::Busy,
+        RequestOutcome::LogError,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Accepted => "accepted",
+            RequestOutcome::Invalid => "invalid",
+            RequestOutcome::TooLarge => "too_large",
+            RequestOutcome::UnsupportedMediaType => "unsupported_media_type",
+            RequestOutcome::Paused => "paused",
+            RequestOutcome::Busy => "busy",
+            RequestOutcome::LogError => "log_error",
+        }
+    }
+}
+
+/// Request counters of a push source, for `/metrics`. Pull sources leave them at zero.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    outcomes: [AtomicU64; RequestOutcome::ALL.len()],
+    events_accepted: AtomicU64,
+    events_rejected: AtomicU64,
+}
+
+impl RequestStats {
+    pub fn record(&self, outcome: RequestOutcome) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the events of one request: durable ones and invalid items.
+    pub fn record_events(&self, accepted: usize, rejected: usize) {
+        self.events_accepted
+            .fetch_add(accepted as u64, Ordering::Relaxed);
+        self.events_rejected
+            .fetch_add(rejected as u64, Ordering::Relaxed);
+    }
+
+    /// Requests that ended with `outcome`.
+    pub fn requests(&self, outcome: RequestOutcome) -> u64 {
+        self.outcomes[outcome as usize].load(Ordering::Relaxed)
+    }
+
+    /// Events accepted (durable) and rejected (invalid items).
+    pub fn events(&self) -> (u64, u64) {
+        (
+            self.events_accepted.load(Ordering::Relaxed),
+            self.events_rejected.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A snapshot for `GET /v1/sources`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SourceStatus {
@@ -52,6 +131,7 @@ struct Inner {
     restarts: AtomicU64,
     last_event_time: AtomicI64,
     last_error: Mutex<Option<String>>,
+    requests: RequestStats,
 }
 
 impl SourceHandle {
@@ -68,6 +148,7 @@ impl SourceHandle {
                 restarts: AtomicU64::new(0),
                 last_event_time: AtomicI64::new(i64::MIN),
                 last_error: Mutex::new(None),
+                requests: RequestStats::default(),
             }),
         }
     }
@@ -113,6 +194,11 @@ impl SourceHandle {
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(message.into());
+    }
+
+    /// Request counters (push sources).
+    pub fn requests(&self) -> &RequestStats {
+        &self.inner.requests
     }
 
     pub fn record_restart(&self) {

@@ -1,9 +1,12 @@
 //! Every counter and gauge of the processor runtime, in one place.
 //!
 //! Plain atomics updated once per batch (not per event), read through
-//! [`Metrics::snapshot`] by whoever exposes them (`/metrics`, logs, benchmarks).
+//! [`Metrics::snapshot`] and [`Metrics::partitions`] by whoever exposes them (`/metrics`,
+//! logs, benchmarks).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
@@ -24,6 +27,33 @@ pub struct Metrics {
     checkpoint_bytes_last: AtomicU64,
     checkpoint_us_last: AtomicU64,
     restored_partitions: AtomicU64,
+    commit_errors: AtomicU64,
+    fatal_errors: AtomicU64,
+    /// Per assigned partition; the map changes only on assignment changes, the counters
+    /// inside once per batch.
+    partitions: RwLock<BTreeMap<u32, Arc<PartitionCounters>>>,
+}
+
+#[derive(Debug)]
+struct PartitionCounters {
+    events_in: AtomicU64,
+    next_offset: AtomicU64,
+    /// `i64::MIN` until the partition has a watermark.
+    watermark_delay_ms: AtomicI64,
+}
+
+/// What one assigned partition of the events topic did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartitionSnapshot {
+    pub partition: u32,
+    /// Records read from this partition (decoded or not).
+    pub events_in: u64,
+    /// Offset of the next record to process: everything before it is processed and its
+    /// outputs are durable. Log end minus this is the processor's lag.
+    pub next_offset: u64,
+    /// Wall clock minus this partition's watermark (its newest event time minus the
+    /// allowed out-of-orderness) at its last batch, ms; `None` before its first event.
+    pub watermark_delay_ms: Option<i64>,
 }
 
 /// A copy of [`Metrics`] at one moment.
@@ -57,6 +87,10 @@ pub struct MetricsSnapshot {
     pub checkpoint_us_last: u64,
     /// Partitions whose state came from a checkpoint.
     pub restored_partitions: u64,
+    /// Failed commits of the group offsets (informational; checkpoints are the truth).
+    pub commit_errors: u64,
+    /// Times the processor stopped on an error.
+    pub fatal_errors: u64,
 }
 
 impl Metrics {
@@ -89,6 +123,77 @@ impl Metrics {
         self.restored_partitions.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn commit_failed(&self) {
+        self.commit_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a stop on an error (called by whoever runs the processor).
+    pub fn record_fatal_error(&self) {
+        self.fatal_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Records one partition's progress after a batch: `events` more records read, the
+    /// next offset to process, and its watermark delay (ms) if it has a watermark.
+    pub(crate) fn partition(
+        &self,
+        partition: u32,
+        events: u64,
+        next_offset: u64,
+        watermark_delay_ms: Option<i64>,
+    ) {
+        let known = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&partition)
+            .cloned();
+        let counters = known.unwrap_or_else(|| {
+            self.partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(partition)
+                .or_insert_with(|| {
+                    Arc::new(PartitionCounters {
+                        events_in: AtomicU64::new(0),
+                        next_offset: AtomicU64::new(0),
+                        watermark_delay_ms: AtomicI64::new(i64::MIN),
+                    })
+                })
+                .clone()
+        });
+        counters.events_in.fetch_add(events, Relaxed);
+        counters.next_offset.store(next_offset, Relaxed);
+        if let Some(ms) = watermark_delay_ms {
+            counters.watermark_delay_ms.store(ms, Relaxed);
+        }
+    }
+
+    /// Forgets a revoked partition: its new owner reports it.
+    pub(crate) fn forget_partition(&self, partition: u32) {
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
+    }
+
+    /// The assigned partitions now, by partition.
+    pub fn partitions(&self) -> Vec<PartitionSnapshot> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&partition, c)| {
+                let delay = c.watermark_delay_ms.load(Relaxed);
+                PartitionSnapshot {
+                    partition,
+                    events_in: c.events_in.load(Relaxed),
+                    next_offset: c.next_offset.load(Relaxed),
+                    watermark_delay_ms: (delay != i64::MIN).then_some(delay),
+                }
+            })
+            .collect()
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             events_in: self.events_in.load(Relaxed),
@@ -105,6 +210,43 @@ impl Metrics {
             checkpoint_bytes_last: self.checkpoint_bytes_last.load(Relaxed),
             checkpoint_us_last: self.checkpoint_us_last.load(Relaxed),
             restored_partitions: self.restored_partitions.load(Relaxed),
+            commit_errors: self.commit_errors.load(Relaxed),
+            fatal_errors: self.fatal_errors.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_report_events_position_and_watermark_delay_until_revoked() {
+        let m = Metrics::default();
+        m.partition(2, 5, 5, None);
+        m.partition(0, 3, 10, Some(1_500));
+        m.partition(2, 4, 9, Some(250));
+        // A batch without a watermark keeps the last known delay.
+        m.partition(0, 0, 10, None);
+        assert_eq!(
+            m.partitions(),
+            [
+                PartitionSnapshot {
+                    partition: 0,
+                    events_in: 3,
+                    next_offset: 10,
+                    watermark_delay_ms: Some(1_500),
+                },
+                PartitionSnapshot {
+                    partition: 2,
+                    events_in: 9,
+                    next_offset: 9,
+                    watermark_delay_ms: Some(250),
+                },
+            ]
+        );
+        m.forget_partition(0);
+        assert_eq!(m.partitions().len(), 1);
+        assert_eq!(m.partitions()[0].partition, 2);
     }
 }

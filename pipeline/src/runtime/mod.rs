@@ -38,7 +38,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use tracing::{debug, info, warn};
 
-pub use metrics::{Metrics, MetricsSnapshot};
+pub use metrics::{Metrics, MetricsSnapshot, PartitionSnapshot};
 use partition::{PartitionState, Specs};
 
 use crate::checkpoint::CheckpointStore;
@@ -407,6 +407,7 @@ impl Runner {
         for k in revoked {
             self.partitions.remove(&k);
             self.watermarks.revoke(k);
+            p.metrics.forget_partition(k);
             info!(
                 partition = k,
                 "Partition revoked; its state stays in its last checkpoint."
@@ -459,6 +460,8 @@ impl Runner {
         let fresh = self.sync_assignment(p).await?;
         let mut out = Outputs::default();
         let mut events = 0u64;
+        // Records per partition, indexed by partition number (a handful of partitions).
+        let mut per_partition: Vec<u64> = Vec::new();
         let mut reseek: BTreeSet<u32> = BTreeSet::new();
         for rec in &batch {
             if fresh.contains(&rec.partition) || reseek.contains(&rec.partition) {
@@ -482,6 +485,11 @@ impl Runner {
             }
             st.sought = false;
             events += 1;
+            let i = rec.partition as usize;
+            if per_partition.len() <= i {
+                per_partition.resize(i + 1, 0);
+            }
+            per_partition[i] += 1;
             process_record(p, st, rec, self.ooo_us, &mut out).await?;
         }
         let now = Instant::now();
@@ -527,6 +535,17 @@ impl Runner {
         );
         let (alerts, insights) = (out.alerts.len() as u64, out.insights.len() as u64);
         write_outputs(p, out).await?;
+        // After the outputs are durable: `next_offset` is now fully processed.
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        for (&k, st) in &self.partitions {
+            let delay = (st.max_event_time != i64::MIN).then(|| {
+                wall_us.saturating_sub(st.max_event_time.saturating_sub(self.ooo_us)) / 1000
+            });
+            let n = per_partition.get(k as usize).copied().unwrap_or(0);
+            p.metrics.partition(k, n, st.next_offset, delay);
+        }
         if events > 0 || results > 0 || alerts > 0 || insights > 0 {
             let latency = started.elapsed().as_micros() as u64;
             p.metrics.batch(events, results, late, dead, latency);
@@ -566,6 +585,7 @@ impl Runner {
             return Ok(());
         }
         if let Err(e) = self.consumer.commit(&commits).await {
+            p.metrics.commit_failed();
             // Only informational; the next checkpoint commits again.
             warn!(error = %e, "Committing the group offsets failed; the checkpoints are written.");
         }

@@ -1,0 +1,331 @@
+//! The stages' own counters as `/metrics` collectors.
+//!
+//! Each stage keeps its counters in its own crate (atomics, no dependency on the API);
+//! this module adapts them to [`Collect`] under the names of
+//! [`helios_query_api::metrics::names`], and computes consumer lag from the stages'
+//! positions and the log's end offsets, fetched at scrape time.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use helios_connectors::runtime::{RequestOutcome, SourceState, Supervisor};
+use helios_log::Log;
+use helios_pipeline::runtime::{Metrics, ProcessorConfig};
+use helios_query_api::metrics::names::{self as n};
+use helios_query_api::metrics::{Collect, Exposition, MetricsRegistry, RefreshFuture};
+use helios_sinks::SinkMetrics;
+use tracing::{debug, info, warn};
+
+/// Source types that receive requests (their routes count request outcomes).
+const PUSH_TYPES: [&str; 3] = ["http", "github", "webhook"];
+
+/// Every source state, for the one-hot `helios_source_up`.
+const STATES: [SourceState; 5] = [
+    SourceState::Starting,
+    SourceState::Running,
+    SourceState::Paused,
+    SourceState::Backoff,
+    SourceState::Stopped,
+];
+
+fn state_label(state: SourceState) -> &'static str {
+    match state {
+        SourceState::Starting => "starting",
+        SourceState::Running => "running",
+        SourceState::Paused => "paused",
+        SourceState::Backoff => "backoff",
+        SourceState::Stopped => "stopped",
+    }
+}
+
+/// Every source the supervisor runs: state, counters, and the push routes' requests.
+#[derive(Debug)]
+pub struct SourcesCollector {
+    supervisor: Arc<Supervisor>,
+}
+
+impl SourcesCollector {
+    pub fn new(supervisor: Arc<Supervisor>) -> Self {
+        SourcesCollector { supervisor }
+    }
+}
+
+impl Collect for SourcesCollector {
+    fn collect(&self, out: &mut Exposition) {
+        let mut statuses = self.supervisor.statuses();
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        let (mut errors, mut dead_letters) = (0, 0);
+        let (mut invalid, mut unavailable) = (0, 0);
+        for s in &statuses {
+            let labels = [s.name.as_str(), s.kind.as_str()];
+            for state in STATES {
+                let label = state_label(state);
+                let up = u64::from(s.state == state);
+                out.gauge(&n::SOURCE_UP, &[&s.name, &s.kind, label], up);
+            }
+            out.counter(&n::SOURCE_EVENTS, &labels, s.events_emitted);
+            out.counter(&n::SOURCE_ERRORS, &labels, s.errors);
+            out.counter(&n::SOURCE_DEAD_LETTERS, &labels, s.dead_letters);
+            out.counter(&n::SOURCE_RESTARTS, &labels, s.restarts);
+            if let Some(t) = s.last_event_time {
+                out.gauge(&n::SOURCE_LAST_EVENT, &labels, t as f64 / 1e6);
+            }
+            errors += s.errors;
+            dead_letters += s.dead_letters;
+            if !PUSH_TYPES.contains(&s.kind.as_str()) {
+                continue;
+            }
+            // The source may have been removed since `statuses`; then it has no counters.
+            let Ok(handle) = self.supervisor.get(&s.name) else {
+                continue;
+            };
+            let requests = handle.requests();
+            for outcome in RequestOutcome::ALL {
+                let count = requests.requests(outcome);
+                out.counter(&n::INGEST_REQUESTS, &[&s.name, outcome.as_str()], count);
+                match outcome {
+                    RequestOutcome::Accepted => {}
+                    RequestOutcome::Invalid
+                    | RequestOutcome::TooLarge
+                    | RequestOutcome::UnsupportedMediaType => invalid += count,
+                    RequestOutcome::Paused | RequestOutcome::Busy | RequestOutcome::LogError => {
+                        unavailable += count;
+                    }
+                }
+            }
+            let (accepted, rejected) = requests.events();
+            out.counter(&n::INGEST_EVENTS, &[&s.name, "accepted"], accepted);
+            out.counter(&n::INGEST_EVENTS, &[&s.name, "rejected"], rejected);
+        }
+        out.counter(&n::ERRORS, &["ingest", "invalid_request"], invalid);
+        out.counter(&n::ERRORS, &["ingest", "unavailable"], unavailable);
+        out.counter(&n::ERRORS, &["source", "source_error"], errors);
+        out.counter(&n::ERRORS, &["source", "dead_letter"], dead_letters);
+    }
+}
+
+/// The end offsets of some topics, fetched from the log before each scrape, for lag.
+#[derive(Debug)]
+pub struct EndOffsets {
+    log: Log,
+    topics: Vec<String>,
+    ends: Mutex<BTreeMap<(String, u32), u64>>,
+}
+
+impl EndOffsets {
+    pub fn new(log: Log, topics: Vec<String>) -> Self {
+        EndOffsets {
+            log,
+            topics,
+            ends: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn refresh(&self) {
+        let admin = self.log.admin();
+        for topic in &self.topics {
+            match admin.describe_topic(topic).await {
+                Ok(info) => {
+                    let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+                    for p in info.partitions {
+                        ends.insert((topic.clone(), p.partition), p.end_offset);
+                    }
+                }
+                // A topic not created yet has no lag to report; a broker hiccup leaves
+                // the previous ends in place.
+                Err(e) => debug!(topic, error = %e, "No end offsets for lag this scrape."),
+            }
+        }
+    }
+
+    /// `end - position` (never negative), or `None` before the end is known.
+    fn lag(&self, topic: &str, partition: u32, position: u64) -> Option<u64> {
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        ends.get(&(topic.to_owned(), partition))
+            .map(|end| end.saturating_sub(position))
+    }
+}
+
+/// The processor: events in per partition, records out per topic, watermark delay,
+/// batch latency, checkpoints, errors and lag on the events topic.
+#[derive(Debug)]
+pub struct PipelineCollector {
+    metrics: Arc<Metrics>,
+    config: ProcessorConfig,
+    ends: EndOffsets,
+}
+
+impl PipelineCollector {
+    pub fn new(metrics: Arc<Metrics>, config: ProcessorConfig, log: Log) -> Self {
+        let ends = EndOffsets::new(log, vec![config.events_topic.clone()]);
+        PipelineCollector {
+            metrics,
+            config,
+            ends,
+        }
+    }
+}
+
+impl Collect for PipelineCollector {
+    fn collect(&self, out: &mut Exposition) {
+        let m = self.metrics.snapshot();
+        let c = &self.config;
+        for p in self.metrics.partitions() {
+            let partition = p.partition.to_string();
+            out.counter(&n::PIPELINE_EVENTS_IN, &[&partition], p.events_in);
+            if let Some(ms) = p.watermark_delay_ms {
+                out.gauge(&n::PIPELINE_WATERMARK_DELAY, &[&partition], ms as f64 / 1e3);
+            }
+            if let Some(lag) = self.ends.lag(&c.events_topic, p.partition, p.next_offset) {
+                out.gauge(
+                    &n::CONSUMER_LAG,
+                    &["pipeline", &c.events_topic, &partition],
+                    lag,
+                );
+            }
+        }
+        for (topic, count) in [
+            (&c.aggregates_topic, m.results_out),
+            (&c.alerts_topic, m.alerts_out),
+            (&c.insights_topic, m.insights_out),
+            (&c.late_topic, m.late_events),
+            (&c.dead_letter_topic, m.dead_letters),
+        ] {
+            out.counter(&n::PIPELINE_RECORDS_OUT, &[topic], count);
+        }
+        out.summary(
+            &n::PIPELINE_BATCH_LATENCY,
+            &[],
+            m.batch_latency_us_total as f64 / 1e6,
+            m.batches,
+        );
+        out.counter(&n::PIPELINE_CHECKPOINTS, &[], m.checkpoints);
+        out.gauge(&n::PIPELINE_CHECKPOINT_BYTES, &[], m.checkpoint_bytes_last);
+        out.gauge(
+            &n::PIPELINE_CHECKPOINT_DURATION,
+            &[],
+            m.checkpoint_us_last as f64 / 1e6,
+        );
+        out.counter(&n::ERRORS, &["pipeline", "dead_letter"], m.dead_letters);
+        out.counter(&n::ERRORS, &["pipeline", "commit"], m.commit_errors);
+        out.counter(&n::ERRORS, &["pipeline", "fatal"], m.fatal_errors);
+    }
+
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(self.ends.refresh())
+    }
+}
+
+/// The sink: records in, rows per table, flush latency, buffer, retries, errors and lag
+/// on the topics it reads.
+#[derive(Debug)]
+pub struct SinkCollector {
+    metrics: Arc<SinkMetrics>,
+    ends: EndOffsets,
+}
+
+impl SinkCollector {
+    pub fn new(metrics: Arc<SinkMetrics>, log: Log, topics: Vec<String>) -> Self {
+        SinkCollector {
+            metrics,
+            ends: EndOffsets::new(log, topics),
+        }
+    }
+}
+
+impl Collect for SinkCollector {
+    fn collect(&self, out: &mut Exposition) {
+        let s = self.metrics.snapshot();
+        out.counter(&n::SINK_RECORDS_IN, &[], s.records_in);
+        for (table, rows) in self.metrics.rows_by_table() {
+            out.counter(&n::SINK_ROWS, &[&table], rows);
+        }
+        let h = self.metrics.batch_latency();
+        out.histogram(
+            &n::SINK_BATCH_LATENCY,
+            &[],
+            &h.buckets,
+            h.sum_seconds,
+            h.count,
+        );
+        out.gauge(&n::SINK_BUFFERED_ROWS, &[], s.buffered_rows);
+        out.counter(&n::SINK_RETRIES, &[], s.retries);
+        out.counter(&n::ERRORS, &["sink", "poll"], s.poll_errors);
+        out.counter(&n::ERRORS, &["sink", "flush"], s.flush_errors);
+        out.counter(&n::ERRORS, &["sink", "dead_letter"], s.dead_lettered);
+        for (topic, partition, committed) in self.metrics.committed() {
+            if let Some(lag) = self.ends.lag(&topic, partition, committed) {
+                let partition = partition.to_string();
+                out.gauge(&n::CONSUMER_LAG, &["sink", &topic, &partition], lag);
+            }
+        }
+    }
+
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(self.ends.refresh())
+    }
+}
+
+/// Adds the processor's collector (when the spec runs one).
+pub fn register_pipeline(
+    registry: &MetricsRegistry,
+    handle: Option<&crate::commands::pipeline::PipelineHandle>,
+    log: &Log,
+) {
+    if let Some(h) = handle {
+        registry.register(Arc::new(PipelineCollector::new(
+            h.metrics.clone(),
+            h.config.clone(),
+            log.clone(),
+        )));
+    }
+}
+
+/// Adds the sink's collector.
+pub fn register_sinks(
+    registry: &MetricsRegistry,
+    sinks: &crate::commands::run::RunningSinks,
+    log: &Log,
+) {
+    registry.register(Arc::new(SinkCollector::new(
+        sinks.metrics.clone(),
+        log.clone(),
+        sinks.topics.clone(),
+    )));
+}
+
+/// `/metrics` and `/healthz` alone, for the stages that serve no other HTTP
+/// (`helios run pipeline|sink --metrics-listen`).
+pub fn stage_router(registry: MetricsRegistry) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(helios_query_api::metrics::router(registry))
+}
+
+/// Binds `addr` (so a taken port stops the stage before it starts) and serves
+/// [`stage_router`] until the process ends.
+pub async fn serve_stage(addr: SocketAddr, registry: MetricsRegistry) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding the metrics listener {addr} (is the port taken? try another --metrics-listen)"
+        )
+    })?;
+    let local = listener.local_addr()?;
+    info!(url = %format!("http://{local}/metrics"), "Serving metrics.");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, stage_router(registry)).await {
+            warn!(error = %e, "The metrics listener stopped.");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
