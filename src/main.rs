@@ -1,5 +1,6 @@
 //! The `helios` command: wires the crates together behind one CLI.
 
+mod api;
 mod backend;
 mod commands;
 mod metrics;
@@ -33,6 +34,7 @@ enum Command {
     Run(commands::run::RunArgs),
     Validate(commands::validate::ValidateArgs),
     Keys(commands::keys::KeysArgs),
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => commands::run::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
             Command::Keys(args) => commands::keys::run(args),
+            Command::Serve(args) => commands::serve::run(args).await,
         }
     })
 }

@@ -24,6 +24,15 @@ pub fn router(ingest: Router, registry: Arc<Registry>) -> Router {
         .fallback(not_found)
 }
 
+/// The read API alone (`helios serve api`): health, the read routes and the dashboard.
+pub fn api_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(read_router(state))
+        .merge(crate::dashboard::router())
+        .fallback(not_found)
+}
+
 /// The read API over a store: insights, SQL, readiness and the OpenAPI document. Merged
 /// into [`router`]'s app by every process that serves queries.
 pub fn read_router(state: ApiState) -> Router {

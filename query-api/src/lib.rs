@@ -10,18 +10,18 @@
 //!   [`helios_schemas::Registry`].
 
 mod app;
+pub mod auth;
 pub mod catalog;
+pub mod dashboard;
 pub mod error;
 pub mod insights;
 pub mod openapi;
+pub mod metrics;
+pub mod registry;
 pub mod sql;
 pub mod state;
 pub mod store;
-pub mod auth;
-pub mod dashboard;
-pub mod metrics;
-pub mod registry;
 
-pub use app::{read_router, router};
+pub use app::{api_router, read_router, router};
 pub use error::ApiError;
 pub use state::ApiState;

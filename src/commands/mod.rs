@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod pipeline;
 pub mod run;
 pub mod send;
+pub mod serve;
 pub mod tail;
 pub mod topics;
 pub mod up;

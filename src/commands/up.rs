@@ -154,6 +154,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )));
     let app: Router = helios_query_api::router(sources, registry.clone())
         .merge(helios_query_api::metrics::router(metrics.clone()));
+    // The read API answers about the spec's aggregates, from the store the sink writes.
+    let read_catalog = crate::api::catalog(&pipeline.1);
+    let read_store = store_spec.clone();
     let processor = crate::commands::pipeline::start_pipeline(PipelineSetup {
         log: log.clone(),
         watermark: pipeline.0,
@@ -185,6 +188,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     crate::metrics::register_sinks(&metrics, &sinks, &log);
 
     let addr = listener.local_addr()?;
+    let read = crate::api::read_state(
+        read_catalog,
+        &read_store,
+        args.clickhouse.as_ref().map(|url| {
+            helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
+        }),
+        &args.data_dir,
+    )
+    .await?;
+    let app = app.merge(helios_query_api::read_router(read));
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
     info!(
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),

@@ -1,0 +1,110 @@
+//! `helios serve api`: the read API on its own — insights, SQL, the dashboard, health —
+//! over the store a sink writes (ClickHouse, or the Parquet store in a data dir).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tracing::info;
+
+use crate::commands::keys::AuthArgs;
+
+/// Serve one of Helios' HTTP surfaces on its own.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub what: Serve,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Serve {
+    Api(ApiArgs),
+}
+
+/// Answer questions over the store: the insights API, read-only SQL, the dashboard at /,
+/// /healthz, /readyz and /openapi.json. Nothing is ingested or processed here; run it
+/// beside `helios run sink`, pointed at the same store and the same spec.
+///
+/// Example (scaled out):
+///   helios serve api --spec helios.toml --clickhouse http://127.0.0.1:8123 \
+///     --keys-file /etc/helios/keys.json --listen 0.0.0.0:8080
+/// Example (over the embedded store of a data dir):
+///   helios serve api --spec helios.toml --data-dir ./helios-data --listen 127.0.0.1:8090
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ApiArgs {
+    /// Address of the HTTP listener.
+    #[arg(long, env = "HELIOS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The spec file (`helios.toml`): which aggregates the API can be asked about.
+    /// Without it only the fixed tables (events, alerts, insights, dead letters) are known.
+    #[arg(long, env = "HELIOS_SPEC")]
+    pub spec: Option<PathBuf>,
+
+    /// Read ClickHouse at this HTTP endpoint instead of the Parquet store under
+    /// `<data dir>/store`.
+    #[arg(long, env = "HELIOS_CLICKHOUSE")]
+    pub clickhouse: Option<String>,
+
+    /// ClickHouse database, with `--clickhouse`.
+    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
+    pub clickhouse_database: String,
+
+    /// The data dir: the embedded store (without `--clickhouse`) and the default key file.
+    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
+    pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    match args.what {
+        Serve::Api(args) => api(args).await,
+    }
+}
+
+async fn api(args: ApiArgs) -> anyhow::Result<()> {
+    let (catalog, store) = match &args.spec {
+        Some(path) => {
+            let spec = match crate::spec::load(path) {
+                Ok(spec) => spec,
+                Err(Ok(diagnostics)) => anyhow::bail!(
+                    "the spec has {} problem(s):\n{diagnostics}",
+                    diagnostics.len()
+                ),
+                Err(Err(e)) => return Err(e),
+            };
+            (
+                crate::api::catalog(&spec.aggregates),
+                crate::spec::store_spec(&spec),
+            )
+        }
+        None => Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (is another process using it? try --listen)",
+                args.listen
+            )
+        })?;
+    let clickhouse = args.clickhouse.as_ref().map(|url| {
+        helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
+    });
+    let state = crate::api::read_state(catalog, &store, clickhouse, &args.data_dir).await?;
+    let store_name = state.store.describe();
+    let addr = listener.local_addr()?;
+    let app = helios_query_api::api_router(state);
+    let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
+    info!(url = %format!("http://{addr}"), store = %store_name, "Serving the read API; Ctrl-C stops.");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::commands::up::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    info!("Stopped cleanly.");
+    Ok(())
+}
