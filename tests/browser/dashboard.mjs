@@ -15,6 +15,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,6 +58,9 @@ severity = "critical"
 // A subject with a slash: its page address must encode it.
 const SHOP = 'team/web-shop';
 const BILLING = 'billing-api';
+
+// axe-core, the accessibility rules engine, run inside the page on each view.
+const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 let passed = 0;
 let helios = null;
@@ -146,6 +150,21 @@ async function waitFor(what, fn, ms = WAIT_MS) {
     }
     await sleep(250);
   }
+}
+
+// WCAG 2.1 A and AA rules on what the page shows now; serious and critical violations
+// fail, lesser ones are listed.
+async function accessible(page) {
+  // Evaluated through the devtools protocol, so the page's CSP does not block it.
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+    resultTypes: ['violations'],
+  }));
+  const describe = (v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`;
+  for (const v of result.violations.filter((x) => !['serious', 'critical'].includes(x.impact))) log(`# accessibility note: ${describe(v)}`);
+  const bad = result.violations.filter((x) => ['serious', 'critical'].includes(x.impact));
+  if (bad.length) throw new Error(bad.map(describe).join('; '));
 }
 
 async function main() {
@@ -297,6 +316,7 @@ async function main() {
     if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error('the page was reloaded');
   });
   await page.screenshot({ path: path.join(artifacts, 'dashboard.png'), fullPage: true });
+  await check('the overview passes the WCAG 2.1 AA accessibility rules', () => accessible(page));
 
   await check('polling pauses while the tab is hidden and resumes when it is shown', async () => {
     // Headless chromium never hides a tab, so the page is told it is hidden the way a
@@ -350,6 +370,7 @@ async function main() {
     if (!/points/.test(svg ?? '')) throw new Error(`chart summary: ${svg}`);
   });
   await page.screenshot({ path: path.join(artifacts, 'subject.png'), fullPage: true });
+  await check('the subject page passes the WCAG 2.1 AA accessibility rules', () => accessible(page));
 
   await check('the SQL console runs SELECT count(*) AS n FROM events', async () => {
     await page.click('nav a[data-nav="sql"]');
@@ -366,6 +387,7 @@ async function main() {
     if (!meta.startsWith('1 row')) throw new Error(`result line reads: ${meta}`);
   });
   await page.screenshot({ path: path.join(artifacts, 'sql.png'), fullPage: true });
+  await check('the SQL console passes the WCAG 2.1 AA accessibility rules', () => accessible(page));
 
   await check('the SQL console downloads the result as CSV', async () => {
     const [download] = await Promise.all([page.waitForEvent('download', { timeout: WAIT_MS }), page.click('#sql-csv')]);
@@ -392,6 +414,7 @@ async function main() {
     await page.waitForSelector('#key-panel:not([hidden])', { timeout: WAIT_MS });
     await waitFor('the 401 message', async () => (await page.locator('#key-message').innerText()).includes('401'), 10_000);
     if ((await page.getAttribute('#status', 'data-state')) !== 'error') throw new Error('the status does not show the error');
+    await accessible(page);
     await page.fill('#key-input', key);
     await page.click('#key-form button[type="submit"]');
     await page.waitForSelector('#status[data-state="live"]', { timeout: WAIT_MS });
