@@ -254,7 +254,9 @@ async function main() {
     }
   });
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  const refused = []; // CSP violations: the page tried to load or run something not its own
   page.on('console', (m) => {
+    if (m.text().includes('Content Security Policy')) refused.push(m.text());
     if (m.type() === 'error' || m.type() === 'warning') {
       consoleLines.push(`${m.type()}: ${m.text().split('\n')[0]}`);
       if (consoleLines.length > 20) consoleLines.shift();
@@ -425,6 +427,7 @@ async function main() {
     if (foreign.length) throw new Error(`requests to other origins: ${foreign.join(', ')}`);
     if (wrongAuth.length) throw new Error(`API calls without the key: ${wrongAuth.join(', ')}`);
     if (pageErrors.length) throw new Error(`uncaught errors in the page: ${pageErrors.join(' | ')}`);
+    if (refused.length) throw new Error(`the content security policy refused: ${refused.join(' | ')}`);
   });
 }
 
