@@ -177,6 +177,8 @@ async function main() {
     }
   });
   fs.mkdirSync(artifacts, { recursive: true });
+  // What an earlier failed run left must not be mistaken for this run's.
+  for (const stale of ['failure.png', 'helios.log']) fs.rmSync(path.join(artifacts, stale), { force: true });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'helios-browser-'));
   const data = path.join(tmp, 'data');
   const specFile = path.join(tmp, 'helios.toml');
