@@ -2,7 +2,7 @@
 //! from the store (range and group filters bound as parameters) and combined in Rust by
 //! [`super::combine`], so both stores give the same answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -71,6 +71,7 @@ pub struct TopRow {
 
 /// One window of one group, as read.
 struct Window {
+    id: String,
     start: i64,
     groups: Vec<String>,
     value: Option<f64>,
@@ -118,17 +119,21 @@ impl<'a> Selection<'a> {
         Ok(())
     }
 
-    async fn read(&self, state: &ApiState) -> Result<Vec<Window>> {
+    /// The windows in range, newest version of each, in a fixed order (start, then id).
+    /// `keys` are the group keys the caller needs; `Window::groups` holds them in order.
+    async fn read(&self, state: &ApiState, keys: &[&str]) -> Result<Vec<Window>> {
         let agg = self.aggregate;
-        let mut sql = Sql::new("SELECT window_start, ");
-        for key in &agg.group_by {
+        let mut sql = Sql::new("SELECT id, ");
+        sql.ident("version")
+            .push(" AS helios_version, window_start, ");
+        for key in keys {
             sql.ident(key).push(", ");
         }
         sql.ident(&self.measure.name)
             .push(" AS helios_value, ")
             .ident("count")
             .push(" AS helios_count FROM ")
-            .table(&agg.table())
+            .versioned_table(&agg.table())
             .push(" WHERE window_start >= ")
             .bind(Param::Int(self.from))
             .push(" AND window_start < ")
@@ -140,22 +145,33 @@ impl<'a> Selection<'a> {
                 .bind(Param::Text(value.clone()));
         }
         let table = state.store.query(&sql, state.insight_limits).await?;
+        let (id, version) = (table.col("id")?, table.col("helios_version")?);
         let start = table.col("window_start")?;
         let value = table.col("helios_value")?;
         let count = table.col("helios_count")?;
-        let groups: Vec<usize> = agg
-            .group_by
-            .iter()
-            .map(|k| table.col(k))
-            .collect::<Result<_>>()?;
-        let mut windows: Vec<Window> = table
-            .rows
-            .iter()
-            .map(|r| Window {
-                start: cell::i64(&r[start]).unwrap_or_default(),
-                groups: groups.iter().map(|&i| cell::string(&r[i])).collect(),
-                value: cell::f64(&r[value]),
-                count: cell::i64(&r[count]).unwrap_or_default(),
+        let groups: Vec<usize> = keys.iter().map(|k| table.col(k)).collect::<Result<_>>()?;
+        // The newest version of each id (ClickHouse has done this already with FINAL).
+        let mut newest: HashMap<&str, (i64, usize)> = HashMap::with_capacity(table.rows.len());
+        for (i, r) in table.rows.iter().enumerate() {
+            let v = cell::i64(&r[version]).unwrap_or_default();
+            let slot = newest
+                .entry(r[id].as_str().unwrap_or_default())
+                .or_insert((v, i));
+            if v > slot.0 {
+                *slot = (v, i);
+            }
+        }
+        let mut windows: Vec<Window> = newest
+            .into_iter()
+            .map(|(id, (_, i))| {
+                let r = &table.rows[i];
+                Window {
+                    id: id.to_owned(),
+                    start: cell::i64(&r[start]).unwrap_or_default(),
+                    groups: groups.iter().map(|&g| cell::string(&r[g])).collect(),
+                    value: cell::f64(&r[value]),
+                    count: cell::i64(&r[count]).unwrap_or_default(),
+                }
             })
             .collect();
         // Hopping windows overlap; only the ones starting on a multiple of the size tile
@@ -166,7 +182,7 @@ impl<'a> Selection<'a> {
                 windows.retain(|w| w.start.rem_euclid(size) == 0);
             }
         }
-        windows.sort_by(|a, b| (a.start, &a.groups).cmp(&(b.start, &b.groups)));
+        windows.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
         Ok(windows)
     }
 
@@ -272,10 +288,9 @@ pub async fn timeseries(
             "use a larger step or a shorter range",
         ));
     }
-    let windows = sel.read(&state).await?;
-    let key_index = group_by
-        .as_ref()
-        .and_then(|k| sel.aggregate.group_by.iter().position(|g| g == k));
+    let keys: Vec<&str> = group_by.iter().map(String::as_str).collect();
+    let windows = sel.read(&state, &keys).await?;
+    let key_index = group_by.as_ref().map(|_| 0);
     let function = sel.measure.function;
 
     // Per series key, per bucket.
@@ -398,13 +413,8 @@ pub async fn top(
     sel.take_filters(&mut params)?;
     params.finish()?;
 
-    let windows = sel.read(&state).await?;
-    let index = sel
-        .aggregate
-        .group_by
-        .iter()
-        .position(|g| *g == by)
-        .unwrap_or_default();
+    let windows = sel.read(&state, &[by.as_str()]).await?;
+    let index = 0;
     let function = sel.measure.function;
     let mut per_key: BTreeMap<String, Combined> = BTreeMap::new();
     for w in &windows {

@@ -45,6 +45,9 @@ enum Part {
     Table(String),
     /// A column name from the catalog, quoted.
     Ident(String),
+    /// A versioned table read without deduplicating on the embedded store (so filters
+    /// reach the Parquet scan); the caller keeps the newest version of each id.
+    Versioned(String),
 }
 
 /// SQL built by the API: text, bound parameters and deduplicated table references.
@@ -79,6 +82,15 @@ impl Sql {
         self
     }
 
+    /// Appends a reference to a table with `id` and `version` columns, for callers that
+    /// keep the newest version of each id themselves: ClickHouse reads it `FINAL`; the
+    /// embedded store reads every copy, with the query's filters pushed into the scan
+    /// instead of running its deduplicating view over the whole table.
+    pub fn versioned_table(&mut self, name: &str) -> &mut Self {
+        self.parts.push(Part::Versioned(name.to_owned()));
+        self
+    }
+
     /// Appends a quoted column name (from the catalog, never from a request).
     pub fn ident(&mut self, name: &str) -> &mut Self {
         self.parts.push(Part::Ident(name.to_owned()));
@@ -106,6 +118,10 @@ impl Sql {
                 Part::Table(name) => match dialect {
                     Dialect::ClickHouse => text.push_str(&format!("`{name}` FINAL")),
                     Dialect::DataFusion => text.push_str(&format!("\"{name}\"")),
+                },
+                Part::Versioned(name) => match dialect {
+                    Dialect::ClickHouse => text.push_str(&format!("`{name}` FINAL")),
+                    Dialect::DataFusion => text.push_str(&format!("raw.\"{name}\"")),
                 },
                 Part::Ident(name) => match dialect {
                     Dialect::ClickHouse => text.push_str(&format!("`{}`", name.replace('`', ""))),
