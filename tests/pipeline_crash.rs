@@ -1,7 +1,8 @@
-//! Exactly-once window results under SIGKILL: `helios up --spec` with an aggregate is
-//! killed at random moments while events stream in and restarted; after deduplicating by
-//! id (keeping the highest version), the final window results equal those of a run
-//! without a crash: nothing missing, nothing counted twice.
+//! Exactly-once window results and alerts under SIGKILL: `helios up --spec` with an
+//! aggregate and a threshold rule is killed at random moments while events stream in and
+//! restarted; after deduplicating as the sinks do (window results by id keeping the
+//! highest version, alerts by id and state), the final window results and the alerts
+//! equal those of a run without a crash: nothing missing, nothing counted twice.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::Helios;
 use helios_log::ConsumerConfig;
 use helios_log::embedded::EmbeddedLog;
-use helios_schemas::{RecordCodec, Registry, WindowResult};
+use helios_schemas::{Alert, AlertState, RecordCodec, Registry, WindowResult};
 use rand::Rng;
 use serde_json::json;
 
@@ -31,6 +32,18 @@ name = "per_second"
 window = { type = "tumbling", size = "1s" }
 group_by = ["subject"]
 measures = { n = "count(*)", seqs = "count_distinct(attrs['seq'])", top = "max(value)" }
+
+# Values run 0..96 with the sequence number, so every 97 events (about 2 s of event time)
+# a burst of 27 matches gives every subject three or four within a second: each subject
+# fires once per burst and resolves when the burst has aged out.
+[[rule]]
+name = "high_values"
+type = "threshold"
+where = "value >= 70"
+per = ["subject"]
+count = 3
+within = "1s"
+severity = "warning"
 "#;
 
 const SUBJECTS: usize = 8;
@@ -123,10 +136,47 @@ async fn finals(data: &Path) -> BTreeMap<String, WindowResult> {
     }
 }
 
+/// Alerts in `helios.alerts` deduplicated as the alerts table does: one record per alert
+/// id and state (firing, resolved), checking that repeats are identical.
+async fn alerts(data: &Path) -> BTreeMap<(String, bool), Alert> {
+    let log = EmbeddedLog::open_read_only(data.join("log")).unwrap().log();
+    let registry = Arc::new(Registry::open_read_only(&data.join("registry")).unwrap());
+    let codec = RecordCodec::<Alert>::with_source(0, registry);
+    let mut consumer = log
+        .consumer(&["helios.alerts"], ConsumerConfig::new("verify-alerts"))
+        .await
+        .unwrap();
+    let mut seen: BTreeMap<(String, bool), (bytes::Bytes, Alert)> = BTreeMap::new();
+    loop {
+        let batch = consumer
+            .poll(10_000, Duration::from_millis(300))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return seen.into_iter().map(|(k, (_, a))| (k, a)).collect();
+        }
+        for r in batch {
+            let a = codec.decode_async(&r.value).await.unwrap();
+            let key = (a.id.clone(), a.state == AlertState::Resolved);
+            if let Some((prev, _)) = seen.get(&key) {
+                assert_eq!(prev, &r.value, "a repeated alert {key:?} differs");
+            } else {
+                seen.insert(key, (r.value.clone(), a));
+            }
+        }
+    }
+}
+
+/// What a run leaves on the output topics, deduplicated.
+struct Outputs {
+    windows: BTreeMap<String, WindowResult>,
+    alerts: BTreeMap<(String, bool), Alert>,
+}
+
 /// Streams every batch (killing and restarting the server before the batches in
-/// `kills`), then the flush events, waits until the results account for every event, and
-/// returns them.
-async fn run(dir: &Path, kills: &[usize]) -> BTreeMap<String, WindowResult> {
+/// `kills`), then the flush events, waits until the results account for every event,
+/// stops the server cleanly and returns the results and alerts.
+async fn run(dir: &Path, kills: &[usize]) -> Outputs {
     let data = dir.join("data");
     std::fs::create_dir_all(dir).unwrap();
     let spec = dir.join("helios.toml");
@@ -157,8 +207,13 @@ async fn run(dir: &Path, kills: &[usize]) -> BTreeMap<String, WindowResult> {
         let counted: i64 = results.values().map(|w| w.count).sum();
         assert!(counted <= total, "counted {counted} of {total}: some twice");
         if counted == total {
+            // The alerts of the last events come from the same processing step as their
+            // final windows; a clean stop lets that step finish writing.
             server.stop();
-            return results;
+            return Outputs {
+                windows: results,
+                alerts: alerts(&data).await,
+            };
         }
         assert!(
             Instant::now() < deadline,
@@ -170,7 +225,7 @@ async fn run(dir: &Path, kills: &[usize]) -> BTreeMap<String, WindowResult> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn final_window_results_survive_sigkill_exactly_once() {
+async fn final_window_results_and_alerts_survive_sigkill_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let clean = run(&tmp.path().join("clean"), &[]).await;
     let mut rng = rand::rng();
@@ -179,9 +234,9 @@ async fn final_window_results_survive_sigkill_exactly_once() {
     kills.dedup();
     let crashed = run(&tmp.path().join("crashed"), &kills).await;
     assert!(
-        clean.len() >= SUBJECTS * 30,
+        clean.windows.len() >= SUBJECTS * 30,
         "too few windows: {}",
-        clean.len()
+        clean.windows.len()
     );
     let strip = |m: &BTreeMap<String, WindowResult>| -> BTreeMap<String, (WindowResult, i32)> {
         m.iter()
@@ -199,17 +254,51 @@ async fn final_window_results_survive_sigkill_exactly_once() {
             })
             .collect()
     };
-    let (clean, crashed) = (strip(&clean), strip(&crashed));
-    for (id, (w, _)) in &clean {
+    let (clean_windows, crashed_windows) = (strip(&clean.windows), strip(&crashed.windows));
+    for (id, (w, _)) in &clean_windows {
         assert_eq!(
-            crashed.get(id).map(|c| &c.0),
+            crashed_windows.get(id).map(|c| &c.0),
             Some(w),
             "window {id} after kills {kills:?}"
         );
     }
     assert_eq!(
-        clean.len(),
-        crashed.len(),
+        clean_windows.len(),
+        crashed_windows.len(),
         "extra windows after kills {kills:?}"
+    );
+
+    // The rule fired and resolved for every subject in most bursts (about 20 bursts);
+    // every alert that fired also resolved (the flush events age every burst out).
+    let firing = clean
+        .alerts
+        .keys()
+        .filter(|(_, resolved)| !resolved)
+        .count();
+    assert!(
+        firing >= SUBJECTS * 10,
+        "too few alerts in the run without a crash: {firing} fired"
+    );
+    for (id, resolved) in clean.alerts.keys() {
+        assert!(
+            clean.alerts.contains_key(&(id.clone(), !resolved)),
+            "alert {id} has only one state"
+        );
+    }
+    for (key, alert) in &clean.alerts {
+        assert_eq!(
+            crashed.alerts.get(key),
+            Some(alert),
+            "alert {key:?} after kills {kills:?}"
+        );
+    }
+    let extra: Vec<_> = crashed
+        .alerts
+        .keys()
+        .filter(|k| !clean.alerts.contains_key(*k))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "extra alerts after kills {kills:?}: {extra:?}"
     );
 }
