@@ -7,7 +7,7 @@ mod metrics;
 mod spec;
 mod telemetry;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Helios: a personal control plane for projects, systems and activity signals.
 ///
@@ -22,6 +22,28 @@ struct Cli {
     /// Log filter, e.g. `info`, `helios_log=debug` (also `RUST_LOG`).
     #[arg(long, global = true, env = "HELIOS_LOG", default_value = "info")]
     log: String,
+
+    /// Log line format on stderr: `text`, or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: telemetry::LogFormat,
+
+    /// Export traces and metrics over OTLP/HTTP (protobuf) to this base URL, e.g.
+    /// `http://127.0.0.1:4318` (`/v1/traces` and `/v1/metrics` are appended). Off when
+    /// unset. The standard OTEL_* variables tune it (OTEL_SERVICE_NAME,
+    /// OTEL_BSP_SCHEDULE_DELAY, OTEL_METRIC_EXPORT_INTERVAL).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
+    /// How often spans and metrics are exported, e.g. `1s`; the OTel SDK's defaults (5 s
+    /// for spans, 60 s for metrics) when unset.
+    #[arg(long, global = true, env = "HELIOS_OTLP_INTERVAL", value_parser = humantime::parse_duration)]
+    otlp_interval: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,13 +59,36 @@ enum Command {
     Serve(commands::serve::ServeArgs),
 }
 
+/// The `service.name` of a process's telemetry: `helios-` and its role (`up`, `pipeline`,
+/// `sink`, `ingest`, `api`, ...), the stage's name for `run` and `serve`.
+fn service_name(matches: &clap::ArgMatches) -> String {
+    match matches.subcommand() {
+        Some(("run" | "serve", sub)) => match sub.subcommand_name() {
+            Some(stage) => format!("helios-{stage}"),
+            None => "helios".to_owned(),
+        },
+        Some((command, _)) => format!("helios-{command}"),
+        None => "helios".to_owned(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    telemetry::init(&cli.log);
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let telemetry = telemetry::init(
+        telemetry::Settings {
+            filter: &cli.log,
+            format: cli.log_format,
+            otlp_endpoint: cli.otlp_endpoint.as_deref(),
+            service: service_name(&matches),
+            interval: cli.otlp_interval,
+        },
+        runtime.handle(),
+    )?;
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => commands::up::run(args).await,
             Command::Topics(args) => commands::topics::run(args).await,
@@ -55,5 +100,8 @@ fn main() -> anyhow::Result<()> {
             Command::Keys(args) => commands::keys::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
         }
-    })
+    });
+    // The runtime still runs here: the exporters send their last batch through it.
+    telemetry.shutdown();
+    outcome
 }

@@ -4,10 +4,15 @@
 //! this module adapts them to [`Collect`] under the names of
 //! [`helios_query_api::metrics::names`], and computes consumer lag from the stages'
 //! positions and the log's end offsets, fetched at scrape time.
+//!
+//! With an OTLP endpoint the same collectors are also read by OpenTelemetry observable
+//! instruments ([`install_otlp`]): one per family, under the family's name, so both
+//! exports show the same numbers from the same atomics.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -16,8 +21,11 @@ use helios_connectors::runtime::{RequestOutcome, SourceState, Supervisor};
 use helios_log::Log;
 use helios_pipeline::runtime::{Metrics, ProcessorConfig};
 use helios_query_api::metrics::names::{self as n};
-use helios_query_api::metrics::{Collect, Exposition, MetricsRegistry, RefreshFuture};
+use helios_query_api::metrics::parse::{Sample, parse};
+use helios_query_api::metrics::{Collect, Exposition, Kind, MetricsRegistry, RefreshFuture};
 use helios_sinks::SinkMetrics;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{AsyncInstrument, Meter};
 use tracing::{debug, info, warn};
 
 /// Source types that receive requests (their routes count request outcomes).
@@ -296,6 +304,152 @@ pub fn register_sinks(
         log.clone(),
         sinks.topics.clone(),
     )));
+}
+
+/// What the OTLP instruments read: the registries handed to [`export_registry`] (a
+/// process's `/metrics`), and the stages' collectors handed to [`export_pipeline`] and
+/// [`export_sinks`] by the commands that serve no `/metrics` of their own.
+#[derive(Debug, Default)]
+struct OtlpExport {
+    registries: Mutex<Vec<MetricsRegistry>>,
+    /// The last collection, reused by every instrument of one export.
+    last: Mutex<Option<(Instant, Arc<Vec<Sample>>)>>,
+}
+
+static OTLP: OnceLock<OtlpExport> = OnceLock::new();
+
+/// How long one collection serves the instruments: one export reads every instrument
+/// within milliseconds, so each export collects once.
+const OTLP_COLLECTION_TTL: Duration = Duration::from_millis(500);
+
+impl OtlpExport {
+    fn samples(&self) -> Arc<Vec<Sample>> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, samples)) = &*last
+            && at.elapsed() < OTLP_COLLECTION_TTL
+        {
+            return samples.clone();
+        }
+        let registries = self
+            .registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut samples = Vec::new();
+        for r in registries {
+            let text = r.collect();
+            match parse(&text) {
+                Ok(scrape) => samples.extend(scrape.samples),
+                // The writer and the parser are tested against each other; a failure
+                // here is a bug, reported rather than exported half.
+                Err(e) => warn!(
+                    line = e.line,
+                    error = e.message,
+                    "The metrics text did not parse; skipping it in the OTLP export."
+                ),
+            }
+        }
+        let samples = Arc::new(samples);
+        *last = Some((Instant::now(), samples.clone()));
+        samples
+    }
+
+    fn add(&self, registry: MetricsRegistry) {
+        self.registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(registry);
+    }
+}
+
+/// Registers one observable instrument per `/metrics` family on `meter` (counters as
+/// counters, gauges as gauges; a summary's or histogram's `_sum`, `_count` and `_bucket`
+/// series as counters, `le` an attribute), and refreshes the collectors' lag data every
+/// `every` (the export interval). Must run inside the runtime. Once per process.
+pub fn install_otlp(meter: &Meter, every: Duration) {
+    if OTLP.set(OtlpExport::default()).is_err() {
+        return;
+    }
+    for family in n::ALL {
+        let series: &[&str] = match family.kind {
+            Kind::Counter | Kind::Gauge => &[""],
+            Kind::Summary => &["_sum", "_count"],
+            Kind::Histogram => &["_bucket", "_sum", "_count"],
+        };
+        for suffix in series {
+            let name = format!("{}{suffix}", family.name);
+            let wanted = name.clone();
+            let observe = move |o: &dyn AsyncInstrument<f64>| {
+                let Some(export) = OTLP.get() else {
+                    return;
+                };
+                for s in export.samples().iter().filter(|s| s.name == wanted) {
+                    let attributes: Vec<KeyValue> = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                        .collect();
+                    o.observe(s.value, &attributes);
+                }
+            };
+            // The SDK keeps the callbacks; the instrument handles are not needed.
+            if family.kind == Kind::Gauge {
+                meter
+                    .f64_observable_gauge(name)
+                    .with_description(family.help)
+                    .with_callback(observe)
+                    .build();
+            } else {
+                meter
+                    .f64_observable_counter(name)
+                    .with_description(family.help)
+                    .with_callback(observe)
+                    .build();
+            }
+        }
+    }
+    // Lag needs the log's end offsets, which only a scrape fetches.
+    tokio::spawn(async move {
+        loop {
+            let registries = match OTLP.get() {
+                Some(e) => e
+                    .registries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+                None => return,
+            };
+            for r in registries {
+                r.scrape().await;
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+/// Exports `registry` (a process's `/metrics`) over OTLP too; nothing without an endpoint.
+pub fn export_registry(registry: &MetricsRegistry) {
+    if let Some(e) = OTLP.get() {
+        e.add(registry.clone());
+    }
+}
+
+/// Exports the processor's counters over OTLP; nothing without an endpoint.
+pub fn export_pipeline(handle: Option<&crate::commands::pipeline::PipelineHandle>, log: &Log) {
+    if OTLP.get().is_some() {
+        let registry = MetricsRegistry::new();
+        register_pipeline(&registry, handle, log);
+        export_registry(&registry);
+    }
+}
+
+/// Exports the sink's counters over OTLP; nothing without an endpoint.
+pub fn export_sinks(sinks: &crate::commands::run::RunningSinks, log: &Log) {
+    if OTLP.get().is_some() {
+        let registry = MetricsRegistry::new();
+        register_sinks(&registry, sinks, log);
+        export_registry(&registry);
+    }
 }
 
 /// `/metrics` and `/healthz` alone, for the stages that serve no other HTTP

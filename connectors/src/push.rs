@@ -11,12 +11,13 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use helios_schemas::Event;
 use serde_json::json;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit, mpsc, oneshot};
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::runtime::{Emitter, RequestOutcome, SourceHandle, SourceState};
 
@@ -29,6 +30,9 @@ const MAX_BATCH_EVENTS: usize = 2048;
 /// Events of one request and where to report the outcome.
 struct Job {
     events: Vec<Event>,
+    /// The request's trace context, written on each of its records (empty when traces
+    /// are not exported).
+    trace: Vec<(String, Bytes)>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -101,14 +105,36 @@ impl PushGate {
     /// durable, `503` if the log failed.
     pub async fn emit(&self, events: Vec<Event>) -> Response {
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        let (done, outcome) = oneshot::channel();
-        let sent = self.appenders().send(Job { events, done }).await;
-        let outcome = match sent {
-            Ok(()) => outcome
-                .await
-                .unwrap_or_else(|_| Err("the appender stopped".to_string())),
-            Err(_) => Err("the appender stopped".to_string()),
+        // The delivery's span roots its events' traces; only made when traces are exported.
+        let span = if helios_log::trace_propagation_enabled() {
+            tracing::info_span!(
+                "ingest.request",
+                source = self.source.name(),
+                accepted = ids.len(),
+            )
+        } else {
+            tracing::Span::none()
         };
+        let trace = helios_log::trace_headers(&span);
+        let (done, outcome) = oneshot::channel();
+        let outcome = async {
+            let sent = self
+                .appenders()
+                .send(Job {
+                    events,
+                    trace,
+                    done,
+                })
+                .await;
+            match sent {
+                Ok(()) => outcome
+                    .await
+                    .unwrap_or_else(|_| Err("the appender stopped".to_string())),
+                Err(_) => Err("the appender stopped".to_string()),
+            }
+        }
+        .instrument(span)
+        .await;
         let requests = self.source.requests();
         match &outcome {
             Ok(()) => {
@@ -143,6 +169,7 @@ impl PushGate {
 async fn append_loop(rx: Arc<Mutex<mpsc::Receiver<Job>>>, emitter: Emitter, source: SourceHandle) {
     let mut jobs = Vec::new();
     let mut events = Vec::new();
+    let mut headers: Vec<Vec<(String, Bytes)>> = Vec::new();
     loop {
         {
             let mut rx = rx.lock().await;
@@ -162,10 +189,16 @@ async fn append_loop(rx: Arc<Mutex<mpsc::Receiver<Job>>>, emitter: Emitter, sour
             }
         }
         events.clear();
+        headers.clear();
+        let traced = jobs.iter().any(|j| !j.trace.is_empty());
         for job in &mut jobs {
+            if traced {
+                headers.extend(std::iter::repeat_n(job.trace.clone(), job.events.len()));
+            }
             events.append(&mut job.events);
         }
-        let outcome = emitter.emit(&source, &events).await.map(drop).map_err(|e| {
+        let appended = emitter.emit_traced(&source, &events, &headers).await;
+        let outcome = appended.map(drop).map_err(|e| {
             source.record_error(e.to_string());
             warn!(source = source.name(), events = events.len(), error = %e, "Appending webhook events failed.");
             e.to_string()

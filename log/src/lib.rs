@@ -25,7 +25,9 @@ pub use error::{LogError, Result};
 pub use partitioner::{murmur2, partition_for_key};
 pub use types::{
     ConsumedRecord, ConsumerConfig, OffsetReset, PartitionInfo, Record, RecordPosition, SeekTo,
-    TopicInfo, TopicPartition, TopicSpec,
+    TRACEPARENT, TRACESTATE, TopicInfo, TopicPartition, TopicSpec, TraceLink, TraceLinks,
+    TracePropagator, continue_trace, install_trace_propagator, trace_headers,
+    trace_propagation_enabled,
 };
 
 /// Appends records to topics.

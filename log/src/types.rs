@@ -199,6 +199,153 @@ pub struct PartitionInfo {
     pub size_bytes: Option<u64>,
 }
 
+/// The W3C trace context header a record carries: the context of the span that wrote it.
+pub const TRACEPARENT: &str = "traceparent";
+/// The W3C vendor trace state, carried next to [`TRACEPARENT`] when the span has one.
+pub const TRACESTATE: &str = "tracestate";
+
+/// Moves trace context between `tracing` spans and record headers.
+///
+/// The log crates know only `tracing`; the binary installs one propagator (with
+/// [`install_trace_propagator`]) when it exports traces. Without one, stages write no trace
+/// header and read none: the check is one atomic load per batch.
+pub trait TracePropagator: Send + Sync + 'static {
+    /// Appends the headers that carry `span`'s context; nothing when it has none.
+    fn inject(&self, span: &tracing::Span, headers: &mut Vec<(String, Bytes)>);
+    /// Links `span` to the context one consumed record carried.
+    fn link(&self, span: &tracing::Span, link: &TraceLink);
+    /// Makes `span` a child of the caller's context (W3C headers of a request), before
+    /// the span is first entered.
+    fn continue_trace(&self, span: &tracing::Span, traceparent: &[u8], tracestate: Option<&[u8]>);
+}
+
+static TRACE_PROPAGATOR: std::sync::OnceLock<Box<dyn TracePropagator>> = std::sync::OnceLock::new();
+
+/// Installs the process's propagator; `false` if one was installed already (kept).
+pub fn install_trace_propagator(propagator: Box<dyn TracePropagator>) -> bool {
+    TRACE_PROPAGATOR.set(propagator).is_ok()
+}
+
+fn trace_propagator() -> Option<&'static dyn TracePropagator> {
+    TRACE_PROPAGATOR.get().map(|p| &**p)
+}
+
+/// Whether trace context is propagated at all: stages skip their spans when it is not.
+pub fn trace_propagation_enabled() -> bool {
+    TRACE_PROPAGATOR.get().is_some()
+}
+
+/// The trace headers to put on records written inside `span`: empty (no allocation) when
+/// no propagator is installed or the span is disabled.
+pub fn trace_headers(span: &tracing::Span) -> Vec<(String, Bytes)> {
+    let mut headers = Vec::new();
+    if let Some(p) = trace_propagator()
+        && !span.is_disabled()
+    {
+        p.inject(span, &mut headers);
+    }
+    headers
+}
+
+/// Makes `span` continue the trace of a request that sent W3C `traceparent` (and
+/// `tracestate`) headers; nothing when no propagator is installed or the header is
+/// malformed (the span then starts a trace of its own).
+pub fn continue_trace(span: &tracing::Span, traceparent: &[u8], tracestate: Option<&[u8]>) {
+    if let Some(p) = trace_propagator()
+        && !span.is_disabled()
+    {
+        p.continue_trace(span, traceparent, tracestate);
+    }
+}
+
+/// The trace context one consumed record carried, and where the record was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceLink {
+    pub traceparent: Bytes,
+    pub tracestate: Option<Bytes>,
+    pub topic: Arc<str>,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Gathers the distinct trace contexts of the records a batch consumed, to link the
+/// batch's span to each of them (a batch has many parents, so links rather than one
+/// parent). Bounded: past [`TraceLinks::MAX`] contexts the rest are not linked.
+#[derive(Debug)]
+pub struct TraceLinks {
+    enabled: bool,
+    links: Vec<TraceLink>,
+}
+
+impl Default for TraceLinks {
+    fn default() -> Self {
+        TraceLinks {
+            enabled: trace_propagator().is_some(),
+            links: Vec::new(),
+        }
+    }
+}
+
+impl TraceLinks {
+    /// The most links one span gets (the OpenTelemetry SDK's default link limit).
+    pub const MAX: usize = 128;
+
+    /// Notes `record`'s trace context, unless it has none, it is one already noted, or the
+    /// bound is reached. Records of one request share a context and lie next to each other
+    /// in a partition, so most repeats are the last one noted.
+    pub fn add(&mut self, record: &ConsumedRecord) {
+        if !self.enabled || self.links.len() >= Self::MAX {
+            return;
+        }
+        let mut traceparent = None;
+        let mut tracestate = None;
+        for (name, value) in &record.headers {
+            if name == TRACEPARENT {
+                traceparent = Some(value);
+            } else if name == TRACESTATE {
+                tracestate = Some(value);
+            }
+        }
+        let Some(traceparent) = traceparent else {
+            return;
+        };
+        if self
+            .links
+            .iter()
+            .rev()
+            .any(|l| l.traceparent == *traceparent)
+        {
+            return;
+        }
+        self.links.push(TraceLink {
+            traceparent: traceparent.clone(),
+            tracestate: tracestate.cloned(),
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        });
+    }
+
+    /// How many contexts are noted.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Links `span` to every noted context and forgets them.
+    pub fn link(&mut self, span: &tracing::Span) {
+        if let Some(p) = trace_propagator() {
+            for l in &self.links {
+                p.link(span, l);
+            }
+        }
+        self.links.clear();
+    }
+}
+
 mod opt_millis {
     use std::time::Duration;
 

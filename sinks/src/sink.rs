@@ -22,13 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use helios_log::{ConsumedRecord, ConsumerConfig, Log, LogConsumer, TopicPartition};
+use helios_log::{ConsumedRecord, ConsumerConfig, Log, LogConsumer, TopicPartition, TraceLinks};
 use helios_schemas::{
     Alert, DeadLetter, EventCodec, Insight, RecordCodec, SchemaSource, WindowResult,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::backoff::RetryPolicy;
 use crate::clickhouse::rows::{AggregateRows, DeadLetterRow};
@@ -387,6 +387,8 @@ struct Batch {
     offsets: BTreeMap<TopicPartition, u64>,
     rows: usize,
     oldest: Option<Instant>,
+    /// Trace contexts of the records in the batch, for the insert span's links.
+    links: TraceLinks,
 }
 
 /// A sink: the loop above, writing to one [`Store`]. Build with [`Sink::new`], run with
@@ -515,6 +517,7 @@ impl Sink {
                 self.dead_letter(batch, &record, reason);
             }
         }
+        batch.links.add(&record);
         batch.oldest.get_or_insert_with(Instant::now);
         let slot = batch.offsets.entry(tp).or_insert(next);
         *slot = (*slot).max(next);
@@ -594,17 +597,53 @@ impl Sink {
     }
 
     /// Stores `batch` and commits its offsets. With `shutdown`, retries until stored (or
-    /// shutdown); without, makes one attempt.
+    /// shutdown); without, makes one attempt. When traces are exported, inside a
+    /// `sink.insert` span linked to the trace context of every record stored.
     async fn flush(
         &self,
         consumer: &mut dyn LogConsumer,
         batch: &mut Batch,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<()> {
+        // Counted before the write, which may drain the tables.
+        let tables = rows_per_table(&batch.tables);
+        if !helios_log::trace_propagation_enabled() || batch.rows == 0 {
+            return self.flush_in(consumer, batch, shutdown, tables).await;
+        }
+        let names: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
+        let offsets: Vec<String> = batch
+            .offsets
+            .iter()
+            .map(|(tp, next)| format!("{tp}:{next}"))
+            .collect();
+        let span = tracing::info_span!(
+            "sink.insert",
+            store = %self.store.describe(),
+            group = %self.config.group,
+            rows = batch.rows,
+            tables = names.join(","),
+            table = tracing::field::Empty,
+            next_offsets = offsets.join(","),
+            linked = batch.links.len(),
+        );
+        if let [(table, _)] = tables.as_slice() {
+            span.record("table", table.as_str());
+        }
+        batch.links.link(&span);
+        self.flush_in(consumer, batch, shutdown, tables)
+            .instrument(span)
+            .await
+    }
+
+    async fn flush_in(
+        &self,
+        consumer: &mut dyn LogConsumer,
+        batch: &mut Batch,
         mut shutdown: Option<&mut watch::Receiver<bool>>,
+        tables: Vec<(String, u64)>,
     ) -> Result<()> {
         let started = Instant::now();
         let rows = batch.rows;
-        // Counted before the write, which may drain the tables.
-        let tables = rows_per_table(&batch.tables);
         let mut backoff = self.config.retry.backoff();
         loop {
             let attempt = match self.store.write(&mut batch.tables).await {

@@ -259,6 +259,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
             args.spec.display()
         );
     };
+    crate::metrics::export_pipeline(Some(&handle), &metrics_log);
     if let Some(addr) = args.metrics_listen {
         let registry = helios_query_api::metrics::MetricsRegistry::new();
         crate::metrics::register_pipeline(&registry, Some(&handle), &metrics_log);

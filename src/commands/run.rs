@@ -105,6 +105,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         aggregates_partitions: 4,
     })
     .await?;
+    crate::metrics::export_sinks(&sinks, &log);
     if let Some(addr) = args.metrics_listen {
         let registry = helios_query_api::metrics::MetricsRegistry::new();
         crate::metrics::register_sinks(&registry, &sinks, &log);

@@ -149,6 +149,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let sources = helios_connectors::spec::build(&spec.sources, &supervisor)
         .context("starting the sources")?;
     let metrics = helios_query_api::metrics::MetricsRegistry::new();
+    crate::metrics::export_registry(&metrics);
     metrics.register(Arc::new(crate::metrics::SourcesCollector::new(
         supervisor.clone(),
     )));

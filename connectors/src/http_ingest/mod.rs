@@ -21,7 +21,7 @@ use bytes::Bytes;
 use helios_schemas::cloudevents::{self, BodyError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 pub use config::HttpIngestConfig;
 
@@ -130,6 +130,36 @@ async fn post_events(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The request's span is the root of each accepted event's trace: its context goes
+    // into the records' headers. Only made when traces are exported (hot path).
+    if !helios_log::trace_propagation_enabled() {
+        return handle_events(ingest, headers, body).await;
+    }
+    let span = tracing::info_span!(
+        "ingest.request",
+        source = ingest.inner.source.name(),
+        route = "/v1/events",
+        accepted = tracing::field::Empty,
+        rejected = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    // A caller that traces its own work (W3C headers) sees the ingest in its trace.
+    if let Some(parent) = headers.get("traceparent") {
+        let state = headers.get("tracestate").map(|v| v.as_bytes());
+        helios_log::continue_trace(&span, parent.as_bytes(), state);
+    }
+    let resp = handle_events(ingest, headers, body)
+        .instrument(span.clone())
+        .await;
+    span.record("status", resp.status().as_u16());
+    resp
+}
+
+async fn handle_events(
+    ingest: HttpIngest,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let inner = &ingest.inner;
     inner.stats.requests.fetch_add(1, Ordering::Relaxed);
     let requests = inner.source.requests();
@@ -210,6 +240,9 @@ async fn post_events(
         .rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
     requests.record_events(0, rejected.len());
+    let span = tracing::Span::current();
+    span.record("accepted", events.len());
+    span.record("rejected", rejected.len());
     if events.is_empty() {
         requests.record(RequestOutcome::Invalid);
         return error_with(

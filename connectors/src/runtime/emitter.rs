@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use helios_log::{LogProducer, Record, RecordPosition};
 use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
+use tracing::Instrument;
 
 use super::status::SourceHandle;
 use crate::Result;
@@ -74,33 +75,87 @@ impl Emitter {
     }
 
     /// Appends `events` keyed by subject, returning once they are durable, and counts them
-    /// on the source's status.
+    /// on the source's status. Each record carries the trace context of the current span
+    /// (the ingest request) when traces are exported.
     pub async fn emit(
         &self,
         source: &SourceHandle,
         events: &[Event],
     ) -> Result<Vec<RecordPosition>> {
+        let headers = helios_log::trace_headers(&tracing::Span::current());
+        self.append_events(source, events, |_| headers.clone())
+            .await
+    }
+
+    /// [`Emitter::emit`] for events of several requests appended together: `headers[i]`
+    /// is the trace context of `events[i]`'s request (`headers` is empty when traces are
+    /// not exported).
+    pub(crate) async fn emit_traced(
+        &self,
+        source: &SourceHandle,
+        events: &[Event],
+        headers: &[Vec<(String, Bytes)>],
+    ) -> Result<Vec<RecordPosition>> {
+        self.append_events(source, events, |i| {
+            headers.get(i).cloned().unwrap_or_default()
+        })
+        .await
+    }
+
+    async fn append_events(
+        &self,
+        source: &SourceHandle,
+        events: &[Event],
+        headers: impl Fn(usize) -> Vec<(String, Bytes)>,
+    ) -> Result<Vec<RecordPosition>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let topic = self.inner.config.events_topic.as_str();
         let mut buf = Vec::with_capacity(256);
         let records = events
             .iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 buf.clear();
                 self.inner.events.encode_into(e, &mut buf);
                 Record {
                     key: Some(Bytes::copy_from_slice(e.subject.as_bytes())),
                     value: Bytes::copy_from_slice(&buf),
+                    headers: headers(i),
                     ..Record::default()
                 }
             })
             .collect();
-        let positions = self
-            .inner
-            .producer
-            .append(&self.inner.config.events_topic, records)
-            .await?;
+        let positions = if helios_log::trace_propagation_enabled() {
+            let span = tracing::info_span!(
+                "log.append",
+                topic,
+                source = source.name(),
+                records = events.len(),
+                partition = tracing::field::Empty,
+                first_offset = tracing::field::Empty,
+                last_offset = tracing::field::Empty,
+                positions = tracing::field::Empty,
+            );
+            let positions = self
+                .inner
+                .producer
+                .append(topic, records)
+                .instrument(span.clone())
+                .await?;
+            if let (Some(first), Some(last)) = (positions.first(), positions.last())
+                && positions.iter().all(|p| p.partition == first.partition)
+            {
+                span.record("partition", first.partition);
+                span.record("first_offset", first.offset);
+                span.record("last_offset", last.offset);
+            }
+            span.record("positions", describe_positions(&positions));
+            positions
+        } else {
+            self.inner.producer.append(topic, records).await?
+        };
         source.record_events(events.len(), events.iter().map(|e| e.time).max());
         Ok(positions)
     }
@@ -136,6 +191,27 @@ impl Emitter {
         source.record_dead_letter();
         Ok(())
     }
+}
+
+/// `partition:first-last` per partition written, e.g. `0:41-43,2:7`, for span attributes.
+fn describe_positions(positions: &[RecordPosition]) -> String {
+    let mut ranges: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for p in positions {
+        let r = ranges.entry(p.partition).or_insert((p.offset, p.offset));
+        r.0 = r.0.min(p.offset);
+        r.1 = r.1.max(p.offset);
+    }
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|(p, (first, last))| {
+            if first == last {
+                format!("{p}:{first}")
+            } else {
+                format!("{p}:{first}-{last}")
+            }
+        })
+        .collect();
+    parts.join(",")
 }
 
 /// Wall-clock time in µs since the epoch; sources stamp receive times with it.

@@ -31,12 +31,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use helios_log::{
     ConsumedRecord, ConsumerConfig, Log, LogConsumer, Record, SeekTo, TopicPartition, TopicSpec,
+    TraceLinks,
 };
 use helios_schemas::{Alert, DeadLetter, EventCodec, Insight, RecordCodec, WindowResult};
 use sqlparser::ast::{Expr as Ast, SelectItem};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, Span, debug, info, warn};
 
 pub use metrics::{Metrics, MetricsSnapshot, PartitionSnapshot};
 use partition::{PartitionState, Specs};
@@ -452,9 +453,44 @@ impl Runner {
         Ok(new)
     }
 
-    /// Processes one polled batch and writes its outputs durably.
+    /// Processes one polled batch and writes its outputs durably, inside a
+    /// `pipeline.batch` span when traces are exported and the poll read something (an
+    /// idle poll every 200 ms would only flood the traces).
     async fn step(&mut self, p: &Processor, batch: Vec<ConsumedRecord>) -> Result<()> {
+        if batch.is_empty() || !helios_log::trace_propagation_enabled() {
+            return self.step_in(p, batch, &Span::none()).await;
+        }
+        let span = tracing::info_span!(
+            "pipeline.batch",
+            group = %p.config.group,
+            topic = %p.config.events_topic,
+            records = batch.len(),
+            events = tracing::field::Empty,
+            offsets = tracing::field::Empty,
+            results = tracing::field::Empty,
+            alerts = tracing::field::Empty,
+            insights = tracing::field::Empty,
+            late = tracing::field::Empty,
+            dead_letters = tracing::field::Empty,
+            linked = tracing::field::Empty,
+        );
+        self.step_in(p, batch, &span).instrument(span.clone()).await
+    }
+
+    /// [`Runner::step`] inside `span`: the span is linked to the trace context of every
+    /// record processed (a batch has many parents), and the records it writes carry its
+    /// own context.
+    async fn step_in(
+        &mut self,
+        p: &Processor,
+        batch: Vec<ConsumedRecord>,
+        span: &Span,
+    ) -> Result<()> {
         let started = Instant::now();
+        let traced = !span.is_disabled();
+        let mut links = TraceLinks::default();
+        // First and last offset processed per partition, for the span.
+        let mut ranges: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
         // Records of partitions just (re)assigned were read from wherever the consumer
         // stood; the seek to the checkpoint makes the next poll read them again.
         let fresh = self.sync_assignment(p).await?;
@@ -490,6 +526,13 @@ impl Runner {
                 per_partition.resize(i + 1, 0);
             }
             per_partition[i] += 1;
+            if traced {
+                links.add(rec);
+                let r = ranges
+                    .entry(rec.partition)
+                    .or_insert((rec.offset, rec.offset));
+                r.1 = rec.offset;
+            }
             process_record(p, st, rec, self.ooo_us, &mut out).await?;
         }
         let now = Instant::now();
@@ -534,7 +577,25 @@ impl Runner {
             out.dead.len() as u64,
         );
         let (alerts, insights) = (out.alerts.len() as u64, out.insights.len() as u64);
-        write_outputs(p, out).await?;
+        let trace = if traced {
+            span.record("events", events);
+            let offsets: Vec<String> = ranges
+                .iter()
+                .map(|(k, (first, last))| format!("{k}:{first}-{last}"))
+                .collect();
+            span.record("offsets", offsets.join(","));
+            span.record("results", results);
+            span.record("alerts", alerts);
+            span.record("insights", insights);
+            span.record("late", late);
+            span.record("dead_letters", dead);
+            span.record("linked", links.len());
+            links.link(span);
+            helios_log::trace_headers(span)
+        } else {
+            Vec::new()
+        };
+        write_outputs(p, out, &trace).await?;
         // After the outputs are durable: `next_offset` is now fully processed.
         let wall_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -706,8 +767,17 @@ fn dead_letter(
     }
 }
 
-/// Appends a batch's outputs and waits until they are durable.
-async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
+/// A record keyed by an output's id, carrying the batch's trace context.
+fn output(id: &str, value: Bytes, trace: &[(String, Bytes)]) -> Record {
+    Record {
+        headers: trace.to_vec(),
+        ..Record::keyed(Bytes::copy_from_slice(id.as_bytes()), value)
+    }
+}
+
+/// Appends a batch's outputs and waits until they are durable; each record carries
+/// `trace`, the batch span's context (empty when traces are not exported).
+async fn write_outputs(p: &Processor, out: Outputs, trace: &[(String, Bytes)]) -> Result<()> {
     let producer = p.log.producer();
     if !out.results.is_empty() {
         let mut records = Vec::with_capacity(out.results.len());
@@ -720,7 +790,7 @@ async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
                     what: "a window result",
                     source: e,
                 })?;
-            records.push(Record::keyed(Bytes::from(r.id.clone()), value));
+            records.push(output(&r.id, value, trace));
         }
         producer
             .append(&p.config.aggregates_topic, records)
@@ -737,7 +807,7 @@ async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
                     what: "an alert",
                     source: e,
                 })?;
-                records.push(Record::keyed(Bytes::from(a.id.clone()), value));
+                records.push(output(&a.id, value, trace));
             }
             producer
                 .append(&p.config.alerts_topic, records)
@@ -756,7 +826,7 @@ async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
                         what: "an insight",
                         source: e,
                     })?;
-                records.push(Record::keyed(Bytes::from(i.id.clone()), value));
+                records.push(output(&i.id, value, trace));
             }
             producer
                 .append(&p.config.insights_topic, records)
@@ -778,7 +848,7 @@ async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
     if !out.late.is_empty() {
         let mut records = Vec::with_capacity(out.late.len());
         for d in &out.late {
-            records.push(Record::keyed(Bytes::from(d.id.clone()), encode(d)?));
+            records.push(output(&d.id, encode(d)?, trace));
         }
         producer
             .append(&p.config.late_topic, records)
@@ -788,7 +858,7 @@ async fn write_outputs(p: &Processor, out: Outputs) -> Result<()> {
     if !out.dead.is_empty() {
         let mut records = Vec::with_capacity(out.dead.len());
         for d in &out.dead {
-            records.push(Record::keyed(Bytes::from(d.id.clone()), encode(d)?));
+            records.push(output(&d.id, encode(d)?, trace));
         }
         producer
             .append(&p.config.dead_letter_topic, records)
