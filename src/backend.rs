@@ -1,5 +1,10 @@
-//! Which log and registry a command talks to: the embedded data dir, or Kafka and a
-//! registry URL.
+//! Which backend a command talks to: the embedded data dir, or Kafka, a registry URL,
+//! ClickHouse and a shared checkpoint store; and the backend settings file
+//! (`--config helios-backend.toml`) with its `HELIOS_…` environment overrides.
+//!
+//! Precedence, for every setting: a command-line flag, then its environment variable, then
+//! the settings file, then the built-in default (ADR-008). Clap merges flags and
+//! environment; the file only fills what both left unset.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,22 +15,187 @@ use helios_log::Log;
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use helios_log::kafka::{KafkaConfig, KafkaLog};
 use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
+use serde::Deserialize;
 
-/// Where the log lives, for the commands that read it.
+/// Partitions of `helios.events` (and of the topics derived from it) when Helios creates it.
+pub const DEFAULT_PARTITIONS: u32 = 4;
+
+/// Where the log and registry live, for every command that reads or writes them.
+///
+/// The settings file (TOML; every key optional):
+///
+///   data_dir = "/var/lib/helios"
+///   [kafka]                      # the Kafka backend; without it, the embedded log
+///   bootstrap_servers = "k1:9092,k2:9092"
+///   client_id = "helios"
+///   request_timeout_ms = 30000
+///   options = { "security.protocol" = "SASL_SSL", "compression.type" = "lz4" }
+///   [registry]
+///   url = "http://registry:8081"
+///   key = "…"                    # bearer token, or user:password (basic)
+///   [clickhouse]
+///   url = "http://clickhouse:8123"
+///   database = "helios"
+///   [checkpoints]
+///   dir = "/mnt/helios-state"    # shared by every `helios run pipeline` of a group
+///   [topics]
+///   prefix = ""                  # e.g. "staging." gives staging.helios.events
+///   partitions = 4               # of helios.events when created
 #[derive(Debug, Clone, Args)]
+#[command(verbatim_doc_comment)]
 pub struct LogArgs {
+    /// Backend settings file (TOML): `data_dir`, `[kafka]` (bootstrap_servers, client_id,
+    /// request_timeout_ms, delivery_timeout_ms, linger_ms, replication_factor, options),
+    /// `[registry]` (url, key), `[clickhouse]` (url, database), `[checkpoints]` (dir),
+    /// `[topics]` (prefix, partitions). Flags win over `HELIOS_…` variables, which win over
+    /// the file.
+    #[arg(long = "config", env = "HELIOS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// The data dir holding the embedded log and registry (used unless --kafka and
-    /// --registry say otherwise).
-    #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
-    pub data_dir: PathBuf,
+    /// --registry say otherwise) [default: ./helios-data]
+    #[arg(long, env = "HELIOS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Use Kafka instead of the embedded log: bootstrap servers, e.g. `127.0.0.1:9092`.
     #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
     pub kafka: Option<String>,
 
+    /// A librdkafka client option `key=value` (repeatable; the variable takes a
+    /// comma-separated list), e.g. `security.protocol=SSL`. Added to `[kafka] options`.
+    #[arg(long = "kafka-option", env = "HELIOS_KAFKA_OPTIONS", value_delimiter = ',',
+          value_name = "KEY=VALUE", value_parser = parse_option)]
+    pub kafka_options: Vec<(String, String)>,
+
     /// Schema registry URL (default: the data dir's embedded registry).
     #[arg(long, env = "HELIOS_REGISTRY_URL")]
     pub registry: Option<String>,
+
+    /// Credential for the registry: a bearer token (e.g. a Helios API key with the `admin`
+    /// scope, for a registry served by `helios run ingest`), or `user:password` for basic
+    /// auth.
+    #[arg(long, env = "HELIOS_REGISTRY_KEY", hide_env_values = true)]
+    pub registry_key: Option<String>,
+
+    /// Prefix of every Helios topic name, e.g. `staging.` (so several deployments share
+    /// one cluster) [default: none]
+    #[arg(long, env = "HELIOS_TOPIC_PREFIX")]
+    pub topic_prefix: Option<String>,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!(
+            "`{s}` is not a Kafka client option; write key=value, e.g. compression.type=lz4"
+        )),
+    }
+}
+
+/// The settings file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    pub data_dir: Option<PathBuf>,
+    pub kafka: Option<KafkaConfig>,
+    #[serde(default)]
+    pub registry: RegistryFile,
+    #[serde(default)]
+    pub clickhouse: ClickHouseFile,
+    #[serde(default)]
+    pub checkpoints: CheckpointsFile,
+    #[serde(default)]
+    pub topics: TopicsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    pub url: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseFile {
+    pub url: Option<String>,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointsFile {
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsFile {
+    pub prefix: Option<String>,
+    pub partitions: Option<u32>,
+}
+
+impl BackendFile {
+    /// Reads and checks a settings file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<BackendFile> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading the backend settings {} (from --config / HELIOS_CONFIG)",
+                path.display()
+            )
+        })?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn parse(text: &str) -> anyhow::Result<BackendFile> {
+        let file: BackendFile = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "the backend settings are not valid: {e}; see `helios run pipeline --help` \
+                 for the keys"
+            )
+        })?;
+        if file.topics.partitions == Some(0) {
+            anyhow::bail!("[topics] partitions = 0; use at least 1");
+        }
+        Ok(file)
+    }
+}
+
+/// The resolved backend: what a command connects to.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub data_dir: PathBuf,
+    /// `None`: the embedded log in the data dir.
+    pub kafka: Option<KafkaConfig>,
+    pub registry: Option<String>,
+    pub registry_key: Option<String>,
+    /// From the file only; roles with their own `--clickhouse` flag take theirs first.
+    pub clickhouse: ClickHouseFile,
+    pub checkpoints: Option<PathBuf>,
+    pub topics: Topics,
+}
+
+/// Topic names and the partition count of the topics Helios creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub prefix: String,
+    pub partitions: u32,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            prefix: String::new(),
+            partitions: DEFAULT_PARTITIONS,
+        }
+    }
+}
+
+impl Topics {
+    /// The full name of a Helios topic, e.g. `helios.events` with the prefix.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
 }
 
 /// The embedded log's folder inside a data dir.
@@ -39,11 +209,78 @@ pub fn registry_dir(data_dir: &Path) -> PathBuf {
 }
 
 impl LogArgs {
+    /// Merges flags and environment (already merged by clap) over the settings file.
+    pub fn resolve(&self) -> anyhow::Result<Backend> {
+        let file = match &self.config {
+            Some(path) => BackendFile::load(path)?,
+            None => BackendFile::default(),
+        };
+        self.merge(file)
+    }
+
+    fn merge(&self, file: BackendFile) -> anyhow::Result<Backend> {
+        let kafka = match (&self.kafka, file.kafka) {
+            (Some(servers), Some(mut k)) => {
+                k.bootstrap_servers = servers.clone();
+                Some(k)
+            }
+            (Some(servers), None) => Some(KafkaConfig::new(servers.clone())),
+            (None, k) => k,
+        };
+        let kafka = match kafka {
+            Some(mut k) => {
+                k.options.extend(self.kafka_options.iter().cloned());
+                k.validate().context("the Kafka settings")?;
+                Some(k)
+            }
+            None if !self.kafka_options.is_empty() => anyhow::bail!(
+                "--kafka-option / HELIOS_KAFKA_OPTIONS given without a Kafka cluster; add \
+                 --kafka <bootstrap servers> or a [kafka] section to the settings file"
+            ),
+            None => None,
+        };
+        Ok(Backend {
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./helios-data")),
+            kafka,
+            registry: self.registry.clone().or(file.registry.url),
+            registry_key: self.registry_key.clone().or(file.registry.key),
+            clickhouse: file.clickhouse,
+            checkpoints: file.checkpoints.dir,
+            topics: Topics {
+                prefix: self
+                    .topic_prefix
+                    .clone()
+                    .or(file.topics.prefix)
+                    .unwrap_or_default(),
+                partitions: file.topics.partitions.unwrap_or(DEFAULT_PARTITIONS),
+            },
+        })
+    }
+
+    pub async fn open_log(&self) -> anyhow::Result<Log> {
+        self.resolve()?.open_log().await
+    }
+
+    pub fn open_registry(&self) -> anyhow::Result<Arc<dyn SchemaSource>> {
+        self.resolve()?.open_registry()
+    }
+}
+
+impl Backend {
+    async fn connect(&self, kafka: &KafkaConfig) -> anyhow::Result<Log> {
+        KafkaLog::connect(kafka.clone())
+            .await
+            .with_context(|| format!("connecting to Kafka at {}", kafka.bootstrap_servers))
+    }
+
+    /// Opens the log read-only: Kafka, or the data dir of a running `helios up`.
     pub async fn open_log(&self) -> anyhow::Result<Log> {
         match &self.kafka {
-            Some(servers) => KafkaLog::connect(KafkaConfig::new(servers.clone()))
-                .await
-                .with_context(|| format!("connecting to Kafka at {servers}")),
+            Some(kafka) => self.connect(kafka).await,
             None => {
                 let dir = log_dir(&self.data_dir);
                 let log = EmbeddedLog::open_read_only(&dir).with_context(|| {
@@ -64,12 +301,7 @@ impl LogArgs {
         role: &str,
     ) -> anyhow::Result<(Log, Option<EmbeddedLog>)> {
         match &self.kafka {
-            Some(servers) => Ok((
-                KafkaLog::connect(KafkaConfig::new(servers.clone()))
-                    .await
-                    .with_context(|| format!("connecting to Kafka at {servers}"))?,
-                None,
-            )),
+            Some(kafka) => Ok((self.connect(kafka).await?, None)),
             None => {
                 let dir = log_dir(&self.data_dir);
                 let embedded = EmbeddedLog::open(&dir, EmbeddedConfig::default()).with_context(|| {
@@ -84,11 +316,22 @@ impl LogArgs {
         }
     }
 
+    /// The remote registry, when a URL is configured.
+    pub fn remote_registry(&self) -> anyhow::Result<Option<Arc<RemoteRegistry>>> {
+        self.registry
+            .as_ref()
+            .map(|url| {
+                RemoteRegistry::with_credential(url, self.registry_key.as_deref())
+                    .map(Arc::new)
+                    .with_context(|| format!("registry URL {url}"))
+            })
+            .transpose()
+    }
+
+    /// The registry to decode with: the remote one, or the data dir's (read-only).
     pub fn open_registry(&self) -> anyhow::Result<Arc<dyn SchemaSource>> {
-        match &self.registry {
-            Some(url) => Ok(Arc::new(
-                RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?,
-            )),
+        match self.remote_registry()? {
+            Some(remote) => Ok(remote),
             None => {
                 let dir = registry_dir(&self.data_dir);
                 Ok(Arc::new(Registry::open_read_only(&dir).with_context(
@@ -96,5 +339,134 @@ impl LogArgs {
                 )?))
             }
         }
+    }
+
+    /// The ClickHouse endpoint: the role's flag or variable, else the file's.
+    pub fn clickhouse_config(
+        &self,
+        url: Option<&str>,
+        database: Option<&str>,
+    ) -> Option<helios_sinks::clickhouse::ClickHouseConfig> {
+        let url = url.map(str::to_owned).or(self.clickhouse.url.clone())?;
+        let database = database
+            .map(str::to_owned)
+            .or(self.clickhouse.database.clone())
+            .unwrap_or_else(|| "helios".to_owned());
+        Some(helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&database))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        log: LogArgs,
+    }
+
+    fn args(argv: &[&str]) -> LogArgs {
+        let mut all = vec!["helios"];
+        all.extend_from_slice(argv);
+        Cli::try_parse_from(all).unwrap().log
+    }
+
+    const FILE: &str = r#"
+data_dir = "/srv/helios"
+[kafka]
+bootstrap_servers = "file-broker:9092"
+client_id = "from-file"
+options = { "compression.type" = "lz4" }
+[registry]
+url = "http://file-registry:8081"
+key = "file-key"
+[clickhouse]
+url = "http://file-ch:8123"
+database = "analytics"
+[checkpoints]
+dir = "/mnt/state"
+[topics]
+prefix = "staging."
+partitions = 12
+"#;
+
+    #[test]
+    fn the_file_fills_what_flags_and_environment_leave_unset() {
+        let file = BackendFile::parse(FILE).unwrap();
+        let b = args(&[]).merge(file).unwrap();
+        assert_eq!(b.data_dir, PathBuf::from("/srv/helios"));
+        let k = b.kafka.unwrap();
+        assert_eq!(k.bootstrap_servers, "file-broker:9092");
+        assert_eq!(k.client_id, "from-file");
+        assert_eq!(k.options["compression.type"], "lz4");
+        assert_eq!(b.registry.as_deref(), Some("http://file-registry:8081"));
+        assert_eq!(b.registry_key.as_deref(), Some("file-key"));
+        assert_eq!(b.checkpoints, Some(PathBuf::from("/mnt/state")));
+        assert_eq!(b.topics.name("helios.events"), "staging.helios.events");
+        assert_eq!(b.topics.partitions, 12);
+        let ch = b.clickhouse_config(None, None).unwrap();
+        assert_eq!(ch.url, "http://file-ch:8123");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_keep_its_other_kafka_settings() {
+        let file = BackendFile::parse(FILE).unwrap();
+        let b = args(&[
+            "--kafka",
+            "flag-broker:9092",
+            "--kafka-option",
+            "linger.ms=20",
+            "--registry",
+            "http://flag-registry",
+            "--topic-prefix",
+            "t1.",
+            "--data-dir",
+            "/tmp/d",
+        ])
+        .merge(file)
+        .unwrap();
+        let k = b.kafka.unwrap();
+        assert_eq!(k.bootstrap_servers, "flag-broker:9092");
+        assert_eq!(k.client_id, "from-file");
+        assert_eq!(k.options["linger.ms"], "20");
+        assert_eq!(k.options["compression.type"], "lz4");
+        assert_eq!(b.registry.as_deref(), Some("http://flag-registry"));
+        assert_eq!(b.topics.prefix, "t1.");
+        assert_eq!(b.data_dir, PathBuf::from("/tmp/d"));
+        let ch = b
+            .clickhouse_config(Some("http://flag-ch:8123"), None)
+            .unwrap();
+        assert_eq!(ch.url, "http://flag-ch:8123");
+    }
+
+    #[test]
+    fn defaults_without_file_flags_or_environment() {
+        let b = args(&[]).merge(BackendFile::default()).unwrap();
+        assert_eq!(b.data_dir, PathBuf::from("./helios-data"));
+        assert!(b.kafka.is_none());
+        assert_eq!(b.topics, Topics::default());
+        assert!(b.clickhouse_config(None, None).is_none());
+    }
+
+    #[test]
+    fn bad_settings_say_what_is_wrong() {
+        let err = BackendFile::parse("[kafka]\nbootstrap = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("bootstrap"), "{err:#}");
+        let err = BackendFile::parse("[topics]\npartitions = 0\n").unwrap_err();
+        assert!(err.to_string().contains("partitions"), "{err}");
+        let err = args(&["--kafka-option", "linger.ms=5"])
+            .merge(BackendFile::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("without a Kafka cluster"), "{err}");
+        let err = args(&["--kafka", "k:1", "--kafka-option", "group.id=x"])
+            .merge(BackendFile::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("group.id"), "{err:#}");
+        assert!(
+            Cli::try_parse_from(["helios", "--kafka-option", "nonsense"]).is_err(),
+            "an option without = is refused"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod ingest;
 pub mod keys;
 pub mod migrate;
 pub mod pipeline;

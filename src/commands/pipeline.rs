@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-use crate::backend::{LogArgs, registry_dir};
+use crate::backend::{LogArgs, Topics, registry_dir};
 
 /// Run the spec's aggregates and rules over `helios.events` (scaled out: one per machine,
 /// partitions shared through the consumer group).
@@ -41,13 +41,15 @@ pub struct PipelineArgs {
     #[command(flatten)]
     pub log: LogArgs,
 
-    /// Directory of the checkpoint store (default `<data dir>/state`). Processors sharing a
-    /// group must share it (e.g. a network mount).
+    /// Directory of the checkpoint store (default: `[checkpoints] dir` of the settings
+    /// file, else `<data dir>/state`). Every process of a group must see the same directory
+    /// (a shared or network mount): a partition's new owner restores what the previous
+    /// owner checkpointed there.
     #[arg(long, env = "HELIOS_CHECKPOINTS")]
     pub checkpoints: Option<PathBuf>,
 
     /// Consumer group; every `helios run pipeline` with the same group shares partitions.
-    #[arg(long, default_value = "helios-pipeline")]
+    #[arg(long, env = "HELIOS_PIPELINE_GROUP", default_value = "helios-pipeline")]
     pub group: String,
 
     /// How often state and offsets are checkpointed.
@@ -73,6 +75,8 @@ pub struct PipelineSetup {
     pub checkpoints: PathBuf,
     pub group: String,
     pub checkpoint_interval: Duration,
+    /// Topic names (prefix) of the deployment.
+    pub topics: Topics,
 }
 
 /// Registry ids the processor reads and writes with.
@@ -156,6 +160,16 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
     }
     let mut config = ProcessorConfig::new(setup.group.clone(), setup.watermark);
     config.checkpoint_interval = setup.checkpoint_interval;
+    for topic in [
+        &mut config.events_topic,
+        &mut config.aggregates_topic,
+        &mut config.alerts_topic,
+        &mut config.insights_topic,
+        &mut config.late_topic,
+        &mut config.dead_letter_topic,
+    ] {
+        *topic = setup.topics.name(topic);
+    }
     let codecs = Codecs {
         events: Arc::new(EventCodec::with_source(
             setup.ids.event,
@@ -203,35 +217,16 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut spec = crate::spec::load_or_report(&args.spec)?;
     helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)?;
-    let (log, embedded) = args.log.open_writable_log("a pipeline").await?;
+    let backend = args.log.resolve()?;
+    let (log, embedded) = backend.open_writable_log("a pipeline").await?;
     let metrics_log = log.clone();
-    let (ids, schemas): (SchemaIds, Arc<dyn SchemaSource>) = match &args.log.registry {
-        Some(url) => {
-            let remote =
-                Arc::new(RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?);
-            let reg = |subject: &'static str, schema: &'static str| {
-                let remote = remote.clone();
-                async move {
-                    remote
-                        .register(subject, schema)
-                        .await
-                        .with_context(|| format!("registering {subject} at {url}"))
-                }
-            };
-            let ids = SchemaIds {
-                event: reg("helios.events-value", Event::SCHEMA_JSON).await?,
-                window_result: reg("helios.aggregates-value", WindowResult::SCHEMA_JSON).await?,
-                dead_letter: reg("helios.dlq-value", DeadLetter::SCHEMA_JSON).await?,
-                alert: reg("helios.alerts-value", Alert::SCHEMA_JSON).await?,
-                insight: reg("helios.insights-value", Insight::SCHEMA_JSON).await?,
-            };
-            reg("helios.late-value", DeadLetter::SCHEMA_JSON).await?;
-            (ids, remote)
-        }
+    let topics = backend.topics.clone();
+    let (ids, schemas): (SchemaIds, Arc<dyn SchemaSource>) = match backend.remote_registry()? {
+        Some(remote) => (register_remote(&remote, &topics).await?, remote),
         None => {
             let registry = Arc::new(
-                Registry::open(&registry_dir(&args.log.data_dir)).with_context(|| {
-                    format!("opening the registry in {}", args.log.data_dir.display())
+                Registry::open(&registry_dir(&backend.data_dir)).with_context(|| {
+                    format!("opening the registry in {}", backend.data_dir.display())
                 })?,
             );
             (register_embedded(&registry)?, registry)
@@ -240,7 +235,9 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let checkpoints = args
         .checkpoints
         .clone()
-        .unwrap_or_else(|| state_dir(&args.log.data_dir));
+        .or_else(|| backend.checkpoints.clone())
+        .unwrap_or_else(|| state_dir(&backend.data_dir));
+    info!(checkpoints = %checkpoints.display(), "Checkpoint store (shared by every process of the group).");
     let handle = start_pipeline(PipelineSetup {
         log,
         watermark: spec.watermark,
@@ -251,6 +248,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         checkpoints,
         group: args.group.clone(),
         checkpoint_interval: args.checkpoint_interval,
+        topics,
     })
     .await?;
     let Some(handle) = handle else {
@@ -274,6 +272,31 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     }
     info!("Stopped cleanly.");
     Ok(())
+}
+
+/// Registers the schemas the processor reads and writes in a remote registry, under the
+/// subjects of the deployment's topic names (`<topic>-value`).
+async fn register_remote(remote: &RemoteRegistry, topics: &Topics) -> anyhow::Result<SchemaIds> {
+    let reg = |base: &'static str, schema: &'static str| {
+        let subject = format!("{}-value", topics.name(base));
+        async move {
+            remote.register(&subject, schema).await.with_context(|| {
+                format!(
+                    "registering {subject} at {} (a registry behind Helios' API keys needs                      an admin key in HELIOS_REGISTRY_KEY)",
+                    remote.url()
+                )
+            })
+        }
+    };
+    let ids = SchemaIds {
+        event: reg("helios.events", Event::SCHEMA_JSON).await?,
+        window_result: reg("helios.aggregates", WindowResult::SCHEMA_JSON).await?,
+        dead_letter: reg("helios.dlq", DeadLetter::SCHEMA_JSON).await?,
+        alert: reg("helios.alerts", Alert::SCHEMA_JSON).await?,
+        insight: reg("helios.insights", Insight::SCHEMA_JSON).await?,
+    };
+    reg("helios.late", DeadLetter::SCHEMA_JSON).await?;
+    Ok(ids)
 }
 
 /// Where processor checkpoints live inside a data dir.

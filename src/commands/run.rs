@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use helios_log::{Log, TopicSpec};
-use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
+use helios_schemas::SchemaSource;
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore, migrations};
 use helios_sinks::notify::{Notifier, NotifyConfig, WebhookConfig};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::backend::{LogArgs, registry_dir};
+use crate::backend::{LogArgs, Topics};
 
 /// Run one stage of Helios on its own (scaled out: Kafka and ClickHouse).
 #[derive(Debug, Args)]
@@ -27,6 +27,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Stage {
+    Ingest(crate::commands::ingest::IngestArgs),
     Sink(SinkArgs),
     Pipeline(crate::commands::pipeline::PipelineArgs),
 }
@@ -48,20 +49,21 @@ pub struct SinkArgs {
     #[arg(long, env = "HELIOS_SPEC")]
     pub spec: PathBuf,
 
-    /// ClickHouse HTTP endpoint; without it the embedded Parquet store is used.
+    /// ClickHouse HTTP endpoint (else `[clickhouse] url` of the settings file); without
+    /// either the embedded Parquet store is used.
     #[arg(long, env = "HELIOS_CLICKHOUSE")]
     pub clickhouse: Option<String>,
 
-    /// ClickHouse database.
-    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
-    pub database: String,
+    /// ClickHouse database (else `[clickhouse] database`) [default: helios]
+    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE")]
+    pub database: Option<String>,
 
     #[command(flatten)]
     pub log: LogArgs,
 
     /// Consumer group of the sink; every `helios run sink` with the same group shares the
     /// partitions.
-    #[arg(long, default_value = "helios-sink")]
+    #[arg(long, env = "HELIOS_SINK_GROUP", default_value = "helios-sink")]
     pub group: String,
 
     /// Serve `GET /metrics` (Prometheus) and `/healthz` on this address, e.g.
@@ -72,6 +74,7 @@ pub struct SinkArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     match args.stage {
+        Stage::Ingest(args) => crate::commands::ingest::run_ingest(args).await,
         Stage::Sink(args) => run_sink(args).await,
         Stage::Pipeline(args) => crate::commands::pipeline::run_pipeline(args).await,
     }
@@ -79,30 +82,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
     let spec = crate::spec::load_or_report(&args.spec)?;
-    let (log, embedded) = args.log.open_writable_log("a sink").await?;
-    let registry: Arc<dyn SchemaSource> = match &args.log.registry {
-        Some(url) => {
-            Arc::new(RemoteRegistry::new(url).with_context(|| format!("registry URL {url}"))?)
-        }
-        None => {
-            let dir = registry_dir(&args.log.data_dir);
-            Arc::new(
-                Registry::open_read_only(&dir)
-                    .with_context(|| format!("opening the registry in {}", dir.display()))?,
-            )
-        }
-    };
+    let backend = args.log.resolve()?;
+    let (log, embedded) = backend.open_writable_log("a sink").await?;
+    let registry = backend.open_registry()?;
     let sinks = start_sinks(SinksSetup {
         log: log.clone(),
         registry,
         store: crate::spec::store_spec(&spec),
         webhooks: crate::spec::webhooks(&spec),
-        clickhouse: args
-            .clickhouse
-            .map(|url| ClickHouseConfig::new(url).database(&args.database)),
-        data_dir: args.log.data_dir.clone(),
+        clickhouse: backend.clickhouse_config(args.clickhouse.as_deref(), args.database.as_deref()),
+        data_dir: backend.data_dir.clone(),
         group: args.group,
-        aggregates_partitions: 4,
+        aggregates_partitions: backend.topics.partitions,
+        topics: backend.topics.clone(),
     })
     .await?;
     crate::metrics::export_sinks(&sinks, &log);
@@ -134,6 +126,8 @@ pub struct SinksSetup {
     pub group: String,
     /// Partitions of `helios.aggregates` if the sink has to create it.
     pub aggregates_partitions: u32,
+    /// Topic names (prefix) of the deployment.
+    pub topics: Topics,
 }
 
 /// The running sink and notifier.
@@ -172,11 +166,18 @@ pub fn store_dir(data_dir: &Path) -> PathBuf {
 /// Ensures the output topics, opens the store (migrating ClickHouse), and starts the sink
 /// and, when webhooks are configured, the notifier.
 pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
-    let topics = SinkTopics::default();
+    let names = &setup.topics;
+    let topics = SinkTopics {
+        events: Some(names.name("helios.events")),
+        aggregates: Some(names.name("helios.aggregates")),
+        alerts: Some(names.name("helios.alerts")),
+        insights: Some(names.name("helios.insights")),
+        dead_letters: Some(names.name("helios.dlq")),
+    };
     let admin = setup.log.admin();
     let existing = admin.list_topics().await.context("listing topics")?;
     for (topic, partitions) in [
-        (&topics.events, 4),
+        (&topics.events, names.partitions),
         (&topics.aggregates, setup.aggregates_partitions),
         (&topics.alerts, 1),
         (&topics.insights, 1),
@@ -240,10 +241,9 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         tokio::spawn(async move { sink.run(&log, sink_rx).await }),
     ));
     if !setup.webhooks.is_empty() {
-        let notifier = Notifier::new(
-            NotifyConfig::new(setup.webhooks, setup.data_dir.join("notify")),
-            setup.registry.clone(),
-        )?;
+        let mut notify = NotifyConfig::new(setup.webhooks, setup.data_dir.join("notify"));
+        notify.topic = names.name("helios.alerts");
+        let notifier = Notifier::new(notify, setup.registry.clone())?;
         let log = setup.log.clone();
         tasks.push((
             "notifier",

@@ -1,20 +1,23 @@
 //! `helios up`: the embedded default in one process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use clap::Args;
 use helios_connectors::runtime::{Emitter, EmitterConfig, Supervisor};
-use helios_connectors::spec::{SourcesSpec, default_sources};
-use helios_log::TopicSpec;
+use helios_connectors::spec::{SourceSpec, SourcesSpec, default_sources};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
-use helios_schemas::{AvroRecord, DeadLetter, Event, EventCodec, RecordCodec, Registry};
+use helios_log::{Log, TopicSpec};
+use helios_query_api::metrics::MetricsRegistry;
+use helios_schemas::{
+    AvroRecord, DeadLetter, Event, EventCodec, RecordCodec, Registry, SchemaSource,
+};
 use tracing::info;
 
-use crate::backend::{log_dir, registry_dir};
+use crate::backend::{Topics, log_dir, registry_dir};
 use crate::commands::pipeline::PipelineSetup;
 use helios_pipeline::spec::{Aggregate, Rule, Watermark};
 
@@ -126,33 +129,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             DeadLetter::SCHEMA_JSON,
         )
         .context("registering the DeadLetter schema")?;
-    let admin = log.admin();
-    admin
-        .create_topic(&TopicSpec::new(EVENTS_TOPIC, args.partitions))
-        .await
-        .context("creating the events topic")?;
-    admin
-        .create_topic(&TopicSpec::new(DEAD_LETTER_TOPIC, 1))
-        .await
-        .context("creating the dead-letter topic")?;
-
-    let emitter = Emitter::new(
-        EmitterConfig {
-            events_topic: EVENTS_TOPIC.to_string(),
-            dead_letter_topic: DEAD_LETTER_TOPIC.to_string(),
-        },
-        log.producer(),
-        EventCodec::with_source(event_schema.id, registry.clone()),
-        RecordCodec::with_source(dead_letter_schema.id, registry.clone()),
-    );
-    let supervisor = Supervisor::new(emitter, args.data_dir.join("sources"));
-    let sources = helios_connectors::spec::build(&spec.sources, &supervisor)
-        .context("starting the sources")?;
-    let metrics = helios_query_api::metrics::MetricsRegistry::new();
-    crate::metrics::export_registry(&metrics);
-    metrics.register(Arc::new(crate::metrics::SourcesCollector::new(
-        supervisor.clone(),
-    )));
+    let topics = Topics {
+        partitions: args.partitions,
+        ..Topics::default()
+    };
+    let (supervisor, sources, metrics) = start_sources(SourcesSetup {
+        log: log.clone(),
+        event_schema: event_schema.id,
+        dead_letter_schema: dead_letter_schema.id,
+        schemas: registry.clone(),
+        sources: &spec.sources,
+        data_dir: &args.data_dir,
+        topics: &topics,
+    })
+    .await?;
     let app: Router = helios_query_api::router(sources, registry.clone())
         .merge(helios_query_api::metrics::router(metrics.clone()));
     // The read API answers about the spec's aggregates, from the store the sink writes.
@@ -168,6 +158,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         checkpoints: crate::commands::pipeline::state_dir(&args.data_dir),
         group: "helios-pipeline".to_owned(),
         checkpoint_interval: args.checkpoint_interval,
+        topics: topics.clone(),
     })
     .await
     .context("starting the pipeline")?;
@@ -182,6 +173,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         group: "helios-sink".to_owned(),
         aggregates_partitions: args.partitions,
+        topics,
     })
     .await
     .context("starting the sink")?;
@@ -221,6 +213,62 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What [`start_sources`] needs.
+pub struct SourcesSetup<'a> {
+    pub log: Log,
+    /// Registry ids of the `Event` and `DeadLetter` schemas the sources write with.
+    pub event_schema: u32,
+    pub dead_letter_schema: u32,
+    pub schemas: Arc<dyn SchemaSource>,
+    pub sources: &'a [SourceSpec],
+    /// Pull sources keep their checkpoints under `<data dir>/sources`.
+    pub data_dir: &'a Path,
+    pub topics: &'a Topics,
+}
+
+/// Creates the events and dead-letter topics if missing, and starts the sources: pull
+/// sources under a supervisor, push sources (HTTP ingest, webhooks) as the returned
+/// routes. The metrics registry already reports the sources. Shared by `helios up` and
+/// `helios run ingest`.
+pub async fn start_sources(
+    setup: SourcesSetup<'_>,
+) -> anyhow::Result<(Arc<Supervisor>, Router, MetricsRegistry)> {
+    let events_topic = setup.topics.name(EVENTS_TOPIC);
+    let dead_letter_topic = setup.topics.name(DEAD_LETTER_TOPIC);
+    let admin = setup.log.admin();
+    let existing = admin.list_topics().await.context("listing topics")?;
+    for (topic, partitions) in [
+        (&events_topic, setup.topics.partitions),
+        (&dead_letter_topic, 1),
+    ] {
+        // An existing topic keeps its partitions (another role may have created it).
+        if !existing.contains(topic) {
+            admin
+                .create_topic(&TopicSpec::new(topic.clone(), partitions))
+                .await
+                .with_context(|| format!("creating the topic {topic}"))?;
+        }
+    }
+    let emitter = Emitter::new(
+        EmitterConfig {
+            events_topic,
+            dead_letter_topic,
+        },
+        setup.log.producer(),
+        EventCodec::with_source(setup.event_schema, setup.schemas.clone()),
+        RecordCodec::with_source(setup.dead_letter_schema, setup.schemas.clone()),
+    );
+    let supervisor = Supervisor::new(emitter, setup.data_dir.join("sources"));
+    let sources = helios_connectors::spec::build(setup.sources, &supervisor)
+        .context("starting the sources")?;
+    let metrics = MetricsRegistry::new();
+    crate::metrics::export_registry(&metrics);
+    metrics.register(Arc::new(crate::metrics::SourcesCollector::new(
+        supervisor.clone(),
+    )));
+    Ok((supervisor, sources, metrics))
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -244,7 +292,7 @@ pub async fn shutdown_signal() {
 
 /// The spec's sources, the store's tables, the alert webhooks, the aggregations and the
 /// rules.
-type LoadedSpec = (
+pub type LoadedSpec = (
     SourcesSpec,
     helios_sinks::StoreSpec,
     Vec<helios_sinks::notify::WebhookConfig>,
@@ -253,7 +301,7 @@ type LoadedSpec = (
 
 /// Loads and validates the spec; refuses to start on any problem, with the same report
 /// as `helios validate`. Returns the sources, the store's tables and the webhooks.
-fn load_spec(path: &std::path::Path) -> anyhow::Result<LoadedSpec> {
+pub fn load_spec(path: &std::path::Path) -> anyhow::Result<LoadedSpec> {
     let mut spec = match crate::spec::load(path) {
         Ok(spec) => spec,
         Err(Ok(diagnostics)) => {

@@ -27,7 +27,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::HeliosContext;
+use super::context::MemberContext;
 use super::{KafkaConfig, REACH_HINT, blocking, error_code, kafka_err};
 use crate::{
     ConsumedRecord, ConsumerConfig, ConsumerFactory, LogConsumer, LogError, OffsetReset, Result,
@@ -37,7 +37,10 @@ use crate::{
 /// Pause between seek attempts while a partition is still starting.
 const SEEK_RETRY: Duration = Duration::from_millis(50);
 
-type Inner = StreamConsumer<HeliosContext>;
+/// Least time between two rejoins of one member (see [`KafkaConsumer::rejoin_if_stale`]).
+const REJOIN_PAUSE: Duration = Duration::from_secs(60);
+
+type Inner = StreamConsumer<MemberContext>;
 
 pub(crate) struct KafkaConsumerFactory {
     config: Arc<KafkaConfig>,
@@ -85,23 +88,34 @@ impl ConsumerFactory for KafkaConsumerFactory {
             .set("session.timeout.ms", session_ms.to_string())
             .set("heartbeat.interval.ms", heartbeat_ms.to_string());
         self.config.apply_options(&mut c);
-        let consumer: Inner = c
-            .create_with_context(HeliosContext)
-            .map_err(|e| LogError::Config(format!("cannot create the Kafka consumer: {e}")))?;
-        consumer.subscribe(topics).map_err(|e| {
-            kafka_err(
-                format_args!("subscribing group `{}` to {topics:?} failed", config.group),
-                e,
-            )
-        })?;
-        tracing::debug!(group = %config.group, ?topics, "Kafka consumer subscribed");
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let consumer = subscribe(&c, &config.group, &topics)?;
         Ok(Box::new(KafkaConsumer {
             consumer: Arc::new(consumer),
             group: config.group,
             timeout: self.config.request_timeout_duration(),
             timestamp_checks: HashMap::new(),
+            client: c,
+            topics,
+            rejoined: None,
         }))
     }
+}
+
+/// Creates a group member and subscribes it.
+fn subscribe(c: &rdkafka::ClientConfig, group: &str, topics: &[String]) -> Result<Inner> {
+    let consumer: Inner = c
+        .create_with_context(MemberContext::default())
+        .map_err(|e| LogError::Config(format!("cannot create the Kafka consumer: {e}")))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).map_err(|e| {
+        kafka_err(
+            format_args!("subscribing group `{group}` to {topics:?} failed"),
+            e,
+        )
+    })?;
+    tracing::debug!(%group, ?topics, "Kafka consumer subscribed");
+    Ok(consumer)
 }
 
 struct KafkaConsumer {
@@ -110,6 +124,11 @@ struct KafkaConsumer {
     timeout: Duration,
     /// Timestamp seeks whose first record is still to be checked (see [`TimestampCheck`]).
     timestamp_checks: HashMap<TopicPartition, TimestampCheck>,
+    /// What the member was created with, to rejoin as a new member.
+    client: rdkafka::ClientConfig,
+    topics: Vec<String>,
+    /// When the member last rejoined under a new id.
+    rejoined: Option<Instant>,
 }
 
 /// A seek to the first record at or after `timestamp_ms` that resolved to `offset`.
@@ -154,6 +173,41 @@ fn to_record(msg: &BorrowedMessage<'_>) -> ConsumedRecord {
 }
 
 impl KafkaConsumer {
+    /// Works around brokers that drop a dead member without starting a new generation
+    /// (tansu 0.6: a member removed for missed heartbeats leaves the group "formed", so the
+    /// survivors rejoin into the old generation and get their old assignment back, and the
+    /// dead member's partitions stay assigned to nobody). A rebalance that hands a member
+    /// exactly the partitions it just gave up is what that looks like from here; the member
+    /// then leaves and joins again under a new member id, which makes every broker form a
+    /// new generation and assign the whole topic among the live members. A correct broker
+    /// can hand back the same set too (a join elsewhere that leaves this share unchanged),
+    /// which costs one extra rebalance; [`REJOIN_PAUSE`] bounds that to once per pause, so
+    /// members can never keep each other rebalancing.
+    async fn rejoin_if_stale(&mut self) -> Result<()> {
+        if !self.consumer.context().take_stale() {
+            return Ok(());
+        }
+        if self.rejoined.is_some_and(|at| at.elapsed() < REJOIN_PAUSE) {
+            return Ok(());
+        }
+        self.rejoined = Some(Instant::now());
+        tracing::warn!(
+            group = %self.group,
+            partitions = self.assignment().len(),
+            "A rebalance gave this member back exactly the partitions it revoked; the broker \
+             may have kept a stale assignment after a member left. Rejoining as a new member."
+        );
+        let fresh = subscribe(&self.client, &self.group, &self.topics)?;
+        // Dropping the old member closes it (LeaveGroup) before the new one joins.
+        let old = std::mem::replace(&mut self.consumer, Arc::new(fresh));
+        self.timestamp_checks.clear();
+        blocking("leaving the Kafka group", move || {
+            drop(old);
+            Ok(())
+        })
+        .await
+    }
+
     fn is_assigned(&self, tp: &TopicPartition) -> bool {
         self.assignment().contains(tp)
     }
@@ -311,6 +365,7 @@ impl KafkaConsumer {
 #[async_trait]
 impl LogConsumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        self.rejoin_if_stale().await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let mut out = self.fetch(max, deadline).await?;

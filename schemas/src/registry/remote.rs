@@ -34,13 +34,31 @@ impl fmt::Debug for RemoteRegistry {
 impl RemoteRegistry {
     /// A client for the registry at `url` (e.g. `http://127.0.0.1:8080`).
     pub fn new(url: &str) -> Result<Self> {
+        Self::with_credential(url, None)
+    }
+
+    /// A client for the registry at `url` that authenticates every request with
+    /// `credential`: `user:password` for HTTP basic auth (Confluent Cloud style: API key and
+    /// secret), anything else as a bearer token (a Helios API key, for a registry served by
+    /// Helios behind its API keys).
+    pub fn with_credential(url: &str, credential: Option<&str>) -> Result<Self> {
         let url = url.trim_end_matches('/').to_string();
-        let settings = SrSettings::new_builder(url.clone())
-            .build()
-            .map_err(|e| Error::Remote {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut builder = SrSettings::new_builder(url.clone());
+        match credential.map(str::trim).filter(|c| !c.is_empty()) {
+            // Helios keys (`hel_<id>_<secret>`) and other bearer tokens have no colon.
+            Some(c) if c.contains(':') => {
+                let (user, password) = c.split_once(':').unwrap_or((c, ""));
+                builder.set_basic_authorization(user, Some(password));
+            }
+            Some(token) => {
+                builder.set_token_authorization(token);
+            }
+            None => {}
+        }
+        let settings = builder.build().map_err(|e| Error::Remote {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             url,
             settings,
