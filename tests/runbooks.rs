@@ -137,12 +137,37 @@ fn sources() -> Vec<(PathBuf, String)> {
                     dirs.push(path);
                 }
             } else if name.ends_with(".rs") && name != "tests.rs" && !name.ends_with("_tests.rs") {
-                let text = read(&path);
-                out.push((path, text));
+                out.push((path.clone(), join_continuations(&read(&path))));
             }
         }
     }
     assert!(out.len() > 50, "found only {} source files", out.len());
+    out
+}
+
+/// Source text with Rust's string continuations (`\` at the end of a line, then the
+/// next line's leading whitespace) removed, as the compiler does, so a message written
+/// over several lines reads as it is logged.
+fn join_continuations(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut lines = code.split('\n').peekable();
+    let mut joining = false;
+    while let Some(line) = lines.next() {
+        let line = if joining { line.trim_start() } else { line };
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                out.push_str(head);
+                joining = true;
+            }
+            None => {
+                out.push_str(line);
+                if lines.peek().is_some() {
+                    out.push('\n');
+                }
+                joining = false;
+            }
+        }
+    }
     out
 }
 
@@ -412,6 +437,10 @@ fn the_checks_catch_what_they_are_for() {
         sources
             .iter()
             .any(|(_, c)| logged(c, "Poll failed; retrying."))
+    );
+    assert_eq!(
+        join_continuations("warn!(\"a b \\\n      c.\");\nx"),
+        "warn!(\"a b c.\");\nx"
     );
     // A name inside a path is not a metric name.
     assert!(metric_names("deploy/helios_x and helios-sink").is_empty());
