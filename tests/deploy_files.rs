@@ -710,10 +710,16 @@ fn kubernetes_containers_have_probes_and_resources() {
 fn pipeline_replicas_share_one_checkpoint_directory() {
     // A partition's new owner restores the previous owner's checkpoint, so every
     // `helios run pipeline` of a group must see the same checkpoint directory.
-    for c in all_containers()
-        .iter()
+    let pipelines: Vec<Container> = all_containers()
+        .into_iter()
         .filter(|c| c.command() == ["run", "pipeline"])
-    {
+        .collect();
+    assert_eq!(
+        pipelines.len(),
+        2,
+        "one pipeline in compose.yaml and one in deploy/k8s"
+    );
+    for c in &pipelines {
         let dir = c
             .setting("--checkpoints", "HELIOS_CHECKPOINTS")
             .unwrap_or_else(|| panic!("{}: no checkpoint directory set", c.origin));
