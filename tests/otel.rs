@@ -10,7 +10,8 @@
 //! - the window result the batch wrote carries the batch's context, so the
 //!   `sink.insert` that stored it in `agg_runs` links to the batch span.
 //!
-//! And the `/metrics` families arrive as OTLP metrics with their values.
+//! And the `/metrics` families arrive as OTLP metrics with their values, while the log
+//! lines on stderr are JSON objects (`--log-format json`).
 
 mod common;
 
@@ -61,11 +62,14 @@ struct Received {
     span: Span,
 }
 
-/// What the receiver got: every span, and every metric point as (name, attributes, value).
+/// A metric data point as received: (metric name, attributes, value).
+type Point = (String, Vec<(String, String)>, f64);
+
+/// What the receiver got: every span, and every metric point.
 #[derive(Debug, Default)]
 struct Inbox {
     spans: Vec<Received>,
-    points: Vec<(String, Vec<(String, String)>, f64)>,
+    points: Vec<Point>,
     /// Request bodies that did not decode (must stay empty).
     garbage: Vec<String>,
 }
@@ -234,6 +238,8 @@ async fn one_event_is_followed_from_ingest_to_sink_over_otlp() {
             &endpoint,
             "--otlp-interval",
             "200ms",
+            "--log-format",
+            "json",
         ],
     )
     .await;
@@ -424,4 +430,20 @@ async fn one_event_is_followed_from_ingest_to_sink_over_otlp() {
     })
     .await;
     server.stop();
+
+    // Every log line of the run is one JSON object with a level and a message.
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Exporting traces and metrics over OTLP")),
+        "the OTLP start line is logged:\n{log}"
+    );
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
 }

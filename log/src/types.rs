@@ -362,3 +362,83 @@ mod opt_millis {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
+
+#[cfg(test)]
+mod trace_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// What the test propagator was asked to link: (traceparent, offset).
+    static LINKED: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+    /// Writes a fixed context and records what it is asked to link.
+    struct Recording;
+
+    impl TracePropagator for Recording {
+        fn inject(&self, _span: &tracing::Span, headers: &mut Vec<(String, Bytes)>) {
+            headers.push((TRACEPARENT.into(), Bytes::from_static(b"00-fixed")));
+        }
+        fn link(&self, _span: &tracing::Span, link: &TraceLink) {
+            let tp = String::from_utf8(link.traceparent.to_vec()).unwrap();
+            LINKED.lock().unwrap().push((tp, link.offset));
+        }
+        fn continue_trace(&self, _: &tracing::Span, _: &[u8], _: Option<&[u8]>) {}
+    }
+
+    fn record(offset: u64, traceparent: Option<&str>) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: Arc::from("t"),
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+            key: None,
+            value: Bytes::new(),
+            headers: traceparent
+                .map(|tp| vec![(TRACEPARENT.to_string(), Bytes::from(tp.to_string()))])
+                .unwrap_or_default(),
+        }
+    }
+
+    // One test: the propagator is process-wide and installed once.
+    #[test]
+    fn links_are_distinct_bounded_and_only_with_a_propagator() {
+        // Before a propagator is installed nothing is gathered or written.
+        let mut off = TraceLinks::default();
+        off.add(&record(0, Some("a")));
+        assert!(off.is_empty());
+        assert!(trace_headers(&tracing::Span::none()).is_empty());
+        assert!(!trace_propagation_enabled());
+
+        assert!(install_trace_propagator(Box::new(Recording)));
+        assert!(
+            !install_trace_propagator(Box::new(Recording)),
+            "installed once"
+        );
+        assert!(trace_propagation_enabled());
+
+        let mut links = TraceLinks::default();
+        // Repeats of one request's context, a record without one, another context.
+        for (offset, tp) in [
+            (0, Some("a")),
+            (1, Some("a")),
+            (2, None),
+            (3, Some("b")),
+            (4, Some("a")),
+        ] {
+            links.add(&record(offset, tp));
+        }
+        assert_eq!(links.len(), 2);
+        links.link(&tracing::Span::none());
+        assert!(links.is_empty(), "linking forgets the contexts");
+        assert_eq!(
+            *LINKED.lock().unwrap(),
+            vec![("a".to_string(), 0), ("b".to_string(), 3)]
+        );
+
+        for offset in 0..(TraceLinks::MAX as u64 + 10) {
+            links.add(&record(offset, Some(&format!("ctx-{offset}"))));
+        }
+        assert_eq!(links.len(), TraceLinks::MAX);
+    }
+}
