@@ -397,7 +397,7 @@ partitions = 12
         let file = BackendFile::parse(FILE).unwrap();
         let b = args(&[]).merge(file).unwrap();
         assert_eq!(b.data_dir, PathBuf::from("/srv/helios"));
-        let k = b.kafka.unwrap();
+        let k = b.kafka.as_ref().unwrap();
         assert_eq!(k.bootstrap_servers, "file-broker:9092");
         assert_eq!(k.client_id, "from-file");
         assert_eq!(k.options["compression.type"], "lz4");
@@ -427,7 +427,7 @@ partitions = 12
         ])
         .merge(file)
         .unwrap();
-        let k = b.kafka.unwrap();
+        let k = b.kafka.as_ref().unwrap();
         assert_eq!(k.bootstrap_servers, "flag-broker:9092");
         assert_eq!(k.client_id, "from-file");
         assert_eq!(k.options["linger.ms"], "20");

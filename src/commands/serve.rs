@@ -48,9 +48,15 @@ pub struct ApiArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE")]
     pub clickhouse: Option<String>,
 
-    /// ClickHouse database, with `--clickhouse`.
-    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
-    pub clickhouse_database: String,
+    /// ClickHouse database, with `--clickhouse` (else `[clickhouse] database` of the
+    /// settings file) [default: helios]
+    #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE")]
+    pub clickhouse_database: Option<String>,
+
+    /// Backend settings file (TOML; keys in `helios run pipeline --help`): its
+    /// `[clickhouse] url, database` apply where the flags and variables say nothing.
+    #[arg(long = "config", env = "HELIOS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// The data dir: the embedded store (without `--clickhouse`) and the default key file.
     #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
@@ -92,9 +98,16 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
-    let clickhouse = args.clickhouse.as_ref().map(|url| {
-        helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
-    });
+    let file = match &args.config {
+        Some(path) => crate::backend::BackendFile::load(path)?,
+        None => crate::backend::BackendFile::default(),
+    };
+    let url = args.clickhouse.clone().or(file.clickhouse.url);
+    let database = (args.clickhouse_database.clone())
+        .or(file.clickhouse.database)
+        .unwrap_or_else(|| "helios".to_owned());
+    let clickhouse =
+        url.map(|url| helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&database));
     let state = crate::api::read_state(catalog, &store, clickhouse, &args.data_dir).await?;
     let store_name = state.store.describe();
     let addr = listener.local_addr()?;
