@@ -12,7 +12,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use super::tables::{self, Table};
 use crate::error::{Result, SinkError};
@@ -22,7 +24,16 @@ use crate::spec::StoreSpec;
 /// `<table>`. Only reads; safe while a sink writes. Files are listed when a query runs.
 pub async fn session(dir: &Path, spec: &StoreSpec) -> Result<SessionContext> {
     spec.validate()?;
-    let ctx = SessionContext::new();
+    // DataFusion keeps a table's file listing for the session's life by default; the sink
+    // adds and compacts files all the time, so list them on every query instead.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()
+        .map_err(|e| SinkError::Query {
+            sql: "a DataFusion runtime without the file listing cache".to_owned(),
+            reason: e.to_string(),
+        })?;
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     collect(&ctx, "CREATE SCHEMA raw").await?;
     for table in tables::all(spec) {
         let raw = format!("raw.{}", table.name);
