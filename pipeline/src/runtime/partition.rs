@@ -12,7 +12,7 @@ use tracing::warn;
 use crate::insights::{InsightOperator, InsightSettings};
 use crate::rules::{RuleOperator, RuleState};
 use crate::spec::{Aggregate, Rule};
-use crate::window::{AggregateState, WindowedAggregate, sketch};
+use crate::window::{AggregateState, AggregateStateRef, WindowedAggregate, sketch};
 use crate::{PipelineError, Result};
 
 /// One input partition's operators and progress.
@@ -55,11 +55,12 @@ struct PayloadV1 {
     aggregates: Vec<OperatorState>,
 }
 
-/// The same payload as written: rule and insight state serialized in place, not copied.
+/// The same payload as written: window, rule and insight state serialized in place, not
+/// copied (a copy of 1M open windows would double the memory a checkpoint needs).
 #[derive(Serialize)]
 struct PayloadRef<'a> {
     max_event_time: i64,
-    aggregates: Vec<OperatorState>,
+    aggregates: Vec<OperatorStateRef<'a>>,
     rules: Vec<RuleSnapshot<&'a str, &'a RuleState>>,
     insights: Vec<InsightSnapshot<&'a str, &'a InsightOperator>>,
 }
@@ -78,11 +79,19 @@ struct InsightSnapshot<N = String, S = InsightOperator> {
     state: S,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct OperatorState {
     name: String,
     fingerprint: u64,
     state: AggregateState,
+}
+
+/// [`OperatorState`] as written, borrowing the operator.
+#[derive(Serialize)]
+struct OperatorStateRef<'a> {
+    name: &'a str,
+    fingerprint: u64,
+    state: AggregateStateRef<'a>,
 }
 
 /// Identifies an aggregate's definition, so state is never restored into a changed one.
@@ -255,10 +264,10 @@ impl PartitionState {
             aggregates: self
                 .aggregates
                 .iter()
-                .map(|a| OperatorState {
-                    name: a.name().to_string(),
+                .map(|a| OperatorStateRef {
+                    name: a.name(),
                     fingerprint: fingerprint(a.spec()),
-                    state: a.snapshot(),
+                    state: a.state(),
                 })
                 .collect(),
             rules: self

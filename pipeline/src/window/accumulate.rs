@@ -16,12 +16,15 @@ pub enum Accumulator {
         sum: f64,
         n: u64,
     },
-    CountDistinct(Hll),
-    Quantile(f64, DdSketch),
+    // The large variants are boxed so every accumulator is 24 bytes: a window's measures
+    // sit in one small allocation however many windows are open (1M keys of count + sum
+    // take 48 bytes each, not 160). Boxes serialize as their contents.
+    CountDistinct(Box<Hll>),
+    Quantile(f64, Box<DdSketch>),
     /// (event time, arrival sequence, value): the earliest by event time, ties by arrival.
-    First(Option<(i64, u64, f64)>),
+    First(Option<Box<(i64, u64, f64)>>),
     /// The latest by event time, ties by arrival.
-    Last(Option<(i64, u64, f64)>),
+    Last(Option<Box<(i64, u64, f64)>>),
 }
 
 impl Accumulator {
@@ -32,8 +35,8 @@ impl Accumulator {
             AggregateFn::Min => Accumulator::Min(None),
             AggregateFn::Max => Accumulator::Max(None),
             AggregateFn::Avg => Accumulator::Avg { sum: 0.0, n: 0 },
-            AggregateFn::CountDistinct => Accumulator::CountDistinct(Hll::default()),
-            AggregateFn::Quantile(q) => Accumulator::Quantile(q, DdSketch::default()),
+            AggregateFn::CountDistinct => Accumulator::CountDistinct(Box::default()),
+            AggregateFn::Quantile(q) => Accumulator::Quantile(q, Box::default()),
             AggregateFn::First => Accumulator::First(None),
             AggregateFn::Last => Accumulator::Last(None),
         }
@@ -81,16 +84,16 @@ impl Accumulator {
             }
             Accumulator::First(f) => {
                 if let Some(x) = num
-                    && f.is_none_or(|(t, s, _)| (time, seq) < (t, s))
+                    && f.as_deref().is_none_or(|&(t, s, _)| (time, seq) < (t, s))
                 {
-                    *f = Some((time, seq, x));
+                    *f = Some(Box::new((time, seq, x)));
                 }
             }
             Accumulator::Last(l) => {
                 if let Some(x) = num
-                    && l.is_none_or(|(t, s, _)| (time, seq) > (t, s))
+                    && l.as_deref().is_none_or(|&(t, s, _)| (time, seq) > (t, s))
                 {
-                    *l = Some((time, seq, x));
+                    *l = Some(Box::new((time, seq, x)));
                 }
             }
         }
@@ -117,16 +120,16 @@ impl Accumulator {
             (Accumulator::Quantile(_, a), Accumulator::Quantile(_, b)) => a.merge(b),
             (Accumulator::First(a), Accumulator::First(b)) => {
                 if let Some(o) = b
-                    && a.is_none_or(|m| (o.0, o.1) < (m.0, m.1))
+                    && a.as_deref().is_none_or(|m| (o.0, o.1) < (m.0, m.1))
                 {
-                    *a = Some(*o);
+                    *a = Some(o.clone());
                 }
             }
             (Accumulator::Last(a), Accumulator::Last(b)) => {
                 if let Some(o) = b
-                    && a.is_none_or(|m| (o.0, o.1) > (m.0, m.1))
+                    && a.as_deref().is_none_or(|m| (o.0, o.1) > (m.0, m.1))
                 {
-                    *a = Some(*o);
+                    *a = Some(o.clone());
                 }
             }
             // Accumulators of one measure always have the same function.
@@ -142,7 +145,7 @@ impl Accumulator {
             Accumulator::Avg { sum, n } => (*n > 0).then(|| sum / *n as f64),
             Accumulator::CountDistinct(h) => Some(h.estimate().round()),
             Accumulator::Quantile(q, s) => s.quantile(*q),
-            Accumulator::First(f) | Accumulator::Last(f) => f.map(|(_, _, v)| v),
+            Accumulator::First(f) | Accumulator::Last(f) => f.as_deref().map(|&(_, _, v)| v),
         }
     }
 }

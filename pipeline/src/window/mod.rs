@@ -11,7 +11,7 @@ mod accumulate;
 pub mod sketch;
 mod watermark;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use helios_schemas::{Event, WindowResult};
@@ -29,13 +29,71 @@ pub type GroupKey = Vec<Option<String>>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WindowState {
     start: i64,
-    accumulators: Vec<Accumulator>,
+    accumulators: Box<[Accumulator]>,
     count: u64,
     /// Versions emitted so far (early results).
     versions: i32,
     /// Changed since the last early emission.
     dirty: bool,
 }
+
+/// A group key with its hash, ordered by the hash first: looking a key up among 1000s
+/// compares integers and reads the key's strings only on a hash match, instead of
+/// comparing strings (which share long prefixes, e.g. repository URLs) at every step.
+/// The order is as deterministic as the key order it replaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Keyed {
+    hash: u64,
+    key: GroupKey,
+}
+
+impl Keyed {
+    fn new(key: GroupKey) -> Self {
+        Keyed {
+            hash: key_hash(&key),
+            key,
+        }
+    }
+}
+
+/// A fixed hash of a group key (word at a time, multiply-rotate, SplitMix finaliser):
+/// the same on every run and platform.
+fn key_hash(key: &GroupKey) -> u64 {
+    #[inline]
+    fn mix(h: u64, word: u64) -> u64 {
+        (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95)
+    }
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for part in key {
+        let Some(s) = part else {
+            h = mix(h, u64::MAX);
+            continue;
+        };
+        let bytes = s.as_bytes();
+        h = mix(h, bytes.len() as u64);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            h = mix(h, u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            h = mix(h, u64::from_le_bytes(b));
+        }
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// One group's open windows as (end, state), ordered by end: one or two for a tumbling
+/// window, size/slide (+ lateness) for a hopping one, the open sessions of a key.
+type Group = Vec<(i64, WindowState)>;
 
 /// Why an event did not count.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,21 +112,80 @@ pub struct AggregateState {
     last_early: i64,
 }
 
+/// [`AggregateState`] as written: the same fields, serialized straight from the live
+/// operator (no copy of the state, so a checkpoint of 1M open windows needs only the
+/// encoded bytes on top of the state). Deserializes as [`AggregateState`].
+#[derive(Debug, Serialize)]
+#[serde(rename = "AggregateState")]
+pub struct AggregateStateRef<'a> {
+    windows: WindowsRef<'a>,
+    sessions: SessionsRef<'a>,
+    watermark: i64,
+    last_early: i64,
+}
+
+/// Every open window as `(end, key, state)`, by key then end.
+#[derive(Debug)]
+struct WindowsRef<'a>(&'a BTreeMap<Keyed, Group>);
+
+impl Serialize for WindowsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let len = self.0.values().map(Vec::len).sum();
+        let mut seq = s.serialize_seq(Some(len))?;
+        for (k, group) in self.0 {
+            for (end, state) in group {
+                seq.serialize_element(&(end, &k.key, state))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Session windows only: every key's open sessions as `(key, [(start, end)])`.
+#[derive(Debug)]
+struct SessionsRef<'a>(Option<&'a BTreeMap<Keyed, Group>>);
+
+impl Serialize for SessionsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        struct Spans<'a>(&'a Group);
+        impl Serialize for Spans<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|(end, st)| (st.start, *end)))
+            }
+        }
+        let Some(groups) = self.0 else {
+            return s.serialize_seq(Some(0))?.end();
+        };
+        let mut seq = s.serialize_seq(Some(groups.len()))?;
+        for (k, group) in groups {
+            seq.serialize_element(&(&k.key, Spans(group)))?;
+        }
+        seq.end()
+    }
+}
+
 /// The state of one aggregate.
 #[derive(Debug)]
 pub struct WindowedAggregate {
     spec: Arc<Aggregate>,
     lateness_us: i64,
     emit_every_us: Option<i64>,
-    /// window end -> group key -> state. Ordered by end so closing windows is a prefix
-    /// scan; nested (rather than keyed by `(end, key)`) so an event finds its window with
-    /// a borrowed key, without allocating one per window it belongs to.
-    windows: BTreeMap<i64, BTreeMap<GroupKey, WindowState>>,
+    /// group key -> its open windows. Keyed by group first so an event looks its key up
+    /// once whatever the number of windows it falls in (ten for a 10 min / 1 min hopping
+    /// window), and a key is stored once however many windows it has open.
+    groups: BTreeMap<Keyed, Group>,
+    /// window end -> number of open windows ending there: tells, without visiting the
+    /// groups, whether a watermark closes anything.
+    ends: BTreeMap<i64, usize>,
+    /// Session windows only: session end -> the keys with a session ending there, so a
+    /// closing session is found directly (session ends differ from key to key; tumbling
+    /// and hopping windows end together and are closed by one pass over the groups).
+    session_ends: BTreeMap<i64, BTreeSet<Keyed>>,
     /// The current event's group key, reused from event to event (its strings keep their
     /// capacity), so the common case (the window exists) allocates nothing for the key.
-    scratch: GroupKey,
-    /// Sessions only: group key -> (start -> end) of its open sessions.
-    sessions: BTreeMap<GroupKey, BTreeMap<i64, i64>>,
+    scratch: Keyed,
     watermark: i64,
     last_early: i64,
 }
@@ -77,15 +194,20 @@ fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Measure arguments evaluated into an inline array up to this many measures (no
+/// allocation per event); specs with more use a `Vec`.
+const INLINE_ARGS: usize = 4;
+
 impl WindowedAggregate {
     pub fn new(spec: Arc<Aggregate>) -> Self {
         WindowedAggregate {
             lateness_us: micros(spec.allowed_lateness),
             emit_every_us: spec.emit_every.map(micros),
             spec,
-            windows: BTreeMap::new(),
-            scratch: Vec::new(),
-            sessions: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            ends: BTreeMap::new(),
+            session_ends: BTreeMap::new(),
+            scratch: Keyed::default(),
             watermark: i64::MIN,
             last_early: i64::MIN,
         }
@@ -105,38 +227,65 @@ impl WindowedAggregate {
         self.watermark
     }
 
-    /// A copy of the operator's state, for a checkpoint.
+    fn is_session(&self) -> bool {
+        matches!(self.spec.window, Window::Session { .. })
+    }
+
+    /// The operator's state for a checkpoint, serialized in place.
+    pub fn state(&self) -> AggregateStateRef<'_> {
+        AggregateStateRef {
+            windows: WindowsRef(&self.groups),
+            sessions: SessionsRef(self.is_session().then_some(&self.groups)),
+            watermark: self.watermark,
+            last_early: self.last_early,
+        }
+    }
+
+    /// A copy of the operator's state (what [`WindowedAggregate::state`] writes).
     pub fn snapshot(&self) -> AggregateState {
         AggregateState {
             windows: self
-                .windows
+                .groups
                 .iter()
-                .flat_map(|(end, keys)| {
-                    keys.iter().map(|(key, st)| (*end, key.clone(), st.clone()))
+                .flat_map(|(k, group)| {
+                    group
+                        .iter()
+                        .map(|(end, st)| (*end, k.key.clone(), st.clone()))
                 })
                 .collect(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(k, s)| (k.clone(), s.iter().map(|(a, b)| (*a, *b)).collect()))
-                .collect(),
+            sessions: if self.is_session() {
+                self.groups
+                    .iter()
+                    .map(|(k, group)| {
+                        let spans = group.iter().map(|(end, st)| (st.start, *end)).collect();
+                        (k.key.clone(), spans)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             watermark: self.watermark,
             last_early: self.last_early,
         }
     }
 
     /// An operator for `spec` continuing from a [`WindowedAggregate::snapshot`] of the same
-    /// spec.
+    /// spec. Sessions are the session windows' spans, so the windows alone rebuild them.
     pub fn restore(spec: Arc<Aggregate>, state: AggregateState) -> Self {
         let mut op = WindowedAggregate::new(spec);
         for (end, key, st) in state.windows {
-            op.windows.entry(end).or_default().insert(key, st);
+            let group = op.groups.entry(Keyed::new(key)).or_insert_with(new_group);
+            let at = group.partition_point(|(e, _)| *e < end);
+            group.insert(at, (end, st));
+            *op.ends.entry(end).or_default() += 1;
         }
-        op.sessions = state
-            .sessions
-            .into_iter()
-            .map(|(k, s)| (k, s.into_iter().collect()))
-            .collect();
+        if op.is_session() {
+            for (key, group) in &op.groups {
+                for (end, _) in group {
+                    op.session_ends.entry(*end).or_default().insert(key.clone());
+                }
+            }
+        }
         op.watermark = state.watermark;
         op.last_early = state.last_early;
         op
@@ -144,7 +293,7 @@ impl WindowedAggregate {
 
     /// Windows currently open (for metrics and memory bounds).
     pub fn open_windows(&self) -> usize {
-        self.windows.values().map(BTreeMap::len).sum()
+        self.ends.values().sum()
     }
 
     /// Adds one event. `seq` is its arrival position (for first/last ties). Returns `Err`
@@ -156,88 +305,72 @@ impl WindowedAggregate {
             return Ok(());
         }
         let mut key = std::mem::take(&mut self.scratch);
-        key.resize(self.spec.group_by.len(), None);
-        for (slot, k) in key.iter_mut().zip(&self.spec.group_by) {
+        key.key.resize(self.spec.group_by.len(), None);
+        for (slot, k) in key.key.iter_mut().zip(&self.spec.group_by) {
             k.expr.eval(event).write_key(slot);
         }
+        key.hash = key_hash(&key.key);
+        let spec = self.spec.clone();
+        let measures = &spec.measures;
+        let eval = |m: &crate::spec::Measure| m.argument.as_ref().map(|a| a.eval(event));
+        let mut inline: [Option<Value<'_>>; INLINE_ARGS] = Default::default();
+        let heap: Vec<Option<Value<'_>>>;
+        let args: &[Option<Value<'_>>] = if measures.len() <= INLINE_ARGS {
+            for (slot, m) in inline.iter_mut().zip(measures) {
+                *slot = eval(m);
+            }
+            &inline[..measures.len()]
+        } else {
+            heap = measures.iter().map(eval).collect();
+            &heap
+        };
         let t = event.time;
-        let args: Vec<Option<Value<'_>>> = self
-            .spec
-            .measures
-            .iter()
-            .map(|m| m.argument.as_ref().map(|a| a.eval(event)))
-            .collect();
         let closed_before = self.watermark.saturating_sub(self.lateness_us);
-        let outcome = match self.spec.window {
+        let outcome = match spec.window {
             Window::Tumbling { size } => {
                 let size = micros(size);
                 let start = t.div_euclid(size) * size;
-                self.update(start, start + size, closed_before, &key, &args, t, seq)
+                if start + size <= closed_before {
+                    Err(self.late(t))
+                } else {
+                    let ends = &mut self.ends;
+                    with_group(&mut self.groups, &key, |group| {
+                        add(group, ends, &spec, start, start + size, args, t, seq);
+                    });
+                    Ok(())
+                }
             }
             Window::Hopping { size, slide } => {
                 let (size, slide) = (micros(size), micros(slide));
                 let last_start = t.div_euclid(slide) * slide;
-                let mut counted = false;
-                let mut start = last_start;
-                while start > t - size {
-                    counted |= self
-                        .update(start, start + size, closed_before, &key, &args, t, seq)
-                        .is_ok();
-                    start -= slide;
+                // The event's windows start at last_start, last_start - slide, ... while
+                // they still contain t; the oldest of them may be closed already.
+                let mut first_start = last_start;
+                while first_start - slide > t - size {
+                    first_start -= slide;
                 }
-                if counted { Ok(()) } else { Err(self.late(t)) }
+                let mut start = first_start;
+                while start + size <= closed_before && start <= last_start {
+                    start += slide;
+                }
+                if start > last_start {
+                    Err(self.late(t))
+                } else {
+                    // One key lookup for all of the event's windows.
+                    let ends = &mut self.ends;
+                    with_group(&mut self.groups, &key, |group| {
+                        while start <= last_start {
+                            add(group, ends, &spec, start, start + size, args, t, seq);
+                            start += slide;
+                        }
+                    });
+                    Ok(())
+                }
             }
-            Window::Session { gap } => {
-                self.session(t, micros(gap), closed_before, &key, &args, seq)
-            }
+            Window::Session { gap } => self.session(t, micros(gap), closed_before, &key, args, seq),
         };
         self.scratch = key;
         outcome
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn update(
-        &mut self,
-        start: i64,
-        end: i64,
-        closed_before: i64,
-        key: &GroupKey,
-        args: &[Option<Value<'_>>],
-        t: i64,
-        seq: u64,
-    ) -> Result<(), Late> {
-        if end <= closed_before {
-            return Err(self.late(t));
-        }
-        let add = |state: &mut WindowState| {
-            for (acc, arg) in state.accumulators.iter_mut().zip(args) {
-                acc.update(arg.as_ref(), t, seq);
-            }
-            state.count += 1;
-            state.dirty = true;
-        };
-        let keys = self.windows.entry(end).or_default();
-        // One lookup when the window exists (the common case); the key is cloned only
-        // for a new window.
-        if let Some(state) = keys.get_mut(key) {
-            add(state);
-            return Ok(());
-        }
-        let mut fresh = WindowState {
-            start,
-            accumulators: self
-                .spec
-                .measures
-                .iter()
-                .map(|m| Accumulator::new(m.function))
-                .collect(),
-            count: 0,
-            versions: 0,
-            dirty: false,
-        };
-        add(&mut fresh);
-        keys.insert(key.clone(), fresh);
-        Ok(())
     }
 
     fn session(
@@ -245,51 +378,73 @@ impl WindowedAggregate {
         t: i64,
         gap: i64,
         closed_before: i64,
-        key: &GroupKey,
+        key: &Keyed,
         args: &[Option<Value<'_>>],
         seq: u64,
     ) -> Result<(), Late> {
-        let (mut start, mut end) = (t, t.saturating_add(gap));
-        if !self.sessions.contains_key(key) {
-            self.sessions.insert(key.clone(), BTreeMap::new());
-        }
-        let Some(sessions) = self.sessions.get_mut(key) else {
-            unreachable!("inserted above")
-        };
-        // Every open session this event touches merges into one.
-        let touching: Vec<(i64, i64)> = sessions
-            .range(..=end)
-            .filter(|(_, e)| **e >= start)
-            .map(|(s, e)| (*s, *e))
-            .collect();
-        if touching.is_empty() && end <= closed_before {
+        let (lo, hi) = (t, t.saturating_add(gap));
+        // The open sessions this event touches (overlapping [t, t + gap]) merge into one.
+        let touches = |e: i64, st: &WindowState| st.start <= hi && e >= lo;
+        let any = self
+            .groups
+            .get(key)
+            .is_some_and(|g| g.iter().any(|(e, st)| touches(*e, st)));
+        if !any && hi <= closed_before {
             return Err(self.late(t));
         }
+        let spec = self.spec.clone();
+        let group = group_of(&mut self.groups, key);
+        let (mut start, mut end) = (lo, hi);
         let mut merged: Option<WindowState> = None;
-        for (s, e) in touching {
-            sessions.remove(&s);
-            start = start.min(s);
-            end = end.max(e);
-            if let Some(st) = take_window(&mut self.windows, e, key) {
-                merged = Some(match merged {
-                    None => st,
-                    Some(mut m) => {
-                        for (a, b) in m.accumulators.iter_mut().zip(&st.accumulators) {
-                            a.merge(b);
-                        }
-                        m.count += st.count;
-                        m.versions = m.versions.max(st.versions);
-                        m
-                    }
-                });
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < group.len() {
+            if !touches(group[i].0, &group[i].1) {
+                i += 1;
+                continue;
             }
+            let (e, st) = group.remove(i);
+            start = start.min(st.start);
+            end = end.max(e);
+            removed.push(e);
+            merged = Some(match merged {
+                None => st,
+                Some(mut m) => {
+                    for (a, b) in m.accumulators.iter_mut().zip(&st.accumulators) {
+                        a.merge(b);
+                    }
+                    m.count += st.count;
+                    m.versions = m.versions.max(st.versions);
+                    m
+                }
+            });
         }
-        sessions.insert(start, end);
         if let Some(mut st) = merged {
             st.start = start;
-            self.windows.entry(end).or_default().insert(key.clone(), st);
+            let at = group.partition_point(|(e, _)| *e < end);
+            group.insert(at, (end, st));
+            *self.ends.entry(end).or_default() += 1;
         }
-        self.update(start, end, i64::MIN, key, args, t, seq)
+        add(group, &mut self.ends, &spec, start, end, args, t, seq);
+        for e in removed {
+            forget(&mut self.ends, e);
+            if e == end {
+                continue;
+            }
+            if let Some(keys) = self.session_ends.get_mut(&e) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.session_ends.remove(&e);
+                }
+            }
+        }
+        if !self.session_ends.get(&end).is_some_and(|k| k.contains(key)) {
+            self.session_ends
+                .entry(end)
+                .or_default()
+                .insert(key.clone());
+        }
+        Ok(())
     }
 
     fn late(&self, t: i64) -> Late {
@@ -310,65 +465,175 @@ impl WindowedAggregate {
         }
         self.watermark = watermark;
         let closed_before = watermark.saturating_sub(self.lateness_us);
-        while let Some(entry) = self.windows.first_entry() {
-            if *entry.key() > closed_before {
-                break;
-            }
-            let (end, keys) = entry.remove_entry();
-            for (key, mut state) in keys {
-                if let Window::Session { .. } = self.spec.window
-                    && let Some(s) = self.sessions.get_mut(&key)
-                {
-                    s.remove(&state.start);
-                    if s.is_empty() {
-                        self.sessions.remove(&key);
-                    }
-                }
-                state.versions += 1;
-                out.push(self.result(end, &key, &state, true));
-            }
+        if self
+            .ends
+            .first_key_value()
+            .is_some_and(|(end, _)| *end <= closed_before)
+        {
+            self.close(closed_before, out);
         }
         if let Some(every) = self.emit_every_us {
             let boundary = watermark.div_euclid(every) * every;
             if boundary > self.last_early {
                 self.last_early = boundary;
-                let spec = self.spec.clone();
-                for (end, keys) in self.windows.iter_mut() {
-                    for (key, state) in keys.iter_mut() {
-                        if state.dirty {
-                            state.dirty = false;
-                            state.versions += 1;
-                            out.push(result(&spec, *end, key, state, false));
-                        }
-                    }
+                // In (end, key) order, as the finals.
+                let mut dirty: Vec<(i64, &GroupKey, &mut WindowState)> = self
+                    .groups
+                    .iter_mut()
+                    .flat_map(|(k, group)| {
+                        group
+                            .iter_mut()
+                            .filter(|(_, st)| st.dirty)
+                            .map(move |(end, st)| (*end, &k.key, st))
+                    })
+                    .collect();
+                dirty.sort_by_key(|(end, _, _)| *end);
+                for (end, key, state) in dirty {
+                    state.dirty = false;
+                    state.versions += 1;
+                    out.push(result(&self.spec, end, key, state, false));
                 }
             }
         }
     }
 
-    fn result(
-        &self,
-        end: i64,
-        key: &GroupKey,
-        state: &WindowState,
-        is_final: bool,
-    ) -> WindowResult {
-        result(&self.spec, end, key, state, is_final)
+    /// Emits the final results of every window ending at or before `closed_before`, in
+    /// (end, key) order, and drops them.
+    fn close(&mut self, closed_before: i64, out: &mut Vec<WindowResult>) {
+        while let Some(entry) = self.ends.first_entry() {
+            if *entry.key() > closed_before {
+                break;
+            }
+            entry.remove();
+        }
+        if self.is_session() {
+            while let Some(entry) = self.session_ends.first_entry() {
+                if *entry.key() > closed_before {
+                    break;
+                }
+                let (end, keys) = entry.remove_entry();
+                for key in keys {
+                    let Some(group) = self.groups.get_mut(&key) else {
+                        continue;
+                    };
+                    let Ok(at) = group.binary_search_by_key(&end, |(e, _)| *e) else {
+                        continue;
+                    };
+                    let (_, mut state) = group.remove(at);
+                    if group.is_empty() {
+                        self.groups.remove(&key);
+                    }
+                    state.versions += 1;
+                    out.push(result(&self.spec, end, &key.key, &state, true));
+                }
+            }
+            return;
+        }
+        // Tumbling and hopping windows end on the same boundaries for every key: one pass
+        // over the groups takes each one's closed windows (a prefix, ends are ordered).
+        let mut closing: Vec<(i64, &GroupKey, WindowState)> = Vec::new();
+        let mut emptied = false;
+        for (k, group) in self.groups.iter_mut() {
+            let n = group.partition_point(|(e, _)| *e <= closed_before);
+            closing.extend(group.drain(..n).map(|(end, st)| (end, &k.key, st)));
+            emptied |= group.is_empty();
+        }
+        // Stable: keys stay in order within one end.
+        closing.sort_by_key(|(end, _, _)| *end);
+        for (end, key, mut state) in closing {
+            state.versions += 1;
+            out.push(result(&self.spec, end, key, &state, true));
+        }
+        if emptied {
+            self.groups.retain(|_, g| !g.is_empty());
+        }
     }
 }
 
-/// Removes the window `(end, key)`, dropping the end's map when it becomes empty.
-fn take_window(
-    windows: &mut BTreeMap<i64, BTreeMap<GroupKey, WindowState>>,
+/// Adds the event to the window `(start, end)` of `group`, creating it when new (and
+/// counting it in `ends`). Returns whether the window is new.
+#[allow(clippy::too_many_arguments)]
+fn add(
+    group: &mut Group,
+    ends: &mut BTreeMap<i64, usize>,
+    spec: &Aggregate,
+    start: i64,
     end: i64,
-    key: &GroupKey,
-) -> Option<WindowState> {
-    let keys = windows.get_mut(&end)?;
-    let state = keys.remove(key);
-    if keys.is_empty() {
-        windows.remove(&end);
+    args: &[Option<Value<'_>>],
+    t: i64,
+    seq: u64,
+) -> bool {
+    let (state, new) = match group.binary_search_by_key(&end, |(e, _)| *e) {
+        Ok(at) => (&mut group[at].1, false),
+        Err(at) => {
+            group.insert(
+                at,
+                (
+                    end,
+                    WindowState {
+                        start,
+                        accumulators: spec
+                            .measures
+                            .iter()
+                            .map(|m| Accumulator::new(m.function))
+                            .collect(),
+                        count: 0,
+                        versions: 0,
+                        dirty: false,
+                    },
+                ),
+            );
+            *ends.entry(end).or_default() += 1;
+            (&mut group[at].1, true)
+        }
+    };
+    for (acc, arg) in state.accumulators.iter_mut().zip(args) {
+        acc.update(arg.as_ref(), t, seq);
     }
-    state
+    state.count += 1;
+    state.dirty = true;
+    new
+}
+
+/// The open windows of `key`, created empty (the key cloned) when it has none.
+fn group_of<'g>(groups: &'g mut BTreeMap<Keyed, Group>, key: &Keyed) -> &'g mut Group {
+    // Two lookups for a new key rather than a clone of the key per event.
+    if !groups.contains_key(key) {
+        groups.insert(key.clone(), new_group());
+    }
+    match groups.get_mut(key) {
+        Some(g) => g,
+        None => unreachable!("inserted above"),
+    }
+}
+
+/// Runs `f` on the open windows of `key`, created empty (the key cloned) when it has
+/// none: one lookup when the key is known.
+fn with_group<R>(
+    groups: &mut BTreeMap<Keyed, Group>,
+    key: &Keyed,
+    f: impl FnOnce(&mut Group) -> R,
+) -> R {
+    if let Some(group) = groups.get_mut(key) {
+        return f(group);
+    }
+    f(groups.entry(key.clone()).or_insert_with(new_group))
+}
+
+/// Room for one window: most keys of a tumbling window never have more, and `Vec`'s first
+/// growth would reserve four (192 bytes a key with 1M keys open).
+fn new_group() -> Group {
+    Vec::with_capacity(1)
+}
+
+/// One window ending at `end` is gone.
+fn forget(ends: &mut BTreeMap<i64, usize>, end: i64) {
+    if let Some(n) = ends.get_mut(&end) {
+        *n -= 1;
+        if *n == 0 {
+            ends.remove(&end);
+        }
+    }
 }
 
 fn result(
