@@ -33,7 +33,7 @@ use helios_log::{
     ConsumedRecord, ConsumerConfig, Log, LogConsumer, Record, SeekTo, TopicPartition, TopicSpec,
     TraceLinks,
 };
-use helios_schemas::{Alert, DeadLetter, EventCodec, Insight, RecordCodec, WindowResult};
+use helios_schemas::{Alert, DeadLetter, Event, EventCodec, Insight, RecordCodec, WindowResult};
 use sqlparser::ast::{Expr as Ast, SelectItem};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -358,6 +358,8 @@ struct Runner {
     partitions: BTreeMap<u32, PartitionState>,
     watermarks: Watermarks,
     ooo_us: i64,
+    /// The event being processed, decoded into the previous one's allocations.
+    event: Event,
 }
 
 impl Runner {
@@ -385,6 +387,7 @@ impl Runner {
             partitions: BTreeMap::new(),
             watermarks: Watermarks::new(w.max_out_of_orderness, w.idle_timeout),
             ooo_us: i64::try_from(w.max_out_of_orderness.as_micros()).unwrap_or(i64::MAX),
+            event: Event::default(),
         })
     }
 
@@ -533,7 +536,7 @@ impl Runner {
                     .or_insert((rec.offset, rec.offset));
                 r.1 = rec.offset;
             }
-            process_record(p, st, rec, self.ooo_us, &mut out).await?;
+            process_record(p, st, rec, self.ooo_us, started, &mut self.event, &mut out).await?;
         }
         let now = Instant::now();
         for (k, st) in &mut self.partitions {
@@ -657,21 +660,24 @@ impl Runner {
     }
 }
 
-/// Decodes one record and feeds it to its partition's operators.
+/// Decodes one record into `event` (the previous record's, its allocations reused) and
+/// feeds it to its partition's operators. `polled` is when the batch was taken (idle
+/// detection: one clock read per batch, not per record).
 async fn process_record(
     p: &Processor,
     st: &mut PartitionState,
     rec: &ConsumedRecord,
     ooo_us: i64,
+    polled: Instant,
+    event: &mut Event,
     out: &mut Outputs,
 ) -> Result<()> {
     st.next_offset = rec.offset + 1;
-    st.last_record = Instant::now();
+    st.last_record = polled;
     st.dirty = true;
-    let event = match p.codecs.events.decode(&rec.value) {
-        Ok(e) => e,
-        Err(_) => match p.codecs.events.decode_async(&rec.value).await {
-            Ok(e) => e,
+    if p.codecs.events.decode_into(&rec.value, event).is_err() {
+        match p.codecs.events.decode_async(&rec.value).await {
+            Ok(e) => *event = e,
             Err(e) if transient(&e) => {
                 return Err(PipelineError::Encode {
                     what: "an event (the schema registry is unavailable; retry)",
@@ -687,10 +693,11 @@ async fn process_record(
                 ));
                 return Ok(());
             }
-        },
-    };
+        }
+    }
+    let event = &*event;
     for op in &mut st.aggregates {
-        if let Err(late) = op.on_event(&event, rec.offset) {
+        if let Err(late) = op.on_event(event, rec.offset) {
             out.late.push(dead_letter(
                 LATE_STAGE,
                 rec,
@@ -700,7 +707,7 @@ async fn process_record(
         }
     }
     for op in &mut st.rules {
-        if let Err(late) = op.on_event(&event, rec.offset) {
+        if let Err(late) = op.on_event(event, rec.offset) {
             out.late.push(dead_letter(
                 LATE_STAGE,
                 rec,

@@ -156,6 +156,19 @@ impl EventCodec {
         Self::decode_with(self.writers.get(id)?, body)
     }
 
+    /// Like [`EventCodec::decode`], into `event`, reusing its allocations (see
+    /// [`event_binary::decode_event_body_into`]); the hot path of a processor.
+    pub fn decode_into(&self, bytes: &[u8], event: &mut Event) -> Result<()> {
+        let (id, body) = wire::split(bytes)?;
+        match self.writers.get(id)? {
+            Writer::BuiltIn => event_binary::decode_event_body_into(body, event),
+            Writer::Other(schema) => {
+                *event = resolve_decode::<Event>(&schema, body)?;
+                Ok(())
+            }
+        }
+    }
+
     /// Decodes a framed event, fetching an unknown writer schema from the source first.
     pub async fn decode_async(&self, bytes: &[u8]) -> Result<Event> {
         let (id, body) = wire::split(bytes)?;
