@@ -2,8 +2,43 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sketch::{DdSketch, Hll};
+use super::sketch::{DdBucket, DdSketch, Hll};
 use crate::expr::{AggregateFn, Value};
+
+/// One event's argument for one measure, reduced to what an accumulator of that measure
+/// reads, so a hopping event computes it once (a hash for `count_distinct`, a logarithm
+/// for `quantile`) rather than once per window it falls in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Input {
+    /// Counted by `count`: no argument (`count(*)`) or a non-NULL one.
+    counts: bool,
+    /// The argument as a number.
+    num: Option<f64>,
+    /// `count_distinct`: the HLL register the argument sets.
+    register: Option<(u16, u8)>,
+    /// `quantile`: the DDSketch bucket of the number.
+    bucket: Option<DdBucket>,
+}
+
+impl Input {
+    /// The input of measure function `f` for argument value `arg` (`None` = `count(*)`).
+    pub fn new(f: AggregateFn, arg: Option<&Value<'_>>) -> Self {
+        let num = arg.and_then(Value::as_f64);
+        let mut register = None;
+        if let (AggregateFn::CountDistinct, Some(v)) = (f, arg) {
+            v.with_key_bytes(|k| register = Some(Hll::register(k)));
+        }
+        Input {
+            counts: arg.is_none_or(|v| !matches!(v, Value::Null)),
+            num,
+            register,
+            bucket: match f {
+                AggregateFn::Quantile(_) => num.and_then(DdSketch::bucket),
+                _ => None,
+            },
+        }
+    }
+}
 
 /// The running state of one measure in one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,12 +77,12 @@ impl Accumulator {
         }
     }
 
-    /// Adds one event's argument value (`None` argument = `count(*)`).
-    pub fn update(&mut self, arg: Option<&Value<'_>>, time: i64, seq: u64) {
-        let num = arg.and_then(Value::as_f64);
+    /// Adds one event's input (made by [`Input::new`] with this measure's function).
+    pub fn update(&mut self, input: &Input, time: i64, seq: u64) {
+        let num = input.num;
         match self {
             Accumulator::Count(n) => {
-                if arg.is_none_or(|v| !matches!(v, Value::Null)) {
+                if input.counts {
                     *n += 1;
                 }
             }
@@ -73,13 +108,13 @@ impl Accumulator {
                 }
             }
             Accumulator::CountDistinct(h) => {
-                if let Some(v) = arg {
-                    v.with_key_bytes(|k| h.insert(k));
+                if let Some(r) = input.register {
+                    h.insert_register(r);
                 }
             }
             Accumulator::Quantile(_, s) => {
-                if let Some(x) = num {
-                    s.insert(x);
+                if let Some(b) = input.bucket {
+                    s.insert_bucket(b);
                 }
             }
             Accumulator::First(f) => {

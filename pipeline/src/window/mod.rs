@@ -17,10 +17,9 @@ use std::sync::Arc;
 use helios_schemas::{Event, WindowResult};
 use serde::{Deserialize, Serialize};
 
-pub use accumulate::Accumulator;
+pub use accumulate::{Accumulator, Input};
 pub use watermark::Watermarks;
 
-use crate::expr::Value;
 use crate::spec::{Aggregate, Window};
 
 /// Group key values in spec order; `None` is NULL.
@@ -194,7 +193,7 @@ fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// Measure arguments evaluated into an inline array up to this many measures (no
+/// Measure inputs computed into an inline array up to this many measures (no
 /// allocation per event); specs with more use a `Vec`.
 const INLINE_ARGS: usize = 4;
 
@@ -312,16 +311,19 @@ impl WindowedAggregate {
         key.hash = key_hash(&key.key);
         let spec = self.spec.clone();
         let measures = &spec.measures;
-        let eval = |m: &crate::spec::Measure| m.argument.as_ref().map(|a| a.eval(event));
-        let mut inline: [Option<Value<'_>>; INLINE_ARGS] = Default::default();
-        let heap: Vec<Option<Value<'_>>>;
-        let args: &[Option<Value<'_>>] = if measures.len() <= INLINE_ARGS {
+        let input = |m: &crate::spec::Measure| {
+            let arg = m.argument.as_ref().map(|a| a.eval(event));
+            Input::new(m.function, arg.as_ref())
+        };
+        let mut inline = [Input::default(); INLINE_ARGS];
+        let heap: Vec<Input>;
+        let args: &[Input] = if measures.len() <= INLINE_ARGS {
             for (slot, m) in inline.iter_mut().zip(measures) {
-                *slot = eval(m);
+                *slot = input(m);
             }
             &inline[..measures.len()]
         } else {
-            heap = measures.iter().map(eval).collect();
+            heap = measures.iter().map(input).collect();
             &heap
         };
         let t = event.time;
@@ -379,7 +381,7 @@ impl WindowedAggregate {
         gap: i64,
         closed_before: i64,
         key: &Keyed,
-        args: &[Option<Value<'_>>],
+        args: &[Input],
         seq: u64,
     ) -> Result<(), Late> {
         let (lo, hi) = (t, t.saturating_add(gap));
@@ -559,7 +561,7 @@ fn add(
     spec: &Aggregate,
     start: i64,
     end: i64,
-    args: &[Option<Value<'_>>],
+    args: &[Input],
     t: i64,
     seq: u64,
 ) -> bool {
@@ -588,7 +590,7 @@ fn add(
         }
     };
     for (acc, arg) in state.accumulators.iter_mut().zip(args) {
-        acc.update(arg.as_ref(), t, seq);
+        acc.update(arg, t, seq);
     }
     state.count += 1;
     state.dirty = true;

@@ -51,10 +51,20 @@ impl Default for Hll {
 
 impl Hll {
     pub fn insert(&mut self, item: &[u8]) {
+        self.insert_register(Self::register(item));
+    }
+
+    /// The (register, rank) `item` sets: computed once per event, applied to each of the
+    /// event's windows with [`Hll::insert_register`].
+    pub fn register(item: &[u8]) -> (u16, u8) {
         let h = hash64(item);
         let idx = (h >> (64 - HLL_P)) as u16;
         let rest = (h << HLL_P) | (1 << (HLL_P - 1));
-        let rank = rest.leading_zeros() as u8 + 1;
+        (idx, rest.leading_zeros() as u8 + 1)
+    }
+
+    /// Inserts an item by its [`Hll::register`].
+    pub fn insert_register(&mut self, (idx, rank): (u16, u8)) {
         self.raise(idx, rank);
     }
 
@@ -316,6 +326,14 @@ impl<'de> Deserialize<'de> for Buckets {
     }
 }
 
+/// Where a value goes in a [`DdSketch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdBucket {
+    Zero,
+    Positive(i32),
+    Negative(i32),
+}
+
 /// DDSketch over positive and negative values with relative accuracy [`DdSketch::ALPHA`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DdSketch {
@@ -343,16 +361,33 @@ impl DdSketch {
     }
 
     pub fn insert(&mut self, v: f64) {
-        if !v.is_finite() {
-            return;
+        if let Some(b) = Self::bucket(v) {
+            self.insert_bucket(b);
         }
-        self.count += 1;
-        if v.abs() < 1e-12 {
-            self.zeros += 1;
+    }
+
+    /// The bucket `v` falls in (`None` for NaN and infinities, which are not counted):
+    /// computed once per event (a logarithm), applied to each of the event's windows with
+    /// [`DdSketch::insert_bucket`].
+    pub fn bucket(v: f64) -> Option<DdBucket> {
+        if !v.is_finite() {
+            None
+        } else if v.abs() < 1e-12 {
+            Some(DdBucket::Zero)
         } else if v > 0.0 {
-            self.positive.add(Self::key(v), 1);
+            Some(DdBucket::Positive(Self::key(v)))
         } else {
-            self.negative.add(Self::key(-v), 1);
+            Some(DdBucket::Negative(Self::key(-v)))
+        }
+    }
+
+    /// Inserts a value by its [`DdSketch::bucket`].
+    pub fn insert_bucket(&mut self, b: DdBucket) {
+        self.count += 1;
+        match b {
+            DdBucket::Zero => self.zeros += 1,
+            DdBucket::Positive(k) => self.positive.add(k, 1),
+            DdBucket::Negative(k) => self.negative.add(k, 1),
         }
     }
 
