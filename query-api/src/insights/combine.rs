@@ -39,6 +39,32 @@ impl Combined {
         }
     }
 
+    /// What the store combined already: `windows` windows with a value, their sum, least
+    /// and greatest value, the sum of value × event count and the sum of event counts.
+    /// For the functions that combine by sums and extremes (not first/last, distinct
+    /// counts or quantiles).
+    pub fn from_parts(
+        function: MeasureFunction,
+        windows: usize,
+        sum: f64,
+        min: f64,
+        max: f64,
+        weighted: f64,
+        weight: f64,
+    ) -> Self {
+        Combined {
+            function,
+            windows,
+            sum,
+            weighted,
+            weight,
+            min,
+            max,
+            first: None,
+            last: None,
+        }
+    }
+
     /// Adds one window's value; `count` is the window's event count, `start` its start.
     pub fn add(&mut self, start: i64, value: f64, count: i64) -> Result<(), NotCombinable> {
         if self.windows > 0 && !self.function.combines() {

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 
 use super::combine::{Combined, NotCombinable};
 use super::params::{Params, parse_duration, rfc3339};
-use crate::catalog::{AggregateInfo, MeasureInfo, WindowKind};
+use crate::catalog::{AggregateInfo, MeasureFunction, MeasureInfo, WindowKind};
 use crate::error::{ApiError, Result};
 use crate::state::ApiState;
-use crate::store::{Param, Sql, cell};
+use crate::store::{Dialect, Param, Sql, cell};
 
 /// Most points a series may have.
 const MAX_POINTS: i64 = 5_000;
@@ -67,6 +67,14 @@ pub struct Top {
 pub struct TopRow {
     pub key: String,
     pub value: f64,
+}
+
+/// The measure combined over one bucket of one series.
+struct Cell {
+    /// Bucket index from the first bucket; 0 without buckets.
+    bucket: i64,
+    key: Option<String>,
+    value: Combined,
 }
 
 /// One window of one group, as read.
@@ -133,17 +141,8 @@ impl<'a> Selection<'a> {
             .push(" AS helios_value, ")
             .ident("count")
             .push(" AS helios_count FROM ")
-            .versioned_table(&agg.table())
-            .push(" WHERE window_start >= ")
-            .bind(Param::Int(self.from))
-            .push(" AND window_start < ")
-            .bind(Param::Int(self.to));
-        for (key, value) in &self.filters {
-            sql.push(" AND ")
-                .ident(key)
-                .push(" = ")
-                .bind(Param::Text(value.clone()));
-        }
+            .versioned_table(&agg.table());
+        self.push_filters(&mut sql);
         let table = state.store.query(&sql, state.insight_limits).await?;
         let (id, version) = (table.col("id")?, table.col("helios_version")?);
         let start = table.col("window_start")?;
@@ -174,16 +173,144 @@ impl<'a> Selection<'a> {
                 }
             })
             .collect();
-        // Hopping windows overlap; only the ones starting on a multiple of the size tile
-        // the timeline, so a coarser step combines those alone.
-        if agg.window.kind == WindowKind::Hopping {
-            let size = agg.window.size_seconds as i64 * 1_000_000;
-            if size > 0 {
-                windows.retain(|w| w.start.rem_euclid(size) == 0);
-            }
-        }
         windows.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
         Ok(windows)
+    }
+
+    /// The measure combined per (bucket, group value): by the store (`GROUP BY` over the
+    /// deduplicated windows) for the functions that combine by sums and extremes, so only
+    /// one row per cell travels; window by window here for the others. `key` is the group
+    /// key of the series (none: one series); `buckets` is `(first bucket start, step)` in
+    /// µs (none: one cell per key over the whole range).
+    async fn cells(
+        &self,
+        state: &ApiState,
+        key: Option<&str>,
+        buckets: Option<(i64, i64)>,
+    ) -> Result<Vec<Cell>> {
+        use MeasureFunction::{Avg, Count, Max, Min, Sum};
+        let function = self.measure.function;
+        if !matches!(function, Count | Sum | Min | Max | Avg) {
+            let keys: Vec<&str> = key.into_iter().collect();
+            let windows = self.read(state, &keys).await?;
+            let mut cells = Vec::with_capacity(windows.len());
+            for w in windows {
+                let Some(v) = w.value else { continue };
+                let mut value = Combined::new(function);
+                // A fresh combination takes any one window.
+                let _ = value.add(w.start, v, w.count);
+                cells.push(Cell {
+                    bucket: buckets.map_or(0, |(first, step)| (w.start - first) / step),
+                    key: key.map(|_| w.groups[0].clone()),
+                    value,
+                });
+            }
+            return Ok(cells);
+        }
+        let agg = self.aggregate;
+        let dialect = state.store.dialect();
+        let bucket_expr = match (buckets, dialect) {
+            (None, _) => None,
+            (Some((first, step)), Dialect::ClickHouse) => {
+                Some(format!("intDiv(window_start - {first}, {step})"))
+            }
+            (Some((first, step)), Dialect::DataFusion) => {
+                Some(format!("(window_start - {first}) / {step}"))
+            }
+        };
+        let mut sql = Sql::new("SELECT ");
+        sql.push(bucket_expr.as_deref().unwrap_or("0"))
+            .push(" AS helios_bucket, ");
+        match key {
+            Some(k) => sql.ident(k),
+            None => sql.push("''"),
+        };
+        sql.push(
+            " AS helios_key, count(helios_value) AS helios_n, sum(helios_value) AS helios_sum, \
+             min(helios_value) AS helios_min, max(helios_value) AS helios_max, \
+             sum(helios_value * helios_count) AS helios_weighted, \
+             sum(CASE WHEN helios_value IS NULL THEN 0 ELSE helios_count END) AS helios_weight \
+             FROM (SELECT ",
+        );
+        // The newest version of each window: FINAL on ClickHouse; on the embedded store
+        // DISTINCT ON over the filtered rows (every version of an id has the same start
+        // and group, so filtering first is the same as filtering the newest).
+        if dialect == Dialect::DataFusion {
+            sql.push("DISTINCT ON (id) ");
+        }
+        sql.push("window_start, ");
+        if let Some(k) = key {
+            sql.ident(k).push(", ");
+        }
+        sql.ident(&self.measure.name)
+            .push(" AS helios_value, ")
+            .ident("count")
+            .push(" AS helios_count FROM ")
+            .versioned_table(&agg.table());
+        self.push_filters(&mut sql);
+        if dialect == Dialect::DataFusion {
+            sql.push(" ORDER BY id, ").ident("version").push(" DESC");
+        }
+        sql.push(") helios_windows");
+        let mut group = Vec::new();
+        if let Some(b) = &bucket_expr {
+            group.push(b.clone());
+        }
+        if let Some(k) = key {
+            group.push(match dialect {
+                Dialect::ClickHouse => format!("`{k}`"),
+                Dialect::DataFusion => format!("\"{k}\""),
+            });
+        }
+        if !group.is_empty() {
+            sql.push(" GROUP BY ").push(&group.join(", "));
+        }
+        let t = state.store.query(&sql, state.insight_limits).await?;
+        let c = |name: &str| t.col(name);
+        let (b, k, n) = (c("helios_bucket")?, c("helios_key")?, c("helios_n")?);
+        let (sum, lo, hi) = (c("helios_sum")?, c("helios_min")?, c("helios_max")?);
+        let (sw, w) = (c("helios_weighted")?, c("helios_weight")?);
+        Ok(t.rows
+            .iter()
+            .filter_map(|r| {
+                let windows = cell::i64(&r[n]).unwrap_or_default();
+                (windows > 0).then(|| Cell {
+                    bucket: cell::i64(&r[b]).unwrap_or_default(),
+                    key: key.map(|_| cell::string(&r[k])),
+                    value: Combined::from_parts(
+                        function,
+                        windows as usize,
+                        cell::f64(&r[sum]).unwrap_or_default(),
+                        cell::f64(&r[lo]).unwrap_or(f64::INFINITY),
+                        cell::f64(&r[hi]).unwrap_or(f64::NEG_INFINITY),
+                        cell::f64(&r[sw]).unwrap_or_default(),
+                        cell::f64(&r[w]).unwrap_or_default(),
+                    ),
+                })
+            })
+            .collect())
+    }
+
+    /// ` WHERE` range, group filters and, for hopping windows, the tiling ones.
+    fn push_filters(&self, sql: &mut Sql) {
+        sql.push(" WHERE window_start >= ")
+            .bind(Param::Int(self.from))
+            .push(" AND window_start < ")
+            .bind(Param::Int(self.to));
+        for (key, value) in &self.filters {
+            sql.push(" AND ")
+                .ident(key)
+                .push(" = ")
+                .bind(Param::Text(value.clone()));
+        }
+        // Hopping windows overlap; only the ones starting on a multiple of the size tile
+        // the timeline, so a coarser step combines those alone.
+        if self.aggregate.window.kind == WindowKind::Hopping {
+            let size = self.aggregate.window.size_seconds as i64 * 1_000_000;
+            if size > 0 {
+                sql.push(&format!(" AND window_start % {size} = 0"));
+            }
+        }
     }
 
     fn not_combinable(&self, e: NotCombinable) -> ApiError {
@@ -288,9 +415,9 @@ pub async fn timeseries(
             "use a larger step or a shorter range",
         ));
     }
-    let keys: Vec<&str> = group_by.iter().map(String::as_str).collect();
-    let windows = sel.read(&state, &keys).await?;
-    let key_index = group_by.as_ref().map(|_| 0);
+    let cells = sel
+        .cells(&state, group_by.as_deref(), Some((first, step_us)))
+        .await?;
     let function = sel.measure.function;
 
     // Per series key, per bucket.
@@ -299,23 +426,25 @@ pub async fn timeseries(
     // combine, its largest window.
     let mut ranks: BTreeMap<Option<String>, f64> = BTreeMap::new();
     let mut totals: BTreeMap<Option<String>, Combined> = BTreeMap::new();
-    for w in &windows {
-        let Some(v) = w.value else { continue };
-        let key = key_index.map(|i| w.groups[i].clone());
-        let bucket = ((w.start - first) / step_us) as usize;
+    for c in cells {
+        let Ok(bucket) = usize::try_from(c.bucket) else {
+            continue;
+        };
         let series = per_key
-            .entry(key.clone())
+            .entry(c.key.clone())
             .or_insert_with(|| vec![Combined::new(function); buckets as usize]);
-        series[bucket]
-            .add(w.start, v, w.count)
-            .map_err(|e| sel.not_combinable(e))?;
+        let Some(slot) = series.get_mut(bucket) else {
+            continue;
+        };
+        slot.merge(&c.value).map_err(|e| sel.not_combinable(e))?;
         if function.combines() {
-            let total = totals.entry(key).or_insert_with(|| Combined::new(function));
-            total
-                .add(w.start, v, w.count)
+            totals
+                .entry(c.key)
+                .or_insert_with(|| Combined::new(function))
+                .merge(&c.value)
                 .map_err(|e| sel.not_combinable(e))?;
-        } else {
-            let rank = ranks.entry(key).or_insert(f64::NEG_INFINITY);
+        } else if let Some(v) = c.value.value() {
+            let rank = ranks.entry(c.key).or_insert(f64::NEG_INFINITY);
             *rank = rank.max(v);
         }
     }
@@ -413,16 +542,13 @@ pub async fn top(
     sel.take_filters(&mut params)?;
     params.finish()?;
 
-    let windows = sel.read(&state, &[by.as_str()]).await?;
-    let index = 0;
     let function = sel.measure.function;
     let mut per_key: BTreeMap<String, Combined> = BTreeMap::new();
-    for w in &windows {
-        let Some(v) = w.value else { continue };
+    for c in sel.cells(&state, Some(by.as_str()), None).await? {
         per_key
-            .entry(w.groups[index].clone())
+            .entry(c.key.unwrap_or_default())
             .or_insert_with(|| Combined::new(function))
-            .add(w.start, v, w.count)
+            .merge(&c.value)
             .map_err(|e| sel.not_combinable(e))?;
     }
     let mut ranked: Vec<(String, Combined)> = per_key.into_iter().collect();
