@@ -4,8 +4,10 @@
 //! event count. Distinct counts and quantiles cannot be combined; asking for that is a 400
 //! that says how to ask instead.
 //!
-//! Inputs are combined in a fixed order (window start, then group values), so both stores
-//! give bit-identical floats.
+//! Sums, extremes and count-weighted averages arrive pre-combined per cell from the store
+//! (`GROUP BY`), so a sum of fractional values may differ between the stores in its last
+//! bits (their addition order differs); counts and exactly representable values are
+//! identical. Window-by-window combining here runs in a fixed order (start, then id).
 
 use crate::catalog::MeasureFunction;
 use crate::error::{ApiError, Result};
