@@ -361,8 +361,12 @@ impl WindowedAggregate {
                     // One key lookup for all of the event's windows.
                     let ends = &mut self.ends;
                     with_group(&mut self.groups, &key, |group| {
+                        // The event's windows are consecutive in the group (ends ordered,
+                        // one slide apart): one search for the first, then a walk.
+                        let mut at = group.partition_point(|(e, _)| *e < start + size);
                         while start <= last_start {
-                            add(group, ends, &spec, start, start + size, args, t, seq);
+                            add_at(group, at, ends, &spec, start, start + size, args, t, seq);
+                            at += 1;
                             start += slide;
                         }
                     });
@@ -565,30 +569,46 @@ fn add(
     t: i64,
     seq: u64,
 ) -> bool {
-    let (state, new) = match group.binary_search_by_key(&end, |(e, _)| *e) {
-        Ok(at) => (&mut group[at].1, false),
-        Err(at) => {
-            group.insert(
-                at,
-                (
-                    end,
-                    WindowState {
-                        start,
-                        accumulators: spec
-                            .measures
-                            .iter()
-                            .map(|m| Accumulator::new(m.function))
-                            .collect(),
-                        count: 0,
-                        versions: 0,
-                        dirty: false,
-                    },
-                ),
-            );
-            *ends.entry(end).or_default() += 1;
-            (&mut group[at].1, true)
-        }
-    };
+    let at = group.partition_point(|(e, _)| *e < end);
+    add_at(group, at, ends, spec, start, end, args, t, seq)
+}
+
+/// [`add`] when the window's position in `group` is known: `at` is the first window
+/// ending at or after `end`.
+#[allow(clippy::too_many_arguments)]
+fn add_at(
+    group: &mut Group,
+    at: usize,
+    ends: &mut BTreeMap<i64, usize>,
+    spec: &Aggregate,
+    start: i64,
+    end: i64,
+    args: &[Input],
+    t: i64,
+    seq: u64,
+) -> bool {
+    let new = group.get(at).is_none_or(|(e, _)| *e != end);
+    if new {
+        group.insert(
+            at,
+            (
+                end,
+                WindowState {
+                    start,
+                    accumulators: spec
+                        .measures
+                        .iter()
+                        .map(|m| Accumulator::new(m.function))
+                        .collect(),
+                    count: 0,
+                    versions: 0,
+                    dirty: false,
+                },
+            ),
+        );
+        *ends.entry(end).or_default() += 1;
+    }
+    let state = &mut group[at].1;
     for (acc, arg) in state.accumulators.iter_mut().zip(args) {
         acc.update(arg, t, seq);
     }
