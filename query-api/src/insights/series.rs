@@ -232,25 +232,38 @@ impl<'a> Selection<'a> {
              sum(CASE WHEN helios_value IS NULL THEN 0 ELSE helios_count END) AS helios_weight \
              FROM (SELECT ",
         );
-        // The newest version of each window: FINAL on ClickHouse; on the embedded store
-        // DISTINCT ON over the filtered rows (every version of an id has the same start
-        // and group, so filtering first is the same as filtering the newest).
-        if dialect == Dialect::DataFusion {
-            sql.push("DISTINCT ON (id) ");
-        }
-        sql.push("window_start, ");
+        // The newest version of each window: FINAL on ClickHouse; on the embedded store a
+        // join with the newest version per id, both sides filtered in the Parquet scan
+        // (every version of an id has the same start and group, so filtering first is the
+        // same as filtering the newest). Hash aggregate + hash join: no sort.
+        // ClickHouse takes no alias after FINAL; only the embedded store's join needs one.
+        let w = if dialect == Dialect::DataFusion {
+            "w."
+        } else {
+            ""
+        };
+        sql.push(&format!("{w}window_start AS window_start, "));
         if let Some(k) = key {
-            sql.ident(k).push(", ");
+            sql.push(w).ident(k).push(" AS ").ident(k).push(", ");
         }
-        sql.ident(&self.measure.name)
+        sql.push(w)
+            .ident(&self.measure.name)
             .push(" AS helios_value, ")
+            .push(w)
             .ident("count")
             .push(" AS helios_count FROM ")
             .versioned_table(&agg.table());
-        self.push_filters(&mut sql);
         if dialect == Dialect::DataFusion {
-            sql.push(" ORDER BY id, ").ident("version").push(" DESC");
+            sql.push(" w JOIN (SELECT id AS helios_id, max(")
+                .ident("version")
+                .push(") AS helios_newest FROM ")
+                .versioned_table(&agg.table());
+            self.push_filters(&mut sql);
+            sql.push(" GROUP BY id) n ON w.id = n.helios_id AND w.")
+                .ident("version")
+                .push(" = n.helios_newest");
         }
+        self.push_filters_on(&mut sql, w);
         sql.push(") helios_windows");
         let mut group = Vec::new();
         if let Some(b) = &bucket_expr {
@@ -293,12 +306,17 @@ impl<'a> Selection<'a> {
 
     /// ` WHERE` range, group filters and, for hopping windows, the tiling ones.
     fn push_filters(&self, sql: &mut Sql) {
-        sql.push(" WHERE window_start >= ")
+        self.push_filters_on(sql, "");
+    }
+
+    /// [`Self::push_filters`] with the columns qualified by `table` (e.g. `w.`).
+    fn push_filters_on(&self, sql: &mut Sql, table: &str) {
+        sql.push(&format!(" WHERE {table}window_start >= "))
             .bind(Param::Int(self.from))
-            .push(" AND window_start < ")
+            .push(&format!(" AND {table}window_start < "))
             .bind(Param::Int(self.to));
         for (key, value) in &self.filters {
-            sql.push(" AND ")
+            sql.push(&format!(" AND {table}"))
                 .ident(key)
                 .push(" = ")
                 .bind(Param::Text(value.clone()));
@@ -308,7 +326,7 @@ impl<'a> Selection<'a> {
         if self.aggregate.window.kind == WindowKind::Hopping {
             let size = self.aggregate.window.size_seconds as i64 * 1_000_000;
             if size > 0 {
-                sql.push(&format!(" AND window_start % {size} = 0"));
+                sql.push(&format!(" AND {table}window_start % {size} = 0"));
             }
         }
     }
