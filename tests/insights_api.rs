@@ -52,7 +52,10 @@ async fn get_json(server: &Helios, path: &str) -> (u16, Value) {
     };
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Polls `path` until `done` holds for its JSON (the pipeline and sink work in the
@@ -79,7 +82,16 @@ async fn posted_events_are_answered_by_the_insights_api_and_sql() {
     let data = tmp.path().join("data");
     let spec = tmp.path().join("helios.toml");
     std::fs::write(&spec, SPEC).unwrap();
-    let server = Helios::up(&data, &["--spec", spec.to_str().unwrap(), "--checkpoint-interval", "100ms"]).await;
+    let server = Helios::up(
+        &data,
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--checkpoint-interval",
+            "100ms",
+        ],
+    )
+    .await;
 
     // Minutes 0-2: helios 3 runs a minute (two failing in minute 1), atlas 1; then events
     // at minute 5 move the watermarks past the first three windows.
@@ -90,15 +102,22 @@ async fn posted_events_are_answered_by_the_insights_api_and_sql() {
             for i in 0..n {
                 id += 1;
                 let failing = minute == 1 && subject == "helios" && i < 2;
-                events.push(run(id, subject, minute, if failing { "failure" } else { "success" }));
+                events.push(run(
+                    id,
+                    subject,
+                    minute,
+                    if failing { "failure" } else { "success" },
+                ));
             }
         }
     }
     // Watermarks are per partition: each subject needs a later event of its own.
     id += 1;
     events.push(run(id, "atlas", 5, "success"));
-    events.push(json!({"specversion": "1.0", "id": "push-1", "source": "git", "type": "git.push",
-                       "subject": "helios", "time": "2026-11-20T10:05:00Z"}));
+    events.push(
+        json!({"specversion": "1.0", "id": "push-1", "source": "git", "type": "git.push",
+                       "subject": "helios", "time": "2026-11-20T10:05:00Z"}),
+    );
     let r = server
         .post("/v1/events")
         .header("content-type", "application/cloudevents-batch+json")
@@ -140,7 +159,10 @@ async fn posted_events_are_answered_by_the_insights_api_and_sql() {
     )
     .await;
     assert_eq!(status, 200, "{top}");
-    assert_eq!(top["rows"], json!([{"key": "helios", "value": 9.0}, {"key": "atlas", "value": 3.0}]));
+    assert_eq!(
+        top["rows"],
+        json!([{"key": "helios", "value": 9.0}, {"key": "atlas", "value": 3.0}])
+    );
 
     let alerts = eventually(&server, "/v1/alerts?state=firing", |b| {
         b["alerts"].as_array().is_some_and(|a| !a.is_empty())
@@ -221,13 +243,21 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
     // One real call per documented operation, with the parameters it requires.
     let calls: Vec<(&str, &str, Option<Value>)> = vec![
         ("get", "/v1/aggregates", None),
-        ("get", "/v1/insights/timeseries?aggregate=ci&measure=runs", None),
+        (
+            "get",
+            "/v1/insights/timeseries?aggregate=ci&measure=runs",
+            None,
+        ),
         ("get", "/v1/insights/top?aggregate=ci&measure=seconds", None),
         ("get", "/v1/alerts", None),
         ("get", "/v1/insights", None),
         ("get", "/v1/events", None),
         ("get", "/v1/subjects/{subject}", None),
-        ("post", "/v1/sql", Some(json!({"sql": "SELECT count(*) AS n FROM alerts"}))),
+        (
+            "post",
+            "/v1/sql",
+            Some(json!({"sql": "SELECT count(*) AS n FROM alerts"})),
+        ),
         ("get", "/healthz", None),
         ("get", "/readyz", None),
         ("get", "/metrics", None),
@@ -262,7 +292,10 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
                 .map(move |m| format!("{m} {path}"))
         })
         .collect();
-    assert_eq!(documented, called, "every documented route is called above, and only those");
+    assert_eq!(
+        documented, called,
+        "every documented route is called above, and only those"
+    );
 }
 
 fn validate(file: &std::path::Path) {
