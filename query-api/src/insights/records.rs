@@ -88,6 +88,27 @@ fn zip(keys: &serde_json::Value, values: &serde_json::Value) -> BTreeMap<String,
         .collect()
 }
 
+/// With a subject filter the rows are filtered here (the stores spell array functions
+/// differently), so the SQL may only limit rows when there is none.
+fn limit_unless_by_subject(sql: &mut Sql, subject: Option<&String>, limit: usize) {
+    if subject.is_none() {
+        sql.push(&format!(" LIMIT {limit}"));
+    }
+}
+
+/// The first `limit` of `items` whose `subject` group value is `subject` (all without one).
+fn by_subject<T>(
+    items: impl Iterator<Item = T>,
+    group: impl Fn(&T) -> &BTreeMap<String, String>,
+    subject: Option<&String>,
+    limit: usize,
+) -> Vec<T> {
+    items
+        .filter(|item| subject.is_none_or(|s| group(item).get("subject") == Some(s)))
+        .take(limit)
+        .collect()
+}
+
 /// Which alerts to read.
 #[derive(Debug, Default)]
 pub struct AlertFilter {
@@ -123,9 +144,7 @@ pub async fn read_alerts(
             .push(")");
     }
     sql.push(" ORDER BY since DESC, id DESC");
-    if filter.subject.is_none() {
-        sql.push(&format!(" LIMIT {limit}"));
-    }
+    limit_unless_by_subject(&mut sql, filter.subject.as_ref(), limit);
     let t = state.store.query(&sql, state.insight_limits).await?;
     let c = Cols::new(
         &t,
@@ -142,27 +161,23 @@ pub async fn read_alerts(
             "evidence",
         ],
     )?;
-    Ok(t.rows
-        .iter()
-        .map(|r| AlertOut {
-            id: cell::string(&r[c.0[0]]),
-            rule: cell::string(&r[c.0[1]]),
-            group: zip(&r[c.0[2]], &r[c.0[3]]),
-            state: cell::string(&r[c.0[4]]),
-            since: rfc3339(cell::i64(&r[c.0[5]]).unwrap_or_default()),
-            at: rfc3339(cell::i64(&r[c.0[6]]).unwrap_or_default()),
-            severity: cell::string(&r[c.0[7]]),
-            summary: cell::string(&r[c.0[8]]),
-            evidence: cell::strings(&r[c.0[9]]),
-        })
-        .filter(|a| {
-            filter
-                .subject
-                .as_ref()
-                .is_none_or(|s| a.group.get("subject") == Some(s))
-        })
-        .take(limit)
-        .collect())
+    let rows = t.rows.iter().map(|r| AlertOut {
+        id: cell::string(&r[c.0[0]]),
+        rule: cell::string(&r[c.0[1]]),
+        group: zip(&r[c.0[2]], &r[c.0[3]]),
+        state: cell::string(&r[c.0[4]]),
+        since: rfc3339(cell::i64(&r[c.0[5]]).unwrap_or_default()),
+        at: rfc3339(cell::i64(&r[c.0[6]]).unwrap_or_default()),
+        severity: cell::string(&r[c.0[7]]),
+        summary: cell::string(&r[c.0[8]]),
+        evidence: cell::strings(&r[c.0[9]]),
+    });
+    Ok(by_subject(
+        rows,
+        |x: &AlertOut| &x.group,
+        filter.subject.as_ref(),
+        limit,
+    ))
 }
 
 /// Which insights to read.
@@ -198,9 +213,7 @@ pub async fn read_insights(
             .bind(Param::Int(to));
     }
     sql.push(" ORDER BY window_start DESC, id DESC");
-    if filter.subject.is_none() {
-        sql.push(&format!(" LIMIT {limit}"));
-    }
+    limit_unless_by_subject(&mut sql, filter.subject.as_ref(), limit);
     let t = state.store.query(&sql, state.insight_limits).await?;
     let c = Cols::new(
         &t,
@@ -219,29 +232,25 @@ pub async fn read_insights(
             "at",
         ],
     )?;
-    Ok(t.rows
-        .iter()
-        .map(|r| InsightOut {
-            id: cell::string(&r[c.0[0]]),
-            kind: cell::string(&r[c.0[1]]),
-            aggregate: cell::string(&r[c.0[2]]),
-            group: zip(&r[c.0[3]], &r[c.0[4]]),
-            measure: cell::string(&r[c.0[5]]),
-            window_start: rfc3339(cell::i64(&r[c.0[6]]).unwrap_or_default()),
-            window_end: rfc3339(cell::i64(&r[c.0[7]]).unwrap_or_default()),
-            value: cell::f64(&r[c.0[8]]).unwrap_or(f64::NAN),
-            score: cell::f64(&r[c.0[9]]).unwrap_or(f64::NAN),
-            summary: cell::string(&r[c.0[10]]),
-            at: rfc3339(cell::i64(&r[c.0[11]]).unwrap_or_default()),
-        })
-        .filter(|i| {
-            filter
-                .subject
-                .as_ref()
-                .is_none_or(|s| i.group.get("subject") == Some(s))
-        })
-        .take(limit)
-        .collect())
+    let rows = t.rows.iter().map(|r| InsightOut {
+        id: cell::string(&r[c.0[0]]),
+        kind: cell::string(&r[c.0[1]]),
+        aggregate: cell::string(&r[c.0[2]]),
+        group: zip(&r[c.0[3]], &r[c.0[4]]),
+        measure: cell::string(&r[c.0[5]]),
+        window_start: rfc3339(cell::i64(&r[c.0[6]]).unwrap_or_default()),
+        window_end: rfc3339(cell::i64(&r[c.0[7]]).unwrap_or_default()),
+        value: cell::f64(&r[c.0[8]]).unwrap_or(f64::NAN),
+        score: cell::f64(&r[c.0[9]]).unwrap_or(f64::NAN),
+        summary: cell::string(&r[c.0[10]]),
+        at: rfc3339(cell::i64(&r[c.0[11]]).unwrap_or_default()),
+    });
+    Ok(by_subject(
+        rows,
+        |x: &InsightOut| &x.group,
+        filter.subject.as_ref(),
+        limit,
+    ))
 }
 
 /// Which events to read.
@@ -255,12 +264,13 @@ pub struct EventFilter {
     pub before: Option<(i64, String)>,
 }
 
-/// Events matching `filter`, newest first: at most `limit`, and whether there are more.
+/// Events matching `filter`, newest first: at most `limit`, and when there are more, the
+/// `(time, id)` of the last one returned (the next page starts after it).
 pub async fn read_events(
     state: &ApiState,
     filter: &EventFilter,
     limit: usize,
-) -> Result<(Vec<EventOut>, bool)> {
+) -> Result<(Vec<EventOut>, Option<(i64, String)>)> {
     let mut sql = Sql::new(
         "SELECT id, source, kind, subject, time, received_at, attr_keys, attr_values, value, payload FROM ",
     );
@@ -310,7 +320,15 @@ pub async fn read_events(
             "payload",
         ],
     )?;
-    let more = t.rows.len() > limit;
+    let next = (t.rows.len() > limit)
+        .then(|| t.rows.get(limit - 1))
+        .flatten()
+        .map(|r| {
+            (
+                cell::i64(&r[c.0[4]]).unwrap_or_default(),
+                cell::string(&r[c.0[0]]),
+            )
+        });
     let events = t
         .rows
         .iter()
@@ -327,7 +345,7 @@ pub async fn read_events(
             payload: r[c.0[9]].as_str().map(str::to_owned),
         })
         .collect();
-    Ok((events, more))
+    Ok((events, next))
 }
 
 /// Column indexes of a result, looked up once.
@@ -493,16 +511,8 @@ pub async fn events(
     }
     let limit = params.number("limit", 50, 1000)?;
     params.finish()?;
-    let (events, more) = read_events(&state, &filter, limit).await?;
-    let next_cursor = match (more, events.last()) {
-        (true, Some(last)) => Some(encode_cursor(
-            chrono::DateTime::parse_from_rfc3339(&last.time)
-                .map(|t| t.timestamp_micros())
-                .unwrap_or_default(),
-            &last.id,
-        )),
-        _ => None,
-    };
+    let (events, next) = read_events(&state, &filter, limit).await?;
+    let next_cursor = next.map(|(time, id)| encode_cursor(time, &id));
     Ok(Json(Events {
         events,
         next_cursor,
