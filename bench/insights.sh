@@ -11,4 +11,5 @@ eval "$(bash scripts/services/clickhouse.sh start)"
 trap 'kill "$HELIOS_CLICKHOUSE_PID" 2>/dev/null || true' EXIT
 export HELIOS_BENCH_CLICKHOUSE=$HELIOS_TEST_CLICKHOUSE
 export HELIOS_BENCH_EVENTS=${1:-10000000} HELIOS_BENCH_REQUESTS=${2:-200}
-cargo bench -p helios-query-api --bench insights
+# --workspace: the feature set every bench script builds with, so they share one build.
+cargo bench --workspace --bench insights

@@ -8,7 +8,9 @@
 #
 # `helios up` runs with a spec of one HTTP source and one aggregate (tumbling 1 min count
 # and sum per subject), so the processor works alongside ingest and sink as it would in
-# use; the load generator (bench/latency, its own package) runs on the same machine.
+# use; the load generator (benches/latency.rs, a bench target of the root package) runs on
+# the same machine. Everything is built by one `cargo bench --workspace` invocation, whose
+# feature set every bench script shares, so no benchmark rebuilds another's dependencies.
 #
 # Usage: bench/latency.sh [RATE] [SECONDS]   (defaults: 20000 events/s for 60 s)
 # Environment:
@@ -24,8 +26,8 @@ rate=${1:-20000}
 seconds=${2:-60}
 stores=${LATENCY_STORES:-embedded clickhouse}
 case ${BENCH_PROFILE:-release} in
-    release) build=(--release); out=release ;;
-    dev) build=(); out=debug ;;
+    release) cargo_cmd=bench; out=release ;;
+    dev) cargo_cmd=test; out=debug ;;
     *) echo "BENCH_PROFILE is release or dev, not ${BENCH_PROFILE}" >&2; exit 2 ;;
 esac
 mkdir -p "${BENCH_DIR:-$HOME/.cache/helios/bench}"
@@ -41,10 +43,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build "${build[@]}" --bin helios >&2
-cargo build "${build[@]}" --manifest-path bench/latency/Cargo.toml >&2
+cargo "$cargo_cmd" --workspace --bench latency --no-run >&2
 bin=$CARGO_TARGET_DIR/$out/helios
-load=$CARGO_TARGET_DIR/$out/helios-latency
+load() { cargo "$cargo_cmd" -q --workspace --bench latency -- "$@"; }
 
 cat >"$work/helios.toml" <<'EOF'
 [[source]]
@@ -89,7 +90,7 @@ run() {
         sleep 0.1
     done
     echo "$store: $rate events/s for $seconds s" >&2
-    "$load" --url "http://127.0.0.1:$port" --ingest-key "$ingest_key" --read-key "$read_key" \
+    load --url "http://127.0.0.1:$port" --ingest-key "$ingest_key" --read-key "$read_key" \
         --rate "$rate" --seconds "$seconds" --label "$store" | tee -a "$work/results.jsonl" >&2
     kill -TERM "$helios_pid"
     wait "$helios_pid" || { echo "helios up ($store) did not stop cleanly; its log:" >&2; tail -n 40 "$work/$store.log" >&2; }

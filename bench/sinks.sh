@@ -9,4 +9,5 @@ eval "$(bash scripts/services/clickhouse.sh start)"
 trap 'kill "$HELIOS_CLICKHOUSE_PID" 2>/dev/null || true' EXIT
 HELIOS_BENCH_CH_NATIVE_PORT=$(cat "$HELIOS_CLICKHOUSE_DIR/native.port")
 export HELIOS_BENCH_CH_NATIVE_PORT HELIOS_BENCH_ROWS=${1:-500000}
-cargo bench -p helios-sinks --bench sink_throughput
+# --workspace: the feature set every bench script builds with, so they share one build.
+cargo bench --workspace --bench sink_throughput

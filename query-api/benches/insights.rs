@@ -6,7 +6,9 @@
 //! Settings (environment):
 //! - `HELIOS_BENCH_EVENTS` raw events (default 10 000 000), over 30 days and 100 subjects;
 //! - `HELIOS_BENCH_CLICKHOUSE` a ClickHouse HTTP URL: also load and measure ClickHouse;
-//! - `HELIOS_BENCH_REQUESTS` requests per query (default 200, after 20 warm-up requests).
+//! - `HELIOS_BENCH_REQUESTS` requests per query (default 200, after 20 warm-up requests);
+//! - `HELIOS_BENCH_STORE_DIR` keep the embedded store there and reuse it in later runs
+//!   (default a temp dir, loaded every run).
 //!
 //! Run it with `bench/insights.sh`.
 
@@ -220,12 +222,20 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let parquet = ParquetStore::open(ParquetConfig::new(dir.path()), spec()).unwrap();
-        load(&parquet, events).await;
-        let merged = parquet.compact_now().await.unwrap();
-        eprintln!("compacted {merged} files");
-        let reader = DataFusionReader::open(dir.path(), spec()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        // A kept store is loaded once and measured again by later runs (e.g. after a
+        // change to the queries).
+        let dir = std::env::var_os("HELIOS_BENCH_STORE_DIR")
+            .map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
+        let loaded = dir.join("loaded");
+        if !loaded.exists() {
+            let parquet = ParquetStore::open(ParquetConfig::new(&dir), spec()).unwrap();
+            load(&parquet, events).await;
+            let merged = parquet.compact_now().await.unwrap();
+            eprintln!("compacted {merged} files");
+            std::fs::write(&loaded, events.to_string()).unwrap();
+        }
+        let reader = DataFusionReader::open(&dir, spec()).await.unwrap();
         measure("embedded", Arc::new(reader), requests).await;
 
         if let Ok(url) = std::env::var("HELIOS_BENCH_CLICKHOUSE") {

@@ -161,6 +161,16 @@ pub enum SinkError {
         /// The last error.
         last: Box<SinkError>,
     },
+
+    /// The task writing a batch ended before the store answered (the runtime is shutting
+    /// down). Nothing past the last acknowledged batch was committed; a restart re-reads it.
+    #[error(
+        "the write of a batch of {rows} rows was interrupted before the store answered; restart the sink (it re-reads from the last commit)"
+    )]
+    Interrupted {
+        /// Rows in the batch.
+        rows: usize,
+    },
 }
 
 /// `Result` with [`SinkError`].
@@ -171,7 +181,7 @@ impl SinkError {
     pub fn fault(&self) -> Fault {
         match self {
             SinkError::Config { .. } | SinkError::SchemaTooNew { .. } => Fault::User,
-            SinkError::MigrationChanged { .. } => Fault::Internal,
+            SinkError::MigrationChanged { .. } | SinkError::Interrupted { .. } => Fault::Internal,
             SinkError::ClickHouseRejected { .. } | SinkError::Query { .. } => Fault::User,
             SinkError::ClickHouseUnavailable { .. }
             | SinkError::Log { .. }
@@ -195,7 +205,8 @@ impl SinkError {
             | SinkError::SchemaTooNew { .. }
             | SinkError::MigrationChanged { .. }
             | SinkError::Query { .. }
-            | SinkError::GaveUp { .. } => false,
+            | SinkError::GaveUp { .. }
+            | SinkError::Interrupted { .. } => false,
         }
     }
 

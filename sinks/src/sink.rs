@@ -391,6 +391,59 @@ struct Batch {
     links: TraceLinks,
 }
 
+/// How long a poll waits while a batch is in flight, so its commit follows its
+/// acknowledgement closely.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
+
+/// A batch handed to the store, written on its own task.
+#[derive(Debug)]
+struct InFlight {
+    rows: usize,
+    /// Rows per table, counted before the write drained them.
+    tables: Vec<(String, u64)>,
+    started: Instant,
+    task: tokio::task::JoinHandle<(Batch, Result<()>)>,
+}
+
+/// Writes `batch` to `store`; with `shutdown`, retries what retrying can fix, with
+/// backoff and jitter, until stored or shutdown. A retry sends only the tables the store
+/// has not acknowledged yet.
+async fn write_with_retries(
+    store: &dyn Store,
+    batch: &mut Batch,
+    retry: &RetryPolicy,
+    metrics: &SinkMetrics,
+    mut shutdown: Option<watch::Receiver<bool>>,
+) -> Result<()> {
+    let mut backoff = retry.backoff();
+    loop {
+        let Err(e) = store.write(&mut batch.tables).await else {
+            return Ok(());
+        };
+        metrics.errors.fetch_add(1, Ordering::Relaxed);
+        metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
+        let Some(stop) = shutdown.as_mut() else {
+            return Err(e);
+        };
+        if *stop.borrow() {
+            return Err(e);
+        }
+        if !e.retryable() {
+            warn!(error = %e, "Sink stopping: the error will not go away by retrying.");
+            return Err(e);
+        }
+        let delay = backoff.next_delay();
+        metrics.retries.fetch_add(1, Ordering::Relaxed);
+        warn!(error = %e, attempt = backoff.attempts(), held_rows = batch.rows,
+            retry_in_ms = delay.as_millis() as u64,
+            "Write failed; holding the batch, and polling no more than the buffer allows, until it succeeds.");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return Err(e),
+        }
+    }
+}
+
 /// A sink: the loop above, writing to one [`Store`]. Build with [`Sink::new`], run with
 /// [`Sink::run`].
 #[derive(Debug)]
@@ -438,15 +491,32 @@ impl Sink {
         let retention_every = Duration::from_secs(self.config.retention_every_s.max(1));
         let mut next_retention = Instant::now();
         let mut batch = Batch::default();
+        // The batch the store is writing while the loop decodes the next one; at most one,
+        // so offsets are committed in order and only after their rows were acknowledged.
+        let mut in_flight: Option<InFlight> = None;
         loop {
             if *shutdown.borrow() {
-                if batch.rows > 0 || !batch.offsets.is_empty() {
-                    let _ = self.flush(consumer.as_mut(), &mut batch, None).await;
+                // The batch in flight stops retrying once it sees the shutdown; what the
+                // store acknowledged is committed, and nothing after a failure.
+                let mut stored = Ok(());
+                if let Some(f) = in_flight.take() {
+                    stored = self.finish(consumer.as_mut(), f, None).await;
+                }
+                if stored.is_ok() && (batch.rows > 0 || !batch.offsets.is_empty()) {
+                    let f = self.start(&mut batch, None);
+                    let _ = self.finish(consumer.as_mut(), f, None).await;
                 }
                 info!(group, stats = ?self.metrics.snapshot(), "Sink stopped.");
                 return Ok(());
             }
-            if Instant::now() >= next_retention {
+            if in_flight.as_ref().is_some_and(|f| f.task.is_finished()) {
+                if let Some(f) = in_flight.take() {
+                    self.finish(consumer.as_mut(), f, Some(&mut shutdown))
+                        .await?;
+                }
+                continue;
+            }
+            if in_flight.is_none() && Instant::now() >= next_retention {
                 next_retention = Instant::now() + retention_every;
                 if let Err(e) = self.store.maintain().await {
                     warn!(error = %e, "Store upkeep (retention, compaction) failed; trying again later.");
@@ -454,16 +524,33 @@ impl Sink {
             }
             let due = batch.oldest.is_some_and(|t| t.elapsed() >= interval);
             if batch.rows >= self.config.batch_rows || (due && !batch.offsets.is_empty()) {
-                self.flush(consumer.as_mut(), &mut batch, Some(&mut shutdown))
+                if let Some(f) = in_flight.take() {
+                    self.finish(consumer.as_mut(), f, Some(&mut shutdown))
+                        .await?;
+                }
+                in_flight = Some(self.start(&mut batch, Some(shutdown.clone())));
+                continue;
+            }
+            let held = batch.rows + in_flight.as_ref().map_or(0, |f| f.rows);
+            let room = self.config.max_buffered_rows.saturating_sub(held);
+            if room == 0
+                && let Some(f) = in_flight.take()
+            {
+                // Backpressure: the buffer is full until the store acknowledges.
+                self.finish(consumer.as_mut(), f, Some(&mut shutdown))
                     .await?;
                 continue;
             }
-            let room = self.config.max_buffered_rows.saturating_sub(batch.rows);
             let max = room.min(self.config.poll_max).max(1);
-            let wait = batch
+            let mut wait = batch
                 .oldest
                 .map_or(interval, |t| interval.saturating_sub(t.elapsed()))
                 .max(Duration::from_millis(10));
+            if in_flight.is_some() {
+                // Come back soon to commit the batch in flight; the poll itself is never
+                // cancelled for it (a cancelled poll could drop records already fetched).
+                wait = wait.min(IN_FLIGHT_POLL);
+            }
             let polled = tokio::select! {
                 r = consumer.poll(max, wait) => r,
                 _ = shutdown.changed() => continue,
@@ -482,9 +569,10 @@ impl Sink {
                 self.metrics.records_in.fetch_add(1, Ordering::Relaxed);
                 self.add(&mut batch, record, &mut shutdown).await?;
             }
-            self.metrics
-                .buffered_rows
-                .store(batch.rows as u64, Ordering::Relaxed);
+            self.metrics.buffered_rows.store(
+                (batch.rows + in_flight.as_ref().map_or(0, |f| f.rows)) as u64,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -596,82 +684,91 @@ impl Sink {
         batch.rows += 1;
     }
 
-    /// Stores `batch` and commits its offsets. With `shutdown`, retries until stored (or
-    /// shutdown); without, makes one attempt. When traces are exported, inside a
-    /// `sink.insert` span linked to the trace context of every record stored.
-    async fn flush(
-        &self,
-        consumer: &mut dyn LogConsumer,
-        batch: &mut Batch,
-        shutdown: Option<&mut watch::Receiver<bool>>,
-    ) -> Result<()> {
-        // Counted before the write, which may drain the tables.
+    /// Hands `batch` (taken, leaving an empty one) to the store on a task of its own. With
+    /// `shutdown`, the task retries a failed write with backoff until it is stored, the
+    /// error is one retrying cannot fix, or shutdown; without, it makes one attempt. When
+    /// traces are exported, the write runs inside a `sink.insert` span linked to the trace
+    /// context of every record in the batch.
+    fn start(&self, batch: &mut Batch, shutdown: Option<watch::Receiver<bool>>) -> InFlight {
+        let mut batch = std::mem::take(batch);
+        // Counted before the write, which drains the tables.
         let tables = rows_per_table(&batch.tables);
-        if !helios_log::trace_propagation_enabled() || batch.rows == 0 {
-            return self.flush_in(consumer, batch, shutdown, tables).await;
+        let span = if helios_log::trace_propagation_enabled() && batch.rows > 0 {
+            let names: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
+            let offsets: Vec<String> = batch
+                .offsets
+                .iter()
+                .map(|(tp, next)| format!("{tp}:{next}"))
+                .collect();
+            let span = tracing::info_span!(
+                "sink.insert",
+                store = %self.store.describe(),
+                group = %self.config.group,
+                rows = batch.rows,
+                tables = names.join(","),
+                table = tracing::field::Empty,
+                next_offsets = offsets.join(","),
+                linked = batch.links.len(),
+            );
+            if let [(table, _)] = tables.as_slice() {
+                span.record("table", table.as_str());
+            }
+            batch.links.link(&span);
+            span
+        } else {
+            tracing::Span::none()
+        };
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let retry = self.config.retry;
+        let rows = batch.rows;
+        let write = async move {
+            let stored = write_with_retries(&*store, &mut batch, &retry, &metrics, shutdown).await;
+            (batch, stored)
+        };
+        InFlight {
+            rows,
+            tables,
+            started: Instant::now(),
+            task: tokio::spawn(write.instrument(span)),
         }
-        let names: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
-        let offsets: Vec<String> = batch
-            .offsets
-            .iter()
-            .map(|(tp, next)| format!("{tp}:{next}"))
-            .collect();
-        let span = tracing::info_span!(
-            "sink.insert",
-            store = %self.store.describe(),
-            group = %self.config.group,
-            rows = batch.rows,
-            tables = names.join(","),
-            table = tracing::field::Empty,
-            next_offsets = offsets.join(","),
-            linked = batch.links.len(),
-        );
-        if let [(table, _)] = tables.as_slice() {
-            span.record("table", table.as_str());
-        }
-        batch.links.link(&span);
-        self.flush_in(consumer, batch, shutdown, tables)
-            .instrument(span)
-            .await
     }
 
-    async fn flush_in(
+    /// Waits for the batch in flight and commits its offsets once the store acknowledged
+    /// it (retrying the commit like the write, when `shutdown` is given). An error means
+    /// nothing of the batch was committed.
+    async fn finish(
         &self,
         consumer: &mut dyn LogConsumer,
-        batch: &mut Batch,
+        in_flight: InFlight,
         mut shutdown: Option<&mut watch::Receiver<bool>>,
-        tables: Vec<(String, u64)>,
     ) -> Result<()> {
-        let started = Instant::now();
-        let rows = batch.rows;
+        let InFlight {
+            rows,
+            tables,
+            started,
+            task,
+        } = in_flight;
+        let batch = match task.await {
+            Ok((batch, Ok(()))) => batch,
+            Ok((_, Err(e))) => return Err(e),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(SinkError::Interrupted { rows }),
+        };
         let mut backoff = self.config.retry.backoff();
-        loop {
-            let attempt = match self.store.write(&mut batch.tables).await {
-                Ok(()) => self.commit(consumer, batch).await,
-                Err(e) => Err(e),
+        while let Err(e) = self.commit(consumer, &batch).await {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
+            let Some(stop) = shutdown.as_deref_mut() else {
+                return Err(e);
             };
-            match attempt {
-                Ok(()) => break,
-                Err(e) => {
-                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
-                    let Some(stop) = shutdown.as_deref_mut() else {
-                        return Err(e);
-                    };
-                    if !e.retryable() {
-                        warn!(error = %e, "Sink stopping: the error will not go away by retrying.");
-                        return Err(e);
-                    }
-                    let delay = backoff.next_delay();
-                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, attempt = backoff.attempts(), held_rows = batch.rows,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "Flush failed; holding the batch and not polling until it succeeds.");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.changed() => return Err(e),
-                    }
-                }
+            let delay = backoff.next_delay();
+            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %e, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64,
+                "Commit failed after the store acknowledged the batch; retrying the commit.");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return Err(e),
             }
         }
         let us = started.elapsed().as_micros() as u64;
@@ -681,9 +778,7 @@ impl Sink {
         m.batch_latency_us_sum.fetch_add(us, Ordering::Relaxed);
         m.batch_latency_us_max.fetch_max(us, Ordering::Relaxed);
         m.flushed(us, &tables);
-        m.buffered_rows.store(0, Ordering::Relaxed);
         debug!(rows, latency_us = us, "Flushed a batch.");
-        *batch = Batch::default();
         Ok(())
     }
 

@@ -1,5 +1,7 @@
-//! `helios-latency`: end-to-end latency of a running `helios up` (issue 5, done-when 6),
-//! driven by `bench/latency.sh`.
+//! End-to-end latency of a running `helios up` (issue 5, done-when 6), driven by
+//! `bench/latency.sh` (`cargo bench --workspace --bench latency -- --url ...`). A bench
+//! target of the root package, so the same `cargo bench --workspace` build that makes the
+//! other benchmarks also makes the release `helios` it measures.
 //!
 //! Sends batches of CloudEvents to `POST /v1/events` at a steady rate (one request every
 //! `batch / rate` seconds, at most `--max-in-flight` at once) and, for every
@@ -27,7 +29,7 @@ use tokio::time::MissedTickBehavior;
 /// Measure the time from `POST /v1/events` to the row being queryable with `POST /v1/sql`.
 ///
 /// Example:
-///   helios-latency --url http://127.0.0.1:8080 --ingest-key "$INGEST" --read-key "$READ" \
+///   cargo bench --workspace --bench latency -- --url http://127.0.0.1:8080 --ingest-key "$INGEST" --read-key "$READ" \
 ///     --rate 20000 --seconds 60 --label embedded
 #[derive(Debug, Parser)]
 #[command(verbatim_doc_comment)]
@@ -73,6 +75,9 @@ struct Args {
     /// Name of this run in the output (e.g. the store).
     #[arg(long, default_value = "helios")]
     label: String,
+    /// Passed by `cargo bench` to every bench target; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// A sampled event waiting to be found.
