@@ -8,7 +8,9 @@
 //! - `HELIOS_BENCH_CLICKHOUSE` a ClickHouse HTTP URL: also load and measure ClickHouse;
 //! - `HELIOS_BENCH_REQUESTS` requests per query (default 200, after 20 warm-up requests);
 //! - `HELIOS_BENCH_STORE_DIR` keep the embedded store there and reuse it in later runs
-//!   (default a temp dir, loaded every run).
+//!   (default a temp dir, loaded every run);
+//! - `HELIOS_BENCH_SQL_FILE` instead of the routes, time the statements in this file
+//!   (separated by lines of `---`) on the embedded store, to try query shapes.
 //!
 //! Run it with `bench/insights.sh`.
 
@@ -208,6 +210,37 @@ async fn measure(name: &str, store: Arc<dyn ReadStore>, requests: usize) {
     }
 }
 
+/// Times each statement of `text` (separated by lines of `---`) on the embedded store:
+/// for trying a query shape against the loaded data without going through a route.
+async fn time_sql(reader: &DataFusionReader, text: &str, requests: usize) {
+    let limits = helios_query_api::store::Limits {
+        max_rows: 1_000_000,
+        timeout: Duration::from_secs(60),
+    };
+    for (i, sql) in text.split("\n---\n").enumerate() {
+        let sql = sql.trim();
+        if sql.is_empty() {
+            continue;
+        }
+        let mut times = Vec::with_capacity(requests);
+        let mut rows = 0;
+        for n in 0..requests + 5 {
+            let started = Instant::now();
+            let table = reader.query_text(sql, limits).await.unwrap();
+            if n >= 5 {
+                times.push(started.elapsed());
+            }
+            rows = table.rows.len();
+        }
+        times.sort();
+        println!(
+            "statement {i}: p50 {:>7.1} ms   p99 {:>7.1} ms   {rows} rows",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
+}
+
 fn main() {
     let events: usize = std::env::var("HELIOS_BENCH_EVENTS")
         .ok()
@@ -236,6 +269,10 @@ fn main() {
             std::fs::write(&loaded, events.to_string()).unwrap();
         }
         let reader = DataFusionReader::open(&dir, spec()).await.unwrap();
+        if let Some(file) = std::env::var_os("HELIOS_BENCH_SQL_FILE") {
+            time_sql(&reader, &std::fs::read_to_string(file).unwrap(), requests).await;
+            return;
+        }
         measure("embedded", Arc::new(reader), requests).await;
 
         if let Ok(url) = std::env::var("HELIOS_BENCH_CLICKHOUSE") {

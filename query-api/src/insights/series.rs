@@ -232,38 +232,39 @@ impl<'a> Selection<'a> {
              sum(CASE WHEN helios_value IS NULL THEN 0 ELSE helios_count END) AS helios_weight \
              FROM (SELECT ",
         );
-        // The newest version of each window: FINAL on ClickHouse; on the embedded store a
-        // join with the newest version per id, both sides filtered in the Parquet scan
-        // (every version of an id has the same start and group, so filtering first is the
-        // same as filtering the newest). Hash aggregate + hash join: no sort.
-        // ClickHouse takes no alias after FINAL; only the embedded store's join needs one.
-        let w = if dialect == Dialect::DataFusion {
-            "w."
-        } else {
-            ""
-        };
-        sql.push(&format!("{w}window_start AS window_start, "));
+        // The newest version of each window: FINAL on ClickHouse; on the embedded store one
+        // hash aggregate per id taking the values of its highest version (`first_value`
+        // ordered by version), over the rows the Parquet scan kept (every version of an
+        // id has the same start and group, so filtering first is the same as filtering
+        // the newest). Grouping by id also folds exact copies of a version (a replay
+        // writes the same row again) into one window; no join, no sort.
+        sql.push("window_start, ");
         if let Some(k) = key {
-            sql.push(w).ident(k).push(" AS ").ident(k).push(", ");
+            sql.ident(k).push(", ");
         }
-        sql.push(w)
-            .ident(&self.measure.name)
-            .push(" AS helios_value, ")
-            .push(w)
-            .ident("count")
-            .push(" AS helios_count FROM ")
+        let newest = |sql: &mut Sql, column: &str| {
+            if dialect == Dialect::DataFusion {
+                sql.push("first_value(")
+                    .ident(column)
+                    .push(" ORDER BY ")
+                    .ident("version")
+                    .push(" DESC)");
+            } else {
+                sql.ident(column);
+            }
+        };
+        newest(&mut sql, &self.measure.name);
+        sql.push(" AS helios_value, ");
+        newest(&mut sql, "count");
+        sql.push(" AS helios_count FROM ")
             .versioned_table(&agg.table());
+        self.push_filters(&mut sql);
         if dialect == Dialect::DataFusion {
-            sql.push(" w JOIN (SELECT id AS helios_id, max(")
-                .ident("version")
-                .push(") AS helios_newest FROM ")
-                .versioned_table(&agg.table());
-            self.push_filters(&mut sql);
-            sql.push(" GROUP BY id) n ON w.id = n.helios_id AND w.")
-                .ident("version")
-                .push(" = n.helios_newest");
+            sql.push(" GROUP BY id, window_start");
+            if let Some(k) = key {
+                sql.push(", ").ident(k);
+            }
         }
-        self.push_filters_on(&mut sql, w);
         sql.push(") helios_windows");
         let mut group = Vec::new();
         if let Some(b) = &bucket_expr {
@@ -306,17 +307,12 @@ impl<'a> Selection<'a> {
 
     /// ` WHERE` range, group filters and, for hopping windows, the tiling ones.
     fn push_filters(&self, sql: &mut Sql) {
-        self.push_filters_on(sql, "");
-    }
-
-    /// [`Self::push_filters`] with the columns qualified by `table` (e.g. `w.`).
-    fn push_filters_on(&self, sql: &mut Sql, table: &str) {
-        sql.push(&format!(" WHERE {table}window_start >= "))
+        sql.push(" WHERE window_start >= ")
             .bind(Param::Int(self.from))
-            .push(&format!(" AND {table}window_start < "))
+            .push(" AND window_start < ")
             .bind(Param::Int(self.to));
         for (key, value) in &self.filters {
-            sql.push(&format!(" AND {table}"))
+            sql.push(" AND ")
                 .ident(key)
                 .push(" = ")
                 .bind(Param::Text(value.clone()));
@@ -326,7 +322,7 @@ impl<'a> Selection<'a> {
         if self.aggregate.window.kind == WindowKind::Hopping {
             let size = self.aggregate.window.size_seconds as i64 * 1_000_000;
             if size > 0 {
-                sql.push(&format!(" AND {table}window_start % {size} = 0"));
+                sql.push(&format!(" AND window_start % {size} = 0"));
             }
         }
     }
