@@ -255,7 +255,12 @@ impl<'a> Selection<'a> {
         };
         newest(&mut sql, &self.measure.name);
         sql.push(" AS helios_value, ");
-        newest(&mut sql, "count");
+        // Only an average weighs windows by their event count; the others skip reading it.
+        if function == Avg {
+            newest(&mut sql, "count");
+        } else {
+            sql.push("0");
+        }
         sql.push(" AS helios_count FROM ")
             .versioned_table(&agg.table());
         self.push_filters(&mut sql);
