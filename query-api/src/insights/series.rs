@@ -233,22 +233,22 @@ impl<'a> Selection<'a> {
              FROM (SELECT ",
         );
         // The newest version of each window: FINAL on ClickHouse; on the embedded store one
-        // hash aggregate per id taking the values of its highest version (`first_value`
-        // ordered by version), over the rows the Parquet scan kept (every version of an
-        // id has the same start and group, so filtering first is the same as filtering
-        // the newest). Grouping by id also folds exact copies of a version (a replay
-        // writes the same row again) into one window; no join, no sort.
+        // hash aggregate per id taking the values of its highest version (`argMax`), over
+        // the rows the Parquet scan kept (every version of an id has the same start and
+        // group, so filtering first is the same as filtering the newest). Grouping by id
+        // also folds exact copies of a version (a replay writes the same row again) into
+        // one window; no join, no sort.
         sql.push("window_start, ");
         if let Some(k) = key {
             sql.ident(k).push(", ");
         }
         let newest = |sql: &mut Sql, column: &str| {
             if dialect == Dialect::DataFusion {
-                sql.push("first_value(")
+                sql.push("argMax(")
                     .ident(column)
-                    .push(" ORDER BY ")
+                    .push(", ")
                     .ident("version")
-                    .push(" DESC)");
+                    .push(")");
             } else {
                 sql.ident(column);
             }

@@ -14,6 +14,7 @@
 //! removed, so a reader in between sees both copies and deduplicates them), and day
 //! folders wholly older than the table's retention are removed.
 
+pub mod arg_max;
 mod compact;
 pub mod query;
 pub mod tables;

@@ -4,7 +4,7 @@
 //! under the table's own name, a view that keeps one row per id: the one with the highest
 //! `version` where the table has one. That is what ClickHouse's `FINAL` returns, so the same
 //! SQL gives the same answer on both stores, and a replayed or retried write never shows up
-//! twice.
+//! twice. It also registers [`argMax`](super::arg_max), as ClickHouse has it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub async fn session(dir: &Path, spec: &StoreSpec) -> Result<SessionContext> {
             reason: e.to_string(),
         })?;
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    ctx.register_udaf(super::arg_max::udaf());
     collect(&ctx, "CREATE SCHEMA raw").await?;
     for table in tables::all(spec) {
         let raw = format!("raw.{}", table.name);
