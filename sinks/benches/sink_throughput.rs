@@ -6,6 +6,11 @@
 //!    table of the same schema; rows/s of that run. The report prints the ratio.
 //! 3. Parquet: the same N events through the same sink loop into the embedded store.
 //!
+//! Each round (`HELIOS_BENCH_ROUNDS`, default 3) uses fresh tables and runs 1 and 2 in
+//! alternating order, each once the server has no merge running; medians are printed.
+//! `HELIOS_BENCH_BATCH_ROWS` sets the sink's batch (default 100 000 rows, the bulk setting
+//! of `--sink-batch-rows`; the buffer bound is twice that, as the flag's default makes it).
+//!
 //! Run by `bench/sinks.sh` (starts ClickHouse, passes the URL and native port):
 //! `HELIOS_TEST_CLICKHOUSE=... HELIOS_BENCH_CH_NATIVE_PORT=... cargo bench -p helios-sinks --bench sink_throughput`
 
@@ -92,15 +97,40 @@ fn tsv_row(r: &EventRow, out: &mut String) {
     out.push('\n');
 }
 
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Waits until the server merges no parts (of this or an earlier round).
+async fn settle(ch: &ClickHouse) {
+    loop {
+        let merging: u64 = ch
+            .client()
+            .query("SELECT count() FROM system.merges")
+            .fetch_one()
+            .await
+            .unwrap();
+        if merging == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn run_sink(
     store: Arc<dyn Store>,
     log: &helios_log::Log,
     registry: Arc<Registry>,
-    group: &str,
+    group: String,
     n: u64,
 ) -> Duration {
+    let batch_rows = std::env::var("HELIOS_BENCH_BATCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let config = SinkConfig {
-        group: group.to_owned(),
+        group,
         topics: SinkTopics {
             events: Some("helios.events".into()),
             aggregates: None,
@@ -108,8 +138,8 @@ async fn run_sink(
             insights: None,
             dead_letters: None,
         },
-        batch_rows: 20_000,
-        max_buffered_rows: 40_000,
+        batch_rows,
+        max_buffered_rows: 2 * batch_rows,
         poll_max: 10_000,
         ..SinkConfig::default()
     };
@@ -164,20 +194,6 @@ async fn main() {
             .unwrap();
     }
 
-    // 1. The ClickHouse sink.
-    let db = format!("helios_bench_{}", std::process::id());
-    let ch = ClickHouse::new(&ClickHouseConfig::new(&url).database(&db)).unwrap();
-    migrations::migrate(&ch, &StoreSpec::default())
-        .await
-        .unwrap();
-    let store = Arc::new(ClickHouseStore::new(ch.clone(), StoreSpec::default()).unwrap());
-    let sink_took = run_sink(store, &log, registry.clone(), "bench-ch", n as u64).await;
-    let sink_rate = n as f64 / sink_took.as_secs_f64();
-
-    // 2. clickhouse-client, same rows, one run.
-    ch.execute("creating events_cli", "CREATE TABLE events_cli AS events")
-        .await
-        .unwrap();
     let mut tsv = String::with_capacity(n * 160);
     for e in &events {
         tsv_row(&EventRow::from(e.clone()), &mut tsv);
@@ -187,58 +203,118 @@ async fn main() {
         .unwrap()
         .write_all(tsv.as_bytes())
         .unwrap();
-    let started = Instant::now();
-    let status = std::process::Command::new("clickhouse-client")
-        .args(["--host", "127.0.0.1", "--port", &native, "--database", &db])
-        .args(["--query", "INSERT INTO events_cli FORMAT TabSeparated"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .status()
-        .unwrap();
-    let cli_took = started.elapsed();
-    assert!(status.success(), "clickhouse-client failed");
-    let cli_rate = n as f64 / cli_took.as_secs_f64();
-    let counted: u64 = ch
-        .client()
-        .query("SELECT count() FROM events_cli")
-        .fetch_one()
-        .await
-        .unwrap();
-    let stored: u64 = ch
-        .client()
-        .query("SELECT count() FROM events FINAL")
-        .fetch_one()
-        .await
-        .unwrap();
-    assert_eq!((counted, stored), (n as u64, n as u64));
-    ch.drop_database().await.unwrap();
 
-    // 3. The Parquet sink.
-    let store = Arc::new(
-        ParquetStore::open(
-            ParquetConfig::new(tmp.path().join("store")),
-            StoreSpec::default(),
+    let rounds: usize = std::env::var("HELIOS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let (mut sink_rates, mut cli_rates, mut ratios, mut pq_rates) =
+        (vec![], vec![], vec![], vec![]);
+    println!("rows: {n}, {rounds} rounds");
+    for round in 0..rounds {
+        // A database per round, so every round inserts into empty tables.
+        let db = format!("helios_bench_{}_{round}", std::process::id());
+        let ch = ClickHouse::new(&ClickHouseConfig::new(&url).database(&db)).unwrap();
+        migrations::migrate(&ch, &StoreSpec::default())
+            .await
+            .unwrap();
+        ch.execute("creating events_cli", "CREATE TABLE events_cli AS events")
+            .await
+            .unwrap();
+        // 1. The ClickHouse sink, and 2. clickhouse-client with the same rows in one run,
+        // in alternating order, each after the server's merges of earlier parts are done
+        // (they would otherwise slow whichever runs second).
+        let mut sink = || {
+            let store = Arc::new(ClickHouseStore::new(ch.clone(), StoreSpec::default()).unwrap());
+            run_sink(
+                store,
+                &log,
+                registry.clone(),
+                format!("bench-ch-{round}"),
+                n as u64,
+            )
+        };
+        let cli = || {
+            let started = Instant::now();
+            let status = std::process::Command::new("clickhouse-client")
+                .args(["--host", "127.0.0.1", "--port", &native, "--database", &db])
+                .args(["--query", "INSERT INTO events_cli FORMAT TabSeparated"])
+                .stdin(std::fs::File::open(&file).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "clickhouse-client failed");
+            started.elapsed()
+        };
+        let (sink_took, cli_took) = if round % 2 == 0 {
+            settle(&ch).await;
+            let s = sink().await;
+            settle(&ch).await;
+            (s, cli())
+        } else {
+            settle(&ch).await;
+            let c = cli();
+            settle(&ch).await;
+            (sink().await, c)
+        };
+        let counted: u64 = ch
+            .client()
+            .query("SELECT count() FROM events_cli")
+            .fetch_one()
+            .await
+            .unwrap();
+        let stored: u64 = ch
+            .client()
+            .query("SELECT count() FROM events FINAL")
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!((counted, stored), (n as u64, n as u64));
+        ch.drop_database().await.unwrap();
+
+        // 3. The Parquet sink.
+        let store = Arc::new(
+            ParquetStore::open(
+                ParquetConfig::new(tmp.path().join(format!("store-{round}"))),
+                StoreSpec::default(),
+            )
+            .unwrap(),
+        );
+        let pq_took = run_sink(
+            store,
+            &log,
+            registry.clone(),
+            format!("bench-pq-{round}"),
+            n as u64,
         )
-        .unwrap(),
-    );
-    let pq_took = run_sink(store, &log, registry, "bench-pq", n as u64).await;
-    let pq_rate = n as f64 / pq_took.as_secs_f64();
+        .await;
 
-    println!("rows: {n}");
+        let rate = |took: Duration| n as f64 / took.as_secs_f64();
+        println!(
+            "round {round}: clickhouse sink {:>8.0} rows/s ({:.2} s), clickhouse-client {:>8.0} rows/s \
+             ({:.2} s), ratio {:.2}, parquet sink {:>8.0} rows/s ({:.2} s)",
+            rate(sink_took),
+            sink_took.as_secs_f64(),
+            rate(cli_took),
+            cli_took.as_secs_f64(),
+            rate(sink_took) / rate(cli_took),
+            rate(pq_took),
+            pq_took.as_secs_f64()
+        );
+        sink_rates.push(rate(sink_took));
+        cli_rates.push(rate(cli_took));
+        ratios.push(rate(sink_took) / rate(cli_took));
+        pq_rates.push(rate(pq_took));
+    }
+    println!("medians over {rounds} rounds:");
     println!(
-        "clickhouse sink:   {:>10.0} rows/s ({:.2} s)",
-        sink_rate,
-        sink_took.as_secs_f64()
+        "clickhouse sink:   {:>10.0} rows/s",
+        median(&mut sink_rates)
     );
     println!(
-        "clickhouse-client: {:>10.0} rows/s ({:.2} s, TabSeparated, one run)",
-        cli_rate,
-        cli_took.as_secs_f64()
+        "clickhouse-client: {:>10.0} rows/s (TabSeparated, one run)",
+        median(&mut cli_rates)
     );
-    println!("ratio sink/client: {:.2}", sink_rate / cli_rate);
-    println!(
-        "parquet sink:      {:>10.0} rows/s ({:.2} s)",
-        pq_rate,
-        pq_took.as_secs_f64()
-    );
+    println!("ratio sink/client: {:.2}", median(&mut ratios));
+    println!("parquet sink:      {:>10.0} rows/s", median(&mut pq_rates));
     embedded.close().unwrap();
 }

@@ -71,6 +71,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub auth: crate::commands::keys::AuthArgs,
+
+    #[command(flatten)]
+    pub batching: crate::commands::run::SinkBatching,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -174,6 +177,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         group: "helios-sink".to_owned(),
         aggregates_partitions: args.partitions,
         topics,
+        batching: args.batching.clone(),
     })
     .await
     .context("starting the sink")?;
