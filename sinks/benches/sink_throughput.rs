@@ -224,7 +224,7 @@ async fn main() {
         // 1. The ClickHouse sink, and 2. clickhouse-client with the same rows in one run,
         // in alternating order, each after the server's merges of earlier parts are done
         // (they would otherwise slow whichever runs second).
-        let mut sink = || {
+        let sink = || {
             let store = Arc::new(ClickHouseStore::new(ch.clone(), StoreSpec::default()).unwrap());
             run_sink(
                 store,
