@@ -5,6 +5,7 @@ mod backend;
 mod commands;
 mod metrics;
 mod spec;
+mod stages;
 mod telemetry;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

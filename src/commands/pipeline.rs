@@ -77,6 +77,8 @@ pub struct PipelineSetup {
     pub checkpoint_interval: Duration,
     /// Topic names (prefix) of the deployment.
     pub topics: Topics,
+    /// Where the processor reports an error it stopped on.
+    pub failures: crate::stages::Failures,
 }
 
 /// Registry ids the processor reads and writes with.
@@ -194,6 +196,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
     let metrics = processor.metrics();
     let (stop, stopped) = oneshot::channel::<()>();
     let task_metrics = metrics.clone();
+    let failures = setup.failures.clone();
     let task = tokio::spawn(async move {
         let r = processor
             .run(async move {
@@ -203,6 +206,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         if let Err(e) = &r {
             task_metrics.record_fatal_error();
             error!(error = %e, "The processor stopped on an error; restart to resume from its checkpoint.");
+            failures.report("pipeline", e);
         }
         r
     });
@@ -238,6 +242,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         .or_else(|| backend.checkpoints.clone())
         .unwrap_or_else(|| state_dir(&backend.data_dir));
     info!(checkpoints = %checkpoints.display(), "Checkpoint store (shared by every process of the group).");
+    let failures = crate::stages::Failures::default();
     let handle = start_pipeline(PipelineSetup {
         log,
         watermark: spec.watermark,
@@ -249,6 +254,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         group: args.group.clone(),
         checkpoint_interval: args.checkpoint_interval,
         topics,
+        failures: failures.clone(),
     })
     .await?;
     let Some(handle) = handle else {
@@ -264,12 +270,14 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         crate::metrics::serve_stage(addr, registry).await?;
     }
     info!(group = %args.group, "Pipeline running; Ctrl-C stops.");
-    crate::commands::up::shutdown_signal().await;
+    failures.stop_requested().await;
     info!("Shutting down: checkpointing.");
-    handle.shutdown().await?;
+    let stopped = handle.shutdown().await;
     if let Some(embedded) = embedded {
         embedded.close().context("flushing the log")?;
     }
+    failures.outcome()?;
+    stopped?;
     info!("Stopped cleanly.");
     Ok(())
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::backend::{LogArgs, Topics};
+use crate::stages::Failures;
 
 /// Run one stage of Helios on its own (scaled out: Kafka and ClickHouse).
 #[derive(Debug, Args)]
@@ -124,6 +125,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
     let backend = args.log.resolve()?;
     let (log, embedded) = backend.open_writable_log("a sink").await?;
     let registry = backend.open_registry()?;
+    let failures = Failures::default();
     let sinks = start_sinks(SinksSetup {
         log: log.clone(),
         registry,
@@ -135,6 +137,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         aggregates_partitions: backend.topics.partitions,
         topics: backend.topics.clone(),
         batching: args.batching,
+        failures: failures.clone(),
     })
     .await?;
     crate::metrics::export_sinks(&sinks, &log);
@@ -144,12 +147,13 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         crate::metrics::serve_stage(addr, registry).await?;
     }
     info!("Sink running; Ctrl-C stops.");
-    crate::commands::up::shutdown_signal().await;
+    failures.stop_requested().await;
     info!("Shutting down: flushing and committing.");
     sinks.shutdown().await;
     if let Some(embedded) = embedded {
         embedded.close().context("flushing the log")?;
     }
+    failures.outcome()?;
     info!("Stopped cleanly.");
     Ok(())
 }
@@ -169,6 +173,8 @@ pub struct SinksSetup {
     /// Topic names (prefix) of the deployment.
     pub topics: Topics,
     pub batching: SinkBatching,
+    /// Where the sink and the notifier report an error they stopped on.
+    pub failures: Failures,
 }
 
 /// The running sink and notifier.
@@ -277,18 +283,32 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
     let mut tasks = Vec::new();
     let log = setup.log.clone();
     let sink_rx = rx.clone();
+    let failures = setup.failures.clone();
     tasks.push((
         "sink",
-        tokio::spawn(async move { sink.run(&log, sink_rx).await }),
+        tokio::spawn(async move {
+            let r = sink.run(&log, sink_rx).await;
+            if let Err(e) = &r {
+                failures.report("sink", e);
+            }
+            r
+        }),
     ));
     if !setup.webhooks.is_empty() {
         let mut notify = NotifyConfig::new(setup.webhooks, setup.data_dir.join("notify"));
         notify.topic = names.name("helios.alerts");
         let notifier = Notifier::new(notify, setup.registry.clone())?;
         let log = setup.log.clone();
+        let failures = setup.failures.clone();
         tasks.push((
             "notifier",
-            tokio::spawn(async move { notifier.run(&log, rx).await.map(|_| ()) }),
+            tokio::spawn(async move {
+                let r = notifier.run(&log, rx).await.map(|_| ());
+                if let Err(e) = &r {
+                    failures.report("notifier", e);
+                }
+                r
+            }),
         ));
     }
     Ok(RunningSinks {

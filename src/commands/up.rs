@@ -151,6 +151,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The read API answers about the spec's aggregates, from the store the sink writes.
     let read_catalog = crate::api::catalog(&pipeline.1);
     let read_store = store_spec.clone();
+    let failures = crate::stages::Failures::default();
     let processor = crate::commands::pipeline::start_pipeline(PipelineSetup {
         log: log.clone(),
         watermark: pipeline.0,
@@ -162,6 +163,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         group: "helios-pipeline".to_owned(),
         checkpoint_interval: args.checkpoint_interval,
         topics: topics.clone(),
+        failures: failures.clone(),
     })
     .await
     .context("starting the pipeline")?;
@@ -178,6 +180,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         aggregates_partitions: args.partitions,
         topics,
         batching: args.batching.clone(),
+        failures: failures.clone(),
     })
     .await
     .context("starting the sink")?;
@@ -200,19 +203,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
         fsync = ?args.fsync, "Helios is up. Post CloudEvents to /v1/events; Ctrl-C stops."
     );
+    // Ctrl-C, SIGTERM or a stage stopping on an error ends the process (crate::stages).
+    let stop = failures.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move { stop.stop_requested().await })
         .await
         .context("serving HTTP")?;
     info!("Shutting down: stopping sources, flushing the sink and the log.");
     supervisor.shutdown().await;
-    if let Some(p) = processor {
-        p.shutdown().await?;
-    }
+    let processor_stopped = match processor {
+        Some(p) => p.shutdown().await,
+        None => Ok(()),
+    };
     // The sink stores what it holds and commits its offsets before the log closes.
     sinks.shutdown().await;
     // Graceful shutdown has waited for in-flight requests, so every append has returned.
     embedded.close().context("flushing the log")?;
+    failures.outcome()?;
+    processor_stopped?;
     info!("Stopped cleanly.");
     Ok(())
 }

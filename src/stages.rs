@@ -1,0 +1,98 @@
+//! The stages running inside one process (pipeline, sink, notifier) and what happens when
+//! one of them stops on its own.
+//!
+//! A stage ends by itself only on an error it cannot retry (ClickHouse rejecting rows, a
+//! checkpoint that cannot be written). A process that went on serving without it would
+//! look healthy while storing or computing nothing, so the first such error stops the whole
+//! process, the other stages cleanly, and it exits non-zero: Docker, Kubernetes or systemd
+//! restart it, and it resumes from the committed offsets and checkpoints.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tracing::error;
+
+/// The first stage error of a process, shared by the stages and the command that waits.
+#[derive(Debug, Clone)]
+pub struct Failures(Arc<watch::Sender<Option<String>>>);
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures(Arc::new(watch::channel(None).0))
+    }
+}
+
+impl Failures {
+    /// Records that `stage` stopped on `error`; only the first report is kept.
+    pub fn report(&self, stage: &str, error: &dyn Display) {
+        let reason = format!("the {stage} stopped on an error: {error}");
+        self.0.send_if_modified(|first| {
+            if first.is_some() {
+                return false;
+            }
+            error!(stage, error = %error,
+                "A stage stopped on an error; stopping the process so that its supervisor restarts it.");
+            *first = Some(reason);
+            true
+        });
+    }
+
+    /// Waits for the first report and returns it.
+    pub async fn first(&self) -> String {
+        let mut rx = self.0.subscribe();
+        let reason = rx.wait_for(Option::is_some).await.map(|r| r.clone());
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        reason.ok().flatten().unwrap_or_default()
+    }
+
+    /// The first report, if a stage has failed.
+    pub fn get(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits for Ctrl-C or SIGTERM, or for a stage to fail, whichever comes first.
+    pub async fn stop_requested(&self) {
+        tokio::select! {
+            _ = crate::commands::up::shutdown_signal() => {}
+            _ = self.first() => {}
+        }
+    }
+
+    /// After the process has shut down: an error naming the failed stage, if one failed.
+    pub fn outcome(&self) -> anyhow::Result<()> {
+        match self.get() {
+            Some(reason) => Err(anyhow::anyhow!(
+                "{reason}. Everything else was stopped cleanly; start Helios again to resume \
+                 from the committed offsets and checkpoints (see docs/runbooks/)"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_failure_wakes_the_waiter_and_later_ones_are_ignored() {
+        let failures = Failures::default();
+        assert!(failures.get().is_none());
+        assert!(failures.outcome().is_ok());
+        let waiter = {
+            let f = failures.clone();
+            tokio::spawn(async move { f.first().await })
+        };
+        failures.report("sink", &"ClickHouse rejected the rows");
+        failures.report("notifier", &"a later error");
+        let first = waiter.await.unwrap();
+        assert_eq!(
+            first,
+            "the sink stopped on an error: ClickHouse rejected the rows"
+        );
+        let err = failures.outcome().unwrap_err().to_string();
+        assert!(err.starts_with("the sink stopped on an error"), "{err}");
+        assert!(err.contains("start Helios again"), "{err}");
+    }
+}
