@@ -9,25 +9,32 @@
 
 use std::fmt::Display;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 use tracing::error;
 
 /// The first stage error of a process, shared by the stages and the command that waits.
-#[derive(Debug, Clone)]
-pub struct Failures(Arc<watch::Sender<Option<String>>>);
+#[derive(Debug, Clone, Default)]
+pub struct Failures(Arc<Inner>);
 
-impl Default for Failures {
-    fn default() -> Self {
-        Failures(Arc::new(watch::channel(None).0))
-    }
+#[derive(Debug, Default)]
+struct Inner {
+    first: watch::Sender<Option<String>>,
+    /// Set once Ctrl-C or SIGTERM asked the process to stop: a stage that fails while
+    /// shutting down (a store still down) is logged by the shutdown, not a reason to exit
+    /// non-zero.
+    stopping: AtomicBool,
 }
 
 impl Failures {
     /// Records that `stage` stopped on `error`; only the first report is kept.
     pub fn report(&self, stage: &str, error: &dyn Display) {
+        if self.0.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         let reason = format!("the {stage} stopped on an error: {error}");
-        self.0.send_if_modified(|first| {
+        self.0.first.send_if_modified(|first| {
             if first.is_some() {
                 return false;
             }
@@ -40,7 +47,7 @@ impl Failures {
 
     /// Waits for the first report and returns it.
     pub async fn first(&self) -> String {
-        let mut rx = self.0.subscribe();
+        let mut rx = self.0.first.subscribe();
         let reason = rx.wait_for(Option::is_some).await.map(|r| r.clone());
         // The sender lives in `self`, so the channel cannot close while this waits.
         reason.ok().flatten().unwrap_or_default()
@@ -48,15 +55,20 @@ impl Failures {
 
     /// The first report, if a stage has failed.
     pub fn get(&self) -> Option<String> {
-        self.0.borrow().clone()
+        self.0.first.borrow().clone()
     }
 
     /// Waits for Ctrl-C or SIGTERM, or for a stage to fail, whichever comes first.
     pub async fn stop_requested(&self) {
         tokio::select! {
-            _ = crate::commands::up::shutdown_signal() => {}
+            _ = crate::commands::up::shutdown_signal() => self.stopping(),
             _ = self.first() => {}
         }
+    }
+
+    /// The process was asked to stop: later stage errors are part of shutting down.
+    fn stopping(&self) {
+        self.0.stopping.store(true, Ordering::SeqCst);
     }
 
     /// After the process has shut down: an error naming the failed stage, if one failed.
@@ -94,5 +106,14 @@ mod tests {
         let err = failures.outcome().unwrap_err().to_string();
         assert!(err.starts_with("the sink stopped on an error"), "{err}");
         assert!(err.contains("start Helios again"), "{err}");
+    }
+
+    #[test]
+    fn errors_while_shutting_down_on_request_do_not_fail_the_process() {
+        let failures = Failures::default();
+        failures.stopping();
+        failures.report("sink", &"ClickHouse unreachable while flushing");
+        assert!(failures.get().is_none());
+        assert!(failures.outcome().is_ok());
     }
 }
