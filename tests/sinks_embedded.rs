@@ -23,14 +23,7 @@ async fn post(server: &Helios, from: usize, to: usize) {
                    "time": "2026-11-23T10:00:00Z", "value": i})
         })
         .collect();
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/events"))
-        .bearer_auth(&server.key)
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(serde_json::Value::Array(batch).to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = server.post_events(&serde_json::Value::Array(batch)).await;
     assert_eq!(resp.status(), 202);
 }
 
@@ -92,14 +85,7 @@ async fn posted_events_land_in_the_embedded_store_exactly_once() {
     post(&server, 0, 10).await;
     let marker = json!([{"specversion": "1.0", "id": "marker", "source": "e2e-marker",
                          "type": "ci.run", "subject": "repo-0"}]);
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/events"))
-        .bearer_auth(&server.key)
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(marker.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = server.post_events(&marker).await;
     assert_eq!(resp.status(), 202);
     // The marker shows the restarted sink is storing again.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -8,32 +8,19 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Helios;
+use common::clickhouse::query;
 use serde_json::json;
 
 async fn clickhouse(url: &str, database: &str, sql: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/?database={database}"))
-        .body(sql.to_owned())
-        .send()
+    query(url, database, sql)
         .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{sql}: {status} {text}");
-    text
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn post_event(server: &Helios, id: &str) {
     let batch = json!([{"specversion": "1.0", "id": id, "source": "stage-failure",
                         "type": "ci.run", "subject": "repo-0"}]);
-    let resp = server
-        .post("/v1/events")
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(batch.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    assert_eq!(server.post_events(&batch).await.status(), 202);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

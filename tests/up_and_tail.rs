@@ -18,14 +18,7 @@ async fn posted_batch_is_acknowledged_and_tailed() {
          "conclusion": "failure"},
         {"specversion": "1.0", "source": "ci", "type": "ci.run"}
     ]);
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/events"))
-        .bearer_auth(&server.key)
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(batch.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = server.post_events(&batch).await;
     assert_eq!(resp.status(), 202);
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(answer["accepted"], 2);

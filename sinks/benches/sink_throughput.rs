@@ -97,6 +97,18 @@ fn tsv_row(r: &EventRow, out: &mut String) {
     out.push('\n');
 }
 
+/// The environment variable `name` parsed, or `default` when unset.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn count(ch: &ClickHouse, sql: &str) -> u64 {
+    ch.client().query(sql).fetch_one().await.unwrap()
+}
+
 fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -105,13 +117,7 @@ fn median(xs: &mut [f64]) -> f64 {
 /// Waits until the server merges no parts (of this or an earlier round).
 async fn settle(ch: &ClickHouse) {
     loop {
-        let merging: u64 = ch
-            .client()
-            .query("SELECT count() FROM system.merges")
-            .fetch_one()
-            .await
-            .unwrap();
-        if merging == 0 {
+        if count(ch, "SELECT count() FROM system.merges").await == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -124,11 +130,8 @@ async fn run_sink(
     registry: Arc<Registry>,
     group: String,
     n: u64,
+    batch_rows: usize,
 ) -> Duration {
-    let batch_rows = std::env::var("HELIOS_BENCH_BATCH_ROWS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
     let config = SinkConfig {
         group,
         topics: SinkTopics {
@@ -160,10 +163,8 @@ async fn run_sink(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("HELIOS_BENCH_ROWS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500_000);
+    let n: usize = env_or("HELIOS_BENCH_ROWS", 1_000_000);
+    let batch_rows: usize = env_or("HELIOS_BENCH_BATCH_ROWS", 100_000);
     let url = std::env::var("HELIOS_TEST_CLICKHOUSE")
         .expect("HELIOS_TEST_CLICKHOUSE (run bench/sinks.sh)");
     let native = std::env::var("HELIOS_BENCH_CH_NATIVE_PORT")
@@ -204,10 +205,7 @@ async fn main() {
         .write_all(tsv.as_bytes())
         .unwrap();
 
-    let rounds: usize = std::env::var("HELIOS_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let rounds: usize = env_or("HELIOS_BENCH_ROUNDS", 3);
     let (mut sink_rates, mut cli_rates, mut ratios, mut pq_rates) =
         (vec![], vec![], vec![], vec![]);
     println!("rows: {n}, {rounds} rounds");
@@ -232,6 +230,7 @@ async fn main() {
                 registry.clone(),
                 format!("bench-ch-{round}"),
                 n as u64,
+                batch_rows,
             )
         };
         let cli = || {
@@ -256,18 +255,8 @@ async fn main() {
             settle(&ch).await;
             (sink().await, c)
         };
-        let counted: u64 = ch
-            .client()
-            .query("SELECT count() FROM events_cli")
-            .fetch_one()
-            .await
-            .unwrap();
-        let stored: u64 = ch
-            .client()
-            .query("SELECT count() FROM events FINAL")
-            .fetch_one()
-            .await
-            .unwrap();
+        let counted = count(&ch, "SELECT count() FROM events_cli").await;
+        let stored = count(&ch, "SELECT count() FROM events FINAL").await;
         assert_eq!((counted, stored), (n as u64, n as u64));
         ch.drop_database().await.unwrap();
 
@@ -285,6 +274,7 @@ async fn main() {
             registry.clone(),
             format!("bench-pq-{round}"),
             n as u64,
+            batch_rows,
         )
         .await;
 

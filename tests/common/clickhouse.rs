@@ -1,6 +1,6 @@
 //! A private clickhouse-server for end-to-end tests that stop and restart it, started
 //! through `scripts/services/clickhouse.sh` (so the shared server of `scripts/test` is
-//! never disturbed), and a small HTTP query helper.
+//! never disturbed), and a small HTTP query helper for any server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,17 +74,25 @@ impl OwnClickHouse {
     /// Runs `sql` in `database` and returns the answer's text; `None` when the server
     /// cannot be reached or refuses the query (the caller decides whether to wait).
     pub async fn query(&self, database: &str, sql: &str) -> Option<String> {
-        let r = reqwest::Client::new()
-            .post(format!("{}/?database={database}", self.url))
-            .body(sql.to_owned())
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.text().await.ok()
+        query(&self.url, database, sql).await.ok()
     }
+}
+
+/// Runs `sql` in `database` on the ClickHouse at `url` (HTTP) and returns the answer's
+/// text, or why the server could not be reached or refused the query.
+pub async fn query(url: &str, database: &str, sql: &str) -> Result<String, String> {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/?database={database}"))
+        .body(sql.to_owned())
+        .send()
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    let status = r.status();
+    let text = r.text().await.map_err(|e| format!("{sql}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{sql}: {status} {text}"));
+    }
+    Ok(text)
 }
 
 impl Drop for OwnClickHouse {

@@ -76,6 +76,16 @@ impl Helios {
             .bearer_auth(&self.key)
     }
 
+    /// `POST /v1/events` with `batch` as a CloudEvents JSON batch.
+    pub async fn post_events(&self, batch: &serde_json::Value) -> reqwest::Response {
+        self.post("/v1/events")
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(batch.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -86,10 +86,16 @@ impl AggregateUDFImpl for ArgMax {
 /// The newest row seen so far: its version and value (`None`: the value was NULL).
 type Newest = (i64, Option<f64>);
 
-/// Whether a row at `version` replaces `current`: only a strictly higher version does, so
-/// the first of equal copies stays.
-fn replaces(current: Option<Newest>, version: i64) -> bool {
-    current.is_none_or(|(v, _)| version > v)
+/// Offers `row` to `slot`: a row with a version replaces the newest so far only with a
+/// strictly higher version, so the first of equal copies stays.
+fn offer(slot: &mut Option<Newest>, value: &Float64Array, version: &Int64Array, row: usize) {
+    if version.is_null(row) {
+        return;
+    }
+    let v = version.value(row);
+    if slot.is_none_or(|(newest, _)| v > newest) {
+        *slot = Some((v, value.is_valid(row).then(|| value.value(row))));
+    }
 }
 
 /// The `(value, version)` columns: the function's arguments, and also its state.
@@ -110,12 +116,7 @@ impl Single {
     fn add(&mut self, values: &[ArrayRef]) {
         let (value, version) = columns(values);
         for row in 0..version.len() {
-            if version.is_valid(row) && replaces(self.newest, version.value(row)) {
-                self.newest = Some((
-                    version.value(row),
-                    value.is_valid(row).then(|| value.value(row)),
-                ));
-            }
+            offer(&mut self.newest, value, version, row);
         }
     }
 }
@@ -164,12 +165,8 @@ impl Groups {
         self.newest.resize(n, None);
         let (value, version) = columns(values);
         for (row, &g) in groups.iter().enumerate() {
-            if filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) || version.is_null(row) {
-                continue;
-            }
-            let v = version.value(row);
-            if replaces(self.newest[g], v) {
-                self.newest[g] = Some((v, value.is_valid(row).then(|| value.value(row))));
+            if filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+                offer(&mut self.newest[g], value, version, row);
             }
         }
     }
