@@ -11,10 +11,12 @@
 #   HELIOS_TOOLS               where tansu is installed/cached (default ~/.cache/helios/tools)
 #   HELIOS_TEST_TMP            parent dir for the broker's data and log (default: a new temp dir)
 #   HELIOS_TEST_KAFKA_PORT     port to listen on (default: a free loopback port)
-#   HELIOS_TEST_KAFKA_STORAGE  sqlite (default: a file in the data dir), memory, or a tansu storage URL.
-#                              The memory engine fails the log conformance suite: it reports the high
-#                              watermark as the last batch's base offset + 1, answers timestamp
-#                              lookups by append time, and does not serve fetches from inside a batch.
+#   HELIOS_TEST_KAFKA_STORAGE  sqlite (default: a file in the data dir) or a tansu storage URL the
+#                              installed features support (only libsql is built). tansu's memory
+#                              engine (feature dynostore) fails the log conformance suite: it reports
+#                              the high watermark as the last batch's base offset + 1, answers
+#                              timestamp lookups by append time, and does not serve fetches from
+#                              inside a batch.
 #   HELIOS_TANSU_WAIT          seconds to wait for the port to accept connections (default 60)
 
 TANSU_VERSION=0.6.0
@@ -44,8 +46,13 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 install() {
     if [[ -x $tansu ]]; then return; fi
     log "installing tansu $TANSU_VERSION into $tools (cached afterwards; takes minutes the first time)"
-    cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
-        --root "$tools" >&2
+    # Only the SQLite storage the tests use, optimised lightly and without debug info: the
+    # default features and full optimisation cost 24 minutes on a 2-core machine, and a
+    # test broker needs neither (issue 16). Its own target dir, removed afterwards.
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=64 CARGO_PROFILE_RELEASE_LTO=false \
+        cargo install tansu --locked --version "$TANSU_VERSION" \
+        --no-default-features --features libsql --root "$tools" >&2
 }
 
 free_port() {
@@ -72,7 +79,6 @@ start() {
         log "port $port is already in use; unset HELIOS_TEST_KAFKA_PORT or pick another"; exit 1
     fi
     case ${HELIOS_TEST_KAFKA_STORAGE:-sqlite} in
-        memory) storage=memory://tansu/ ;;
         sqlite) storage=sqlite://tansu.db ;; # relative to the data dir (the broker runs there)
         *) storage=$HELIOS_TEST_KAFKA_STORAGE ;;
     esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The dashboard's browser test, as `scripts/test` runs it: installs Debian's chromium
 # (apt) when /usr/bin/chromium is missing, the pinned playwright-core (`npm ci`, npm's
-# cache in ~/.cache/helios/npm), builds the helios binary in the shared target dir, and
+# cache in ~/.cache/helios/npm), builds the helios binary in the shared target dir (the workspace build the tests made), and
 # runs dashboard.mjs. Under CI=true a missing chromium or Node.js fails the run;
 # otherwise it says it skipped.
 set -euo pipefail

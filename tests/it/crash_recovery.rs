@@ -1,13 +1,12 @@
 //! Durability of `helios up` under SIGKILL: every event acknowledged with `202` is in the
 //! log exactly once and in order per partition, across several crashes at random moments.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Helios;
+use crate::common::Helios;
 use helios_log::embedded::EmbeddedLog;
 use helios_log::{ConsumerConfig, partition_for_key};
 use helios_schemas::{EventCodec, Registry};

@@ -1,12 +1,11 @@
 //! `POST /v1/sql` on both stores: the same rows for the same query, CSV as an option, and a
 //! clear 4xx for everything that is not one bounded read of the Helios tables.
 
-mod common;
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{Both, EVENTS};
+use crate::common::{Both, EVENTS};
 use helios_query_api::store::Limits;
 use serde_json::{Value, json};
 

@@ -10,15 +10,14 @@
 //! scenario, not a timing assertion. The server is this test's own (through
 //! `scripts/services/clickhouse.sh`), so stopping it disturbs no other test.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Helios;
-use common::clickhouse::OwnClickHouse;
+use crate::common::Helios;
+use crate::common::clickhouse::OwnClickHouse;
 use helios_query_api::metrics::names;
 use helios_query_api::metrics::parse::{Scrape, parse};
 use serde_json::json;

@@ -10,13 +10,12 @@
 //! tests; the data is written through the real sink into a fresh database, which stands in
 //! for the data source's `defaultDatabase`.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseStore, migrations};
 use serde_json::Value;
 

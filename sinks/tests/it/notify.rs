@@ -1,6 +1,5 @@
 //! Alert notifications against a real local HTTP receiver that fails the first attempts.
 
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::*;
+use crate::common::*;
 use helios_schemas::AlertState;
 use helios_sinks::RetryPolicy;
 use helios_sinks::notify::state::{DeliveryLog, DeliveryStatus};

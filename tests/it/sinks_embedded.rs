@@ -3,12 +3,11 @@
 //! the same events were posted again, after a clean stop (SIGTERM: flush and commit) and
 //! after a restart that re-reads the log.
 
-mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Helios;
+use crate::common::Helios;
 use helios_sinks::StoreSpec;
 use helios_sinks::parquet::query::{scalar_u64, session};
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! Starting and stopping the real `helios` binary in end-to-end tests.
 
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code)] // each test module uses a different part
 
 pub mod clickhouse;
 

@@ -4,12 +4,11 @@
 //! `eval "$(scripts/services/clickhouse.sh start)"`); each test uses a fresh database. The
 //! outage test starts and stops a server of its own through the same script.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use helios_log::Record;
 use helios_schemas::AlertState;
 use helios_sinks::SinkConfig;

@@ -3,12 +3,11 @@
 //! it (ClickHouse then rejects every insert) exits instead of serving on without a sink.
 //! Needs the shared clickhouse-server of `scripts/test` (`HELIOS_TEST_CLICKHOUSE`).
 
-mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::Helios;
-use common::clickhouse::query;
+use crate::common::Helios;
+use crate::common::clickhouse::query;
 use serde_json::json;
 
 async fn clickhouse(url: &str, database: &str, sql: &str) -> String {

@@ -8,7 +8,7 @@
 //! bounded loops of short polls ([`WAIT`] in total) because group joins on a broker take
 //! seconds.
 
-#![allow(dead_code)] // Each test binary uses the cases it runs.
+#![allow(dead_code)] // Each backend runs the cases it supports.
 
 /// Declares one `#[tokio::test]` per conformance case for a backend. `$open` is an async
 /// fn returning `(guard, Log)` (the guard keeps e.g. a temp dir alive); `$retention` says
@@ -23,14 +23,14 @@ macro_rules! conformance_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn retention() {
             let (_guard, log) = $open().await;
-            conformance::retention(&log, &conformance::unique_prefix("retention"), $retention).await;
+            $crate::conformance::retention(&log, &$crate::conformance::unique_prefix("retention"), $retention).await;
         }
     };
     (@cases $open:ident; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
             let (_guard, log) = $open().await;
-            conformance::$case(&log, &conformance::unique_prefix(stringify!($case))).await;
+            $crate::conformance::$case(&log, &$crate::conformance::unique_prefix(stringify!($case))).await;
         }
     )*};
 }

@@ -1,9 +1,8 @@
 //! README's first steps, end to end: `helios up`, post a CloudEvents batch with HTTP,
 //! `helios tail helios.events --from-beginning` prints those events.
 
-mod common;
 
-use common::{Helios, helios};
+use crate::common::{Helios, helios};
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -2,13 +2,12 @@
 //! same tables as in ClickHouse, a replay leaves query results unchanged, compaction and
 //! retention keep the results, and a crash's leftovers are ignored.
 
-mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use helios_log::Record;
 use helios_sinks::parquet::query::{self, collect, pretty, scalar_u64};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};

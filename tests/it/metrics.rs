@@ -4,13 +4,12 @@
 //! Prometheus text naming only documented families. Then `helios run pipeline` and
 //! `helios run sink --metrics-listen` over the same data dir serve their own `/metrics`.
 
-mod common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Helios};
+use crate::common::{BIN, Helios};
 use helios_query_api::metrics::CONTENT_TYPE;
 use helios_query_api::metrics::names;
 use helios_query_api::metrics::parse::{Scrape, parse};

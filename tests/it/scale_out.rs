@@ -8,7 +8,7 @@
 //! Every run uses its own topic prefix, consumer groups and database, so runs never see
 //! each other's data. Waits poll for the behaviour with generous deadlines.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};

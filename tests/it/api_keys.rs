@@ -3,9 +3,8 @@
 //! server's data dir, and the server honours them from the next request; `helios send`
 //! sends its key.
 
-mod common;
 
-use common::{Helios, helios};
+use crate::common::{Helios, helios};
 use serde_json::{Value, json};
 
 /// The key the first start printed to its stderr (the test harness's log file).

@@ -13,7 +13,7 @@
 //! And the `/metrics` families arrive as OTLP metrics with their values, while the log
 //! lines on stderr are JSON objects (`--log-format json`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use common::Helios;
+use crate::common::Helios;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };

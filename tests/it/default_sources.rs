@@ -2,12 +2,11 @@
 //! health route, so `helios tail helios.events --from-beginning` shows live events within
 //! seconds of the first start.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Helios, helios};
+use crate::common::{Helios, helios};
 use serde_json::Value;
 
 fn tail(data: &str) -> Vec<Value> {

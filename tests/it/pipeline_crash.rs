@@ -4,14 +4,13 @@
 //! highest version, alerts by id and state), the final window results and the alerts
 //! equal those of a run without a crash: nothing missing, nothing counted twice.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Helios;
+use crate::common::Helios;
 use helios_log::ConsumerConfig;
 use helios_log::embedded::EmbeddedLog;
 use helios_schemas::{Alert, AlertState, RecordCodec, Registry, WindowResult};

@@ -3,11 +3,10 @@
 //! Small segments and a fast retention check so the retention case sees deletions quickly;
 //! everything else runs with the defaults `helios up` uses.
 
-mod conformance;
 
 use std::time::Duration;
 
-use conformance::Retention;
+use crate::conformance::Retention;
 use helios_log::Log;
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 

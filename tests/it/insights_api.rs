@@ -3,13 +3,12 @@
 //! over the same data dir answers the same; the OpenAPI document validates, and every route
 //! in it is called here with a key of the right scope.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Helios};
+use crate::common::{BIN, Helios};
 use serde_json::{Value, json};
 
 const SPEC: &str = r#"

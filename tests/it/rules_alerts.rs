@@ -2,12 +2,11 @@
 //! HTTP (two before a restart, the third after it) make the rule fire, and the `Alert`
 //! appears on `helios.alerts`, printed as JSON by `helios tail`.
 
-mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Helios, helios};
+use crate::common::{Helios, helios};
 use serde_json::{Value, json};
 
 const SPEC: &str = r#"

@@ -4,11 +4,10 @@
 //! `scripts/test` starts tansu and sets it (by hand: `eval "$(scripts/services/tansu.sh start)"`).
 //! Every test uses fresh, uniquely named topics and groups.
 
-mod conformance;
 
 use std::time::Duration;
 
-use conformance::Retention;
+use crate::conformance::Retention;
 use helios_log::Log;
 use helios_log::kafka::{KafkaConfig, KafkaLog};
 

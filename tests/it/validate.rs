@@ -1,10 +1,9 @@
 //! `helios validate` and `helios up --spec` share one report of every spec problem.
 
-mod common;
 
 use std::process::Command;
 
-use common::{BIN, helios};
+use crate::common::{BIN, helios};
 
 const BROKEN: &str = r#"[[aggregate]]
 name = "runs"

@@ -1,0 +1,21 @@
+//! Integration tests of the `helios` binary end to end, as one test binary: one link per crate instead of one per
+//! file keeps the test build within a 2-core machine (issue 16). Each file is a module.
+
+mod common;
+
+mod api_keys;
+mod clickhouse_outage;
+mod crash_recovery;
+mod default_sources;
+mod deploy_files;
+mod insights_api;
+mod metrics;
+mod otel;
+mod pipeline_crash;
+mod rules_alerts;
+mod runbooks;
+mod scale_out;
+mod sinks_embedded;
+mod stage_failure;
+mod up_and_tail;
+mod validate;
