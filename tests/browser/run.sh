@@ -36,7 +36,10 @@ say "installing playwright-core (npm ci)"
 npm ci --prefix tests/browser --cache "$HOME/.cache/helios/npm" --no-audit --no-fund --loglevel=error >&2
 
 say "building helios"
-cargo build --bin helios --locked >&2
+# The same build as the test run before it (the workspace's tests, so the same feature
+# set): a no-op after `scripts/test`'s run, where `--bin helios` alone rebuilt the
+# dependencies with other features (issue 16).
+cargo build --workspace --tests --locked >&2
 
 export HELIOS_BIN=${HELIOS_BIN:-$CARGO_TARGET_DIR/debug/helios}
 export HELIOS_TEST_ARTIFACTS=${HELIOS_TEST_ARTIFACTS:-$CARGO_TARGET_DIR/browser}
