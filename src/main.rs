@@ -1,6 +1,5 @@
 //! The `helios` command: wires the crates together behind one CLI.
 
-mod api;
 mod backend;
 mod commands;
 mod metrics;

@@ -10,13 +10,9 @@
 //! exports show the same numbers from the same atomics.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use helios_connectors::runtime::{RequestOutcome, SourceState, Supervisor};
 use helios_log::Log;
 use helios_pipeline::runtime::{Metrics, ProcessorConfig};
@@ -26,7 +22,7 @@ use helios_query_api::metrics::{Collect, Exposition, Kind, MetricsRegistry, Refr
 use helios_sinks::SinkMetrics;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Meter};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Source types that receive requests (their routes count request outcomes).
 const PUSH_TYPES: [&str; 3] = ["http", "github", "webhook"];
@@ -281,7 +277,7 @@ impl Collect for SinkCollector {
 /// Adds the processor's collector (when the spec runs one).
 pub fn register_pipeline(
     registry: &MetricsRegistry,
-    handle: Option<&crate::commands::pipeline::PipelineHandle>,
+    handle: Option<&crate::stages::pipeline::PipelineHandle>,
     log: &Log,
 ) {
     if let Some(h) = handle {
@@ -296,7 +292,7 @@ pub fn register_pipeline(
 /// Adds the sink's collector.
 pub fn register_sinks(
     registry: &MetricsRegistry,
-    sinks: &crate::commands::run::RunningSinks,
+    sinks: &crate::stages::sinks::RunningSinks,
     log: &Log,
 ) {
     registry.register(Arc::new(SinkCollector::new(
@@ -435,7 +431,7 @@ pub fn export_registry(registry: &MetricsRegistry) {
 }
 
 /// Exports the processor's counters over OTLP; nothing without an endpoint.
-pub fn export_pipeline(handle: Option<&crate::commands::pipeline::PipelineHandle>, log: &Log) {
+pub fn export_pipeline(handle: Option<&crate::stages::pipeline::PipelineHandle>, log: &Log) {
     if OTLP.get().is_some() {
         let registry = MetricsRegistry::new();
         register_pipeline(&registry, handle, log);
@@ -444,41 +440,12 @@ pub fn export_pipeline(handle: Option<&crate::commands::pipeline::PipelineHandle
 }
 
 /// Exports the sink's counters over OTLP; nothing without an endpoint.
-pub fn export_sinks(sinks: &crate::commands::run::RunningSinks, log: &Log) {
+pub fn export_sinks(sinks: &crate::stages::sinks::RunningSinks, log: &Log) {
     if OTLP.get().is_some() {
         let registry = MetricsRegistry::new();
         register_sinks(&registry, sinks, log);
         export_registry(&registry);
     }
-}
-
-/// `/metrics` and `/healthz` alone, for the stages that serve no other HTTP
-/// (`helios run pipeline|sink --metrics-listen`).
-pub fn stage_router(registry: MetricsRegistry) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .merge(helios_query_api::metrics::router(registry))
-}
-
-/// Binds `addr` (so a taken port stops the stage before it starts) and serves
-/// [`stage_router`] until the process ends.
-pub async fn serve_stage(addr: SocketAddr, registry: MetricsRegistry) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "binding the metrics listener {addr} (is the port taken? try another --metrics-listen)"
-        )
-    })?;
-    let local = listener.local_addr()?;
-    info!(url = %format!("http://{local}/metrics"), "Serving metrics.");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, stage_router(registry)).await {
-            warn!(error = %e, "The metrics listener stopped.");
-        }
-    });
-    Ok(())
 }
 
 #[cfg(test)]

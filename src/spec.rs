@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use helios_connectors::spec::SourceSpec;
-use helios_pipeline::spec::{Diagnostics, Spec};
+use helios_connectors::spec::{SourceSpec, SourcesSpec};
+use helios_pipeline::spec::{Aggregate, Diagnostics, Rule, Spec, Watermark};
 
 /// Reads and validates a spec file. `Err(Ok(diagnostics))` lists every problem;
 /// `Err(Err(_))` means the file could not be read.
@@ -71,6 +71,35 @@ pub fn load_or_report(path: &Path) -> anyhow::Result<Spec<SourceSpec>> {
         ),
         Err(Err(e)) => Err(e),
     }
+}
+
+/// The spec's sources, the store's tables, the alert webhooks, the aggregations and the
+/// rules.
+pub type LoadedSpec = (
+    SourcesSpec,
+    helios_sinks::StoreSpec,
+    Vec<helios_sinks::notify::WebhookConfig>,
+    (Watermark, Vec<Aggregate>, Vec<Rule>),
+);
+
+/// Loads and validates the spec; refuses to start on any problem, with the same report
+/// as `helios validate`. Returns the sources, the store's tables and the webhooks.
+pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
+    let mut spec = load_or_report(path)?;
+    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)
+        .with_context(|| format!("{}", path.display()))?;
+    let store = store_spec(&spec);
+    let webhooks = webhooks(&spec);
+    let aggregates = std::mem::take(&mut spec.aggregates);
+    let rules = std::mem::take(&mut spec.rules);
+    Ok((
+        SourcesSpec {
+            sources: spec.sources.into_iter().map(|s| s.value).collect(),
+        },
+        store,
+        webhooks,
+        (spec.watermark, aggregates, rules),
+    ))
 }
 
 #[cfg(test)]

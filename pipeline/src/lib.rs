@@ -5,6 +5,7 @@
 pub mod checkpoint;
 mod error;
 pub mod expr;
+pub mod ids;
 pub mod insights;
 pub mod rules;
 pub mod runtime;

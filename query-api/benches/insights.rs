@@ -26,9 +26,9 @@ use helios_query_api::catalog::{
 use helios_query_api::store::{ClickHouseReader, DataFusionReader, ReadStore};
 use helios_query_api::{ApiState, read_router};
 use helios_schemas::WindowResult;
-use helios_sinks::clickhouse::rows::{AggregateRows, EventRow};
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};
+use helios_sinks::rows::{AggregateRows, EventRow};
 use helios_sinks::{Rows, Store, StoreSpec};
 use tower::ServiceExt;
 

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use helios_log::{Record, TopicSpec};
 use helios_schemas::{AvroRecord, Event, EventCodec, Registry};
-use helios_sinks::clickhouse::rows::EventRow;
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore, migrations};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};
+use helios_sinks::rows::EventRow;
 use helios_sinks::{Decoders, Sink, SinkConfig, SinkTopics, Store, StoreSpec};
 use tokio::sync::watch;
 

@@ -10,6 +10,8 @@
 //! - [`notify`]: alert notifications to webhooks (generic JSON and Slack), sent once per
 //!   alert state change, with the delivery record kept in the data dir.
 //! - [`spec`]: the sink's own description of the aggregates and retention it stores.
+//! - [`store`] and [`rows`]: the seam every store implements, and the row model of its
+//!   tables (the same columns on ClickHouse and in Parquet).
 //!
 //! Architecture invariant: a sink never commits an offset before the store (or the webhook
 //! receiver) acknowledged what the offset covers, and never drops a record: what cannot be
@@ -20,6 +22,7 @@ pub mod clickhouse;
 mod error;
 pub mod notify;
 pub mod parquet;
+pub mod rows;
 pub mod sink;
 pub mod spec;
 pub mod store;

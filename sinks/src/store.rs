@@ -12,8 +12,8 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::clickhouse::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
 use crate::error::Result;
+use crate::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
 use crate::spec::StoreSpec;
 
 /// Rows waiting to be stored, per table.

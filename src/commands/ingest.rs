@@ -4,19 +4,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::get;
 use clap::Args;
 use helios_connectors::spec::default_sources;
-use helios_schemas::{AvroRecord, DeadLetter, Event, Registry, SchemaSource};
 use tracing::info;
 
-use crate::backend::{LogArgs, registry_dir};
+use crate::backend::LogArgs;
 use crate::commands::keys::AuthArgs;
-use crate::commands::up::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, SourcesSetup};
+use crate::stages::http;
+use crate::stages::sources::{EVENTS_TOPIC, SourcesSetup, start_sources};
+use crate::stages::supervision::shutdown_signal;
 
 /// Run the sources: the spec's HTTP ingest (`POST /v1/events`), webhooks and pull sources,
 /// appending to `helios.events` (created with `[topics] partitions` if missing).
@@ -54,75 +53,27 @@ pub struct IngestArgs {
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let backend = args.log.resolve()?;
     let sources = match &args.spec {
-        Some(path) => crate::commands::up::load_spec(path)?.0.sources,
+        Some(path) => crate::spec::load_spec(path)?.0.sources,
         None => default_sources(args.listen, &backend.data_dir),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding {} (is another process using it? try --listen)",
-                args.listen
-            )
-        })?;
+    let listener = http::bind(args.listen, "--listen").await?;
     std::fs::create_dir_all(&backend.data_dir)
         .with_context(|| format!("creating the data dir {}", backend.data_dir.display()))?;
     let (log, embedded) = backend.open_writable_log("ingest").await?;
     let topics = &backend.topics;
-    let subject = |base: &str| format!("{}-value", topics.name(base));
     // The registry: a remote one, or the data dir's, which this role then serves.
-    let (schemas, served, event_id, dead_letter_id): (Arc<dyn SchemaSource>, _, u32, u32) =
-        match backend.remote_registry()? {
-            Some(remote) => {
-                let register = |subject: String, schema: &'static str| {
-                    let remote = remote.clone();
-                    async move {
-                        remote.register(&subject, schema).await.with_context(|| {
-                            format!(
-                                "registering {subject} at {} (a registry behind Helios' API \
-                                 keys needs an admin key in HELIOS_REGISTRY_KEY)",
-                                remote.url()
-                            )
-                        })
-                    }
-                };
-                let event = register(subject(EVENTS_TOPIC), Event::SCHEMA_JSON).await?;
-                let dead = register(subject(DEAD_LETTER_TOPIC), DeadLetter::SCHEMA_JSON).await?;
-                (remote, None, event, dead)
-            }
-            None => {
-                let dir = registry_dir(&backend.data_dir);
-                let registry = Arc::new(
-                    Registry::open(&dir)
-                        .with_context(|| format!("opening the registry in {}", dir.display()))?,
-                );
-                let event = registry
-                    .register(&subject(EVENTS_TOPIC), Event::SCHEMA_JSON)
-                    .context("registering the Event schema")?;
-                let dead = registry
-                    .register(&subject(DEAD_LETTER_TOPIC), DeadLetter::SCHEMA_JSON)
-                    .context("registering the DeadLetter schema")?;
-                (
-                    registry.clone() as Arc<dyn SchemaSource>,
-                    Some(registry),
-                    event.id,
-                    dead.id,
-                )
-            }
-        };
-    let (supervisor, routes, metrics) = crate::commands::up::start_sources(SourcesSetup {
+    let schemas = crate::stages::schemas::writable(&backend)?;
+    let (supervisor, routes, metrics) = start_sources(SourcesSetup {
         log: log.clone(),
-        event_schema: event_id,
-        dead_letter_schema: dead_letter_id,
-        schemas,
+        schemas: &schemas,
         sources: &sources,
         data_dir: &backend.data_dir,
         topics,
     })
     .await?;
-    let app: Router = match served {
+    let app: Router = match schemas.served() {
         Some(registry) => helios_query_api::router(routes, registry),
-        None => Router::new().route("/healthz", get(healthz)).merge(routes),
+        None => http::health_routes().merge(routes),
     };
     let app = app.merge(helios_query_api::metrics::router(metrics));
     let addr = listener.local_addr()?;
@@ -134,10 +85,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         registry = backend.registry.as_deref().unwrap_or("embedded, served here"),
         "Ingest running; Ctrl-C stops."
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::commands::up::shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    http::serve(listener, app, shutdown_signal()).await?;
     info!("Shutting down: stopping the sources.");
     supervisor.shutdown().await;
     // Graceful shutdown waited for in-flight requests, so every append has returned.
@@ -146,9 +94,4 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     info!("Stopped cleanly.");
     Ok(())
-}
-
-/// `GET /healthz` when the registry routes (which bring their own) are not served here.
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
 }

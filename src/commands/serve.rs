@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use tracing::info;
 
 use crate::commands::keys::AuthArgs;
+use crate::stages::supervision::shutdown_signal;
+use crate::stages::{http, read_api};
 
 /// Serve one of Helios' HTTP surfaces on its own.
 #[derive(Debug, Args)]
@@ -75,29 +76,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let (catalog, store) = match &args.spec {
         Some(path) => {
-            let spec = match crate::spec::load(path) {
-                Ok(spec) => spec,
-                Err(Ok(diagnostics)) => anyhow::bail!(
-                    "the spec has {} problem(s):\n{diagnostics}",
-                    diagnostics.len()
-                ),
-                Err(Err(e)) => return Err(e),
-            };
+            let spec = crate::spec::load_or_report(path)?;
             (
-                crate::api::catalog(&spec.aggregates),
+                read_api::catalog(&spec.aggregates),
                 crate::spec::store_spec(&spec),
             )
         }
         None => Default::default(),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding {} (is another process using it? try --listen)",
-                args.listen
-            )
-        })?;
+    let listener = http::bind(args.listen, "--listen").await?;
     let file = match &args.config {
         Some(path) => crate::backend::BackendFile::load(path)?,
         None => crate::backend::BackendFile::default(),
@@ -108,16 +95,13 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "helios".to_owned());
     let clickhouse =
         url.map(|url| helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&database));
-    let state = crate::api::read_state(catalog, &store, clickhouse, &args.data_dir).await?;
+    let state = read_api::read_state(catalog, &store, clickhouse, &args.data_dir).await?;
     let store_name = state.store.describe();
     let addr = listener.local_addr()?;
     let app = helios_query_api::api_router(state);
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
     info!(url = %format!("http://{addr}"), store = %store_name, "Serving the read API; Ctrl-C stops.");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::commands::up::shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    http::serve(listener, app, shutdown_signal()).await?;
     info!("Stopped cleanly.");
     Ok(())
 }

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use helios_connectors::runtime::{Emitter, EmitterConfig, RequestOutcome, Supervisor};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use helios_log::{Record, TopicSpec};
+use helios_query_api::metrics::Exposition;
 use helios_query_api::metrics::parse::parse;
-use helios_query_api::metrics::{Exposition, MetricsRegistry};
 use helios_schemas::{EventCodec, RecordCodec};
 
 use super::*;
@@ -133,22 +133,6 @@ async fn lag_is_the_log_end_minus_the_position_once_refreshed() {
     assert_eq!(ends.lag("t", 1, 9), Some(0), "never negative");
     assert_eq!(ends.lag("t", 0, 0), Some(0));
     assert_eq!(ends.lag("not-created", 0, 0), None);
-}
-
-#[tokio::test]
-async fn stage_router_serves_metrics_and_health() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, stage_router(MetricsRegistry::new())).await });
-    let client = reqwest::Client::new();
-    for path in ["/metrics", "/healthz"] {
-        let resp = client
-            .get(format!("http://{addr}{path}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
-    }
 }
 
 #[tokio::test]

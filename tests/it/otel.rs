@@ -13,19 +13,17 @@
 //! And the `/metrics` families arrive as OTLP metrics with their values, while the log
 //! lines on stderr are JSON objects (`--log-format json`).
 
-use crate::common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::Helios;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use crate::common::Helios;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };

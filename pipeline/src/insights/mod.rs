@@ -29,9 +29,9 @@ use std::collections::BTreeMap;
 use helios_schemas::{Insight, InsightKind, WindowResult};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::IdBuilder;
 use crate::rules::pairs;
 use crate::spec::Aggregate;
-use crate::window::sketch;
 
 const DAY: i64 = 86_400_000_000;
 const WEEK: i64 = 7 * DAY;
@@ -418,23 +418,14 @@ pub fn insight_id(
     start: i64,
     end: i64,
 ) -> String {
-    let mut bytes = Vec::with_capacity(96);
-    for part in [kind, aggregate, measure] {
-        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(part.as_bytes());
-    }
+    let mut id = IdBuilder::new()
+        .prefixed(kind)
+        .prefixed(aggregate)
+        .prefixed(measure);
     for (k, v) in group {
-        for part in [k, v] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part.as_bytes());
-        }
+        id = id.prefixed(k).prefixed(v);
     }
-    bytes.extend_from_slice(&start.to_le_bytes());
-    bytes.extend_from_slice(&end.to_le_bytes());
-    let h1 = sketch::hash64(&bytes);
-    bytes.push(0xff);
-    let h2 = sketch::hash64(&bytes);
-    format!("{h1:016x}{h2:016x}")
+    id.int(start).int(end).finish()
 }
 
 fn describe(group: &Group) -> String {

@@ -37,8 +37,9 @@ use helios_schemas::{Alert, AlertState, Event};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
+use crate::ids::IdBuilder;
 use crate::spec::{Rule, RuleKind, Severity};
-use crate::window::{GroupKey, sketch};
+use crate::window::GroupKey;
 
 use kinds::{Absence, Sequence, Threshold, Transition, Why};
 
@@ -392,25 +393,13 @@ impl RuleOperator {
 
 /// The same for the firing and the resolved record of one alert.
 pub fn alert_id(rule: &str, key: &GroupKey, since: i64) -> String {
-    let mut bytes = Vec::with_capacity(64);
-    bytes.extend_from_slice(b"alert\0");
-    bytes.extend_from_slice(rule.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(&since.to_le_bytes());
-    for k in key {
-        match k {
-            Some(v) => {
-                bytes.push(1);
-                bytes.extend_from_slice(&(v.len() as u64).to_le_bytes());
-                bytes.extend_from_slice(v.as_bytes());
-            }
-            None => bytes.push(0),
-        }
-    }
-    let h1 = sketch::hash64(&bytes);
-    bytes.push(0xff);
-    let h2 = sketch::hash64(&bytes);
-    format!("{h1:016x}{h2:016x}")
+    IdBuilder::new()
+        .raw(b"alert\0")
+        .raw(rule.as_bytes())
+        .raw(&[0])
+        .int(since)
+        .key(key)
+        .finish()
 }
 
 fn severity(s: Severity) -> helios_schemas::Severity {

@@ -785,96 +785,63 @@ fn output(id: &str, value: Bytes, trace: &[(String, Bytes)]) -> Record {
 /// Appends a batch's outputs and waits until they are durable; each record carries
 /// `trace`, the batch span's context (empty when traces are not exported).
 async fn write_outputs(p: &Processor, out: Outputs, trace: &[(String, Bytes)]) -> Result<()> {
+    let (c, codecs) = (&p.config, &p.codecs);
+    let mut batches = vec![(
+        &c.aggregates_topic,
+        encode_all(&out.results, "a window result", trace, |r| {
+            (&r.id, codecs.results.encode(r))
+        })?,
+    )];
+    if let Some(derived) = &p.derived {
+        batches.push((
+            &c.alerts_topic,
+            encode_all(&out.alerts, "an alert", trace, |a| {
+                (&a.id, derived.alerts.encode(a))
+            })?,
+        ));
+        batches.push((
+            &c.insights_topic,
+            encode_all(&out.insights, "an insight", trace, |i| {
+                (&i.id, derived.insights.encode(i))
+            })?,
+        ));
+    }
+    for (topic, dead) in [
+        (&c.late_topic, &out.late),
+        (&c.dead_letter_topic, &out.dead),
+    ] {
+        let records = encode_all(dead, "a dead letter", trace, |d| {
+            (&d.id, codecs.dead_letters.encode(d))
+        })?;
+        batches.push((topic, records));
+    }
     let producer = p.log.producer();
-    if !out.results.is_empty() {
-        let mut records = Vec::with_capacity(out.results.len());
-        for r in &out.results {
-            let value = p
-                .codecs
-                .results
-                .encode(r)
-                .map_err(|e| PipelineError::Encode {
-                    what: "a window result",
-                    source: e,
-                })?;
-            records.push(output(&r.id, value, trace));
-        }
-        producer
-            .append(&p.config.aggregates_topic, records)
-            .await
-            .map_err(|e| {
-                PipelineError::log(format!("appending to {}", p.config.aggregates_topic), e)
-            })?;
-    }
-    if let Some(codecs) = &p.derived {
-        if !out.alerts.is_empty() {
-            let mut records = Vec::with_capacity(out.alerts.len());
-            for a in &out.alerts {
-                let value = codecs.alerts.encode(a).map_err(|e| PipelineError::Encode {
-                    what: "an alert",
-                    source: e,
-                })?;
-                records.push(output(&a.id, value, trace));
-            }
+    for (topic, records) in batches {
+        if !records.is_empty() {
             producer
-                .append(&p.config.alerts_topic, records)
+                .append(topic, records)
                 .await
-                .map_err(|e| {
-                    PipelineError::log(format!("appending to {}", p.config.alerts_topic), e)
-                })?;
+                .map_err(|e| PipelineError::log(format!("appending to {topic}"), e))?;
         }
-        if !out.insights.is_empty() {
-            let mut records = Vec::with_capacity(out.insights.len());
-            for i in &out.insights {
-                let value = codecs
-                    .insights
-                    .encode(i)
-                    .map_err(|e| PipelineError::Encode {
-                        what: "an insight",
-                        source: e,
-                    })?;
-                records.push(output(&i.id, value, trace));
-            }
-            producer
-                .append(&p.config.insights_topic, records)
-                .await
-                .map_err(|e| {
-                    PipelineError::log(format!("appending to {}", p.config.insights_topic), e)
-                })?;
-        }
-    }
-    let encode = |d: &DeadLetter| {
-        p.codecs
-            .dead_letters
-            .encode(d)
-            .map_err(|e| PipelineError::Encode {
-                what: "a dead letter",
-                source: e,
-            })
-    };
-    if !out.late.is_empty() {
-        let mut records = Vec::with_capacity(out.late.len());
-        for d in &out.late {
-            records.push(output(&d.id, encode(d)?, trace));
-        }
-        producer
-            .append(&p.config.late_topic, records)
-            .await
-            .map_err(|e| PipelineError::log(format!("appending to {}", p.config.late_topic), e))?;
-    }
-    if !out.dead.is_empty() {
-        let mut records = Vec::with_capacity(out.dead.len());
-        for d in &out.dead {
-            records.push(output(&d.id, encode(d)?, trace));
-        }
-        producer
-            .append(&p.config.dead_letter_topic, records)
-            .await
-            .map_err(|e| {
-                PipelineError::log(format!("appending to {}", p.config.dead_letter_topic), e)
-            })?;
     }
     Ok(())
+}
+
+/// Encodes `items` (`what` names one in errors) as records keyed by their ids.
+fn encode_all<T>(
+    items: &[T],
+    what: &'static str,
+    trace: &[(String, Bytes)],
+    encode: impl Fn(&T) -> (&str, helios_schemas::Result<Bytes>),
+) -> Result<Vec<Record>> {
+    items
+        .iter()
+        .map(|item| {
+            let (id, value) = encode(item);
+            let value = value.map_err(|e| PipelineError::Encode { what, source: e })?;
+            Ok(output(id, value, trace))
+        })
+        .collect()
 }
 
 #[cfg(test)]

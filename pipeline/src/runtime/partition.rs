@@ -9,10 +9,11 @@ use helios_log::TopicPartition;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::ids::hash64;
 use crate::insights::{InsightOperator, InsightSettings};
 use crate::rules::{RuleOperator, RuleState};
 use crate::spec::{Aggregate, Rule};
-use crate::window::{AggregateState, AggregateStateRef, WindowedAggregate, sketch};
+use crate::window::{AggregateState, AggregateStateRef, WindowedAggregate};
 use crate::{PipelineError, Result};
 
 /// One input partition's operators and progress.
@@ -98,18 +99,18 @@ struct OperatorStateRef<'a> {
 pub(crate) fn fingerprint(a: &Aggregate) -> u64 {
     // Debug output covers the name, window, keys and measures (with their SQL text),
     // lateness and emit interval: everything the state's shape and meaning depend on.
-    sketch::hash64(format!("{a:?}").as_bytes())
+    hash64(format!("{a:?}").as_bytes())
 }
 
 /// Identifies a rule's definition (name, kind with its conditions' SQL, keys, window,
 /// severity).
 pub(crate) fn rule_fingerprint(r: &Rule) -> u64 {
-    sketch::hash64(format!("{r:?}").as_bytes())
+    hash64(format!("{r:?}").as_bytes())
 }
 
 /// Identifies the insight detectors of an aggregate: its definition and the settings.
 fn insight_fingerprint(a: &Aggregate, settings: &InsightSettings) -> u64 {
-    sketch::hash64(format!("insights {a:?} {settings:?}").as_bytes())
+    hash64(format!("insights {a:?} {settings:?}").as_bytes())
 }
 
 /// The specs a partition's operators are built from.

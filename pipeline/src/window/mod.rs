@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use accumulate::{Accumulator, Input};
 pub use watermark::Watermarks;
 
+use crate::ids::IdBuilder;
 use crate::spec::{Aggregate, Window};
 
 /// Group key values in spec order; `None` is NULL.
@@ -692,25 +693,13 @@ fn result(
 
 /// The same for every version of one window and group, so stores keep the latest.
 pub fn result_id(aggregate: &str, start: i64, end: i64, key: &GroupKey) -> String {
-    let mut bytes = Vec::with_capacity(64);
-    bytes.extend_from_slice(aggregate.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(&start.to_le_bytes());
-    bytes.extend_from_slice(&end.to_le_bytes());
-    for k in key {
-        match k {
-            Some(v) => {
-                bytes.push(1);
-                bytes.extend_from_slice(&(v.len() as u64).to_le_bytes());
-                bytes.extend_from_slice(v.as_bytes());
-            }
-            None => bytes.push(0),
-        }
-    }
-    let h1 = sketch::hash64(&bytes);
-    bytes.push(0xff);
-    let h2 = sketch::hash64(&bytes);
-    format!("{h1:016x}{h2:016x}")
+    IdBuilder::new()
+        .raw(aggregate.as_bytes())
+        .raw(&[0])
+        .int(start)
+        .int(end)
+        .key(key)
+        .finish()
 }
 
 #[cfg(test)]

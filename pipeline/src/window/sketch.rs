@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::ids::hash64;
+
 const HLL_P: u32 = 12;
 const HLL_M: usize = 1 << HLL_P;
 /// Sparse registers past this many become the dense array: the sparse form then takes as
@@ -429,21 +431,6 @@ impl DdSketch {
     }
 }
 
-/// A fixed 64-bit hash (FNV-1a folded through a SplitMix finaliser): stable across runs
-/// and platforms, unlike std's randomly seeded hasher.
-pub fn hash64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +495,8 @@ mod tests {
 
         use serde::Serialize;
 
+        use crate::ids::hash64;
+
         #[derive(Default, Serialize)]
         pub struct Hll {
             pub registers: BTreeMap<u16, u8>,
@@ -515,7 +504,7 @@ mod tests {
 
         impl Hll {
             pub fn insert(&mut self, item: &[u8]) {
-                let h = super::hash64(item);
+                let h = hash64(item);
                 let idx = (h >> (64 - super::HLL_P)) as u16;
                 let rest = (h << super::HLL_P) | (1 << (super::HLL_P - 1));
                 let rank = rest.leading_zeros() as u8 + 1;

@@ -1,6 +1,6 @@
 //! The ClickHouse store: connection ([`ClickHouse`]), schema ([`migrations`]), retention
-//! ([`retention`]), the rows of each table ([`rows`]), the [`crate::store::Store`] the sink
-//! loop writes through ([`store`]) and the deduplicating read helpers ([`query`]).
+//! ([`retention`]), the [`crate::store::Store`] the sink loop writes through ([`store`],
+//! rows from [`crate::rows`]) and the deduplicating read helpers ([`query`]).
 //!
 //! Everything here speaks RowBinary over HTTP through the official `clickhouse` crate,
 //! with validation off (ClickHouse 18.16, the Debian version used in tests, does not answer
@@ -9,7 +9,6 @@
 pub mod migrations;
 pub mod query;
 pub mod retention;
-pub mod rows;
 pub mod store;
 
 pub use store::ClickHouseStore;

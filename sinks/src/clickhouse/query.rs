@@ -9,8 +9,8 @@ use helios_schemas::WindowResult;
 use serde::Deserialize;
 
 use super::ClickHouse;
-use super::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow, zip_map};
 use crate::error::{Result, SinkError};
+use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow, zip_map};
 use crate::spec::AggregateSpec;
 
 /// A time range in µs since the epoch, start inclusive, end exclusive.

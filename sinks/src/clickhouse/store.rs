@@ -9,9 +9,9 @@ use bytes::Bytes;
 use clickhouse::Row;
 use serde::Serialize;
 
-use super::rows::AggregateRows;
 use super::{ClickHouse, retention};
 use crate::error::{Result, SinkError};
+use crate::rows::AggregateRows;
 use crate::spec::StoreSpec;
 use crate::store::{Rows, Store};
 

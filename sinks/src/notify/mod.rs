@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::backoff::RetryPolicy;
-use crate::clickhouse::rows::{alert_state_name, severity_name};
 use crate::error::{Result, SinkError};
+use crate::rows::{alert_state_name, severity_name};
 use state::{Delivery, DeliveryLog, DeliveryStatus};
 
 /// The body a webhook receives.

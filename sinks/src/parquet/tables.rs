@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use helios_schemas::WindowResult;
 
-use crate::clickhouse::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow};
+use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow};
 use crate::spec::{AggregateSpec, StoreSpec};
 
 /// One table of the store: its name, schema, the column its day partition and retention

@@ -4,7 +4,6 @@
 //! `eval "$(scripts/services/clickhouse.sh start)"`); each test uses a fresh database. The
 //! outage test starts and stops a server of its own through the same script.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use helios_sinks::clickhouse::ClickHouseStore;
 use helios_sinks::clickhouse::migrations::{self, latest_version};
 use helios_sinks::clickhouse::query::{self, TimeRange};
 use helios_sinks::clickhouse::retention;
-use helios_sinks::clickhouse::rows::EventRow;
+use helios_sinks::rows::EventRow;
 use helios_sinks::{AggregateSpec, SinkError, StoreSpec};
 
 fn start_clickhouse_sink(
@@ -38,9 +37,9 @@ fn start_clickhouse_sink(
 struct Snapshot {
     events: Vec<EventRow>,
     windows: Vec<helios_schemas::WindowResult>,
-    alerts: Vec<helios_sinks::clickhouse::rows::AlertRow>,
-    insights: Vec<helios_sinks::clickhouse::rows::InsightRow>,
-    dead_letters: Vec<helios_sinks::clickhouse::rows::DeadLetterRow>,
+    alerts: Vec<helios_sinks::rows::AlertRow>,
+    insights: Vec<helios_sinks::rows::InsightRow>,
+    dead_letters: Vec<helios_sinks::rows::DeadLetterRow>,
 }
 
 async fn snapshot(ch: &ClickHouse) -> Snapshot {

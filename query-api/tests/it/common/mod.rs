@@ -19,11 +19,9 @@ use helios_query_api::catalog::{
 use helios_query_api::store::{ClickHouseReader, DataFusionReader, Limits, ReadStore};
 use helios_query_api::{ApiState, read_router};
 use helios_schemas::WindowResult;
-use helios_sinks::clickhouse::rows::{
-    AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow,
-};
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};
+use helios_sinks::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
 use helios_sinks::{Rows, Store, StoreSpec};
 use serde_json::Value;
 use tower::ServiceExt;

@@ -1,5 +1,6 @@
-//! The stages running inside one process (pipeline, sink, notifier) and what happens when
-//! one of them stops on its own.
+//! Supervision of the stages running inside one process (sources, pipeline, sink,
+//! notifier, listeners): what stops the process, and what happens when a stage stops on
+//! its own.
 //!
 //! A stage ends by itself only on an error it cannot retry (ClickHouse rejecting rows, a
 //! checkpoint that cannot be written). A process that went on serving without it would
@@ -61,7 +62,7 @@ impl Failures {
     /// Waits for Ctrl-C or SIGTERM, or for a stage to fail, whichever comes first.
     pub async fn stop_requested(&self) {
         tokio::select! {
-            _ = crate::commands::up::shutdown_signal() => self.stopping(),
+            _ = shutdown_signal() => self.stopping(),
             _ = self.first() => {}
         }
     }
@@ -81,6 +82,28 @@ impl Failures {
             None => Ok(()),
         }
     }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 #[cfg(test)]

