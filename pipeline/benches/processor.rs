@@ -18,6 +18,8 @@
 //! Every scenario reports the final checkpoint (all partitions, written by the runtime on
 //! its way out): its size and how long it took.
 
+#![allow(clippy::disallowed_methods)] // a benchmark times things: it reads the clock
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 mod common;
 
 mod api_keys;
+mod architecture;
 mod clickhouse_outage;
 mod crash_recovery;
 mod default_sources;

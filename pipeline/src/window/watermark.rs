@@ -69,6 +69,7 @@ impl Watermarks {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the tests play the runtime, which hands in the clock
 mod tests {
     use std::time::{Duration, Instant};
 

@@ -1,0 +1,147 @@
+//! The Architecture Invariants of `docs/ARCHITECTURE.md` that the crate graph can show,
+//! checked on `cargo metadata`: which workspace crate may depend on which (the layers), and
+//! which crates speak HTTP (depend directly on an HTTP server or client crate). A new arrow
+//! fails here until the doc and this table say why it is right.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Direct normal (non-dev, non-build) dependencies of each workspace crate, by name.
+fn workspace_deps() -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let members: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let names: BTreeMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let mut deps = BTreeMap::new();
+    for node in meta["resolve"]["nodes"].as_array().unwrap() {
+        let id = node["id"].as_str().unwrap();
+        if !members.contains(id) {
+            continue;
+        }
+        let normal: BTreeSet<String> = node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["kind"].is_null())
+            })
+            .map(|d| names[d["pkg"].as_str().unwrap()].to_owned())
+            .collect();
+        deps.insert(names[id].to_owned(), normal);
+    }
+    deps
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn workspace_crates_depend_only_downwards() {
+    let deps = workspace_deps();
+    // The layers of docs/ARCHITECTURE.md: log and schemas at the bottom; connectors,
+    // pipeline and sinks beside each other; query-api above sinks; the binary on top.
+    let allowed: BTreeMap<&str, BTreeSet<String>> = [
+        ("helios-schemas", set(&[])),
+        ("helios-log", set(&[])),
+        ("helios-connectors", set(&["helios-log", "helios-schemas"])),
+        ("helios-pipeline", set(&["helios-log", "helios-schemas"])),
+        ("helios-sinks", set(&["helios-log", "helios-schemas"])),
+        ("helios-query-api", set(&["helios-schemas", "helios-sinks"])),
+        (
+            "helios",
+            set(&[
+                "helios-connectors",
+                "helios-log",
+                "helios-pipeline",
+                "helios-query-api",
+                "helios-schemas",
+                "helios-sinks",
+            ]),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    for (krate, crate_deps) in &deps {
+        let ours: BTreeSet<String> = crate_deps
+            .iter()
+            .filter(|d| d.starts_with("helios"))
+            .cloned()
+            .collect();
+        let Some(may) = allowed.get(krate.as_str()) else {
+            panic!("{krate} is a new workspace crate: give it a layer in docs/ARCHITECTURE.md and here");
+        };
+        assert_eq!(
+            &ours, may,
+            "{krate}'s workspace dependencies changed; the layers are in docs/ARCHITECTURE.md"
+        );
+    }
+}
+
+#[test]
+fn only_the_named_crates_speak_http() {
+    let deps = workspace_deps();
+    let servers = set(&["axum"]);
+    let clients = set(&[
+        "reqwest",
+        "hyper",
+        "hyper-util",
+        "hyper-rustls",
+        "clickhouse",
+        "schema_registry_converter",
+    ]);
+    let speaking = |wanted: &BTreeSet<String>| -> BTreeSet<String> {
+        deps.iter()
+            .filter(|(_, d)| d.iter().any(|x| wanted.contains(x)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    // Routes: connectors (ingest, webhooks) and query-api (everything else); the binary
+    // composes and serves them (src/stages/http.rs).
+    assert_eq!(
+        speaking(&servers),
+        set(&["helios", "helios-connectors", "helios-query-api"]),
+        "HTTP servers"
+    );
+    // Clients: schemas (a remote registry), connectors (probes), sinks (ClickHouse, alert
+    // webhooks), query-api (ClickHouse reads), the binary (`helios send`, OTLP export).
+    // The log and the pipeline never touch the network beyond the log itself.
+    assert_eq!(
+        speaking(&clients),
+        set(&[
+            "helios",
+            "helios-connectors",
+            "helios-query-api",
+            "helios-schemas",
+            "helios-sinks",
+        ]),
+        "HTTP clients"
+    );
+}
