@@ -8,7 +8,7 @@
 #
 # `helios up` runs with a spec of one HTTP source and one aggregate (tumbling 1 min count
 # and sum per subject), so the processor works alongside ingest and sink as it would in
-# use; the load generator (benches/latency.rs, a bench target of the root package) runs on
+# use; the load generator (bench/latency.rs, a bench target of the root package) runs on
 # the same machine. Everything is built by one `cargo bench --workspace` invocation, whose
 # feature set every bench script shares, so no benchmark rebuilds another's dependencies.
 #
