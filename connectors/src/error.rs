@@ -1,21 +1,10 @@
 //! The one error type of `helios-connectors`.
 
 use helios_log::LogError;
+pub use helios_schemas::Fault;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
-
-/// Whose fault an error is, which decides what the supervisor and the operator do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fault {
-    /// The configuration or the input is wrong; retrying the same thing fails again.
-    User,
-    /// Something outside Helios (a file, a URL, a broker) is unavailable; retrying helps.
-    External,
-    /// A defect or an exhausted resource inside Helios.
-    Internal,
-}
 
 /// Everything that can go wrong in a source.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +52,8 @@ impl ConnectorError {
             | ConnectorError::UnknownSource(_) => Fault::User,
             ConnectorError::External { .. } => Fault::External,
             ConnectorError::Log(e) if e.is_retriable() => Fault::External,
+            ConnectorError::Schema(e) => e.fault(),
             ConnectorError::Log(_)
-            | ConnectorError::Schema(_)
             | ConnectorError::Checkpoint { .. }
             | ConnectorError::ShuttingDown => Fault::Internal,
         }

@@ -194,6 +194,34 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whose fault the error is: the registry or its files being unavailable is outside
+    /// Helios; everything else is about the record, the schema or the request.
+    pub fn fault(&self) -> crate::Fault {
+        match self {
+            Error::Io { .. } | Error::Remote { .. } | Error::Locked { .. } => {
+                crate::Fault::External
+            }
+            // Encoding our own records cannot fail on good code; a half-written registry log
+            // is ours to repair.
+            Error::CorruptLog { .. } => crate::Fault::Internal,
+            Error::Avro { action, .. } if *action == "encode" => crate::Fault::Internal,
+            _ => crate::Fault::User,
+        }
+    }
+
+    /// Whether trying again can succeed: the registry (remote, or its files) was
+    /// unavailable, locked, or read half-written. A record that failed this way is good and
+    /// must not become a dead letter; a stage retries it instead.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. }
+                | Error::Remote { .. }
+                | Error::Locked { .. }
+                | Error::CorruptLog { .. }
+        )
+    }
+
     pub(crate) fn avro(
         action: &'static str,
         record: &'static str,

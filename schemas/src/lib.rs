@@ -8,12 +8,14 @@
 pub mod cloudevents;
 pub mod codec;
 mod error;
+mod fault;
 pub mod records;
 pub mod registry;
 pub mod wire;
 
 pub use codec::{EventCodec, RecordCodec, SchemaSource};
 pub use error::{Error, Result};
+pub use fault::Fault;
 pub use records::{
     Alert, AlertState, AvroRecord, DeadLetter, Event, Insight, InsightKind, Severity, WindowResult,
 };

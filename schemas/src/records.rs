@@ -164,6 +164,25 @@ pub struct DeadLetter {
     pub at: i64,
 }
 
+impl DeadLetter {
+    /// The id of the dead letter `stage` writes for the record at `topic`/`partition`/
+    /// `offset` (`scope` narrows it when a stage writes one per aggregate or rule): the one
+    /// id format of every stage that dead-letters a record read from a topic, the same for
+    /// a replay of that record, so stores keep it once.
+    pub fn position_id(
+        stage: &str,
+        scope: Option<&str>,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> String {
+        match scope {
+            Some(scope) => format!("{stage}/{scope}/{topic}/{partition}/{offset}"),
+            None => format!("{stage}/{topic}/{partition}/{offset}"),
+        }
+    }
+}
+
 /// A record type with a built-in Avro schema.
 pub trait AvroRecord: Serialize + for<'de> Deserialize<'de> {
     /// Short record name for error messages.

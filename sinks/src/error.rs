@@ -4,16 +4,7 @@
 
 use std::time::Duration;
 
-/// Whose fault an error is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Bad configuration or spec: fix the input.
-    User,
-    /// A service outside Helios (ClickHouse, a webhook receiver, the log) failed.
-    External,
-    /// A defect in Helios.
-    Internal,
-}
+pub use helios_schemas::Fault;
 
 /// Everything that can go wrong in a sink.
 #[derive(Debug, thiserror::Error)]

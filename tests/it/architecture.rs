@@ -96,7 +96,9 @@ fn workspace_crates_depend_only_downwards() {
             .cloned()
             .collect();
         let Some(may) = allowed.get(krate.as_str()) else {
-            panic!("{krate} is a new workspace crate: give it a layer in docs/ARCHITECTURE.md and here");
+            panic!(
+                "{krate} is a new workspace crate: give it a layer in docs/ARCHITECTURE.md and here"
+            );
         };
         assert_eq!(
             &ours, may,

@@ -682,7 +682,7 @@ async fn process_record(
     if p.codecs.events.decode_into(&rec.value, event).is_err() {
         match p.codecs.events.decode_async(&rec.value).await {
             Ok(e) => *event = e,
-            Err(e) if transient(&e) => {
+            Err(e) if e.retryable() => {
                 return Err(PipelineError::Encode {
                     what: "an event (the schema registry is unavailable; retry)",
                     source: e,
@@ -745,15 +745,6 @@ fn advance(st: &mut PartitionState, watermark: i64, out: &mut Outputs) {
     }
 }
 
-/// Registry outages must not turn good events into dead letters.
-fn transient(e: &helios_schemas::Error) -> bool {
-    use helios_schemas::Error as E;
-    matches!(
-        e,
-        E::Io { .. } | E::Remote { .. } | E::Locked { .. } | E::CorruptLog { .. }
-    )
-}
-
 /// A dead letter for `rec` with a deterministic id (stage, aggregate or `rule/<name>`,
 /// position) and time (the record's log timestamp), so a replay writes the same bytes.
 fn dead_letter(
@@ -762,12 +753,8 @@ fn dead_letter(
     reason: String,
     aggregate: Option<&str>,
 ) -> DeadLetter {
-    let id = match aggregate {
-        Some(a) => format!("{stage}/{a}/{}/{}/{}", rec.topic, rec.partition, rec.offset),
-        None => format!("{stage}/{}/{}/{}", rec.topic, rec.partition, rec.offset),
-    };
     DeadLetter {
-        id,
+        id: DeadLetter::position_id(stage, aggregate, &rec.topic, rec.partition, rec.offset),
         stage: stage.to_string(),
         reason,
         original: rec.value.to_vec(),

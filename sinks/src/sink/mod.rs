@@ -355,9 +355,12 @@ impl Sink {
             reason, "Record cannot be stored; writing it to dead_letters.");
         let stage = self.store.stage();
         batch.tables.dead_letters.push(DeadLetterRow {
-            id: format!(
-                "{stage}:{}:{}:{}",
-                record.topic, record.partition, record.offset
+            id: DeadLetter::position_id(
+                stage,
+                None,
+                &record.topic,
+                record.partition,
+                record.offset,
             ),
             stage: stage.to_owned(),
             reason,
@@ -521,10 +524,5 @@ impl From<helios_schemas::Error> for DecodeError {
 }
 
 fn transient_decode_error(e: &DecodeError) -> bool {
-    matches!(
-        e,
-        DecodeError::Schema(
-            helios_schemas::Error::Remote { .. } | helios_schemas::Error::Io { .. }
-        )
-    )
+    matches!(e, DecodeError::Schema(e) if e.retryable())
 }
