@@ -147,3 +147,97 @@ fn only_the_named_crates_speak_http() {
         "HTTP clients"
     );
 }
+
+/// The files of the binary (`src/`) and the `crate::` paths each one names.
+fn binary_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let rel = |p: &Path| p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+    let known: BTreeSet<String> = files.iter().map(|f| rel(f)).collect();
+    // `crate::a::b::c` names the file of the longest module path that exists.
+    let file_of = |segments: &[&str]| -> Option<String> {
+        (1..=segments.len()).rev().find_map(|n| {
+            let base = segments[..n].join("/");
+            [format!("{base}.rs"), format!("{base}/mod.rs")]
+                .into_iter()
+                .find(|f| known.contains(f))
+        })
+    };
+    let mut imports = BTreeMap::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let me = rel(file);
+        let mut named = BTreeSet::new();
+        for (i, _) in text.match_indices("crate::") {
+            let rest = &text[i + "crate::".len()..];
+            let path: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
+            if let Some(target) = file_of(&segments)
+                && target != me
+            {
+                named.insert(target);
+            }
+        }
+        imports.insert(me, named);
+    }
+    imports
+}
+
+#[test]
+fn no_import_circle_among_the_binarys_files() {
+    let imports = binary_imports();
+    assert!(
+        imports.contains_key("stages/mod.rs")
+            && imports["commands/up.rs"].contains("stages/sources.rs"),
+        "the scan reads the binary's files: {imports:?}"
+    );
+    // Depth-first search for a back edge; the path to it is the circle.
+    fn visit<'a>(
+        file: &'a str,
+        imports: &'a BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) {
+        if done.contains(file) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|f| *f == file) {
+            panic!(
+                "import circle in src/: {} -> {file}",
+                path[at..].join(" -> ")
+            );
+        }
+        path.push(file);
+        for next in imports.get(file).into_iter().flatten() {
+            visit(next, imports, path, done);
+        }
+        path.pop();
+        done.insert(file);
+    }
+    let mut done = BTreeSet::new();
+    for file in imports.keys() {
+        visit(file, &imports, &mut Vec::new(), &mut done);
+    }
+    for (file, named) in &imports {
+        if file.starts_with("stages/") {
+            assert!(
+                !named.iter().any(|n| n.starts_with("commands/")),
+                "{file} imports a command; commands compose stages, not the other way"
+            );
+        }
+    }
+}
