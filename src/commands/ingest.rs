@@ -49,6 +49,9 @@ pub struct IngestArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub event_time: crate::commands::pipeline::EventTimeArgs,
 }
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -118,6 +121,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         sources: &sources,
         data_dir: &backend.data_dir,
         topics,
+        max_future: args.event_time.max_future,
     })
     .await?;
     let app: Router = match served {

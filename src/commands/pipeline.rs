@@ -60,6 +60,36 @@ pub struct PipelineArgs {
     /// `0.0.0.0:9464`. Off by default.
     #[arg(long, env = "HELIOS_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub event_time: EventTimeArgs,
+}
+
+/// The event-time bound (`helios up`, `run ingest`, `run pipeline`).
+#[derive(Debug, Clone, Args)]
+pub struct EventTimeArgs {
+    /// Refuse events dated more than this after Helios received them, so one event from
+    /// the far future cannot move the watermark and make every later event late. The
+    /// default for every source without its own `max_future` in the spec: HTTP ingest
+    /// rejects such items (400 per item), the other sources write them to helios.dlq with
+    /// the reason. The pipeline applies the largest of this and the spec's source bounds
+    /// to what it reads (dead letters too), so give every role the same value.
+    #[arg(long, env = "HELIOS_MAX_FUTURE", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub max_future: Duration,
+}
+
+impl EventTimeArgs {
+    /// The pipeline's bound: this default or, when larger, any source's own `max_future`,
+    /// so the pipeline never refuses what a source of the same spec accepted.
+    pub fn pipeline_bound<'a>(
+        &self,
+        sources: impl IntoIterator<Item = &'a helios_connectors::spec::SourceSpec>,
+    ) -> Duration {
+        sources
+            .into_iter()
+            .filter_map(helios_connectors::spec::SourceSpec::max_future)
+            .fold(self.max_future, Duration::max)
+    }
 }
 
 /// Everything [`start_pipeline`] needs.
@@ -79,6 +109,8 @@ pub struct PipelineSetup {
     pub topics: Topics,
     /// Where the processor reports an error it stopped on.
     pub failures: crate::stages::Failures,
+    /// Events dated more than this after their `received_at` are dead letters.
+    pub max_future: Duration,
 }
 
 /// Registry ids the processor reads and writes with.
@@ -162,6 +194,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
     }
     let mut config = ProcessorConfig::new(setup.group.clone(), setup.watermark);
     config.checkpoint_interval = setup.checkpoint_interval;
+    config.max_future = setup.max_future;
     for topic in [
         &mut config.events_topic,
         &mut config.aggregates_topic,
@@ -243,8 +276,12 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| state_dir(&backend.data_dir));
     info!(checkpoints = %checkpoints.display(), "Checkpoint store (shared by every process of the group).");
     let failures = crate::stages::Failures::default();
+    let max_future = args
+        .event_time
+        .pipeline_bound(spec.sources.iter().map(|s| &s.value));
     let handle = start_pipeline(PipelineSetup {
         log,
+        max_future,
         watermark: spec.watermark,
         aggregates: std::mem::take(&mut spec.aggregates),
         rules: std::mem::take(&mut spec.rules),

@@ -74,6 +74,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub batching: crate::commands::run::SinkBatching,
+
+    #[command(flatten)]
+    pub event_time: crate::commands::pipeline::EventTimeArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -144,6 +147,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sources: &spec.sources,
         data_dir: &args.data_dir,
         topics: &topics,
+        max_future: args.event_time.max_future,
     })
     .await?;
     let app: Router = helios_query_api::router(sources, registry.clone())
@@ -154,6 +158,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let failures = crate::stages::Failures::default();
     let processor = crate::commands::pipeline::start_pipeline(PipelineSetup {
         log: log.clone(),
+        max_future: args.event_time.pipeline_bound(&spec.sources),
         watermark: pipeline.0,
         aggregates: pipeline.1,
         rules: pipeline.2,
@@ -236,6 +241,8 @@ pub struct SourcesSetup<'a> {
     /// Pull sources keep their checkpoints under `<data dir>/sources`.
     pub data_dir: &'a Path,
     pub topics: &'a Topics,
+    /// The event-time bound of sources without their own `max_future`.
+    pub max_future: std::time::Duration,
 }
 
 /// Creates the events and dead-letter topics if missing, and starts the sources: pull
@@ -265,6 +272,7 @@ pub async fn start_sources(
         EmitterConfig {
             events_topic,
             dead_letter_topic,
+            max_future: setup.max_future,
         },
         setup.log.producer(),
         EventCodec::with_source(setup.event_schema, setup.schemas.clone()),
