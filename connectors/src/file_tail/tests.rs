@@ -421,7 +421,11 @@ async fn a_line_dated_too_far_ahead_becomes_a_dead_letter() {
         "{}",
         year_9999.reason
     );
-    assert!(year_9999.id.starts_with("source/applog/future/"), "{}", year_9999.id);
+    assert!(
+        year_9999.id.starts_with("source/applog/future/"),
+        "{}",
+        year_9999.id
+    );
     assert!(refused.received_at > 0);
 
     // The same lines under a source allowing an hour: only the year 9999 is refused.
@@ -445,5 +449,9 @@ async fn a_line_dated_too_far_ahead_becomes_a_dead_letter() {
     assert_eq!(lines, ["0", "2", "3"]);
     let dead = fx.dead_letters().await;
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert!(dead[0].reason.contains("the limit is 1h (max_future)"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("the limit is 1h (max_future)"),
+        "{}",
+        dead[0].reason
+    );
 }

@@ -323,11 +323,16 @@ async fn items_dated_too_far_ahead_are_rejected_with_the_reason() {
     );
     assert_eq!(rejected[1]["index"], 3);
     let reason = rejected[1]["error"].as_str().unwrap();
-    assert!(reason.contains(" is 30m") || reason.contains(" is 29m"), "{reason}");
+    assert!(
+        reason.contains(" is 30m") || reason.contains(" is 29m"),
+        "{reason}"
+    );
 
     let records = read_all(&f.log).await;
     assert_eq!(records.len(), 1);
-    let e = EventCodec::new(SCHEMA_ID).decode(&records[0].value).unwrap();
+    let e = EventCodec::new(SCHEMA_ID)
+        .decode(&records[0].value)
+        .unwrap();
     assert_eq!(e.id, "near");
     assert!(e.received_at >= before && e.received_at <= super::now_micros());
 
@@ -344,7 +349,10 @@ async fn items_dated_too_far_ahead_are_rejected_with_the_reason() {
     // A source allowing an hour (`max_future = "1h"`, set on its handle by
     // `spec::build`) takes the half-hour item.
     let wide = fixture(HttpIngestConfig::default()).await;
-    wide.ingest.inner.source.set_max_future(Some(Duration::from_secs(3600)));
+    wide.ingest
+        .inner
+        .source
+        .set_max_future(Some(Duration::from_secs(3600)));
     let (status, answer, _) = post(&wide.ingest, Some("application/x-ndjson"), body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["accepted"], 2);

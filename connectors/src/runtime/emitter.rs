@@ -132,7 +132,11 @@ impl Emitter {
 
     /// Dead letters for events refused by their time. Ids are deterministic (the event's),
     /// so a redelivery writes the same dead letter again, which the stores keep once.
-    async fn write_refused(&self, source: &SourceHandle, refused: &[(Event, String)]) -> Result<()> {
+    async fn write_refused(
+        &self,
+        source: &SourceHandle,
+        refused: &[(Event, String)],
+    ) -> Result<()> {
         if let Some((first, reason)) = refused.first() {
             warn!(
                 source = source.name(),

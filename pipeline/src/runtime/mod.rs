@@ -708,7 +708,8 @@ async fn process_record(
     let event = &*event;
     // Only accepted events reach the operators and the partition's watermark.
     if let Err(why) = helios_schemas::event_time::check(event, p.config.max_future) {
-        out.dead.push(dead_letter(FUTURE_STAGE, rec, why.to_string(), None));
+        out.dead
+            .push(dead_letter(FUTURE_STAGE, rec, why.to_string(), None));
         return Ok(());
     }
     for op in &mut st.aggregates {

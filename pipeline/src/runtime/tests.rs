@@ -419,12 +419,17 @@ within = "30s"
             dead[0].id
         );
         assert!(
-            dead[0].reason.starts_with("event time 9999-01-01T00:00:00Z is ")
+            dead[0]
+                .reason
+                .starts_with("event time 9999-01-01T00:00:00Z is ")
                 && dead[0].reason.contains("the limit is 15m (max_future)"),
             "{}",
             dead[0].reason
         );
-        assert_eq!(EventCodec::new(1).decode(&dead[0].original).unwrap().id, "bomb");
+        assert_eq!(
+            EventCodec::new(1).decode(&dead[0].original).unwrap().id,
+            "bomb"
+        );
         let late = read_all(&log, "f.late").await;
         assert!(late.is_empty(), "nothing is late: {late:?}");
         let results = RecordCodec::<WindowResult>::new(2);

@@ -558,10 +558,7 @@ fn decode_cursor(raw: &str) -> Result<(i64, String, String)> {
         String::from_utf8(bytes).map_err(|_| bad())
     };
     let mut parts = raw.split('.');
-    let time: i64 = parts
-        .next()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(bad)?;
+    let time: i64 = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
     let id = text(parts.next().ok_or_else(bad)?)?;
     // No source: sorts before every source, so the page continues after them all.
     let source = parts.next().map(text).transpose()?.unwrap_or_default();

@@ -4,7 +4,6 @@
 //! `eval "$(scripts/services/clickhouse.sh start)"`); each test uses a fresh database. The
 //! outage test starts and stops a server of its own through the same script.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -485,7 +484,10 @@ async fn migration_3_keeps_the_events_and_keys_them_by_source_and_id() {
         report.applied,
         [(3, "events keyed by (source, id)".to_owned())]
     );
-    assert_eq!(query::events(&ch, None, TimeRange::ALL).await.unwrap(), stored);
+    assert_eq!(
+        query::events(&ch, None, TimeRange::ALL).await.unwrap(),
+        stored
+    );
     let engine: String = ch
         .client()
         .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = 'events'")

@@ -2,7 +2,6 @@
 //! same tables as in ClickHouse, a replay leaves query results unchanged, compaction and
 //! retention keep the results, and a crash's leftovers are ignored.
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -351,7 +350,11 @@ async fn events_are_identified_by_source_and_id() {
 +--------+----------+------------------+";
     assert_eq!(rows, expected);
     assert_eq!(
-        count(&store, "SELECT count(*) FROM raw.events WHERE id = 'shared-1'").await,
+        count(
+            &store,
+            "SELECT count(*) FROM raw.events WHERE id = 'shared-1'"
+        )
+        .await,
         4
     );
 }
