@@ -105,6 +105,9 @@ pub fn parse_body(
         .map(|items| items.into_iter().map(|(_, item)| item).collect())
 }
 
+/// One item of a body with its index: the event, or why it is unusable.
+pub type IndexedItem = (usize, Result<Event, ItemError>);
+
 /// [`parse_body`] with each item's index (position in the batch, 0-based line number in
 /// NDJSON, where blank lines are skipped), so a check made after parsing can name the item
 /// the way [`ItemError::index`] does.
@@ -112,7 +115,7 @@ pub fn parse_body_indexed(
     content_type: Option<&str>,
     body: &[u8],
     received_at_us: i64,
-) -> Result<Vec<(usize, Result<Event, ItemError>)>, BodyError> {
+) -> Result<Vec<IndexedItem>, BodyError> {
     let mode = match content_type {
         None => sniff(body),
         Some(ct) => {

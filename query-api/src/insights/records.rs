@@ -547,7 +547,7 @@ fn decode_cursor(raw: &str) -> Result<(i64, String, String)> {
         )
     };
     let text = |hex: &str| -> Result<String> {
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err(bad());
         }
         let bytes = (0..hex.len())
