@@ -106,6 +106,34 @@ pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
 mod tests {
     use super::*;
 
+    /// A bad `max_future` is a spec problem like any other: file, line, column, message.
+    #[test]
+    fn a_bad_max_future_is_reported_with_its_position() {
+        let text = "[watermark]\nidle_timeout = \"1h\"\n\n[[source]]\ntype = \"http\"\nmax_future = \"soon\"\n";
+        let report = helios_pipeline::spec::parse::<SourceSpec>(text, "t.toml", |s| {
+            s.validate().map_err(|e| (e.to_string(), None))
+        })
+        .unwrap_err()
+        .to_string();
+        let (position, message) = report.split_once(": ").unwrap();
+        let parts: Vec<&str> = position.split(':').collect();
+        assert_eq!(parts[0], "t.toml", "{report}");
+        let line: usize = parts[1].parse().unwrap();
+        assert!((4..=6).contains(&line), "{report}");
+        assert!(parts[2].parse::<usize>().is_ok(), "{report}");
+        assert!(
+            message.contains("`soon` is not a duration like `10s`"),
+            "{report}"
+        );
+        let ok = "[[source]]\ntype = \"http\"\nmax_future = \"1h\"\n";
+        let spec = helios_pipeline::spec::parse::<SourceSpec>(ok, "t.toml", |_| Ok(()))
+            .unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(
+            spec.sources[0].value.max_future(),
+            Some(std::time::Duration::from_secs(3600))
+        );
+    }
+
     #[test]
     fn the_store_spec_follows_the_pipeline_spec() {
         let text = r#"

@@ -1,6 +1,7 @@
 //! What the webhook routes (GitHub, generic) share: admission (a paused source or a full
-//! ingest answers `503` with `Retry-After`), JSON error answers, and appending the mapped
-//! events with the `202` sent only once they are durable.
+//! ingest answers `503` with `Retry-After`), JSON error answers, the event-time bound
+//! (events dated more than `max_future` after receipt become dead letters, named in the
+//! answer), and appending the mapped events with the `202` sent only once they are durable.
 //!
 //! Deliveries are small (one event each, for GitHub), so appending each on its own would
 //! cost one log append (a blocking-pool hop, a write, a wait for fsync) per request.
@@ -102,8 +103,48 @@ impl PushGate {
     }
 
     /// Appends `events` (batched with concurrent requests); answers `202` once they are
-    /// durable, `503` if the log failed.
-    pub async fn emit(&self, events: Vec<Event>) -> Response {
+    /// durable, `503` if the log failed. Events dated more than the source's `max_future`
+    /// after receipt go to the dead-letter topic instead, listed in the answer as
+    /// `dead_lettered` (id and reason): a sender retrying would only repeat them.
+    pub async fn emit(&self, mut events: Vec<Event>) -> Response {
+        let refused = match self
+            .emitter
+            .dead_letter_too_far_ahead(&self.source, &mut events)
+            .await
+        {
+            Ok(refused) => refused,
+            Err(e) => {
+                self.source.requests().record(RequestOutcome::LogError);
+                return retry_after(
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the delivery could not be written to the log ({e}); nothing was acknowledged, retry the delivery"
+                        ),
+                    ),
+                    "1",
+                );
+            }
+        };
+        let dead_lettered: Vec<serde_json::Value> = refused
+            .iter()
+            .map(|r| json!({ "id": r.id, "reason": r.reason }))
+            .collect();
+        if !refused.is_empty() {
+            self.source.requests().record_events(0, refused.len());
+        }
+        if events.is_empty() && !refused.is_empty() {
+            self.source.requests().record(RequestOutcome::Accepted);
+            return (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({
+                    "accepted": 0,
+                    "ids": [],
+                    "dead_lettered": dead_lettered,
+                })),
+            )
+                .into_response();
+        }
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         // The delivery's span roots its events' traces; only made when traces are exported.
         let span = if helios_log::trace_propagation_enabled() {
@@ -144,14 +185,16 @@ impl PushGate {
             Err(_) => requests.record(RequestOutcome::LogError),
         }
         match outcome {
-            Ok(()) => (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({
+            Ok(()) => {
+                let mut body = json!({
                     "accepted": ids.len(),
                     "ids": ids,
-                })),
-            )
-                .into_response(),
+                });
+                if !dead_lettered.is_empty() {
+                    body["dead_lettered"] = dead_lettered.into();
+                }
+                (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+            }
             Err(e) => retry_after(
                 error(
                     StatusCode::SERVICE_UNAVAILABLE,

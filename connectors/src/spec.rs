@@ -15,7 +15,7 @@ use crate::host::{HostConfig, HostSource};
 use crate::http_ingest::{HttpIngest, HttpIngestConfig};
 use crate::kafka_bridge::{KafkaBridge, KafkaBridgeConfig};
 use crate::probe::{ProbeConfig, ProbeSource};
-use crate::runtime::{PullSource, Supervisor};
+use crate::runtime::{PullSource, SourceHandle, Supervisor};
 use crate::webhook::{WebhookConfig, Webhooks};
 use crate::{ConnectorError, Result};
 
@@ -68,6 +68,20 @@ impl SourceSpec {
             SourceSpec::Github(_) => "github",
             SourceSpec::Webhook(_) => "webhook",
             SourceSpec::KafkaBridge(_) => "kafka_bridge",
+        }
+    }
+
+    /// The source's own event-time bound (`max_future`), when it sets one.
+    pub fn max_future(&self) -> Option<std::time::Duration> {
+        match self {
+            SourceSpec::Http(c) => c.max_future,
+            SourceSpec::Host(c) => c.max_future,
+            SourceSpec::FileTail(c) => c.max_future,
+            SourceSpec::Probe(c) => c.max_future,
+            SourceSpec::Git(c) => c.max_future,
+            SourceSpec::Github(c) => c.max_future,
+            SourceSpec::Webhook(c) => c.max_future,
+            SourceSpec::KafkaBridge(c) => c.max_future,
         }
     }
 
@@ -179,12 +193,20 @@ where
     S: PullSource + 'static,
 {
     let config = config.clone();
-    supervisor.spawn(
-        spec.name(),
-        spec.kind(),
+    let handle = register(supervisor, spec)?;
+    supervisor.start(
+        handle,
         Box::new(move || Ok(Box::new(make(config.clone())?) as Box<dyn PullSource>)),
-    )?;
+    );
     Ok(())
+}
+
+/// Registers the source's status handle with its own settings (`max_future`), before
+/// anything can emit through it.
+fn register(supervisor: &Supervisor, spec: &SourceSpec) -> Result<SourceHandle> {
+    let handle = supervisor.register(spec.name(), spec.kind())?;
+    handle.set_max_future(spec.max_future());
+    Ok(handle)
 }
 
 /// Starts every source of the spec under `supervisor` and returns the routes of the push
@@ -206,7 +228,7 @@ pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Route
                         "only one `http` source can exist: it owns the route POST /v1/events",
                     ));
                 }
-                let handle = supervisor.register(name, spec.kind())?;
+                let handle = register(supervisor, spec)?;
                 let ingest = HttpIngest::new(c.clone(), supervisor.emitter().clone(), handle);
                 router = router.merge(ingest.router());
             }
@@ -216,24 +238,24 @@ pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Route
             SourceSpec::Git(c) => spawn_pull(supervisor, spec, c, GitSource::new)?,
             SourceSpec::Github(c) => {
                 let secret = c.secret_origin().resolve(name)?;
-                let handle = supervisor.register(name, spec.kind())?;
+                let handle = register(supervisor, spec)?;
                 github.add(c.clone(), &secret, supervisor.emitter().clone(), handle)?;
             }
             SourceSpec::Webhook(c) => {
                 let token = c.token_origin().resolve(name)?;
-                let handle = supervisor.register(name, spec.kind())?;
+                let handle = register(supervisor, spec)?;
                 webhooks.add(c.clone(), token, supervisor.emitter().clone(), handle)?;
             }
             SourceSpec::KafkaBridge(c) => {
                 let config = c.clone();
-                supervisor.spawn(
-                    name,
-                    spec.kind(),
+                let handle = register(supervisor, spec)?;
+                supervisor.start(
+                    handle,
                     Box::new(move || {
                         Ok(Box::new(KafkaBridge::new(config.clone())?)
                             as Box<dyn crate::runtime::PullSource>)
                     }),
-                )?;
+                );
             }
         }
     }

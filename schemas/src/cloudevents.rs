@@ -101,6 +101,21 @@ pub fn parse_body(
     body: &[u8],
     received_at_us: i64,
 ) -> Result<Vec<Result<Event, ItemError>>, BodyError> {
+    parse_body_indexed(content_type, body, received_at_us)
+        .map(|items| items.into_iter().map(|(_, item)| item).collect())
+}
+
+/// One item of a body with its index: the event, or why it is unusable.
+pub type IndexedItem = (usize, Result<Event, ItemError>);
+
+/// [`parse_body`] with each item's index (position in the batch, 0-based line number in
+/// NDJSON, where blank lines are skipped), so a check made after parsing can name the item
+/// the way [`ItemError::index`] does.
+pub fn parse_body_indexed(
+    content_type: Option<&str>,
+    body: &[u8],
+    received_at_us: i64,
+) -> Result<Vec<IndexedItem>, BodyError> {
     let mode = match content_type {
         None => sniff(body),
         Some(ct) => {
@@ -130,7 +145,7 @@ pub fn parse_body(
                     reason: e.to_string(),
                 })?;
             match slot {
-                Slot::Object(attrs) => Ok(vec![convert(0, &attrs, received_at_us)]),
+                Slot::Object(attrs) => Ok(vec![(0, convert(0, &attrs, received_at_us))]),
                 Slot::Other(kind) => Err(BodyError::Malformed {
                     mode: "structured",
                     reason: format!(
@@ -148,7 +163,7 @@ pub fn parse_body(
             Ok(slots
                 .iter()
                 .enumerate()
-                .map(|(i, slot)| convert_slot(i, slot, received_at_us))
+                .map(|(i, slot)| (i, convert_slot(i, slot, received_at_us)))
                 .collect())
         }
         Mode::NdJson => Ok(body
@@ -156,12 +171,15 @@ pub fn parse_body(
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
             .map(|(i, line)| match serde_json::from_slice::<Slot<'_>>(line) {
-                Ok(slot) => convert_slot(i, &slot, received_at_us),
-                Err(e) => Err(ItemError {
-                    index: i,
-                    field: None,
-                    message: format!("line is not JSON: {e}"),
-                }),
+                Ok(slot) => (i, convert_slot(i, &slot, received_at_us)),
+                Err(e) => (
+                    i,
+                    Err(ItemError {
+                        index: i,
+                        field: None,
+                        message: format!("line is not JSON: {e}"),
+                    }),
+                ),
             })
             .collect()),
     }

@@ -8,6 +8,7 @@
 pub mod cloudevents;
 pub mod codec;
 mod error;
+pub mod event_time;
 mod fault;
 pub mod records;
 pub mod registry;

@@ -48,6 +48,9 @@ pub struct IngestArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub event_time: crate::stages::sources::EventTimeArgs,
 }
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -69,6 +72,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         sources: &sources,
         data_dir: &backend.data_dir,
         topics,
+        max_future: args.event_time.max_future,
     })
     .await?;
     let app: Router = match schemas.served() {

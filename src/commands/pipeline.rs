@@ -9,6 +9,7 @@ use tracing::info;
 
 use crate::backend::LogArgs;
 use crate::stages::pipeline::{PipelineSetup, register_schemas, start_pipeline, state_dir};
+use crate::stages::sources::EventTimeArgs;
 use crate::stages::supervision::Failures;
 
 /// Run the spec's aggregates and rules over `helios.events` (scaled out: one per machine,
@@ -51,6 +52,9 @@ pub struct PipelineArgs {
     /// `0.0.0.0:9464`. Off by default.
     #[arg(long, env = "HELIOS_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub event_time: EventTimeArgs,
 }
 
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
@@ -69,8 +73,12 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| state_dir(&backend.data_dir));
     info!(checkpoints = %checkpoints.display(), "Checkpoint store (shared by every process of the group).");
     let failures = Failures::default();
+    let max_future = args
+        .event_time
+        .pipeline_bound(spec.sources.iter().map(|s| &s.value));
     let handle = start_pipeline(PipelineSetup {
         log,
+        max_future,
         watermark: spec.watermark,
         aggregates: std::mem::take(&mut spec.aggregates),
         rules: std::mem::take(&mut spec.rules),

@@ -16,7 +16,7 @@ use crate::backend::{Topics, log_dir};
 use crate::stages::pipeline::{PipelineSetup, register_schemas, start_pipeline, state_dir};
 use crate::stages::schemas::{Schemas, open_embedded};
 use crate::stages::sinks::{SinkBatching, SinksSetup, start_sinks};
-use crate::stages::sources::{SourcesSetup, start_sources};
+use crate::stages::sources::{EventTimeArgs, SourcesSetup, start_sources};
 use crate::stages::supervision::Failures;
 use crate::stages::{http, read_api};
 
@@ -73,6 +73,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub batching: SinkBatching,
+
+    #[command(flatten)]
+    pub event_time: EventTimeArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -121,6 +124,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sources: &spec.sources,
         data_dir: &args.data_dir,
         topics: &topics,
+        max_future: args.event_time.max_future,
     })
     .await?;
     let app: Router = helios_query_api::router(sources, registry)
@@ -131,6 +135,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let failures = Failures::default();
     let processor = start_pipeline(PipelineSetup {
         log: log.clone(),
+        max_future: args.event_time.pipeline_bound(&spec.sources),
         watermark: pipeline.0,
         aggregates: pipeline.1,
         rules: pipeline.2,

@@ -40,6 +40,8 @@ pub struct PipelineSetup {
     pub topics: Topics,
     /// Where the processor reports an error it stopped on.
     pub failures: Failures,
+    /// Events dated more than this after their `received_at` are dead letters.
+    pub max_future: Duration,
 }
 
 /// Registry ids the processor reads and writes with.
@@ -120,6 +122,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
     }
     let mut config = ProcessorConfig::new(setup.group.clone(), setup.watermark);
     config.checkpoint_interval = setup.checkpoint_interval;
+    config.max_future = setup.max_future;
     for topic in [
         &mut config.events_topic,
         &mut config.aggregates_topic,

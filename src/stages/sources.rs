@@ -4,9 +4,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use clap::Args;
 use helios_connectors::runtime::{Emitter, EmitterConfig, Supervisor};
 use helios_connectors::spec::SourceSpec;
 use helios_log::{Log, TopicSpec};
@@ -28,6 +30,8 @@ pub struct SourcesSetup<'a> {
     /// Pull sources keep their checkpoints under `<data dir>/sources`.
     pub data_dir: &'a Path,
     pub topics: &'a Topics,
+    /// The event-time bound of sources without their own `max_future`.
+    pub max_future: Duration,
 }
 
 /// Registers the schemas the sources write with, creates the events and dead-letter
@@ -65,6 +69,7 @@ pub async fn start_sources(
         EmitterConfig {
             events_topic,
             dead_letter_topic,
+            max_future: setup.max_future,
         },
         setup.log.producer(),
         EventCodec::with_source(event_schema, schemas.clone()),
@@ -79,4 +84,31 @@ pub async fn start_sources(
         supervisor.clone(),
     )));
     Ok((supervisor, sources, metrics))
+}
+
+/// The event-time bound (`helios up`, `run ingest`, `run pipeline`).
+#[derive(Debug, Clone, Args)]
+pub struct EventTimeArgs {
+    /// Refuse events dated more than this after Helios received them, so one event from
+    /// the far future cannot move the watermark and make every later event late. The
+    /// default for every source without its own `max_future` in the spec: HTTP ingest
+    /// rejects such items (400 per item), the other sources write them to helios.dlq with
+    /// the reason. The pipeline applies the largest of this and the spec's source bounds
+    /// to what it reads (dead letters too), so give every role the same value.
+    #[arg(long, env = "HELIOS_MAX_FUTURE", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub max_future: Duration,
+}
+
+impl EventTimeArgs {
+    /// The pipeline's bound: this default or, when larger, any source's own `max_future`,
+    /// so the pipeline never refuses what a source of the same spec accepted.
+    pub fn pipeline_bound<'a>(
+        &self,
+        sources: impl IntoIterator<Item = &'a SourceSpec>,
+    ) -> Duration {
+        sources
+            .into_iter()
+            .filter_map(SourceSpec::max_future)
+            .fold(self.max_future, Duration::max)
+    }
 }

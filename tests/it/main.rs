@@ -9,6 +9,7 @@ mod clickhouse_outage;
 mod crash_recovery;
 mod default_sources;
 mod deploy_files;
+mod event_time;
 mod insights_api;
 mod metrics;
 mod otel;

@@ -50,6 +50,16 @@ pub struct FileTailConfig {
     /// Longest line in bytes; a longer line is cut there and the pieces go to the
     /// dead-letter topic. Default 1 MiB.
     pub max_line_bytes: usize,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 /// How lines are parsed.
@@ -102,6 +112,7 @@ impl Default for FileTailConfig {
             poll_interval: Duration::from_millis(500),
             rotate_wait: Duration::from_secs(5),
             max_line_bytes: 1 << 20,
+            max_future: None,
         }
     }
 }

@@ -380,3 +380,78 @@ async fn an_unreadable_file_is_reported_and_the_others_keep_going() {
         dead[0].id
     );
 }
+
+/// A pull source's line dated in the year 9999 becomes a dead letter with the reason (its
+/// id derived from the line's, so a re-read writes the same one); the lines around it are
+/// events, and a source with its own `max_future` uses that instead of the default.
+#[tokio::test]
+async fn a_line_dated_too_far_ahead_becomes_a_dead_letter() {
+    let fx = LogFixture::new().await;
+    let logs = tempfile::tempdir().unwrap();
+    let config = FileTailConfig {
+        name: "applog".into(),
+        paths: vec![format!("{}/*.log", logs.path().display())],
+        poll_interval: Duration::from_millis(20),
+        ..FileTailConfig::default()
+    };
+    let supervisor: Arc<Supervisor> = fx.supervisor();
+    let handle = spawn(&supervisor, &config);
+    let mut file = open_append(&logs.path().join("app.log"));
+    let in_20m = (chrono::Utc::now() + chrono::Duration::minutes(20)).to_rfc3339();
+    writeln!(file, r#"{{"n":0,"time":"2024-03-01T12:00:00Z"}}"#).unwrap();
+    writeln!(file, r#"{{"n":1,"time":"9999-01-01T00:00:00Z"}}"#).unwrap();
+    writeln!(file, r#"{{"n":2,"time":"{in_20m}"}}"#).unwrap();
+    writeln!(file, r#"{{"n":3}}"#).unwrap();
+    file.flush().unwrap();
+    let events = fx.wait_events("lines 0 and 3", |e| e.len() >= 2).await;
+    wait_status(&handle, "two dead letters", |s| s.dead_letters == 2).await;
+    supervisor.shutdown().await;
+    let lines: Vec<&str> = events.iter().map(|e| e.attrs["n"].as_str()).collect();
+    assert_eq!(lines, ["0", "3"]);
+    let mut dead = fx.dead_letters().await;
+    dead.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let refused: Event = serde_json::from_slice(&dead[0].original).unwrap();
+    let year_9999 = dead
+        .iter()
+        .find(|d| d.reason.starts_with("event time 9999-01-01T00:00:00Z"))
+        .expect("the year-9999 line");
+    assert!(
+        year_9999.reason.contains("the limit is 15m (max_future)"),
+        "{}",
+        year_9999.reason
+    );
+    assert!(
+        year_9999.id.starts_with("source/applog/future/"),
+        "{}",
+        year_9999.id
+    );
+    assert!(refused.received_at > 0);
+
+    // The same lines under a source allowing an hour: only the year 9999 is refused.
+    let fx = LogFixture::new().await;
+    let supervisor: Arc<Supervisor> = fx.supervisor();
+    let handle = supervisor.register("wide", "file").unwrap();
+    handle.set_max_future(Some(Duration::from_secs(3600)));
+    let c = FileTailConfig {
+        name: "wide".into(),
+        ..config
+    };
+    supervisor.start(
+        handle.clone(),
+        Box::new(move || Ok(Box::new(FileTailSource::new(c.clone())?) as Box<dyn PullSource>)),
+    );
+    let events = fx.wait_events("lines 0, 2 and 3", |e| e.len() >= 3).await;
+    wait_status(&handle, "one dead letter", |s| s.dead_letters == 1).await;
+    supervisor.shutdown().await;
+    let mut lines: Vec<&str> = events.iter().map(|e| e.attrs["n"].as_str()).collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["0", "2", "3"]);
+    let dead = fx.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].reason.contains("the limit is 1h (max_future)"),
+        "{}",
+        dead[0].reason
+    );
+}

@@ -21,6 +21,16 @@ pub struct GitConfig {
     /// At the first poll of a repository, at most this many of its newest commits are
     /// emitted; older history is skipped. Default 1000.
     pub max_backfill: usize,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 impl Default for GitConfig {
@@ -30,6 +40,7 @@ impl Default for GitConfig {
             repos: Vec::new(),
             interval: Duration::from_secs(30),
             max_backfill: 1000,
+            max_future: None,
         }
     }
 }

@@ -31,6 +31,16 @@ pub struct GithubConfig {
     /// Deliveries being appended at the same time; more get `503` with `Retry-After`.
     /// Default 256.
     pub max_in_flight: usize,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 impl Default for GithubConfig {
@@ -43,6 +53,7 @@ impl Default for GithubConfig {
             generate_secret: false,
             max_body_bytes: 25 << 20,
             max_in_flight: 256,
+            max_future: None,
         }
     }
 }

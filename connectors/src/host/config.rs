@@ -22,6 +22,16 @@ pub struct HostConfig {
     pub mounts: Vec<String>,
     /// Network interfaces whose traffic is reported. Default (empty): all but loopback.
     pub interfaces: Vec<String>,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 impl Default for HostConfig {
@@ -32,6 +42,7 @@ impl Default for HostConfig {
             hostname: None,
             mounts: Vec::new(),
             interfaces: Vec::new(),
+            max_future: None,
         }
     }
 }

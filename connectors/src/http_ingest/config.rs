@@ -12,6 +12,16 @@ pub struct HttpIngestConfig {
     pub max_body_bytes: usize,
     /// Requests appending at the same time; more get `503` with `Retry-After`. Default 256.
     pub max_in_flight: usize,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 impl Default for HttpIngestConfig {
@@ -20,6 +30,7 @@ impl Default for HttpIngestConfig {
             name: "http".to_string(),
             max_body_bytes: 10 << 20,
             max_in_flight: 256,
+            max_future: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Accepts a structured CloudEvent, a batch (`application/cloudevents-batch+json`) or
 //! NDJSON of CloudEvents. Good items are appended keyed by `subject`; bad items are listed
-//! with their index and field. The `202` is sent only after the log reports the accepted
+//! with their index and field, among them items dated more than the source's `max_future`
+//! after their receipt (field `time`). The `202` is sent only after the log reports the accepted
 //! events durable (per its fsync policy), so an acknowledged event is never lost.
 
 mod config;
@@ -211,7 +212,7 @@ async fn handle_events(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let received_at = now_micros();
-    let items = match cloudevents::parse_body(content_type, &bytes, received_at) {
+    let items = match cloudevents::parse_body_indexed(content_type, &bytes, received_at) {
         Ok(items) => items,
         Err(e @ BodyError::UnsupportedContentType { .. }) => {
             requests.record(RequestOutcome::UnsupportedMediaType);
@@ -225,9 +226,19 @@ async fn handle_events(
 
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for item in items {
+    // Dated too far ahead of now, an event would drag the watermark with it: refused
+    // like any other bad item, with how far ahead it is and the limit.
+    let max_future = inner.emitter.max_future(&inner.source);
+    for (index, item) in items {
         match item {
-            Ok(event) => events.push(event),
+            Ok(event) => match helios_schemas::event_time::check(&event, max_future) {
+                Ok(()) => events.push(event),
+                Err(why) => rejected.push(Rejected {
+                    index,
+                    field: Some("time".to_string()),
+                    error: why.to_string(),
+                }),
+            },
             Err(e) => rejected.push(Rejected {
                 index: e.index,
                 field: e.field,

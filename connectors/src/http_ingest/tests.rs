@@ -289,3 +289,74 @@ async fn paused_source_answers_503_and_resumes() {
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(handle.status().events_emitted, 1);
 }
+
+/// An item dated further ahead than `max_future` is rejected by index, with field `time`
+/// and a reason giving how far ahead it is and the limit; the others are appended, with
+/// their receive time kept. The source's own `max_future` overrides the default.
+#[tokio::test]
+async fn items_dated_too_far_ahead_are_rejected_with_the_reason() {
+    let f = fixture(HttpIngestConfig::default()).await;
+    let soon = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let late = chrono::Utc::now() + chrono::Duration::minutes(30);
+    let mut far = event("far", "helios");
+    far["time"] = json!("9999-01-01T00:00:00Z");
+    let mut near = event("near", "helios");
+    near["time"] = json!(soon.to_rfc3339());
+    let mut half_hour = event("half-hour", "helios");
+    half_hour["time"] = json!(late.to_rfc3339());
+    // NDJSON, with a blank line: indexes are line numbers, as for other bad items.
+    let body = format!("{near}\n\n{far}\n{half_hour}\n");
+    let before = super::now_micros();
+    let (status, answer, _) = post(&f.ingest, Some("application/x-ndjson"), body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    let rejected = answer["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{answer}");
+    assert_eq!(rejected[0]["index"], 2);
+    assert_eq!(rejected[0]["field"], "time");
+    let reason = rejected[0]["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("event time 9999-01-01T00:00:00Z is 797")
+            && reason.contains(" years ahead of the time Helios received it (")
+            && reason.contains("the limit is 15m (max_future)"),
+        "{reason}"
+    );
+    assert_eq!(rejected[1]["index"], 3);
+    let reason = rejected[1]["error"].as_str().unwrap();
+    assert!(
+        reason.contains(" is 30m") || reason.contains(" is 29m"),
+        "{reason}"
+    );
+
+    let records = read_all(&f.log).await;
+    assert_eq!(records.len(), 1);
+    let e = EventCodec::new(SCHEMA_ID)
+        .decode(&records[0].value)
+        .unwrap();
+    assert_eq!(e.id, "near");
+    assert!(e.received_at >= before && e.received_at <= super::now_micros());
+
+    // Only bad items: 400 with the list.
+    let (status, answer, _) = post(
+        &f.ingest,
+        Some("application/cloudevents+json"),
+        far.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["rejected"][0]["field"], "time");
+
+    // A source allowing an hour (`max_future = "1h"`, set on its handle by
+    // `spec::build`) takes the half-hour item.
+    let wide = fixture(HttpIngestConfig::default()).await;
+    wide.ingest
+        .inner
+        .source
+        .set_max_future(Some(Duration::from_secs(3600)));
+    let (status, answer, _) = post(&wide.ingest, Some("application/x-ndjson"), body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["rejected"][0]["index"], 2);
+    let reason = answer["rejected"][0]["error"].as_str().unwrap();
+    assert!(reason.contains("the limit is 1h (max_future)"), "{reason}");
+}

@@ -49,6 +49,16 @@ pub struct KafkaBridgeConfig {
     pub mapping: Option<MappingSpec>,
     /// Extra librdkafka options for the consumer (`security.protocol`, `sasl.*`, ...).
     pub options: BTreeMap<String, String>,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 impl Default for KafkaBridgeConfig {
@@ -65,6 +75,7 @@ impl Default for KafkaBridgeConfig {
             preset: None,
             mapping: None,
             options: BTreeMap::new(),
+            max_future: None,
         }
     }
 }

@@ -27,6 +27,16 @@ pub struct ProbeConfig {
     /// Subject of the events. Default: the URL's host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Refuse events dated more than this after Helios received them (they go to the
+    /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
+    /// one event from the far future cannot move the watermark. Default: the process's
+    /// `--max-future` (`HELIOS_MAX_FUTURE`, 15m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_future: Option<std::time::Duration>,
 }
 
 impl Default for ProbeConfig {
@@ -38,6 +48,7 @@ impl Default for ProbeConfig {
             timeout: Duration::from_secs(10),
             expected_status: 200,
             subject: None,
+            max_future: None,
         }
     }
 }

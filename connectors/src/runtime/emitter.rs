@@ -3,12 +3,13 @@
 //! of growing a queue.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use helios_log::{LogProducer, Record, RecordPosition};
+use helios_schemas::event_time::{self, DEFAULT_MAX_FUTURE, TooFarAhead};
 use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
-use tracing::Instrument;
+use tracing::{Instrument, warn};
 
 use super::status::SourceHandle;
 use crate::Result;
@@ -20,6 +21,9 @@ pub struct EmitterConfig {
     pub events_topic: String,
     /// Topic of `DeadLetter` records. Default `helios.dlq`.
     pub dead_letter_topic: String,
+    /// How far after its receive time an event may be dated, for sources that do not set
+    /// their own `max_future`. Default 15 minutes.
+    pub max_future: Duration,
 }
 
 impl Default for EmitterConfig {
@@ -27,8 +31,18 @@ impl Default for EmitterConfig {
         EmitterConfig {
             events_topic: "helios.events".to_string(),
             dead_letter_topic: "helios.dlq".to_string(),
+            max_future: DEFAULT_MAX_FUTURE,
         }
     }
+}
+
+/// An event a source refused because of its time, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The event's id.
+    pub id: String,
+    /// The reason, as written in its dead letter.
+    pub reason: String,
 }
 
 /// Shared by every source; cheap to clone.
@@ -74,6 +88,73 @@ impl Emitter {
         &self.inner.config.events_topic
     }
 
+    /// The event-time bound of `source`: its own `max_future`, else the default.
+    pub fn max_future(&self, source: &SourceHandle) -> Duration {
+        source.max_future().unwrap_or(self.inner.config.max_future)
+    }
+
+    /// The one event-time rule every source applies: `Err` with the reason when `event` is
+    /// dated more than `source`'s `max_future` after it was received.
+    pub fn check_time(
+        &self,
+        source: &SourceHandle,
+        event: &Event,
+    ) -> std::result::Result<(), TooFarAhead> {
+        event_time::check(event, self.max_future(source))
+    }
+
+    /// Takes out of `events` every one [`Emitter::check_time`] refuses, writes each to the
+    /// dead-letter topic (the event as JSON, the reason) and returns them. Webhooks call it
+    /// to tell the sender; every append goes through it as well, so no source can skip it.
+    pub async fn dead_letter_too_far_ahead(
+        &self,
+        source: &SourceHandle,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<Refused>> {
+        if events.iter().all(|e| self.check_time(source, e).is_ok()) {
+            return Ok(Vec::new());
+        }
+        let mut refused = Vec::new();
+        let mut kept = Vec::with_capacity(events.len());
+        for e in events.drain(..) {
+            match self.check_time(source, &e) {
+                Ok(()) => kept.push(e),
+                Err(why) => refused.push((e, why.to_string())),
+            }
+        }
+        *events = kept;
+        self.write_refused(source, &refused).await?;
+        Ok(refused
+            .into_iter()
+            .map(|(e, reason)| Refused { id: e.id, reason })
+            .collect())
+    }
+
+    /// Dead letters for events refused by their time. Ids are deterministic (the event's),
+    /// so a redelivery writes the same dead letter again, which the stores keep once.
+    async fn write_refused(
+        &self,
+        source: &SourceHandle,
+        refused: &[(Event, String)],
+    ) -> Result<()> {
+        if let Some((first, reason)) = refused.first() {
+            warn!(
+                source = source.name(),
+                events = refused.len(),
+                first_id = %first.id,
+                %reason,
+                "Events dated too far ahead sent to the dead-letter topic."
+            );
+        }
+        for (e, reason) in refused {
+            // The event as the source made it: its input is gone by now (a line, a body).
+            let original = serde_json::to_vec(e).unwrap_or_default();
+            self.dead_letter(source, format!("future/{}", e.id), original, reason.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Appends `events` keyed by subject, returning once they are durable, and counts them
     /// on the source's status. Each record carries the trace context of the current span
     /// (the ingest request) when traces are exported.
@@ -102,7 +183,33 @@ impl Emitter {
         .await
     }
 
+    /// Appends what passes [`Emitter::check_time`]; the rest become dead letters.
     async fn append_events(
+        &self,
+        source: &SourceHandle,
+        events: &[Event],
+        headers: impl Fn(usize) -> Vec<(String, Bytes)>,
+    ) -> Result<Vec<RecordPosition>> {
+        if events.iter().all(|e| self.check_time(source, e).is_ok()) {
+            return self.append_checked(source, events, headers).await;
+        }
+        let mut kept = Vec::with_capacity(events.len());
+        let mut refused = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match self.check_time(source, e) {
+                Ok(()) => kept.push(i),
+                Err(why) => refused.push((e.clone(), why.to_string())),
+            }
+        }
+        let accepted: Vec<Event> = kept.iter().map(|&i| events[i].clone()).collect();
+        let positions = self
+            .append_checked(source, &accepted, |j| headers(kept[j]))
+            .await?;
+        self.write_refused(source, &refused).await?;
+        Ok(positions)
+    }
+
+    async fn append_checked(
         &self,
         source: &SourceHandle,
         events: &[Event],
@@ -161,7 +268,9 @@ impl Emitter {
     }
 
     /// Writes bad input to the dead-letter topic with the reason, so it is never silently
-    /// lost. `id` must be deterministic for the input (for example source + position).
+    /// lost. `id` must be deterministic for the input (for example source + position); the
+    /// record's id is `<stage>/<id>`, so two sources reading the same input (a file, a
+    /// topic) never share a dead letter's identity.
     pub async fn dead_letter(
         &self,
         source: &SourceHandle,
@@ -169,9 +278,10 @@ impl Emitter {
         original: Vec<u8>,
         reason: impl Into<String>,
     ) -> Result<()> {
+        let stage = format!("source/{}", source.name());
         let record = DeadLetter {
-            id,
-            stage: format!("source/{}", source.name()),
+            id: format!("{stage}/{id}"),
+            stage,
             reason: reason.into(),
             original,
             topic: None,

@@ -11,7 +11,7 @@ mod routes;
 mod status;
 mod supervisor;
 
-pub use emitter::{Emitter, EmitterConfig, now_micros};
+pub use emitter::{Emitter, EmitterConfig, Refused, now_micros};
 pub use routes::router;
 pub use status::{RequestOutcome, RequestStats, SourceHandle, SourceState, SourceStatus};
 pub use supervisor::{PullSource, SourceContext, Supervisor};

@@ -132,6 +132,8 @@ struct Inner {
     last_event_time: AtomicI64,
     last_error: Mutex<Option<String>>,
     requests: RequestStats,
+    /// The source's own event-time bound in µs; `u64::MAX`: the emitter's default.
+    max_future_us: AtomicU64,
 }
 
 impl SourceHandle {
@@ -149,6 +151,7 @@ impl SourceHandle {
                 last_event_time: AtomicI64::new(i64::MIN),
                 last_error: Mutex::new(None),
                 requests: RequestStats::default(),
+                max_future_us: AtomicU64::new(u64::MAX),
             }),
         }
     }
@@ -159,6 +162,22 @@ impl SourceHandle {
 
     pub fn kind(&self) -> &str {
         &self.inner.kind
+    }
+
+    /// Sets the source's own `max_future` (`None`: the emitter's default applies).
+    pub fn set_max_future(&self, max_future: Option<std::time::Duration>) {
+        let us = max_future.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1)
+        });
+        self.inner.max_future_us.store(us, Ordering::Relaxed);
+    }
+
+    /// The source's own `max_future`, if it has one.
+    pub fn max_future(&self) -> Option<std::time::Duration> {
+        match self.inner.max_future_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(std::time::Duration::from_micros(us)),
+        }
     }
 
     pub fn set_state(&self, state: SourceState) {

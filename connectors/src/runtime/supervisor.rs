@@ -163,8 +163,16 @@ impl Supervisor {
     /// Starts a pull source under supervision.
     pub fn spawn(&self, name: &str, kind: &str, factory: SourceFactory) -> Result<SourceHandle> {
         let handle = self.register(name, kind)?;
+        self.start(handle.clone(), factory);
+        Ok(handle)
+    }
+
+    /// Starts a pull source registered with [`Supervisor::register`] (and configured
+    /// through its handle) under supervision.
+    pub fn start(&self, handle: SourceHandle, factory: SourceFactory) {
+        let name = handle.name().to_string();
         let ctx = SourceContext {
-            handle: handle.clone(),
+            handle,
             emitter: self.emitter.clone(),
             shutdown: self.shutdown.subscribe(),
             state_dir: self.state_root.join(name),
@@ -173,7 +181,6 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .spawn(supervise(ctx, factory));
-        Ok(handle)
     }
 
     pub fn get(&self, name: &str) -> Result<SourceHandle> {

@@ -135,3 +135,29 @@ fn default_sources_watch_the_host_and_helios_itself() {
         "http://[::1]:9000/healthz"
     );
 }
+
+#[test]
+fn max_future_is_a_setting_of_every_source() {
+    let kinds = [
+        "type = \"http\"",
+        "type = \"host\"",
+        "type = \"file\"\npaths = [\"/x\"]",
+        "type = \"probe\"\nurl = \"http://x/\"",
+        "type = \"git\"\nrepos = [\"/r\"]",
+        "type = \"github\"\nsecret = \"s\"",
+        "type = \"webhook\"\ntoken = \"t\"",
+        "type = \"kafka_bridge\"\nbootstrap_servers = \"k:9092\"\ntopics = [\"t\"]",
+    ];
+    for kind in kinds {
+        let sources = parse(&format!("[[source]]\n{kind}\nmax_future = \"1h\"")).unwrap();
+        assert_eq!(
+            sources[0].max_future(),
+            Some(Duration::from_secs(3600)),
+            "{kind}"
+        );
+        let sources = parse(&format!("[[source]]\n{kind}")).unwrap();
+        assert_eq!(sources[0].max_future(), None, "{kind}: the default applies");
+        let err = parse(&format!("[[source]]\n{kind}\nmax_future = \"soon\"")).unwrap_err();
+        assert!(err.contains("not a duration like `10s`"), "{kind}: {err}");
+    }
+}

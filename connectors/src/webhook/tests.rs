@@ -584,3 +584,59 @@ fn default_sources_enable_github_and_webhook_with_stored_secrets() {
         webhook.token_origin().resolve("webhook").unwrap();
     }
 }
+
+/// A delivery dated in the year 9999 is not appended: it becomes a dead letter with the
+/// reason (named in the `202`, since a redelivery would only repeat it), and the source's
+/// next deliveries are appended as usual.
+#[tokio::test]
+async fn deliveries_dated_too_far_ahead_become_dead_letters() {
+    let f = log_fixture().await;
+    let (r, handle) = router(&f, deploy_config());
+    let body = |id: u32, at: &str| {
+        json!({
+            "deployment": {"id": id, "environment": "production"},
+            "service": "billing-api",
+            "status": "succeeded",
+            "finished_at": at,
+            "duration_ms": 5.0,
+        })
+        .to_string()
+    };
+    let (status, answer, _) = send(
+        &r,
+        post("deploys", bearer(), &body(1, "9999-01-01T00:00:00Z")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["dead_lettered"][0]["id"], "1");
+    let reason = answer["dead_lettered"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("event time 9999-01-01T00:00:00Z is 797")
+            && reason.contains(" years ahead of the time Helios received it (")
+            && reason.contains("the limit is 15m"),
+        "{reason}"
+    );
+    let (status, answer, _) = send(
+        &r,
+        post("deploys", bearer(), &body(2, "2024-03-01T12:00:05Z")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert!(answer.get("dead_lettered").is_none(), "{answer}");
+
+    let events = written(&f).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].id, "2");
+    let dead = f.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, "source/deploys/future/1");
+    assert_eq!(dead[0].stage, "source/deploys");
+    assert_eq!(dead[0].reason, reason);
+    let original: Event = serde_json::from_slice(&dead[0].original).unwrap();
+    assert_eq!(original.time, us("9999-01-01T00:00:00Z"));
+    assert!(original.received_at > 0, "the receive time is kept");
+    let status = handle.status();
+    assert_eq!((status.events_emitted, status.dead_letters), (1, 1));
+}

@@ -2,7 +2,8 @@
 //! `[[aggregate]]` and `[[rule]]` of a spec over its partitions and writes the results.
 //!
 //! It owns the loop around the pure operators: poll a batch, decode it (undecodable
-//! records become dead letters, never drops), feed each partition's operators (window
+//! records become dead letters, never drops; so do events dated more than `max_future`
+//! after their receipt, which must not move a watermark), feed each partition's operators (window
 //! operators, rule operators, and insight operators fed with the windows' final
 //! results), write window results, alerts, insights, late events and dead letters, and
 //! checkpoint each partition's state together with the offset it resumes from (see
@@ -56,6 +57,8 @@ use crate::{PipelineError, Result};
 pub const LATE_STAGE: &str = "pipeline/late";
 /// The stage name undecodable records carry in their `DeadLetter` record.
 pub const DECODE_STAGE: &str = "pipeline/decode";
+/// The stage name of events dated more than `max_future` after their `received_at`.
+pub const FUTURE_STAGE: &str = "pipeline/future";
 
 /// Settings of one processor.
 #[derive(Debug, Clone)]
@@ -80,6 +83,12 @@ pub struct ProcessorConfig {
     pub max_batch: usize,
     /// The spec's watermark settings.
     pub watermark: Watermark,
+    /// An event dated more than this after its own `received_at` goes to the dead-letter
+    /// topic and moves no watermark. The sources refuse such events already; this catches
+    /// what reached the topic another way (an old producer, a hand-written record). It
+    /// compares two fields of the record, never the clock, so a replay decides the same.
+    /// Default 15 minutes; set it to the largest `max_future` of the sources.
+    pub max_future: Duration,
 }
 
 impl ProcessorConfig {
@@ -96,6 +105,7 @@ impl ProcessorConfig {
             checkpoint_interval: Duration::from_secs(5),
             max_batch: 4096,
             watermark,
+            max_future: helios_schemas::event_time::DEFAULT_MAX_FUTURE,
         }
     }
 }
@@ -700,6 +710,12 @@ async fn process_record(
         }
     }
     let event = &*event;
+    // Only accepted events reach the operators and the partition's watermark.
+    if let Err(why) = helios_schemas::event_time::check(event, p.config.max_future) {
+        out.dead
+            .push(dead_letter(FUTURE_STAGE, rec, why.to_string(), None));
+        return Ok(());
+    }
     for op in &mut st.aggregates {
         if let Err(late) = op.on_event(event, rec.offset) {
             out.late.push(dead_letter(

@@ -50,7 +50,9 @@ mod replay {
 
     use super::spec;
     use crate::checkpoint::CheckpointStore;
-    use crate::runtime::{Codecs, DerivedCodecs, LATE_STAGE, Processor, ProcessorConfig};
+    use crate::runtime::{
+        Codecs, DerivedCodecs, FUTURE_STAGE, LATE_STAGE, Processor, ProcessorConfig,
+    };
 
     const SPEC: &str = r#"
 [watermark]
@@ -171,6 +173,7 @@ within = "30s"
                 kind: "flush".into(),
                 subject: format!("s{s}"),
                 time: base + 36_000_000_000,
+                received_at: base + 36_000_000_000,
                 ..Event::default()
             };
             records.push(Record::keyed(format!("s{s}"), codec.encode(&e)));
@@ -352,6 +355,93 @@ within = "30s"
             n as i64,
             "counted {counted} + late {late} + dead {dead} of {n}"
         );
+    }
+
+    /// Defence in depth behind the sources: an event on the topic dated far past its own
+    /// `received_at` (an old producer, a hand-written record) is a dead letter with the
+    /// reason and moves no watermark, so the events after it are not late and every
+    /// window closes with all of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_dated_far_ahead_of_its_receipt_moves_no_watermark() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = log.log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", 2))
+            .await
+            .unwrap();
+        let codec = EventCodec::new(1);
+        let base = 1_700_000_000_000_000i64;
+        let event = |id: String, subject: String, time: i64, received_at: i64| Event {
+            id,
+            source: "test".into(),
+            kind: "push".into(),
+            subject,
+            time,
+            received_at,
+            ..Event::default()
+        };
+        let mut records = Vec::new();
+        for i in 0..300i64 {
+            let subject = format!("s{}", i % 3);
+            let time = base + i * 1_000_000;
+            if i == 100 {
+                // 9999-01-01, received at the time of its neighbours.
+                let bomb = event("bomb".into(), "s0".into(), 253_370_764_800_000_000, time);
+                records.push(Record::keyed("s0", codec.encode(&bomb)));
+            }
+            let e = event(format!("e{i}"), subject.clone(), time, time);
+            records.push(Record::keyed(subject, codec.encode(&e)));
+        }
+        for s in 0..3 {
+            let time = base + 3_600_000_000;
+            let flush = event(format!("flush{s}"), format!("s{s}"), time, time);
+            records.push(Record::keyed(format!("s{s}"), codec.encode(&flush)));
+        }
+        log.producer()
+            .append("helios.events", records)
+            .await
+            .unwrap();
+        run(&log, &tmp.path().join("ckpt-f"), "f").await;
+
+        let letters = RecordCodec::<DeadLetter>::new(3);
+        let dead: Vec<DeadLetter> = read_all(&log, "f.dlq")
+            .await
+            .into_values()
+            .flatten()
+            .map(|(_, v)| letters.decode(&v).unwrap())
+            .collect();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].stage, FUTURE_STAGE);
+        assert!(
+            dead[0].id.starts_with("pipeline/future/helios.events/"),
+            "{}",
+            dead[0].id
+        );
+        assert!(
+            dead[0]
+                .reason
+                .starts_with("event time 9999-01-01T00:00:00Z is ")
+                && dead[0].reason.contains("the limit is 15m (max_future)"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(
+            EventCodec::new(1).decode(&dead[0].original).unwrap().id,
+            "bomb"
+        );
+        let late = read_all(&log, "f.late").await;
+        assert!(late.is_empty(), "nothing is late: {late:?}");
+        let results = RecordCodec::<WindowResult>::new(2);
+        let counted: i64 = read_all(&log, "f.aggregates")
+            .await
+            .into_values()
+            .flatten()
+            .map(|(_, v)| results.decode(&v).unwrap())
+            .filter(|r| r.aggregate == "per_minute" && r.is_final)
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(counted, 300, "every ordinary event is in a closed window");
     }
 
     /// Every record of `topic` as (key, value), sorted: what was written, whatever the

@@ -260,17 +260,20 @@ pub struct EventFilter {
     pub kind: Option<String>,
     pub subject: Option<String>,
     pub range: Option<(i64, i64)>,
-    /// Only events older than this `(time, id)` (the previous page's last).
-    pub before: Option<(i64, String)>,
+    /// Only events after this `(time, id, source)` in the listing's order (newest
+    /// first): the previous page's last. An event is identified by `(source, id)`, so two
+    /// sources' events with one id and one time are both listed, on either side of a
+    /// page boundary.
+    pub before: Option<(i64, String, String)>,
 }
 
 /// Events matching `filter`, newest first: at most `limit`, and when there are more, the
-/// `(time, id)` of the last one returned (the next page starts after it).
+/// `(time, id, source)` of the last one returned (the next page starts after it).
 pub async fn read_events(
     state: &ApiState,
     filter: &EventFilter,
     limit: usize,
-) -> Result<(Vec<EventOut>, Option<(i64, String)>)> {
+) -> Result<(Vec<EventOut>, Option<(i64, String, String)>)> {
     let mut sql = Sql::new(
         "SELECT id, source, kind, subject, time, received_at, attr_keys, attr_values, value, payload FROM ",
     );
@@ -293,17 +296,24 @@ pub async fn read_events(
             .push(" AND time < ")
             .bind(Param::Int(to));
     }
-    if let Some((time, id)) = &filter.before {
+    if let Some((time, id, source)) = &filter.before {
         sql.push(" AND (time < ")
             .bind(Param::Int(*time))
             .push(" OR (time = ")
             .bind(Param::Int(*time))
-            .push(" AND id < ")
+            .push(" AND (id < ")
             .bind(Param::Text(id.clone()))
-            .push("))");
+            .push(" OR (id = ")
+            .bind(Param::Text(id.clone()))
+            .push(" AND source < ")
+            .bind(Param::Text(source.clone()))
+            .push("))))");
     }
     // One more than asked tells whether there is a next page.
-    sql.push(&format!(" ORDER BY time DESC, id DESC LIMIT {}", limit + 1));
+    sql.push(&format!(
+        " ORDER BY time DESC, id DESC, source DESC LIMIT {}",
+        limit + 1
+    ));
     let t = state.store.query(&sql, state.insight_limits).await?;
     let c = Cols::new(
         &t,
@@ -327,6 +337,7 @@ pub async fn read_events(
             (
                 cell::i64(&r[c.0[4]]).unwrap_or_default(),
                 cell::string(&r[c.0[0]]),
+                cell::string(&r[c.0[1]]),
             )
         });
     let events = t
@@ -512,38 +523,49 @@ pub async fn events(
     let limit = params.number("limit", 50, 1000)?;
     params.finish()?;
     let (events, next) = read_events(&state, &filter, limit).await?;
-    let next_cursor = next.map(|(time, id)| encode_cursor(time, &id));
+    let next_cursor = next.map(|(time, id, source)| encode_cursor(time, &id, &source));
     Ok(Json(Events {
         events,
         next_cursor,
     }))
 }
 
-/// `<time µs>.<id as hex>`: opaque to callers, and free of characters URLs must escape.
-fn encode_cursor(time: i64, id: &str) -> String {
-    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{time}.{hex}")
+/// `<time µs>.<id as hex>.<source as hex>`: opaque to callers, and free of characters URLs
+/// must escape.
+fn encode_cursor(time: i64, id: &str, source: &str) -> String {
+    let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02x}")).collect() };
+    format!("{time}.{}.{}", hex(id), hex(source))
 }
 
-fn decode_cursor(raw: &str) -> Result<(i64, String)> {
+/// A cursor of [`encode_cursor`]; one without a source (given out before events were
+/// identified by source and id) continues after every event with that time and id.
+fn decode_cursor(raw: &str) -> Result<(i64, String, String)> {
     let bad = || {
         ApiError::bad(
             format!("`cursor` is not one this API gave out: `{raw}`"),
             "pass the `next_cursor` of the previous page unchanged, or leave it out for the first page",
         )
     };
-    let (time, hex) = raw.split_once('.').ok_or_else(bad)?;
-    let time: i64 = time.parse().map_err(|_| bad())?;
-    if hex.len() % 2 != 0 {
+    let text = |hex: &str| -> Result<String> {
+        if !hex.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad())?;
+        String::from_utf8(bytes).map_err(|_| bad())
+    };
+    let mut parts = raw.split('.');
+    let time: i64 = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let id = text(parts.next().ok_or_else(bad)?)?;
+    // No source: sorts before every source, so the page continues after them all.
+    let source = parts.next().map(text).transpose()?.unwrap_or_default();
+    if parts.next().is_some() {
         return Err(bad());
     }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| bad())?;
-    let id = String::from_utf8(bytes).map_err(|_| bad())?;
-    Ok((time, id))
+    Ok((time, id, source))
 }
 
 #[cfg(test)]
@@ -552,12 +574,21 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let c = encode_cursor(1_700_000_000_000_000, "gh:delivery/1 ' OR 1=1");
+        let c = encode_cursor(1_700_000_000_000_000, "gh:delivery/1 ' OR 1=1", "src.a");
         assert_eq!(
             decode_cursor(&c).unwrap(),
-            (1_700_000_000_000_000, "gh:delivery/1 ' OR 1=1".to_owned())
+            (
+                1_700_000_000_000_000,
+                "gh:delivery/1 ' OR 1=1".to_owned(),
+                "src.a".to_owned()
+            )
         );
-        for bad in ["", "x", "12.zz", "12.abc", "x.00"] {
+        // A cursor from before sources were part of it.
+        assert_eq!(
+            decode_cursor("12.6964").unwrap(),
+            (12, "id".to_owned(), String::new())
+        );
+        for bad in ["", "x", "12.zz", "12.abc", "x.00", "12.00.0", "12.00.00.00"] {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }
     }

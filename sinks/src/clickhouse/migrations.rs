@@ -9,9 +9,11 @@
 //! are never dropped: a measure removed from the spec keeps its data.
 //!
 //! Every table is a `ReplacingMergeTree` partitioned by month of its time column, keyed so
-//! that one record id is one row after merges; reads use `FINAL` ([`super::query`]). The
-//! `events` table is ordered by (source, kind, subject, time) for the common filters, with
-//! `id` last so a replayed event collapses into the original.
+//! that one record is one row after merges; reads use `FINAL` ([`super::query`]). Derived
+//! records are keyed by their deterministic id; `events` by `(source, id)`, the event's
+//! identity in CloudEvents (migration 3), so a replayed or retried event collapses into
+//! the original and one source cannot hide another's events by reusing an id. Rows merge
+//! only within a month partition: a retry whose time moved to another month stays twice.
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -101,6 +103,35 @@ PARTITION BY toYYYYMM(toDateTime(intDiv(at, 1000000)))
 ORDER BY (stage, id)",
         ],
     },
+    // An event is identified by (source, id), as CloudEvents defines: the sorting key,
+    // which is what ReplacingMergeTree and FINAL collapse by, is exactly that, so a
+    // delivery repeated with a different time (a retry of an event without `time`) is
+    // one row and two sources reusing an id are two. A sorting key cannot drop columns,
+    // so the table is rebuilt: copied, then swapped in. The old table stays as
+    // `events_v1` for the operator to check and drop.
+    Migration {
+        version: 3,
+        name: "events keyed by (source, id)",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS events_by_source_id (
+    id String,
+    source LowCardinality(String),
+    kind LowCardinality(String),
+    subject String,
+    time Int64,
+    received_at Int64,
+    attr_keys Array(String),
+    attr_values Array(String),
+    value Nullable(Float64),
+    payload Nullable(String)
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(time, 1000000)))
+ORDER BY (source, id)",
+            "INSERT INTO events_by_source_id (id, source, kind, subject, time, received_at, attr_keys, attr_values, value, payload)
+SELECT id, source, kind, subject, time, received_at, attr_keys, attr_values, value, payload FROM events",
+            "RENAME TABLE events TO events_v1, events_by_source_id TO events",
+        ],
+    },
 ];
 
 /// The newest version this build knows.
@@ -145,6 +176,12 @@ struct Applied {
 /// `schema_migrations`, applies missing migrations in order, then the spec's aggregate
 /// tables and columns.
 pub async fn migrate(ch: &ClickHouse, spec: &StoreSpec) -> Result<MigrationReport> {
+    migrate_to(ch, spec, latest_version()).await
+}
+
+/// [`migrate`], applying the numbered migrations only up to `target` (tests of a
+/// migration start from the schema before it).
+pub async fn migrate_to(ch: &ClickHouse, spec: &StoreSpec, target: u32) -> Result<MigrationReport> {
     spec.validate()?;
     ch.ensure_database().await?;
     ch.execute("creating schema_migrations", CREATE_SCHEMA_MIGRATIONS)
@@ -166,7 +203,7 @@ pub async fn migrate(ch: &ClickHouse, spec: &StoreSpec) -> Result<MigrationRepor
         });
     }
     let mut report = MigrationReport::default();
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= target) {
         let checksum = checksum(m.statements);
         if let Some(done) = applied.iter().find(|a| a.version == m.version) {
             if done.checksum != checksum {
@@ -196,7 +233,7 @@ pub async fn migrate(ch: &ClickHouse, spec: &StoreSpec) -> Result<MigrationRepor
         );
         report.applied.push((m.version, m.name.to_owned()));
     }
-    report.version = known;
+    report.version = known.min(target);
     for agg in &spec.aggregates {
         ensure_aggregate(ch, agg, &mut report.spec_changes).await?;
     }

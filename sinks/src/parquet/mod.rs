@@ -6,7 +6,8 @@
 //! fsynced, renamed into place and the folder fsynced, so a reader (or a restart after a
 //! crash) sees a file completely or not at all; leftover `.tmp` files are removed when the
 //! store opens. Files are never changed in place. Writing the same rows twice leaves two
-//! copies on disk; reads keep one per id (the newest version), exactly like ClickHouse's
+//! copies on disk; reads keep one per record (`(source, id)` for events, `id` for the rest;
+//! the newest version), exactly like ClickHouse's
 //! `ReplacingMergeTree` read with `FINAL`.
 //!
 //! Upkeep ([`Store::maintain`]) runs in the background: days with many small files are

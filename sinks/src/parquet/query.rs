@@ -1,8 +1,9 @@
 //! Reading the embedded store with DataFusion.
 //!
 //! [`session`] registers each table's files as `raw.<table>` (every copy of every row) and,
-//! under the table's own name, a view that keeps one row per id: the one with the highest
-//! `version` where the table has one. That is what ClickHouse's `FINAL` returns, so the same
+//! under the table's own name, a view that keeps one row per record (per `(source, id)` for
+//! events, per `id` for the rest): the one with the highest `version` where the table has
+//! one. That is what ClickHouse's `FINAL` returns, so the same
 //! SQL gives the same answer on both stores, and a replayed or retried write never shows up
 //! twice. It also registers [`argMax`](super::arg_max), as ClickHouse has it.
 
@@ -58,7 +59,8 @@ pub async fn session(dir: &Path, spec: &StoreSpec) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// `CREATE VIEW <table>`: one row per id, the newest version where there are versions.
+/// `CREATE VIEW <table>`: one row per record (its key columns), the newest version where
+/// there are versions.
 fn view_sql(table: &Table) -> String {
     let columns: Vec<String> = table
         .schema
@@ -70,12 +72,18 @@ fn view_sql(table: &Table) -> String {
         Some(v) => format!("\"{v}\" DESC"),
         None => "\"id\"".to_owned(),
     };
+    let key: Vec<String> = table
+        .key_columns
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
     format!(
         "CREATE VIEW \"{name}\" AS SELECT {cols} FROM (SELECT *, row_number() OVER \
-         (PARTITION BY \"id\" ORDER BY {order}) AS helios_copy FROM raw.\"{name}\") \
+         (PARTITION BY {key} ORDER BY {order}) AS helios_copy FROM raw.\"{name}\") \
          WHERE helios_copy = 1",
         name = table.name,
         cols = columns.join(", "),
+        key = key.join(", "),
     )
 }
 

@@ -15,7 +15,8 @@ use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow};
 use crate::spec::{AggregateSpec, StoreSpec};
 
 /// One table of the store: its name, schema, the column its day partition and retention
-/// go by, and the column that orders versions of one id (`None`: every copy is the same).
+/// go by, the columns that identify a record, and the column that orders versions of one
+/// record (`None`: every copy is the same).
 #[derive(Debug, Clone)]
 pub struct Table {
     /// Table name, as in ClickHouse.
@@ -24,9 +25,16 @@ pub struct Table {
     pub schema: SchemaRef,
     /// Time column (µs since the epoch) for partitions and retention.
     pub time_column: &'static str,
+    /// What identifies one record: reads keep one row per value of these. `id` for
+    /// records Helios derives (unique by construction); `(source, id)` for events, as
+    /// CloudEvents defines, so one source cannot hide another's events by reusing ids.
+    pub key_columns: &'static [&'static str],
     /// Newest version wins on read.
     pub version_column: Option<&'static str>,
 }
+
+/// The identity of Helios' own records.
+const BY_ID: &[&str] = &["id"];
 
 fn list_of_strings() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
@@ -54,7 +62,10 @@ pub fn events() -> Table {
         name: "events".into(),
         schema: Arc::new(s),
         time_column: "time",
-        version_column: None,
+        key_columns: &["source", "id"],
+        // Of two deliveries of one event (a retry without a `time` gets a new one), the
+        // last received wins, as ClickHouse keeps the last inserted.
+        version_column: Some("received_at"),
     }
 }
 
@@ -77,6 +88,7 @@ pub fn alerts() -> Table {
         name: "alerts".into(),
         schema: Arc::new(s),
         time_column: "since",
+        key_columns: BY_ID,
         version_column: Some("version"),
     }
 }
@@ -101,6 +113,7 @@ pub fn insights() -> Table {
         name: "insights".into(),
         schema: Arc::new(s),
         time_column: "window_start",
+        key_columns: BY_ID,
         version_column: None,
     }
 }
@@ -121,6 +134,7 @@ pub fn dead_letters() -> Table {
         name: "dead_letters".into(),
         schema: Arc::new(s),
         time_column: "at",
+        key_columns: BY_ID,
         version_column: None,
     }
 }
@@ -148,6 +162,7 @@ pub fn aggregate(spec: &AggregateSpec) -> Table {
         name: spec.table(),
         schema: Arc::new(Schema::new(fields)),
         time_column: "window_start",
+        key_columns: BY_ID,
         version_column: Some("version"),
     }
 }

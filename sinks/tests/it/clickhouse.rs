@@ -210,7 +210,8 @@ async fn migrations_apply_reapply_and_follow_the_spec() {
         first.applied,
         vec![
             (1, "events".to_owned()),
-            (2, "alerts, insights, dead_letters".to_owned())
+            (2, "alerts, insights, dead_letters".to_owned()),
+            (3, "events keyed by (source, id)".to_owned())
         ]
     );
     assert_eq!(first.spec_changes, vec!["create agg_ci_runs".to_owned()]);
@@ -430,4 +431,71 @@ async fn clickhouse_outage_then_restart_every_result_arrives_once() {
     assert_eq!(query::insights(&ch).await.unwrap().len(), 1);
     ch.drop_database().await.unwrap();
     server.stop();
+}
+
+/// Issue 12: an event is `(source, id)`. Two sources using one id both show; one source's
+/// repeated delivery of it (another time: a retry without `time`) is one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_identified_by_source_and_id() {
+    let ch = fresh_db(&clickhouse_url(), "identity");
+    migrations::migrate(&ch, &spec()).await.unwrap();
+    let stage = Stage::new().await;
+    let s = shared_id_events();
+    stage.write(&s).await;
+    let sink = start_clickhouse_sink(&stage, &ch, spec(), sink_config("identity"));
+    flushed(&sink.metrics, script_rows(&s)).await;
+    sink.stop().await;
+    let rows: Vec<(String, String)> = query::events(&ch, None, TimeRange::ALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.source, e.id))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("github".to_owned(), "shared-1".to_owned()),
+            ("ci".to_owned(), "shared-1".to_owned())
+        ]
+    );
+    ch.drop_database().await.unwrap();
+}
+
+/// Migration 3 rebuilds `events` keyed by `(source, id)` and keeps every stored event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_3_keeps_the_events_and_keys_them_by_source_and_id() {
+    let ch = fresh_db(&clickhouse_url(), "migration3");
+    let before = migrations::migrate_to(&ch, &spec(), 2).await.unwrap();
+    assert_eq!(before.applied.len(), 2);
+    let stage = Stage::new().await;
+    let s = Script {
+        events: (0..20).map(|i| event(i, "github")).collect(),
+        ..Script::default()
+    };
+    stage.write(&s).await;
+    let sink = start_clickhouse_sink(&stage, &ch, spec(), sink_config("migration3"));
+    flushed(&sink.metrics, script_rows(&s)).await;
+    sink.stop().await;
+    let stored = query::events(&ch, None, TimeRange::ALL).await.unwrap();
+    assert_eq!(stored.len(), 20);
+
+    let report = migrations::migrate(&ch, &spec()).await.unwrap();
+    assert_eq!(
+        report.applied,
+        [(3, "events keyed by (source, id)".to_owned())]
+    );
+    assert_eq!(
+        query::events(&ch, None, TimeRange::ALL).await.unwrap(),
+        stored
+    );
+    let engine: String = ch
+        .client()
+        .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = 'events'")
+        .bind(ch.database())
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(engine.contains("ORDER BY (source, id)"), "{engine}");
+    assert!(migrations::migrate(&ch, &spec()).await.unwrap().is_noop());
+    ch.drop_database().await.unwrap();
 }

@@ -321,3 +321,40 @@ async fn retention_removes_days_past_the_cutoff() {
         1
     );
 }
+
+/// Issue 12: an event is `(source, id)`. Two sources using one id both show; one source's
+/// repeated delivery of it is one row, the last received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_identified_by_source_and_id() {
+    let stage = Stage::new().await;
+    let s = shared_id_events();
+    stage.write(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), spec());
+    let sink = start_parquet_sink(&stage, &store, sink_config("identity"));
+    flushed(&sink.metrics, script_rows(&s)).await;
+    sink.stop().await;
+    let ctx = store.session().await.unwrap();
+    let rows = pretty(
+        &ctx,
+        "SELECT source, id, time FROM events WHERE id = 'shared-1' ORDER BY source",
+    )
+    .await
+    .unwrap();
+    let expected = "\
++--------+----------+------------------+
+| source | id       | time             |
++--------+----------+------------------+
+| ci     | shared-1 | 1767225603000000 |
+| github | shared-1 | 1767225601000000 |
++--------+----------+------------------+";
+    assert_eq!(rows, expected);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM raw.events WHERE id = 'shared-1'"
+        )
+        .await,
+        4
+    );
+}

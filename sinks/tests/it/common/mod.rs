@@ -670,3 +670,20 @@ pub fn script_rows(s: &Script) -> u64 {
     (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
         as u64
 }
+
+/// Events sharing the id `shared-1`: two sources using it (two events), one of them
+/// delivering it twice with different times (a retry of an event without `time`: one
+/// event), and the other's written twice over (a replay: one event).
+pub fn shared_id_events() -> Script {
+    let mut github = event(1, "github");
+    github.id = "shared-1".to_owned();
+    let mut ci = event(2, "ci");
+    ci.id = "shared-1".to_owned();
+    let mut ci_retry = ci.clone();
+    ci_retry.time += 1_000_000;
+    ci_retry.received_at += 1_000_000;
+    Script {
+        events: vec![github.clone(), ci, ci_retry, github],
+        ..Script::default()
+    }
+}
