@@ -187,10 +187,8 @@ fn authenticate(
         )),
         Verdict::Unknown => Err(unauthorized(
             "the API key is not known to this server".into(),
-            format!(
-                "`helios keys list` shows the keys of this server's key file ({}); {create}",
-                guard.keys.path().display()
-            ),
+            // The key file's path is not named: anyone can get this answer.
+            format!("`helios keys list` shows the keys this server knows; {create}"),
             true,
         )),
         Verdict::Revoked { id, at } => Err(unauthorized(
