@@ -3,6 +3,7 @@
 mod api;
 mod backend;
 mod commands;
+mod http;
 mod metrics;
 mod spec;
 mod stages;

@@ -473,9 +473,13 @@ pub async fn serve_stage(addr: SocketAddr, registry: MetricsRegistry) -> anyhow:
     })?;
     let local = listener.local_addr()?;
     info!(url = %format!("http://{local}/metrics"), "Serving metrics.");
+    // Defaults of `helios up`'s listener (timeouts, cap, Host check); it serves until
+    // the process ends.
+    let config = helios_query_api::server::ServerConfig::default();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, stage_router(registry)).await {
-            warn!(error = %e, "The metrics listener stopped.");
+        let stage = stage_router(registry);
+        if let Err(e) = crate::http::serve(listener, stage, config, std::future::pending()).await {
+            warn!(error = %format!("{e:#}"), "The metrics listener stopped.");
         }
     });
     Ok(())

@@ -49,6 +49,12 @@ pub struct IngestArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub http: crate::http::HttpArgs,
+
+    #[command(flatten)]
+    pub webhooks: crate::http::WebhookArgs,
 }
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -118,6 +124,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         sources: &sources,
         data_dir: &backend.data_dir,
         topics,
+        unverified_bodies: args.webhooks.budget(),
     })
     .await?;
     let app: Router = match served {
@@ -127,6 +134,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let app = app.merge(helios_query_api::metrics::router(metrics));
     let addr = listener.local_addr()?;
     let app = crate::commands::keys::protect_app(app, &args.auth, &backend.data_dir, addr)?;
+    let server = args.http.config(args.auth.metrics_auth)?;
     info!(
         url = %format!("http://{addr}"),
         topic = %topics.name(EVENTS_TOPIC),
@@ -134,10 +142,13 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         registry = backend.registry.as_deref().unwrap_or("embedded, served here"),
         "Ingest running; Ctrl-C stops."
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::commands::up::shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    crate::http::serve(
+        listener,
+        app,
+        server,
+        crate::commands::up::shutdown_signal(),
+    )
+    .await?;
     info!("Shutting down: stopping the sources.");
     supervisor.shutdown().await;
     // Graceful shutdown waited for in-flight requests, so every append has returned.

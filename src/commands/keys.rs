@@ -228,8 +228,9 @@ pub fn protect_app(
             .context("creating the first admin API key")?;
         let key = new.key.expose();
         let dashboard = format!("http://{addr}/#key={key}");
-        info!(key_id = %new.record.id, file = %path.display(), %dashboard,
-              "No active API key: created an admin key. It is shown only now.");
+        // The key goes to the terminal once, never into a log line: the log names its id.
+        info!(key_id = %new.record.id, file = %path.display(),
+              "No active API key: created an admin key; it is printed once on the terminal, not logged.");
         eprintln!(
             "\n  Admin API key (shown once; stored hashed in {}):\n\n    {key}\n\n  \
              Dashboard: {dashboard}\n  \
@@ -269,7 +270,7 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 /// Bytes, or a number with `KiB`, `MiB` or `GiB`.
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
@@ -292,7 +293,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .filter(|b| b >> shift == n)
         .ok_or_else(|| format!("`{s}` is too large"))?;
     if bytes == 0 {
-        return Err("the body limit must be at least 1 byte".into());
+        return Err("the size must be at least 1 byte".into());
     }
     Ok(bytes)
 }

@@ -74,6 +74,12 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub batching: crate::commands::run::SinkBatching,
+
+    #[command(flatten)]
+    pub http: crate::http::HttpArgs,
+
+    #[command(flatten)]
+    pub webhooks: crate::http::WebhookArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -144,6 +150,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sources: &spec.sources,
         data_dir: &args.data_dir,
         topics: &topics,
+        unverified_bodies: args.webhooks.budget(),
     })
     .await?;
     let app: Router = helios_query_api::router(sources, registry.clone())
@@ -199,16 +206,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await?;
     let app = app.merge(helios_query_api::read_router(read));
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
+    let server = args.http.config(args.auth.metrics_auth)?;
     info!(
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
         fsync = ?args.fsync, "Helios is up. Post CloudEvents to /v1/events; Ctrl-C stops."
     );
     // Ctrl-C, SIGTERM or a stage stopping on an error ends the process (crate::stages).
     let stop = failures.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.stop_requested().await })
-        .await
-        .context("serving HTTP")?;
+    crate::http::serve(
+        listener,
+        app,
+        server,
+        async move { stop.stop_requested().await },
+    )
+    .await?;
     info!("Shutting down: stopping sources, flushing the sink and the log.");
     supervisor.shutdown().await;
     let processor_stopped = match processor {
@@ -236,6 +247,8 @@ pub struct SourcesSetup<'a> {
     /// Pull sources keep their checkpoints under `<data dir>/sources`.
     pub data_dir: &'a Path,
     pub topics: &'a Topics,
+    /// The byte budget of webhook bodies read before they are authenticated.
+    pub unverified_bodies: helios_connectors::body::UnverifiedBodies,
 }
 
 /// Creates the events and dead-letter topics if missing, and starts the sources: pull
@@ -271,8 +284,9 @@ pub async fn start_sources(
         RecordCodec::with_source(setup.dead_letter_schema, setup.schemas.clone()),
     );
     let supervisor = Supervisor::new(emitter, setup.data_dir.join("sources"));
-    let sources = helios_connectors::spec::build(setup.sources, &supervisor)
-        .context("starting the sources")?;
+    let sources =
+        helios_connectors::spec::build_with(setup.sources, &supervisor, setup.unverified_bodies)
+            .context("starting the sources")?;
     let metrics = MetricsRegistry::new();
     crate::metrics::export_registry(&metrics);
     metrics.register(Arc::new(crate::metrics::SourcesCollector::new(
