@@ -13,7 +13,6 @@
 //! And the `/metrics` families arrive as OTLP metrics with their values, while the log
 //! lines on stderr are JSON objects (`--log-format json`).
 
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
