@@ -4,6 +4,7 @@
 //! [`runtime`] is what every source runs in (status, emitter, supervisor, the
 //! `/v1/sources` routes); each source lives in its own folder.
 
+pub mod body;
 mod duration;
 mod error;
 mod push;

@@ -263,23 +263,6 @@ fn retry_after(mut resp: Response, seconds: &'static str) -> Response {
     resp
 }
 
-/// The answer to a body axum could not read (too large, broken connection).
-pub(crate) fn body_error(
-    e: &axum::extract::rejection::BytesRejection,
-    max_body_bytes: usize,
-) -> Response {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {max_body_bytes} bytes"),
-        );
-    }
-    error(
-        e.status(),
-        format!("could not read the request body: {}", e.body_text()),
-    )
-}
-
 /// What the webhook tests share: a real embedded log, an emitter over it, and reading
 /// back exactly what was written.
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use crate::body::UnverifiedBodies;
 use crate::file_tail::{FileTailConfig, FileTailSource};
 use crate::git::{GitConfig, GitSource};
 use crate::github::{GithubConfig, GithubWebhooks};
@@ -210,11 +211,37 @@ fn register(supervisor: &Supervisor, spec: &SourceSpec) -> Result<SourceHandle> 
 }
 
 /// Starts every source of the spec under `supervisor` and returns the routes of the push
-/// sources (merge them into the API router). Names must be unique.
+/// sources (merge them into the API router). Names must be unique. Unverified webhook
+/// bodies get the default budget ([`UnverifiedBodies::DEFAULT_BYTES`]).
 pub fn build(specs: &[SourceSpec], supervisor: &Arc<Supervisor>) -> Result<Router> {
+    build_with(specs, supervisor, UnverifiedBodies::default())
+}
+
+/// [`build`], with the byte budget that bodies read before their request is
+/// authenticated (GitHub's HMAC-signed deliveries) share. Every GitHub source's
+/// `max_body_bytes` must fit in it, or a delivery of that size could never be read.
+pub fn build_with(
+    specs: &[SourceSpec],
+    supervisor: &Arc<Supervisor>,
+    unverified: UnverifiedBodies,
+) -> Result<Router> {
     let mut router = Router::new();
     let mut http_sources = 0;
-    let mut github = GithubWebhooks::default();
+    for spec in specs {
+        if let SourceSpec::Github(c) = spec
+            && c.max_body_bytes > unverified.total()
+        {
+            return Err(ConnectorError::config(
+                &c.name,
+                format!(
+                    "max_body_bytes ({}) is larger than the budget of unverified webhook bodies ({} bytes), so a delivery that large could never be read; raise --unverified-body-budget or lower max_body_bytes",
+                    c.max_body_bytes,
+                    unverified.total()
+                ),
+            ));
+        }
+    }
+    let mut github = GithubWebhooks::with_budget(unverified);
     let mut webhooks = Webhooks::default();
     for spec in specs {
         spec.validate()?;

@@ -2,6 +2,7 @@
 //! health and a JSON 404.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use helios_schemas::Registry;
 use serde_json::json;
+use tracing::{info, warn};
 
 use crate::state::ApiState;
 
@@ -66,21 +68,38 @@ pub async fn healthz() -> impl IntoResponse {
     )
 )]
 pub async fn readyz(State(state): State<ApiState>) -> Response {
+    // Anyone may ask, so the answer names the kind of store only: where it is (a URL, a
+    // directory) and why it fails go to the log, once per change.
+    let store = match state.store.dialect() {
+        crate::store::Dialect::ClickHouse => "clickhouse",
+        crate::store::Dialect::DataFusion => "embedded",
+    };
     match state.store.ready().await {
         Ok(()) => {
-            axum::Json(json!({"status": "ready", "store": state.store.describe()})).into_response()
+            if READY_FAILING.swap(false, Ordering::Relaxed) {
+                info!(store = %state.store.describe(), "The store answers again.");
+            }
+            axum::Json(json!({"status": "ready", "store": store})).into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "status": "not ready",
-                "store": state.store.describe(),
-                "error": e.to_string(),
-            })),
-        )
-            .into_response(),
+        Err(e) => {
+            if !READY_FAILING.swap(true, Ordering::Relaxed) {
+                warn!(store = %state.store.describe(), error = %e, "The store does not answer; /readyz says not ready.");
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({
+                    "status": "not ready",
+                    "store": store,
+                    "error": "the store does not answer queries; the server's log says why",
+                })),
+            )
+                .into_response()
+        }
     }
 }
+
+/// Whether the last `/readyz` found the store failing, so the log says it once per change.
+static READY_FAILING: AtomicBool = AtomicBool::new(false);
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
     // Ingest routes exist only for the sources the spec declares, so say where to look

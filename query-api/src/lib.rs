@@ -8,6 +8,8 @@
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //! - [`registry`]: the Confluent-compatible schema registry routes over the embedded
 //!   [`helios_schemas::Registry`].
+//! - [`server`]: the accept loop every listener runs: header-read and idle timeouts, a
+//!   connection cap and the `Host` check of public routes.
 
 mod app;
 pub mod auth;
@@ -18,6 +20,7 @@ pub mod insights;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
+pub mod server;
 pub mod sql;
 pub mod state;
 pub mod store;

@@ -51,6 +51,12 @@ pub struct IngestArgs {
 
     #[command(flatten)]
     pub event_time: crate::stages::sources::EventTimeArgs,
+
+    #[command(flatten)]
+    pub http: http::HttpArgs,
+
+    #[command(flatten)]
+    pub webhooks: http::WebhookArgs,
 }
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -73,6 +79,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         data_dir: &backend.data_dir,
         topics,
         max_future: args.event_time.max_future,
+        unverified_bodies: args.webhooks.budget(),
     })
     .await?;
     let app: Router = match schemas.served() {
@@ -82,6 +89,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let app = app.merge(helios_query_api::metrics::router(metrics));
     let addr = listener.local_addr()?;
     let app = crate::commands::keys::protect_app(app, &args.auth, &backend.data_dir, addr)?;
+    let server = args.http.config(args.auth.metrics_auth)?;
     info!(
         url = %format!("http://{addr}"),
         topic = %topics.name(EVENTS_TOPIC),
@@ -89,7 +97,7 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         registry = backend.registry.as_deref().unwrap_or("embedded, served here"),
         "Ingest running; Ctrl-C stops."
     );
-    http::serve(listener, app, shutdown_signal()).await?;
+    http::serve(listener, app, server, shutdown_signal()).await?;
     info!("Shutting down: stopping the sources.");
     supervisor.shutdown().await;
     // Graceful shutdown waited for in-flight requests, so every append has returned.

@@ -199,7 +199,7 @@ pub struct AuthArgs {
 
     /// Largest request body, e.g. `2MiB`, `512KiB` or bytes (POST /v1/events and webhooks
     /// keep their source's own limit). Over it: `413`.
-    #[arg(long, env = "HELIOS_BODY_LIMIT", default_value = "2MiB", value_parser = parse_size)]
+    #[arg(long, env = "HELIOS_BODY_LIMIT", default_value = "2MiB", value_parser = crate::stages::http::parse_size)]
     pub body_limit: usize,
 
     /// How long a request may take before it is abandoned with `504`.
@@ -228,8 +228,9 @@ pub fn protect_app(
             .context("creating the first admin API key")?;
         let key = new.key.expose();
         let dashboard = format!("http://{addr}/#key={key}");
-        info!(key_id = %new.record.id, file = %path.display(), %dashboard,
-              "No active API key: created an admin key. It is shown only now.");
+        // The key goes to the terminal once, never into a log line: the log names its id.
+        info!(key_id = %new.record.id, file = %path.display(),
+              "No active API key: created an admin key; it is printed once on the terminal, not logged.");
         eprintln!(
             "\n  Admin API key (shown once; stored hashed in {}):\n\n    {key}\n\n  \
              Dashboard: {dashboard}\n  \
@@ -268,35 +269,6 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
         .map_err(|e: helios_query_api::auth::Error| e.to_string())
 }
 
-/// Bytes, or a number with `KiB`, `MiB` or `GiB`.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "KiB" | "K" => 10,
-        "MiB" | "M" => 20,
-        "GiB" | "G" => 30,
-        other => {
-            return Err(format!(
-                "`{other}` is not a size unit; write bytes or a number with KiB, MiB or GiB (e.g. 2MiB)"
-            ));
-        }
-    };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size; write e.g. 2MiB, 512KiB or 1048576"))?;
-    let bytes = n
-        .checked_shl(shift)
-        .filter(|b| b >> shift == n)
-        .ok_or_else(|| format!("`{s}` is too large"))?;
-    if bytes == 0 {
-        return Err("the body limit must be at least 1 byte".into());
-    }
-    Ok(bytes)
-}
-
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like `30s` or `2m`: {e}"))?;
@@ -312,14 +284,18 @@ mod tests {
 
     #[test]
     fn sizes_in_bytes_and_binary_units() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
-        assert!(parse_size("2MB").unwrap_err().contains("`MB`"));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("MiB").is_err());
-        assert!(parse_size("99999999999999999999GiB").is_err());
+        assert_eq!(crate::stages::http::parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(crate::stages::http::parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(crate::stages::http::parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(crate::stages::http::parse_size("1 GiB"), Ok(1 << 30));
+        assert!(
+            crate::stages::http::parse_size("2MB")
+                .unwrap_err()
+                .contains("`MB`")
+        );
+        assert!(crate::stages::http::parse_size("0").is_err());
+        assert!(crate::stages::http::parse_size("MiB").is_err());
+        assert!(crate::stages::http::parse_size("99999999999999999999GiB").is_err());
     }
 
     #[test]

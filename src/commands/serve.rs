@@ -65,6 +65,9 @@ pub struct ApiArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub http: http::HttpArgs,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -100,8 +103,9 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let app = helios_query_api::api_router(state);
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
+    let server = args.http.config(args.auth.metrics_auth)?;
     info!(url = %format!("http://{addr}"), store = %store_name, "Serving the read API; Ctrl-C stops.");
-    http::serve(listener, app, shutdown_signal()).await?;
+    http::serve(listener, app, server, shutdown_signal()).await?;
     info!("Stopped cleanly.");
     Ok(())
 }

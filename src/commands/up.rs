@@ -13,6 +13,7 @@ use helios_pipeline::spec::Watermark;
 use tracing::info;
 
 use crate::backend::{Topics, log_dir};
+use crate::stages::http::{HttpArgs, WebhookArgs};
 use crate::stages::pipeline::{PipelineSetup, register_schemas, start_pipeline, state_dir};
 use crate::stages::schemas::{Schemas, open_embedded};
 use crate::stages::sinks::{SinkBatching, SinksSetup, start_sinks};
@@ -76,6 +77,12 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub event_time: EventTimeArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -125,6 +132,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: &args.data_dir,
         topics: &topics,
         max_future: args.event_time.max_future,
+        unverified_bodies: args.webhooks.budget(),
     })
     .await?;
     let app: Router = helios_query_api::router(sources, registry)
@@ -174,13 +182,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let read = read_api::read_state(read_catalog, &read_store, clickhouse, &args.data_dir).await?;
     let app = app.merge(helios_query_api::read_router(read));
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
+    let server = args.http.config(args.auth.metrics_auth)?;
     info!(
         url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
         fsync = ?args.fsync, "Helios is up. Post CloudEvents to /v1/events; Ctrl-C stops."
     );
     // Ctrl-C, SIGTERM or a stage stopping on an error ends the process (stages::supervision).
     let stop = failures.clone();
-    http::serve(listener, app, async move { stop.stop_requested().await }).await?;
+    http::serve(
+        listener,
+        app,
+        server,
+        async move { stop.stop_requested().await },
+    )
+    .await?;
     info!("Shutting down: stopping sources, flushing the sink and the log.");
     supervisor.shutdown().await;
     let processor_stopped = match processor {

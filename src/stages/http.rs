@@ -1,15 +1,23 @@
-//! The listeners of the serving stages, in one place: binding (a taken port stops the
-//! process before anything starts, saying what to do), serving a router until the process
-//! is asked to stop, and the `/healthz` and `/metrics` listener of the stages that serve no
-//! other HTTP (`helios run pipeline|sink --metrics-listen`).
+//! The listeners of the serving stages, in one place: their settings (`--http-*`,
+//! `--allowed-hosts`, `--unverified-body-budget`), binding (a taken port stops the process
+//! before anything starts, saying what to do), serving a router through
+//! [`helios_query_api::server::serve`] (timeouts, connection cap, `Host` check) until the
+//! process is asked to stop, and the `/healthz` and `/metrics` listener of the stages that
+//! serve no other HTTP (`helios run pipeline|sink --metrics-listen`), which passes the
+//! auth policy like every other listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use clap::Args;
+use helios_connectors::body::UnverifiedBodies;
+use helios_query_api::auth::MetricsAccess;
 use helios_query_api::metrics::MetricsRegistry;
+use helios_query_api::server::{AllowedHosts, ServerConfig};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -20,16 +28,130 @@ pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding {addr} (is another process using it? try {flag})"))
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then waits for the requests in flight.
+/// How the HTTP listener treats connections.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// How long a client has to send a request's headers, counted from when it connects
+    /// or its previous answer was sent (so also how long an idle kept-alive connection
+    /// stays open). Slower clients are disconnected.
+    #[arg(long, env = "HELIOS_HTTP_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = parse_positive_duration)]
+    pub http_header_timeout: Duration,
+
+    /// A connection on which no byte moved either way for this long is closed (a stalled
+    /// upload, a client that stopped reading its answer). Keep it above --request-timeout.
+    #[arg(long, env = "HELIOS_HTTP_IDLE_TIMEOUT", default_value = "60s",
+          value_parser = parse_positive_duration)]
+    pub http_idle_timeout: Duration,
+
+    /// Connections served at once. At the cap, new connections wait in the kernel's
+    /// listen queue until one closes (they are not refused). Keep it below the open-file
+    /// limit (`ulimit -n`).
+    #[arg(long, env = "HELIOS_HTTP_MAX_CONNECTIONS",
+          default_value_t = ServerConfig::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+
+    /// Host names the dashboard, /healthz, /readyz and public /metrics answer under,
+    /// besides IP addresses and `localhost` (comma-separated; `*.example.com` for every
+    /// subdomain). Requests to them under other names get `421` (protection against DNS
+    /// rebinding). Routes that need an API key, and webhooks, are not checked.
+    #[arg(
+        long,
+        env = "HELIOS_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl HttpArgs {
+    /// The server's settings; `metrics_auth`: whether `/metrics` needs a key (then it is
+    /// not host-checked).
+    pub fn config(&self, metrics_auth: bool) -> anyhow::Result<ServerConfig> {
+        let allowed_hosts = AllowedHosts::new(&self.allowed_hosts)
+            .map_err(|e| anyhow::anyhow!("--allowed-hosts: {e}"))?;
+        Ok(ServerConfig {
+            header_read_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.http_max_connections as usize,
+            allowed_hosts,
+            metrics: if metrics_auth {
+                MetricsAccess::NeedsKey
+            } else {
+                MetricsAccess::Public
+            },
+        })
+    }
+}
+
+/// Limits of the webhook routes that are not per source.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Bytes that webhook bodies read before their request is authenticated (GitHub
+    /// deliveries: the signature covers the body) may take, all requests together. Past
+    /// it, such requests get `503` with Retry-After before their body is read. At least
+    /// every GitHub source's `max_body_bytes` (25 MiB by default). E.g. `64MiB`, bytes.
+    #[arg(long, env = "HELIOS_UNVERIFIED_BODY_BUDGET", default_value = "64MiB",
+          value_parser = parse_size)]
+    pub unverified_body_budget: usize,
+}
+
+impl WebhookArgs {
+    pub fn budget(&self) -> UnverifiedBodies {
+        UnverifiedBodies::new(self.unverified_body_budget)
+    }
+}
+
+/// Serves `app` on `listener` with `config` until `stop` resolves, then finishes the
+/// requests in flight (the one place every Helios listener is served).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    config: ServerConfig,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
+    helios_query_api::server::serve(listener, app, config, stop)
         .await
         .context("serving HTTP")
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like `10s` or `2m`: {e}"))?;
+    if d.is_zero() {
+        return Err("the duration must be longer than 0s".into());
+    }
+    Ok(d)
+}
+
+/// Bytes, or a number with `KiB`, `MiB` or `GiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" | "K" => 10,
+        "MiB" | "M" => 20,
+        "GiB" | "G" => 30,
+        other => {
+            return Err(format!(
+                "`{other}` is not a size unit; write bytes or a number with KiB, MiB or GiB (e.g. 2MiB)"
+            ));
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write e.g. 2MiB, 512KiB or 1048576"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes == 0 {
+        return Err("the size must be at least 1 byte".into());
+    }
+    Ok(bytes)
 }
 
 /// `GET /healthz` for a listener whose routes bring none of their own.
@@ -40,9 +162,13 @@ pub fn health_routes() -> Router {
     )
 }
 
-/// `/metrics` and `/healthz` alone, for the stages that serve no other HTTP.
+/// `/metrics` and `/healthz` alone, for the stages that serve no other HTTP; like every
+/// listener it passes `auth::policy`, which makes both public (this listener has no keys,
+/// so a route the policy keys is refused with `401`).
 pub fn stage_router(registry: MetricsRegistry) -> Router {
-    health_routes().merge(helios_query_api::metrics::router(registry))
+    helios_query_api::auth::public_only(
+        health_routes().merge(helios_query_api::metrics::router(registry)),
+    )
 }
 
 /// Binds `addr` (so a taken port stops the stage before it starts) and serves
@@ -51,9 +177,13 @@ pub async fn serve_stage(addr: SocketAddr, registry: MetricsRegistry) -> anyhow:
     let listener = bind(addr, "another --metrics-listen").await?;
     let local = listener.local_addr()?;
     info!(url = %format!("http://{local}/metrics"), "Serving metrics.");
+    // Defaults of `helios up`'s listener (timeouts, cap, Host check); it serves until the
+    // process ends.
+    let config = ServerConfig::default();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, stage_router(registry)).await {
-            warn!(error = %e, "The metrics listener stopped.");
+        let stage = stage_router(registry);
+        if let Err(e) = serve(listener, stage, config, std::future::pending()).await {
+            warn!(error = %format!("{e:#}"), "The metrics listener stopped.");
         }
     });
     Ok(())
@@ -79,5 +209,62 @@ mod tests {
                 .unwrap();
             assert_eq!(resp.status(), 200, "{path}");
         }
+        // The auth policy guards this listener too: a keyed route is refused, not a 404.
+        let resp = client
+            .get(format!("http://{addr}/v1/sources"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        http: HttpArgs,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let cli = Cli::try_parse_from(["helios"]).unwrap();
+        let config = cli.http.config(false).unwrap();
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.allowed_hosts, AllowedHosts::default());
+        assert_eq!(cli.webhooks.unverified_body_budget, 64 << 20);
+
+        let cli = Cli::try_parse_from([
+            "helios",
+            "--http-header-timeout",
+            "2s",
+            "--http-max-connections",
+            "10",
+            "--allowed-hosts",
+            "helios.lan,*.example.com",
+            "--unverified-body-budget",
+            "30MiB",
+        ])
+        .unwrap();
+        let config = cli.http.config(true).unwrap();
+        assert_eq!(config.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(config.max_connections, 10);
+        assert!(config.allowed_hosts.allows(Some("x.example.com")));
+        assert!(config.allowed_hosts.allows(Some("helios.lan:8080")));
+        assert_eq!(config.metrics, MetricsAccess::NeedsKey);
+        assert_eq!(cli.webhooks.budget().total(), 30 << 20);
+
+        for bad in [
+            &["helios", "--http-header-timeout", "0s"][..],
+            &["helios", "--http-max-connections", "0"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from(["helios", "--allowed-hosts", "http://x"]).unwrap();
+        assert!(cli.http.config(false).is_err());
     }
 }

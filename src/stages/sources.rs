@@ -32,6 +32,8 @@ pub struct SourcesSetup<'a> {
     pub topics: &'a Topics,
     /// The event-time bound of sources without their own `max_future`.
     pub max_future: Duration,
+    /// The byte budget of webhook bodies read before they are authenticated.
+    pub unverified_bodies: helios_connectors::body::UnverifiedBodies,
 }
 
 /// Registers the schemas the sources write with, creates the events and dead-letter
@@ -76,8 +78,9 @@ pub async fn start_sources(
         RecordCodec::with_source(dead_letter_schema, schemas),
     );
     let supervisor = Supervisor::new(emitter, setup.data_dir.join("sources"));
-    let sources = helios_connectors::spec::build(setup.sources, &supervisor)
-        .context("starting the sources")?;
+    let sources =
+        helios_connectors::spec::build_with(setup.sources, &supervisor, setup.unverified_bodies)
+            .context("starting the sources")?;
     let metrics = MetricsRegistry::new();
     crate::metrics::export_registry(&metrics);
     metrics.register(Arc::new(crate::metrics::SourcesCollector::new(

@@ -44,6 +44,19 @@ async fn first_start_prints_an_admin_key_and_keys_are_managed_while_running() {
     );
     let file = std::fs::read_to_string(data.join("keys.json")).unwrap();
     let secret = admin.rsplit('_').next().unwrap();
+    // Printed on the terminal, never in a log line: the log line names only the key's id.
+    let logged = log
+        .lines()
+        .find(|l| l.contains("created an admin key"))
+        .unwrap_or_else(|| panic!("no log line about the new key:\n{log}"));
+    assert!(logged.contains(&admin[4..16]), "{logged}");
+    assert!(
+        // The printed block is indented; log lines start with their timestamp.
+        log.lines()
+            .filter(|l| l.contains(secret))
+            .all(|l| l.starts_with("  ")),
+        "the key is in a log line:\n{log}"
+    );
     assert!(!file.contains(secret), "the key file holds the secret");
     server.key = admin.clone();
 

@@ -10,6 +10,7 @@ mod crash_recovery;
 mod default_sources;
 mod deploy_files;
 mod event_time;
+mod http_abuse;
 mod insights_api;
 mod metrics;
 mod otel;

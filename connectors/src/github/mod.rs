@@ -2,7 +2,10 @@
 //!
 //! Owns the signature check (`X-Hub-Signature-256`, HMAC-SHA256 of the raw body with the
 //! source's secret, compared in constant time; anything else is `401` and nothing is
-//! written) and the mapping of GitHub's event types to events ([`events`]). The delivery
+//! written). The body must be read to be verified, so an unverified body is read only
+//! after the cheap checks (a signature header of the right shape, a `Content-Length`
+//! within the limit) and only within the byte budget all unverified bodies share
+//! ([`crate::body::UnverifiedBodies`]; spent: `503` with `Retry-After`, unread) and the mapping of GitHub's event types to events ([`events`]). The delivery
 //! id (`X-GitHub-Delivery`) is the event id, so redeliveries dedupe downstream. `ping`
 //! answers `200` without writing. The `202` is sent once the event is durable.
 
@@ -13,19 +16,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tracing::debug;
 
 pub use config::GithubConfig;
 
-use crate::push::{PushGate, body_error, error};
+use crate::body::{UnverifiedBodies, budget_spent, content_length, read_limited};
+use crate::push::{PushGate, error};
 use crate::runtime::{Emitter, SourceHandle, now_micros};
 use crate::secret::{SecretString, unhex};
 
@@ -42,17 +45,28 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
 }
 
 fn verify_with(mut mac: HmacSha256, body: &[u8], header: &str) -> bool {
-    let Some(expected) = header.strip_prefix("sha256=").and_then(unhex) else {
+    let Some(expected) = expected_signature(header) else {
         return false;
     };
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
 }
 
+/// The 32 bytes an `X-Hub-Signature-256` value (`sha256=<64 hex digits>`) carries.
+fn expected_signature(header: &str) -> Option<Vec<u8>> {
+    header
+        .strip_prefix("sha256=")
+        .and_then(unhex)
+        .filter(|b| b.len() == 32)
+}
+
 /// The GitHub webhook sources, all served by one route keyed by source name.
 #[derive(Debug, Clone, Default)]
 pub struct GithubWebhooks {
     sources: HashMap<String, Arc<GithubSource>>,
+    /// Bytes of bodies being read before their signature is checked, shared by every
+    /// source (and, through the clone, every route given the same budget).
+    unverified: UnverifiedBodies,
 }
 
 /// One configured GitHub source.
@@ -72,6 +86,14 @@ impl std::fmt::Debug for GithubSource {
 }
 
 impl GithubWebhooks {
+    /// No sources yet; unverified bodies draw on `budget`.
+    pub fn with_budget(budget: UnverifiedBodies) -> Self {
+        GithubWebhooks {
+            sources: HashMap::new(),
+            unverified: budget,
+        }
+    }
+
     /// Adds a source; `secret` is the resolved webhook secret, `handle` its status.
     pub fn add(
         &mut self,
@@ -118,7 +140,7 @@ async fn deliver(
     State(hooks): State<Arc<GithubWebhooks>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let Some(source) = hooks.sources.get(&name) else {
         return error(
@@ -128,36 +150,42 @@ async fn deliver(
             ),
         );
     };
-    let _permit = match source.gate.admit() {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_error(&e, source.config.max_body_bytes),
-    };
-    if body.len() > source.config.max_body_bytes {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body is larger than the limit of {} bytes",
-                source.config.max_body_bytes
-            ),
-        );
-    }
+    // Cheap checks first: nothing of the body is read for a request that fails them.
     let Some(signature) = header_str(&headers, "x-hub-signature-256") else {
         return error(
             StatusCode::UNAUTHORIZED,
             "missing X-Hub-Signature-256; set a secret in the GitHub webhook settings",
         );
     };
-    if !verify_with(source.mac.clone(), &body, signature) {
-        debug!(source = %name, "Refused a GitHub delivery with a bad signature.");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "X-Hub-Signature-256 does not match the body; check that the webhook secret in GitHub equals this source's secret",
-        );
+    if expected_signature(signature).is_none() {
+        return bad_signature(&name);
     }
+    let limit = source.config.max_body_bytes;
+    let declared = content_length(&headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return crate::body::too_large(limit);
+    }
+    // The body must be read to be verified: within the budget all unverified bodies
+    // share, reserving what the request says it sends (or its limit, if it does not say).
+    let reserve = declared.map_or(limit, |n| n as usize);
+    let Some(reserved) = hooks.unverified.try_reserve(reserve) else {
+        debug!(source = %name, bytes = reserve, "Turned a GitHub delivery away: the unverified body budget is spent.");
+        return budget_spent();
+    };
+    let mut mac = source.mac.clone();
+    let body = match read_limited(body, declared, limit, |chunk| mac.update(chunk)).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(limit),
+    };
+    let verified = expected_signature(signature).is_some_and(|sig| mac.verify_slice(&sig).is_ok());
+    drop(reserved);
+    if !verified {
+        return bad_signature(&name);
+    }
+    let _permit = match source.gate.admit() {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
     let Some(event) = header_str(&headers, "x-github-event") else {
         return error(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
     };
@@ -205,6 +233,14 @@ async fn deliver(
         Ok(event) => source.gate.emit(vec![event]).await,
         Err(e) => error(StatusCode::BAD_REQUEST, e.0),
     }
+}
+
+fn bad_signature(name: &str) -> Response {
+    debug!(source = %name, "Refused a GitHub delivery with a bad signature.");
+    error(
+        StatusCode::UNAUTHORIZED,
+        "X-Hub-Signature-256 does not match the body; check that the webhook secret in GitHub equals this source's secret",
+    )
 }
 
 #[cfg(test)]

@@ -430,3 +430,124 @@ async fn json_sent_with_curls_form_content_type_is_taken_as_json() {
         ("curl-1", "issue.opened")
     );
 }
+
+#[tokio::test]
+async fn unverified_bodies_share_one_byte_budget_and_are_refused_unread_past_it() {
+    use std::sync::atomic::Ordering;
+
+    use crate::body::UnverifiedBodies;
+    use crate::body::tests::chunks;
+
+    let f = log_fixture().await;
+    let budget = UnverifiedBodies::new(10_000);
+    let mut hooks = GithubWebhooks::with_budget(budget.clone());
+    hooks
+        .add(
+            GithubConfig::default(),
+            &SecretString::new(SECRET),
+            f.emitter.clone(),
+            SourceHandle::new("github", "github"),
+        )
+        .unwrap();
+    let r = hooks.router();
+    let body = fixture("push");
+    let sig = sign(SECRET, body.as_bytes());
+    let request = |sig: &str, payload: Body, length: usize| {
+        Request::post("/v1/webhooks/github/github")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", "budget")
+            .header("x-hub-signature-256", sig)
+            .header("content-length", length)
+            .body(payload)
+            .unwrap()
+    };
+    let bogus = format!("sha256={}", "0".repeat(64));
+
+    // A malformed signature header: refused without reading the body.
+    let (payload, polled) = chunks(&[b"{}"]);
+    let (status, _, _) = send(&r, request("sha256=zz", payload, 2)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!polled.load(Ordering::SeqCst));
+
+    // Another request holds most of the budget (as one being read would): a delivery
+    // that does not fit is turned away with Retry-After, its body unread.
+    let held = budget.try_reserve(9_000).unwrap();
+    let (payload, polled) = chunks(&[b"{}"]);
+    let (status, answer, retry) = send(&r, request(&bogus, payload, 2_000)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unauthenticated")
+    );
+    assert!(!polled.load(Ordering::SeqCst), "the body was read");
+    drop(held);
+
+    // A wrong signature is read, refused, and gives its bytes back.
+    static PADDED: [u8; 2_000] = [b' '; 2_000];
+    let (payload, _) = chunks(&[&PADDED]);
+    let (status, _, _) = send(&r, request(&bogus, payload, 2_000)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(budget.available(), 10_000);
+
+    // A signed delivery in pieces is verified as it arrives and accepted.
+    let (first, rest) = body.split_at(body.len() / 2);
+    let first: &'static [u8] = Box::leak(first.as_bytes().to_vec().into_boxed_slice());
+    let rest: &'static [u8] = Box::leak(rest.as_bytes().to_vec().into_boxed_slice());
+    let (payload, _) = chunks(&[first, rest]);
+    let (status, answer, _) = send(&r, request(&sig, payload, body.len())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(budget.available(), 10_000);
+    assert_eq!(f.events().await.len(), 1);
+
+    // A body larger than the whole budget could never be read: refused at start.
+    let f2 = crate::spec::build_with(
+        &[crate::spec::SourceSpec::Github(GithubConfig {
+            secret: Some(SecretString::new(SECRET)),
+            max_body_bytes: 20_000,
+            ..GithubConfig::default()
+        })],
+        &f.supervisor(),
+        budget,
+    );
+    assert!(
+        f2.unwrap_err()
+            .to_string()
+            .contains("--unverified-body-budget"),
+        "a too-small budget is a configuration error"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_before_it_is_read() {
+    use std::sync::atomic::Ordering;
+
+    use crate::body::tests::chunks;
+
+    let f = log_fixture().await;
+    let config = GithubConfig {
+        max_body_bytes: 100,
+        ..GithubConfig::default()
+    };
+    let r = router(&f, SourceHandle::new("github", "github"), config);
+    let (payload, polled) = chunks(&[&[b' '; 101]]);
+    let req = Request::post("/v1/webhooks/github/github")
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+        .header("content-length", 101)
+        .body(payload)
+        .unwrap();
+    let (status, _, _) = send(&r, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!polled.load(Ordering::SeqCst));
+    // Chunked past the limit: read up to it, then 413.
+    let (payload, _) = chunks(&[&[b' '; 60], &[b' '; 60]]);
+    let req = Request::post("/v1/webhooks/github/github")
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(payload)
+        .unwrap();
+    assert_eq!(send(&r, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -2,7 +2,7 @@
 //! alerting tools.
 //!
 //! Owns token authentication (`Authorization: Bearer` or `?token=`, constant-time compare;
-//! `401` otherwise) and the JSON-to-event [`mapping`] rules, which the Kafka topic bridge
+//! `401` otherwise, checked before a byte of the body is read) and the JSON-to-event [`mapping`] rules, which the Kafka topic bridge
 //! shares. A body that is not JSON or misses a mapped field is `400` with the reason and
 //! nothing is written; the `202` is sent once the events are durable.
 
@@ -13,17 +13,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
-use bytes::Bytes;
 
 pub use config::WebhookConfig;
 use mapping::{Input, Mapper, body_id};
 
-use crate::push::{PushGate, body_error, error};
+use crate::body::{content_length, read_limited};
+use crate::push::{PushGate, error};
 use crate::runtime::{Emitter, SourceHandle, now_micros};
 use crate::secret::{SecretString, constant_time_eq};
 
@@ -109,7 +109,7 @@ async fn deliver(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let Some(source) = hooks.sources.get(&name) else {
         return error(
@@ -131,19 +131,12 @@ async fn deliver(
         Ok(p) => p,
         Err(resp) => return *resp,
     };
-    let body = match body {
+    // Only now, with the token checked, is the body read.
+    let limit = source.config.max_body_bytes;
+    let body = match read_limited(body, content_length(&headers), limit, |_| {}).await {
         Ok(b) => b,
-        Err(e) => return body_error(&e, source.config.max_body_bytes),
+        Err(e) => return e.into_response(limit),
     };
-    if body.len() > source.config.max_body_bytes {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body is larger than the limit of {} bytes",
-                source.config.max_body_bytes
-            ),
-        );
-    }
     let doc: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(d) => d,
         Err(e) => {

@@ -640,3 +640,52 @@ async fn deliveries_dated_too_far_ahead_become_dead_letters() {
     let status = handle.status();
     assert_eq!((status.events_emitted, status.dead_letters), (1, 1));
 }
+
+#[tokio::test]
+async fn the_body_is_read_only_after_the_token_and_within_the_limit() {
+    use std::sync::atomic::Ordering;
+
+    use crate::body::tests::chunks;
+
+    let f = log_fixture().await;
+    let config = WebhookConfig {
+        max_body_bytes: 64,
+        ..WebhookConfig::default()
+    };
+    let (r, _) = router(&f, config);
+    let with = |auth: Option<&str>, body: Body, length: Option<usize>| {
+        let mut req = Request::post("/v1/webhooks/webhook");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        if let Some(n) = length {
+            req = req.header("content-length", n);
+        }
+        req.body(body).unwrap()
+    };
+    // A wrong or missing token: refused without touching the body.
+    for auth in [None, Some("Bearer wrong")] {
+        let (body, polled) = chunks(&[br#"{"kind":"x","subject":"y"}"#]);
+        let (status, _, _) = send(&r, with(auth, body, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            !polled.load(Ordering::SeqCst),
+            "{auth:?}: the body was read"
+        );
+    }
+    // The right token, a declared length over the limit: 413, body untouched.
+    let (body, polled) = chunks(&[&[b' '; 65]]);
+    let (status, answer, _) = send(&r, with(bearer(), body, Some(65))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(!polled.load(Ordering::SeqCst));
+    // No declared length (chunked): read up to the limit, then 413.
+    let (body, _) = chunks(&[&[b' '; 40], &[b' '; 40]]);
+    let (status, answer, _) = send(&r, with(bearer(), body, None)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("64 bytes"));
+    assert!(f.events().await.is_empty());
+    // Within the limit, in pieces: accepted.
+    let (body, _) = chunks(&[br#"{"kind":"deploy","#, br#""subject":"helios"}"#]);
+    let (status, answer, _) = send(&r, with(bearer(), body, None)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+}

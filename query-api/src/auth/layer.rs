@@ -187,10 +187,8 @@ fn authenticate(
         )),
         Verdict::Unknown => Err(unauthorized(
             "the API key is not known to this server".into(),
-            format!(
-                "`helios keys list` shows the keys of this server's key file ({}); {create}",
-                guard.keys.path().display()
-            ),
+            // The key file's path is not named: anyone can get this answer.
+            format!("`helios keys list` shows the keys this server knows; {create}"),
             true,
         )),
         Verdict::Revoked { id, at } => Err(unauthorized(
@@ -252,4 +250,22 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.contains("json"))
+}
+
+/// The guard of a listener without keys (`--metrics-listen`): what the policy makes
+/// public passes, everything else is refused as it would be without a key.
+pub(crate) async fn public_only(request: Request, next: Next) -> Response {
+    let rule = policy::classify(
+        request.method(),
+        request.uri().path(),
+        MetricsAccess::Public,
+    );
+    match rule.access {
+        Access::Public => next.run(request).await,
+        _ => refuse(
+            StatusCode::UNAUTHORIZED,
+            "this listener serves only public routes".to_owned(),
+            "it has no API keys; ask the process's main listener",
+        ),
+    }
 }

@@ -96,6 +96,13 @@ impl AuthConfig {
     }
 }
 
+/// Guards a router served without API keys (a stage's `--metrics-listen`): only the
+/// routes `auth::policy` makes public (with `/metrics` public) are answered; every other
+/// request gets `401`, as it would without a key.
+pub fn public_only(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(layer::public_only))
+}
+
 /// Wraps the whole composed router (routes and fallback) in the key check, the rate
 /// limit, the body limit and the timeout. Call it last, on the router that is served.
 pub fn protect(router: Router, config: AuthConfig) -> Router {
