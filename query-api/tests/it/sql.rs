@@ -84,6 +84,7 @@ async fn anything_but_one_bounded_read_is_a_clear_4xx() {
         Limits {
             max_rows: 20,
             timeout: Duration::from_secs(1),
+            ..Limits::default()
         },
     )
     .await;
