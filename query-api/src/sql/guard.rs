@@ -782,4 +782,123 @@ mod tests {
             ApiError::Forbidden { .. }
         ));
     }
+
+    #[test]
+    fn escape_smuggling_is_rendered_as_checked_or_refused() {
+        // sqlparser reads `'\\'` as one backslash; ClickHouse must get it escaped, so the
+        // second literal stays a literal and system.tables is never named outside one.
+        let sql = r"SELECT '\\' AS a, ' , name FROM system.tables -- ' AS b";
+        let ch = check(sql, Dialect::ClickHouse, &tables()).unwrap();
+        assert_eq!(
+            ch,
+            r"SELECT '\\' AS a, ' , name FROM system.tables -- ' AS b"
+        );
+        let quote = check("SELECT 'it''s' AS a", Dialect::ClickHouse, &tables()).unwrap();
+        assert_eq!(quote, r"SELECT 'it\'s' AS a");
+        // A backslash before a quote in the caller's text: one literal for sqlparser.
+        let ch = check(r"SELECT 'a\'b' AS x", Dialect::ClickHouse, &tables()).unwrap();
+        assert_eq!(ch, r"SELECT 'a\'b' AS x");
+        for sql in [
+            // Quoted names that ClickHouse would read differently.
+            r"SELECT `a\` AS b, `, name FROM system.tables -- ` FROM events",
+            r#"SELECT "a\" AS b FROM events"#,
+            // Literal forms ClickHouse reads its own way.
+            "SELECT X'41' AS a",
+            "SELECT $$x$$ AS a",
+            // Type modifiers are rendered raw by sqlparser.
+            "SELECT CAST(1 AS Foo('x, name FROM system.tables --')) AS a",
+        ] {
+            assert!(
+                check(sql, Dialect::ClickHouse, &tables()).is_err(),
+                "{sql} passed"
+            );
+        }
+    }
+
+    #[test]
+    fn ctes_are_scoped_and_tables_in_in_lists_refused() {
+        for sql in [
+            // A CTE in a subquery does not make the real table readable outside it.
+            "SELECT * FROM (WITH schema_migrations AS (SELECT 1 AS v) SELECT * FROM schema_migrations) a, schema_migrations",
+            // Nor in a sibling read before it is defined.
+            "WITH a AS (SELECT * FROM schema_migrations), schema_migrations AS (SELECT 1 AS v) SELECT * FROM a",
+            "WITH RECURSIVE t AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM t) SELECT * FROM t",
+            "TABLE schema_migrations",
+            "SELECT * FROM events WHERE id IN (system.one)",
+            "SELECT * FROM events WHERE id IN ((schema_migrations))",
+            "SELECT * FROM events WHERE id IN (schema_migrations)",
+            "SELECT in(1, system.one) AS x",
+            "SELECT hasColumnInTable('system', 'tables', 'name') AS x",
+        ] {
+            assert!(
+                check(sql, Dialect::ClickHouse, &tables()).is_err(),
+                "{sql} passed"
+            );
+        }
+        let ch = check(
+            "SELECT * FROM (WITH events AS (SELECT 1 AS v) SELECT * FROM events) a, events",
+            Dialect::ClickHouse,
+            &tables(),
+        )
+        .unwrap();
+        // The inner `events` is the CTE; the outer one the table, read FINAL.
+        assert!(
+            ch.ends_with("a, (SELECT * FROM `events` FINAL) AS `events`"),
+            "{ch}"
+        );
+        assert!(ch.contains("SELECT * FROM events)"), "{ch}");
+        // Union arms with prefixes of each other's names get the right table.
+        let t: BTreeSet<String> = ["agg_a", "agg_a_b"].into_iter().map(str::to_owned).collect();
+        let ch = check(
+            "SELECT 1 FROM agg_a_b UNION ALL SELECT 1 FROM agg_a",
+            Dialect::ClickHouse,
+            &t,
+        )
+        .unwrap();
+        assert_eq!(
+            ch,
+            "SELECT 1 FROM (SELECT * FROM `agg_a_b` FINAL) AS `agg_a_b` UNION ALL SELECT 1 FROM (SELECT * FROM `agg_a` FINAL) AS `agg_a`"
+        );
+    }
+
+    #[test]
+    fn size_limits_are_400s_naming_the_setting() {
+        let limits = GuardLimits::default();
+        let chain = format!("SELECT 1{}", "+1".repeat(999));
+        let unions = vec!["SELECT 1"; 300].join(" UNION ALL ");
+        let joins = format!(
+            "SELECT 1 FROM events{}",
+            (0..40).map(|i| format!(" CROSS JOIN events e{i}")).collect::<String>()
+        );
+        let nested = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
+        let long = format!("SELECT '{}'", "x".repeat(70_000));
+        for (sql, setting) in [
+            (chain.as_str(), "--sql-max-expression-depth"),
+            (unions.as_str(), "--sql-max-set-operations"),
+            (joins.as_str(), "--sql-max-tables"),
+            (nested.as_str(), "--sql-max-nesting"),
+            (long.as_str(), "--sql-max-text-bytes"),
+        ] {
+            for dialect in [Dialect::ClickHouse, Dialect::DataFusion] {
+                let e = check_with(sql, dialect, &tables(), &limits).unwrap_err();
+                assert!(
+                    matches!(&e, ApiError::BadRequest { error, .. } if error.contains(setting)),
+                    "{setting}: {e:?}"
+                );
+            }
+        }
+        // A 64 KiB flat chain, on a thread with the compartment's stack: refused, no crash.
+        let big = format!("SELECT 1{}", "+1".repeat(32_000));
+        let limits = GuardLimits {
+            max_text_bytes: 1 << 20,
+            ..GuardLimits::default()
+        };
+        let e = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || check_with(&big, Dialect::ClickHouse, &tables(), &limits).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(e);
+    }
 }
