@@ -73,6 +73,9 @@ pub struct UpArgs {
     pub auth: crate::commands::keys::AuthArgs,
 
     #[command(flatten)]
+    pub query: crate::api::QueryArgs,
+
+    #[command(flatten)]
     pub batching: crate::commands::run::SinkBatching,
 }
 
@@ -195,6 +198,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
         }),
         &args.data_dir,
+        &args.query,
     )
     .await?;
     let app = app.merge(helios_query_api::read_router(read));

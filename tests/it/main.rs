@@ -8,6 +8,7 @@ mod clickhouse_outage;
 mod crash_recovery;
 mod default_sources;
 mod deploy_files;
+mod hostile_sql;
 mod insights_api;
 mod metrics;
 mod otel;

@@ -144,6 +144,14 @@ impl ReadStore for ClickHouseReader {
         // No placeholders in a caller's text: every `?` is literal.
         self.run(self.client.query(&sql.replace('?', "??")), limits)
             .await
+            .map_err(|e| match e {
+                // The server refused the caller's statement: the statement's fault.
+                ApiError::Store { reason } if reason.starts_with(REFUSED) => ApiError::bad(
+                    format!("ClickHouse rejected the query: {reason}"),
+                    "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+                ),
+                other => other,
+            })
     }
 
     async fn ready(&self) -> Result<()> {
@@ -238,8 +246,11 @@ const CALLER_ERRORS: &[u32] = &[
 /// MEMORY_LIMIT_EXCEEDED, TOO_DEEP_AST, TOO_BIG_AST, TOO_DEEP_RECURSION,
 /// TOO_MANY_ROWS_OR_BYTES (old code), TOO_SLOW.
 const LIMIT_ERRORS: &[u32] = &[159, 396, 158, 307, 241, 167, 168, 306, 160];
-/// READONLY, ACCESS_DENIED, UNKNOWN_DATABASE, UNKNOWN_TABLE in another database.
-const FORBIDDEN_ERRORS: &[u32] = &[164, 497, 81];
+/// READONLY, DATABASE_ACCESS_DENIED, ACCESS_DENIED, UNKNOWN_DATABASE.
+const FORBIDDEN_ERRORS: &[u32] = &[164, 291, 497, 81];
+
+/// How an error the server answered with starts.
+const REFUSED: &str = "the server answered: ";
 
 fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
     use clickhouse::error::Error;
@@ -266,7 +277,7 @@ fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
                     "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
                 ),
                 _ => ApiError::Store {
-                    reason: format!("ClickHouse at {url}: {message}"),
+                    reason: format!("{REFUSED}{message} (ClickHouse at {url})"),
                 },
             }
         }

@@ -179,7 +179,9 @@ impl ReadStore for DataFusionReader {
     }
 
     async fn query_text(&self, sql: &str, limits: Limits) -> Result<Table> {
-        self.run(sql, Vec::new(), limits).await
+        self.run(sql, Vec::new(), limits)
+            .await
+            .map_err(caller_error)
     }
 
     async fn ready(&self) -> Result<()> {
@@ -188,6 +190,20 @@ impl ReadStore for DataFusionReader {
             .map(|_| ())
     }
 }
+
+/// A failure of a caller's statement that is not the store's (reading its files) is the
+/// statement's: a `400`, not a `502`.
+fn caller_error(e: ApiError) -> ApiError {
+    match e {
+        ApiError::Store { reason } if !reason.starts_with(STORE_FAILURE) => ApiError::bad(
+            format!("the query failed: {reason}"),
+            "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+        ),
+        other => other,
+    }
+}
+
+const STORE_FAILURE: &str = "reading the store: ";
 
 fn classify(e: DataFusionError) -> ApiError {
     let root = e.find_root();
@@ -204,6 +220,11 @@ fn classify(e: DataFusionError) -> ApiError {
             format!("the query went over a limit (memory: --sql-max-memory; values: --sql-max-value-bytes): {message}"),
             "add a LIMIT, narrow the time range, or aggregate more",
         ),
+        DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::ParquetError(_) => ApiError::Store {
+            reason: format!("{STORE_FAILURE}{message}"),
+        },
         _ => ApiError::Store {
             reason: format!("DataFusion: {message}"),
         },
