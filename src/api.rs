@@ -142,7 +142,11 @@ pub struct QueryArgs {
     pub clickhouse_read_user: Option<String>,
 
     /// File holding the read user's password (one line).
-    #[arg(long, env = "HELIOS_CLICKHOUSE_READ_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "HELIOS_CLICKHOUSE_READ_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
     pub clickhouse_read_password_file: Option<std::path::PathBuf>,
 
     /// Let the read API connect to ClickHouse as the sink's user (with every grant it
@@ -197,10 +201,18 @@ impl QueryArgs {
             user != sink_user || self.allow_shared_clickhouse_user,
             "--clickhouse-read-user is `{user}`, the sink's own user; give the read API a              read-only user of its own, or pass --allow-shared-clickhouse-user"
         );
-        let password = match (&self.clickhouse_read_password_file, std::env::var("HELIOS_CLICKHOUSE_READ_PASSWORD")) {
+        let password = match (
+            &self.clickhouse_read_password_file,
+            std::env::var("HELIOS_CLICKHOUSE_READ_PASSWORD"),
+        ) {
             (Some(path), _) => Some(
                 std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the ClickHouse read password from {}", path.display()))?
+                    .with_context(|| {
+                        format!(
+                            "reading the ClickHouse read password from {}",
+                            path.display()
+                        )
+                    })?
                     .trim_end_matches(['\r', '\n'])
                     .to_owned(),
             ),

@@ -97,7 +97,11 @@ fn read_key(data: &Path) -> String {
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -181,7 +185,12 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
     let stop = Arc::new(AtomicBool::new(false));
     let source = format!("hostile-{}", if clickhouse { "ch" } else { "embedded" });
     let clients = [
-        tokio::spawn(ingest(server.clone(), seen.clone(), stop.clone(), source.clone())),
+        tokio::spawn(ingest(
+            server.clone(),
+            seen.clone(),
+            stop.clone(),
+            source.clone(),
+        )),
         tokio::spawn(health(server.clone(), seen.clone(), stop.clone())),
     ];
 
@@ -221,8 +230,8 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
             problems.push(format!("{shown}: {status}: {body}"));
             continue;
         }
-        let refuse_wanted = *expect == Expect::Refused
-            || (*expect == Expect::RefusedOnClickHouse && clickhouse);
+        let refuse_wanted =
+            *expect == Expect::Refused || (*expect == Expect::RefusedOnClickHouse && clickhouse);
         if refuse_wanted {
             problems.push(format!("{shown}: answered, want a 4xx: {body:.300}"));
         }
@@ -264,7 +273,11 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
         problems.join("\n")
     );
     assert!(refused >= 100, "only {refused} statements were refused");
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a statement fetched the URL");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a statement fetched the URL"
+    );
     let health = seen.health_failures.lock().unwrap().clone();
     assert!(
         seen.health_checks.load(Ordering::SeqCst) > 10 && health.is_empty(),
@@ -303,7 +316,12 @@ fn server_exit(server: &Arc<Helios>) -> Option<String> {
     let pid = server.child.id();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 3 is the state; Z (zombie) or X (dead) means it exited.
-    let state = stat.rsplit(')').next()?.split_whitespace().next()?.to_owned();
+    let state = stat
+        .rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .to_owned();
     matches!(state.as_str(), "Z" | "X").then(|| format!("state {state}"))
 }
 
@@ -361,7 +379,11 @@ async fn hostile_sql_on_clickhouse_as_the_read_only_user() {
         "INSERT INTO helios_hostile_other.secret_table VALUES ('decoy-secret-7f3a')",
     ] {
         let r = client.post(&url).body(sql).send().await.unwrap();
-        assert!(r.status().is_success(), "{sql}: {}", r.text().await.unwrap());
+        assert!(
+            r.status().is_success(),
+            "{sql}: {}",
+            r.text().await.unwrap()
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -405,7 +427,11 @@ async fn the_clickhouse_read_user_cannot_reach_past_its_database() {
         "CREATE TABLE IF NOT EXISTS helios_hostile_other.secret_table (v String) ENGINE = Memory",
     ] {
         let r = client.post(&url).body(sql).send().await.unwrap();
-        assert!(r.status().is_success(), "{sql}: {}", r.text().await.unwrap());
+        assert!(
+            r.status().is_success(),
+            "{sql}: {}",
+            r.text().await.unwrap()
+        );
     }
     let (trap, hits) = url_trap().await;
     let as_reader = |sql: String, params: &'static str| {
@@ -427,16 +453,40 @@ async fn the_clickhouse_read_user_cannot_reach_past_its_database() {
     let (status, body) = as_reader("SELECT 1".into(), "").await;
     assert_eq!((status, body.trim()), (200, "1"));
     for (sql, params, code) in [
-        (format!("SELECT * FROM url('{trap}', 'CSV', 'a String')"), "", "164"),
-        ("SELECT * FROM file('/etc/passwd', 'CSV', 'a String')".into(), "", "164"),
-        ("SELECT * FROM remote('127.0.0.1', system.one)".into(), "", "164"),
+        (
+            format!("SELECT * FROM url('{trap}', 'CSV', 'a String')"),
+            "",
+            "164",
+        ),
+        (
+            "SELECT * FROM file('/etc/passwd', 'CSV', 'a String')".into(),
+            "",
+            "164",
+        ),
+        (
+            "SELECT * FROM remote('127.0.0.1', system.one)".into(),
+            "",
+            "164",
+        ),
         ("SELECT * FROM numbers(10)".into(), "", "164"),
-        ("SELECT 1 SETTINGS max_result_rows = 100000000".into(), "", "164"),
+        (
+            "SELECT 1 SETTINGS max_result_rows = 100000000".into(),
+            "",
+            "164",
+        ),
         ("SET max_memory_usage = 0".into(), "", "164"),
         ("SELECT 1".into(), "&max_execution_time=100000", "164"),
         ("SELECT 1".into(), "&readonly=0", "164"),
-        ("SELECT * FROM helios_hostile_other.secret_table".into(), "", "291"),
-        ("CREATE TABLE helios.x (a UInt8) ENGINE = Memory".into(), "", "164"),
+        (
+            "SELECT * FROM helios_hostile_other.secret_table".into(),
+            "",
+            "291",
+        ),
+        (
+            "CREATE TABLE helios.x (a UInt8) ENGINE = Memory".into(),
+            "",
+            "164",
+        ),
         ("DROP DATABASE helios".into(), "", "164"),
     ] {
         let (status, body) = as_reader(sql.clone(), params).await;

@@ -18,8 +18,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value,
-    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, ValueWithSpan,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::{ClickHouseDialect, GenericDialect};
 use sqlparser::parser::{Parser, ParserError};
@@ -848,7 +848,10 @@ mod tests {
         );
         assert!(ch.contains("SELECT * FROM events)"), "{ch}");
         // Union arms with prefixes of each other's names get the right table.
-        let t: BTreeSet<String> = ["agg_a", "agg_a_b"].into_iter().map(str::to_owned).collect();
+        let t: BTreeSet<String> = ["agg_a", "agg_a_b"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let ch = check(
             "SELECT 1 FROM agg_a_b UNION ALL SELECT 1 FROM agg_a",
             Dialect::ClickHouse,
@@ -868,7 +871,9 @@ mod tests {
         let unions = vec!["SELECT 1"; 300].join(" UNION ALL ");
         let joins = format!(
             "SELECT 1 FROM events{}",
-            (0..40).map(|i| format!(" CROSS JOIN events e{i}")).collect::<String>()
+            (0..40)
+                .map(|i| format!(" CROSS JOIN events e{i}"))
+                .collect::<String>()
         );
         let nested = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
         let long = format!("SELECT '{}'", "x".repeat(70_000));

@@ -280,12 +280,24 @@ mod tests {
         assert_eq!(bounded(Kind::Series).size(&[i(10), i(1)]).unwrap(), 0);
         assert!(
             bounded(Kind::Repeat)
-                .check(&[ColumnarValue::Scalar(s("x")), ColumnarValue::Scalar(i(1001))], 1)
+                .check(
+                    &[
+                        ColumnarValue::Scalar(s("x")),
+                        ColumnarValue::Scalar(i(1001))
+                    ],
+                    1
+                )
                 .is_err()
         );
         assert!(
             bounded(Kind::Repeat)
-                .check(&[ColumnarValue::Scalar(s("x")), ColumnarValue::Scalar(i(1000))], 1)
+                .check(
+                    &[
+                        ColumnarValue::Scalar(s("x")),
+                        ColumnarValue::Scalar(i(1000))
+                    ],
+                    1
+                )
                 .is_ok()
         );
     }

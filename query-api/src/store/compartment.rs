@@ -285,7 +285,10 @@ mod tests {
         assert!(matches!(e, ApiError::OverLimit { .. }), "{e:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !dropped.load(Ordering::SeqCst) {
-            assert!(std::time::Instant::now() < deadline, "the task was not dropped");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the task was not dropped"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The slot is free again.
@@ -318,9 +321,7 @@ mod tests {
         }
         let queued = {
             let c = c.clone();
-            tokio::spawn(async move {
-                c.run(Duration::from_secs(30), || async { Ok(2) }).await
-            })
+            tokio::spawn(async move { c.run(Duration::from_secs(30), || async { Ok(2) }).await })
         };
         while c.queued.load(Ordering::SeqCst) == 0 {
             assert!(std::time::Instant::now() < deadline);

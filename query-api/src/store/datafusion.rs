@@ -217,7 +217,9 @@ fn classify(e: DataFusionError) -> ApiError {
             "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
         ),
         DataFusionError::ResourcesExhausted(_) => ApiError::over_limit(
-            format!("the query went over a limit (memory: --sql-max-memory; values: --sql-max-value-bytes): {message}"),
+            format!(
+                "the query went over a limit (memory: --sql-max-memory; values: --sql-max-value-bytes): {message}"
+            ),
             "add a LIMIT, narrow the time range, or aggregate more",
         ),
         DataFusionError::IoError(_)
