@@ -1,5 +1,6 @@
 //! `helios validate` and `helios up --spec` share one report of every spec problem.
 
+
 use std::process::Command;
 
 use crate::common::{BIN, helios};
