@@ -497,3 +497,62 @@ async fn the_clickhouse_read_user_cannot_reach_past_its_database() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "url() reached the trap");
 }
+
+/// The read API will not connect as the sink's user unless told to, and `helios migrate`
+/// says exactly what a server without SQL user management needs for the read user.
+#[tokio::test]
+async fn the_read_api_wants_its_own_clickhouse_user() {
+    let url = std::env::var("HELIOS_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!("HELIOS_TEST_CLICKHOUSE is not set: start scripts/services/clickhouse.sh")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = helios(&[
+        "serve",
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--clickhouse",
+        &url,
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "serve api started as the sink's user"
+    );
+    assert!(
+        stderr.contains("--clickhouse-read-user")
+            && stderr.contains("--allow-shared-clickhouse-user"),
+        "{stderr}"
+    );
+
+    let database = format!("helios_migrate_reader_{}", std::process::id());
+    let out = helios(&["migrate", "--clickhouse", &url, "--database", &database]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ClickHouse 18.16 (what the tests run) has no SQL user management.
+    for needle in [
+        "read user: not created",
+        "<helios_reader>",
+        "<readonly>1</readonly>",
+        "<allow_ddl>0</allow_ddl>",
+        "<max_memory_usage>",
+        "<max_execution_time>",
+        "<result_overflow_mode>throw</result_overflow_mode>",
+        &format!("<allow_databases><database>{database}</database></allow_databases>"),
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    let r = reqwest::Client::new()
+        .post(&url)
+        .body(format!("DROP DATABASE IF EXISTS {database}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
