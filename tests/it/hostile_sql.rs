@@ -254,6 +254,11 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
             panic!("helios up died after `{shown}`: {status}");
         }
     }
+    // Let the background clients see the server settle after the last statement too.
+    let settle = Instant::now() + Duration::from_secs(30);
+    while seen.health_checks.load(Ordering::SeqCst) < 20 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.store(true, Ordering::SeqCst);
     eprintln!(
         "{} statements: {refused} refused, {} answered; /healthz checked {} times; {} events sent",
@@ -280,7 +285,7 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
     );
     let health = seen.health_failures.lock().unwrap().clone();
     assert!(
-        seen.health_checks.load(Ordering::SeqCst) > 10 && health.is_empty(),
+        seen.health_checks.load(Ordering::SeqCst) >= 20 && health.is_empty(),
         "/healthz: {health:?}"
     );
     let ingest = seen.ingest_failures.lock().unwrap().clone();
