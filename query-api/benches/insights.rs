@@ -215,7 +215,9 @@ async fn measure(name: &str, store: Arc<dyn ReadStore>, requests: usize) {
 async fn time_sql(reader: &DataFusionReader, text: &str, requests: usize) {
     let limits = helios_query_api::store::Limits {
         max_rows: 1_000_000,
+        max_bytes: usize::MAX,
         timeout: Duration::from_secs(60),
+        ..Default::default()
     };
     for (i, sql) in text.split("\n---\n").enumerate() {
         let sql = sql.trim();

@@ -21,9 +21,17 @@ pub enum ApiError {
     #[error("{error}")]
     NotFound { error: String, hint: String },
 
-    /// The query ran over a row or time limit.
+    /// The query ran over a limit: rows, answer bytes, memory or time.
     #[error("{error}")]
     OverLimit { error: String, hint: String },
+
+    /// Too many queries are running or waiting; retry after `retry_after_secs`.
+    #[error("{error}")]
+    Busy {
+        error: String,
+        hint: String,
+        retry_after_secs: u64,
+    },
 
     /// The store did not answer (down, overloaded); the request may be retried.
     #[error("the store is unavailable: {reason}")]
@@ -77,6 +85,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::OverLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -87,7 +96,8 @@ impl ApiError {
             ApiError::BadRequest { hint, .. }
             | ApiError::Forbidden { hint, .. }
             | ApiError::NotFound { hint, .. }
-            | ApiError::OverLimit { hint, .. } => hint,
+            | ApiError::OverLimit { hint, .. }
+            | ApiError::Busy { hint, .. } => hint,
             ApiError::Unavailable { .. } => {
                 "retry shortly; GET /readyz tells when the store answers again"
             }
@@ -99,6 +109,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::Busy {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.to_string()),
+            ApiError::Unavailable { .. } => Some("5".to_owned()),
+            _ => None,
+        };
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "API request failed");
         }
@@ -107,11 +124,10 @@ impl IntoResponse for ApiError {
             axum::Json(json!({"error": self.to_string(), "hint": self.hint()})),
         )
             .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
+        if let Some(value) = retry_after.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
         }
         response
     }

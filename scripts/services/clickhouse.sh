@@ -2,7 +2,8 @@
 # A clickhouse-server on loopback for the sink tests.
 #
 # Run it:
-#   eval "$(scripts/services/clickhouse.sh start)"  # exports HELIOS_TEST_CLICKHOUSE, HELIOS_CLICKHOUSE_PID, HELIOS_CLICKHOUSE_DIR
+#   eval "$(scripts/services/clickhouse.sh start)"  # exports HELIOS_TEST_CLICKHOUSE, HELIOS_CLICKHOUSE_PID, HELIOS_CLICKHOUSE_DIR,
+#                                                   # HELIOS_TEST_CLICKHOUSE_READ_USER, HELIOS_TEST_CLICKHOUSE_READ_PASSWORD
 #   scripts/services/clickhouse.sh stop             # stops the server started above (uses HELIOS_CLICKHOUSE_PID/DIR)
 #   scripts/services/clickhouse.sh restart DIR      # starts the server of DIR again, same ports and data
 # or source it and call the functions:
@@ -11,6 +12,12 @@
 # Installs Debian's clickhouse-server and clickhouse-client (18.16 on bookworm) when they are
 # missing, writes its own config into a temp dir (data, logs, users; nothing under /etc or
 # /var/lib is used) and listens on free loopback ports (HTTP and native).
+#
+# Besides `default` (what the sinks use), users.xml has `helios_reader`: the least-privilege
+# user the read API connects as (readonly = 1, so no settings changes and no table
+# functions; only the `helios` database; memory, time and result limits in its profile).
+# Its password is random per server (HELIOS_TEST_CLICKHOUSE_READ_PASSWORD). ClickHouse 18.16
+# cannot hide the `system` database from any user; the SQL guard refuses it.
 #
 # Settings (environment):
 #   HELIOS_TEST_TMP               parent dir for the server's data and log (default: a new temp dir)
@@ -92,7 +99,10 @@ write_config() {
     <default_session_timeout>60</default_session_timeout>
 </yandex>
 EOF
-    cat >"$dir/users.xml" <<'EOF'
+    local read_password
+    read_password=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    echo "$read_password" >"$dir/read.password"
+    cat >"$dir/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -100,6 +110,17 @@ EOF
             <max_memory_usage>2000000000</max_memory_usage>
             <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
         </default>
+        <helios_reader>
+            <readonly>1</readonly>
+            <allow_ddl>0</allow_ddl>
+            <max_memory_usage>268435456</max_memory_usage>
+            <max_execution_time>10</max_execution_time>
+            <max_result_rows>1000000</max_result_rows>
+            <max_result_bytes>1073741824</max_result_bytes>
+            <result_overflow_mode>throw</result_overflow_mode>
+            <output_format_json_quote_64bit_integers>0</output_format_json_quote_64bit_integers>
+            <output_format_json_quote_denormals>0</output_format_json_quote_denormals>
+        </helios_reader>
     </profiles>
     <users>
         <default>
@@ -108,6 +129,13 @@ EOF
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <helios_reader>
+            <password>$read_password</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>helios_reader</profile>
+            <quota>default</quota>
+            <allow_databases><database>helios</database></allow_databases>
+        </helios_reader>
     </users>
     <quotas>
         <default>
@@ -162,6 +190,8 @@ launch() {
     echo "export HELIOS_TEST_CLICKHOUSE=http://127.0.0.1:$http"
     echo "export HELIOS_CLICKHOUSE_PID=$pid"
     echo "export HELIOS_CLICKHOUSE_DIR=$dir"
+    echo "export HELIOS_TEST_CLICKHOUSE_READ_USER=helios_reader"
+    echo "export HELIOS_TEST_CLICKHOUSE_READ_PASSWORD=$(cat "$dir/read.password")"
 }
 
 start() {

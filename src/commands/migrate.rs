@@ -28,6 +28,25 @@ pub struct MigrateArgs {
     /// it: the fixed tables only.
     #[arg(long, env = "HELIOS_SPEC")]
     pub spec: Option<PathBuf>,
+
+    /// The read API's least-privilege user (readonly, this database only, limits in its
+    /// profile): created over SQL where the server allows it (ClickHouse 20.5+), else the
+    /// users.xml snippet to add is printed. Its password comes from
+    /// HELIOS_CLICKHOUSE_READ_PASSWORD or --read-password-file.
+    #[arg(
+        long,
+        env = "HELIOS_CLICKHOUSE_READ_USER",
+        default_value = "helios_reader"
+    )]
+    pub read_user: String,
+
+    /// File holding the read user's password (one line).
+    #[arg(
+        long,
+        env = "HELIOS_CLICKHOUSE_READ_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub read_password_file: Option<PathBuf>,
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
@@ -55,6 +74,27 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     }
     for part in &kept.dropped {
         println!("retention: dropped expired partition {part}");
+    }
+    let password = match &args.read_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => std::env::var("HELIOS_CLICKHOUSE_READ_PASSWORD").ok(),
+    };
+    let reader = migrations::ReadUser::new(&args.read_user, password);
+    match migrations::ensure_read_user(&ch, &reader).await? {
+        migrations::ReadUserOutcome::Created => println!(
+            "read user: {} (readonly, SELECT on {} only)",
+            args.read_user, args.database
+        ),
+        migrations::ReadUserOutcome::Manual { why, users_xml } => println!(
+            "read user: not created: {why}.\nAdd this to the server's users.xml, then give \
+             the read API --clickhouse-read-user {} and its password:\n\n{users_xml}",
+            args.read_user
+        ),
     }
     Ok(())
 }

@@ -68,6 +68,9 @@ pub struct ApiArgs {
 
     #[command(flatten)]
     pub http: http::HttpArgs,
+
+    #[command(flatten)]
+    pub query: read_api::QueryArgs,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -98,7 +101,8 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "helios".to_owned());
     let clickhouse =
         url.map(|url| helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&database));
-    let state = read_api::read_state(catalog, &store, clickhouse, &args.data_dir).await?;
+    let state =
+        read_api::read_state(catalog, &store, clickhouse, &args.data_dir, &args.query).await?;
     let store_name = state.store.describe();
     let addr = listener.local_addr()?;
     let app = helios_query_api::api_router(state);

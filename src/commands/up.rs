@@ -83,6 +83,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+
+    #[command(flatten)]
+    pub query: read_api::QueryArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -179,7 +182,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     crate::metrics::register_sinks(&metrics, &sinks, &log);
 
     let addr = listener.local_addr()?;
-    let read = read_api::read_state(read_catalog, &read_store, clickhouse, &args.data_dir).await?;
+    let read = read_api::read_state(
+        read_catalog,
+        &read_store,
+        clickhouse,
+        &args.data_dir,
+        &args.query,
+    )
+    .await?;
     let app = app.merge(helios_query_api::read_router(read));
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
     let server = args.http.config(args.auth.metrics_auth)?;

@@ -203,6 +203,8 @@ async fn clickhouse_down_30s_under_helios_up_every_event_and_result_lands_once()
                 &ch.url,
                 "--clickhouse-database",
                 DATABASE,
+                // The read API is not what this test is about.
+                "--allow-shared-clickhouse-user",
                 "--checkpoint-interval",
                 "1s",
             ],

@@ -38,7 +38,14 @@ async fn a_sink_that_cannot_store_stops_helios_up_with_the_reason() {
     let data = tmp.path().join("data");
     let mut server = Helios::up(
         &data,
-        &["--clickhouse", &url, "--clickhouse-database", &database],
+        &[
+            "--clickhouse",
+            &url,
+            "--clickhouse-database",
+            &database,
+            // The read API is not what this test is about.
+            "--allow-shared-clickhouse-user",
+        ],
     )
     .await;
 

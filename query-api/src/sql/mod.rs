@@ -1,6 +1,9 @@
 //! `POST /v1/sql`: read-only SQL over the store's tables. The statement passes
-//! [`guard::check`] first (one SELECT over the Helios tables, nothing else), then runs with
-//! the store's row and time limits; going over a limit is a 422, never a cut answer.
+//! [`guard::check_with`] first (one bounded SELECT over the Helios tables, nothing else),
+//! then runs with the store's row, byte, memory and time limits; going over a limit is a
+//! 422, never a cut answer. Checking, planning, running and encoding the answer all
+//! happen in the query compartment ([`crate::store::compartment`]), never on the threads
+//! that serve ingest and health.
 
 pub mod guard;
 
@@ -18,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, Result};
 use crate::state::ApiState;
-use crate::store::{Column, Table};
+use crate::store::{Column, Table, byte_limit};
 
 /// The request body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,7 +61,8 @@ pub struct FormatQuery {
         (status = 200, description = "The rows: JSON, or CSV with a header line", body = SqlAnswer),
         (status = 400, description = "Not one parseable statement, or a query the store rejects"),
         (status = 403, description = "Not a query, or reads something other than the Helios tables"),
-        (status = 422, description = "Over the row or time limit"),
+        (status = 422, description = "Over the row, byte, memory or time limit"),
+        (status = 429, description = "Too many queries running and waiting; see Retry-After"),
     ),
     security(("api_key" = []))
 )]
@@ -84,27 +88,43 @@ pub async fn run(
         }
     };
     let tables = readable_tables(&state);
-    let text = guard::check(&request.sql, state.store.dialect(), &tables)?;
-    let started = Instant::now();
-    let table = state.store.query_text(&text, state.sql_limits).await?;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(rows = table.rows.len(), elapsed_ms, "SQL query answered");
-    Ok(match format {
-        Format::Json => Json(SqlAnswer {
-            row_count: table.rows.len(),
-            columns: table.columns,
-            rows: table.rows,
-            elapsed_ms,
+    let reader = state.reader().clone();
+    let (limits, guard_limits) = (state.sql_limits, state.guard_limits);
+    let sql = request.sql;
+    let body = state
+        .compartment()
+        .run(limits.timeout, move || async move {
+            let text = guard::check_with(&sql, reader.dialect(), &tables, &guard_limits)?;
+            let started = Instant::now();
+            let table = reader.query_text(&text, limits).await?;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(rows = table.rows.len(), elapsed_ms, "SQL query answered");
+            let body = match format {
+                Format::Json => serde_json::to_vec(&SqlAnswer {
+                    row_count: table.rows.len(),
+                    columns: table.columns,
+                    rows: table.rows,
+                    elapsed_ms,
+                })
+                .map_err(|e| ApiError::Store {
+                    reason: format!("encoding the answer: {e}"),
+                })?,
+                Format::Csv => csv(&table).into_bytes(),
+            };
+            if body.len() > limits.max_bytes {
+                return Err(byte_limit(limits.max_bytes));
+            }
+            Ok(body)
         })
-        .into_response(),
-        Format::Csv => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(&table),
-        )
-            .into_response(),
-    })
+        .await?;
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+#[derive(Clone, Copy)]
 enum Format {
     Json,
     Csv,

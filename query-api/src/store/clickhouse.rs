@@ -1,6 +1,12 @@
 //! Reading ClickHouse: every query runs with the server's own guards (`readonly`,
-//! `max_execution_time`, `max_result_rows` with `result_overflow_mode = throw`), values are
-//! bound by the client, and the answer comes back as `JSONCompact` with its column types.
+//! `max_execution_time`, `max_memory_usage`, `max_result_rows` and `max_result_bytes` with
+//! `result_overflow_mode = throw`), values are bound by the client, and the answer comes
+//! back as `JSONCompact` with its column types, read up to the byte limit.
+//!
+//! Connected as the sink's user, the reader sends those settings with every query
+//! (`readonly = 2`). Connected as a read-only user ([`ClickHouseReader::read_only_user`]),
+//! it sends none: a `readonly = 1` user may not change settings, so they come from the
+//! user's profile (see `helios migrate`, which creates or prints it).
 
 use async_trait::async_trait;
 use clickhouse::Client;
@@ -17,6 +23,9 @@ pub struct ClickHouseReader {
     client: Client,
     url: String,
     database: String,
+    /// Send the limits with each query (the sink's user); `false` for a read-only user
+    /// whose profile carries them.
+    send_settings: bool,
 }
 
 impl std::fmt::Debug for ClickHouseReader {
@@ -43,23 +52,54 @@ impl ClickHouseReader {
                 .with_option("output_format_json_quote_denormals", "0"),
             url: ch.url().to_owned(),
             database: ch.database().to_owned(),
+            send_settings: true,
+        })
+    }
+
+    /// A reader connected as a `readonly = 1` user (`config`'s user), which may not change
+    /// any setting: the limits and output settings come from the user's profile, and the
+    /// API only checks rows and bytes of the answer itself.
+    pub fn read_only_user(config: &ClickHouseConfig) -> Result<Self> {
+        let ch = ClickHouse::new(config).map_err(|e| ApiError::Store {
+            reason: e.to_string(),
+        })?;
+        Ok(ClickHouseReader {
+            client: ch.client().clone(),
+            url: ch.url().to_owned(),
+            database: ch.database().to_owned(),
+            send_settings: false,
         })
     }
 
     async fn run(&self, query: clickhouse::query::Query, limits: Limits) -> Result<Table> {
         let secs = limits.timeout.as_secs().max(1);
-        let query = query
-            // 2: reads only, but the settings below may still be set for this query.
-            // Callers cannot set any themselves: the SQL guard refuses SETTINGS and SET.
-            .with_option("readonly", "2")
-            .with_option("max_execution_time", secs.to_string())
-            .with_option("max_result_rows", limits.max_rows.to_string())
-            .with_option("result_overflow_mode", "throw");
+        let query = if self.send_settings {
+            query
+                // 2: reads only, but the settings below may still be set for this query.
+                // Callers cannot set any themselves: the SQL guard refuses SETTINGS and SET.
+                .with_option("readonly", "2")
+                .with_option("max_execution_time", secs.to_string())
+                .with_option("max_memory_usage", limits.max_memory.to_string())
+                .with_option("max_result_rows", limits.max_rows.to_string())
+                .with_option("max_result_bytes", limits.max_bytes.to_string())
+                .with_option("result_overflow_mode", "throw")
+        } else {
+            query
+        };
+        // JSONCompact adds its column list and statistics to the cells.
+        let max_bytes = limits.max_bytes.saturating_add(64 * 1024);
         let fetch = async {
             let mut cursor = query
                 .fetch_bytes("JSONCompact")
                 .map_err(|e| self.error(e))?;
-            cursor.collect().await.map_err(|e| self.error(e))
+            let mut bytes = Vec::new();
+            while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > max_bytes {
+                    return Err(super::byte_limit(limits.max_bytes));
+                }
+            }
+            Ok(bytes)
         };
         // The server stops at max_execution_time; this covers a server that stopped answering.
         let bytes = tokio::time::timeout(limits.timeout + std::time::Duration::from_secs(2), fetch)
@@ -104,6 +144,14 @@ impl ReadStore for ClickHouseReader {
         // No placeholders in a caller's text: every `?` is literal.
         self.run(self.client.query(&sql.replace('?', "??")), limits)
             .await
+            .map_err(|e| match e {
+                // The server refused the caller's statement: the statement's fault.
+                ApiError::Store { reason } if reason.starts_with(REFUSED) => ApiError::bad(
+                    format!("ClickHouse rejected the query: {reason}"),
+                    "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+                ),
+                other => other,
+            })
     }
 
     async fn ready(&self) -> Result<()> {
@@ -194,10 +242,15 @@ const CALLER_ERRORS: &[u32] = &[
     184, // ILLEGAL_AGGREGATION
     215, // NOT_AN_AGGREGATE
 ];
-/// TIMEOUT_EXCEEDED, TOO_MANY_ROWS_OR_BYTES, TOO_MANY_ROWS, MEMORY_LIMIT_EXCEEDED.
-const LIMIT_ERRORS: &[u32] = &[159, 396, 158, 241];
-/// READONLY.
-const FORBIDDEN_ERRORS: &[u32] = &[164];
+/// TIMEOUT_EXCEEDED, TOO_MANY_ROWS_OR_BYTES, TOO_MANY_ROWS, TOO_MANY_BYTES,
+/// MEMORY_LIMIT_EXCEEDED, TOO_DEEP_AST, TOO_BIG_AST, TOO_DEEP_RECURSION,
+/// TOO_MANY_ROWS_OR_BYTES (old code), TOO_SLOW.
+const LIMIT_ERRORS: &[u32] = &[159, 396, 158, 307, 241, 167, 168, 306, 160];
+/// READONLY, DATABASE_ACCESS_DENIED, ACCESS_DENIED, UNKNOWN_DATABASE.
+const FORBIDDEN_ERRORS: &[u32] = &[164, 291, 497, 81];
+
+/// How an error the server answered with starts.
+const REFUSED: &str = "the server answered: ";
 
 fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
     use clickhouse::error::Error;
@@ -224,7 +277,7 @@ fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
                     "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
                 ),
                 _ => ApiError::Store {
-                    reason: format!("ClickHouse at {url}: {message}"),
+                    reason: format!("{REFUSED}{message} (ClickHouse at {url})"),
                 },
             }
         }

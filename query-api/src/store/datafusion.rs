@@ -5,6 +5,7 @@
 //! limit a timeout around execution.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -17,14 +18,17 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use helios_sinks::StoreSpec;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
 use super::clickhouse::row_limit;
-use super::{Column, Dialect, Limits, Param, ReadStore, Sql, Table, normalise_type};
+use super::{Column, Dialect, Limits, Param, ReadStore, Sql, Table, byte_limit, normalise_type};
 use crate::error::{ApiError, Result};
 
 /// Reads the Parquet store in a data dir.
@@ -87,8 +91,26 @@ impl DataFusionReader {
         Ok(guard.0.clone())
     }
 
+    /// A session for one query: the store's tables, a memory pool of its own of
+    /// `limits.max_memory` bytes, and the value-building functions bounded.
+    async fn query_context(&self, limits: Limits) -> Result<SessionContext> {
+        let shared = self.context().await?;
+        let state = shared.state();
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(limits.max_memory)))
+            .build_arc()
+            .map_err(classify)?;
+        let ctx = SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build(),
+        );
+        super::bounded::install(&ctx, limits.max_value_bytes);
+        Ok(ctx)
+    }
+
     async fn run(&self, sql: &str, params: Vec<ScalarValue>, limits: Limits) -> Result<Table> {
-        let ctx = self.context().await?;
+        let ctx = self.query_context(limits).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -157,7 +179,9 @@ impl ReadStore for DataFusionReader {
     }
 
     async fn query_text(&self, sql: &str, limits: Limits) -> Result<Table> {
-        self.run(sql, Vec::new(), limits).await
+        self.run(sql, Vec::new(), limits)
+            .await
+            .map_err(caller_error)
     }
 
     async fn ready(&self) -> Result<()> {
@@ -166,6 +190,20 @@ impl ReadStore for DataFusionReader {
             .map(|_| ())
     }
 }
+
+/// A failure of a caller's statement that is not the store's (reading its files) is the
+/// statement's: a `400`, not a `502`.
+fn caller_error(e: ApiError) -> ApiError {
+    match e {
+        ApiError::Store { reason } if !reason.starts_with(STORE_FAILURE) => ApiError::bad(
+            format!("the query failed: {reason}"),
+            "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+        ),
+        other => other,
+    }
+}
+
+const STORE_FAILURE: &str = "reading the store: ";
 
 fn classify(e: DataFusionError) -> ApiError {
     let root = e.find_root();
@@ -179,9 +217,16 @@ fn classify(e: DataFusionError) -> ApiError {
             "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
         ),
         DataFusionError::ResourcesExhausted(_) => ApiError::over_limit(
-            format!("the query went over a limit: {message}"),
+            format!(
+                "the query went over a limit (memory: --sql-max-memory; values: --sql-max-value-bytes): {message}"
+            ),
             "add a LIMIT, narrow the time range, or aggregate more",
         ),
+        DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::ParquetError(_) => ApiError::Store {
+            reason: format!("{STORE_FAILURE}{message}"),
+        },
         _ => ApiError::Store {
             reason: format!("DataFusion: {message}"),
         },
@@ -197,6 +242,7 @@ fn to_table(
     if rows > limits.max_rows {
         return Err(row_limit(limits.max_rows));
     }
+
     let columns = schema
         .fields()
         .iter()
@@ -206,15 +252,20 @@ fn to_table(
         })
         .collect();
     let mut out = Vec::with_capacity(rows);
+    // The answer's size, counted as it is made so an oversized one stops early.
+    let mut size = 0;
     for batch in batches {
         for row in 0..batch.num_rows() {
-            out.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| cell(c.as_ref(), row))
-                    .collect(),
-            );
+            let cells: Vec<Value> = batch
+                .columns()
+                .iter()
+                .map(|c| cell(c.as_ref(), row))
+                .collect();
+            size += cells.iter().map(super::json_len).sum::<usize>();
+            if size > limits.max_bytes {
+                return Err(byte_limit(limits.max_bytes));
+            }
+            out.push(cells);
         }
     }
     Ok(Table { columns, rows: out })

@@ -10,7 +10,9 @@
 //! Cells are normalised so both stores give the same JSON: integers as numbers, floats as
 //! numbers (NaN and infinities as `null`), strings, arrays, `null`.
 
+mod bounded;
 mod clickhouse;
+pub mod compartment;
 mod datafusion;
 
 use std::fmt::Debug;
@@ -20,6 +22,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use self::clickhouse::ClickHouseReader;
+pub use self::compartment::{Compartment, CompartmentConfig, CompartmentStore};
 pub use self::datafusion::DataFusionReader;
 use crate::error::{ApiError, Result};
 
@@ -135,11 +138,19 @@ impl Sql {
     }
 }
 
-/// How much one query may return and how long it may run.
+/// How much one query may return, hold and build, and how long it may run. Going over
+/// any of them is an error naming the limit, never a silently cut answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// More rows than this is an error, not a silently cut answer.
+    /// Rows in the answer.
     pub max_rows: usize,
+    /// Bytes of the answer (as the store sends it, and as the API encodes it).
+    pub max_bytes: usize,
+    /// Memory the query may hold while it runs (DataFusion's memory pool of the query;
+    /// ClickHouse's `max_memory_usage`).
+    pub max_memory: usize,
+    /// Bytes of one value a function may build (`repeat`, `lpad`, `replace`, ...).
+    pub max_value_bytes: usize,
     pub timeout: Duration,
 }
 
@@ -147,9 +158,36 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_rows: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+            max_memory: 512 * 1024 * 1024,
+            max_value_bytes: 1024 * 1024,
             timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// About the bytes `v` takes as JSON (strings without their escapes).
+pub fn json_len(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 20,
+        Value::String(s) => s.len() + 3,
+        Value::Array(items) => 2 + items.iter().map(json_len).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + json_len(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// The answer to an answer larger than `max` bytes.
+pub fn byte_limit(max: usize) -> ApiError {
+    ApiError::over_limit(
+        format!("the answer is larger than {max} bytes (--sql-max-bytes)"),
+        "select fewer or shorter columns, add a LIMIT, or aggregate more",
+    )
 }
 
 /// A column of a result: its name and a store-independent type name (`integer`, `float`,

@@ -83,6 +83,7 @@ async fn anything_but_one_bounded_read_is_a_clear_4xx() {
         Limits {
             max_rows: 20,
             timeout: Duration::from_secs(1),
+            ..Limits::default()
         },
     )
     .await;
@@ -174,4 +175,89 @@ async fn anything_but_one_bounded_read_is_a_clear_4xx() {
         .same("POST", "/v1/sql", sql("SELECT count(*) AS n FROM events"))
         .await;
     assert_eq!(body["rows"], json!([[EVENTS]]));
+}
+
+/// The embedded store's per-query budgets: memory (DataFusion's memory pool of the
+/// query), the size of one built value, and the answer's bytes — each a 422 naming its
+/// setting, and the next query answers as before.
+#[tokio::test]
+async fn memory_value_and_answer_budgets_are_422s_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::common::parquet_store(dir.path()).await;
+    let app = crate::common::app(
+        store,
+        Limits {
+            max_value_bytes: 64 * 1024,
+            max_bytes: 128 * 1024,
+            ..Limits::default()
+        },
+    );
+    for (text, setting) in [
+        ("SELECT repeat('x', 100000) AS s", "--sql-max-value-bytes"),
+        ("SELECT lpad('x', 1000000000) AS s", "--sql-max-value-bytes"),
+        (
+            "SELECT length(repeat(id, 100000)) AS n FROM events",
+            "--sql-max-value-bytes",
+        ),
+    ] {
+        let (status, body) = crate::common::call(&app, "POST", "/v1/sql", sql(text)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(setting)),
+            "{text}: {body}"
+        );
+    }
+    let (status, body) = crate::common::call(
+        &app,
+        "POST",
+        "/v1/sql",
+        sql("SELECT count(*) AS n FROM events"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], json!([[EVENTS]]));
+
+    // A pool smaller than the 10 MB a sort reserves up front: the deduplicating view of
+    // `events` sorts, so even a count is over the memory budget.
+    let store = crate::common::parquet_store(dir.path()).await;
+    let small = crate::common::app(
+        store,
+        Limits {
+            max_memory: 256 * 1024,
+            ..Limits::default()
+        },
+    );
+    let (status, body) = crate::common::call(
+        &small,
+        "POST",
+        "/v1/sql",
+        sql("SELECT count(*) AS n FROM events"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--sql-max-memory")),
+        "{body}"
+    );
+
+    // The answer's bytes.
+    let store = crate::common::parquet_store(dir.path()).await;
+    let app = crate::common::app(
+        store,
+        Limits {
+            max_bytes: 128 * 1024,
+            ..Limits::default()
+        },
+    );
+    let text = "SELECT id, repeat(id, 2000) AS s FROM events";
+    let (status, body) = crate::common::call(&app, "POST", "/v1/sql", sql(text)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--sql-max-bytes")),
+        "{body}"
+    );
 }

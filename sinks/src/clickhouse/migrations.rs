@@ -356,3 +356,142 @@ mod tests {
         assert_eq!(checksum(&["x"]), checksum(&["x"]));
     }
 }
+
+/// The least-privilege user the read API connects as, and the limits of its profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadUser {
+    /// User name (letters, digits and `_`); its settings profile has the same name.
+    pub name: String,
+    /// Its password; without one the user is not created, only described.
+    pub password: Option<String>,
+    /// `max_memory_usage`, bytes.
+    pub max_memory: u64,
+    /// `max_execution_time`, seconds.
+    pub max_execution_secs: u64,
+    /// `max_result_rows` (the insights routes read up to 1 000 000 rows).
+    pub max_result_rows: u64,
+    /// `max_result_bytes`.
+    pub max_result_bytes: u64,
+}
+
+impl ReadUser {
+    /// `name` with the read API's default limits.
+    pub fn new(name: impl Into<String>, password: Option<String>) -> Self {
+        ReadUser {
+            name: name.into(),
+            password,
+            max_memory: 512 * 1024 * 1024,
+            max_execution_secs: 10,
+            max_result_rows: 1_000_000,
+            max_result_bytes: 1024 * 1024 * 1024,
+        }
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("readonly", "1".to_owned()),
+            ("allow_ddl", "0".to_owned()),
+            ("max_memory_usage", self.max_memory.to_string()),
+            ("max_execution_time", self.max_execution_secs.to_string()),
+            ("max_result_rows", self.max_result_rows.to_string()),
+            ("max_result_bytes", self.max_result_bytes.to_string()),
+            ("result_overflow_mode", "'throw'".to_owned()),
+            ("output_format_json_quote_64bit_integers", "0".to_owned()),
+            ("output_format_json_quote_denormals", "0".to_owned()),
+        ]
+    }
+
+    /// What an operator adds to `users.xml` on a server without SQL user management
+    /// (ClickHouse before 20.5): a profile and a user of the same name, limited to
+    /// `database`. ClickHouse of that age lets every user read the `system` database.
+    pub fn users_xml(&self, database: &str) -> String {
+        let profile: String = self
+            .settings()
+            .into_iter()
+            .map(|(k, v)| format!("            <{k}>{}</{k}>\n", v.trim_matches('\'')))
+            .collect();
+        let name = &self.name;
+        format!(
+            "<!-- in users.xml (or a file in users.d/), inside <yandex> -->\n\
+             <profiles>\n        <{name}>\n{profile}        </{name}>\n</profiles>\n\
+             <users>\n        <{name}>\n\
+             \x20           <password_sha256_hex><!-- echo -n 'PASSWORD' | sha256sum --></password_sha256_hex>\n\
+             \x20           <networks><ip>::/0</ip></networks>\n\
+             \x20           <profile>{name}</profile>\n\
+             \x20           <quota>default</quota>\n\
+             \x20           <allow_databases><database>{database}</database></allow_databases>\n\
+             \x20       </{name}>\n</users>\n"
+        )
+    }
+}
+
+/// What [`ensure_read_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadUserOutcome {
+    /// The profile and user exist (created now or before), with SELECT on the database.
+    Created,
+    /// The server cannot create users over SQL (or the password is missing): the operator
+    /// must add this `users.xml` snippet.
+    Manual { why: String, users_xml: String },
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Creates the read API's user on servers with SQL user management (ClickHouse 20.5+):
+/// a settings profile with its limits, the user with that profile, and `SELECT` on the
+/// Helios database only. Elsewhere, says what to add to `users.xml`.
+pub async fn ensure_read_user(ch: &ClickHouse, user: &ReadUser) -> Result<ReadUserOutcome> {
+    if user.name.is_empty()
+        || !user
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(SinkError::Config {
+            what: "the read user's name must be letters, digits and _".to_owned(),
+            value: user.name.clone(),
+            hint: "pick a plain name such as helios_reader",
+        });
+    }
+    let manual = |why: String| ReadUserOutcome::Manual {
+        why,
+        users_xml: user.users_xml(ch.database()),
+    };
+    let (major, minor) = ch.server_version().await?;
+    if (major, minor) < (20, 5) {
+        return Ok(manual(format!(
+            "ClickHouse {major}.{minor} has no SQL user management"
+        )));
+    }
+    let Some(password) = &user.password else {
+        return Ok(manual(
+            "no password for the read user was given (HELIOS_CLICKHOUSE_READ_PASSWORD)".to_owned(),
+        ));
+    };
+    let settings = user
+        .settings()
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {v} READONLY"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = &user.name;
+    let statements = [
+        format!("CREATE SETTINGS PROFILE OR REPLACE `{name}` SETTINGS {settings}"),
+        format!(
+            "CREATE USER OR REPLACE `{name}` IDENTIFIED WITH sha256_password BY {} SETTINGS PROFILE `{name}`",
+            sql_string(password)
+        ),
+        format!("GRANT SELECT ON `{}`.* TO `{name}`", ch.database()),
+    ];
+    for sql in &statements {
+        if let Err(e) = ch.execute("creating the read API's user", sql).await {
+            return Ok(manual(format!(
+                "creating it over SQL failed ({e}); is access_management on for this user?"
+            )));
+        }
+    }
+    info!(user = %name, database = %ch.database(), "read API user created");
+    Ok(ReadUserOutcome::Created)
+}
