@@ -141,6 +141,17 @@ pub struct QueryArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE_READ_USER")]
     pub clickhouse_read_user: Option<String>,
 
+    /// The read user's password. Set it in the environment rather than on the command
+    /// line, where other users of the machine can read it, or use
+    /// --clickhouse-read-password-file.
+    #[arg(
+        long,
+        env = "HELIOS_CLICKHOUSE_READ_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub clickhouse_read_password: Option<Password>,
+
     /// File holding the read user's password (one line).
     #[arg(
         long,
@@ -153,6 +164,23 @@ pub struct QueryArgs {
     /// has) when no --clickhouse-read-user is given. Not recommended.
     #[arg(long, env = "HELIOS_ALLOW_SHARED_CLICKHOUSE_USER")]
     pub allow_shared_clickhouse_user: bool,
+}
+
+/// A password from a flag or the environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Password(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
 }
 
 impl QueryArgs {
@@ -203,11 +231,12 @@ impl QueryArgs {
         let sink_user = sink.user.as_deref().unwrap_or("default");
         anyhow::ensure!(
             user != sink_user || self.allow_shared_clickhouse_user,
-            "--clickhouse-read-user is `{user}`, the sink's own user; give the read API a              read-only user of its own, or pass --allow-shared-clickhouse-user"
+            "--clickhouse-read-user is `{user}`, the sink's own user; give the read API a \
+             read-only user of its own, or pass --allow-shared-clickhouse-user"
         );
         let password = match (
             &self.clickhouse_read_password_file,
-            std::env::var("HELIOS_CLICKHOUSE_READ_PASSWORD"),
+            &self.clickhouse_read_password,
         ) {
             (Some(path), _) => Some(
                 std::fs::read_to_string(path)
@@ -220,8 +249,8 @@ impl QueryArgs {
                     .trim_end_matches(['\r', '\n'])
                     .to_owned(),
             ),
-            (None, Ok(p)) => Some(p),
-            (None, Err(_)) => None,
+            (None, Some(p)) => Some(p.0.clone()),
+            (None, None) => None,
         };
         let mut config = sink.clone();
         config.user = Some(user.clone());
