@@ -1,5 +1,6 @@
-//! What the webhook routes (GitHub, generic) share: admission (a paused source or a full
-//! ingest answers `503` with `Retry-After`), JSON error answers, the event-time bound
+//! What the push routes share: admission for every one of them, HTTP ingest included (a
+//! paused source or a full route answers `503` with `Retry-After`); and for the webhook
+//! routes (GitHub, generic) JSON error answers, the event-time bound
 //! (events dated more than `max_future` after receipt become dead letters, named in the
 //! answer), and appending the mapped events with the `202` sent only once they are durable.
 //!
@@ -37,12 +38,77 @@ struct Job {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// Bounded in-flight requests of one push source, plus its status and emitter.
+/// The one admission path of every push route (HTTP ingest, webhooks): a paused source
+/// answers `503` with `Retry-After: 5`, a route with `max_in_flight` requests already
+/// appending answers `503` with `Retry-After: 1` instead of queueing without limit in
+/// memory. Both are counted in the source's request outcomes.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    source: SourceHandle,
+    in_flight: Semaphore,
+}
+
+/// Why a request was not admitted, and the answer to send.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// The route is full (as opposed to the source being paused).
+    pub busy: bool,
+    pub response: Box<Response>,
+}
+
+impl Admission {
+    pub fn new(source: SourceHandle, max_in_flight: usize) -> Self {
+        Admission {
+            source,
+            in_flight: Semaphore::new(max_in_flight),
+        }
+    }
+
+    /// A permit to process one request, or the `503` to answer.
+    pub fn admit(&self) -> Result<SemaphorePermit<'_>, Refused> {
+        if self.source.is_paused() {
+            self.source.requests().record(RequestOutcome::Paused);
+            let name = self.source.name();
+            return Err(Refused {
+                busy: false,
+                response: Box::new(retry_after(
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "source `{name}` is paused; resume it with POST /v1/sources/{name}/resume"
+                        ),
+                    ),
+                    "5",
+                )),
+            });
+        }
+        self.in_flight.try_acquire().map_err(|_| {
+            self.source.requests().record(RequestOutcome::Busy);
+            Refused {
+                busy: true,
+                response: Box::new(retry_after(
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ingest is at capacity; retry after the delay in Retry-After",
+                    ),
+                    "1",
+                )),
+            }
+        })
+    }
+
+    /// Requests that may be appending at once.
+    pub fn capacity(&self) -> usize {
+        self.in_flight.available_permits()
+    }
+}
+
+/// Admission, status and emitter of one webhook source.
 #[derive(Debug)]
 pub(crate) struct PushGate {
     pub source: SourceHandle,
     pub emitter: Emitter,
-    in_flight: Semaphore,
+    admission: Admission,
     /// Channel to the appender tasks, started on first use (inside the runtime).
     appenders: OnceLock<mpsc::Sender<Job>>,
 }
@@ -51,16 +117,16 @@ impl PushGate {
     pub fn new(source: SourceHandle, emitter: Emitter, max_in_flight: usize) -> Self {
         source.set_state(SourceState::Running);
         PushGate {
+            admission: Admission::new(source.clone(), max_in_flight),
             source,
             emitter,
-            in_flight: Semaphore::new(max_in_flight),
             appenders: OnceLock::new(),
         }
     }
 
     fn appenders(&self) -> &mpsc::Sender<Job> {
         self.appenders.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>(self.in_flight.available_permits().max(1));
+            let (tx, rx) = mpsc::channel::<Job>(self.admission.capacity().max(1));
             let rx = Arc::new(Mutex::new(rx));
             for _ in 0..APPENDERS {
                 tokio::spawn(append_loop(
@@ -73,33 +139,9 @@ impl PushGate {
         })
     }
 
-    /// A permit to process one request, or the `503` to answer.
+    /// A permit to process one request, or the `503` to answer ([`Admission::admit`]).
     pub fn admit(&self) -> Result<SemaphorePermit<'_>, Box<Response>> {
-        if self.source.is_paused() {
-            self.source.requests().record(RequestOutcome::Paused);
-            let name = self.source.name();
-            return Err(Box::new(retry_after(
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "source `{name}` is paused; resume it with POST /v1/sources/{name}/resume"
-                    ),
-                ),
-                "5",
-            )));
-        }
-        // Backpressure: a bounded number of requests may be appending; the rest are told
-        // to come back instead of queueing without limit in memory.
-        self.in_flight.try_acquire().map_err(|_| {
-            self.source.requests().record(RequestOutcome::Busy);
-            Box::new(retry_after(
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ingest is at capacity; retry after the delay in Retry-After",
-                ),
-                "1",
-            ))
-        })
+        self.admission.admit().map_err(|refused| refused.response)
     }
 
     /// Appends `events` (batched with concurrent requests); answers `202` once they are

@@ -21,11 +21,11 @@ use axum::routing::post;
 use bytes::Bytes;
 use helios_schemas::cloudevents::{self, BodyError};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, warn};
 
 pub use config::HttpIngestConfig;
 
+use crate::push::Admission;
 use crate::runtime::{Emitter, RequestOutcome, SourceHandle, SourceState, now_micros};
 
 /// Shared state of the ingest route.
@@ -38,7 +38,7 @@ struct Inner {
     config: HttpIngestConfig,
     emitter: Emitter,
     source: SourceHandle,
-    in_flight: Semaphore,
+    admission: Admission,
     stats: IngestStats,
 }
 
@@ -69,8 +69,8 @@ impl HttpIngest {
             inner: Arc::new(Inner {
                 config,
                 emitter,
+                admission: Admission::new(source.clone(), permits),
                 source,
-                in_flight: Semaphore::new(permits),
                 stats: IngestStats::default(),
             }),
         }
@@ -164,29 +164,14 @@ async fn handle_events(
     let inner = &ingest.inner;
     inner.stats.requests.fetch_add(1, Ordering::Relaxed);
     let requests = inner.source.requests();
-    if inner.source.is_paused() {
-        requests.record(RequestOutcome::Paused);
-        let name = inner.source.name();
-        let mut resp = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("source `{name}` is paused; resume it with POST /v1/sources/{name}/resume"),
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return resp;
-    }
-    // Backpressure: a bounded number of requests may be appending; the rest are told to
-    // come back rather than queue without limit in memory.
-    let Ok(_permit) = inner.in_flight.try_acquire() else {
-        inner.stats.busy.fetch_add(1, Ordering::Relaxed);
-        requests.record(RequestOutcome::Busy);
-        let mut resp = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ingest is at capacity; retry after the delay in Retry-After",
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return resp;
+    let _permit = match inner.admission.admit() {
+        Ok(permit) => permit,
+        Err(refused) => {
+            if refused.busy {
+                inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+            }
+            return *refused.response;
+        }
     };
     let bytes = match body {
         Ok(b) => b,

@@ -176,11 +176,11 @@ async fn json_records_become_events_bad_ones_dead_letters_and_offsets_commit() {
     let mut dead = f.dead_letters().await;
     dead.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(dead.len(), 2);
-    assert_eq!(dead[0].id, format!("{topic}/0/1"));
+    assert_eq!(dead[0].id, format!("source/builds/{topic}/0/1"));
     assert_eq!(dead[0].original, b"not json at all");
     assert!(dead[0].reason.contains("not JSON"), "{}", dead[0].reason);
     assert_eq!(dead[0].stage, "source/builds");
-    assert_eq!(dead[1].id, format!("{topic}/0/3"));
+    assert_eq!(dead[1].id, format!("source/builds/{topic}/0/3"));
     assert!(
         dead[1].reason.contains("subject: pointer /repo is missing"),
         "{}",
@@ -296,7 +296,7 @@ async fn avro_records_are_decoded_with_the_registry_schema() {
     );
     let dead = f.dead_letters().await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].id, format!("{topic}/0/1"));
+    assert_eq!(dead[0].id, format!("source/avro-builds/{topic}/0/1"));
     assert!(
         dead[0].reason.contains(&format!("schema id {}", id + 100)),
         "{}",
