@@ -3,7 +3,6 @@
 //! server's data dir, and the server honours them from the next request; `helios send`
 //! sends its key.
 
-
 use crate::common::{Helios, helios};
 use serde_json::{Value, json};
 

@@ -10,7 +10,6 @@
 //! scenario, not a timing assertion. The server is this test's own (through
 //! `scripts/services/clickhouse.sh`), so stopping it disturbs no other test.
 
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

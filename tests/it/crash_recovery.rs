@@ -1,7 +1,6 @@
 //! Durability of `helios up` under SIGKILL: every event acknowledged with `202` is in the
 //! log exactly once and in order per partition, across several crashes at random moments.
 
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

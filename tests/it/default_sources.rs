@@ -2,7 +2,6 @@
 //! health route, so `helios tail helios.events --from-beginning` shows live events within
 //! seconds of the first start.
 
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,6 @@
 //! over the same data dir answers the same; the OpenAPI document validates, and every route
 //! in it is called here with a key of the right scope.
 
-
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

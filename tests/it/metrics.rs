@@ -4,7 +4,6 @@
 //! Prometheus text naming only documented families. Then `helios run pipeline` and
 //! `helios run sink --metrics-listen` over the same data dir serve their own `/metrics`.
 
-
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

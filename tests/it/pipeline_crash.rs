@@ -4,7 +4,6 @@
 //! highest version, alerts by id and state), the final window results and the alerts
 //! equal those of a run without a crash: nothing missing, nothing counted twice.
 
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

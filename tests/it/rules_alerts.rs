@@ -2,7 +2,6 @@
 //! HTTP (two before a restart, the third after it) make the rule fire, and the `Alert`
 //! appears on `helios.alerts`, printed as JSON by `helios tail`.
 
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,6 @@
 //! the same events were posted again, after a clean stop (SIGTERM: flush and commit) and
 //! after a restart that re-reads the log.
 
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,6 @@
 //! it (ClickHouse then rejects every insert) exits instead of serving on without a sink.
 //! Needs the shared clickhouse-server of `scripts/test` (`HELIOS_TEST_CLICKHOUSE`).
 
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::Helios;

@@ -1,7 +1,6 @@
 //! README's first steps, end to end: `helios up`, post a CloudEvents batch with HTTP,
 //! `helios tail helios.events --from-beginning` prints those events.
 
-
 use crate::common::{Helios, helios};
 use serde_json::{Value, json};
 

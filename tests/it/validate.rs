@@ -1,6 +1,5 @@
 //! `helios validate` and `helios up --spec` share one report of every spec problem.
 
-
 use std::process::Command;
 
 use crate::common::{BIN, helios};

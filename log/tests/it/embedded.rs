@@ -3,7 +3,6 @@
 //! Small segments and a fast retention check so the retention case sees deletions quickly;
 //! everything else runs with the defaults `helios up` uses.
 
-
 use std::time::Duration;
 
 use crate::conformance::Retention;

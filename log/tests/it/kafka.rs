@@ -4,7 +4,6 @@
 //! `scripts/test` starts tansu and sets it (by hand: `eval "$(scripts/services/tansu.sh start)"`).
 //! Every test uses fresh, uniquely named topics and groups.
 
-
 use std::time::Duration;
 
 use crate::conformance::Retention;

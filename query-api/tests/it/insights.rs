@@ -2,9 +2,8 @@
 //! Parquet store: every request gets the same answer from both, and the answer is the one
 //! the script implies (see `common`).
 
-
-use axum::http::StatusCode;
 use crate::common::{Both, EVENTS, query};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 const FROM: &str = "2026-11-20T00:00:00Z";

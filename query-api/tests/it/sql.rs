@@ -1,11 +1,10 @@
 //! `POST /v1/sql` on both stores: the same rows for the same query, CSV as an option, and a
 //! clear 4xx for everything that is not one bounded read of the Helios tables.
 
-
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use crate::common::{Both, EVENTS};
+use axum::http::StatusCode;
 use helios_query_api::store::Limits;
 use serde_json::{Value, json};
 

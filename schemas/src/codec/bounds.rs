@@ -18,9 +18,11 @@ use apache_avro::schema::{
 
 use crate::{Error, Result};
 
-/// How deeply a body's values may nest (records in records, unions, arrays, maps). Helios'
-/// own records nest 3 levels; serde_json uses the same bound for JSON.
-pub const MAX_DEPTH: usize = 128;
+/// How deeply a body's values may nest (records in records, unions, arrays, maps, named
+/// references). Helios' own records nest 3 levels. The bound is what apache-avro can
+/// decode and resolve on a 2 MiB thread stack (std's and tokio's default) even in a debug
+/// build, whose frames are large: about 30 KiB per level (a test checks it).
+pub const MAX_DEPTH: usize = 32;
 
 /// Checks that `body` can be decoded with `writer` without a length, count or nesting
 /// depth that the data cannot back. `record` names the record type in errors.
@@ -138,7 +140,7 @@ impl<'s> Walk<'s, '_> {
 
     fn value(&mut self, schema: &'s Schema, ns: Option<&str>, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(self.err("values nest deeper than 128 levels"));
+            return Err(self.err("values nest deeper than 32 levels"));
         }
         match schema {
             Schema::Null => Ok(()),
@@ -214,7 +216,9 @@ mod tests {
 
     #[test]
     fn lengths_and_counts_must_fit_the_data() {
-        let s = schema(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":{"type":"array","items":"int"}}]}"#);
+        let s = schema(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":{"type":"array","items":"int"}}]}"#,
+        );
         // "ab", then an array of 2 ints.
         check(&s, &[4, b'a', b'b', 4, 2, 4, 0], "Test").unwrap();
         // A 4107-byte string claimed by a 2-byte prefix (found by the property test).
@@ -225,12 +229,55 @@ mod tests {
 
     #[test]
     fn recursion_is_bounded_by_nesting_depth() {
-        let s = schema(r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#);
-        let mut body = vec![2u8; 20];
+        let s = schema(
+            r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#,
+        );
+        let mut body = vec![2u8; 5];
         body.push(0);
         check(&s, &body, "Test").unwrap();
         let mut deep = vec![2u8; 100_000];
         deep.push(0);
-        assert!(refused(&s, &deep).contains("deeper than 128"));
+        assert!(refused(&s, &deep).contains("deeper than 32"));
+    }
+
+    /// The deepest body the bound admits decodes and resolves on a 2 MiB stack: found by
+    /// the property test, where apache-avro overflowed the stack of a test thread at 128.
+    #[test]
+    fn the_deepest_admitted_body_decodes_on_a_default_stack() {
+        use crate::records::{AvroRecord, Event};
+        let writer = schema(
+            r#"{"type":"record","name":"Event","namespace":"io.helios","fields":[
+            {"name":"id","type":"string"},{"name":"source","type":"string"},
+            {"name":"kind","type":"string"},{"name":"subject","type":"string"},
+            {"name":"time","type":"long"},{"name":"received_at","type":"long"},
+            {"name":"attrs","type":{"type":"map","values":"string"}},
+            {"name":"chain","type":["null",{"type":"record","name":"Link","fields":[
+                {"name":"next","type":["null","Link"]}]}],"default":null}]}"#,
+        );
+        let body = |links: usize| {
+            let mut b = vec![2u8, b'a', 2, b'a', 2, b'a', 0, 0, 0, 0];
+            b.extend(std::iter::repeat_n(2u8, links));
+            b.push(0);
+            b
+        };
+        let deepest = (0..MAX_DEPTH)
+            .take_while(|&links| check(&writer, &body(links), "Event").is_ok())
+            .last()
+            .unwrap();
+        assert!(deepest > 5, "{deepest}");
+        let deepest = body(deepest);
+        let decoded = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                apache_avro::reader::datum::GenericDatumReader::builder(&writer)
+                    .reader_schema(Event::schema())
+                    .build()
+                    .and_then(|r| r.read_value(&mut &deepest[..]))
+                    .is_ok()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(decoded);
     }
 }

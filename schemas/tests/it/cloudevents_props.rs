@@ -9,7 +9,7 @@ use helios_schemas::cloudevents::{DATA_BASE64_ATTR, parse_body, to_cloudevent_st
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::props::{check, mutate_text, mutations};
+use crate::props::{check, json, mutate_text, mutations};
 
 const RECEIVED: i64 = 1_700_000_000_000_000;
 
@@ -23,24 +23,6 @@ fn content_type() -> impl Strategy<Value = Option<String>> {
         Just(Some("APPLICATION/NDJSON".to_string())),
         "[ -~]{0,40}".prop_map(Some),
     ]
-}
-
-/// Any JSON value, a few levels deep.
-pub fn json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        "\\PC{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            proptest::collection::btree_map("[a-z_]{0,6}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
 }
 
 fn rfc3339() -> impl Strategy<Value = String> {
@@ -136,11 +118,11 @@ fn invariants(
                 prop_assert!(!e.id.is_empty() && !e.source.is_empty() && !e.kind.is_empty());
                 prop_assert_eq!(e.received_at, RECEIVED);
                 prop_assert!(e.value.is_none_or(f64::is_finite));
-                prop_assert!(
-                    e.attrs
-                        .keys()
-                        .all(|k| k == DATA_BASE64_ATTR || k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-                );
+                prop_assert!(e.attrs.keys().all(|k| {
+                    k == DATA_BASE64_ATTR
+                        || k.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                }));
             }
             Err(err) => {
                 prop_assert!(!err.message.is_empty());
@@ -185,7 +167,9 @@ fn generated_and_mutated_bodies_never_panic() {
                 if std::ptr::eq(body, &text) {
                     match shape {
                         Shape::Single => prop_assert_eq!(got.map(|i| i.len()).ok(), Some(1)),
-                        Shape::Batch => prop_assert_eq!(got.map(|i| i.len()).ok(), Some(parts.len())),
+                        Shape::Batch => {
+                            prop_assert_eq!(got.map(|i| i.len()).ok(), Some(parts.len()))
+                        }
                         Shape::NdJson => {
                             let non_blank = parts
                                 .iter()
@@ -206,7 +190,14 @@ fn generated_and_mutated_bodies_never_panic() {
 /// can carry, extension names CloudEvents allows, payload compact JSON.
 pub fn parsed_event() -> impl Strategy<Value = Event> {
     const RESERVED: &[&str] = &[
-        "specversion", "id", "source", "type", "subject", "time", "data", "value",
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "data",
+        "value",
     ];
     let attr_name = "[a-z0-9]{1,10}".prop_filter("reserved", |k| !RESERVED.contains(&k.as_str()));
     (
@@ -217,26 +208,28 @@ pub fn parsed_event() -> impl Strategy<Value = Event> {
         proptest::option::of(json().prop_filter("null", |v| !v.is_null())),
         any::<bool>(),
     )
-        .prop_map(|((id, source, kind, subject), time, mut attrs, value, data, base64)| {
-            let payload = match data {
-                Some(_) if base64 => {
-                    attrs.insert(DATA_BASE64_ATTR.to_string(), "true".to_string());
-                    Some("\"aGVsaW9z\"".to_string())
+        .prop_map(
+            |((id, source, kind, subject), time, mut attrs, value, data, base64)| {
+                let payload = match data {
+                    Some(_) if base64 => {
+                        attrs.insert(DATA_BASE64_ATTR.to_string(), "true".to_string());
+                        Some("\"aGVsaW9z\"".to_string())
+                    }
+                    d => d.map(|v| v.to_string()),
+                };
+                Event {
+                    id,
+                    source,
+                    kind,
+                    subject,
+                    time,
+                    received_at: RECEIVED,
+                    attrs: attrs.into_iter().collect::<BTreeMap<_, _>>(),
+                    value,
+                    payload,
                 }
-                d => d.map(|v| v.to_string()),
-            };
-            Event {
-                id,
-                source,
-                kind,
-                subject,
-                time,
-                received_at: RECEIVED,
-                attrs: attrs.into_iter().collect::<BTreeMap<_, _>>(),
-                value,
-                payload,
-            }
-        })
+            },
+        )
 }
 
 #[test]

@@ -4,12 +4,19 @@
 //! run uses); `bench/proptests.sh` sets it to a million. Each property prints one
 //! `proptest-summary` line (name, inputs, slowest input, elapsed) that the bench collects.
 //! An input slower than `HELIOS_PROPTEST_HANG_SECS` (default 10 s) fails as a hang.
+//!
+//! The property tests of helios-connectors, helios-pipeline and helios-query-api include
+//! this file too (`#[path]`), so every decoder is run and reported the same way.
+
+// Each crate that includes this file uses a part of it.
+#![allow(dead_code)]
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use proptest::strategy::Strategy;
+use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::Value;
 
 /// Runs `test` on inputs from `strategy`; panics with the (shrunk) failing input.
 pub fn check<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
@@ -129,4 +136,52 @@ pub fn mutate(mut input: Vec<u8>, edits: &[Mutation]) -> Vec<u8> {
 /// `mutate` for text: the result as a string when it is still UTF-8, lossily otherwise.
 pub fn mutate_text(input: &str, edits: &[Mutation]) -> String {
     String::from_utf8_lossy(&mutate(input.as_bytes().to_vec(), edits)).into_owned()
+}
+
+/// Object keys the decoders look for, so that generated documents reach their fields.
+const KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "type",
+    "time",
+    "value",
+    "subject",
+    "attrs",
+    "items",
+    "alerts",
+    "labels",
+    "status",
+    "startsAt",
+    "endsAt",
+    "fingerprint",
+    "receiver",
+    "job",
+    "instance",
+    "a",
+    "0",
+];
+
+/// Any JSON value, a few levels deep.
+pub fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    proptest::sample::select(KEYS).prop_map(String::from),
+                    "[a-z_~/]{0,6}"
+                ],
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
 }

@@ -32,22 +32,29 @@ fn schema() -> impl Strategy<Value = Value> {
         Just(json!({"type": "long", "logicalType": "timestamp-micros"})),
         Just(json!({"type": "int", "logicalType": "date"})),
         Just(json!({"type": "string", "logicalType": "uuid"})),
-        (1usize..20, 0usize..10).prop_map(|(p, s)| json!({"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s})),
-        (name(), 0usize..40).prop_map(|(n, size)| json!({"type": "fixed", "name": n, "size": size})),
+        (1usize..20, 0usize..10).prop_map(
+            |(p, s)| json!({"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s})
+        ),
+        (name(), 0usize..40)
+            .prop_map(|(n, size)| json!({"type": "fixed", "name": n, "size": size})),
         (name(), proptest::collection::vec(name(), 0..5))
             .prop_map(|(n, symbols)| json!({"type": "enum", "name": n, "symbols": symbols})),
         name().prop_map(Value::from),
     ];
     primitive.prop_recursive(4, 40, 6, |inner| {
         prop_oneof![
-            inner.clone().prop_map(|t| json!({"type": "array", "items": t})),
-            inner.clone().prop_map(|t| json!({"type": "map", "values": t})),
+            inner
+                .clone()
+                .prop_map(|t| json!({"type": "array", "items": t})),
+            inner
+                .clone()
+                .prop_map(|t| json!({"type": "map", "values": t})),
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             (
                 name(),
                 proptest::option::of("[a-z]{1,5}(\\.[a-z]{1,5})?"),
                 proptest::collection::vec(
-                    (name(), inner, proptest::option::of(crate::cloudevents_props::json())),
+                    (name(), inner, proptest::option::of(crate::props::json())),
                     0..5
                 )
             )
@@ -89,7 +96,11 @@ fn document() -> impl Strategy<Value = String> {
 fn schema_documents_register_and_check_without_panic() {
     check(
         "registry.schema_documents",
-        (proptest::collection::vec(document(), 1..4), level(), document()),
+        (
+            proptest::collection::vec(document(), 1..4),
+            level(),
+            document(),
+        ),
         |(docs, level, probe)| {
             let registry = Registry::in_memory();
             registry

@@ -4,7 +4,6 @@
 //! `eval "$(scripts/services/clickhouse.sh start)"`); each test uses a fresh database. The
 //! outage test starts and stops a server of its own through the same script.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 

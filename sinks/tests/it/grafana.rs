@@ -10,7 +10,6 @@
 //! tests; the data is written through the real sink into a fresh database, which stands in
 //! for the data source's `defaultDatabase`.
 
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,14 +1,13 @@
 //! Alert notifications against a real local HTTP receiver that fails the first attempts.
 
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use crate::common::*;
 use helios_schemas::AlertState;
 use helios_sinks::RetryPolicy;
 use helios_sinks::notify::state::{DeliveryLog, DeliveryStatus};

@@ -2,7 +2,6 @@
 //! same tables as in ClickHouse, a replay leaves query results unchanged, compaction and
 //! retention keep the results, and a crash's leftovers are ignored.
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
