@@ -118,11 +118,12 @@ fn invariants(
                 prop_assert!(!e.id.is_empty() && !e.source.is_empty() && !e.kind.is_empty());
                 prop_assert_eq!(e.received_at, RECEIVED);
                 prop_assert!(e.value.is_none_or(f64::is_finite));
-                prop_assert!(e.attrs.keys().all(|k| {
+                let names_ok = e.attrs.keys().all(|k| {
                     k == DATA_BASE64_ATTR
                         || k.bytes()
                             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                }));
+                });
+                prop_assert!(names_ok, "extension names are lowercase a-z0-9");
             }
             Err(err) => {
                 prop_assert!(!err.message.is_empty());
