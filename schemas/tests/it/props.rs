@@ -3,7 +3,8 @@
 //! The case count is proptest's own `PROPTEST_CASES` (default 256, what the normal test
 //! run uses); `bench/proptests.sh` sets it to a million. Each property prints one
 //! `proptest-summary` line (name, inputs, slowest input, elapsed) that the bench collects.
-//! An input slower than `HELIOS_PROPTEST_HANG_SECS` (default 10 s) fails as a hang.
+//! An input slower than `HELIOS_PROPTEST_HANG_SECS` (default 10 s) fails as a hang;
+//! `HELIOS_PROPTEST_LAST_INPUT=file` keeps the input being run, for crashes that abort.
 //!
 //! The property tests of helios-connectors, helios-pipeline and helios-query-api include
 //! this file too (`#[path]`), so every decoder is run and reported the same way.
@@ -40,7 +41,13 @@ where
     let started = Instant::now();
     let inputs = std::cell::Cell::new(0u64);
     let slowest = std::cell::Cell::new(Duration::ZERO);
+    // A crash that aborts the process (a stack overflow) leaves no shrunk input behind:
+    // with this set, each input is written there before it runs.
+    let last_input = std::env::var_os("HELIOS_PROPTEST_LAST_INPUT");
     let result = runner.run(&strategy, |input| {
+        if let Some(path) = &last_input {
+            let _ = std::fs::write(path, format!("{input:?}"));
+        }
         let t = Instant::now();
         let out = test(input);
         let took = t.elapsed();
