@@ -649,3 +649,6 @@ pub fn body_id(source: &str, body: &[u8]) -> String {
     h.update(body);
     hex(&h.finalize()[..16])
 }
+
+#[cfg(test)]
+mod props;

@@ -715,3 +715,6 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -6,7 +6,10 @@
 //! (writer schema fetched from a [`SchemaSource`], reader = built-in) and converted.
 //! [`RecordCodec`] does the same for the other records, always through apache-avro.
 
+mod bounds;
 pub mod event_binary;
+
+pub use bounds::MAX_DEPTH;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -96,7 +99,10 @@ fn same_schema(a: &Schema, b: &Schema) -> bool {
 }
 
 /// Reads `body` written with `writer`, resolved to the built-in reader schema of `T`.
+/// The body is checked against the writer schema first (see [`bounds`]).
 fn resolve_decode<T: AvroRecord>(writer: &Schema, body: &[u8]) -> Result<T> {
+    // apache-avro trusts length prefixes and recurses per nesting level: bound both first.
+    bounds::check(writer, body, T::NAME)?;
     let reader = GenericDatumReader::builder(writer)
         .reader_schema(T::schema())
         .build()
