@@ -194,6 +194,10 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
         tokio::spawn(health(server.clone(), seen.clone(), stop.clone())),
     ];
 
+    // Statements over `events` meet rows, whatever the ingest client's pace: a bomb over
+    // an empty table would be a correct, empty answer.
+    wait_for_stored(&server, &source, |n| n > 0).await;
+
     let client = reqwest::Client::new();
     let mut problems = Vec::new();
     let mut refused = 0;
@@ -293,7 +297,13 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
 
     // Every accepted event lands in the store, once.
     let accepted = seen.accepted.load(Ordering::SeqCst);
-    assert!(accepted > 20, "only {accepted} events were sent");
+    assert!(accepted > 0, "the ingest client sent no event");
+    wait_for_stored(&server, &source, |n| n == accepted as u64).await;
+    assert!(server_exit(&server).is_none(), "helios up died");
+}
+
+/// Polls the store (90 s at most) until its count of `source`'s events satisfies `done`.
+async fn wait_for_stored(server: &Helios, source: &str, done: impl Fn(u64) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let r = server
@@ -304,16 +314,15 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
             .unwrap();
         let body: Value = r.json().await.unwrap();
         let stored = body["rows"][0][0].as_u64();
-        if stored == Some(accepted as u64) {
-            break;
+        if stored.is_some_and(&done) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "{accepted} events accepted, the store holds {stored:?}: {body}"
+            "the store holds {stored:?} events of {source}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(server_exit(&server).is_none(), "helios up died");
 }
 
 fn server_exit(server: &Arc<Helios>) -> Option<String> {

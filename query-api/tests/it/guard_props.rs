@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use helios_query_api::sql::guard::check as guard;
+use helios_query_api::sql::guard::{GuardLimits, check as guard, check_with};
 use helios_query_api::store::Dialect;
 use proptest::prelude::*;
 use sqlparser::ast::Statement;
@@ -279,7 +279,16 @@ fn guard_checked(sql: &str) -> Result<(), TestCaseError> {
                     sql,
                     out
                 );
-                let again = guard(&out, dialect, &tables);
+                // Each table is rendered as a `(SELECT * FROM t FINAL)` subquery: one more
+                // table, level and expression per reference, counted again on a re-check.
+                let grown = GuardLimits {
+                    max_text_bytes: 4 * GuardLimits::default().max_text_bytes,
+                    max_nesting: GuardLimits::default().max_nesting + 2,
+                    max_expressions: 2 * GuardLimits::default().max_expressions,
+                    max_tables: 2 * GuardLimits::default().max_tables,
+                    ..GuardLimits::default()
+                };
+                let again = check_with(&out, dialect, &tables, &grown);
                 prop_assert!(
                     again.is_ok(),
                     "rendered text {:?} is refused on a re-check: {:?}",
