@@ -138,3 +138,83 @@ impl Log {
         self.consumers.consumer(topics, config).await
     }
 }
+
+/// Creates `spec`'s topic unless it exists; `true` when this call created it. Roles start
+/// together and create the topics they touch, so another one may create the same topic
+/// between the check and the create: when the create fails and the topic exists by then,
+/// the other role's topic stands (the stage that writes a topic decides its partitions)
+/// and this is not an error.
+pub async fn create_topic_if_missing(admin: &dyn LogAdmin, spec: &TopicSpec) -> Result<bool> {
+    if admin.list_topics().await?.contains(&spec.name) {
+        return Ok(false);
+    }
+    match admin.create_topic(spec).await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            if admin.list_topics().await?.contains(&spec.name) {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An admin whose topic another role creates between our check and our create.
+    #[derive(Default)]
+    struct Racing {
+        listed: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl LogAdmin for Racing {
+        async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+            Err(LogError::TopicConflict(spec.name.clone()))
+        }
+        async fn list_topics(&self) -> Result<Vec<String>> {
+            let mut n = self.listed.lock().unwrap();
+            *n += 1;
+            // Absent at the first look, present once the other role has created it.
+            Ok(if *n == 1 {
+                vec![]
+            } else {
+                vec!["t".to_owned()]
+            })
+        }
+        async fn describe_topic(&self, topic: &str) -> Result<TopicInfo> {
+            Err(LogError::UnknownTopic(topic.to_owned()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_topic_another_role_created_meanwhile_is_not_an_error() {
+        let racing = Racing::default();
+        let created = create_topic_if_missing(&racing, &TopicSpec::new("t", 4)).await;
+        assert!(matches!(created, Ok(false)), "{created:?}");
+        // Without the other role, the create's error stands.
+        struct Failing;
+        #[async_trait]
+        impl LogAdmin for Failing {
+            async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+                Err(LogError::InvalidTopicName(spec.name.clone()))
+            }
+            async fn list_topics(&self) -> Result<Vec<String>> {
+                Ok(vec![])
+            }
+            async fn describe_topic(&self, topic: &str) -> Result<TopicInfo> {
+                Err(LogError::UnknownTopic(topic.to_owned()))
+            }
+        }
+        let refused = create_topic_if_missing(&Failing, &TopicSpec::new("t", 4)).await;
+        assert!(
+            matches!(refused, Err(LogError::InvalidTopicName(_))),
+            "{refused:?}"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use helios_log::{Log, TopicSpec};
+use helios_log::{Log, TopicSpec, create_topic_if_missing};
 use helios_schemas::SchemaSource;
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore, migrations};
 use helios_sinks::notify::{Notifier, NotifyConfig, WebhookConfig};
@@ -120,7 +120,6 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         dead_letters: Some(names.name("helios.dlq")),
     };
     let admin = setup.log.admin();
-    let existing = admin.list_topics().await.context("listing topics")?;
     for (topic, partitions) in [
         (&topics.events, names.partitions),
         (&topics.aggregates, setup.aggregates_partitions),
@@ -130,12 +129,9 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
     ] {
         let Some(topic) = topic else { continue };
         // Only missing topics: the stage that writes a topic decides its partitions.
-        if !existing.iter().any(|t| t == topic) {
-            admin
-                .create_topic(&TopicSpec::new(topic.as_str(), partitions))
-                .await
-                .with_context(|| format!("creating topic {topic}"))?;
-        }
+        create_topic_if_missing(&*admin, &TopicSpec::new(topic.as_str(), partitions))
+            .await
+            .with_context(|| format!("creating topic {topic}"))?;
     }
     let store: Arc<dyn Store> = match &setup.clickhouse {
         Some(config) => {

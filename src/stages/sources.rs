@@ -11,7 +11,7 @@ use axum::Router;
 use clap::Args;
 use helios_connectors::runtime::{Emitter, EmitterConfig, Supervisor};
 use helios_connectors::spec::SourceSpec;
-use helios_log::{Log, TopicSpec};
+use helios_log::{Log, TopicSpec, create_topic_if_missing};
 use helios_query_api::metrics::MetricsRegistry;
 use helios_schemas::{AvroRecord, DeadLetter, Event, EventCodec, RecordCodec};
 
@@ -47,18 +47,14 @@ pub async fn start_sources(
     let events_topic = setup.topics.name(EVENTS_TOPIC);
     let dead_letter_topic = setup.topics.name(DEAD_LETTER_TOPIC);
     let admin = setup.log.admin();
-    let existing = admin.list_topics().await.context("listing topics")?;
     for (topic, partitions) in [
         (&events_topic, setup.topics.partitions),
         (&dead_letter_topic, 1),
     ] {
         // An existing topic keeps its partitions (another role may have created it).
-        if !existing.contains(topic) {
-            admin
-                .create_topic(&TopicSpec::new(topic.clone(), partitions))
-                .await
-                .with_context(|| format!("creating the topic {topic}"))?;
-        }
+        create_topic_if_missing(&*admin, &TopicSpec::new(topic.clone(), partitions))
+            .await
+            .with_context(|| format!("creating the topic {topic}"))?;
     }
     let event_schema = (setup.schemas)
         .register(setup.topics, EVENTS_TOPIC, Event::SCHEMA_JSON)

@@ -276,16 +276,12 @@ impl Processor {
             topics.push((&self.config.insights_topic, n));
         }
         for (topic, partitions) in topics {
-            let existing = admin
-                .list_topics()
-                .await
-                .map_err(|e| PipelineError::log("listing topics", e))?;
-            if !existing.iter().any(|t| t == topic) {
-                admin
-                    .create_topic(&TopicSpec::new(topic.clone(), partitions))
-                    .await
-                    .map_err(|e| PipelineError::log(format!("creating {topic}"), e))?;
-            }
+            helios_log::create_topic_if_missing(
+                &*admin,
+                &TopicSpec::new(topic.clone(), partitions),
+            )
+            .await
+            .map_err(|e| PipelineError::log(format!("creating {topic}"), e))?;
         }
         Ok(())
     }
