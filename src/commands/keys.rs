@@ -203,7 +203,7 @@ pub struct AuthArgs {
     pub body_limit: usize,
 
     /// How long a request may take before it is abandoned with `504`.
-    #[arg(long, env = "HELIOS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, env = "HELIOS_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::stages::http::parse_positive_duration)]
     pub request_timeout: Duration,
 
     /// Make GET /metrics need a `read` key (by default scrapers need none).
@@ -267,41 +267,4 @@ fn keys_path(data_dir: &Path, keys_file: Option<&Path>) -> PathBuf {
 fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
         .map_err(|e: helios_query_api::auth::Error| e.to_string())
-}
-
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like `30s` or `2m`: {e}"))?;
-    if d.is_zero() {
-        return Err("the request timeout must be longer than 0s".into());
-    }
-    Ok(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_in_bytes_and_binary_units() {
-        assert_eq!(crate::stages::http::parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(crate::stages::http::parse_size("2MiB"), Ok(2 << 20));
-        assert_eq!(crate::stages::http::parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(crate::stages::http::parse_size("1 GiB"), Ok(1 << 30));
-        assert!(
-            crate::stages::http::parse_size("2MB")
-                .unwrap_err()
-                .contains("`MB`")
-        );
-        assert!(crate::stages::http::parse_size("0").is_err());
-        assert!(crate::stages::http::parse_size("MiB").is_err());
-        assert!(crate::stages::http::parse_size("99999999999999999999GiB").is_err());
-    }
-
-    #[test]
-    fn timeouts_must_be_positive_durations() {
-        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
-        assert!(parse_timeout("0s").is_err());
-        assert!(parse_timeout("soon").is_err());
-    }
 }

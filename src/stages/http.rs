@@ -116,7 +116,8 @@ pub async fn serve(
         .context("serving HTTP")
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+/// A duration longer than zero, e.g. `10s` or `2m`.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like `10s` or `2m`: {e}"))?;
     if d.is_zero() {
@@ -266,5 +267,24 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["helios", "--allowed-hosts", "http://x"]).unwrap();
         assert!(cli.http.config(false).is_err());
+    }
+
+    #[test]
+    fn sizes_in_bytes_and_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert!(parse_size("2MB").unwrap_err().contains("`MB`"));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn timeouts_must_be_positive_durations() {
+        assert_eq!(parse_positive_duration("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("soon").is_err());
     }
 }

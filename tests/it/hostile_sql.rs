@@ -183,7 +183,17 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
 
     let seen = Arc::new(Background::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let source = format!("hostile-{}", if clickhouse { "ch" } else { "embedded" });
+    // Unique per run, so a long-lived ClickHouse holding earlier runs' events still counts
+    // only this run's.
+    let source = format!(
+        "hostile-{}-{}-{}",
+        if clickhouse { "ch" } else { "embedded" },
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let clients = [
         tokio::spawn(ingest(
             server.clone(),
@@ -302,6 +312,33 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
     assert!(server_exit(&server).is_none(), "helios up died");
 }
 
+/// The test ClickHouse and its read-only user (scripts/services/clickhouse.sh).
+fn clickhouse_and_read_user() -> (String, String, String) {
+    match (
+        std::env::var("HELIOS_TEST_CLICKHOUSE"),
+        std::env::var("HELIOS_TEST_CLICKHOUSE_READ_USER"),
+        std::env::var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"),
+    ) {
+        (Ok(u), Ok(r), Ok(p)) => (u, r, p),
+        _ => panic!(
+            "HELIOS_TEST_CLICKHOUSE and HELIOS_TEST_CLICKHOUSE_READ_USER/_PASSWORD are not set: \
+             this test needs the clickhouse-server of scripts/services/clickhouse.sh"
+        ),
+    }
+}
+
+/// Runs `statements` as the server's default user, each of which must succeed.
+async fn run_as_default(client: &reqwest::Client, url: &str, statements: &[&'static str]) {
+    for sql in statements {
+        let r = client.post(url).body(*sql).send().await.unwrap();
+        assert!(
+            r.status().is_success(),
+            "{sql}: {}",
+            r.text().await.unwrap()
+        );
+    }
+}
+
 /// Polls the store (90 s at most) until its count of `source`'s events satisfies `done`.
 async fn wait_for_stored(server: &Helios, source: &str, done: impl Fn(u64) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -372,33 +409,22 @@ async fn hostile_sql_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_sql_on_clickhouse_as_the_read_only_user() {
-    let (url, user, password) = match (
-        std::env::var("HELIOS_TEST_CLICKHOUSE"),
-        std::env::var("HELIOS_TEST_CLICKHOUSE_READ_USER"),
-        std::env::var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"),
-    ) {
-        (Ok(u), Ok(r), Ok(p)) => (u, r, p),
-        _ => panic!(
-            "HELIOS_TEST_CLICKHOUSE and HELIOS_TEST_CLICKHOUSE_READ_USER/_PASSWORD are not set: \
-             this test needs the clickhouse-server of scripts/services/clickhouse.sh"
-        ),
-    };
+    let (url, user, password) = clickhouse_and_read_user();
     let client = reqwest::Client::new();
-    // A fresh `helios` database (the read user may read only that one) and a decoy
-    // database with a secret no answer may show.
-    for sql in [
-        "DROP DATABASE IF EXISTS helios",
-        "CREATE DATABASE IF NOT EXISTS helios_hostile_other",
-        "CREATE TABLE IF NOT EXISTS helios_hostile_other.secret_table (v String) ENGINE = Memory",
-        "INSERT INTO helios_hostile_other.secret_table VALUES ('decoy-secret-7f3a')",
-    ] {
-        let r = client.post(&url).body(sql).send().await.unwrap();
-        assert!(
-            r.status().is_success(),
-            "{sql}: {}",
-            r.text().await.unwrap()
-        );
-    }
+    // The `helios` database (the read user may read only that one; other tests on this
+    // server use it too, so it is kept, not dropped) and a decoy database with a secret no
+    // answer may show.
+    run_as_default(
+        &client,
+        &url,
+        &[
+            "CREATE DATABASE IF NOT EXISTS helios",
+            "CREATE DATABASE IF NOT EXISTS helios_hostile_other",
+            "CREATE TABLE IF NOT EXISTS helios_hostile_other.secret_table (v String) ENGINE = Memory",
+            "INSERT INTO helios_hostile_other.secret_table VALUES ('decoy-secret-7f3a')",
+        ],
+    )
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let decoy = decoy(tmp.path());
@@ -423,30 +449,18 @@ async fn hostile_sql_on_clickhouse_as_the_read_only_user() {
 /// no other database, no writes.
 #[tokio::test]
 async fn the_clickhouse_read_user_cannot_reach_past_its_database() {
-    let (url, user, password) = match (
-        std::env::var("HELIOS_TEST_CLICKHOUSE"),
-        std::env::var("HELIOS_TEST_CLICKHOUSE_READ_USER"),
-        std::env::var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"),
-    ) {
-        (Ok(u), Ok(r), Ok(p)) => (u, r, p),
-        _ => panic!(
-            "HELIOS_TEST_CLICKHOUSE and HELIOS_TEST_CLICKHOUSE_READ_USER/_PASSWORD are not set: \
-             this test needs the clickhouse-server of scripts/services/clickhouse.sh"
-        ),
-    };
+    let (url, user, password) = clickhouse_and_read_user();
     let client = reqwest::Client::new();
-    for sql in [
-        "CREATE DATABASE IF NOT EXISTS helios",
-        "CREATE DATABASE IF NOT EXISTS helios_hostile_other",
-        "CREATE TABLE IF NOT EXISTS helios_hostile_other.secret_table (v String) ENGINE = Memory",
-    ] {
-        let r = client.post(&url).body(sql).send().await.unwrap();
-        assert!(
-            r.status().is_success(),
-            "{sql}: {}",
-            r.text().await.unwrap()
-        );
-    }
+    run_as_default(
+        &client,
+        &url,
+        &[
+            "CREATE DATABASE IF NOT EXISTS helios",
+            "CREATE DATABASE IF NOT EXISTS helios_hostile_other",
+            "CREATE TABLE IF NOT EXISTS helios_hostile_other.secret_table (v String) ENGINE = Memory",
+        ],
+    )
+    .await;
     let (trap, hits) = url_trap().await;
     let as_reader = |sql: String, params: &'static str| {
         let client = client.clone();
