@@ -208,6 +208,7 @@ impl Collect for PipelineCollector {
             m.batches,
         );
         out.counter(&n::PIPELINE_CHECKPOINTS, &[], m.checkpoints);
+        out.counter(&n::PIPELINE_WATERMARK_MARKS, &[], m.watermark_marks);
         out.gauge(&n::PIPELINE_CHECKPOINT_BYTES, &[], m.checkpoint_bytes_last);
         out.gauge(
             &n::PIPELINE_CHECKPOINT_DURATION,

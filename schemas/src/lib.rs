@@ -12,6 +12,7 @@ pub mod event_time;
 mod fault;
 pub mod records;
 pub mod registry;
+pub mod watermark_mark;
 pub mod wire;
 
 pub use codec::{EventCodec, RecordCodec, SchemaSource};

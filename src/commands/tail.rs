@@ -10,7 +10,7 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use clap::Args;
 use helios_log::{ConsumedRecord, ConsumerConfig, OffsetReset};
-use helios_schemas::{AvroRecord, Event, EventCodec, SchemaSource, wire};
+use helios_schemas::{AvroRecord, Event, EventCodec, SchemaSource, watermark_mark, wire};
 use serde_json::{Value, json};
 
 use crate::backend::LogArgs;
@@ -112,6 +112,15 @@ async fn render(codec: &EventCodec, source: &dyn SchemaSource, r: &ConsumedRecor
         "timestamp_ms": r.timestamp_ms,
         "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
     });
+    if let Some(mark) = watermark_mark::read(&r.headers) {
+        // Control records of the events topic: shown, so a window closed or an alert
+        // fired on a quiet stream can be traced to the mark that moved it.
+        match mark {
+            Ok(us) => line["watermark_mark"] = json!(us),
+            Err(e) => line["error"] = Value::String(e),
+        }
+        return line;
+    }
     match decode(codec, source, &r.value).await {
         Ok(value) => line["value"] = value,
         Err(e) => {

@@ -163,6 +163,21 @@ impl InsightOperator {
         }
     }
 
+    /// The smallest watermark at which [`Self::on_watermark`] would report something: the
+    /// end of the day that ends a streak, or of the week whose trend is due; `None` when
+    /// there is no streak and no series.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let day = (!self.streaks.is_empty())
+            .then(|| self.days_checked.saturating_add(1).saturating_mul(DAY));
+        let week =
+            (!self.series.is_empty()).then(|| week_start(self.weeks_checked.saturating_add(2)));
+        day.into_iter().chain(week).min().map(|progress| {
+            progress
+                .max(self.progress.saturating_add(1))
+                .saturating_add(self.lateness_us)
+        })
+    }
+
     /// The watermark given to the aggregate's window operator: all its windows ending at or
     /// before watermark − allowed lateness are final and have been passed in.
     pub fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Insight>) {

@@ -244,6 +244,19 @@ impl RuleOperator {
         Ok(())
     }
 
+    /// The smallest watermark at which [`Self::on_watermark`] would apply something (a held
+    /// event or a due timer: both apply once they are strictly before the watermark);
+    /// `None` when nothing waits on event time.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let event = self.state.pending.first().map(|p| p.time);
+        let timer = self.state.timers.first().map(|t| t.0);
+        event
+            .into_iter()
+            .chain(timer)
+            .min()
+            .map(|t| t.saturating_add(1))
+    }
+
     /// Advances the watermark: applies every held event and due timer before it, in event
     /// time order (events before timers at the same time), and appends the alerts.
     pub fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Alert>) {

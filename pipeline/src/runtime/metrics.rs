@@ -29,6 +29,7 @@ pub struct Metrics {
     restored_partitions: AtomicU64,
     commit_errors: AtomicU64,
     fatal_errors: AtomicU64,
+    watermark_marks: AtomicU64,
     /// Per assigned partition; the map changes only on assignment changes, the counters
     /// inside once per batch.
     partitions: RwLock<BTreeMap<u32, Arc<PartitionCounters>>>,
@@ -91,6 +92,8 @@ pub struct MetricsSnapshot {
     pub commit_errors: u64,
     /// Times the processor stopped on an error.
     pub fatal_errors: u64,
+    /// Watermark marks written into quiet partitions of the events topic.
+    pub watermark_marks: u64,
 }
 
 impl Metrics {
@@ -121,6 +124,10 @@ impl Metrics {
 
     pub(crate) fn restored(&self) {
         self.restored_partitions.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn marks_written(&self, n: u64) {
+        self.watermark_marks.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn commit_failed(&self) {
@@ -212,6 +219,7 @@ impl Metrics {
             restored_partitions: self.restored_partitions.load(Relaxed),
             commit_errors: self.commit_errors.load(Relaxed),
             fatal_errors: self.fatal_errors.load(Relaxed),
+            watermark_marks: self.watermark_marks.load(Relaxed),
         }
     }
 }

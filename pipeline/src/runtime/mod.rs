@@ -15,14 +15,21 @@
 //! repeats are identical records that sinks drop.
 //!
 //! Determinism: state is per input partition, and a partition's operators are driven by
-//! that partition's own watermark, advanced after every event. Their output is then a
-//! function of the partition's log alone, whatever the batch boundaries, the interleaving
-//! with other partitions, or where a crash cut the run. The merged watermark
-//! ([`Watermarks`]) only moves a partition that has been idle for `idle_timeout` of wall
-//! clock, the one declared exception.
+//! that partition's own watermark, advanced after every event and by every watermark
+//! mark read there. Their output is then a function of the partition's log alone,
+//! whatever the batch boundaries, the interleaving with other partitions, or where a
+//! crash cut the run.
+//!
+//! Quiet partitions (ADR-012): a partition without events for `idle_timeout` whose
+//! operators wait on event time (a window to close, a held event or timer of a rule) gets
+//! a watermark mark appended by [`Processor::run`]: wall clock minus the allowed
+//! out-of-orderness. The clock is read when the mark is written; the mark is applied
+//! when it is read back, in log order, so a replay reads the mark, never the clock
+//! ([`helios_schemas::watermark_mark`]). [`Processor::run_to_end`] writes none.
 
 // The runtime, unlike the operators it drives, runs on the clock: checkpoint intervals,
-// batch latency, and the instant it hands to idle-partition detection (pipeline/clippy.toml).
+// batch latency, idle detection, and the value of the watermark marks it writes
+// (pipeline/clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
 mod metrics;
@@ -38,7 +45,9 @@ use helios_log::{
     ConsumedRecord, ConsumerConfig, Log, LogConsumer, Record, SeekTo, TopicPartition, TopicSpec,
     TraceLinks,
 };
-use helios_schemas::{Alert, DeadLetter, Event, EventCodec, Insight, RecordCodec, WindowResult};
+use helios_schemas::{
+    Alert, DeadLetter, Event, EventCodec, Insight, RecordCodec, WindowResult, watermark_mark,
+};
 use sqlparser::ast::{Expr as Ast, SelectItem};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -50,7 +59,6 @@ use partition::{PartitionState, Specs};
 use crate::checkpoint::CheckpointStore;
 use crate::expr::GroupKeyExpr;
 use crate::spec::{Aggregate, Rule, Watermark};
-use crate::window::Watermarks;
 use crate::{PipelineError, Result};
 
 /// The stage name late events carry in their `DeadLetter` record.
@@ -300,6 +308,7 @@ impl Processor {
             };
             let batch = batch.map_err(|e| PipelineError::log("polling the events topic", e))?;
             runner.step(&self, batch).await?;
+            runner.mark_quiet_partitions(&self).await?;
             if Instant::now() >= next_checkpoint {
                 runner.checkpoint(&self, false).await?;
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
@@ -366,7 +375,6 @@ impl Processor {
 struct Runner {
     consumer: Box<dyn LogConsumer>,
     partitions: BTreeMap<u32, PartitionState>,
-    watermarks: Watermarks,
     ooo_us: i64,
     /// The event being processed, decoded into the previous one's allocations.
     event: Event,
@@ -395,7 +403,6 @@ impl Runner {
         Ok(Runner {
             consumer,
             partitions: BTreeMap::new(),
-            watermarks: Watermarks::new(w.max_out_of_orderness, w.idle_timeout),
             ooo_us: i64::try_from(w.max_out_of_orderness.as_micros()).unwrap_or(i64::MAX),
             event: Event::default(),
         })
@@ -420,7 +427,6 @@ impl Runner {
             .collect();
         for k in revoked {
             self.partitions.remove(&k);
-            self.watermarks.revoke(k);
             p.metrics.forget_partition(k);
             info!(
                 partition = k,
@@ -456,10 +462,6 @@ impl Runner {
                 .seek(&tp, to)
                 .await
                 .map_err(|e| PipelineError::log(format!("seeking {tp} to its checkpoint"), e))?;
-            self.watermarks.assign(k, now);
-            if state.max_event_time != i64::MIN {
-                self.watermarks.observe(k, state.max_event_time, now);
-            }
             self.partitions.insert(k, state);
             new.insert(k);
         }
@@ -548,12 +550,6 @@ impl Runner {
             }
             process_record(p, st, rec, self.ooo_us, started, &mut self.event, &mut out).await?;
         }
-        let now = Instant::now();
-        for (k, st) in &mut self.partitions {
-            if st.max_event_time != i64::MIN {
-                self.watermarks.observe(*k, st.max_event_time, now);
-            }
-        }
         for k in reseek {
             if let Some(st) = self.partitions.get_mut(&k) {
                 let tp = st.tp.clone();
@@ -564,25 +560,15 @@ impl Runner {
                 st.sought = true;
             }
         }
-        // The declared exception: a partition quiet for `idle_timeout` of wall clock is
-        // moved along by the merged watermark of the others, so its windows close.
-        let merged = self.watermarks.current(now);
-        let idle = p.config.watermark.idle_timeout;
-        for st in self.partitions.values_mut() {
-            if now.saturating_duration_since(st.last_record) >= idle && merged != i64::MIN {
-                let before = out.results.len() + out.alerts.len() + out.insights.len();
-                advance(st, merged, &mut out);
-                if out.results.len() + out.alerts.len() + out.insights.len() != before {
-                    st.dirty = true;
-                }
-            }
-        }
-        if merged != i64::MIN {
-            let wall_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
+        // How far results lag: the furthest-behind partition that has a watermark.
+        let merged = self
+            .partitions
+            .values()
+            .filter_map(|st| st.watermark(self.ooo_us))
+            .min();
+        if let Some(merged) = merged {
             p.metrics
-                .watermark_delay(wall_us.saturating_sub(merged) / 1000);
+                .watermark_delay(wall_clock_us().saturating_sub(merged) / 1000);
         }
         let (results, late, dead) = (
             out.results.len() as u64,
@@ -610,13 +596,11 @@ impl Runner {
         };
         write_outputs(p, out, &trace).await?;
         // After the outputs are durable: `next_offset` is now fully processed.
-        let wall_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+        let wall_us = wall_clock_us();
         for (&k, st) in &self.partitions {
-            let delay = (st.max_event_time != i64::MIN).then(|| {
-                wall_us.saturating_sub(st.max_event_time.saturating_sub(self.ooo_us)) / 1000
-            });
+            let delay = st
+                .watermark(self.ooo_us)
+                .map(|w| wall_us.saturating_sub(w) / 1000);
             let n = per_partition.get(k as usize).copied().unwrap_or(0);
             p.metrics.partition(k, n, st.next_offset, delay);
         }
@@ -635,6 +619,46 @@ impl Runner {
                 "Batch processed."
             );
         }
+        Ok(())
+    }
+
+    /// Appends a watermark mark to every partition that has been quiet for `idle_timeout`
+    /// while one of its operators waits for a watermark the wall clock (minus the allowed
+    /// out-of-orderness) has passed, unless a mark of ours is still on its way there.
+    /// The mark moves the partition when it is read back (see the module docs).
+    async fn mark_quiet_partitions(&mut self, p: &Processor) -> Result<()> {
+        let now = Instant::now();
+        let idle = p.config.watermark.idle_timeout;
+        let watermark = wall_clock_us().saturating_sub(self.ooo_us);
+        let mut marks = Vec::new();
+        for (&k, st) in &mut self.partitions {
+            let quiet = now.saturating_duration_since(st.last_record) >= idle;
+            let behind = st.watermark(self.ooo_us).is_none_or(|w| w < watermark);
+            let due = st.next_deadline().is_some_and(|d| d <= watermark);
+            if quiet && behind && due && !st.mark_pending {
+                st.mark_pending = true;
+                marks.push(Record {
+                    headers: watermark_mark::headers(watermark),
+                    partition: Some(k),
+                    ..Record::default()
+                });
+            }
+        }
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let n = marks.len() as u64;
+        let topic = &p.config.events_topic;
+        p.log
+            .producer()
+            .append(topic, marks)
+            .await
+            .map_err(|e| PipelineError::log(format!("appending a watermark mark to {topic}"), e))?;
+        p.metrics.marks_written(n);
+        debug!(
+            partitions = n,
+            watermark, "Watermark marks written to quiet partitions."
+        );
         Ok(())
     }
 
@@ -683,8 +707,12 @@ async fn process_record(
     out: &mut Outputs,
 ) -> Result<()> {
     st.next_offset = rec.offset + 1;
-    st.last_record = polled;
     st.dirty = true;
+    if let Some(mark) = watermark_mark::read(&rec.headers) {
+        apply_mark(p, st, rec, mark, out);
+        return Ok(());
+    }
+    st.last_record = polled;
     if p.codecs.events.decode_into(&rec.value, event).is_err() {
         match p.codecs.events.decode_async(&rec.value).await {
             Ok(e) => *event = e,
@@ -737,6 +765,46 @@ async fn process_record(
         advance(st, event.time.saturating_sub(ooo_us), out);
     }
     Ok(())
+}
+
+/// Applies a watermark mark read at `rec`: moves the partition's operators to its
+/// watermark. A mark that cannot be read, or dated more than `max_future` after the
+/// record's log time (one not written by a processor), becomes a dead letter and moves
+/// nothing; both checks read only the record, so a replay decides the same.
+fn apply_mark(
+    p: &Processor,
+    st: &mut PartitionState,
+    rec: &ConsumedRecord,
+    mark: std::result::Result<i64, String>,
+    out: &mut Outputs,
+) {
+    st.mark_pending = false;
+    let watermark = match mark {
+        Ok(w) => w,
+        Err(why) => {
+            out.dead.push(dead_letter(DECODE_STAGE, rec, why, None));
+            return;
+        }
+    };
+    let logged = rec.timestamp_ms.saturating_mul(1000);
+    if let Err(why) =
+        helios_schemas::event_time::check_times(watermark, logged, p.config.max_future)
+    {
+        let reason = format!("watermark mark: {why}");
+        out.dead.push(dead_letter(FUTURE_STAGE, rec, reason, None));
+        return;
+    }
+    if watermark > st.mark {
+        st.mark = watermark;
+        advance(st, watermark, out);
+    }
+}
+
+/// Microseconds since the epoch by the wall clock (metrics and watermark marks only).
+fn wall_clock_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Moves a partition's operators to `watermark`: each window operator, then its insight

@@ -30,7 +30,12 @@ pub(crate) struct PartitionState {
     pub next_offset: u64,
     /// Largest event time processed here, µs.
     pub max_event_time: i64,
-    /// Wall-clock time of the last record (idle detection only).
+    /// Largest watermark mark applied here since the start, µs (`i64::MIN` for none). Not
+    /// checkpointed: the operators keep their own watermarks.
+    pub mark: i64,
+    /// A mark this processor wrote has not been read back yet (no second one meanwhile).
+    pub mark_pending: bool,
+    /// Wall-clock time of the last event record (idle detection only; marks do not count).
     pub last_record: Instant,
     /// Just sought: the next record may legitimately be past `next_offset` (retention
     /// deleted what the checkpoint pointed at).
@@ -152,6 +157,8 @@ impl PartitionState {
             insights: specs.new_insights(),
             next_offset: start,
             max_event_time: i64::MIN,
+            mark: i64::MIN,
+            mark_pending: false,
             last_record: now,
             sought: true,
             dirty: false,
@@ -252,10 +259,32 @@ impl PartitionState {
             insights,
             next_offset: offset,
             max_event_time: p.max_event_time,
+            mark: i64::MIN,
+            mark_pending: false,
             last_record: now,
             sought: true,
             dirty: false,
         })
+    }
+
+    /// The partition's watermark: its newest event time minus `ooo_us`, or the last mark
+    /// applied if that is further; `None` before either.
+    pub fn watermark(&self, ooo_us: i64) -> Option<i64> {
+        let from_events =
+            (self.max_event_time != i64::MIN).then(|| self.max_event_time.saturating_sub(ooo_us));
+        from_events
+            .into_iter()
+            .chain((self.mark != i64::MIN).then_some(self.mark))
+            .max()
+    }
+
+    /// The smallest watermark at which one of the partition's operators would emit
+    /// something; `None` when nothing here waits on event time.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let windows = self.aggregates.iter().filter_map(|a| a.next_deadline());
+        let rules = self.rules.iter().filter_map(|r| r.next_deadline());
+        let insights = self.insights.iter().filter_map(|i| i.next_deadline());
+        windows.chain(rules).chain(insights).min()
     }
 
     /// The checkpoint payload of the current state.

@@ -207,7 +207,13 @@ within = "30s"
     }
 
     async fn run(log: &Log, ckpt: &std::path::Path, name: &str) -> crate::runtime::RunSummary {
-        let mut config = ProcessorConfig::new(name, spec(SPEC).watermark);
+        let p = processor(log, ckpt, name, SPEC).await;
+        p.run_to_end().await.unwrap()
+    }
+
+    /// A processor of `text` named `name`: its group, and the prefix of its output topics.
+    async fn processor(log: &Log, ckpt: &std::path::Path, name: &str, text: &str) -> Processor {
+        let mut config = ProcessorConfig::new(name, spec(text).watermark);
         config.aggregates_topic = format!("{name}.aggregates");
         config.alerts_topic = format!("{name}.alerts");
         config.insights_topic = format!("{name}.insights");
@@ -216,16 +222,16 @@ within = "30s"
         config.max_batch = 333;
         let p = Processor::new(
             config,
-            spec(SPEC).aggregates,
+            spec(text).aggregates,
             log.clone(),
             codecs(),
             CheckpointStore::local(ckpt, name).unwrap(),
         )
         .unwrap()
-        .with_rules_and_insights(spec(SPEC).rules, derived())
+        .with_rules_and_insights(spec(text).rules, derived())
         .unwrap();
         p.ensure_topics().await.unwrap();
-        p.run_to_end().await.unwrap()
+        p
     }
 
     /// Every record of `topic`, as bytes, per partition in offset order.
@@ -442,6 +448,146 @@ within = "30s"
             .map(|r| r.count)
             .sum();
         assert_eq!(counted, 300, "every ordinary event is in a closed window");
+    }
+
+    const QUIET: &str = r#"
+[watermark]
+max_out_of_orderness = "1s"
+idle_timeout = "1s"
+
+[[aggregate]]
+name = "per_2s"
+window = { type = "tumbling", size = "2s" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+
+[[rule]]
+name = "failing"
+type = "threshold"
+where = "attrs['conclusion'] = 'failure'"
+per = ["subject"]
+count = 3
+within = "1m"
+
+[[rule]]
+name = "gone"
+type = "absence"
+where = "kind = 'beat'"
+per = ["subject"]
+within = "2s"
+"#;
+
+    /// Issue 17: three failures and a heartbeat, then silence. The live processor writes
+    /// watermark marks into the quiet partition, so the threshold and absence rules fire
+    /// and the window closes with no further event; a replay of the same log (marks
+    /// included) by `run_to_end`, which reads no clock, writes byte-identical outputs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quiet_partition_moves_by_marks_and_a_replay_reads_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = log.log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", 2))
+            .await
+            .unwrap();
+        #[allow(clippy::disallowed_methods)] // the test plays the producer, on the clock
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        let codec = EventCodec::new(1);
+        let event = |id: &str, kind: &str, conclusion: Option<&str>| Event {
+            id: id.into(),
+            source: "test".into(),
+            kind: kind.into(),
+            subject: "quiet".into(),
+            time: now,
+            received_at: now,
+            attrs: conclusion
+                .map(|c| ("conclusion".to_string(), c.to_string()))
+                .into_iter()
+                .collect(),
+            ..Event::default()
+        };
+        let records = [
+            event("f1", "ci.run", Some("failure")),
+            event("f2", "ci.run", Some("failure")),
+            event("f3", "ci.run", Some("failure")),
+            event("b1", "beat", None),
+        ]
+        .iter()
+        .map(|e| Record::keyed("quiet", codec.encode(e)))
+        .collect();
+        log.producer()
+            .append("helios.events", records)
+            .await
+            .unwrap();
+
+        let live = processor(&log, &tmp.path().join("ckpt-live"), "live", QUIET).await;
+        let metrics = live.metrics();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(live.run(async {
+            let _ = stopped.await;
+        }));
+        // Behaviour, not timing: wait (generously) for both alerts and the final window.
+        let alerts = RecordCodec::<Alert>::new(4);
+        let results = RecordCodec::<WindowResult>::new(2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let fired: Vec<String> = sorted(&log, "live.alerts")
+                .await
+                .iter()
+                .map(|(_, v)| alerts.decode(v).unwrap().rule)
+                .collect();
+            let finals = sorted(&log, "live.aggregates")
+                .await
+                .iter()
+                .filter(|(_, v)| results.decode(v).unwrap().is_final)
+                .count();
+            if fired.contains(&"failing".to_string())
+                && fired.contains(&"gone".to_string())
+                && finals == 1
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no event follows, yet the quiet partition must move: alerts {fired:?}, final windows {finals}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+        assert!(metrics.snapshot().watermark_marks > 0);
+
+        // The marks are in the log, next to the events they follow.
+        let mut c = log
+            .consumer(&["helios.events"], ConsumerConfig::new("read-marks"))
+            .await
+            .unwrap();
+        let mut marks = 0;
+        loop {
+            let batch = c.poll(1000, Duration::from_millis(200)).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                if let Some(m) = helios_schemas::watermark_mark::read(&r.headers) {
+                    let m = m.unwrap();
+                    assert!(m > now, "a mark is the wall clock minus 1 s: {m} vs {now}");
+                    marks += 1;
+                }
+            }
+        }
+        assert!(marks > 0, "no watermark mark in helios.events");
+
+        let replay = processor(&log, &tmp.path().join("ckpt-replay"), "replay", QUIET).await;
+        replay.run_to_end().await.unwrap();
+        for out in ["aggregates", "alerts", "insights", "late", "dlq"] {
+            let live = read_all(&log, &format!("live.{out}")).await;
+            let replay = read_all(&log, &format!("replay.{out}")).await;
+            assert_eq!(live, replay, "{out}: the replay differs from the live run");
+        }
     }
 
     /// Every record of `topic` as (key, value), sorted: what was written, whatever the

@@ -76,7 +76,8 @@ pub struct Located<T> {
 pub struct Watermark {
     /// Watermark = max event time seen − this. Default 10 s.
     pub max_out_of_orderness: Duration,
-    /// A partition without events for this long stops holding the watermark back. Default 30 s.
+    /// A partition without events for this long, while a window or rule there waits, gets
+    /// a watermark mark at wall clock − `max_out_of_orderness` (ADR-012). Default 30 s.
     pub idle_timeout: Duration,
 }
 

@@ -9,7 +9,6 @@
 
 mod accumulate;
 pub mod sketch;
-mod watermark;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use helios_schemas::{Event, WindowResult};
 use serde::{Deserialize, Serialize};
 
 pub use accumulate::{Accumulator, Input};
-pub use watermark::Watermarks;
 
 use crate::ids::IdBuilder;
 use crate::spec::{Aggregate, Window};
@@ -462,6 +460,32 @@ impl WindowedAggregate {
                 self.watermark, self.spec.allowed_lateness
             ),
         }
+    }
+
+    /// The smallest watermark at which [`Self::on_watermark`] would emit something (a
+    /// window closes, or an `emit_every` boundary passes with windows open); `None` when
+    /// nothing is open. The runtime writes a watermark mark into a quiet partition only
+    /// when one of its operators has a deadline behind the wall clock.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let closes = [
+            self.ends.first_key_value().map(|(end, _)| *end),
+            self.session_ends.first_key_value().map(|(end, _)| *end),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|end| end.saturating_add(self.lateness_us));
+        // The first watermark whose boundary (a multiple of `every`) is past the last one.
+        let early = self
+            .emit_every_us
+            .filter(|_| !self.groups.is_empty())
+            .map(|every| {
+                self.last_early
+                    .div_euclid(every)
+                    .saturating_add(1)
+                    .saturating_mul(every)
+            });
+        closes.into_iter().chain(early).min()
     }
 
     /// Advances the watermark and emits results: finals for windows that closed, and

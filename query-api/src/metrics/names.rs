@@ -105,6 +105,13 @@ pub const PIPELINE_CHECKPOINTS: Family = Family {
     help: "Partition checkpoints written.",
 };
 
+pub const PIPELINE_WATERMARK_MARKS: Family = Family {
+    name: "helios_pipeline_watermark_marks_total",
+    kind: Kind::Counter,
+    labels: &[],
+    help: "Watermark marks the processor wrote into quiet partitions of the events topic, so their windows close and rules fire without further events.",
+};
+
 pub const PIPELINE_CHECKPOINT_BYTES: Family = Family {
     name: "helios_pipeline_checkpoint_bytes",
     kind: Kind::Gauge,
@@ -187,6 +194,7 @@ pub const ALL: &[&Family] = &[
     &PIPELINE_WATERMARK_DELAY,
     &PIPELINE_BATCH_LATENCY,
     &PIPELINE_CHECKPOINTS,
+    &PIPELINE_WATERMARK_MARKS,
     &PIPELINE_CHECKPOINT_BYTES,
     &PIPELINE_CHECKPOINT_DURATION,
     &CONSUMER_LAG,

@@ -314,6 +314,12 @@ impl Sink {
         let d = &self.decoders;
         let bytes = &record.value;
         match kind {
+            // A watermark mark moves event time in the processor; it is not an event.
+            TopicKind::Events
+                if helios_schemas::watermark_mark::read(&record.headers).is_some() =>
+            {
+                return Ok(0);
+            }
             TopicKind::Events => batch
                 .tables
                 .events
