@@ -9,11 +9,11 @@
 //! each other's data. Waits poll for the behaviour with generous deadlines.
 
 use crate::common;
+use crate::common::rfc3339;
+use crate::common::roles::{Role, WAIT, free_addr, service, wait_http};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -24,70 +24,6 @@ const PER_SUBJECT: usize = 240;
 /// 2026-01-01T00:00:00Z, µs.
 const BASE_US: i64 = 1_767_225_600_000_000;
 const WINDOW_US: i64 = 60_000_000;
-const WAIT: Duration = Duration::from_secs(180);
-
-fn service(var: &str, what: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: this test needs {what}. Run it through scripts/test, which \
-             starts tansu and clickhouse-server, or start them with scripts/services/*.sh."
-        )
-    })
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// One `helios` role process; killed when dropped.
-struct Role {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Role {
-    fn start(name: &'static str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Role {
-        let log = dir.join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = Command::new(common::BIN)
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("HELIOS_LOG", "info,librdkafka=warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning helios for {name}: {e}"));
-        Role { name, child, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Fails the test with the role's log if it exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("{} exited with {status}:\n{}", self.name, self.log_text());
-        }
-    }
-
-    /// SIGKILL: no shutdown code runs, nothing is checkpointed or committed.
-    fn sigkill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The event `i` of subject `s`: one per second, values 0..7, pushes only (plus
 /// `ci.run`s the aggregate must ignore).
@@ -103,27 +39,6 @@ fn event(s: usize, i: usize) -> Value {
         "time": rfc3339(time_us),
         "value": ((s + i) % 7) as f64,
     })
-}
-
-fn rfc3339(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// What the aggregate must hold, computed from the events alone:
@@ -174,25 +89,6 @@ async fn send(client: &reqwest::Client, ingest: SocketAddr, key: &str, batch: Ve
         }
         assert!(Instant::now() < deadline, "ingest kept refusing a batch");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_http(client: &reqwest::Client, url: &str, role: &mut Role) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        role.assert_running();
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not answer {url}:\n{}",
-            role.name,
-            role.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -1,0 +1,88 @@
+//! `helios run <role>` processes for the scaled-out tests, on the services `scripts/test`
+//! starts (tansu, clickhouse-server).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use super::free_addr;
+
+/// How long a role may take to answer or to do what a test waits for.
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// The value of `var`, set by `scripts/test` for a service; fails the test, never skips.
+pub fn service(var: &str, what: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: this test needs {what}. Run it through scripts/test, which \
+             starts tansu and clickhouse-server, or start them with scripts/services/*.sh."
+        )
+    })
+}
+
+/// One `helios` role process; killed when dropped.
+pub struct Role {
+    pub name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Role {
+    pub fn start(name: &'static str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Role {
+        let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child = Command::new(super::BIN)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("HELIOS_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning helios for {name}: {e}"));
+        Role { name, child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails the test with the role's log if it exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited with {status}:\n{}", self.name, self.log_text());
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, nothing is checkpointed or committed.
+    pub fn sigkill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `url` answers 2xx, failing with the role's log if it exits or never does.
+pub async fn wait_http(client: &reqwest::Client, url: &str, role: &mut Role) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        role.assert_running();
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not answer {url}:\n{}",
+            role.name,
+            role.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
