@@ -14,6 +14,7 @@ mod insights_api;
 mod metrics;
 mod otel;
 mod pipeline_crash;
+mod readme;
 mod rules_alerts;
 mod runbooks;
 mod scale_out;
