@@ -450,7 +450,7 @@ fn now_us() -> i64 {
         .as_micros() as i64
 }
 
-/// `field` of every `[[table]]` of a spec.
+/// Every `[[table]]` of a spec.
 fn tables(spec: &toml::Table, table: &str) -> Vec<toml::Table> {
     spec.get(table)
         .and_then(|t| t.as_array())
