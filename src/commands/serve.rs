@@ -27,8 +27,9 @@ pub enum Serve {
 /// /healthz, /readyz and /openapi.json. Nothing is ingested or processed here; run it
 /// beside `helios run sink`, pointed at the same store and the same spec.
 ///
-/// Example (scaled out):
+/// Example (scaled out; the read user's password in HELIOS_CLICKHOUSE_READ_PASSWORD):
 ///   helios serve api --spec helios.toml --clickhouse http://127.0.0.1:8123 \
+///     --clickhouse-read-user helios_reader \
 ///     --keys-file /etc/helios/keys.json --listen 0.0.0.0:8080
 /// Example (over the embedded store of a data dir):
 ///   helios serve api --spec helios.toml --data-dir ./helios-data --listen 127.0.0.1:8090

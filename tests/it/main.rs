@@ -15,6 +15,7 @@ mod metrics;
 mod otel;
 mod pipeline_crash;
 mod quiet_stream;
+mod readme;
 mod rules_alerts;
 mod runbooks;
 mod scale_out;

@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use helios_query_api::metrics::names;
 
-const BIN: &str = env!("CARGO_BIN_EXE_helios");
+use crate::common::docs::{Complete, assert_real_command, helios_commands, inline_helios_commands};
 
 /// The runbooks the issue asks for, by file name.
 const REQUIRED: &[&str] = &[
@@ -201,117 +200,6 @@ fn logged(code: &str, message: &str) -> bool {
     })
 }
 
-/// `helios <path> --help`, or why it failed.
-fn help(path: &[String]) -> Result<String, String> {
-    let out = Command::new(BIN)
-        .args(path)
-        .arg("--help")
-        .output()
-        .expect("running helios");
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// The subcommands a help text lists.
-fn subcommands(help: &str) -> BTreeSet<String> {
-    let Some((_, rest)) = help.split_once("\nCommands:\n") else {
-        return BTreeSet::new();
-    };
-    rest.lines()
-        .take_while(|l| !l.trim().is_empty())
-        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The `--flags` of a help text's options, and whether each takes a value.
-fn flags(help: &str) -> BTreeMap<String, bool> {
-    let options = help.split_once("\nOptions:\n").map_or("", |(_, o)| o);
-    options
-        .lines()
-        .map(str::trim_start)
-        .filter(|l| l.starts_with('-'))
-        .filter_map(|l| {
-            let spec = l.split("  ").next().unwrap_or(l);
-            let flag = spec.split([' ', ',']).find(|t| t.starts_with("--"))?;
-            Some((flag.to_string(), spec.contains('<')))
-        })
-        .collect()
-}
-
-/// `helios …` command lines in the fenced code blocks of a markdown text (continuation
-/// lines joined), from the `helios` word on, up to a shell separator.
-fn helios_commands(text: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut in_block = false;
-    let mut joined = String::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_block = !in_block;
-            continue;
-        }
-        if !in_block {
-            continue;
-        }
-        match line.trim_end().strip_suffix('\\') {
-            Some(part) => {
-                joined.push_str(part);
-                joined.push(' ');
-                continue;
-            }
-            None => joined.push_str(line),
-        }
-        let full = std::mem::take(&mut joined);
-        let words: Vec<&str> = full.split_whitespace().collect();
-        // `helios` as a word, not as the value of a namespace flag (`kubectl -n helios`).
-        let at = (0..words.len()).find(|&i| {
-            words[i] == "helios" && (i == 0 || !["-n", "--namespace"].contains(&words[i - 1]))
-        });
-        if let Some(start) = at {
-            let cmd: Vec<String> = words[start + 1..]
-                .iter()
-                .take_while(|w| !["&&", "|", ";", "#", ">", "2>&1"].contains(w))
-                .map(|w| w.to_string())
-                .collect();
-            out.push(cmd);
-        }
-    }
-    out
-}
-
-/// `helios …` commands quoted inline (`` `helios topics list` ``) outside the "Not
-/// available" sections, which may name commands that do not exist; spans with
-/// placeholders (`<command>`, `…`) are not commands.
-fn inline_helios_commands(text: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut in_block = false;
-    let mut not_available = false;
-    for line in text.lines() {
-        if line.starts_with("## ") {
-            not_available = line.starts_with("## Not available");
-        }
-        if line.trim_start().starts_with("```") {
-            in_block = !in_block;
-        }
-        if in_block || not_available {
-            continue;
-        }
-        for (i, span) in line.split('`').enumerate() {
-            if i % 2 == 1
-                && let Some(cmd) = span.strip_prefix("helios ")
-                && !span.contains(['<', '…'])
-            {
-                out.push(cmd.split_whitespace().map(str::to_string).collect());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn every_required_runbook_exists_and_the_index_links_it() {
     let docs = docs();
@@ -388,30 +276,7 @@ fn every_helios_command_in_a_runbook_is_real() {
             .chain(inline_helios_commands(&text))
         {
             let shown = format!("docs/runbooks/{name}: `helios {}`", cmd.join(" "));
-            let mut path: Vec<String> = Vec::new();
-            let mut words = cmd.iter();
-            while let Some(w) = words.next() {
-                let h = help(&path).unwrap_or_else(|e| panic!("{shown}: {e}"));
-                if w.starts_with("--") {
-                    let flag = w.split('=').next().unwrap();
-                    let known = flags(&h);
-                    let takes_value = known.get(flag).unwrap_or_else(|| {
-                        panic!("{shown}: `helios {}` has no flag {flag}", path.join(" "))
-                    });
-                    if *takes_value && !w.contains('=') {
-                        words.next();
-                    }
-                } else if !w.starts_with('-') && subcommands(&h).contains(w.as_str()) {
-                    path.push(w.clone());
-                }
-            }
-            let h = help(&path).unwrap_or_else(|e| panic!("{shown}: {e}"));
-            assert!(
-                path.is_empty() || !h.contains("\nCommands:\n") || path == ["topics"],
-                "{shown}: `helios {}` needs a subcommand",
-                path.join(" ")
-            );
-            assert!(!path.is_empty(), "{shown}: no subcommand");
+            assert_real_command(&shown, &cmd, Complete::Required);
             checked += 1;
         }
     }

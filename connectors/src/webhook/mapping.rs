@@ -85,16 +85,20 @@ pub struct MappingSpec {
     pub subject: Option<FieldSpec>,
     /// The measure: a number or a numeric string.
     pub value: Option<FieldSpec>,
-    /// Pointer to an object whose scalar members all become attrs (for example
-    /// `/labels`); ignored when absent from the document.
+    /// Pointer to an object whose scalar members become attrs (for example `/labels`);
+    /// ignored when absent from the document. Default `""`, the whole document (or item):
+    /// its top-level strings, numbers and booleans become attrs, except the members the
+    /// mapping reads as id, time, kind, subject or value, as a CloudEvent's extension
+    /// attributes do. Nested objects and arrays stay in the payload only.
     pub attrs_from: Option<String>,
     /// Attr name -> field; these win over `attrs_from`.
     pub attrs: BTreeMap<String, FieldSpec>,
 }
 
 impl Default for MappingSpec {
-    /// A CloudEvents-like document: `/id`, `/time`, `/kind`, `/subject`, `/value`, and
-    /// the members of `/attrs`, all optional except the kind (literal `webhook`).
+    /// A CloudEvents-like document: `/id`, `/time`, `/kind`, `/subject`, `/value`, all
+    /// optional except the kind (literal `webhook` when absent), and every other top-level
+    /// scalar member as an attr (ADR-011).
     fn default() -> Self {
         let optional = |p: &str| {
             Some(FieldSpec::Full(FieldTable {
@@ -115,7 +119,7 @@ impl Default for MappingSpec {
             })),
             subject: optional("/subject"),
             value: optional("/value"),
-            attrs_from: Some("/attrs".to_string()),
+            attrs_from: Some(String::new()),
             attrs: BTreeMap::new(),
         }
     }
@@ -274,6 +278,12 @@ fn check_pointer(source: &str, name: &str, p: &str) -> Result<()> {
     }
 }
 
+/// The member a pointer names when it has one reference token (`/conclusion`, `/a~1b`).
+fn top_level_member(pointer: &str) -> Option<String> {
+    let token = pointer.strip_prefix('/')?;
+    (!token.contains('/')).then(|| token.replace("~1", "/").replace("~0", "~"))
+}
+
 /// The compiled field mapping.
 #[derive(Debug, Clone)]
 struct Fields {
@@ -285,6 +295,9 @@ struct Fields {
     subject: Option<Field>,
     value: Option<Field>,
     attrs_from: Option<String>,
+    /// With `attrs_from` at the document root: the members already read as id, time,
+    /// kind, subject or value, which are not repeated as attrs.
+    mapped_members: Vec<String>,
     attrs: Vec<(String, Field)>,
 }
 
@@ -365,15 +378,35 @@ impl Mapper {
                         Ok((k.clone(), Field::compile(source, &format!("attrs.{k}"), f)?))
                     })
                     .collect::<Result<Vec<_>>>()?;
+                let id = opt("id", &m.id)?;
+                let time = opt("time", &m.time)?;
+                let subject = opt("subject", &m.subject)?;
+                let value = opt("value", &m.value)?;
+                let mapped_members = if m.attrs_from.as_deref() == Some("") {
+                    [
+                        id.as_ref(),
+                        time.as_ref(),
+                        Some(&kind),
+                        subject.as_ref(),
+                        value.as_ref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.pointer.as_deref().and_then(top_level_member))
+                    .collect()
+                } else {
+                    Vec::new()
+                };
                 Rules::Fields(Box::new(Fields {
                     items: m.items.clone(),
-                    id: opt("id", &m.id)?,
-                    time: opt("time", &m.time)?,
+                    id,
+                    time,
                     time_unit: m.time_unit,
                     kind,
-                    subject: opt("subject", &m.subject)?,
-                    value: opt("value", &m.value)?,
+                    subject,
+                    value,
                     attrs_from: m.attrs_from.clone(),
+                    mapped_members,
                     attrs,
                 }))
             }
@@ -477,6 +510,9 @@ impl Mapper {
         let mut attrs = BTreeMap::new();
         if let Some(Value::Object(members)) = f.attrs_from.as_deref().and_then(|p| doc.pointer(p)) {
             for (k, v) in members {
+                if f.mapped_members.contains(k) {
+                    continue;
+                }
                 if let Some(s) = scalar_text(v) {
                     attrs.insert(k.clone(), s);
                 }

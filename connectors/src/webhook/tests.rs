@@ -290,6 +290,89 @@ async fn alertmanager_preset_gives_one_event_per_alert() {
     assert_eq!(written(&f).await, expected);
 }
 
+/// The default mapping reads a body as a CloudEvent is read: the fields it maps are the
+/// event's, every other top-level scalar is an attr (ADR-011), nested data stays in the
+/// payload only.
+#[tokio::test]
+async fn default_mapping_keeps_top_level_scalars_as_attrs() {
+    let f = log_fixture().await;
+    let (r, _) = router(
+        &f,
+        WebhookConfig {
+            name: "ci".into(),
+            ..WebhookConfig::default()
+        },
+    );
+    let body = json!({
+        "id": "run-3", "kind": "ci.run", "subject": "helios", "time": "2024-03-01T12:00:05Z",
+        "value": 95, "conclusion": "failure", "attempt": 2, "rerun": false, "branch": null,
+        "workflow": {"name": "test"}, "jobs": ["build"],
+    })
+    .to_string();
+    let (status, answer, _) = send(&r, post("ci", bearer(), &body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        written(&f).await,
+        vec![Event {
+            id: "run-3".into(),
+            source: "ci".into(),
+            kind: "ci.run".into(),
+            subject: "helios".into(),
+            time: us("2024-03-01T12:00:05Z"),
+            received_at: 0,
+            attrs: attrs(&[
+                ("conclusion", "failure"),
+                ("attempt", "2"),
+                ("rerun", "false")
+            ]),
+            value: Some(95.0),
+            payload: Some(body),
+        }]
+    );
+}
+
+/// Only members a mapping reads at the top level are left out of the document's attrs; a
+/// literal is not a member, and under another `attrs_from` every scalar member is an attr,
+/// as before.
+#[test]
+fn attrs_from_the_root_leaves_out_only_the_members_the_mapping_reads() {
+    let doc = json!({"svc": "api", "a/b": "x", "kind": "k", "status": "ok", "id": 7,
+                     "labels": {"job": "api", "env": "prod"}});
+    let map = |m: MappingSpec| {
+        let mapper = Mapper::new("src", None, Some(&m)).unwrap();
+        let raw = doc.to_string();
+        let input = super::mapping::Input {
+            raw: &raw,
+            id_seed: "seed",
+            received_at: 1,
+            default_time: 1,
+        };
+        mapper.map(&doc, &input).unwrap().remove(0).attrs
+    };
+    // `/a~1b` names the member `a/b`; the kind is a literal, so `kind` stays an attr, and
+    // so does `id`, which this mapping does not read.
+    assert_eq!(
+        map(MappingSpec {
+            id: None,
+            time: None,
+            value: None,
+            kind: Some(s("deploy")),
+            subject: Some(s("/a~1b")),
+            ..MappingSpec::default()
+        }),
+        attrs(&[("svc", "api"), ("kind", "k"), ("status", "ok"), ("id", "7")])
+    );
+    assert_eq!(
+        map(MappingSpec {
+            kind: Some(s("deploy")),
+            subject: Some(s("/labels/job")),
+            attrs_from: Some("/labels".into()),
+            ..MappingSpec::default()
+        }),
+        attrs(&[("job", "api"), ("env", "prod")])
+    );
+}
+
 #[tokio::test]
 async fn token_is_checked_from_header_or_query() {
     let f = log_fixture().await;

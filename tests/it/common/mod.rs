@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test module uses a different part
 
 pub mod clickhouse;
+pub mod docs;
 pub mod roles;
 
 use std::net::{SocketAddr, TcpListener};
@@ -29,9 +30,25 @@ impl Helios {
         Helios::start(data_dir, extra, key).await
     }
 
+    /// [`Helios::up`] with more environment variables for the child (the secrets a spec
+    /// names by `token_env` and the like).
+    pub async fn up_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Helios {
+        let key = api_key(data_dir);
+        Helios::start_with_env(data_dir, extra, key, env).await
+    }
+
     /// Starts `helios up` as it is, without creating a key first; `key` is what requests
     /// of [`Helios::get`] and [`Helios::post`] send.
     pub async fn start(data_dir: &Path, extra: &[&str], key: String) -> Helios {
+        Helios::start_with_env(data_dir, extra, key, &[]).await
+    }
+
+    async fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        key: String,
+        env: &[(&str, &str)],
+    ) -> Helios {
         let addr = free_addr();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -45,6 +62,7 @@ impl Helios {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
