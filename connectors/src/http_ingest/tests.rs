@@ -447,7 +447,9 @@ async fn binary_mode_faults_name_the_field_and_write_nothing() {
         ("ce-source", b"s"),
         ("ce-type", b"t"),
     ];
-    let cases: Vec<(Vec<(&str, &[u8])>, &str, &str)> = vec![
+    // (headers, field named, message fragment)
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (wrong_version, "specversion", "must be \"1.0\""),
         (
             binary_headers("x", &[("ce-datacontenttype", "text/plain")]),

@@ -34,6 +34,9 @@ const REQUIRED: [(&str, &str); 4] = [
     ("ce-type", "build.done"),
 ];
 
+/// Header (name, value) pairs.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
     REQUIRED.iter().chain(extra).copied().collect()
 }
@@ -41,7 +44,7 @@ fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static s
 #[test]
 fn binary_request_maps_to_the_same_event_as_its_structured_form() {
     // (headers beyond the required ones, Content-Type, body, the structured equivalent)
-    let cases: Vec<(Vec<(&str, &str)>, Option<&str>, &[u8], &str)> = vec![
+    let cases: Vec<(Headers, Option<&str>, &[u8], &str)> = vec![
         (
             vec![
                 ("ce-subject", "helios"),
@@ -131,7 +134,7 @@ fn binary_request_maps_to_the_same_event_as_its_structured_form() {
 #[test]
 fn binary_errors_are_the_structured_errors_with_the_field_named() {
     // Each case drops or changes headers; the structured form has the same fault.
-    let cases: [(Vec<(&str, &str)>, &str); 6] = [
+    let cases: [(Headers, &str); 6] = [
         (
             vec![
                 ("ce-specversion", "0.3"),
@@ -182,7 +185,14 @@ fn binary_errors_are_the_structured_errors_with_the_field_named() {
 #[test]
 fn binary_only_faults_name_the_header() {
     // (extra headers, Content-Type, body, field, message fragment)
-    let cases: [(&[(&str, &str)], Option<&str>, &[u8], &str, &str); 8] = [
+    type Case<'a> = (
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        &'a [u8],
+        &'a str,
+        &'a str,
+    );
+    let cases: [Case; 8] = [
         (
             &[("ce-datacontenttype", "text/plain")],
             None,
