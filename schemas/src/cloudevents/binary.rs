@@ -185,7 +185,7 @@ fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> 
 /// values with spaces); then one round of percent-decoding, and the bytes must be UTF-8.
 /// A `%` not followed by two hex digits is kept as it is, as older senders did not
 /// encode `%`. The error completes "the ce-<name> header …".
-pub fn decode_header_value(raw: &[u8]) -> Result<String, String> {
+fn decode_header_value(raw: &[u8]) -> Result<String, String> {
     let raw = raw.trim_ascii();
     let unquoted: Cow<'_, [u8]> = match raw {
         [b'"', ..] => Cow::Owned(unquote(raw)?),
