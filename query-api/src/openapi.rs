@@ -2,12 +2,15 @@
 //! the response types (utoipa), served at `GET /openapi.json`.
 //!
 //! It covers the routes this crate answers: insights, SQL, health, readiness, metrics and
-//! the document itself. The ingest routes speak CloudEvents' HTTP binding and the registry
-//! routes Confluent's API; both are described by those specifications.
+//! the document itself. The ingest routes speak CloudEvents' HTTP binding (structured,
+//! batched and binary content mode) and the registry routes Confluent's API; both are
+//! described by those specifications, and by the document's description and security
+//! schemes (`api_key`: Bearer everywhere; `registry_basic`: HTTP Basic carrying a key, on
+//! the registry's routes only).
 
 use axum::Json;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -24,7 +27,7 @@ use crate::store::Column;
 #[openapi(
     info(
         title = "Helios API",
-        description = "Insights, read-only SQL and health of a Helios deployment. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>` (helios keys create).",
+        description = "Insights, read-only SQL and health of a Helios deployment. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>` (helios keys create).\n\nThe same port also serves, outside this document: `POST /v1/events` (an `ingest` key), which takes CloudEvents in the HTTP binding's structured (`application/cloudevents+json`), batched (`application/cloudevents-batch+json`) and binary content mode (attributes in `ce-*` headers, percent-encoded; `ce-specversion` selects it with any other Content-Type, which is the data's media type; the body is the data), and NDJSON (`application/x-ndjson`); and the Confluent Schema Registry API (`/subjects`, `/schemas`, `/compatibility`, `/config`), which also takes the key as HTTP Basic credentials (user = key id, password = secret; or any user with the whole key as password), as Confluent clients send `basic.auth.user.info`.",
     ),
     paths(
         crate::insights::aggregates,
@@ -63,7 +66,25 @@ impl Modify for Additions {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A Helios API key `hel_<id>_<secret>` (helios keys create), with the scope the route needs: ingest, read or admin.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "registry_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "The schema registry's routes only: a Helios API key as HTTP Basic credentials, user = the key id (`<id>` or `hel_<id>`) and password = its secret, or any user and the whole key as password. Same scopes as the bearer key. Refused from browser pages of another site (Sec-Fetch-Site).",
+                    ))
+                    .build(),
+            ),
         );
         let metrics = OperationBuilder::new()
             .tag("operations")
@@ -106,4 +127,23 @@ pub fn document() -> utoipa::openapi::OpenApi {
 )]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_describes_both_key_forms_and_the_ingest_modes() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["api_key"]["scheme"], "bearer", "{schemes}");
+        assert_eq!(schemes["registry_basic"]["scheme"], "basic", "{schemes}");
+        let description = doc["info"]["description"].as_str().unwrap();
+        for named in [
+            "binary content mode",
+            "ce-specversion",
+            "basic.auth.user.info",
+        ] {
+            assert!(description.contains(named), "{named}: {description}");
+        }
+    }
 }

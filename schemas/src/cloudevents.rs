@@ -18,7 +18,9 @@
 //! - The extension `value`, when a JSON number or a string holding a finite float,
 //!   becomes `Event.value` and is not copied to `attrs`.
 //!
-//! Binary mode (`ce-*` headers) is the ingest's business, not this module's.
+//! Binary content mode (`ce-*` headers, the data as the body) is [`parse_binary`]: it
+//! rewrites a request into the equivalent structured event's attributes and maps them
+//! with the same code, so both modes give the same `Event` and errors (see [`binary`]).
 //!
 //! Speed: items are scanned once by serde_json into borrowed `(name, raw JSON)` pairs;
 //! strings without escapes are never copied before they land in the `Event`.
@@ -33,6 +35,9 @@ use serde_json::value::RawValue;
 
 use crate::records::Event;
 
+pub mod binary;
+pub use binary::{is_binary_mode, parse_binary};
+
 /// Marker attr for a payload that arrived as `data_base64`.
 pub const DATA_BASE64_ATTR: &str = "data_base64";
 
@@ -41,7 +46,7 @@ pub const DATA_BASE64_ATTR: &str = "data_base64";
 pub enum BodyError {
     /// The content type is not one this module reads (HTTP 415).
     #[error(
-        "content type {content_type:?} is not supported; send application/cloudevents+json, application/cloudevents-batch+json, application/json or application/x-ndjson"
+        "content type {content_type:?} is not supported; send application/cloudevents+json, application/cloudevents-batch+json, application/json or application/x-ndjson, or a binary-mode CloudEvent (attributes in ce-* headers, ce-specversion among them)"
     )]
     UnsupportedContentType {
         /// What the request said.

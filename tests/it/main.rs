@@ -21,5 +21,6 @@ mod runbooks;
 mod scale_out;
 mod sinks_embedded;
 mod stage_failure;
+mod standard_clients;
 mod up_and_tail;
 mod validate;

@@ -1,10 +1,21 @@
 //! `POST /v1/events`: CloudEvents over HTTP into `helios.events`.
 //!
-//! Accepts a structured CloudEvent, a batch (`application/cloudevents-batch+json`) or
-//! NDJSON of CloudEvents. Good items are appended keyed by `subject`; bad items are listed
-//! with their index and field, among them items dated more than the source's `max_future`
-//! after their receipt (field `time`). The `202` is sent only after the log reports the accepted
-//! events durable (per its fsync policy), so an acknowledged event is never lost.
+//! Accepts the HTTP binding's content modes, told apart by `Content-Type`:
+//! - `application/cloudevents+json`: one structured CloudEvent;
+//! - `application/cloudevents-batch+json`: a batch;
+//! - `application/x-ndjson` (or `application/ndjson`): one structured CloudEvent a line;
+//! - any other content type, or none, with a `ce-specversion` header: one binary-mode
+//!   CloudEvent (attributes in `ce-*` headers, the body is the data), mapped exactly as
+//!   its structured form would be ([`cloudevents::binary`]);
+//! - without `ce-specversion`: `application/json` or no content type is structured or
+//!   batch by the body's first character; anything else is `415`. A request that has
+//!   `ce-*` headers but no `ce-specversion` is told so in the error.
+//!
+//! Good items are appended keyed by `subject`; bad items are listed with their index and
+//! field (a binary-mode event is item 0), among them items dated more than the source's
+//! `max_future` after their receipt (field `time`). The `202` is sent only after the log
+//! reports the accepted events durable (per its fsync policy), so an acknowledged event is
+//! never lost.
 
 mod config;
 
@@ -193,19 +204,43 @@ async fn handle_events(
             );
         }
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(ct)) => Some(ct),
+        Some(Err(_)) => {
+            requests.record(RequestOutcome::UnsupportedMediaType);
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the Content-Type header is not ASCII text; send a media type such as application/cloudevents+json",
+            );
+        }
+    };
+    let has_specversion = headers.contains_key(SPECVERSION_HEADER);
+    // Said only when a request looks like binary mode but cannot be read as it.
+    let hint = if has_specversion {
+        ""
+    } else {
+        binary_mode_hint(&headers)
+    };
     let received_at = now_micros();
-    let items = match cloudevents::parse_body_indexed(content_type, &bytes, received_at) {
+    let parsed = if cloudevents::is_binary_mode(content_type, has_specversion) {
+        let all = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+        Ok(vec![(
+            0,
+            cloudevents::parse_binary(all, content_type, &bytes, received_at),
+        )])
+    } else {
+        cloudevents::parse_body_indexed(content_type, &bytes, received_at)
+    };
+    let items = match parsed {
         Ok(items) => items,
         Err(e @ BodyError::UnsupportedContentType { .. }) => {
             requests.record(RequestOutcome::UnsupportedMediaType);
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{e}{hint}"));
         }
         Err(e) => {
             requests.record(RequestOutcome::Invalid);
-            return error(StatusCode::BAD_REQUEST, e.to_string());
+            return error(StatusCode::BAD_REQUEST, format!("{e}{hint}"));
         }
     };
 
@@ -241,15 +276,12 @@ async fn handle_events(
     span.record("rejected", rejected.len());
     if events.is_empty() {
         requests.record(RequestOutcome::Invalid);
-        return error_with(
-            StatusCode::BAD_REQUEST,
-            if rejected.is_empty() {
-                "the request holds no events"
-            } else {
-                "no event in the request is valid"
-            },
-            rejected,
-        );
+        let what = if rejected.is_empty() {
+            "the request holds no events"
+        } else {
+            "no event in the request is valid"
+        };
+        return error_with(StatusCode::BAD_REQUEST, format!("{what}{hint}"), rejected);
     }
     let accepted = events.len();
     let started = Instant::now();
@@ -286,6 +318,21 @@ async fn handle_events(
         axum::Json(Accepted { accepted, rejected }),
     )
         .into_response()
+}
+
+/// The header whose presence makes a request a binary-mode CloudEvent.
+const SPECVERSION_HEADER: &str = "ce-specversion";
+
+/// For a request without `ce-specversion`: a note on its errors when it has other `ce-*`
+/// headers, since its sender most likely meant binary mode and forgot the one header
+/// that selects it.
+fn binary_mode_hint(headers: &HeaderMap) -> &'static str {
+    let prefix = cloudevents::binary::HEADER_PREFIX;
+    if headers.keys().any(|name| name.as_str().starts_with(prefix)) {
+        "; the request has ce-* headers but no ce-specversion: a binary-mode CloudEvent needs `ce-specversion: 1.0`"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]

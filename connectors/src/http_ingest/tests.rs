@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderValue, Request, StatusCode};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use helios_log::{ConsumerConfig, Log, TopicSpec, partition_for_key};
 use helios_schemas::{EventCodec, RecordCodec};
@@ -60,9 +60,22 @@ async fn post(
     content_type: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, Value, Option<String>) {
+    let headers: Vec<(&str, &[u8])> = content_type
+        .map(|ct| ("content-type", ct.as_bytes()))
+        .into_iter()
+        .collect();
+    post_with(ingest, &headers, body).await
+}
+
+/// `POST /v1/events` with these headers (raw bytes, so tests can send what is not text).
+async fn post_with(
+    ingest: &HttpIngest,
+    headers: &[(&str, &[u8])],
+    body: impl Into<Body>,
+) -> (StatusCode, Value, Option<String>) {
     let mut req = Request::post("/v1/events");
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
+    for (name, value) in headers {
+        req = req.header(*name, HeaderValue::from_bytes(value).unwrap());
     }
     let resp = ingest
         .router()
@@ -359,4 +372,170 @@ async fn items_dated_too_far_ahead_are_rejected_with_the_reason() {
     assert_eq!(answer["rejected"][0]["index"], 2);
     let reason = answer["rejected"][0]["error"].as_str().unwrap();
     assert!(reason.contains("the limit is 1h (max_future)"), "{reason}");
+}
+
+/// The headers of a binary-mode event as the CloudEvents SDKs send it.
+fn binary_headers<'a>(id: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+    [
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "ci"),
+        ("ce-type", "ci.run"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(n, v)| (*n, v.as_bytes()))
+    .collect()
+}
+
+#[tokio::test]
+async fn binary_mode_is_appended_as_its_structured_form() {
+    let f = fixture(HttpIngestConfig::default()).await;
+    let headers = binary_headers(
+        "b1",
+        &[
+            ("content-type", "application/json"),
+            ("ce-subject", "helios%20web"),
+            ("ce-time", "2025-01-02T03:04:05Z"),
+            ("ce-branch", "m%C3%A1in"),
+            ("ce-value", "3.5"),
+        ],
+    );
+    let (status, answer, _) = post_with(&f.ingest, &headers, r#"{"ok":true}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer, json!({"accepted": 1, "rejected": []}));
+    let structured = json!({"specversion": "1.0", "id": "b1", "source": "ci", "type": "ci.run",
+        "subject": "helios web", "time": "2025-01-02T03:04:05Z", "branch": "máin", "value": 3.5,
+        "datacontenttype": "application/json", "data": {"ok": true}});
+    let (status, _, _) = post(
+        &f.ingest,
+        Some("application/cloudevents+json"),
+        structured.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let codec = EventCodec::new(SCHEMA_ID);
+    let records = read_all(&f.log).await;
+    let mut events: Vec<_> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.key.as_deref(),
+                Some(&b"helios web"[..]),
+                "keyed by subject"
+            );
+            let mut e = codec.decode(&r.value).unwrap();
+            e.received_at = 0;
+            e
+        })
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events.pop(), events.pop(), "binary and structured differ");
+}
+
+#[tokio::test]
+async fn binary_mode_faults_name_the_field_and_write_nothing() {
+    let f = fixture(HttpIngestConfig {
+        max_body_bytes: 64,
+        ..HttpIngestConfig::default()
+    })
+    .await;
+    let wrong_version: Vec<(&str, &[u8])> = vec![
+        ("ce-specversion", b"0.3"),
+        ("ce-id", b"x"),
+        ("ce-source", b"s"),
+        ("ce-type", b"t"),
+    ];
+    // (headers, field named, message fragment)
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (wrong_version, "specversion", "must be \"1.0\""),
+        (
+            binary_headers("x", &[("ce-datacontenttype", "text/plain")]),
+            "datacontenttype",
+            "Content-Type header",
+        ),
+        (
+            binary_headers("x", &[("ce-time", "2999-01-01T00:00:00Z")]),
+            "time",
+            "ahead",
+        ),
+        (
+            binary_headers("x", &[("content-type", "application/json")])
+                .into_iter()
+                .chain([("ce-subject", &b"caf\xe9"[..])])
+                .collect(),
+            "subject",
+            "not UTF-8",
+        ),
+    ];
+    for (headers, field, fragment) in cases {
+        let (status, answer, _) = post_with(&f.ingest, &headers, "{}").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"], "no event in the request is valid");
+        let item = &answer["rejected"][0];
+        assert_eq!(
+            (item["index"].clone(), item["field"].clone()),
+            (json!(0), json!(field)),
+            "{answer}"
+        );
+        assert!(
+            item["error"].as_str().unwrap().contains(fragment),
+            "{answer}"
+        );
+    }
+    // The body limit holds for the data of a binary-mode event too.
+    let (status, answer, _) = post_with(
+        &f.ingest,
+        &binary_headers("x", &[("content-type", "text/plain")]),
+        "x".repeat(65),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(read_all(&f.log).await.is_empty());
+}
+
+#[tokio::test]
+async fn ce_headers_without_specversion_are_told_what_is_missing() {
+    let f = fixture(HttpIngestConfig::default()).await;
+    let mut headers = binary_headers("x", &[("content-type", "application/json")]);
+    headers.remove(0);
+    // application/json without ce-specversion is read as a structured event: the data
+    // `{}` is not one, and the answer says what would have made it binary mode.
+    let (status, answer, _) = post_with(&f.ingest, &headers, "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no ce-specversion"),
+        "{answer}"
+    );
+    assert_eq!(answer["rejected"][0]["field"], "specversion");
+    // Another content type keeps its 415, with the same note.
+    headers[3] = ("content-type", b"text/plain");
+    let (status, answer, _) = post_with(&f.ingest, &headers, "hi").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no ce-specversion"),
+        "{answer}"
+    );
+    // Without ce-* headers there is no note.
+    let (status, answer, _) = post(&f.ingest, Some("text/plain"), "hi").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        !answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no ce-specversion"),
+        "{answer}"
+    );
+    // A Content-Type that is not text is refused, not guessed at.
+    let (status, _, _) = post_with(&f.ingest, &[("content-type", b"text/pl\xe4in")], "{}").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(read_all(&f.log).await.is_empty());
 }

@@ -5,6 +5,14 @@
 //! `401` otherwise, checked before a byte of the body is read) and the JSON-to-event [`mapping`] rules, which the Kafka topic bridge
 //! shares. A body that is not JSON or misses a mapped field is `400` with the reason and
 //! nothing is written; the `202` is sent once the events are durable.
+//!
+//! CloudEvents binary content mode is deliberately not read here: `ce-*` headers are
+//! ignored and the body is mapped like any other. A webhook source's events belong to
+//! that source (`Event.source` is its name, and its token is a credential for it alone),
+//! while a CloudEvent names its own `source` and `id`: honouring them would let a webhook
+//! token write as any source, and overriding them would make one CloudEvent two different
+//! events on this route and on `POST /v1/events`. CloudEvents producers, binary mode
+//! included, post to `/v1/events` with an `ingest` key.
 
 mod config;
 pub mod mapping;

@@ -2,6 +2,7 @@
 //! limit, the body limit and the request timeout, each refusal a JSON
 //! `{"error", "hint"}` like the rest of the API.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -11,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::{Instrument, debug};
 
+use super::basic;
 use super::limit::{Limiter, retry_after_secs};
-use super::policy::{self, Access, BodyLimit, MetricsAccess};
+use super::policy::{self, Access, BodyLimit, Credentials, MetricsAccess};
 use super::store::{KeyStore, Verdict};
 use super::{AuthConfig, Scope};
 
@@ -47,7 +49,7 @@ pub(crate) async fn guard(
     let span = match rule.access {
         Access::Public | Access::OwnCheck => tracing::Span::none(),
         Access::Needs(needed) => {
-            let key = match authenticate(&guard, req.headers(), needed) {
+            let key = match authenticate(&guard, req.headers(), needed, rule.credentials) {
                 Ok(key) => key,
                 Err(refusal) => {
                     debug!(method = %req.method(), path = req.uri().path(), reason = %refusal.error,
@@ -156,32 +158,73 @@ fn authenticate(
     guard: &Guard,
     headers: &HeaderMap,
     needed: Scope,
+    credentials: Credentials,
 ) -> Result<super::ApiKey, Unauthorized> {
     let create = format!("create one with `helios keys create --scope {needed}`");
+    let basic_too = credentials == Credentials::BearerOrBasic;
+    let how = if basic_too {
+        "send `Authorization: Bearer <key>`, or HTTP Basic with the key id as user and its secret as password"
+    } else {
+        "send `Authorization: Bearer <key>`"
+    };
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized(
             "this route needs an API key and none was sent".into(),
-            format!("send `Authorization: Bearer <key>`; {create}"),
+            format!("{how}; {create}"),
             false,
         ));
     };
-    let presented = value
+    let (scheme, token) = value
         .to_str()
         .ok()
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key);
-    let Some(presented) = presented else {
-        return Err(unauthorized(
-            "the Authorization header is not `Bearer <key>`".into(),
-            format!("send `Authorization: Bearer hel_<id>_<secret>`; {create}"),
-            true,
-        ));
+        .unwrap_or_default();
+    let presented = if scheme.eq_ignore_ascii_case("bearer") {
+        Cow::Borrowed(token)
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        if !basic_too {
+            return Err(unauthorized(
+                "HTTP Basic credentials are accepted only on the schema registry's routes (/subjects, /schemas, /compatibility, /config)".into(),
+                format!("send `Authorization: Bearer hel_<id>_<secret>` here; {create}"),
+                true,
+            ));
+        }
+        if let Some(site) = cross_site(headers) {
+            return Err(unauthorized(
+                format!(
+                    "HTTP Basic credentials are not accepted from a web page of another site (Sec-Fetch-Site: {site})"
+                ),
+                "a browser replays stored Basic credentials on its own; send the key as `Authorization: Bearer <key>`".into(),
+                true,
+            ));
+        }
+        match basic::key_from_basic(token) {
+            Ok(key) => Cow::Owned(key),
+            Err(why) => {
+                return Err(unauthorized(
+                    why.reason().into(),
+                    format!("{how}; {create}"),
+                    true,
+                ));
+            }
+        }
+    } else {
+        let error = if basic_too {
+            "the Authorization header is neither `Bearer <key>` nor HTTP Basic"
+        } else {
+            "the Authorization header is not `Bearer <key>`"
+        };
+        return Err(unauthorized(error.into(), format!("{how}; {create}"), true));
     };
-    match guard.keys.verify(presented) {
+    let malformed = if scheme.eq_ignore_ascii_case("basic") {
+        "the Basic credentials do not hold a Helios API key (key ids are 12 and secrets 64 lowercase hex digits, keys `hel_<id>_<secret>`)"
+    } else {
+        "the bearer token is not a Helios API key (they look like `hel_<id>_<secret>`)"
+    };
+    match guard.keys.verify(&presented) {
         Verdict::Valid(key) => Ok(key),
         Verdict::Malformed => Err(unauthorized(
-            "the bearer token is not a Helios API key (they look like `hel_<id>_<secret>`)".into(),
+            malformed.into(),
             format!("check that the whole key was copied; {create}"),
             true,
         )),
@@ -197,6 +240,14 @@ fn authenticate(
             true,
         )),
     }
+}
+
+/// The `Sec-Fetch-Site` of a request a browser made for a page of another origin, if it is
+/// one. Registry clients send no such header; browsers send it on every request.
+fn cross_site(headers: &HeaderMap) -> Option<&str> {
+    let site = headers.get("sec-fetch-site")?;
+    let site = site.to_str().unwrap_or("(not text)");
+    (!matches!(site, "same-origin" | "none")).then_some(site)
 }
 
 fn named(name: &str) -> String {

@@ -7,12 +7,16 @@
 //! - [`policy`]: (method, path) → public, the route's own check (webhooks), or a scope.
 //! - [`protect`]: wraps a composed [`Router`] in all of the above.
 //!
-//! A key travels as `Authorization: Bearer hel_<id>_<secret>`. Refusals are JSON
-//! `{"error", "hint"}`: `401` (no, malformed, unknown or revoked key, with
-//! `WWW-Authenticate: Bearer`), `403` (wrong scope), `429` with `Retry-After`, `413`,
-//! `504`. The authenticated [`ApiKey`] is put in the request's extensions and in the
+//! A key travels as `Authorization: Bearer hel_<id>_<secret>`; on the schema registry's
+//! routes also as HTTP Basic ([`basic`]: user = key id and password = secret, or any user
+//! and the whole key as password), as Confluent's registry clients send it, except from a
+//! browser page of another site. Refusals are JSON `{"error", "hint"}`: `401` (no,
+//! malformed, unknown or revoked key, with `WWW-Authenticate: Bearer`, never a Basic
+//! challenge, so no browser offers to store a password for Helios), `403` (wrong scope),
+//! `429` with `Retry-After`, `413`, `504`. The authenticated [`ApiKey`] is put in the request's extensions and in the
 //! `api_key` tracing span (`key_id`, `key_name`) around the handler.
 
+mod basic;
 mod layer;
 mod limit;
 pub mod policy;

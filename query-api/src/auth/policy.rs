@@ -33,12 +33,35 @@ pub enum BodyLimit {
     Route,
 }
 
+/// How a key may travel to a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// `Authorization: Bearer <key>` only.
+    Bearer,
+    /// Also HTTP Basic carrying the key (`auth::basic`): the schema registry's routes,
+    /// whose clients (Confluent's) send a registry credential that way.
+    BearerOrBasic,
+}
+
 /// What the table says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub access: Access,
     pub body: BodyLimit,
+    pub credentials: Credentials,
 }
+
+/// The schema registry's routes (`crate::registry`), the only ones that take HTTP Basic:
+/// a browser can replay Basic credentials it once stored on its own, a bearer token
+/// never, so the rest of the API keeps to bearer tokens.
+const REGISTRY: &[&str] = &[
+    "/subjects",
+    "/subjects/**",
+    "/schemas/**",
+    "/compatibility/**",
+    "/config",
+    "/config/**",
+];
 
 /// Whether `GET /metrics` is open (scrapers without credentials, the default) or needs a
 /// `read` key.
@@ -116,9 +139,15 @@ pub fn classify(method: &Method, path: &str, metrics: MetricsAccess) -> Rule {
             MetricsAccess::NeedsKey => Access::Needs(Scope::Read),
         },
     };
+    let credentials = if REGISTRY.iter().any(|pattern| matches(pattern, path)) {
+        Credentials::BearerOrBasic
+    } else {
+        Credentials::Bearer
+    };
     Rule {
         access,
         body: *body,
+        credentials,
     }
 }
 
@@ -276,6 +305,48 @@ mod tests {
             assert_eq!(
                 access(method.clone(), path),
                 Access::Needs(Scope::Read),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_registry_routes_take_basic_credentials() {
+        let credentials =
+            |method: Method, path: &str| classify(&method, path, MetricsAccess::Public).credentials;
+        for (method, path) in [
+            (Method::GET, "/subjects"),
+            (Method::POST, "/subjects/helios.events-value"),
+            (Method::POST, "/subjects/helios.events-value/versions"),
+            (Method::GET, "/subjects/helios.events-value/versions/latest"),
+            (Method::GET, "/schemas/ids/1"),
+            (
+                Method::POST,
+                "/compatibility/subjects/helios.events-value/versions/latest",
+            ),
+            (Method::GET, "/config"),
+            (Method::PUT, "/config/helios.events-value"),
+        ] {
+            assert_eq!(
+                credentials(method.clone(), path),
+                Credentials::BearerOrBasic,
+                "{method} {path}"
+            );
+        }
+        for (method, path) in [
+            (Method::POST, "/v1/events"),
+            (Method::POST, "/v1/sql"),
+            (Method::GET, "/v1/sources"),
+            (Method::POST, "/v1/sources/github/pause"),
+            (Method::GET, "/openapi.json"),
+            (Method::GET, "/subjectsx"),
+            (Method::GET, "/schemas"),
+            (Method::GET, "/v1/subjects"),
+            (Method::GET, "/nope"),
+        ] {
+            assert_eq!(
+                credentials(method.clone(), path),
+                Credentials::Bearer,
                 "{method} {path}"
             );
         }

@@ -58,6 +58,19 @@ fn routes() -> Router {
                 "done"
             }),
         )
+        // The registry's paths (the real handlers are tested in `crate::registry`).
+        .route(
+            "/subjects",
+            get(|| async { Json(json!(["helios.events-value"])) }),
+        )
+        .route(
+            "/subjects/{subject}/versions",
+            post(|| async { Json(json!({"id": 1})) }),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(|| async { Json(json!({"is_compatible": true})) }),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -206,7 +219,11 @@ async fn a_malformed_or_unknown_key_is_401() {
     for (auth, says) in [
         ("Bearer nonsense".to_owned(), "not a Helios API key"),
         ("Bearer ".to_owned(), "not a Helios API key"),
-        (format!("Basic {real}"), "not `Bearer <key>`"),
+        // Basic is for the registry's routes only.
+        (
+            format!("Basic {real}"),
+            "only on the schema registry's routes",
+        ),
         (real.clone(), "not `Bearer <key>`"),
         (format!("Bearer {unknown}"), "not known"),
         (format!("Bearer {}x", real), "not a Helios API key"),
@@ -457,4 +474,153 @@ async fn unknown_paths_need_a_key_before_they_say_404() {
         f.get("/v1/nope", Some(&read)).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// `Authorization: Basic` of `user:password`.
+fn basic(user_password: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
+fn with_auth(method: &str, path: &str, auth: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, auth)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn registry_routes_take_a_key_in_basic_credentials_with_the_same_scopes() {
+    let f = Fixture::new(|_| {});
+    let read = f.key(Scope::Read);
+    let admin = f.key(Scope::Admin);
+    let ingest = f.key(Scope::Ingest);
+    // `hel_<id>_<secret>`: the id is 12 hex digits.
+    let (id, secret) = read[4..].split_once('_').unwrap();
+    let register = "/subjects/helios.events-value/versions";
+    let compatibility = "/compatibility/subjects/helios.events-value/versions/latest";
+    for auth in [
+        basic(format!("{id}:{secret}").as_bytes()),
+        basic(format!("hel_{id}:{secret}").as_bytes()),
+        basic(format!("confluent:{read}").as_bytes()),
+        basic(format!(":{read}").as_bytes()),
+    ] {
+        let a = f.call(with_auth("GET", "/subjects", &auth)).await;
+        assert_eq!(a.status, StatusCode::OK, "{auth}: {a:?}");
+        let a = f.call(with_auth("POST", compatibility, &auth)).await;
+        assert_eq!(a.status, StatusCode::OK, "{auth}: {a:?}");
+        // A read key may not register.
+        let a = f.call(with_auth("POST", register, &auth)).await;
+        a.assert_refused(StatusCode::FORBIDDEN);
+        assert!(
+            a.error().contains("needs a key with scope `admin`"),
+            "{a:?}"
+        );
+    }
+    let a = f
+        .call(with_auth(
+            "POST",
+            register,
+            &basic(format!("ci:{admin}").as_bytes()),
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let a = f
+        .call(with_auth(
+            "GET",
+            "/subjects",
+            &basic(format!("x:{ingest}").as_bytes()),
+        ))
+        .await;
+    a.assert_refused(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_basic_credentials_are_401_with_the_reason_and_no_basic_challenge() {
+    let f = Fixture::new(|_| {});
+    let read = f.key(Scope::Read);
+    let (id, secret) = read[4..].split_once('_').unwrap();
+    let wrong = format!(
+        "{}{}",
+        &secret[..63],
+        if secret.ends_with('0') { '1' } else { '0' }
+    );
+    let revoked = f.key(Scope::Read);
+    f.keys.revoke(&revoked).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        ("Basic".to_owned(), "neither `Bearer <key>` nor HTTP Basic"),
+        ("Basic ".to_owned(), "empty"),
+        ("Basic %%%".to_owned(), "not base64"),
+        (basic(&[0xc3, b':', 0x28]), "not UTF-8"),
+        (basic(b"just-a-user"), "no `:`"),
+        (basic(b":"), "carry no Helios key"),
+        (basic(format!("{id}:").as_bytes()), "carry no Helios key"),
+        (basic(format!("{read}:").as_bytes()), "carry no Helios key"),
+        (
+            basic(format!("{id}:nothex").as_bytes()),
+            "do not hold a Helios API key",
+        ),
+        (basic(b"user:hel_short_key"), "do not hold a Helios API key"),
+        (basic(format!("{id}:{wrong}").as_bytes()), "not known"),
+        (basic(format!("x:hel_{id}_{wrong}").as_bytes()), "not known"),
+        (basic(format!("x:{revoked}").as_bytes()), "was revoked"),
+        (
+            "Digest user=x".to_owned(),
+            "neither `Bearer <key>` nor HTTP Basic",
+        ),
+    ];
+    for (auth, says) in cases {
+        let a = f.call(with_auth("GET", "/subjects", &auth)).await;
+        a.assert_refused(StatusCode::UNAUTHORIZED);
+        assert!(a.error().contains(says), "{auth:?}: {a:?}");
+        let challenge = a.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer"), "{auth:?}: {challenge}");
+        // The secret is never echoed back.
+        assert!(!a.body.to_string().contains(secret), "{a:?}");
+    }
+    // Outside the registry Basic is refused even with a good key; Bearer still works.
+    let good = basic(format!("{id}:{secret}").as_bytes());
+    for (method, path) in [("GET", "/v1/sources"), ("POST", "/v1/sql")] {
+        let a = f.call(with_auth(method, path, &good)).await;
+        a.assert_refused(StatusCode::UNAUTHORIZED);
+        assert!(
+            a.error().contains("only on the schema registry's routes"),
+            "{a:?}"
+        );
+    }
+    assert_eq!(
+        f.get("/v1/sources", Some(&read)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn basic_credentials_from_a_page_of_another_site_are_refused() {
+    let f = Fixture::new(|_| {});
+    let read = f.key(Scope::Read);
+    let good = basic(format!("user:{read}").as_bytes());
+    let from = |site: &str| {
+        let mut req = with_auth("GET", "/subjects", &good);
+        req.headers_mut()
+            .insert("sec-fetch-site", site.parse().unwrap());
+        req
+    };
+    for site in ["cross-site", "same-site"] {
+        let a = f.call(from(site)).await;
+        a.assert_refused(StatusCode::UNAUTHORIZED);
+        assert!(a.error().contains("another site"), "{site}: {a:?}");
+    }
+    for site in ["same-origin", "none"] {
+        assert_eq!(f.call(from(site)).await.status, StatusCode::OK, "{site}");
+    }
+    // A bearer token is never sent by a browser on its own: no such check.
+    let mut req = request("GET", "/subjects", Some(&read), Body::empty());
+    req.headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    assert_eq!(f.call(req).await.status, StatusCode::OK);
 }
