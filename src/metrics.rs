@@ -209,6 +209,11 @@ impl Collect for PipelineCollector {
         );
         out.counter(&n::PIPELINE_CHECKPOINTS, &[], m.checkpoints);
         out.counter(&n::PIPELINE_WATERMARK_MARKS, &[], m.watermark_marks);
+        for (source, count) in self.metrics.duplicates_by_source() {
+            out.counter(&n::PIPELINE_DUPLICATES, &[&source], count);
+        }
+        out.gauge(&n::PIPELINE_DEDUPE_IDENTITIES, &[], m.dedupe_ids);
+        out.counter(&n::PIPELINE_DEDUPE_EVICTED, &[], m.dedupe_evicted);
         out.gauge(&n::PIPELINE_CHECKPOINT_BYTES, &[], m.checkpoint_bytes_last);
         out.gauge(
             &n::PIPELINE_CHECKPOINT_DURATION,

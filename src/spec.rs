@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use helios_connectors::spec::{SourceSpec, SourcesSpec};
-use helios_pipeline::spec::{Aggregate, Diagnostics, Rule, Spec, Watermark};
+use helios_pipeline::spec::{Aggregate, Dedupe, Diagnostics, Rule, Spec, Watermark};
 
 /// Reads and validates a spec file. `Err(Ok(diagnostics))` lists every problem;
 /// `Err(Err(_))` means the file could not be read.
@@ -73,14 +73,23 @@ pub fn load_or_report(path: &Path) -> anyhow::Result<Spec<SourceSpec>> {
     }
 }
 
-/// The spec's sources, the store's tables, the alert webhooks, the aggregations and the
-/// rules.
+/// The spec's sources, the store's tables, the alert webhooks, and what the processor
+/// runs.
 pub type LoadedSpec = (
     SourcesSpec,
     helios_sinks::StoreSpec,
     Vec<helios_sinks::notify::WebhookConfig>,
-    (Watermark, Vec<Aggregate>, Vec<Rule>),
+    ProcessorSpec,
 );
+
+/// The spec's part the processor runs.
+#[derive(Debug, Default)]
+pub struct ProcessorSpec {
+    pub watermark: Watermark,
+    pub dedupe: Dedupe,
+    pub aggregates: Vec<Aggregate>,
+    pub rules: Vec<Rule>,
+}
 
 /// Loads and validates the spec; refuses to start on any problem, with the same report
 /// as `helios validate`. Returns the sources, the store's tables and the webhooks.
@@ -98,7 +107,12 @@ pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
         },
         store,
         webhooks,
-        (spec.watermark, aggregates, rules),
+        ProcessorSpec {
+            watermark: spec.watermark,
+            dedupe: spec.dedupe,
+            aggregates,
+            rules,
+        },
     ))
 }
 

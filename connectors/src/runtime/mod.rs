@@ -14,4 +14,4 @@ mod supervisor;
 pub use emitter::{Emitter, EmitterConfig, Refused, now_micros};
 pub use routes::router;
 pub use status::{RequestOutcome, RequestStats, SourceHandle, SourceState, SourceStatus};
-pub use supervisor::{PullSource, SourceContext, Supervisor};
+pub use supervisor::{DuplicateCounts, PullSource, SourceContext, Supervisor};
