@@ -16,6 +16,7 @@ mod otel;
 mod pipeline_crash;
 mod quiet_stream;
 mod readme;
+mod redelivery;
 mod rules_alerts;
 mod runbooks;
 mod scale_out;
