@@ -114,7 +114,7 @@ async fn send_retrying(
     batch: Vec<Value>,
 ) {
     *sent += 1;
-    if *sent % 5 == 0 {
+    if sent.is_multiple_of(5) {
         send(client, ingest, key, batch.clone()).await;
     }
     send(client, ingest, key, batch).await;

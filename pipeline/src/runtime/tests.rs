@@ -618,7 +618,7 @@ measures = { n = "count(*)" }
         let base = 1_700_000_000_000_000i64;
         let event = |i: usize, time: i64| Event {
             id: format!("e{i}"),
-            source: if i % 2 == 0 { "ci" } else { "github" }.into(),
+            source: if i.is_multiple_of(2) { "ci" } else { "github" }.into(),
             kind: "push".into(),
             subject: format!("s{}", i % 5),
             time,
