@@ -152,27 +152,21 @@ async fn scripted_stream_lands_with_expected_rows() {
 
     // Late events: the event's columns, the aggregate (or rule), the window of the
     // aggregate's spec and the lateness from the watermark in the record.
-    let late_rows: Vec<(&str, &str, Option<i64>, Option<i64>, Option<i64>)> = got
+    let late_rows: Vec<(&str, &str, [Option<i64>; 3])> = got
         .late_events
         .iter()
         .map(|l| {
             let (agg, id) = (l.aggregate.as_str(), l.id.as_str());
-            (agg, id, l.window_start, l.window_end, l.late_by)
+            (agg, id, [l.window_start, l.window_end, l.late_by])
         })
         .collect();
-    let window = (Some(T0), Some(T0 + MINUTE));
+    let (start, end) = (Some(T0), Some(T0 + MINUTE));
     assert_eq!(
         late_rows,
         [
-            ("ci_runs", "ev-ci-7", window.0, window.1, Some(3 * MINUTE)),
-            (
-                "ci_runs",
-                "ev-github-8",
-                window.0,
-                window.1,
-                Some(5 * MINUTE)
-            ),
-            ("rule/ci_failing", "ev-ci-7", None, None, Some(2 * MINUTE)),
+            ("ci_runs", "ev-ci-7", [start, end, Some(3 * MINUTE)]),
+            ("ci_runs", "ev-github-8", [start, end, Some(5 * MINUTE)]),
+            ("rule/ci_failing", "ev-ci-7", [None, None, Some(2 * MINUTE)]),
         ]
     );
     let seven = EventRow::from(event(7, "ci"));
