@@ -254,6 +254,9 @@ impl Collect for SinkCollector {
         for (table, rows) in self.metrics.rows_by_table() {
             out.counter(&n::SINK_ROWS, &[&table], rows);
         }
+        for (aggregate, rows) in self.metrics.late_by_aggregate() {
+            out.counter(&n::SINK_LATE_EVENTS, &[&aggregate], rows);
+        }
         let h = self.metrics.batch_latency();
         out.histogram(
             &n::SINK_BATCH_LATENCY,

@@ -20,7 +20,8 @@ pub fn load(path: &Path) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow:
 }
 
 /// What the store keeps, from the spec: one table per `[[aggregate]]` (its group-key and
-/// measure names) and the `[retention]` settings. The sinks and `helios migrate` both take
+/// measure names, and its window for the rows of `late_events`) and the `[retention]`
+/// settings. The sinks and `helios migrate` both take
 /// it from here, so the store always matches the spec the pipeline runs.
 pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
     let r = &spec.retention;
@@ -32,6 +33,7 @@ pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
                 name: a.name.clone(),
                 group_by: a.group_by.iter().map(|k| k.name.clone()).collect(),
                 measures: a.measures.iter().map(|m| m.name.clone()).collect(),
+                window: Some(window_spec(&a.window)),
             })
             .collect(),
         retention: helios_sinks::Retention {
@@ -41,6 +43,20 @@ pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
             insights: r.insights,
             dead_letters: r.dead_letters,
         },
+    }
+}
+
+fn window_spec(w: &helios_pipeline::spec::Window) -> helios_sinks::WindowSpec {
+    use helios_pipeline::spec::Window;
+    use helios_sinks::WindowSpec;
+    let us = |d: &std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    match w {
+        Window::Tumbling { size } => WindowSpec::Tumbling { size_us: us(size) },
+        Window::Hopping { size, slide } => WindowSpec::Hopping {
+            size_us: us(size),
+            slide_us: us(slide),
+        },
+        Window::Session { gap } => WindowSpec::Session { gap_us: us(gap) },
     }
 }
 
@@ -170,11 +186,16 @@ format = "slack"
         let store = store_spec(&spec);
         assert_eq!(
             store.aggregates,
-            vec![helios_sinks::AggregateSpec::new(
-                "ci_runs",
-                &["subject", "conclusion"],
-                &["p95", "runs"]
-            )]
+            vec![
+                helios_sinks::AggregateSpec::new(
+                    "ci_runs",
+                    &["subject", "conclusion"],
+                    &["p95", "runs"]
+                )
+                .with_window(helios_sinks::WindowSpec::Tumbling {
+                    size_us: 3_600_000_000
+                })
+            ]
         );
         assert_eq!(
             store.retention.events,

@@ -118,6 +118,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         alerts: Some(names.name("helios.alerts")),
         insights: Some(names.name("helios.insights")),
         dead_letters: Some(names.name("helios.dlq")),
+        late: Some(names.name("helios.late")),
     };
     let admin = setup.log.admin();
     for (topic, partitions) in [
@@ -126,6 +127,8 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         (&topics.alerts, 1),
         (&topics.insights, 1),
         (&topics.dead_letters, 1),
+        // As many as the processor gives it (it writes per input partition).
+        (&topics.late, setup.aggregates_partitions),
     ] {
         let Some(topic) = topic else { continue };
         // Only missing topics: the stage that writes a topic decides its partitions.
@@ -158,6 +161,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         &topics.alerts,
         &topics.insights,
         &topics.dead_letters,
+        &topics.late,
     ]
     .into_iter()
     .flatten()

@@ -251,6 +251,7 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
         ("get", "/v1/insights", None),
         ("get", "/v1/events", None),
         ("get", "/v1/subjects/{subject}", None),
+        ("get", "/v1/late", None),
         (
             "post",
             "/v1/sql",

@@ -11,6 +11,7 @@ mod event_time;
 mod hostile_sql;
 mod http_abuse;
 mod insights_api;
+mod late_events;
 mod metrics;
 mod otel;
 mod pipeline_crash;

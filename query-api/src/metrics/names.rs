@@ -169,6 +169,14 @@ pub const SINK_ROWS: Family = Family {
     help: "Rows the store acknowledged, per table.",
 };
 
+/// `late_events` rows the store acknowledged per aggregate (`rule/<name>` for a rule).
+pub const SINK_LATE_EVENTS: Family = Family {
+    name: "helios_sink_late_events_total",
+    kind: Kind::Counter,
+    labels: &["aggregate"],
+    help: "Late events the store acknowledged into late_events, per aggregate (rule/<name> for a rule).",
+};
+
 pub const SINK_BATCH_LATENCY: Family = Family {
     name: "helios_sink_batch_latency_seconds",
     kind: Kind::Histogram,
@@ -224,6 +232,7 @@ pub const ALL: &[&Family] = &[
     &CONSUMER_LAG,
     &SINK_RECORDS_IN,
     &SINK_ROWS,
+    &SINK_LATE_EVENTS,
     &SINK_BATCH_LATENCY,
     &SINK_BUFFERED_ROWS,
     &SINK_RETRIES,
