@@ -13,6 +13,7 @@
 #   QUIET_DISORDER  the spec's max_out_of_orderness (default 2s)
 #   BENCH_PROFILE   release (default) or dev (debug build, to try the script out)
 #   BENCH_DIR       where the run's data dir goes (default ~/.cache/helios/bench)
+#   HELIOS_BIN      a helios binary to measure instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/helios-target}
@@ -34,8 +35,12 @@ cleanup() {
 trap cleanup EXIT
 
 # The shipped binary: the figure is mostly the spec's timeouts, not CPU.
-cargo build "${profile[@]}" --bin helios >&2
-bin=$CARGO_TARGET_DIR/$out/helios
+if [[ -n ${HELIOS_BIN:-} ]]; then
+    bin=$HELIOS_BIN
+else
+    cargo build "${profile[@]}" --bin helios >&2
+    bin=$CARGO_TARGET_DIR/$out/helios
+fi
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
