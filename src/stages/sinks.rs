@@ -73,6 +73,8 @@ pub struct SinksSetup {
     pub batching: SinkBatching,
     /// Where the sink and the notifier report an error they stopped on.
     pub failures: Failures,
+    /// Size cap of the Parquet store (ignored with ClickHouse).
+    pub store_max_bytes: Option<u64>,
 }
 
 /// The running sink and notifier.
@@ -147,8 +149,11 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         None => {
             let dir = store_dir(&setup.data_dir);
             Arc::new(
-                ParquetStore::open(ParquetConfig::new(&dir), setup.store.clone())
-                    .with_context(|| format!("opening the Parquet store in {}", dir.display()))?,
+                ParquetStore::open(
+                    ParquetConfig::new(&dir).max_bytes(setup.store_max_bytes),
+                    setup.store.clone(),
+                )
+                .with_context(|| format!("opening the Parquet store in {}", dir.display()))?,
             )
         }
     };
