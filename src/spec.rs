@@ -20,9 +20,9 @@ pub fn load(path: &Path) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow:
 }
 
 /// What the store keeps, from the spec: one table per `[[aggregate]]` (its group-key and
-/// measure names) and the `[retention]` settings, a table the spec leaves out keeping its
-/// default (`Retention::DEFAULT`, ADR-014). The sinks and `helios migrate` both take it
-/// from here, so the store always matches the spec the pipeline runs.
+/// measure names) and the `[retention]` settings. The sinks and `helios migrate` both take
+/// it from here, so the store always matches the spec the pipeline runs. (The embedded
+/// store adds its defaults for tables the spec leaves out: `stages::sinks`, ADR-014.)
 pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
     let r = &spec.retention;
     helios_sinks::StoreSpec {
@@ -41,8 +41,7 @@ pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
             alerts: r.alerts,
             insights: r.insights,
             dead_letters: r.dead_letters,
-        }
-        .or(&helios_sinks::Retention::DEFAULT),
+        },
     }
 }
 
@@ -168,11 +167,9 @@ format = "slack"
             store.retention.events,
             Some(std::time::Duration::from_secs(7 * 86_400))
         );
-        // What the spec leaves out keeps its default rather than growing forever.
-        assert_eq!(
-            store.retention.aggregates,
-            helios_sinks::Retention::DEFAULT.aggregates
-        );
+        // What the spec leaves out is left to the store: ClickHouse keeps it, the
+        // embedded store applies its default (stages::sinks::embedded_store_spec).
+        assert_eq!(store.retention.aggregates, None);
         store.validate().unwrap();
         let hooks = webhooks(&spec);
         assert_eq!(hooks.len(), 1);

@@ -75,9 +75,9 @@ pub struct Retention {
 const DAY: u64 = 86_400;
 
 impl Retention {
-    /// What each table keeps when the spec's `[retention]` does not say (ADR-014): raw
-    /// events and dead letters 30 days, window results 400 days (a year to compare with),
-    /// alerts and insights 180 days. Those of `deploy/helios.toml`.
+    /// What each table of the embedded store keeps when the spec's `[retention]` does not
+    /// say (ADR-014): raw events and dead letters 30 days, window results 400 days (a year
+    /// to compare with), alerts and insights 180 days. Those of `deploy/helios.toml`.
     pub const DEFAULT: Retention = Retention {
         events: Some(Duration::from_secs(30 * DAY)),
         aggregates: Some(Duration::from_secs(400 * DAY)),

@@ -114,10 +114,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             SourcesSpec {
                 sources: default_sources(args.listen, &args.data_dir),
             },
-            helios_sinks::StoreSpec {
-                retention: helios_sinks::Retention::DEFAULT,
-                ..helios_sinks::StoreSpec::default()
-            },
+            helios_sinks::StoreSpec::default(),
             Vec::new(),
             (Watermark::default(), Vec::new(), Vec::new()),
         ),
@@ -205,7 +202,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         store: args.clickhouse.is_none().then(|| {
             (
                 crate::stages::sinks::store_dir(&args.data_dir),
-                read_store.retention.clone(),
+                crate::stages::sinks::embedded_store_spec(&read_store).retention,
                 args.store_cap.store_max_size.0,
             )
         }),

@@ -105,6 +105,16 @@ impl RunningSinks {
     }
 }
 
+/// What the embedded store keeps: `spec`, with `Retention::DEFAULT` for every table whose
+/// retention the spec leaves out, so a default install does not grow forever (ADR-014).
+/// Not for ClickHouse: a default TTL there would delete data that deployments kept.
+pub fn embedded_store_spec(spec: &StoreSpec) -> StoreSpec {
+    StoreSpec {
+        retention: spec.retention.clone().or(&helios_sinks::Retention::DEFAULT),
+        ..spec.clone()
+    }
+}
+
 /// The Parquet store's folder inside a data dir.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
@@ -151,7 +161,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
             Arc::new(
                 ParquetStore::open(
                     ParquetConfig::new(&dir).max_bytes(setup.store_max_bytes),
-                    setup.store.clone(),
+                    embedded_store_spec(&setup.store),
                 )
                 .with_context(|| format!("opening the Parquet store in {}", dir.display()))?,
             )
@@ -234,6 +244,27 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("helios").chain(args.iter().copied()))
             .expect("valid flags");
         cli.batching.apply(SinkConfig::default())
+    }
+
+    #[test]
+    fn the_embedded_store_keeps_the_spec_retention_and_defaults_the_rest() {
+        let spec = StoreSpec {
+            retention: helios_sinks::Retention {
+                events: Some(std::time::Duration::from_secs(3_600)),
+                ..helios_sinks::Retention::default()
+            },
+            ..StoreSpec::default()
+        };
+        let embedded = embedded_store_spec(&spec);
+        assert_eq!(
+            embedded.retention.events,
+            Some(std::time::Duration::from_secs(3_600))
+        );
+        assert_eq!(
+            embedded.retention.alerts,
+            helios_sinks::Retention::DEFAULT.alerts
+        );
+        assert!(embedded.retention.aggregates.is_some());
     }
 
     #[test]

@@ -15,6 +15,14 @@ const SPEC: &str = r#"
 name = "ingest"
 type = "http"
 
+# The events are dated 2026-11-20: kept whatever day the test runs (the embedded store
+# drops days past its default retention, ADR-014).
+[retention]
+events = "100y"
+aggregates = "100y"
+alerts = "100y"
+insights = "100y"
+
 [watermark]
 max_out_of_orderness = "1s"
 idle_timeout = "1h"
