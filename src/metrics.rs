@@ -214,6 +214,11 @@ impl Collect for PipelineCollector {
         );
         out.counter(&n::PIPELINE_CHECKPOINTS, &[], m.checkpoints);
         out.counter(&n::PIPELINE_WATERMARK_MARKS, &[], m.watermark_marks);
+        for (source, count) in self.metrics.duplicates_by_source() {
+            out.counter(&n::PIPELINE_DUPLICATES, &[&source], count);
+        }
+        out.gauge(&n::PIPELINE_DEDUPE_IDENTITIES, &[], m.dedupe_ids);
+        out.counter(&n::PIPELINE_DEDUPE_EVICTED, &[], m.dedupe_evicted);
         out.gauge(&n::PIPELINE_CHECKPOINT_BYTES, &[], m.checkpoint_bytes_last);
         out.gauge(
             &n::PIPELINE_CHECKPOINT_DURATION,
@@ -253,6 +258,9 @@ impl Collect for SinkCollector {
         out.counter(&n::SINK_RECORDS_IN, &[], s.records_in);
         for (table, rows) in self.metrics.rows_by_table() {
             out.counter(&n::SINK_ROWS, &[&table], rows);
+        }
+        for (aggregate, rows) in self.metrics.late_by_aggregate() {
+            out.counter(&n::SINK_LATE_EVENTS, &[&aggregate], rows);
         }
         let h = self.metrics.batch_latency();
         out.histogram(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use helios_connectors::spec::{SourceSpec, SourcesSpec};
-use helios_pipeline::spec::{Aggregate, Diagnostics, Rule, Spec, Watermark};
+use helios_pipeline::spec::{Aggregate, Dedupe, Diagnostics, Rule, Spec, Watermark};
 
 /// Reads and validates a spec file. `Err(Ok(diagnostics))` lists every problem;
 /// `Err(Err(_))` means the file could not be read.
@@ -20,9 +20,10 @@ pub fn load(path: &Path) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow:
 }
 
 /// What the store keeps, from the spec: one table per `[[aggregate]]` (its group-key and
-/// measure names) and the `[retention]` settings. The sinks and `helios migrate` both take
-/// it from here, so the store always matches the spec the pipeline runs. (The embedded
-/// store adds its defaults for tables the spec leaves out: `stages::sinks`, ADR-014.)
+/// measure names, and its window for the rows of `late_events`) and the `[retention]`
+/// settings. The sinks and `helios migrate` both take it from here, so the store always
+/// matches the spec the pipeline runs. (The embedded store adds its defaults for tables
+/// the spec leaves out: `stages::sinks`, ADR-016.)
 pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
     let r = &spec.retention;
     helios_sinks::StoreSpec {
@@ -33,6 +34,7 @@ pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
                 name: a.name.clone(),
                 group_by: a.group_by.iter().map(|k| k.name.clone()).collect(),
                 measures: a.measures.iter().map(|m| m.name.clone()).collect(),
+                window: Some(window_spec(&a.window)),
             })
             .collect(),
         retention: helios_sinks::Retention {
@@ -42,6 +44,20 @@ pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
             insights: r.insights,
             dead_letters: r.dead_letters,
         },
+    }
+}
+
+fn window_spec(w: &helios_pipeline::spec::Window) -> helios_sinks::WindowSpec {
+    use helios_pipeline::spec::Window;
+    use helios_sinks::WindowSpec;
+    let us = |d: &std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    match w {
+        Window::Tumbling { size } => WindowSpec::Tumbling { size_us: us(size) },
+        Window::Hopping { size, slide } => WindowSpec::Hopping {
+            size_us: us(size),
+            slide_us: us(slide),
+        },
+        Window::Session { gap } => WindowSpec::Session { gap_us: us(gap) },
     }
 }
 
@@ -74,14 +90,23 @@ pub fn load_or_report(path: &Path) -> anyhow::Result<Spec<SourceSpec>> {
     }
 }
 
-/// The spec's sources, the store's tables, the alert webhooks, the aggregations and the
-/// rules.
+/// The spec's sources, the store's tables, the alert webhooks, and what the processor
+/// runs.
 pub type LoadedSpec = (
     SourcesSpec,
     helios_sinks::StoreSpec,
     Vec<helios_sinks::notify::WebhookConfig>,
-    (Watermark, Vec<Aggregate>, Vec<Rule>),
+    ProcessorSpec,
 );
+
+/// The spec's part the processor runs.
+#[derive(Debug, Default)]
+pub struct ProcessorSpec {
+    pub watermark: Watermark,
+    pub dedupe: Dedupe,
+    pub aggregates: Vec<Aggregate>,
+    pub rules: Vec<Rule>,
+}
 
 /// Loads and validates the spec; refuses to start on any problem, with the same report
 /// as `helios validate`. Returns the sources, the store's tables and the webhooks.
@@ -99,7 +124,12 @@ pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
         },
         store,
         webhooks,
-        (spec.watermark, aggregates, rules),
+        ProcessorSpec {
+            watermark: spec.watermark,
+            dedupe: spec.dedupe,
+            aggregates,
+            rules,
+        },
     ))
 }
 
@@ -157,11 +187,16 @@ format = "slack"
         let store = store_spec(&spec);
         assert_eq!(
             store.aggregates,
-            vec![helios_sinks::AggregateSpec::new(
-                "ci_runs",
-                &["subject", "conclusion"],
-                &["p95", "runs"]
-            )]
+            vec![
+                helios_sinks::AggregateSpec::new(
+                    "ci_runs",
+                    &["subject", "conclusion"],
+                    &["p95", "runs"]
+                )
+                .with_window(helios_sinks::WindowSpec::Tumbling {
+                    size_us: 3_600_000_000
+                })
+            ]
         );
         assert_eq!(
             store.retention.events,

@@ -15,8 +15,14 @@
 //! - `memory`: the tumbling aggregate over 1M distinct subjects, all within one open
 //!   window at the end; the peak RSS (VmHWM, reset after the log is filled) is the figure.
 //!
-//! Every scenario reports the final checkpoint (all partitions, written by the runtime on
-//! its way out): its size and how long it took.
+//! - `identities`: not the runtime: one partition's de-duplication state
+//!   (`helios_pipeline::dedupe::Seen`) remembering EVENTS distinct identities; the RSS it
+//!   adds and its checkpoint bytes per million identities are the figures.
+//!
+//! Every runtime scenario reports the final checkpoint (all partitions, written by the
+//! runtime on its way out): its size and how long it took. De-duplication runs as the
+//! spec's default (`[dedupe] horizon` a day); `BENCH_DEDUPE=off` turns it off, for the
+//! comparison in bench/RESULTS.md.
 
 #![allow(clippy::disallowed_methods)] // a benchmark times things: it reads the clock
 
@@ -104,6 +110,14 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let name = args.first().map_or("tumbling", String::as_str).to_string();
+    if name == "identities" {
+        let n = args
+            .get(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        identities(n);
+        return;
+    }
     let sc = scenario(&name);
     let events: u64 = args
         .get(1)
@@ -138,8 +152,14 @@ fn main() {
         .unwrap()
         .log();
     let checkpoints = CheckpointStore::local(&tmp.path().join("checkpoints"), "bench").unwrap();
+    let mut config = ProcessorConfig::new("bench", spec.watermark);
+    config.dedupe = spec.dedupe;
+    let dedupe = std::env::var("BENCH_DEDUPE").unwrap_or_default() != "off";
+    if !dedupe {
+        config.dedupe.horizon = Duration::ZERO;
+    }
     let processor = Processor::new(
-        ProcessorConfig::new("bench", spec.watermark),
+        config,
         spec.aggregates,
         log,
         Codecs {
@@ -169,7 +189,8 @@ fn main() {
         "{{\"scenario\":\"{name}\",\"events\":{events},\"subjects\":{},\"partitions\":{PARTITIONS},\
          \"log_bytes\":{log_bytes},\"seconds\":{secs:.3},\"events_per_s\":{:.0},\
          \"results\":{},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"hwm_before_mib\":{:.1},\
-         \"hwm_mib\":{:.1},\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.1}}}",
+         \"hwm_mib\":{:.1},\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.1},\"dedupe\":{dedupe},\
+         \"identities\":{}}}",
         sc.subjects,
         events as f64 / secs,
         m.results_out,
@@ -179,6 +200,37 @@ fn main() {
         after.hwm_mib,
         m.checkpoint_bytes_last,
         m.checkpoint_us_last as f64 / 1000.0,
+        m.dedupe_ids,
+    );
+}
+
+/// Memory and checkpoint bytes of one partition remembering `n` identities (ids like the
+/// ingest's, a few sources, times spread over a day).
+fn identities(n: u64) {
+    use helios_pipeline::dedupe::Seen;
+    let before = rss();
+    let mut seen = Seen::new(Duration::from_secs(86_400), usize::MAX);
+    let day_us = 86_400_000_000i64;
+    for i in 0..n {
+        let source = ["github", "ci", "deploy", "hosts"][(i % 4) as usize];
+        let time = BASE_US + (i as i64 * 7919) % day_us;
+        seen.admit(
+            source,
+            &format!("{:016x}-{i}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            time,
+        );
+    }
+    let after = rss();
+    let state = postcard::to_allocvec(seen.state()).unwrap();
+    let per_million = |x: f64| x * 1_000_000.0 / n as f64;
+    println!(
+        "{{\"scenario\":\"identities\",\"identities\":{},\"rss_added_mib\":{:.1},\
+         \"rss_mib_per_million\":{:.1},\"checkpoint_bytes\":{},\"checkpoint_mib_per_million\":{:.2}}}",
+        seen.len(),
+        after.rss_mib - before.rss_mib,
+        per_million(after.rss_mib - before.rss_mib),
+        state.len(),
+        per_million(state.len() as f64 / 1_048_576.0),
     );
 }
 

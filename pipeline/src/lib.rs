@@ -1,8 +1,9 @@
 //! `helios-pipeline` owns the deterministic business logic: the pipeline spec and its
-//! validation, SQL expressions over events, and (growing) windows, aggregates, rules and
-//! the processor runtime.
+//! validation, SQL expressions over events, the repeats of an event it drops, windows,
+//! aggregates, rules, insights and the processor runtime.
 
 pub mod checkpoint;
+pub mod dedupe;
 mod error;
 pub mod expr;
 pub mod ids;

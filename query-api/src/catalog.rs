@@ -39,6 +39,8 @@ impl Catalog {
                 name: a.name.clone(),
                 group_by: a.group_by.clone(),
                 measures: a.measures.iter().map(|m| m.name.clone()).collect(),
+                // Reads need the tables only; the sink derives late events' windows.
+                window: None,
             })
             .collect()
     }

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
 use crate::catalog::{
     AggregateInfo, Catalog, MeasureFunction, MeasureInfo, WindowInfo, WindowKind,
 };
+use crate::insights::late::{Late, LateCount};
 use crate::insights::records::{AlertOut, Alerts, EventOut, Events, InsightOut, Insights};
 use crate::insights::series::{Point, Series, Timeseries, Top, TopRow};
 use crate::insights::subjects::{Activity, KindCount, MeasureNow, Subject};
@@ -37,6 +38,7 @@ use crate::store::Column;
         crate::insights::records::insights,
         crate::insights::records::events,
         crate::insights::subjects::subject,
+        crate::insights::late::late,
         crate::sql::run,
         crate::app::healthz,
         crate::app::readyz,
@@ -47,12 +49,13 @@ use crate::store::Column;
         Timeseries, Series, Point, Top, TopRow,
         Alerts, AlertOut, Insights, InsightOut, Events, EventOut,
         Subject, Activity, KindCount, MeasureNow,
+        Late, LateCount,
         SqlRequest, SqlAnswer, Column,
     )),
     modifiers(&Additions),
     tags(
-        (name = "insights", description = "Aggregates over time, rankings, alerts, insights, events, subjects"),
-        (name = "sql", description = "Read-only SQL over the store's tables"),
+        (name = "insights", description = "Aggregates over time, rankings, alerts, insights, events, subjects, late events"),
+        (name = "sql", description = "Read-only SQL over the store's tables: events, alerts, insights, dead_letters, late_events and agg_<aggregate>"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]

@@ -140,6 +140,7 @@ async fn run_sink(
             alerts: None,
             insights: None,
             dead_letters: None,
+            late: None,
         },
         batch_rows,
         max_buffered_rows: 2 * batch_rows,

@@ -30,5 +30,5 @@ pub mod store;
 pub use backoff::{Backoff, RetryPolicy};
 pub use error::{Fault, Result, SinkError};
 pub use sink::{Decoders, Sink, SinkConfig, SinkMetrics, SinkStats, SinkTopics};
-pub use spec::{AggregateSpec, Retention, StoreSpec};
+pub use spec::{AggregateSpec, Retention, StoreSpec, WindowSpec};
 pub use store::{Rows, Store};

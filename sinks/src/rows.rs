@@ -18,7 +18,7 @@ use helios_schemas::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::spec::AggregateSpec;
+use crate::spec::{AggregateSpec, StoreSpec};
 
 /// One row of `events`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
@@ -191,6 +191,105 @@ impl From<DeadLetter> for DeadLetterRow {
             at: d.at,
         }
     }
+}
+
+/// One row of `late_events`: an event that came too late for an aggregate's window or
+/// behind a rule's watermark, with the columns of `events` and what it was late for.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct LateEventRow {
+    pub id: String,
+    pub source: String,
+    pub kind: String,
+    pub subject: String,
+    /// Event time, µs since the epoch.
+    pub time: i64,
+    /// Receive time, µs since the epoch.
+    pub received_at: i64,
+    pub attr_keys: Vec<String>,
+    pub attr_values: Vec<String>,
+    pub value: Option<f64>,
+    pub payload: Option<String>,
+    /// The aggregate's name, or `rule/<name>` for a rule.
+    pub aggregate: String,
+    /// The window the event belonged to (an aggregate with a known window), µs.
+    pub window_start: Option<i64>,
+    pub window_end: Option<i64>,
+    /// The watermark when the event arrived minus its event time, µs.
+    pub late_by: Option<i64>,
+    /// The late record's id, `<stage>/<aggregate>/<topic>/<partition>/<offset>`: what
+    /// identifies the row (one event can be late for several aggregates).
+    pub late_id: String,
+}
+
+impl LateEventRow {
+    /// The row of a late record (`late`, read from the late topic) whose `original` bytes
+    /// decoded to `event`. The aggregate comes from the record's id, the window from the
+    /// aggregate's window in `spec` and the event time, and `late_by` from the watermark
+    /// the processor wrote into the reason; all of them are functions of the record, so a
+    /// replay writes the same row. A record whose id is not a late record's is refused.
+    pub fn from_late(late: &DeadLetter, event: Event, spec: &StoreSpec) -> Result<Self, Mismatch> {
+        let aggregate = late_scope(late).ok_or_else(|| {
+            Mismatch(format!(
+                "record `{}` on the late topic has no `<stage>/<aggregate>/<topic>/<partition>/<offset>` id",
+                late.id
+            ))
+        })?;
+        let window = match aggregate.strip_prefix("rule/") {
+            Some(_) => None,
+            None => spec
+                .aggregate(aggregate)
+                .and_then(|a| a.window)
+                .and_then(|w| w.window_of(event.time)),
+        };
+        let late_by = reason_watermark(&late.reason).map(|w| w.saturating_sub(event.time));
+        let aggregate = aggregate.to_owned();
+        let row = EventRow::from(event);
+        Ok(LateEventRow {
+            id: row.id,
+            source: row.source,
+            kind: row.kind,
+            subject: row.subject,
+            time: row.time,
+            received_at: row.received_at,
+            attr_keys: row.attr_keys,
+            attr_values: row.attr_values,
+            value: row.value,
+            payload: row.payload,
+            aggregate,
+            window_start: window.map(|w| w.0),
+            window_end: window.map(|w| w.1),
+            late_by,
+            late_id: late.id.clone(),
+        })
+    }
+}
+
+/// The `<aggregate>` of a late record's id (`DeadLetter::position_id` with a scope):
+/// what lies between `<stage>/` and `/<topic>/<partition>/<offset>`, read from the
+/// record's own fields so neither the stage nor the topic name is assumed.
+fn late_scope(late: &DeadLetter) -> Option<&str> {
+    let topic = late.topic.as_deref()?;
+    let suffix = format!("/{topic}/{}/{}", late.partition?, late.offset?);
+    let scope = late
+        .id
+        .strip_prefix(late.stage.as_str())?
+        .strip_prefix('/')?
+        .strip_suffix(suffix.as_str())?;
+    (!scope.is_empty()).then_some(scope)
+}
+
+/// The watermark in a late record's reason. The processor writes it as `the watermark
+/// <µs>` (an aggregate: "... is behind the watermark W by more than ..."; a rule: "...
+/// arrived after the watermark W: ..."); the last occurrence counts, because an event id
+/// quoted earlier in a rule's reason could contain the same words.
+fn reason_watermark(reason: &str) -> Option<i64> {
+    const MARK: &str = "the watermark ";
+    let rest = &reason[reason.rfind(MARK)? + MARK.len()..];
+    let end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].parse().ok()
 }
 
 /// Results for one `agg_<name>` table, checked against the aggregate's spec. The
@@ -388,6 +487,127 @@ mod tests {
         r.measures.insert("p99".into(), 1.0);
         assert!(rows.push(&r).is_err());
         assert_eq!(rows.len(), 1);
+    }
+
+    fn late_event(time: i64) -> Event {
+        Event {
+            id: "ev-1".into(),
+            source: "ci".into(),
+            kind: "ci.run".into(),
+            subject: "helios".into(),
+            time,
+            received_at: time + 7,
+            attrs: [("branch".to_owned(), "main".to_owned())].into(),
+            value: Some(2.5),
+            payload: None,
+        }
+    }
+
+    fn late_record(scope: &str, reason: &str) -> DeadLetter {
+        DeadLetter {
+            id: DeadLetter::position_id("pipeline/late", Some(scope), "helios.events", 3, 42),
+            stage: "pipeline/late".into(),
+            reason: reason.into(),
+            original: vec![],
+            topic: Some("helios.events".into()),
+            partition: Some(3),
+            offset: Some(42),
+            at: 1,
+        }
+    }
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn late_rows_name_the_aggregate_its_window_and_how_late() {
+        use crate::spec::WindowSpec;
+        let spec = StoreSpec {
+            aggregates: vec![
+                AggregateSpec::new("per_minute", &[], &[])
+                    .with_window(WindowSpec::Tumbling { size_us: MIN }),
+                AggregateSpec::new("hopping", &[], &[]).with_window(WindowSpec::Hopping {
+                    size_us: 3 * MIN,
+                    slide_us: MIN,
+                }),
+                AggregateSpec::new("sessions", &[], &[])
+                    .with_window(WindowSpec::Session { gap_us: 5 * MIN }),
+                AggregateSpec::new("no_window", &[], &[]),
+            ],
+            ..StoreSpec::default()
+        };
+        // As the processor words it (pipeline/src/window and pipeline/src/rules).
+        let time = 10 * MIN + 30_000_000;
+        let watermark = 20 * MIN;
+        let aggregate_reason = format!(
+            "aggregate `x`: event time {time} is behind the watermark {watermark} by more than the allowed lateness of 0ns: its window is closed"
+        );
+        let row = |scope: &str, reason: &str| {
+            LateEventRow::from_late(&late_record(scope, reason), late_event(time), &spec).unwrap()
+        };
+        let r = row("per_minute", &aggregate_reason);
+        assert_eq!(r.aggregate, "per_minute");
+        assert_eq!(
+            (r.window_start, r.window_end),
+            (Some(10 * MIN), Some(11 * MIN))
+        );
+        assert_eq!(r.late_by, Some(watermark - time));
+        assert_eq!(r.late_id, "pipeline/late/per_minute/helios.events/3/42");
+        // The event's columns are those of `events`.
+        let e = EventRow::from(late_event(time));
+        assert_eq!(
+            (&r.id, &r.source, &r.kind, &r.subject, r.time, r.received_at),
+            (&e.id, &e.source, &e.kind, &e.subject, e.time, e.received_at)
+        );
+        assert_eq!(
+            (&r.attr_keys, &r.attr_values, r.value, &r.payload),
+            (&e.attr_keys, &e.attr_values, e.value, &e.payload)
+        );
+        // Hopping: the latest of the event's windows; session: the one it would open.
+        let r = row("hopping", &aggregate_reason);
+        assert_eq!(
+            (r.window_start, r.window_end),
+            (Some(10 * MIN), Some(13 * MIN))
+        );
+        let r = row("sessions", &aggregate_reason);
+        assert_eq!(
+            (r.window_start, r.window_end),
+            (Some(time), Some(time + 5 * MIN))
+        );
+        // No window known: the row still says which aggregate and how late.
+        let r = row("no_window", &aggregate_reason);
+        assert_eq!(
+            (&*r.aggregate, r.window_start, r.late_by),
+            ("no_window", None, Some(watermark - time))
+        );
+        // A rule: no window; an event id quoting "the watermark" does not fool the parse.
+        let rule_reason = format!(
+            "rule `r`: event the watermark 1 at time {time} matched rule `r` but arrived after the watermark {watermark}: it is later than the allowed out-of-orderness"
+        );
+        let r = row("rule/r", &rule_reason);
+        assert_eq!(
+            (&*r.aggregate, r.window_start, r.window_end),
+            ("rule/r", None, None)
+        );
+        assert_eq!(r.late_by, Some(watermark - time));
+        // A reason without a watermark (another writer) leaves only `late_by` unknown.
+        assert_eq!(row("per_minute", "late").late_by, None);
+        // Negative watermarks (before 1970) parse too.
+        assert_eq!(reason_watermark("behind the watermark -5 by"), Some(-5));
+    }
+
+    #[test]
+    fn late_records_without_a_scoped_id_are_refused_with_the_id() {
+        let spec = StoreSpec::default();
+        let mut unscoped = late_record("x", "");
+        unscoped.id = DeadLetter::position_id("pipeline/late", None, "helios.events", 3, 42);
+        let mut elsewhere = late_record("x", "");
+        elsewhere.offset = Some(43);
+        let mut no_position = late_record("x", "");
+        no_position.topic = None;
+        for bad in [unscoped, elsewhere, no_position] {
+            let err = LateEventRow::from_late(&bad, late_event(0), &spec).unwrap_err();
+            assert!(err.0.contains(&bad.id), "{}", err.0);
+        }
     }
 
     #[test]

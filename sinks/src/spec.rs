@@ -23,6 +23,10 @@ pub struct AggregateSpec {
     /// Measure names; each becomes a `Nullable(Float64)` column.
     #[serde(default)]
     pub measures: Vec<String>,
+    /// The aggregate's window, so a late event's row can name the window it missed
+    /// (`late_events`); without it those rows have no window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
 }
 
 impl AggregateSpec {
@@ -32,12 +36,60 @@ impl AggregateSpec {
             name: name.to_owned(),
             group_by: group_by.iter().map(|s| (*s).to_owned()).collect(),
             measures: measures.iter().map(|s| (*s).to_owned()).collect(),
+            window: None,
         }
+    }
+
+    /// The same aggregate with its window.
+    pub fn with_window(mut self, window: WindowSpec) -> Self {
+        self.window = Some(window);
+        self
     }
 
     /// The table holding this aggregate's results.
     pub fn table(&self) -> String {
         format!("agg_{}", self.name)
+    }
+}
+
+/// An aggregate's window as the pipeline spec declares it, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowSpec {
+    Tumbling {
+        size_us: i64,
+    },
+    /// `slide_us` divides `size_us` (the pipeline spec checks it).
+    Hopping {
+        size_us: i64,
+        slide_us: i64,
+    },
+    Session {
+        gap_us: i64,
+    },
+}
+
+impl WindowSpec {
+    /// The window `[start, end)` an event at `time` (µs) belongs to, computed as the window
+    /// operator does: a tumbling window's one window; of a hopping window's several, the
+    /// latest (the last to close, so the one the event missed by the least); for sessions,
+    /// the session the event would have opened, `[time, time + gap)`. `None` for a window
+    /// of no length (not a valid spec).
+    pub fn window_of(&self, time: i64) -> Option<(i64, i64)> {
+        match *self {
+            WindowSpec::Tumbling { size_us } if size_us > 0 => {
+                let start = time.div_euclid(size_us).saturating_mul(size_us);
+                Some((start, start.saturating_add(size_us)))
+            }
+            WindowSpec::Hopping { size_us, slide_us } if size_us > 0 && slide_us > 0 => {
+                let start = time.div_euclid(slide_us).saturating_mul(slide_us);
+                Some((start, start.saturating_add(size_us)))
+            }
+            WindowSpec::Session { gap_us } if gap_us > 0 => {
+                Some((time, time.saturating_add(gap_us)))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -76,7 +128,7 @@ const DAY: u64 = 86_400;
 
 impl Retention {
     /// What each table of the embedded store keeps when the spec's `[retention]` does not
-    /// say (ADR-014): raw events and dead letters 30 days, window results 400 days (a year
+    /// say (ADR-016): raw events and dead letters 30 days, window results 400 days (a year
     /// to compare with), alerts and insights 180 days. Those of `deploy/helios.toml`.
     pub const DEFAULT: Retention = Retention {
         events: Some(Duration::from_secs(30 * DAY)),

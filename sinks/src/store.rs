@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
+use crate::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow, LateEventRow};
 use crate::spec::StoreSpec;
 
 /// Rows waiting to be stored, per table.
@@ -29,6 +29,8 @@ pub struct Rows {
     pub insights: Vec<InsightRow>,
     /// `dead_letters`.
     pub dead_letters: Vec<DeadLetterRow>,
+    /// `late_events`.
+    pub late_events: Vec<LateEventRow>,
 }
 
 impl Rows {
@@ -38,6 +40,7 @@ impl Rows {
             + self.alerts.len()
             + self.insights.len()
             + self.dead_letters.len()
+            + self.late_events.len()
             + self
                 .aggregates
                 .values()

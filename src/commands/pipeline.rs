@@ -85,6 +85,7 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         log,
         max_future,
         watermark: spec.watermark,
+        dedupe: spec.dedupe,
         aggregates: std::mem::take(&mut spec.aggregates),
         rules: std::mem::take(&mut spec.rules),
         ids,

@@ -9,13 +9,14 @@ use axum::Router;
 use clap::Args;
 use helios_connectors::spec::{SourcesSpec, default_sources};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
-use helios_pipeline::spec::Watermark;
 use tracing::info;
 
 use crate::backend::{Topics, log_dir};
 use crate::stages::disk::{DataDirUsage, LogRetentionArgs, MinFreeArgs, StoreCapArgs};
 use crate::stages::http::{HttpArgs, WebhookArgs};
-use crate::stages::pipeline::{PipelineSetup, register_schemas, start_pipeline, state_dir};
+use crate::stages::pipeline::{
+    Duplicates, PipelineSetup, register_schemas, start_pipeline, state_dir,
+};
 use crate::stages::schemas::{Schemas, open_embedded};
 use crate::stages::sinks::{SinkBatching, SinksSetup, start_sinks};
 use crate::stages::sources::{EventTimeArgs, SourcesSetup, start_sources};
@@ -116,7 +117,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             helios_sinks::StoreSpec::default(),
             Vec::new(),
-            (Watermark::default(), Vec::new(), Vec::new()),
+            crate::spec::ProcessorSpec::default(),
         ),
     };
     // Bind first: a taken port should stop us before anything starts.
@@ -154,15 +155,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let app: Router = helios_query_api::router(sources, registry)
         .merge(helios_query_api::metrics::router(metrics.clone()));
     // The read API answers about the spec's aggregates, from the store the sink writes.
-    let read_catalog = read_api::catalog(&pipeline.1);
+    let read_catalog = read_api::catalog(&pipeline.aggregates);
     let read_store = store_spec.clone();
     let failures = Failures::default();
     let processor = start_pipeline(PipelineSetup {
         log: log.clone(),
         max_future: args.event_time.pipeline_bound(&spec.sources),
-        watermark: pipeline.0,
-        aggregates: pipeline.1,
-        rules: pipeline.2,
+        watermark: pipeline.watermark,
+        dedupe: pipeline.dedupe,
+        aggregates: pipeline.aggregates,
+        rules: pipeline.rules,
         ids: register_schemas(&schemas, &topics).await?,
         schemas: schemas.source(),
         checkpoints: state_dir(&args.data_dir),
@@ -173,6 +175,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the pipeline")?;
+    if let Some(p) = &processor {
+        supervisor.set_duplicate_counts(std::sync::Arc::new(Duplicates(p.metrics.clone())));
+    }
     let clickhouse = args.clickhouse.as_ref().map(|url| {
         helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
     });

@@ -1,6 +1,6 @@
 //! The data dir's disk: how much the embedded log and store may keep (retention and size
 //! caps), the reserve below which ingest refuses new events, and what the data dir holds
-//! now (for `/metrics`, `GET /v1/storage` and `helios topics`). Defaults: ADR-014.
+//! now (for `/metrics`, `GET /v1/storage` and `helios topics`). Defaults: ADR-016.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -206,7 +206,8 @@ pub async fn topic_usage(log: &Log) -> Vec<TopicUsage> {
 /// The retention of a store table by its folder name (`agg_*` are the aggregates).
 fn table_retention(r: &Retention, table: &str) -> Option<Duration> {
     match table {
-        "events" => r.events,
+        // Late events are events, and age with them (as the store expires them).
+        "events" | "late_events" => r.events,
         "alerts" => r.alerts,
         "insights" => r.insights,
         "dead_letters" => r.dead_letters,
@@ -285,6 +286,7 @@ mod tests {
     fn tables_take_their_retention_by_name() {
         let r = Retention::DEFAULT;
         assert_eq!(table_retention(&r, "events"), r.events);
+        assert_eq!(table_retention(&r, "late_events"), r.events);
         assert_eq!(table_retention(&r, "agg_ci_runs"), r.aggregates);
         assert_eq!(table_retention(&r, "dead_letters"), r.dead_letters);
         assert_eq!(table_retention(&r, "something_else"), None);

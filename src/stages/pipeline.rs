@@ -10,7 +10,7 @@ use anyhow::Context;
 use helios_log::Log;
 use helios_pipeline::checkpoint::CheckpointStore;
 use helios_pipeline::runtime::{Codecs, DerivedCodecs, Metrics, Processor, ProcessorConfig};
-use helios_pipeline::spec::{Aggregate, Rule, Watermark};
+use helios_pipeline::spec::{Aggregate, Dedupe, Rule, Watermark};
 use helios_schemas::{
     Alert, AvroRecord, DeadLetter, Event, EventCodec, Insight, RecordCodec, SchemaSource,
     WindowResult,
@@ -28,6 +28,8 @@ use crate::stages::supervision::Failures;
 pub struct PipelineSetup {
     pub log: Log,
     pub watermark: Watermark,
+    /// Repeats of an event dropped before the operators (`[dedupe]`).
+    pub dedupe: Dedupe,
     pub aggregates: Vec<Aggregate>,
     pub rules: Vec<Rule>,
     /// Registry ids of the schemas the processor reads and writes.
@@ -42,6 +44,17 @@ pub struct PipelineSetup {
     pub failures: Failures,
     /// Events dated more than this after their `received_at` are dead letters.
     pub max_future: Duration,
+}
+
+/// The processor's repeat counts, for `GET /v1/sources` when sources and processor share
+/// a process (`helios up`).
+#[derive(Debug)]
+pub struct Duplicates(pub Arc<Metrics>);
+
+impl helios_connectors::runtime::DuplicateCounts for Duplicates {
+    fn duplicates_by_source(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.duplicates_by_source()
+    }
 }
 
 /// Registry ids the processor reads and writes with.
@@ -123,6 +136,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
     let mut config = ProcessorConfig::new(setup.group.clone(), setup.watermark);
     config.checkpoint_interval = setup.checkpoint_interval;
     config.max_future = setup.max_future;
+    config.dedupe = setup.dedupe;
     for topic in [
         &mut config.events_topic,
         &mut config.aggregates_topic,

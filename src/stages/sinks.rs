@@ -106,7 +106,7 @@ impl RunningSinks {
 }
 
 /// What the embedded store keeps: `spec`, with `Retention::DEFAULT` for every table whose
-/// retention the spec leaves out, so a default install does not grow forever (ADR-014).
+/// retention the spec leaves out, so a default install does not grow forever (ADR-016).
 /// Not for ClickHouse: a default TTL there would delete data that deployments kept.
 pub fn embedded_store_spec(spec: &StoreSpec) -> StoreSpec {
     StoreSpec {
@@ -130,6 +130,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         alerts: Some(names.name("helios.alerts")),
         insights: Some(names.name("helios.insights")),
         dead_letters: Some(names.name("helios.dlq")),
+        late: Some(names.name("helios.late")),
     };
     let admin = setup.log.admin();
     for (topic, partitions) in [
@@ -138,6 +139,8 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         (&topics.alerts, 1),
         (&topics.insights, 1),
         (&topics.dead_letters, 1),
+        // As many as the processor gives it (it writes per input partition).
+        (&topics.late, setup.aggregates_partitions),
     ] {
         let Some(topic) = topic else { continue };
         // Only missing topics: the stage that writes a topic decides its partitions.
@@ -173,6 +176,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         &topics.alerts,
         &topics.insights,
         &topics.dead_letters,
+        &topics.late,
     ]
     .into_iter()
     .flatten()

@@ -2,8 +2,8 @@
 // The dashboard in a real browser (issue 6, done-when 5): start `helios up` with a
 // small spec and an admin key, open the dashboard in Debian's chromium (headless,
 // driven by playwright-core), post events and watch them arrive without a reload, open
-// a subject page and see its numbers and charts, run SQL in the console, and save
-// screenshots. Exits non-zero with a message on the first failed check, and always
+// a subject page and see its numbers and charts, run SQL in the console, see events
+// that came too late for their window counted per aggregate, and save screenshots. Exits non-zero with a message on the first failed check, and always
 // stops the helios process it started.
 //
 // Environment:
@@ -274,6 +274,11 @@ async function main() {
     if (await page.isVisible('#key-panel')) throw new Error('the key form shows although a valid key was given');
   });
 
+  await check('the overview lists every aggregate with no late events yet', async () => {
+    await waitFor('the ci_runs row of the late events table', async () =>
+      (await page.locator('.late-count[data-aggregate="ci_runs"]').innerText()) === '0');
+  });
+
   await check('the overview lists the http source as running', async () => {
     const row = page.locator('#sources-table tbody tr', { hasText: 'ingest' });
     await row.waitFor({ timeout: WAIT_MS });
@@ -424,6 +429,36 @@ async function main() {
     if (!text.trim()) throw new Error('the error box is empty');
     if (await page.locator('#sql-table').count()) throw new Error('the old result still shows');
   });
+
+  // Two events ten minutes old, after the stream has moved the watermark to a few seconds
+  // ago: their one-minute window has closed, so they are late for `ci_runs` (they are
+  // successes, so the rule does not match them).
+  const late = [0, 1].map((i) => ({
+    specversion: '1.0', id: `browser-late-${i}`, source: 'ci', type: 'ci.run', subject: BILLING,
+    time: new Date(now - 600_000 - i * 1_000).toISOString(), value: 1, conclusion: 'success',
+  }));
+  await check('events late for their window are counted per aggregate on the overview', async () => {
+    const r = await fetch(`${base}/v1/events`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/cloudevents-batch+json' },
+      body: JSON.stringify(late),
+    });
+    if (r.status !== 202) throw new Error(`POST /v1/events answered ${r.status}: ${await r.text()}`);
+    await page.click('nav a[data-nav="overview"]');
+    await waitFor('GET /v1/late to count the late events of ci_runs', async () => {
+      const answer = await (await fetch(`${base}/v1/late`, { headers: auth })).json();
+      const row = answer.aggregates.find((a) => a.aggregate === 'ci_runs');
+      return row && row.late_events === late.length && row.max_late_by_seconds >= 580;
+    });
+    await waitFor(`a late count of ${late.length} for ci_runs in the late events table`, async () =>
+      (await page.locator('.late-count[data-aggregate="ci_runs"]').innerText()) === String(late.length));
+    const row = await page.locator('#late-table tbody tr', { hasText: 'ci_runs' }).innerText();
+    if (!/\bmin\b/.test(row)) throw new Error(`the row reads ${JSON.stringify(row)}: the lateness (about ten minutes) is missing`);
+    if (await page.locator('#late-table tbody tr', { hasText: 'ci_failing' }).count()) {
+      throw new Error('successes were counted late for the ci_failing rule, which they do not match');
+    }
+  });
+  await page.screenshot({ path: path.join(artifacts, 'late.png'), fullPage: true });
 
   await check('a rejected key brings up the key form, and a pasted key works', async () => {
     await page.evaluate((k) => localStorage.setItem('helios.apiKey', k), BAD_KEY);

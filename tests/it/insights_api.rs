@@ -16,7 +16,7 @@ name = "ingest"
 type = "http"
 
 # The events are dated 2026-11-20: kept whatever day the test runs (the embedded store
-# drops days past its default retention, ADR-014).
+# drops days past its default retention, ADR-016).
 [retention]
 events = "100y"
 aggregates = "100y"
@@ -259,6 +259,7 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
         ("get", "/v1/insights", None),
         ("get", "/v1/events", None),
         ("get", "/v1/subjects/{subject}", None),
+        ("get", "/v1/late", None),
         (
             "post",
             "/v1/sql",

@@ -300,3 +300,154 @@ async fn final_window_results_and_alerts_survive_sigkill_exactly_once() {
         "extra alerts after kills {kills:?}: {extra:?}"
     );
 }
+
+/// The final windows a batch computation over the unique events gives: (subject, window
+/// start µs) -> count.
+fn expected_counts() -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for s in 0..BATCHES * BATCH {
+        let ms = 1_767_225_660_000i64 + s as i64 * 20 - (s as i64 % 7) * 30;
+        let start = ms.div_euclid(1000) * 1_000_000;
+        *out.entry((format!("subject-{}", s % SUBJECTS), start))
+            .or_default() += 1;
+    }
+    out
+}
+
+/// Issue 13, done-when 1 on the embedded log: `helios up` is SIGKILLed while a batch is in
+/// flight, the client resends every batch it has no `202` for, and it also resends one
+/// batch in five on purpose. The log then holds repeats; the processor drops them, so
+/// every final window equals the count over the unique events, and the `events` table
+/// holds each `(source, id)` once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resent_batches_count_once_under_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let spec = dir.join("helios.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let args = [
+        "--spec",
+        spec.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let client = reqwest::Client::new();
+    let mut server = Helios::up(&data, &args).await;
+    let mut rng = rand::rng();
+    let mut kills: Vec<usize> = (0..4).map(|_| rng.random_range(1..BATCHES)).collect();
+    kills.sort_unstable();
+    kills.dedup();
+    let (mut resent, mut unacknowledged) = (0, 0);
+    for b in 0..BATCHES {
+        let body = batch(b);
+        let mut acked = if kills.contains(&b) {
+            // Kill while this batch is in flight: it may or may not have been accepted.
+            let (c, url, key, sent) = (
+                client.clone(),
+                server.url("/v1/events"),
+                server.key.clone(),
+                body.clone(),
+            );
+            let inflight = tokio::spawn(async move {
+                matches!(
+                    c.post(url)
+                        .bearer_auth(key)
+                        .header("content-type", "application/cloudevents-batch+json")
+                        .body(serde_json::to_vec(&sent).unwrap())
+                        .send()
+                        .await,
+                    Ok(r) if r.status() == 202
+                )
+            });
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+            server.kill();
+            let acked = inflight.await.unwrap();
+            server = Helios::up(&data, &args).await;
+            acked
+        } else {
+            post(&client, &server, &body).await
+        };
+        // No 202: send it again (it may be in the log already).
+        while !acked {
+            unacknowledged += 1;
+            acked = post(&client, &server, &body).await;
+        }
+        if b % 5 == 3 {
+            // A producer retry although the first one was accepted.
+            assert!(post(&client, &server, &body).await, "batch {b} refused");
+            resent += 1;
+        }
+    }
+    assert!(post(&client, &server, &flush()).await);
+    assert!(resent >= BATCHES / 5, "the test resends on purpose");
+
+    let total = (BATCHES * BATCH) as i64;
+    let expected = expected_counts();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let got = loop {
+        let results = finals(&data).await;
+        let got: BTreeMap<(String, i64), i64> = results
+            .values()
+            .map(|w| ((w.group["subject"].clone(), w.window_start), w.count))
+            .collect();
+        let counted: i64 = got.values().sum();
+        assert!(
+            counted <= total,
+            "counted {counted} of {total} unique events: repeats were counted"
+        );
+        if counted == total {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {counted} of {total} events counted; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        got, expected,
+        "kills {kills:?}, {unacknowledged} unacknowledged"
+    );
+
+    // The events table: every (source, id) once, the repeats counted by source.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = server
+            .post("/v1/sql")
+            .json(&json!({"sql": "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM events WHERE source = 'crash-test'"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let rows: serde_json::Value = r.json().await.unwrap();
+        let (n, ids) = (rows["rows"][0][0].as_i64(), rows["rows"][0][1].as_i64());
+        // The stream and one flush event per subject.
+        let all = total + SUBJECTS as i64;
+        if ids == Some(all) {
+            assert_eq!(n, Some(all), "each event once in `events`");
+            break;
+        }
+        assert!(Instant::now() < deadline, "events table: {rows}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sources: serde_json::Value = server
+        .get("/v1/sources")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The process running now counts the repeats it dropped itself: at least the
+    // on-purpose resends after the last kill.
+    let last_kill = kills.last().copied().unwrap_or(0);
+    let resent_since = (last_kill..BATCHES).filter(|b| b % 5 == 3).count();
+    let dropped = sources["duplicates"]["crash-test"].as_u64().unwrap_or(0);
+    assert!(
+        dropped >= (resent_since * BATCH) as u64,
+        "repeats dropped since the last restart ({resent_since} batches resent): {sources}"
+    );
+    server.stop();
+}

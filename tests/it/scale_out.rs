@@ -25,10 +25,22 @@ const PER_SUBJECT: usize = 240;
 const BASE_US: i64 = 1_767_225_600_000_000;
 const WINDOW_US: i64 = 60_000_000;
 
+/// Event time of the `i`th event of a subject: one per second, up to 2.7 s out of order
+/// (the spec allows 5 s), the first and last few in order so the stream spans exactly
+/// its four windows.
+fn time_us(i: usize) -> i64 {
+    let behind = if (3..PER_SUBJECT - 3).contains(&i) {
+        ((i * 7) % 4) as i64 * 900_000
+    } else {
+        0
+    };
+    BASE_US + i as i64 * 1_000_000 - behind
+}
+
 /// The event `i` of subject `s`: one per second, values 0..7, pushes only (plus
 /// `ci.run`s the aggregate must ignore).
 fn event(s: usize, i: usize) -> Value {
-    let time_us = BASE_US + i as i64 * 1_000_000;
+    let time_us = time_us(i);
     let kind = if i % 5 == 4 { "ci.run" } else { "git.push" };
     json!({
         "specversion": "1.0",
@@ -51,7 +63,7 @@ fn expected() -> BTreeMap<(String, i64), (i64, f64)> {
             if e["type"] != "git.push" {
                 continue;
             }
-            let t = BASE_US + i as i64 * 1_000_000;
+            let t = time_us(i);
             let start = t - t.rem_euclid(WINDOW_US);
             let slot = out.entry((format!("subject-{s}"), start)).or_default();
             slot.0 += 1;
@@ -90,6 +102,22 @@ async fn send(client: &reqwest::Client, ingest: SocketAddr, key: &str, batch: Ve
         assert!(Instant::now() < deadline, "ingest kept refusing a batch");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Sends `batch`, and every fifth one a second time although it was accepted, as a
+/// producer that retries does: the log then holds repeats the processor must drop.
+async fn send_retrying(
+    client: &reqwest::Client,
+    ingest: SocketAddr,
+    key: &str,
+    sent: &mut usize,
+    batch: Vec<Value>,
+) {
+    *sent += 1;
+    if sent.is_multiple_of(5) {
+        send(client, ingest, key, batch.clone()).await;
+    }
+    send(client, ingest, key, batch).await;
 }
 
 /// The input partitions a pipeline process holds now, with the records it read from each
@@ -295,8 +323,9 @@ measures = { n = "count(*)", total = "sum(value)" }
     let mut rounds = rounds.into_iter();
 
     // First half, until both processes hold partitions and have read events from them.
+    let mut sent = 0;
     for batch in rounds.by_ref().take(kill_at) {
-        send(&client, ingest_addr, &key, batch).await;
+        send_retrying(&client, ingest_addr, &key, &mut sent, batch).await;
     }
     let all: BTreeSet<u32> = (0..4).collect();
     let deadline = Instant::now() + WAIT;
@@ -337,13 +366,13 @@ measures = { n = "count(*)", total = "sum(value)" }
     let mut rest: Vec<Vec<Value>> = rounds.collect();
     let after_kill = rest.split_off(2);
     for batch in rest {
-        send(&client, ingest_addr, &key, batch).await;
+        send_retrying(&client, ingest_addr, &key, &mut sent, batch).await;
     }
     a.sigkill();
 
     // Keep streaming while the group notices the loss (session timeout) and rebalances.
     for batch in after_kill {
-        send(&client, ingest_addr, &key, batch).await;
+        send_retrying(&client, ingest_addr, &key, &mut sent, batch).await;
     }
     let deadline = Instant::now() + WAIT;
     loop {
@@ -427,8 +456,24 @@ measures = { n = "count(*)", total = "sum(value)" }
     assert_eq!(
         counted as usize,
         SUBJECTS * PER_SUBJECT * 4 / 5,
-        "every push counted once"
+        "every push counted once, although one batch in five was sent twice"
     );
+    // The events table holds each (source, id) once, as the API reads it.
+    let sql = format!(
+        "SELECT toInt64(count()), toInt64(uniqExact(source, id)) FROM `{database}`.events FINAL \
+         WHERE source = 'scale-out-test' FORMAT JSONCompact"
+    );
+    let rows: Value = client
+        .post(&clickhouse)
+        .body(sql)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all = (SUBJECTS * PER_SUBJECT + SUBJECTS).to_string();
+    assert_eq!(rows["data"][0], json!([all, all]), "{rows}");
     let _ = client
         .post(&clickhouse)
         .body(format!("DROP DATABASE IF EXISTS `{database}`"))

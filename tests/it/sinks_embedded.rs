@@ -14,7 +14,7 @@ use serde_json::json;
 const N: usize = 200;
 
 /// The events' time: an hour before the test started, the same for every post. Recent, so
-/// the store's default retention (ADR-014) keeps it whatever day the test runs.
+/// the store's default retention (ADR-016) keeps it whatever day the test runs.
 fn event_time() -> String {
     static TIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TIME.get_or_init(|| {

@@ -16,4 +16,4 @@ pub use disk::{DiskGuard, DiskLow, DiskSpace, human_bytes};
 pub use emitter::{Emitter, EmitterConfig, Refused, now_micros};
 pub use routes::router;
 pub use status::{RequestOutcome, RequestStats, SourceHandle, SourceState, SourceStatus};
-pub use supervisor::{PullSource, SourceContext, Supervisor};
+pub use supervisor::{DuplicateCounts, PullSource, SourceContext, Supervisor};

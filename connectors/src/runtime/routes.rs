@@ -20,8 +20,10 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .with_state(supervisor)
 }
 
+/// The sources, and the repeats the processor dropped by the events' `source` (`null`
+/// when the processor runs in another process: see its `/metrics`).
 async fn list(State(s): State<Arc<Supervisor>>) -> Response {
-    axum::Json(json!({ "sources": s.statuses() })).into_response()
+    axum::Json(json!({ "sources": s.statuses(), "duplicates": s.duplicates() })).into_response()
 }
 
 async fn pause(State(s): State<Arc<Supervisor>>, Path(name): Path<String>) -> Response {

@@ -128,6 +128,14 @@ pub struct Supervisor {
     sources: RwLock<BTreeMap<String, SourceHandle>>,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<JoinSet<()>>,
+    /// The processor's repeat counts, when one runs in this process.
+    duplicates: RwLock<Option<Arc<dyn DuplicateCounts>>>,
+}
+
+/// Repeats of events the processor dropped, by the events' `source` (the processor runs
+/// downstream of the sources; the binary connects the two when they share a process).
+pub trait DuplicateCounts: Send + Sync + std::fmt::Debug {
+    fn duplicates_by_source(&self) -> BTreeMap<String, u64>;
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -142,6 +150,7 @@ impl Supervisor {
             sources: RwLock::new(BTreeMap::new()),
             shutdown: watch::channel(false).0,
             tasks: std::sync::Mutex::new(JoinSet::new()),
+            duplicates: RwLock::new(None),
         })
     }
 
@@ -194,6 +203,20 @@ impl Supervisor {
     pub fn statuses(&self) -> Vec<SourceStatus> {
         let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
         sources.values().map(SourceHandle::status).collect()
+    }
+
+    /// Reports `counts` on `GET /v1/sources` from now on.
+    pub fn set_duplicate_counts(&self, counts: Arc<dyn DuplicateCounts>) {
+        *self.duplicates.write().unwrap_or_else(|p| p.into_inner()) = Some(counts);
+    }
+
+    /// The processor's repeats by event source; `None` when no processor runs here.
+    pub fn duplicates(&self) -> Option<BTreeMap<String, u64>> {
+        self.duplicates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.duplicates_by_source())
     }
 
     /// Asks every pull source to stop and waits for them.

@@ -30,6 +30,12 @@ pub struct Metrics {
     commit_errors: AtomicU64,
     fatal_errors: AtomicU64,
     watermark_marks: AtomicU64,
+    /// Identities remembered for de-duplication now, all assigned partitions.
+    dedupe_ids: AtomicU64,
+    /// Buckets of identities forgotten early at the `max_ids` bound.
+    dedupe_evicted: AtomicU64,
+    /// Repeats dropped, by source (a handful of sources; updated once per batch).
+    duplicates: RwLock<BTreeMap<String, u64>>,
     /// Per assigned partition; the map changes only on assignment changes, the counters
     /// inside once per batch.
     partitions: RwLock<BTreeMap<u32, Arc<PartitionCounters>>>,
@@ -94,6 +100,10 @@ pub struct MetricsSnapshot {
     pub fatal_errors: u64,
     /// Watermark marks written into quiet partitions of the events topic.
     pub watermark_marks: u64,
+    /// Identities remembered for de-duplication now.
+    pub dedupe_ids: u64,
+    /// Buckets of identities forgotten early because `[dedupe] max_ids` was reached.
+    pub dedupe_evicted: u64,
 }
 
 impl Metrics {
@@ -124,6 +134,29 @@ impl Metrics {
 
     pub(crate) fn restored(&self) {
         self.restored_partitions.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn duplicates(&self, by_source: &BTreeMap<String, u64>) {
+        if by_source.is_empty() {
+            return;
+        }
+        let mut all = self.duplicates.write().unwrap_or_else(|p| p.into_inner());
+        for (source, n) in by_source {
+            *all.entry(source.clone()).or_default() += n;
+        }
+    }
+
+    pub(crate) fn seen(&self, remembered: u64, evicted: u64) {
+        self.dedupe_ids.store(remembered, Relaxed);
+        self.dedupe_evicted.fetch_add(evicted, Relaxed);
+    }
+
+    /// Repeats dropped so far, by source.
+    pub fn duplicates_by_source(&self) -> BTreeMap<String, u64> {
+        self.duplicates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn marks_written(&self, n: u64) {
@@ -220,6 +253,8 @@ impl Metrics {
             commit_errors: self.commit_errors.load(Relaxed),
             fatal_errors: self.fatal_errors.load(Relaxed),
             watermark_marks: self.watermark_marks.load(Relaxed),
+            dedupe_ids: self.dedupe_ids.load(Relaxed),
+            dedupe_evicted: self.dedupe_evicted.load(Relaxed),
         }
     }
 }

@@ -58,7 +58,7 @@ use partition::{PartitionState, Specs};
 
 use crate::checkpoint::CheckpointStore;
 use crate::expr::GroupKeyExpr;
-use crate::spec::{Aggregate, Rule, Watermark};
+use crate::spec::{Aggregate, Dedupe, Rule, Watermark};
 use crate::{PipelineError, Result};
 
 /// The stage name late events carry in their `DeadLetter` record.
@@ -97,6 +97,9 @@ pub struct ProcessorConfig {
     /// compares two fields of the record, never the clock, so a replay decides the same.
     /// Default 15 minutes; set it to the largest `max_future` of the sources.
     pub max_future: Duration,
+    /// Repeats of an event (same `source` and `id`) dropped before any operator sees
+    /// them: the spec's `[dedupe]`.
+    pub dedupe: Dedupe,
 }
 
 impl ProcessorConfig {
@@ -114,6 +117,7 @@ impl ProcessorConfig {
             max_batch: 4096,
             watermark,
             max_future: helios_schemas::event_time::DEFAULT_MAX_FUTURE,
+            dedupe: Dedupe::default(),
         }
     }
 }
@@ -209,6 +213,8 @@ struct Outputs {
     insights: Vec<Insight>,
     late: Vec<DeadLetter>,
     dead: Vec<DeadLetter>,
+    /// Repeats dropped, by source.
+    duplicates: BTreeMap<String, u64>,
 }
 
 impl Processor {
@@ -254,6 +260,7 @@ impl Processor {
             aggregates: &self.aggregates,
             rules: &self.rules,
             insights: self.derived.is_some(),
+            dedupe: self.config.dedupe,
         }
     }
 
@@ -594,7 +601,22 @@ impl Runner {
         } else {
             Vec::new()
         };
+        let duplicates = std::mem::take(&mut out.duplicates);
         write_outputs(p, out, &trace).await?;
+        p.metrics.duplicates(&duplicates);
+        let evicted: u64 = self
+            .partitions
+            .values_mut()
+            .filter_map(|st| st.seen.as_mut())
+            .map(|s| s.take_evicted())
+            .sum();
+        let remembered: u64 = self
+            .partitions
+            .values()
+            .filter_map(|st| st.seen.as_ref())
+            .map(|s| s.len() as u64)
+            .sum();
+        p.metrics.seen(remembered, evicted);
         // After the outputs are durable: `next_offset` is now fully processed.
         let wall_us = wall_clock_us();
         for (&k, st) in &self.partitions {
@@ -740,6 +762,18 @@ async fn process_record(
             .push(dead_letter(FUTURE_STAGE, rec, why.to_string(), None));
         return Ok(());
     }
+    // A producer's retry, a redelivery, a re-read record: applied once.
+    if let Some(seen) = &mut st.seen
+        && !seen.admit(&event.source, &event.id, event.time)
+    {
+        match out.duplicates.get_mut(&event.source) {
+            Some(n) => *n += 1,
+            None => {
+                out.duplicates.insert(event.source.clone(), 1);
+            }
+        }
+        return Ok(());
+    }
     for op in &mut st.aggregates {
         if let Err(late) = op.on_event(event, rec.offset) {
             out.late.push(dead_letter(
@@ -822,6 +856,9 @@ fn advance(st: &mut PartitionState, watermark: i64, out: &mut Outputs) {
     }
     for op in &mut st.rules {
         op.on_watermark(watermark, &mut out.alerts);
+    }
+    if let Some(seen) = &mut st.seen {
+        seen.expire(watermark);
     }
 }
 

@@ -9,10 +9,11 @@ use helios_log::TopicPartition;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::dedupe::{Seen, SeenState};
 use crate::ids::hash64;
 use crate::insights::{InsightOperator, InsightSettings};
 use crate::rules::{RuleOperator, RuleState};
-use crate::spec::{Aggregate, Rule};
+use crate::spec::{Aggregate, Dedupe, Rule};
 use crate::window::{AggregateState, AggregateStateRef, WindowedAggregate};
 use crate::{PipelineError, Result};
 
@@ -26,6 +27,8 @@ pub(crate) struct PartitionState {
     /// One per aggregate, in the same order as `aggregates` (empty when the processor
     /// runs without insights).
     pub insights: Vec<InsightOperator>,
+    /// The identities applied here, when de-duplication is on.
+    pub seen: Option<Seen>,
     /// Offset of the next record to process (the checkpoint's resume point).
     pub next_offset: u64,
     /// Largest event time processed here, µs.
@@ -51,6 +54,16 @@ struct Payload {
     aggregates: Vec<OperatorState>,
     rules: Vec<RuleSnapshot>,
     insights: Vec<InsightSnapshot>,
+    seen: Option<SeenState>,
+}
+
+/// The payload written before de-duplication; restored with nothing remembered.
+#[derive(Debug, Deserialize)]
+struct PayloadV2 {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot>,
+    insights: Vec<InsightSnapshot>,
 }
 
 /// The payload written before rules and insights ran in the processor; restored with
@@ -69,6 +82,7 @@ struct PayloadRef<'a> {
     aggregates: Vec<OperatorStateRef<'a>>,
     rules: Vec<RuleSnapshot<&'a str, &'a RuleState>>,
     insights: Vec<InsightSnapshot<&'a str, &'a InsightOperator>>,
+    seen: Option<&'a SeenState>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -125,9 +139,21 @@ pub(crate) struct Specs<'a> {
     pub rules: &'a [Arc<Rule>],
     /// Whether every aggregate's results feed insight detectors.
     pub insights: bool,
+    /// Which repeats are dropped.
+    pub dedupe: Dedupe,
 }
 
 impl Specs<'_> {
+    fn seen(&self, state: Option<SeenState>) -> Option<Seen> {
+        self.dedupe.enabled().then(|| {
+            Seen::restore(
+                self.dedupe.horizon,
+                self.dedupe.max_ids,
+                state.unwrap_or_default(),
+            )
+        })
+    }
+
     fn new_insights(&self) -> Vec<InsightOperator> {
         if !self.insights {
             return Vec::new();
@@ -155,6 +181,7 @@ impl PartitionState {
                 .map(|r| RuleOperator::new(r.clone()))
                 .collect(),
             insights: specs.new_insights(),
+            seen: specs.seen(None),
             next_offset: start,
             max_event_time: i64::MIN,
             mark: i64::MIN,
@@ -176,22 +203,35 @@ impl PartitionState {
     ) -> Result<Self> {
         let p: Payload = match postcard::from_bytes(payload) {
             Ok(p) => p,
-            Err(e) => match postcard::from_bytes::<PayloadV1>(payload) {
+            Err(e) => match postcard::from_bytes::<PayloadV2>(payload) {
                 Ok(old) => {
-                    warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
+                    warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
                     Payload {
                         max_event_time: old.max_event_time,
                         aggregates: old.aggregates,
-                        rules: Vec::new(),
-                        insights: Vec::new(),
+                        rules: old.rules,
+                        insights: old.insights,
+                        seen: None,
                     }
                 }
-                Err(_) => {
-                    return Err(PipelineError::CheckpointState {
-                        partition: tp.to_string(),
-                        reason: format!("cannot decode the state: {e}"),
-                    });
-                }
+                Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
+                    Ok(old) => {
+                        warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
+                        Payload {
+                            max_event_time: old.max_event_time,
+                            aggregates: old.aggregates,
+                            rules: Vec::new(),
+                            insights: Vec::new(),
+                            seen: None,
+                        }
+                    }
+                    Err(_) => {
+                        return Err(PipelineError::CheckpointState {
+                            partition: tp.to_string(),
+                            reason: format!("cannot decode the state: {e}"),
+                        });
+                    }
+                },
             },
         };
         let mut saved = p.aggregates;
@@ -257,6 +297,7 @@ impl PartitionState {
             aggregates,
             rules,
             insights,
+            seen: specs.seen(p.seen),
             next_offset: offset,
             max_event_time: p.max_event_time,
             mark: i64::MIN,
@@ -319,6 +360,7 @@ impl PartitionState {
                     state: i,
                 })
                 .collect(),
+            seen: self.seen.as_ref().map(Seen::state),
         };
         postcard::to_allocvec(&p).map_err(|e| PipelineError::CheckpointState {
             partition: self.tp.to_string(),

@@ -590,6 +590,116 @@ within = "2s"
         }
     }
 
+    /// Issue 13: a producer that retries. One event in five is sent again, some much later
+    /// and some with a new time (a redelivery stamped when it was received), across a
+    /// restart from the checkpoint; every final window counts each `(source, id)` once,
+    /// and the repeats are counted by source.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repeats_count_once_across_a_restart_from_the_checkpoint() {
+        const DEDUPE: &str = r#"
+[watermark]
+max_out_of_orderness = "5s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "per_minute"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+"#;
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = log.log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", 3))
+            .await
+            .unwrap();
+        let codec = EventCodec::new(1);
+        let base = 1_700_000_000_000_000i64;
+        let event = |i: usize, time: i64| Event {
+            id: format!("e{i}"),
+            source: if i.is_multiple_of(2) { "ci" } else { "github" }.into(),
+            kind: "push".into(),
+            subject: format!("s{}", i % 5),
+            time,
+            received_at: time,
+            ..Event::default()
+        };
+        let time = |i: usize| base + i as i64 * 100_000;
+        let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        let mut repeats = 0u64;
+        for i in 0..4000 {
+            let e = event(i, time(i));
+            *expected
+                .entry((
+                    e.subject.clone(),
+                    e.time.div_euclid(60_000_000) * 60_000_000,
+                ))
+                .or_default() += 1;
+            let part = if i < 2000 { &mut first } else { &mut second };
+            part.push(Record::keyed(e.subject.clone(), codec.encode(&e)));
+            if i % 5 == 0 {
+                // The same event again: right away, 40 s later (after a restart for the
+                // early ones), or stamped with its receive time 3 s later.
+                let again = match i % 3 {
+                    0 => e.clone(),
+                    1 => event(i, e.time + 3_000_000),
+                    _ => e.clone(),
+                };
+                let later = if i % 3 == 2 && i < 2000 {
+                    &mut second
+                } else {
+                    &mut *part
+                };
+                later.push(Record::keyed(again.subject.clone(), codec.encode(&again)));
+                repeats += 1;
+            }
+        }
+        // One far-later event per subject closes every window.
+        for s in 0..5 {
+            let e = Event {
+                id: format!("flush{s}"),
+                source: "flush".into(),
+                subject: format!("s{s}"),
+                time: base + 3_600_000_000,
+                received_at: base + 3_600_000_000,
+                ..Event::default()
+            };
+            second.push(Record::keyed(e.subject.clone(), codec.encode(&e)));
+        }
+        let ckpt = tmp.path().join("ckpt");
+        log.producer().append("helios.events", first).await.unwrap();
+        let p1 = processor(&log, &ckpt, "d", DEDUPE).await;
+        let m1 = p1.metrics();
+        p1.run_to_end().await.unwrap();
+        log.producer()
+            .append("helios.events", second)
+            .await
+            .unwrap();
+        // A new process: the remembered identities come back from the checkpoint.
+        let p = processor(&log, &ckpt, "d", DEDUPE).await;
+        let metrics = p.metrics();
+        p.run_to_end().await.unwrap();
+
+        let results = RecordCodec::<WindowResult>::new(2);
+        let mut got: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        for (_, v) in read_all(&log, "d.aggregates").await.into_values().flatten() {
+            let r = results.decode(&v).unwrap();
+            if r.is_final {
+                got.insert((r.group["subject"].clone(), r.window_start), r.count);
+            }
+        }
+        assert_eq!(got, expected, "every window counts each event once");
+        let dropped: u64 = [m1, metrics.clone()]
+            .iter()
+            .flat_map(|m| m.duplicates_by_source().into_values())
+            .sum();
+        assert_eq!(dropped, repeats, "{:?}", metrics.duplicates_by_source());
+        assert!(metrics.snapshot().dedupe_ids > 0);
+    }
+
     /// Every record of `topic` as (key, value), sorted: what was written, whatever the
     /// order across runs.
     async fn sorted(log: &Log, topic: &str) -> Vec<(Option<Bytes>, Bytes)> {
@@ -679,6 +789,7 @@ within = "1m"
             aggregates: &aggregates,
             rules: &rules,
             insights: true,
+            dedupe: crate::spec::Dedupe::default(),
         };
         let tp = TopicPartition::new("helios.events", 0);
         PartitionState::restore(tp, specs, 3, payload, Instant::now()).unwrap()
@@ -693,6 +804,7 @@ within = "1m"
             aggregates: &aggregates,
             rules: &rules,
             insights: true,
+            dedupe: crate::spec::Dedupe::default(),
         };
         let tp = TopicPartition::new("helios.events", 0);
         let mut st = PartitionState::new(tp, specs, 0, Instant::now());
@@ -747,6 +859,10 @@ within = "1m"
             aggregates: &aggregates,
             rules: &[],
             insights: false,
+            dedupe: crate::spec::Dedupe {
+                horizon: std::time::Duration::ZERO,
+                ..crate::spec::Dedupe::default()
+            },
         };
         let mut st = PartitionState::new(tp, windows_only, 0, Instant::now());
         let e = Event {
@@ -758,10 +874,15 @@ within = "1m"
         st.aggregates[0].on_event(&e, 0).unwrap();
         st.max_event_time = e.time;
         let payload = st.payload().unwrap();
-        // The old payload had no rules and insights: the same bytes without the two empty
-        // sequences (a zero length each) at the end.
-        assert_eq!(&payload[payload.len() - 2..], &[0, 0]);
-        let old = &payload[..payload.len() - 2];
+        // Before de-duplication the payload ended before the `seen` option (`None`, a
+        // zero byte here): restored with nothing remembered, everything else kept.
+        assert_eq!(&payload[payload.len() - 3..], &[0, 0, 0]);
+        let v2 = restore(SPEC, &payload[..payload.len() - 1]);
+        assert_eq!(v2.aggregates[0].open_windows(), 1);
+        assert!(v2.seen.as_ref().is_some_and(|s| s.is_empty()));
+        // The first payload had no rules and insights either: the same bytes without the
+        // two empty sequences (a zero length each).
+        let old = &payload[..payload.len() - 3];
         let restored = restore(SPEC, old);
         assert_eq!(restored.max_event_time, e.time);
         assert_eq!(restored.aggregates[0].open_windows(), 1);

@@ -34,6 +34,58 @@ pub struct Spec<S> {
     pub retention: Retention,
     /// Receivers of alert notifications.
     pub webhooks: Vec<Webhook>,
+    /// Repeats of an event the processor drops.
+    pub dedupe: Dedupe,
+}
+
+/// `[dedupe]`: the processor drops an event whose `(source, id)` it has already seen
+/// within `horizon` of event time, before any aggregate, rule or insight sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dedupe {
+    /// Event time over which identities are remembered; zero turns de-duplication off.
+    pub horizon: Duration,
+    /// Identities remembered per input partition at most; past it the oldest are
+    /// forgotten first.
+    pub max_ids: usize,
+}
+
+impl Dedupe {
+    /// The horizon when the spec sets none: a day, or the longest window plus its
+    /// allowed lateness if that is longer (a repeat is then late for every window before
+    /// it could be forgotten).
+    pub const DEFAULT_HORIZON: Duration = Duration::from_secs(24 * 3600);
+    /// About 25 MB of memory per partition (see bench/RESULTS.md).
+    pub const DEFAULT_MAX_IDS: usize = 1_000_000;
+
+    /// The shortest horizon that covers `aggregates`: their longest window (a session's
+    /// gap) plus its allowed lateness.
+    pub fn covering(aggregates: &[Aggregate]) -> Duration {
+        aggregates
+            .iter()
+            .map(|a| {
+                let span = match a.window {
+                    Window::Tumbling { size } | Window::Hopping { size, .. } => size,
+                    Window::Session { gap } => gap,
+                };
+                span.saturating_add(a.allowed_lateness)
+            })
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Whether repeats are dropped at all.
+    pub fn enabled(&self) -> bool {
+        !self.horizon.is_zero()
+    }
+}
+
+impl Default for Dedupe {
+    fn default() -> Self {
+        Dedupe {
+            horizon: Self::DEFAULT_HORIZON,
+            max_ids: Self::DEFAULT_MAX_IDS,
+        }
+    }
 }
 
 /// `[retention]`: how long the store keeps rows; `None` keeps them forever.
@@ -185,8 +237,10 @@ pub fn parse<S: DeserializeOwned>(
         sources: Vec::new(),
         retention: Retention::default(),
         webhooks: Vec::new(),
+        dedupe: Dedupe::default(),
     };
     let mut names = HashSet::new();
+    let mut dedupe_raw = None;
     for (key, value) in root.get_ref() {
         match key.get_ref().as_ref() {
             "watermark" => {
@@ -228,6 +282,7 @@ pub fn parse<S: DeserializeOwned>(
                     }
                 }
             }
+            "dedupe" => dedupe_raw = de::<raw::Dedupe>(&mut c, value),
             "retention" => {
                 if let Some(raw) = de::<raw::Retention>(&mut c, value) {
                     spec.retention = retention(&mut c, raw);
@@ -247,15 +302,64 @@ pub fn parse<S: DeserializeOwned>(
                 key.span(),
                 format!("unknown section `{other}`"),
                 Some(
-                    "sections are [watermark], [[aggregate]], [[rule]], [[source]], [retention] \
-                     and [[webhook]]"
+                    "sections are [watermark], [dedupe], [[aggregate]], [[rule]], [[source]], \
+                     [retention] and [[webhook]]"
                         .into(),
                 ),
             ),
         }
     }
+    // After the aggregates: the default horizon and the check depend on their windows.
+    spec.dedupe = dedupe(&mut c, dedupe_raw, &spec.aggregates);
     let out = c.finish();
     if out.is_empty() { Ok(spec) } else { Err(out) }
+}
+
+fn dedupe(c: &mut Collector<'_>, raw: Option<raw::Dedupe>, aggregates: &[Aggregate]) -> Dedupe {
+    let covering = Dedupe::covering(aggregates);
+    let mut out = Dedupe {
+        horizon: Dedupe::DEFAULT_HORIZON.max(covering),
+        max_ids: Dedupe::DEFAULT_MAX_IDS,
+    };
+    let Some(raw) = raw else {
+        return out;
+    };
+    if let Some(h) = raw.horizon
+        && let Some(horizon) = duration(c, &h, "dedupe horizon", true)
+    {
+        if !horizon.is_zero() && horizon < covering {
+            c.at(
+                h.span(),
+                format!(
+                    "dedupe horizon {} is shorter than the longest window plus its allowed lateness ({}): \
+                     a repeat arriving later than the horizon would be counted twice",
+                    humantime::format_duration(horizon),
+                    humantime::format_duration(covering)
+                ),
+                Some(format!(
+                    "raise horizon to at least \"{}\", or set \"0s\" to turn de-duplication off",
+                    humantime::format_duration(covering)
+                )),
+            );
+        }
+        out.horizon = horizon;
+    }
+    if let Some(m) = raw.max_ids {
+        match usize::try_from(*m.get_ref()) {
+            Ok(n) if n > 0 => out.max_ids = n,
+            _ => c.at(
+                m.span(),
+                format!(
+                    "dedupe max_ids must be a positive number, not {}",
+                    m.get_ref()
+                ),
+                Some(
+                    "identities remembered per input partition, e.g. 1000000 (about 25 MB)".into(),
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// Deserializes one value, reporting serde's complaint at its position.

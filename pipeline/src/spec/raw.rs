@@ -75,6 +75,16 @@ pub struct Rule {
     pub then: Option<Spanned<String>>,
 }
 
+/// `[dedupe]`: how the processor recognises repeats of an event it has applied.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dedupe {
+    /// Event time over which identities are remembered, e.g. "24h"; "0s" turns it off.
+    pub horizon: Option<Spanned<String>>,
+    /// Identities remembered per input partition at most.
+    pub max_ids: Option<Spanned<i64>>,
+}
+
 /// `[retention]`: how long the store keeps each table's rows (durations; unset = forever).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

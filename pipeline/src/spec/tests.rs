@@ -324,3 +324,47 @@ url = "http://x"
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[test]
+fn dedupe_defaults_cover_the_longest_window_and_its_mistakes_are_placed() {
+    let none = parse::<Source>("", "s.toml", check_source).unwrap();
+    assert_eq!(none.dedupe, super::Dedupe::default());
+    assert_eq!(none.dedupe.horizon, std::time::Duration::from_secs(86_400));
+
+    // A two-day window: the default horizon grows to cover it and its lateness.
+    let long = r#"
+[[aggregate]]
+name = "per_2d"
+window = { type = "tumbling", size = "2d" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+allowed_lateness = "1h"
+"#;
+    let spec = parse::<Source>(long, "s.toml", check_source).unwrap();
+    assert_eq!(
+        spec.dedupe.horizon,
+        std::time::Duration::from_secs(49 * 3600)
+    );
+
+    let off = format!("[dedupe]\nhorizon = \"0s\"\nmax_ids = 5\n{long}");
+    let spec = parse::<Source>(&off, "s.toml", check_source).unwrap();
+    assert!(!spec.dedupe.enabled());
+    assert_eq!(spec.dedupe.max_ids, 5);
+
+    let bad = format!("[dedupe]\nhorizon = \"1h\"\nmax_ids = 0\n{long}");
+    let d = parse::<Source>(&bad, "s.toml", check_source).unwrap_err();
+    let got: Vec<(usize, usize)> = d.items.iter().map(|i| (i.line, i.column)).collect();
+    assert_eq!(got, [(2, 11), (3, 11)], "{d}");
+    let text = d.to_string();
+    for needle in [
+        "dedupe horizon 1h is shorter than the longest window plus its allowed lateness (2days 1h)",
+        "raise horizon to at least",
+        "dedupe max_ids must be a positive number, not 0",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+    let unknown = parse::<Source>("[dedupe]\nwindow = \"1h\"\n", "s.toml", check_source)
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("unknown field `window`"), "{unknown}");
+}

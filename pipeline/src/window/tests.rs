@@ -293,6 +293,9 @@ fn late_events_are_returned_not_dropped_and_lateness_is_honoured() {
     e.time = 7 * MIN;
     let late = op.on_event(&e, 2).unwrap_err();
     assert!(late.reason.contains("closed"), "{}", late.reason);
+    // The sink reads `late_by` from these words (late_events, ADR-015).
+    let watermark = format!("the watermark {} ", 15 * MIN);
+    assert!(late.reason.contains(&watermark), "{}", late.reason);
     assert_eq!(op.open_windows(), 0);
 }
 

@@ -5,12 +5,14 @@
 //!   aggregate's windows by the rules of [`combine`].
 //! - [`records`]: `GET /v1/alerts`, `GET /v1/insights`, `GET /v1/events` (cursor pages).
 //! - [`subjects`]: `GET /v1/subjects/{subject}`.
+//! - [`late`]: `GET /v1/late`, late events per aggregate and rule.
 //! - `GET /v1/aggregates`: the catalog, so clients know what to ask for.
 //!
 //! Names in a request (aggregate, measure, group key) must be in the catalog; values are
 //! bound parameters. Unknown parameters are a 400, never ignored.
 
 mod combine;
+pub mod late;
 pub mod params;
 pub mod records;
 pub mod series;
@@ -33,6 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/alerts", get(records::alerts))
         .route("/v1/events", get(records::events))
         .route("/v1/subjects/{subject}", get(subjects::subject))
+        .route("/v1/late", get(late::late))
         .with_state(state)
 }
 

@@ -113,6 +113,27 @@ pub const PIPELINE_WATERMARK_MARKS: Family = Family {
     help: "Watermark marks the processor wrote into quiet partitions of the events topic, so their windows close and rules fire without further events.",
 };
 
+pub const PIPELINE_DUPLICATES: Family = Family {
+    name: "helios_pipeline_duplicates_total",
+    kind: Kind::Counter,
+    labels: &["source"],
+    help: "Events the processor dropped as repeats of one it had applied (same source and id within the [dedupe] horizon), per source.",
+};
+
+pub const PIPELINE_DEDUPE_IDENTITIES: Family = Family {
+    name: "helios_pipeline_dedupe_identities",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Event identities the processor remembers for de-duplication, all assigned partitions.",
+};
+
+pub const PIPELINE_DEDUPE_EVICTED: Family = Family {
+    name: "helios_pipeline_dedupe_evicted_total",
+    kind: Kind::Counter,
+    labels: &[],
+    help: "Buckets of identities forgotten before their horizon because [dedupe] max_ids was reached; repeats of those events are no longer recognised.",
+};
+
 pub const PIPELINE_CHECKPOINT_BYTES: Family = Family {
     name: "helios_pipeline_checkpoint_bytes",
     kind: Kind::Gauge,
@@ -147,6 +168,14 @@ pub const SINK_ROWS: Family = Family {
     kind: Kind::Counter,
     labels: &["table"],
     help: "Rows the store acknowledged, per table.",
+};
+
+/// `late_events` rows the store acknowledged per aggregate (`rule/<name>` for a rule).
+pub const SINK_LATE_EVENTS: Family = Family {
+    name: "helios_sink_late_events_total",
+    kind: Kind::Counter,
+    labels: &["aggregate"],
+    help: "Late events the store acknowledged into late_events, per aggregate (rule/<name> for a rule).",
 };
 
 pub const SINK_BATCH_LATENCY: Family = Family {
@@ -254,11 +283,15 @@ pub const ALL: &[&Family] = &[
     &PIPELINE_BATCH_LATENCY,
     &PIPELINE_CHECKPOINTS,
     &PIPELINE_WATERMARK_MARKS,
+    &PIPELINE_DUPLICATES,
+    &PIPELINE_DEDUPE_IDENTITIES,
+    &PIPELINE_DEDUPE_EVICTED,
     &PIPELINE_CHECKPOINT_BYTES,
     &PIPELINE_CHECKPOINT_DURATION,
     &CONSUMER_LAG,
     &SINK_RECORDS_IN,
     &SINK_ROWS,
+    &SINK_LATE_EVENTS,
     &SINK_BATCH_LATENCY,
     &SINK_BUFFERED_ROWS,
     &SINK_RETRIES,

@@ -27,7 +27,8 @@ use crate::store::{Column, Table, byte_limit};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
-    /// One SELECT statement.
+    /// One SELECT statement over the tables `events`, `alerts`, `insights`,
+    /// `dead_letters`, `late_events` and `agg_<aggregate>`.
     pub sql: String,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
@@ -132,11 +133,17 @@ enum Format {
 
 /// The fixed tables and one per aggregate.
 pub fn readable_tables(state: &ApiState) -> BTreeSet<String> {
-    ["events", "alerts", "insights", "dead_letters"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(state.catalog.aggregates.iter().map(|a| a.table()))
-        .collect()
+    [
+        "events",
+        "alerts",
+        "insights",
+        "dead_letters",
+        "late_events",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(state.catalog.aggregates.iter().map(|a| a.table()))
+    .collect()
 }
 
 /// RFC 4180 CSV with a header line; arrays as JSON text, `null` as an empty field.

@@ -148,7 +148,7 @@ impl ReadStore for ClickHouseReader {
                 // The server refused the caller's statement: the statement's fault.
                 ApiError::Store { reason } if reason.starts_with(REFUSED) => ApiError::bad(
                     format!("ClickHouse rejected the query: {reason}"),
-                    "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+                    "fix the SQL; the tables are events, alerts, insights, dead_letters, late_events and agg_<name>",
                 ),
                 other => other,
             })
@@ -274,7 +274,7 @@ fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
                 ),
                 Some(c) if CALLER_ERRORS.contains(&c) => ApiError::bad(
                     format!("ClickHouse rejected the query: {message}"),
-                    "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+                    "fix the SQL; the tables are events, alerts, insights, dead_letters, late_events and agg_<name>",
                 ),
                 _ => ApiError::Store {
                     reason: format!("{REFUSED}{message} (ClickHouse at {url})"),

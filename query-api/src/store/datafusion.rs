@@ -197,7 +197,7 @@ fn caller_error(e: ApiError) -> ApiError {
     match e {
         ApiError::Store { reason } if !reason.starts_with(STORE_FAILURE) => ApiError::bad(
             format!("the query failed: {reason}"),
-            "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+            "fix the SQL; the tables are events, alerts, insights, dead_letters, late_events and agg_<name>",
         ),
         other => other,
     }
@@ -214,7 +214,7 @@ fn classify(e: DataFusionError) -> ApiError {
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_) => ApiError::bad(
             format!("the query is not valid: {message}"),
-            "fix the SQL; the tables are events, alerts, insights, dead_letters and agg_<name>",
+            "fix the SQL; the tables are events, alerts, insights, dead_letters, late_events and agg_<name>",
         ),
         DataFusionError::ResourcesExhausted(_) => ApiError::over_limit(
             format!(

@@ -26,6 +26,7 @@ fn tables() -> BTreeSet<String> {
         "alerts",
         "insights",
         "dead_letters",
+        "late_events",
         "agg_ci_runs",
     ]
     .into_iter()
@@ -45,6 +46,7 @@ fn relation() -> BoxedStrategy<String> {
         "alerts",
         "insights",
         "dead_letters",
+        "late_events",
         "agg_ci_runs",
         "EVENTS",
         "\"events\"",

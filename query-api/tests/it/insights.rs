@@ -2,7 +2,7 @@
 //! Parquet store: every request gets the same answer from both, and the answer is the one
 //! the script implies (see `common`).
 
-use crate::common::{Both, EVENTS, query};
+use crate::common::{Both, EVENTS, HOUR, T0, query};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
@@ -361,6 +361,40 @@ async fn the_catalog_lists_aggregates_measures_and_windows() {
     );
 }
 
+#[tokio::test]
+async fn late_events_are_counted_per_aggregate_and_rule_and_readable_by_sql() {
+    let both = Both::new("late").await;
+    let (status, body) = both.same("GET", "/v1/late", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"aggregates": [
+            {"aggregate": "ci_runs", "late_events": 2, "last_time": "2026-11-20T01:01:00Z",
+             "max_late_by_seconds": 7200.0},
+            {"aggregate": "rule/slow_ci", "late_events": 1, "last_time": "2026-11-20T02:00:00Z",
+             "max_late_by_seconds": 1.5},
+        ]})
+    );
+    let (status, body) = both.same("GET", "/v1/late?aggregate=ci_runs", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = both
+        .same(
+            "POST",
+            "/v1/sql",
+            Some(json!({"sql": "SELECT aggregate, subject, window_start, window_end, late_by FROM late_events ORDER BY late_id"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([
+            ["ci_runs", "helios", T0, T0 + HOUR, 2 * HOUR],
+            ["ci_runs", "helios", T0 + HOUR, T0 + 2 * HOUR, 90_000_000],
+            ["rule/slow_ci", "helios", null, null, 1_500_000],
+        ])
+    );
+}
+
 /// Every parameter of every insights route, set to SQL meant to break out of its value:
 /// each answer is a 4xx or an empty/normal answer, and the tables are intact afterwards.
 #[tokio::test]
@@ -375,7 +409,7 @@ async fn injection_through_any_parameter_changes_nothing() {
         "$1",
         "?",
     ];
-    let routes: [(&str, &[&str]); 7] = [
+    let routes: [(&str, &[&str]); 8] = [
         (
             "/v1/insights/timeseries",
             &[
@@ -417,6 +451,7 @@ async fn injection_through_any_parameter_changes_nothing() {
         ),
         ("/v1/subjects/helios", &["from", "to"]),
         ("/v1/aggregates", &[]),
+        ("/v1/late", &[]),
     ];
     for attack in attacks {
         for (route, params) in routes {

@@ -132,6 +132,32 @@ SELECT id, source, kind, subject, time, received_at, attr_keys, attr_values, val
             "RENAME TABLE events TO events_v1, events_by_source_id TO events",
         ],
     },
+    // Events too late for a window or behind a rule's watermark (ADR-015): the columns of
+    // `events`, then what they were late for. One row per late record: `late_id` (which
+    // starts with the aggregate) is what a replay collapses by.
+    Migration {
+        version: 4,
+        name: "late_events",
+        statements: &["CREATE TABLE IF NOT EXISTS late_events (
+    id String,
+    source LowCardinality(String),
+    kind LowCardinality(String),
+    subject String,
+    time Int64,
+    received_at Int64,
+    attr_keys Array(String),
+    attr_values Array(String),
+    value Nullable(Float64),
+    payload Nullable(String),
+    aggregate LowCardinality(String),
+    window_start Nullable(Int64),
+    window_end Nullable(Int64),
+    late_by Nullable(Int64),
+    late_id String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(time, 1000000)))
+ORDER BY (aggregate, late_id)"],
+    },
 ];
 
 /// The newest version this build knows.

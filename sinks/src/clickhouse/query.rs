@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::ClickHouse;
 use crate::error::{Result, SinkError};
-use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow, zip_map};
+use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow, LateEventRow, zip_map};
 use crate::spec::AggregateSpec;
 
 /// A time range in µs since the epoch, start inclusive, end exclusive.
@@ -158,4 +158,13 @@ pub async fn dead_letters(ch: &ClickHouse) -> Result<Vec<DeadLetterRow>> {
         .fetch_all()
         .await
         .map_err(|e| SinkError::clickhouse(ch.url(), "reading dead letters", e))
+}
+
+/// Every late event, ordered by aggregate, event time and late record id.
+pub async fn late_events(ch: &ClickHouse) -> Result<Vec<LateEventRow>> {
+    ch.client()
+        .query("SELECT ?fields FROM late_events FINAL ORDER BY aggregate, time, late_id")
+        .fetch_all()
+        .await
+        .map_err(|e| SinkError::clickhouse(ch.url(), "reading late events", e))
 }

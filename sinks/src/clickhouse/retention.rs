@@ -21,6 +21,8 @@ pub fn retained_tables(spec: &StoreSpec) -> Vec<(String, &'static str, Option<Du
         ("alerts".to_owned(), "since", r.alerts),
         ("insights".to_owned(), "window_start", r.insights),
         ("dead_letters".to_owned(), "at", r.dead_letters),
+        // Late events are events: they age with them, by event time.
+        ("late_events".to_owned(), "time", r.events),
     ];
     out.extend(
         spec.aggregates

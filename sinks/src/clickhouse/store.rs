@@ -65,6 +65,7 @@ impl Store for ClickHouseStore {
         insert_typed(&self.ch, "alerts", &mut rows.alerts).await?;
         insert_typed(&self.ch, "insights", &mut rows.insights).await?;
         insert_typed(&self.ch, "dead_letters", &mut rows.dead_letters).await?;
+        insert_typed(&self.ch, "late_events", &mut rows.late_events).await?;
         while let Some((name, aggregate)) = rows.aggregates.pop_first() {
             if let Err(e) = insert_aggregate(&self.ch, &aggregate).await {
                 rows.aggregates.insert(name, aggregate);

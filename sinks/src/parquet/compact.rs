@@ -102,6 +102,8 @@ pub(super) fn expire(dir: &Path, spec: &StoreSpec, now_us: i64) -> Result<Vec<Pa
             "alerts" => r.alerts,
             "insights" => r.insights,
             "dead_letters" => r.dead_letters,
+            // Late events are events: they age with them, by event time.
+            "late_events" => r.events,
             _ => r.aggregates,
         };
         let Some(keep) = keep else { continue };

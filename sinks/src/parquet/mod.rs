@@ -304,6 +304,15 @@ impl Inner {
             )?;
             rows.dead_letters.clear();
         }
+        if !rows.late_events.is_empty() {
+            self.write_by_day(
+                "late_events",
+                &rows.late_events,
+                |l| l.time,
+                tables::late_events_batch,
+            )?;
+            rows.late_events.clear();
+        }
         while let Some((name, aggregate)) = rows.aggregates.pop_first() {
             let spec = aggregate.spec().clone();
             let outcome = self.write_by_day(

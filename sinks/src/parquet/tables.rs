@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use helios_schemas::WindowResult;
 
-use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow};
+use crate::rows::{AlertRow, DeadLetterRow, EventRow, InsightRow, LateEventRow};
 use crate::spec::{AggregateSpec, StoreSpec};
 
 /// One table of the store: its name, schema, the column its day partition and retention
@@ -139,6 +139,31 @@ pub fn dead_letters() -> Table {
     }
 }
 
+/// `late_events`: the columns of `events`, then what the event was late for. One row per
+/// late record (`late_id`): an event late for two aggregates is two rows.
+pub fn late_events() -> Table {
+    let mut fields: Vec<Field> = events()
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend([
+        field("aggregate", DataType::Utf8, false),
+        field("window_start", DataType::Int64, true),
+        field("window_end", DataType::Int64, true),
+        field("late_by", DataType::Int64, true),
+        field("late_id", DataType::Utf8, false),
+    ]);
+    Table {
+        name: "late_events".into(),
+        schema: Arc::new(Schema::new(fields)),
+        time_column: "time",
+        key_columns: &["late_id"],
+        version_column: None,
+    }
+}
+
 /// `agg_<name>`: window, one `Utf8` column per group key, one nullable `Float64` per
 /// measure, count, version, final.
 pub fn aggregate(spec: &AggregateSpec) -> Table {
@@ -167,9 +192,15 @@ pub fn aggregate(spec: &AggregateSpec) -> Table {
     }
 }
 
-/// Every table of `spec`: the four fixed ones and one per aggregate.
+/// Every table of `spec`: the five fixed ones and one per aggregate.
 pub fn all(spec: &StoreSpec) -> Vec<Table> {
-    let mut out = vec![events(), alerts(), insights(), dead_letters()];
+    let mut out = vec![
+        events(),
+        alerts(),
+        insights(),
+        dead_letters(),
+        late_events(),
+    ];
     out.extend(spec.aggregates.iter().map(aggregate));
     out
 }
@@ -284,6 +315,31 @@ pub fn dead_letters_batch(rows: &[&DeadLetterRow]) -> Result<RecordBatch, ArrowE
             Arc::new(Int32Array::from_iter(r().map(|d| d.partition))),
             Arc::new(Int64Array::from_iter(r().map(|d| d.offset))),
             i64s(r().map(|d| d.at)),
+        ],
+    )
+}
+
+/// `rows` as one batch of `late_events`.
+pub fn late_events_batch(rows: &[&LateEventRow]) -> Result<RecordBatch, ArrowError> {
+    let r = || rows.iter();
+    RecordBatch::try_new(
+        late_events().schema,
+        vec![
+            strings(r().map(|e| e.id.as_str())),
+            strings(r().map(|e| e.source.as_str())),
+            strings(r().map(|e| e.kind.as_str())),
+            strings(r().map(|e| e.subject.as_str())),
+            i64s(r().map(|e| e.time)),
+            i64s(r().map(|e| e.received_at)),
+            lists(r().map(|e| e.attr_keys.as_slice())),
+            lists(r().map(|e| e.attr_values.as_slice())),
+            opt_f64s(r().map(|e| e.value)),
+            opt_strings(r().map(|e| e.payload.as_deref())),
+            strings(r().map(|e| e.aggregate.as_str())),
+            Arc::new(Int64Array::from_iter(r().map(|e| e.window_start))),
+            Arc::new(Int64Array::from_iter(r().map(|e| e.window_end))),
+            Arc::new(Int64Array::from_iter(r().map(|e| e.late_by))),
+            strings(r().map(|e| e.late_id.as_str())),
         ],
     )
 }

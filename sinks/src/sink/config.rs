@@ -24,6 +24,9 @@ pub struct SinkTopics {
     /// `DeadLetter`s into `dead_letters`.
     #[serde(default)]
     pub dead_letters: Option<String>,
+    /// Late events (`DeadLetter`s of the processor's late stage) into `late_events`.
+    #[serde(default)]
+    pub late: Option<String>,
 }
 
 impl Default for SinkTopics {
@@ -34,6 +37,7 @@ impl Default for SinkTopics {
             alerts: Some("helios.alerts".into()),
             insights: Some("helios.insights".into()),
             dead_letters: Some("helios.dlq".into()),
+            late: Some("helios.late".into()),
         }
     }
 }
@@ -46,6 +50,7 @@ impl SinkTopics {
             &self.alerts,
             &self.insights,
             &self.dead_letters,
+            &self.late,
         ]
         .into_iter()
         .filter_map(|t| t.as_deref())
@@ -64,6 +69,8 @@ impl SinkTopics {
             Some(TopicKind::Insights)
         } else if is(&self.dead_letters) {
             Some(TopicKind::DeadLetters)
+        } else if is(&self.late) {
+            Some(TopicKind::Late)
         } else {
             None
         }
@@ -77,6 +84,7 @@ pub(super) enum TopicKind {
     Alerts,
     Insights,
     DeadLetters,
+    Late,
 }
 
 /// How the sink batches and retries.

@@ -32,6 +32,8 @@ pub struct SinkMetrics {
     pub(super) buffered_rows: AtomicU64,
     /// Rows acknowledged per table; updated once per flush.
     pub(super) table_rows: Mutex<BTreeMap<String, u64>>,
+    /// `late_events` rows acknowledged per aggregate (`rule/<name>` for a rule).
+    pub(super) late_rows: Mutex<BTreeMap<String, u64>>,
     /// Committed offset (next to read) per topic and partition; updated once per flush.
     pub(super) committed: Mutex<BTreeMap<(String, u32), u64>>,
 }
@@ -98,6 +100,13 @@ impl SinkMetrics {
         tables.iter().map(|(t, n)| (t.clone(), *n)).collect()
     }
 
+    /// Late events stored per aggregate (`rule/<name>` for a rule), by name. A record
+    /// stored again after a crash counts again; the table keeps it once.
+    pub fn late_by_aggregate(&self) -> Vec<(String, u64)> {
+        let late = self.late_rows.lock().unwrap_or_else(|p| p.into_inner());
+        late.iter().map(|(a, n)| (a.clone(), *n)).collect()
+    }
+
     /// The committed offset (next record to read) of every partition the sink committed.
     pub fn committed(&self) -> Vec<(String, u32, u64)> {
         let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,6 +148,23 @@ impl SinkMetrics {
             *rows.entry(table.clone()).or_default() += n;
         }
     }
+
+    /// Counts a flush's `late_events` rows, per aggregate ([`late_per_aggregate`]).
+    pub(super) fn late_stored(&self, late: &[(String, u64)]) {
+        let mut rows = self.late_rows.lock().unwrap_or_else(|p| p.into_inner());
+        for (aggregate, n) in late {
+            *rows.entry(aggregate.clone()).or_default() += n;
+        }
+    }
+}
+
+/// `late_events` rows of `rows` per aggregate.
+pub(super) fn late_per_aggregate(rows: &Rows) -> Vec<(String, u64)> {
+    let mut out: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &rows.late_events {
+        *out.entry(r.aggregate.as_str()).or_default() += 1;
+    }
+    out.into_iter().map(|(a, n)| (a.to_owned(), n)).collect()
 }
 
 /// Rows per table of `rows`, tables without rows left out.
@@ -148,6 +174,7 @@ pub(super) fn rows_per_table(rows: &Rows) -> Vec<(String, u64)> {
         ("alerts", rows.alerts.len()),
         ("insights", rows.insights.len()),
         ("dead_letters", rows.dead_letters.len()),
+        ("late_events", rows.late_events.len()),
     ]
     .into_iter()
     .map(|(t, n)| (t.to_owned(), n as u64))
@@ -189,5 +216,41 @@ mod tests {
             m.rows_by_table(),
             [("agg_runs".to_owned(), 2), ("events".to_owned(), 15)]
         );
+    }
+
+    #[test]
+    fn late_rows_add_up_per_aggregate() {
+        let late = |aggregate: &str, id: &str| crate::rows::LateEventRow {
+            id: id.into(),
+            source: "s".into(),
+            kind: "k".into(),
+            subject: "x".into(),
+            time: 0,
+            received_at: 0,
+            attr_keys: vec![],
+            attr_values: vec![],
+            value: None,
+            payload: None,
+            aggregate: aggregate.into(),
+            window_start: None,
+            window_end: None,
+            late_by: None,
+            late_id: format!("pipeline/late/{aggregate}/t/0/{id}"),
+        };
+        let rows = Rows {
+            late_events: vec![late("a", "1"), late("rule/r", "1"), late("a", "2")],
+            ..Rows::default()
+        };
+        let m = SinkMetrics::default();
+        m.late_stored(&late_per_aggregate(&rows));
+        m.late_stored(&late_per_aggregate(&Rows {
+            late_events: vec![late("a", "3")],
+            ..Rows::default()
+        }));
+        assert_eq!(
+            m.late_by_aggregate(),
+            [("a".to_owned(), 3), ("rule/r".to_owned(), 1)]
+        );
+        assert_eq!(rows_per_table(&rows), [("late_events".to_owned(), 3)]);
     }
 }

@@ -31,7 +31,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::backoff::RetryPolicy;
 use crate::error::{Result, SinkError};
-use crate::rows::{AggregateRows, DeadLetterRow};
+use crate::rows::{AggregateRows, DeadLetterRow, LateEventRow};
 use crate::store::{Rows, Store};
 
 mod config;
@@ -39,10 +39,10 @@ mod metrics;
 
 use config::TopicKind;
 pub use config::{SinkConfig, SinkTopics};
-use metrics::rows_per_table;
 pub use metrics::{BATCH_LATENCY_BUCKETS, LatencyHistogram, SinkMetrics, SinkStats};
+use metrics::{late_per_aggregate, rows_per_table};
 
-/// Decoders for the five record types; writer schemas are fetched from the registry.
+/// Decoders for the record types (late events are dead-letter records holding an event); writer schemas are fetched from the registry.
 #[derive(Debug)]
 pub struct Decoders {
     events: EventCodec,
@@ -88,6 +88,8 @@ struct InFlight {
     rows: usize,
     /// Rows per table, counted before the write drained them.
     tables: Vec<(String, u64)>,
+    /// `late_events` rows per aggregate, likewise.
+    late: Vec<(String, u64)>,
     started: Instant,
     task: tokio::task::JoinHandle<(Batch, Result<()>)>,
 }
@@ -336,6 +338,15 @@ impl Sink {
                 .tables
                 .dead_letters
                 .push(d.dead_letters.decode_async(bytes).await?.into()),
+            // A late record holds the event's own bytes; the row is the event and what it
+            // was late for.
+            TopicKind::Late => {
+                let late = d.dead_letters.decode_async(bytes).await?;
+                let event = d.events.decode_async(&late.original).await?;
+                let row = LateEventRow::from_late(&late, event, self.store.spec())
+                    .map_err(|m| DecodeError::Unfit(m.0))?;
+                batch.tables.late_events.push(row);
+            }
             TopicKind::Aggregates => {
                 let result = d.windows.decode_async(bytes).await?;
                 let Some(spec) = self.store.spec().aggregate(&result.aggregate) else {
@@ -389,6 +400,7 @@ impl Sink {
         let mut batch = std::mem::take(batch);
         // Counted before the write, which drains the tables.
         let tables = rows_per_table(&batch.tables);
+        let late = late_per_aggregate(&batch.tables);
         let span = if helios_log::trace_propagation_enabled() && batch.rows > 0 {
             let names: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
             let offsets: Vec<String> = batch
@@ -425,6 +437,7 @@ impl Sink {
         InFlight {
             rows,
             tables,
+            late,
             started: Instant::now(),
             task: tokio::spawn(write.instrument(span)),
         }
@@ -442,6 +455,7 @@ impl Sink {
         let InFlight {
             rows,
             tables,
+            late,
             started,
             task,
         } = in_flight;
@@ -474,6 +488,7 @@ impl Sink {
         m.batch_latency_us_sum.fetch_add(us, Ordering::Relaxed);
         m.batch_latency_us_max.fetch_max(us, Ordering::Relaxed);
         m.flushed(us, &tables);
+        m.late_stored(&late);
         debug!(rows, latency_us = us, "Flushed a batch.");
         Ok(())
     }

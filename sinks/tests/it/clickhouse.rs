@@ -40,6 +40,7 @@ struct Snapshot {
     alerts: Vec<helios_sinks::rows::AlertRow>,
     insights: Vec<helios_sinks::rows::InsightRow>,
     dead_letters: Vec<helios_sinks::rows::DeadLetterRow>,
+    late_events: Vec<helios_sinks::rows::LateEventRow>,
 }
 
 async fn snapshot(ch: &ClickHouse) -> Snapshot {
@@ -51,6 +52,7 @@ async fn snapshot(ch: &ClickHouse) -> Snapshot {
         alerts: query::alerts(ch).await.unwrap(),
         insights: query::insights(ch).await.unwrap(),
         dead_letters: query::dead_letters(ch).await.unwrap(),
+        late_events: query::late_events(ch).await.unwrap(),
     }
 }
 
@@ -61,10 +63,19 @@ async fn scripted_stream_lands_with_expected_rows() {
     let stage = Stage::new().await;
     let s = scripted_stream();
     stage.write(&s).await;
-    // Two records the sink cannot store: garbage on the events topic, and a result of an
-    // aggregate the spec does not have. Both must end up in dead_letters, not vanish.
+    // Three records the sink cannot store: garbage on the events topic, a late record
+    // whose event is garbage, and a result of an aggregate the spec does not have. All
+    // must end up in dead_letters, not vanish.
     stage
         .append(EVENTS, vec![Record::keyed("bad", b"not avro".to_vec())])
+        .await;
+    let mut bad_late = late("ci_runs", &event(9, "ci"), 1, 109).0;
+    bad_late.original = b"not avro".to_vec();
+    stage
+        .append(
+            LATE,
+            vec![Record::keyed("bl", stage.late.encode(&bad_late).unwrap())],
+        )
         .await;
     let mut unknown = window("helios", 0, 1, 1.0, 1);
     unknown.aggregate = "deploys".to_owned();
@@ -76,7 +87,7 @@ async fn scripted_stream_lands_with_expected_rows() {
         .await;
 
     let sink = start_clickhouse_sink(&stage, &ch, spec(), sink_config("landing"));
-    flushed(&sink.metrics, script_rows(&s) + 2).await;
+    flushed(&sink.metrics, script_rows(&s) + 3).await;
     let got = snapshot(&ch).await;
 
     // Events: all 30, every field intact.
@@ -139,13 +150,66 @@ async fn scripted_stream_lands_with_expected_rows() {
     assert_eq!(got.insights[0].kind, "anomaly");
     assert_eq!(got.insights[0].value, 42.0);
 
-    // Dead letters: the one from the topic, and the two the sink made.
+    // Late events: the event's columns, the aggregate (or rule), the window of the
+    // aggregate's spec and the lateness from the watermark in the record.
+    let late_rows: Vec<(&str, &str, [Option<i64>; 3])> = got
+        .late_events
+        .iter()
+        .map(|l| {
+            let (agg, id) = (l.aggregate.as_str(), l.id.as_str());
+            (agg, id, [l.window_start, l.window_end, l.late_by])
+        })
+        .collect();
+    let (start, end) = (Some(T0), Some(T0 + MINUTE));
+    assert_eq!(
+        late_rows,
+        [
+            ("ci_runs", "ev-ci-7", [start, end, Some(3 * MINUTE)]),
+            ("ci_runs", "ev-github-8", [start, end, Some(5 * MINUTE)]),
+            ("rule/ci_failing", "ev-ci-7", [None, None, Some(2 * MINUTE)]),
+        ]
+    );
+    let seven = EventRow::from(event(7, "ci"));
+    let l = &got.late_events[0];
+    assert_eq!(
+        (
+            &l.source,
+            &l.subject,
+            l.time,
+            &l.attr_keys,
+            &l.attr_values,
+            l.value,
+            &l.payload
+        ),
+        (
+            &seven.source,
+            &seven.subject,
+            seven.time,
+            &seven.attr_keys,
+            &seven.attr_values,
+            seven.value,
+            &seven.payload
+        )
+    );
+    assert_eq!(l.late_id, "pipeline/late/ci_runs/helios.events/0/107");
+    assert_eq!(
+        sink.metrics.late_by_aggregate(),
+        [("ci_runs".to_owned(), 2), ("rule/ci_failing".to_owned(), 1)]
+    );
+
+    // Dead letters: the one from the topic, and the three the sink made.
     let dl: Vec<(&str, &str)> = got
         .dead_letters
         .iter()
         .map(|d| (d.stage.as_str(), d.id.as_str()))
         .collect();
-    assert_eq!(dl.len(), 3, "{dl:?}");
+    assert_eq!(dl.len(), 4, "{dl:?}");
+    let bad_event = got
+        .dead_letters
+        .iter()
+        .find(|d| d.topic.as_deref() == Some(LATE))
+        .unwrap();
+    assert_eq!(bad_event.stage, "sink/clickhouse");
     let from_topic = got
         .dead_letters
         .iter()
@@ -171,8 +235,8 @@ async fn scripted_stream_lands_with_expected_rows() {
     );
 
     let stats = sink.metrics.snapshot();
-    assert_eq!(stats.dead_lettered, 2);
-    assert_eq!(stats.records_in, script_rows(&s) + 2);
+    assert_eq!(stats.dead_lettered, 3);
+    assert_eq!(stats.records_in, script_rows(&s) + 3);
     sink.stop().await;
     ch.drop_database().await.unwrap();
 }
@@ -199,6 +263,7 @@ async fn replaying_the_same_records_leaves_results_unchanged() {
     let after = snapshot(&ch).await;
     assert_eq!(after, before);
     assert_eq!(after.events.len(), 30);
+    assert_eq!(after.late_events.len(), 3);
     ch.drop_database().await.unwrap();
 }
 
@@ -211,7 +276,8 @@ async fn migrations_apply_reapply_and_follow_the_spec() {
         vec![
             (1, "events".to_owned()),
             (2, "alerts, insights, dead_letters".to_owned()),
-            (3, "events keyed by (source, id)".to_owned())
+            (3, "events keyed by (source, id)".to_owned()),
+            (4, "late_events".to_owned())
         ]
     );
     assert_eq!(first.spec_changes, vec!["create agg_ci_runs".to_owned()]);
@@ -221,6 +287,7 @@ async fn migrations_apply_reapply_and_follow_the_spec() {
         "alerts",
         "insights",
         "dead_letters",
+        "late_events",
         "agg_ci_runs",
         "schema_migrations",
     ] {
@@ -392,7 +459,7 @@ async fn clickhouse_outage_then_restart_every_result_arrives_once() {
             } else {
                 vec![]
             },
-            dead_letters: vec![],
+            ..Script::default()
         };
         stage.write(&part).await;
         tokio::time::sleep(step).await;
@@ -482,7 +549,10 @@ async fn migration_3_keeps_the_events_and_keys_them_by_source_and_id() {
     let report = migrations::migrate(&ch, &spec()).await.unwrap();
     assert_eq!(
         report.applied,
-        [(3, "events keyed by (source, id)".to_owned())]
+        [
+            (3, "events keyed by (source, id)".to_owned()),
+            (4, "late_events".to_owned())
+        ]
     );
     assert_eq!(
         query::events(&ch, None, TimeRange::ALL).await.unwrap(),

@@ -24,15 +24,16 @@ fn start_parquet_sink(stage: &Stage, store: &ParquetStore, config: SinkConfig) -
 async fn snapshot(store: &ParquetStore) -> Vec<String> {
     let ctx = store.session().await.unwrap();
     let mut out = Vec::new();
-    for table in [
-        "events",
-        "agg_ci_runs",
-        "alerts",
-        "insights",
-        "dead_letters",
+    for (table, order) in [
+        ("events", "id"),
+        ("agg_ci_runs", "id"),
+        ("alerts", "id"),
+        ("insights", "id"),
+        ("dead_letters", "id"),
+        ("late_events", "late_id"),
     ] {
         out.push(
-            pretty(&ctx, &format!("SELECT * FROM {table} ORDER BY id"))
+            pretty(&ctx, &format!("SELECT * FROM {table} ORDER BY {order}"))
                 .await
                 .unwrap(),
         );
@@ -143,8 +144,27 @@ async fn scripted_stream_lands_in_the_same_tables_as_clickhouse() {
         dl.contains("| ingest       |") && dl.contains("| sink/parquet | helios.events |"),
         "{dl}"
     );
+    // Late events: the event's columns, the aggregate (or rule), the window from the
+    // aggregate's spec and the lateness from the watermark in the record; as on ClickHouse.
+    let late = pretty(
+        &ctx,
+        "SELECT aggregate, id, subject, time, window_start, window_end, late_by, late_id \
+         FROM late_events ORDER BY aggregate, time, late_id",
+    )
+    .await
+    .unwrap();
+    let expected = "\
++-----------------+-------------+---------+------------------+------------------+------------------+-----------+---------------------------------------------------+
+| aggregate       | id          | subject | time             | window_start     | window_end       | late_by   | late_id                                           |
++-----------------+-------------+---------+------------------+------------------+------------------+-----------+---------------------------------------------------+
+| ci_runs         | ev-ci-7     | repo-1  | 1767225607000000 | 1767225600000000 | 1767225660000000 | 180000000 | pipeline/late/ci_runs/helios.events/0/107         |
+| ci_runs         | ev-github-8 | repo-2  | 1767225608000000 | 1767225600000000 | 1767225660000000 | 300000000 | pipeline/late/ci_runs/helios.events/0/108         |
+| rule/ci_failing | ev-ci-7     | repo-1  | 1767225607000000 |                  |                  | 120000000 | pipeline/late/rule/ci_failing/helios.events/0/107 |
++-----------------+-------------+---------+------------------+------------------+------------------+-----------+---------------------------------------------------+";
+    assert_eq!(late, expected);
     // Files sit in day folders of the time column.
     assert!(dir.path().join("events/day=2026-01-01").is_dir());
+    assert!(dir.path().join("late_events/day=2026-01-01").is_dir());
 }
 
 /// Done-when 3 on the embedded store: the same output records replayed (as after a crash,
@@ -169,6 +189,11 @@ async fn replaying_the_same_records_leaves_results_unchanged() {
     let after = snapshot(&store).await;
     assert_eq!(after, before);
     assert_eq!(count(&store, "SELECT count(*) FROM events").await, 30);
+    assert_eq!(count(&store, "SELECT count(*) FROM late_events").await, 3);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM raw.late_events").await,
+        9
+    );
     // The copies are on disk (three of each event); the views keep one.
     assert_eq!(count(&store, "SELECT count(*) FROM raw.events").await, 90);
     assert_eq!(

@@ -1,5 +1,5 @@
-// The overview: sources with their state and event rate, open alerts, recent insights
-// and recent events. Rates are computed here from the growth of each source's
+// The overview: sources with their state and event rate, open alerts, recent insights,
+// late events per aggregate and recent events. Rates are computed here from the growth of each source's
 // `events_emitted` between polls, since the API reports counters, not rates.
 
 import { api } from './api.js';
@@ -37,6 +37,7 @@ export function mount(root) {
   const sources = section('Sources', 'sources');
   const alerts = section('Open alerts', 'alerts');
   const insights = section('Recent insights', 'insights');
+  const late = section('Late events', 'late');
   const events = section('Recent events', 'events');
   const storage = section('Disk', 'storage');
   replace(root,
@@ -44,9 +45,10 @@ export function mount(root) {
     stats,
     sources,
     h('div', { class: 'columns' }, alerts, insights),
+    late,
     events,
     storage);
-  const bodies = new Map([[sources, h('div')], [alerts, h('div')], [insights, h('div')], [events, h('div')], [storage, h('div')]]);
+  const bodies = new Map([[sources, h('div')], [alerts, h('div')], [insights, h('div')], [late, h('div')], [events, h('div')], [storage, h('div')]]);
   for (const [sec, body] of bodies) sec.append(body);
 
   // Redraw a table only when its data changed, so a poll does not take away the focus
@@ -66,11 +68,12 @@ export function mount(root) {
   }
 
   async function refresh() {
-    const [src, al, ins, ev] = await Promise.allSettled([
+    const [src, al, ins, lt, ev] = await Promise.allSettled([
       // {"sources": [...]}; a bare array is accepted too.
       api('/v1/sources').then((v) => (Array.isArray(v) ? v : v.sources)),
       api('/v1/alerts?state=firing&limit=20'),
       api('/v1/insights?limit=10'),
+      api('/v1/late'),
       api('/v1/events?limit=25'),
     ]);
     const firing = al.status === 'fulfilled' ? al.value.alerts.length : null;
@@ -87,6 +90,7 @@ export function mount(root) {
     render(sources, src, drawSources, String(Date.now()));
     render(alerts, al, (v) => drawAlerts(v.alerts));
     render(insights, ins, (v) => drawInsights(v.insights));
+    render(late, lt, (v) => drawLate(v.aggregates));
     render(events, ev, (v) => drawEvents(v.events));
     if (src.status === 'fulfilled') {
       const running = src.value.filter((x) => x.state === 'running').length;
@@ -100,7 +104,7 @@ export function mount(root) {
     const noStorage = st.status === 'rejected' ? drawNoStorage(st.reason) : null;
     if (noStorage) replace(bodies.get(storage), noStorage);
     else render(storage, st, drawStorage);
-    const failed = [src, al, ins, ev, ...(noStorage ? [] : [st])].find((r) => r.status === 'rejected');
+    const failed = [src, al, ins, lt, ev, ...(noStorage ? [] : [st])].find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
@@ -134,6 +138,30 @@ function drawSources(list) {
       { label: 'Last event', cell: (r) => r.last_event_time === null || r.last_event_time === undefined
         ? h('span', { class: 'muted' }, 'never') : h('span', { title: timeEl(r.last_event_time).title }, fmtAgo(r.last_event_time)) },
       { label: 'Last error', class: 'wrap', cell: (r) => r.last_error ? h('span', { class: 'error-text' }, r.last_error) : h('span', { class: 'muted' }, '—') },
+    ],
+    rows: list,
+  });
+}
+
+// Seconds as the largest whole unit that fits ("3 min", "2 h"), for lateness.
+function fmtSeconds(secs) {
+  if (secs === null || secs === undefined) return '—';
+  if (secs < 60) return `${fmtNum(secs, 1)} s`;
+  if (secs < 3600) return `${fmtNum(secs / 60, 1)} min`;
+  if (secs < 86400) return `${fmtNum(secs / 3600, 1)} h`;
+  return `${fmtNum(secs / 86400, 1)} d`;
+}
+
+function drawLate(list) {
+  return table({
+    caption: 'Events that came after their window closed (or behind a rule\'s watermark), per aggregate and rule; each is a row of late_events',
+    id: 'late-table',
+    empty: 'The spec has no aggregates, and no event was late for a rule.',
+    columns: [
+      { label: 'Aggregate or rule', cell: (l) => h('span', { class: 'late-name' }, l.aggregate) },
+      { label: 'Late events', class: 'num', cell: (l) => h('span', { class: 'late-count', dataset: { aggregate: l.aggregate } }, fmtNum(l.late_events)) },
+      { label: 'Most late by', class: 'num', cell: (l) => fmtSeconds(l.max_late_by_seconds) },
+      { label: 'Newest event time', cell: (l) => timeEl(l.last_time) },
     ],
     rows: list,
   });

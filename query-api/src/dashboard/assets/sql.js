@@ -39,7 +39,7 @@ export function mount(root) {
   editor.value = savedSql();
   const runButton = h('button', { type: 'submit', id: 'sql-run' }, 'Run');
   const csvButton = h('button', { type: 'button', id: 'sql-csv', class: 'ghost', onclick: downloadCsv }, 'Download CSV');
-  const tables = h('span', { id: 'sql-tables' }, 'events, alerts, insights, dead_letters');
+  const tables = h('span', { id: 'sql-tables' }, 'events, alerts, insights, dead_letters, late_events');
   const meta = h('p', { id: 'sql-meta', class: 'muted', 'aria-live': 'polite' });
   const output = h('div', { id: 'sql-result', class: 'sql-result' });
   const form = h('form', { class: 'sql-form', onsubmit: (e) => { e.preventDefault(); run(); } },
@@ -60,7 +60,7 @@ export function mount(root) {
 
   api('/v1/aggregates').then((v) => {
     const names = v.aggregates.map((a) => `agg_${a.name}`);
-    replace(tables, ['events', 'alerts', 'insights', 'dead_letters', ...names].join(', '));
+    replace(tables, ['events', 'alerts', 'insights', 'dead_letters', 'late_events', ...names].join(', '));
   }).catch(() => { /* the fixed tables stay listed */ });
 
   let running = false;

@@ -2,8 +2,9 @@
 //!
 //! Six hours of CI runs and pushes for three subjects, an aggregate of hourly windows (one
 //! of them written twice, an early and a final version; another one's final version
-//! written twice, as a replay does), alerts, insights and a dead letter; one event is
-//! written twice. Every answer below is known by construction.
+//! written twice, as a replay does), alerts, insights, a dead letter and three late events
+//! (one stored twice); one event is written twice. Every answer below is known by
+//! construction.
 
 #![allow(dead_code)]
 
@@ -21,7 +22,9 @@ use helios_query_api::{ApiState, read_router};
 use helios_schemas::WindowResult;
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig, ClickHouseStore};
 use helios_sinks::parquet::{ParquetConfig, ParquetStore};
-use helios_sinks::rows::{AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow};
+use helios_sinks::rows::{
+    AggregateRows, AlertRow, DeadLetterRow, EventRow, InsightRow, LateEventRow,
+};
 use helios_sinks::{Rows, Store, StoreSpec};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -205,6 +208,36 @@ pub fn rows() -> Rows {
         offset: Some(7),
         at: T0,
     }];
+    // Two events late for `ci_runs` (the second stored twice, as a replay does) and one
+    // behind the `slow_ci` rule's watermark.
+    let mut late = |aggregate: &str, offset: u64, time: i64, late_by: i64| {
+        let window = (!aggregate.starts_with("rule/")).then(|| time - time.rem_euclid(HOUR));
+        let e = event("ci.run", "helios", time, Some(1.0));
+        LateEventRow {
+            id: e.id,
+            source: e.source,
+            kind: e.kind,
+            subject: e.subject,
+            time,
+            received_at: e.received_at,
+            attr_keys: e.attr_keys,
+            attr_values: e.attr_values,
+            value: e.value,
+            payload: e.payload,
+            aggregate: aggregate.to_owned(),
+            window_start: window,
+            window_end: window.map(|w| w + HOUR),
+            late_by: Some(late_by),
+            late_id: format!("pipeline/late/{aggregate}/helios.events/0/{offset}"),
+        }
+    };
+    let replayed = late("ci_runs", 101, T0 + HOUR + 60_000_000, 90_000_000);
+    rows.late_events = vec![
+        late("ci_runs", 100, T0 + 10 * 60_000_000, 2 * HOUR),
+        replayed.clone(),
+        replayed,
+        late("rule/slow_ci", 102, T0 + 2 * HOUR, 1_500_000),
+    ];
     rows
 }
 

@@ -18,6 +18,7 @@ use helios_schemas::{
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig};
 use helios_sinks::{
     AggregateSpec, Decoders, RetryPolicy, Sink, SinkConfig, SinkMetrics, Store, StoreSpec,
+    WindowSpec,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,6 +28,7 @@ pub const AGGREGATES: &str = "helios.aggregates";
 pub const ALERTS: &str = "helios.alerts";
 pub const INSIGHTS: &str = "helios.insights";
 pub const DLQ: &str = "helios.dlq";
+pub const LATE: &str = "helios.late";
 
 /// The URL of the ClickHouse under test, from `HELIOS_TEST_CLICKHOUSE`.
 pub fn clickhouse_url() -> String {
@@ -53,7 +55,7 @@ pub fn fresh_db(url: &str, case: &str) -> ClickHouse {
     ClickHouse::new(&ClickHouseConfig::new(url).database(unique(case))).unwrap()
 }
 
-/// An embedded log and a registry in a temp dir, with the five topics and their schemas.
+/// An embedded log and a registry in a temp dir, with the six topics and their schemas.
 pub struct Stage {
     pub dir: tempfile::TempDir,
     pub embedded: EmbeddedLog,
@@ -64,6 +66,7 @@ pub struct Stage {
     pub alerts: RecordCodec<Alert>,
     pub insights: RecordCodec<Insight>,
     pub dead_letters: RecordCodec<DeadLetter>,
+    pub late: RecordCodec<DeadLetter>,
 }
 
 impl Stage {
@@ -85,12 +88,14 @@ impl Stage {
         let alerts = RecordCodec::new(reg(ALERTS, Alert::SCHEMA_JSON));
         let insights = RecordCodec::new(reg(INSIGHTS, Insight::SCHEMA_JSON));
         let dead_letters = RecordCodec::new(reg(DLQ, DeadLetter::SCHEMA_JSON));
+        let late = RecordCodec::new(reg(LATE, DeadLetter::SCHEMA_JSON));
         for (topic, partitions) in [
             (EVENTS, 4),
             (AGGREGATES, 2),
             (ALERTS, 1),
             (INSIGHTS, 1),
             (DLQ, 1),
+            (LATE, 4),
         ] {
             log.admin()
                 .create_topic(&TopicSpec::new(topic, partitions))
@@ -107,6 +112,7 @@ impl Stage {
             alerts,
             insights,
             dead_letters,
+            late,
         }
     }
 
@@ -162,6 +168,20 @@ impl Stage {
                 .collect(),
         )
         .await;
+        self.append(
+            LATE,
+            script
+                .late
+                .iter()
+                .map(|(late, event)| {
+                    let mut late = late.clone();
+                    // As the processor writes it: the event's own bytes.
+                    late.original = self.events.encode(event).to_vec();
+                    keyed(&late.id, self.late.encode(&late).unwrap())
+                })
+                .collect(),
+        )
+        .await;
     }
 }
 
@@ -173,6 +193,8 @@ pub struct Script {
     pub alerts: Vec<Alert>,
     pub insights: Vec<Insight>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Late records (their `original` is filled with the event's bytes when written).
+    pub late: Vec<(DeadLetter, Event)>,
 }
 
 pub const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z, µs
@@ -255,6 +277,34 @@ pub fn dead_letter(i: usize) -> DeadLetter {
         offset: None,
         at: T0,
     }
+}
+
+/// A late record as the processor writes it: `event` (taken `minutes_late` minutes after
+/// its time) missed a window of `scope` (an aggregate, or `rule/<name>`); read from
+/// partition 0 of the events topic at `offset`.
+pub fn late(scope: &str, event: &Event, minutes_late: i64, offset: u64) -> (DeadLetter, Event) {
+    let watermark = event.time + minutes_late * MINUTE;
+    let reason = match scope.strip_prefix("rule/") {
+        Some(rule) => format!(
+            "rule `{rule}`: event {} at time {} matched rule `{rule}` but arrived after the watermark {watermark}: it is later than the allowed out-of-orderness",
+            event.id, event.time
+        ),
+        None => format!(
+            "aggregate `{scope}`: event time {} is behind the watermark {watermark} by more than the allowed lateness of 0ns: its window is closed",
+            event.time
+        ),
+    };
+    let record = DeadLetter {
+        id: DeadLetter::position_id("pipeline/late", Some(scope), EVENTS, 0, offset),
+        stage: "pipeline/late".to_owned(),
+        reason,
+        original: Vec::new(),
+        topic: Some(EVENTS.to_owned()),
+        partition: Some(0),
+        offset: Some(offset as i64),
+        at: event.received_at,
+    };
+    (record, event.clone())
 }
 
 /// Waits until `check` returns `Some`, up to `limit`.
@@ -368,14 +418,13 @@ impl Drop for OwnServer {
     }
 }
 
-/// The store spec of the scripted stream: one aggregate, `ci_runs`.
+/// The store spec of the scripted stream: one aggregate, `ci_runs`, of one-minute windows.
 pub fn spec() -> StoreSpec {
     StoreSpec {
-        aggregates: vec![AggregateSpec::new(
-            "ci_runs",
-            &["repo"],
-            &["duration_sum", "duration_max"],
-        )],
+        aggregates: vec![
+            AggregateSpec::new("ci_runs", &["repo"], &["duration_sum", "duration_max"])
+                .with_window(WindowSpec::Tumbling { size_us: MINUTE }),
+        ],
         ..StoreSpec::default()
     }
 }
@@ -463,6 +512,12 @@ pub fn scripted_stream() -> Script {
         ],
         insights: (0..3).map(insight).collect(),
         dead_letters: vec![dead_letter(1)],
+        // Event 7 missed a `ci_runs` window and the rule; event 8 a `ci_runs` window.
+        late: vec![
+            late("ci_runs", &event(7, "ci"), 3, 107),
+            late("rule/ci_failing", &event(7, "ci"), 2, 107),
+            late("ci_runs", &event(8, "github"), 5, 108),
+        ],
     }
 }
 
@@ -667,8 +722,12 @@ pub fn signal_events() -> Vec<Event> {
 
 /// Rows the scripted stream becomes.
 pub fn script_rows(s: &Script) -> u64 {
-    (s.events.len() + s.windows.len() + s.alerts.len() + s.insights.len() + s.dead_letters.len())
-        as u64
+    (s.events.len()
+        + s.windows.len()
+        + s.alerts.len()
+        + s.insights.len()
+        + s.dead_letters.len()
+        + s.late.len()) as u64
 }
 
 /// Events sharing the id `shared-1`: two sources using it (two events), one of them
