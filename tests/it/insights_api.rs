@@ -18,10 +18,10 @@ type = "http"
 # The events are dated 2026-11-20: kept whatever day the test runs (the embedded store
 # drops days past its default retention, ADR-016).
 [retention]
-events = "100y"
-aggregates = "100y"
-alerts = "100y"
-insights = "100y"
+events = "50y"
+aggregates = "50y"
+alerts = "50y"
+insights = "50y"
 
 [watermark]
 max_out_of_orderness = "1s"
