@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use helios_log::Log;
-use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use helios_log::embedded::{DefaultRetention, EmbeddedConfig, EmbeddedLog};
 use helios_log::kafka::{KafkaConfig, KafkaLog};
 use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
 use serde::Deserialize;
@@ -295,16 +295,22 @@ impl Backend {
     }
 
     /// Opens the log for a stage that writes or commits: Kafka, or the data dir's embedded
-    /// log (which only one process may hold; `role` names the stage in the error).
+    /// log (which only one process may hold; `role` names the stage in the error) with
+    /// `retention` for its topics.
     pub async fn open_writable_log(
         &self,
         role: &str,
+        retention: DefaultRetention,
     ) -> anyhow::Result<(Log, Option<EmbeddedLog>)> {
         match &self.kafka {
             Some(kafka) => Ok((self.connect(kafka).await?, None)),
             None => {
                 let dir = log_dir(&self.data_dir);
-                let embedded = EmbeddedLog::open(&dir, EmbeddedConfig::default()).with_context(|| {
+                let config = EmbeddedConfig {
+                    default_retention: retention,
+                    ..EmbeddedConfig::default()
+                };
+                let embedded = EmbeddedLog::open(&dir, config).with_context(|| {
                     format!(
                         "opening the log in {} ({role} needs it writable: stop `helios up` on this \
                          data dir, or point --kafka at a broker)",

@@ -19,10 +19,13 @@ use helios_pipeline::runtime::{Metrics, ProcessorConfig};
 use helios_query_api::metrics::names::{self as n};
 use helios_query_api::metrics::parse::{Sample, parse};
 use helios_query_api::metrics::{Collect, Exposition, Kind, MetricsRegistry, RefreshFuture};
+use helios_query_api::storage::Usage;
 use helios_sinks::SinkMetrics;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Meter};
 use tracing::{debug, warn};
+
+use crate::stages::disk::DataDirUsage;
 
 /// Source types that receive requests (their routes count request outcomes).
 const PUSH_TYPES: [&str; 3] = ["http", "github", "webhook"];
@@ -63,7 +66,7 @@ impl Collect for SourcesCollector {
         let mut statuses = self.supervisor.statuses();
         statuses.sort_by(|a, b| a.name.cmp(&b.name));
         let (mut errors, mut dead_letters) = (0, 0);
-        let (mut invalid, mut unavailable) = (0, 0);
+        let (mut invalid, mut unavailable, mut disk_full) = (0, 0, 0);
         for s in &statuses {
             let labels = [s.name.as_str(), s.kind.as_str()];
             for state in STATES {
@@ -99,6 +102,7 @@ impl Collect for SourcesCollector {
                     RequestOutcome::Paused | RequestOutcome::Busy | RequestOutcome::LogError => {
                         unavailable += count;
                     }
+                    RequestOutcome::DiskFull => disk_full += count,
                 }
             }
             let (accepted, rejected) = requests.events();
@@ -107,6 +111,7 @@ impl Collect for SourcesCollector {
         }
         out.counter(&n::ERRORS, &["ingest", "invalid_request"], invalid);
         out.counter(&n::ERRORS, &["ingest", "unavailable"], unavailable);
+        out.counter(&n::ERRORS, &["ingest", "disk_full"], disk_full);
         out.counter(&n::ERRORS, &["source", "source_error"], errors);
         out.counter(&n::ERRORS, &["source", "dead_letter"], dead_letters);
     }
@@ -280,6 +285,61 @@ impl Collect for SinkCollector {
 
     fn refresh(&self) -> RefreshFuture<'_> {
         Box::pin(self.ends.refresh())
+    }
+}
+
+/// The data dir's disk: free space and the reserve, each topic's and table's size and
+/// limits; measured before each scrape.
+#[derive(Debug)]
+pub struct DiskCollector {
+    usage: DataDirUsage,
+    last: Mutex<Option<Usage>>,
+}
+
+impl DiskCollector {
+    pub fn new(usage: DataDirUsage) -> Self {
+        DiskCollector {
+            usage,
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Collect for DiskCollector {
+    fn collect(&self, out: &mut Exposition) {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(u) = last.as_ref() else { return };
+        if let Some(free) = u.free_bytes {
+            out.gauge(&n::DISK_FREE, &[], free);
+        }
+        if let Some(total) = u.total_bytes {
+            out.gauge(&n::DISK_TOTAL, &[], total);
+        }
+        if let Some(reserve) = u.min_free_bytes {
+            out.gauge(&n::DISK_MIN_FREE, &[], reserve);
+        }
+        for t in &u.topics {
+            out.gauge(&n::LOG_SIZE, &[&t.name], t.bytes);
+            if let Some(cap) = t.retention_bytes {
+                out.gauge(&n::LOG_RETENTION_BYTES, &[&t.name], cap);
+            }
+            if let Some(age) = t.retention_seconds {
+                out.gauge(&n::LOG_RETENTION_SECONDS, &[&t.name], age);
+            }
+        }
+        for t in &u.tables {
+            out.gauge(&n::STORE_SIZE, &[&t.name], t.bytes);
+        }
+        if let Some(cap) = u.store_max_bytes {
+            out.gauge(&n::STORE_MAX_SIZE, &[], cap);
+        }
+    }
+
+    fn refresh(&self) -> RefreshFuture<'_> {
+        Box::pin(async move {
+            let usage = self.usage.measure().await;
+            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(usage);
+        })
     }
 }
 

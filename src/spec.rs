@@ -21,8 +21,9 @@ pub fn load(path: &Path) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow:
 
 /// What the store keeps, from the spec: one table per `[[aggregate]]` (its group-key and
 /// measure names, and its window for the rows of `late_events`) and the `[retention]`
-/// settings. The sinks and `helios migrate` both take
-/// it from here, so the store always matches the spec the pipeline runs.
+/// settings. The sinks and `helios migrate` both take it from here, so the store always
+/// matches the spec the pipeline runs. (The embedded store adds its defaults for tables
+/// the spec leaves out: `stages::sinks`, ADR-016.)
 pub fn store_spec<S>(spec: &Spec<S>) -> helios_sinks::StoreSpec {
     let r = &spec.retention;
     helios_sinks::StoreSpec {
@@ -201,6 +202,9 @@ format = "slack"
             store.retention.events,
             Some(std::time::Duration::from_secs(7 * 86_400))
         );
+        // What the spec leaves out is left to the store: ClickHouse keeps it, the
+        // embedded store applies its default (stages::sinks::embedded_store_spec).
+        assert_eq!(store.retention.aggregates, None);
         store.validate().unwrap();
         let hooks = webhooks(&spec);
         assert_eq!(hooks.len(), 1);

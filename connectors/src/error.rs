@@ -41,6 +41,9 @@ pub enum ConnectorError {
 
     #[error("the source is shutting down")]
     ShuttingDown,
+
+    #[error("{0}")]
+    DiskFull(crate::runtime::DiskLow),
 }
 
 impl ConnectorError {
@@ -50,12 +53,22 @@ impl ConnectorError {
             ConnectorError::Config { .. }
             | ConnectorError::DuplicateSource(_)
             | ConnectorError::UnknownSource(_) => Fault::User,
-            ConnectorError::External { .. } => Fault::External,
+            ConnectorError::External { .. } | ConnectorError::DiskFull(_) => Fault::External,
             ConnectorError::Log(e) if e.is_retriable() => Fault::External,
             ConnectorError::Schema(e) => e.fault(),
             ConnectorError::Log(_)
             | ConnectorError::Checkpoint { .. }
             | ConnectorError::ShuttingDown => Fault::Internal,
+        }
+    }
+
+    /// Whether nothing was written because the data dir's disk is (nearly) full: the
+    /// guard refused, or a write failed for want of space.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ConnectorError::DiskFull(_) => true,
+            ConnectorError::Log(e) => e.is_disk_full(),
+            _ => false,
         }
     }
 

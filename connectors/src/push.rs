@@ -1,5 +1,6 @@
 //! What the push routes share: admission for every one of them, HTTP ingest included (a
-//! paused source or a full route answers `503` with `Retry-After`); and for the webhook
+//! paused source or a full route answers `503` with `Retry-After`, a nearly full disk
+//! `507`); and for the webhook
 //! routes (GitHub, generic) JSON error answers, the event-time bound
 //! (events dated more than `max_future` after receipt become dead letters, named in the
 //! answer), and appending the mapped events with the `202` sent only once they are durable.
@@ -21,7 +22,8 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit, mpsc, oneshot};
 use tracing::{Instrument, warn};
 
-use crate::runtime::{Emitter, RequestOutcome, SourceHandle, SourceState};
+use crate::ConnectorError;
+use crate::runtime::{DiskGuard, Emitter, RequestOutcome, SourceHandle, SourceState};
 
 /// Appender tasks per push source: one batch can wait for its fsync while the next one
 /// is written.
@@ -35,17 +37,19 @@ struct Job {
     /// The request's trace context, written on each of its records (empty when traces
     /// are not exported).
     trace: Vec<(String, Bytes)>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), AppendFailed>>,
 }
 
 /// The one admission path of every push route (HTTP ingest, webhooks): a paused source
-/// answers `503` with `Retry-After: 5`, a route with `max_in_flight` requests already
-/// appending answers `503` with `Retry-After: 1` instead of queueing without limit in
-/// memory. Both are counted in the source's request outcomes.
+/// answers `503` with `Retry-After: 5`, a nearly full disk `507` with `Retry-After: 10`
+/// before the body is read, a route with `max_in_flight` requests already appending
+/// answers `503` with `Retry-After: 1` instead of queueing without limit in memory. Each
+/// is counted in the source's request outcomes.
 #[derive(Debug)]
 pub(crate) struct Admission {
     source: SourceHandle,
     in_flight: Semaphore,
+    disk: Option<DiskGuard>,
 }
 
 /// Why a request was not admitted, and the answer to send.
@@ -57,10 +61,12 @@ pub(crate) struct Refused {
 }
 
 impl Admission {
-    pub fn new(source: SourceHandle, max_in_flight: usize) -> Self {
+    /// `disk`: the free-space check of the emitter the route appends with.
+    pub fn new(source: SourceHandle, max_in_flight: usize, disk: Option<DiskGuard>) -> Self {
         Admission {
             source,
             in_flight: Semaphore::new(max_in_flight),
+            disk,
         }
     }
 
@@ -80,6 +86,13 @@ impl Admission {
                     ),
                     "5",
                 )),
+            });
+        }
+        if let Some(Err(low)) = self.disk.as_ref().map(DiskGuard::check) {
+            self.source.requests().record(RequestOutcome::DiskFull);
+            return Err(Refused {
+                busy: false,
+                response: Box::new(disk_full(&ConnectorError::DiskFull(low))),
             });
         }
         self.in_flight.try_acquire().map_err(|_| {
@@ -117,7 +130,7 @@ impl PushGate {
     pub fn new(source: SourceHandle, emitter: Emitter, max_in_flight: usize) -> Self {
         source.set_state(SourceState::Running);
         PushGate {
-            admission: Admission::new(source.clone(), max_in_flight),
+            admission: Admission::new(source.clone(), max_in_flight, emitter.disk().cloned()),
             source,
             emitter,
             appenders: OnceLock::new(),
@@ -155,6 +168,10 @@ impl PushGate {
             .await
         {
             Ok(refused) => refused,
+            Err(e) if e.is_disk_full() => {
+                self.source.requests().record(RequestOutcome::DiskFull);
+                return disk_full(&e);
+            }
             Err(e) => {
                 self.source.requests().record(RequestOutcome::LogError);
                 return retry_after(
@@ -212,22 +229,17 @@ impl PushGate {
             match sent {
                 Ok(()) => outcome
                     .await
-                    .unwrap_or_else(|_| Err("the appender stopped".to_string())),
-                Err(_) => Err("the appender stopped".to_string()),
+                    .unwrap_or_else(|_| Err(AppendFailed::stopped())),
+                Err(_) => Err(AppendFailed::stopped()),
             }
         }
         .instrument(span)
         .await;
         let requests = self.source.requests();
-        match &outcome {
+        match outcome {
             Ok(()) => {
                 requests.record(RequestOutcome::Accepted);
                 requests.record_events(ids.len(), 0);
-            }
-            Err(_) => requests.record(RequestOutcome::LogError),
-        }
-        match outcome {
-            Ok(()) => {
                 let mut body = json!({
                     "accepted": ids.len(),
                     "ids": ids,
@@ -237,16 +249,37 @@ impl PushGate {
                 }
                 (StatusCode::ACCEPTED, axum::Json(body)).into_response()
             }
-            Err(e) => retry_after(
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the events could not be written to the log ({e}); nothing was acknowledged, retry the delivery"
+            Err(AppendFailed::DiskFull(message)) => {
+                requests.record(RequestOutcome::DiskFull);
+                disk_full_answer(message)
+            }
+            Err(AppendFailed::Other(e)) => {
+                requests.record(RequestOutcome::LogError);
+                retry_after(
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the events could not be written to the log ({e}); nothing was acknowledged, retry the delivery"
+                        ),
                     ),
-                ),
-                "1",
-            ),
+                    "1",
+                )
+            }
         }
+    }
+}
+
+/// Why an appender did not write a job's events.
+#[derive(Debug, Clone)]
+enum AppendFailed {
+    /// The disk is (nearly) full: the `507` message to answer.
+    DiskFull(String),
+    Other(String),
+}
+
+impl AppendFailed {
+    fn stopped() -> Self {
+        AppendFailed::Other("the appender stopped".to_string())
     }
 }
 
@@ -286,7 +319,11 @@ async fn append_loop(rx: Arc<Mutex<mpsc::Receiver<Job>>>, emitter: Emitter, sour
         let outcome = appended.map(drop).map_err(|e| {
             source.record_error(e.to_string());
             warn!(source = source.name(), events = events.len(), error = %e, "Appending webhook events failed.");
-            e.to_string()
+            if e.is_disk_full() {
+                AppendFailed::DiskFull(disk_full_message(&e))
+            } else {
+                AppendFailed::Other(e.to_string())
+            }
         });
         for job in jobs.drain(..) {
             let _ = job.done.send(outcome.clone());
@@ -297,6 +334,29 @@ async fn append_loop(rx: Arc<Mutex<mpsc::Receiver<Job>>>, emitter: Emitter, sour
 /// `{"error": message}` with `status`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The answer of every push route while the data dir's disk is (nearly) full: `507
+/// Insufficient Storage`, the reason and what to do, and when to try again.
+pub(crate) fn disk_full(e: &ConnectorError) -> Response {
+    disk_full_answer(disk_full_message(e))
+}
+
+fn disk_full_answer(message: String) -> Response {
+    retry_after(error(StatusCode::INSUFFICIENT_STORAGE, message), "10")
+}
+
+/// What [`disk_full`] says: the guard's reason, or for a write that ran out of space
+/// anyway (the check raced another writer) the same advice.
+fn disk_full_message(e: &ConnectorError) -> String {
+    match e {
+        ConnectorError::DiskFull(low) => low.to_string(),
+        other => format!(
+            "the disk of the data dir is full ({other}); nothing was written. Free space on \
+             that disk or lower the retention (docs/runbooks/disk-full-embedded-log.md); \
+             ingest resumes by itself once the space is back"
+        ),
+    }
 }
 
 fn retry_after(mut resp: Response, seconds: &'static str) -> Response {

@@ -41,8 +41,13 @@ impl LogFixture {
     }
 
     pub fn emitter(&self) -> Emitter {
+        self.emitter_with(EmitterConfig::default())
+    }
+
+    /// An emitter over this log with `config` (its topics must be the fixture's).
+    pub fn emitter_with(&self, config: EmitterConfig) -> Emitter {
         Emitter::new(
-            EmitterConfig::default(),
+            config,
             self.log.producer(),
             EventCodec::new(EVENT_SCHEMA),
             RecordCodec::new(DEAD_LETTER_SCHEMA),

@@ -86,4 +86,11 @@ impl LogError {
     pub fn is_retriable(&self) -> bool {
         matches!(self, LogError::Io { .. } | LogError::Kafka(_))
     }
+
+    /// Whether the disk (or the user's quota on it) was full: nothing was written, and
+    /// retrying helps only once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, LogError::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+    }
 }

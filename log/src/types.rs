@@ -145,16 +145,18 @@ impl ConsumerConfig {
 pub struct TopicSpec {
     pub name: String,
     pub partitions: u32,
-    /// Delete data older than this; `None` keeps it forever.
+    /// Delete data older than this; `None`: the backend's default (the embedded log's
+    /// `default_retention`, a Kafka broker's `log.retention.*`).
     #[serde(with = "opt_millis", default)]
     pub retention: Option<Duration>,
-    /// Delete the oldest data once a partition is larger than this; `None` for no limit.
+    /// Keep a partition within this many bytes, deleting its oldest data; `None`: the
+    /// backend's default, as for `retention`.
     #[serde(default)]
     pub retention_bytes: Option<u64>,
 }
 
 impl TopicSpec {
-    /// A topic kept forever.
+    /// A topic with the backend's default retention.
     pub fn new(name: impl Into<String>, partitions: u32) -> Self {
         TopicSpec {
             name: name.into(),
@@ -181,8 +183,10 @@ impl TopicSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicInfo {
     pub name: String,
+    /// The age limit in force (the topic's own or the backend's default); `None`: none.
     #[serde(with = "opt_millis")]
     pub retention: Option<Duration>,
+    /// The size limit in force per partition; `None`: none.
     pub retention_bytes: Option<u64>,
     pub partitions: Vec<PartitionInfo>,
 }
@@ -346,7 +350,7 @@ impl TraceLinks {
     }
 }
 
-mod opt_millis {
+pub(crate) mod opt_millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

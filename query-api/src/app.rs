@@ -107,7 +107,7 @@ async fn not_found(uri: Uri) -> impl IntoResponse {
     let hint = if uri.path().starts_with("/v1/events") || uri.path().starts_with("/v1/webhooks/") {
         "no source serves this route: declare it in the spec (`[[source]]` of type http, github or webhook); GET /v1/sources lists the running sources"
     } else {
-        "Helios serves the dashboard at /, the insights API (/v1/aggregates, /v1/insights/timeseries, /v1/insights/top, /v1/alerts, /v1/insights, /v1/events, /v1/subjects/{subject}, /v1/late, POST /v1/sql; GET /openapi.json describes them), /v1/events and /v1/webhooks/* (per the spec's sources), /v1/sources, /healthz, /readyz, /metrics and the schema registry (/subjects, /schemas/ids/{id}, /config, /compatibility)"
+        "Helios serves the dashboard at /, the insights API (/v1/aggregates, /v1/insights/timeseries, /v1/insights/top, /v1/alerts, /v1/insights, /v1/events, /v1/subjects/{subject}, /v1/late, POST /v1/sql; GET /openapi.json describes them), /v1/events and /v1/webhooks/* (per the spec's sources), /v1/sources, /v1/storage, /healthz, /readyz, /metrics and the schema registry (/subjects, /schemas/ids/{id}, /config, /compatibility)"
     };
     (
         StatusCode::NOT_FOUND,

@@ -8,6 +8,7 @@
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //! - [`registry`]: the Confluent-compatible schema registry routes over the embedded
 //!   [`helios_schemas::Registry`].
+//! - [`storage`]: `GET /v1/storage`, the data dir's usage per topic and table.
 //! - [`server`]: the accept loop every listener runs: header-read and idle timeouts, a
 //!   connection cap and the `Host` check of public routes.
 
@@ -23,6 +24,7 @@ pub mod registry;
 pub mod server;
 pub mod sql;
 pub mod state;
+pub mod storage;
 pub mod store;
 
 pub use app::{api_router, read_router, router};

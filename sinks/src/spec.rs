@@ -124,6 +124,32 @@ pub struct Retention {
     pub dead_letters: Option<Duration>,
 }
 
+const DAY: u64 = 86_400;
+
+impl Retention {
+    /// What each table of the embedded store keeps when the spec's `[retention]` does not
+    /// say (ADR-016): raw events and dead letters 30 days, window results 400 days (a year
+    /// to compare with), alerts and insights 180 days. Those of `deploy/helios.toml`.
+    pub const DEFAULT: Retention = Retention {
+        events: Some(Duration::from_secs(30 * DAY)),
+        aggregates: Some(Duration::from_secs(400 * DAY)),
+        alerts: Some(Duration::from_secs(180 * DAY)),
+        insights: Some(Duration::from_secs(180 * DAY)),
+        dead_letters: Some(Duration::from_secs(30 * DAY)),
+    };
+
+    /// Each table's own setting, else the one in `defaults`.
+    pub fn or(self, defaults: &Retention) -> Retention {
+        Retention {
+            events: self.events.or(defaults.events),
+            aggregates: self.aggregates.or(defaults.aggregates),
+            alerts: self.alerts.or(defaults.alerts),
+            insights: self.insights.or(defaults.insights),
+            dead_letters: self.dead_letters.or(defaults.dead_letters),
+        }
+    }
+}
+
 /// What the store holds: the aggregates and the retention per table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +249,22 @@ mod tests {
             ..StoreSpec::default()
         };
         assert_eq!(spec.validate().is_ok(), ok, "{spec:?}");
+    }
+
+    #[test]
+    fn unset_tables_take_the_default_and_set_ones_keep_theirs() {
+        let own = Retention {
+            events: Some(Duration::from_secs(3 * DAY)),
+            ..Retention::default()
+        };
+        let merged = own.or(&Retention::DEFAULT);
+        assert_eq!(merged.events, Some(Duration::from_secs(3 * DAY)));
+        assert_eq!(merged.aggregates, Retention::DEFAULT.aggregates);
+        assert_eq!(merged.dead_letters, Some(Duration::from_secs(30 * DAY)));
+        assert_eq!(
+            Retention::default().or(&Retention::DEFAULT),
+            Retention::DEFAULT
+        );
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub struct IngestArgs {
 
     #[command(flatten)]
     pub webhooks: http::WebhookArgs,
+
+    #[command(flatten)]
+    pub retention: crate::stages::disk::LogRetentionArgs,
+
+    #[command(flatten)]
+    pub min_free: crate::stages::disk::MinFreeArgs,
 }
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -68,10 +74,13 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let listener = http::bind(args.listen, "--listen").await?;
     std::fs::create_dir_all(&backend.data_dir)
         .with_context(|| format!("creating the data dir {}", backend.data_dir.display()))?;
-    let (log, embedded) = backend.open_writable_log("ingest").await?;
+    let (log, embedded) = backend
+        .open_writable_log("ingest", args.retention.default_retention())
+        .await?;
     let topics = &backend.topics;
     // The registry: a remote one, or the data dir's, which this role then serves.
     let schemas = crate::stages::schemas::writable(&backend)?;
+    let disk = args.min_free.guard(&backend.data_dir, embedded.is_some());
     let (supervisor, routes, metrics) = start_sources(SourcesSetup {
         log: log.clone(),
         schemas: &schemas,
@@ -80,8 +89,19 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         topics,
         max_future: args.event_time.max_future,
         unverified_bodies: args.webhooks.budget(),
+        disk: disk.clone(),
     })
     .await?;
+    if embedded.is_some() {
+        metrics.register(std::sync::Arc::new(crate::metrics::DiskCollector::new(
+            crate::stages::disk::DataDirUsage {
+                data_dir: backend.data_dir.clone(),
+                log: Some(log.clone()),
+                guard: disk,
+                store: None,
+            },
+        )));
+    }
     let app: Router = match schemas.served() {
         Some(registry) => helios_query_api::router(routes, registry),
         None => http::health_routes().merge(routes),

@@ -55,13 +55,18 @@ pub struct PipelineArgs {
 
     #[command(flatten)]
     pub event_time: EventTimeArgs,
+
+    #[command(flatten)]
+    pub retention: crate::stages::disk::LogRetentionArgs,
 }
 
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut spec = crate::spec::load_or_report(&args.spec)?;
     helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)?;
     let backend = args.log.resolve()?;
-    let (log, embedded) = backend.open_writable_log("a pipeline").await?;
+    let (log, embedded) = backend
+        .open_writable_log("a pipeline", args.retention.default_retention())
+        .await?;
     let metrics_log = log.clone();
     let topics = backend.topics.clone();
     let schemas = crate::stages::schemas::writable(&backend)?;

@@ -66,6 +66,12 @@ pub struct SinkArgs {
 
     #[command(flatten)]
     pub batching: SinkBatching,
+
+    #[command(flatten)]
+    pub retention: crate::stages::disk::LogRetentionArgs,
+
+    #[command(flatten)]
+    pub store_cap: crate::stages::disk::StoreCapArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -79,7 +85,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
     let spec = crate::spec::load_or_report(&args.spec)?;
     let backend = args.log.resolve()?;
-    let (log, embedded) = backend.open_writable_log("a sink").await?;
+    let (log, embedded) = backend
+        .open_writable_log("a sink", args.retention.default_retention())
+        .await?;
     let registry = backend.open_registry()?;
     let failures = Failures::default();
     let sinks = start_sinks(SinksSetup {
@@ -94,6 +102,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         topics: backend.topics.clone(),
         batching: args.batching,
         failures: failures.clone(),
+        store_max_bytes: args.store_cap.store_max_size.0,
     })
     .await?;
     crate::metrics::export_sinks(&sinks, &log);

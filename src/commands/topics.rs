@@ -7,6 +7,8 @@ use crate::backend::LogArgs;
 /// List topics, or describe one with its partitions, offsets and sizes.
 ///
 /// Reads the data dir of `helios up` (read-only, it may keep running) or a Kafka cluster.
+/// On a data dir the list also shows each topic's size cap and retention in force, the
+/// embedded store's tables with their sizes, and the free space of the data dir's disk.
 ///
 /// Examples:
 ///   helios topics
@@ -28,7 +30,8 @@ pub struct TopicsArgs {
 
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
-    /// Every topic with its partition count, record count and size (the default).
+    /// Every topic with its partition count, record count, size, size cap and retention,
+    /// then the store's tables and the free space on a data dir (the default).
     List,
     /// One topic's partitions: start and end offsets, size on disk.
     Describe {
@@ -72,8 +75,8 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "{:<32} {:>10} {:>14} {:>12}",
-            "TOPIC", "PARTITIONS", "RECORDS", "SIZE"
+            "{:<32} {:>10} {:>14} {:>12} {:>12} {:>10}",
+            "TOPIC", "PARTITIONS", "RECORDS", "SIZE", "SIZE CAP", "RETENTION"
         );
         for t in &infos {
             let records: u64 = t
@@ -82,15 +85,53 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 .map(|p| p.end_offset - p.start_offset)
                 .sum();
             let size: Option<u64> = t.partitions.iter().map(|p| p.size_bytes).sum();
+            // The cap in force per partition, for the whole topic as it is set.
+            let cap = t
+                .retention_bytes
+                .map(|b| b.saturating_mul(t.partitions.len() as u64));
             println!(
-                "{:<32} {:>10} {:>14} {:>12}",
+                "{:<32} {:>10} {:>14} {:>12} {:>12} {:>10}",
                 t.name,
                 t.partitions.len(),
                 records,
-                size.map_or("-".to_string(), human_bytes)
+                size.map_or("-".to_string(), human_bytes),
+                cap.map_or("none".to_string(), human_bytes),
+                t.retention
+                    .map_or("forever".to_string(), |d| humantime::format_duration(d)
+                        .to_string()),
             );
         }
+        if matches!(args.command, None | Some(TopicsCommand::List)) {
+            print_data_dir(&args.log)?;
+        }
     }
+    Ok(())
+}
+
+/// The embedded store's tables and the data dir's free space, after the topics, when the
+/// log is a data dir's.
+fn print_data_dir(log: &LogArgs) -> anyhow::Result<()> {
+    let backend = log.resolve()?;
+    if backend.kafka.is_some() {
+        return Ok(());
+    }
+    let store = crate::stages::sinks::store_dir(&backend.data_dir);
+    let tables = helios_sinks::parquet::usage(&store)?;
+    if !tables.is_empty() {
+        println!();
+        println!("{:<32} {:>12}", "STORE TABLE", "SIZE");
+        for (name, bytes) in &tables {
+            println!("{name:<32} {:>12}", human_bytes(*bytes));
+        }
+    }
+    let space = helios_connectors::runtime::DiskGuard::new(&backend.data_dir, 0).space()?;
+    println!();
+    println!(
+        "{}: {} free of {}",
+        backend.data_dir.display(),
+        human_bytes(space.free),
+        human_bytes(space.total)
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
 use tracing::info;
 
 use crate::backend::{Topics, log_dir};
+use crate::stages::disk::{DataDirUsage, LogRetentionArgs, MinFreeArgs, StoreCapArgs};
 use crate::stages::http::{HttpArgs, WebhookArgs};
 use crate::stages::pipeline::{
     Duplicates, PipelineSetup, register_schemas, start_pipeline, state_dir,
@@ -87,6 +88,15 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub query: read_api::QueryArgs,
+
+    #[command(flatten)]
+    pub retention: LogRetentionArgs,
+
+    #[command(flatten)]
+    pub store_cap: StoreCapArgs,
+
+    #[command(flatten)]
+    pub min_free: MinFreeArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -118,6 +128,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         log_dir(&args.data_dir),
         EmbeddedConfig {
             fsync: args.fsync,
+            default_retention: args.retention.default_retention(),
             ..EmbeddedConfig::default()
         },
     )
@@ -129,6 +140,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         ..Topics::default()
     };
+    let disk = args.min_free.guard(&args.data_dir, true);
     let (supervisor, sources, metrics) = start_sources(SourcesSetup {
         log: log.clone(),
         schemas: &schemas,
@@ -137,6 +149,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         topics: &topics,
         max_future: args.event_time.max_future,
         unverified_bodies: args.webhooks.budget(),
+        disk: disk.clone(),
     })
     .await?;
     let app: Router = helios_query_api::router(sources, registry)
@@ -180,11 +193,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         topics,
         batching: args.batching.clone(),
         failures: failures.clone(),
+        store_max_bytes: args.store_cap.store_max_size.0,
     })
     .await
     .context("starting the sink")?;
     crate::metrics::register_pipeline(&metrics, processor.as_ref(), &log);
     crate::metrics::register_sinks(&metrics, &sinks, &log);
+    // What the data dir holds: /metrics, GET /v1/storage and the dashboard.
+    let usage = DataDirUsage {
+        data_dir: args.data_dir.clone(),
+        log: Some(log.clone()),
+        guard: disk,
+        store: args.clickhouse.is_none().then(|| {
+            (
+                crate::stages::sinks::store_dir(&args.data_dir),
+                crate::stages::sinks::embedded_store_spec(&read_store).retention,
+                args.store_cap.store_max_size.0,
+            )
+        }),
+    };
+    metrics.register(std::sync::Arc::new(crate::metrics::DiskCollector::new(
+        usage.clone(),
+    )));
 
     let addr = listener.local_addr()?;
     let read = read_api::read_state(
@@ -195,7 +225,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &args.query,
     )
     .await?;
-    let app = app.merge(helios_query_api::read_router(read));
+    let app =
+        app.merge(helios_query_api::read_router(read))
+            .merge(helios_query_api::storage::router(std::sync::Arc::new(
+                usage,
+            )));
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
     let server = args.http.config(args.auth.metrics_auth)?;
     info!(

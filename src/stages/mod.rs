@@ -9,6 +9,8 @@
 //! - [`schemas`]: schema registration, embedded or remote, for every stage.
 //! - [`http`]: binding and serving listeners, health and stage metrics routes.
 //! - [`supervision`]: what stops a process (a signal, or a stage failing).
+//! - [`disk`]: the data dir's limits (retention, size caps, the free-space reserve of
+//!   ingest) and what it holds.
 //!
 //! How the commands compose them:
 //! - `helios up`: embedded log and registry in the data dir; sources, pipeline, sinks and
@@ -19,6 +21,7 @@
 //! - `helios run sink`: the sinks, with an optional metrics listener.
 //! - `helios serve api`: the read API behind a listener.
 
+pub mod disk;
 pub mod http;
 pub mod pipeline;
 pub mod read_api;

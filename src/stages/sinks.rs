@@ -73,6 +73,8 @@ pub struct SinksSetup {
     pub batching: SinkBatching,
     /// Where the sink and the notifier report an error they stopped on.
     pub failures: Failures,
+    /// Size cap of the Parquet store (ignored with ClickHouse).
+    pub store_max_bytes: Option<u64>,
 }
 
 /// The running sink and notifier.
@@ -100,6 +102,16 @@ impl RunningSinks {
                 Err(e) => warn!(stage = name, error = %e, "Stage task failed."),
             }
         }
+    }
+}
+
+/// What the embedded store keeps: `spec`, with `Retention::DEFAULT` for every table whose
+/// retention the spec leaves out, so a default install does not grow forever (ADR-016).
+/// Not for ClickHouse: a default TTL there would delete data that deployments kept.
+pub fn embedded_store_spec(spec: &StoreSpec) -> StoreSpec {
+    StoreSpec {
+        retention: spec.retention.clone().or(&helios_sinks::Retention::DEFAULT),
+        ..spec.clone()
     }
 }
 
@@ -150,8 +162,11 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         None => {
             let dir = store_dir(&setup.data_dir);
             Arc::new(
-                ParquetStore::open(ParquetConfig::new(&dir), setup.store.clone())
-                    .with_context(|| format!("opening the Parquet store in {}", dir.display()))?,
+                ParquetStore::open(
+                    ParquetConfig::new(&dir).max_bytes(setup.store_max_bytes),
+                    embedded_store_spec(&setup.store),
+                )
+                .with_context(|| format!("opening the Parquet store in {}", dir.display()))?,
             )
         }
     };
@@ -233,6 +248,27 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("helios").chain(args.iter().copied()))
             .expect("valid flags");
         cli.batching.apply(SinkConfig::default())
+    }
+
+    #[test]
+    fn the_embedded_store_keeps_the_spec_retention_and_defaults_the_rest() {
+        let spec = StoreSpec {
+            retention: helios_sinks::Retention {
+                events: Some(std::time::Duration::from_secs(3_600)),
+                ..helios_sinks::Retention::default()
+            },
+            ..StoreSpec::default()
+        };
+        let embedded = embedded_store_spec(&spec);
+        assert_eq!(
+            embedded.retention.events,
+            Some(std::time::Duration::from_secs(3_600))
+        );
+        assert_eq!(
+            embedded.retention.alerts,
+            helios_sinks::Retention::DEFAULT.alerts
+        );
+        assert!(embedded.retention.aggregates.is_some());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct SourcesSetup<'a> {
     pub max_future: Duration,
     /// The byte budget of webhook bodies read before they are authenticated.
     pub unverified_bodies: helios_connectors::body::UnverifiedBodies,
+    /// The free-space check every source passes before it writes (the data dir's disk).
+    pub disk: Option<helios_connectors::runtime::DiskGuard>,
 }
 
 /// Registers the schemas the sources write with, creates the events and dead-letter
@@ -68,6 +70,7 @@ pub async fn start_sources(
             events_topic,
             dead_letter_topic,
             max_future: setup.max_future,
+            disk: setup.disk,
         },
         setup.log.producer(),
         EventCodec::with_source(event_schema, schemas.clone()),

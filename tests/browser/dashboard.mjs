@@ -324,6 +324,20 @@ async function main() {
       (await page.locator('#alerts-table tbody tr', { hasText: 'ci_failing' }).count()) > 0);
     if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error('the page was reloaded');
   });
+  await check('the overview shows the data dir\'s disk: free space, the events topic and table with their sizes and limits', async () => {
+    await waitFor('the free space line', async () =>
+      (await page.locator('#disk-free').innerText()).includes('free of'));
+    if ((await page.locator('#disk-free').getAttribute('data-refused')) !== 'false') throw new Error('ingest shown as refused');
+    const row = (name) => page.locator('#storage-table tbody tr')
+      .filter({ has: page.locator('.storage-name', { hasText: new RegExp(`^${name.replace('.', '\\.')}$`) }) });
+    await waitFor('the events topic with a size', async () =>
+      (await row('helios.events').count()) >= 1
+      && (await page.locator('.storage-bytes[data-name="helios.events"]').innerText()) !== '0 B');
+    const text = await row('helios.events').innerText();
+    if (!text.includes('1.0 GiB') || !text.includes('7 d')) throw new Error(`events topic row without its default limits: ${text}`);
+    await waitFor('the events table of the store, kept 30 days', async () =>
+      (await row('events').innerText()).includes('30 d'));
+  });
   await page.screenshot({ path: path.join(artifacts, 'dashboard.png'), fullPage: true });
   await check('the overview passes the WCAG 2.1 AA accessibility rules', () => accessible(page));
 

@@ -15,6 +15,14 @@ const SPEC: &str = r#"
 name = "ingest"
 type = "http"
 
+# The events are dated 2026-11-20: kept whatever day the test runs (the embedded store
+# drops days past its default retention, ADR-016).
+[retention]
+events = "50y"
+aggregates = "50y"
+alerts = "50y"
+insights = "50y"
+
 [watermark]
 max_out_of_orderness = "1s"
 idle_timeout = "1h"

@@ -19,6 +19,14 @@ const SPEC: &str = r#"
 name = "ingest"
 type = "http"
 
+# The stream is dated 2026-01-01: kept whatever day the test runs (the embedded store
+# drops days past its default retention, ADR-016).
+[retention]
+events = "50y"
+aggregates = "50y"
+alerts = "50y"
+insights = "50y"
+
 [watermark]
 max_out_of_orderness = "1s"
 idle_timeout = "1h"

@@ -7,6 +7,7 @@ mod common;
 mod crash_recovery;
 mod default_sources;
 mod deploy_files;
+mod disk;
 mod event_time;
 mod hostile_sql;
 mod http_abuse;

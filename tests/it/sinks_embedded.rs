@@ -6,19 +6,33 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::Helios;
+use crate::common::{Helios, rfc3339};
 use helios_sinks::StoreSpec;
 use helios_sinks::parquet::query::{scalar_u64, session};
 use serde_json::json;
 
 const N: usize = 200;
 
+/// The events' time: an hour before the test started, the same for every post. Recent, so
+/// the store's default retention (ADR-016) keeps it whatever day the test runs.
+fn event_time() -> String {
+    static TIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TIME.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        rfc3339(now - 3_600_000_000)
+    })
+    .clone()
+}
+
 async fn post(server: &Helios, from: usize, to: usize) {
     let batch: Vec<_> = (from..to)
         .map(|i| {
             json!({"specversion": "1.0", "id": format!("e2e-{i}"), "source": "e2e",
                    "type": "ci.run", "subject": format!("repo-{}", i % 5),
-                   "time": "2026-11-23T10:00:00Z", "value": i})
+                   "time": event_time(), "value": i})
         })
         .collect();
     let resp = server.post_events(&serde_json::Value::Array(batch)).await;
@@ -70,7 +84,8 @@ async fn posted_events_land_in_the_embedded_store_exactly_once() {
     let (distinct, rows, _) = wait_for_all(&data).await;
     assert_eq!((distinct, rows), (N as u64, N as u64));
     // Day folders of the events' time.
-    assert!(data.join("store/events/day=2026-11-23").is_dir());
+    let day = format!("store/events/day={}", &event_time()[..10]);
+    assert!(data.join(&day).is_dir(), "{day}");
 
     // A clean stop flushes and commits; nothing changes in the answers.
     server.stop();

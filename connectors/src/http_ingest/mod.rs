@@ -75,12 +75,13 @@ impl HttpIngest {
     /// `source` is this route's status (register it with the supervisor).
     pub fn new(config: HttpIngestConfig, emitter: Emitter, source: SourceHandle) -> Self {
         let permits = config.max_in_flight;
+        let disk = emitter.disk().cloned();
         source.set_state(SourceState::Running);
         HttpIngest {
             inner: Arc::new(Inner {
                 config,
                 emitter,
-                admission: Admission::new(source.clone(), permits),
+                admission: Admission::new(source.clone(), permits, disk),
                 source,
                 stats: IngestStats::default(),
             }),
@@ -287,8 +288,12 @@ async fn handle_events(
     let started = Instant::now();
     if let Err(e) = inner.emitter.emit(&inner.source, &events).await {
         inner.source.record_error(e.to_string());
-        requests.record(RequestOutcome::LogError);
         warn!(topic = inner.emitter.events_topic(), events = accepted, error = %e, "Appending ingested events failed.");
+        if e.is_disk_full() {
+            requests.record(RequestOutcome::DiskFull);
+            return crate::push::disk_full(&e);
+        }
+        requests.record(RequestOutcome::LogError);
         let mut resp = error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

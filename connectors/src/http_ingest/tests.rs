@@ -539,3 +539,124 @@ async fn ce_headers_without_specversion_are_told_what_is_missing() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(read_all(&f.log).await.is_empty());
 }
+
+/// An ingest over `log` whose appends pass `guard` first.
+fn guarded(log: &Log, guard: crate::runtime::DiskGuard, source: SourceHandle) -> HttpIngest {
+    let config = EmitterConfig {
+        disk: Some(guard),
+        ..EmitterConfig::default()
+    };
+    let emitter = Emitter::new(
+        config,
+        log.producer(),
+        EventCodec::new(SCHEMA_ID),
+        RecordCodec::new(SCHEMA_ID + 1),
+    );
+    HttpIngest::new(HttpIngestConfig::default(), emitter, source)
+}
+
+fn says_disk_full_and_what_to_do(answer: &Value) {
+    let text = answer["error"].as_str().unwrap();
+    for needle in [
+        "full",
+        "nothing was written",
+        "Free space",
+        "resumes by itself",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from {text}");
+    }
+}
+
+/// Below the reserve the request is refused before anything is written, with 507, the
+/// reason and Retry-After, and counted as `disk_full`; with room it is taken.
+#[tokio::test]
+async fn a_nearly_full_disk_is_507_with_the_reason_and_nothing_written() {
+    let f = fixture(HttpIngestConfig::default()).await;
+    let handle = SourceHandle::new("http", "http");
+    let full = guarded(
+        &f.log,
+        crate::runtime::DiskGuard::new(f._dir.path(), u64::MAX),
+        handle.clone(),
+    );
+    let (status, answer, retry) = post(
+        &full,
+        Some("application/cloudevents+json"),
+        event("refused", "s").to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{answer}");
+    assert_eq!(retry.as_deref(), Some("10"));
+    says_disk_full_and_what_to_do(&answer);
+    assert!(answer["error"].as_str().unwrap().contains("nearly full"));
+    assert_eq!(
+        handle
+            .requests()
+            .requests(crate::runtime::RequestOutcome::DiskFull),
+        1
+    );
+    assert_eq!(handle.status().events_emitted, 0);
+
+    let roomy = guarded(
+        &f.log,
+        crate::runtime::DiskGuard::new(f._dir.path(), 0),
+        handle.clone(),
+    );
+    let (status, _, _) = post(
+        &roomy,
+        Some("application/cloudevents+json"),
+        event("taken", "s").to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let codec = EventCodec::new(SCHEMA_ID);
+    let ids: Vec<String> = read_all(&f.log)
+        .await
+        .iter()
+        .map(|r| codec.decode(&r.value).unwrap().id)
+        .collect();
+    assert_eq!(ids, ["taken"], "the refused event was never written");
+}
+
+/// A log that runs out of space on the write itself (the free-space check raced another
+/// writer): the same 507 and advice, not a generic 503.
+#[tokio::test]
+async fn a_write_that_runs_out_of_space_is_the_same_507() {
+    #[derive(Debug)]
+    struct FullDisk;
+    #[async_trait::async_trait]
+    impl helios_log::LogProducer for FullDisk {
+        async fn append(
+            &self,
+            _: &str,
+            _: Vec<helios_log::Record>,
+        ) -> helios_log::Result<Vec<helios_log::RecordPosition>> {
+            Err(helios_log::LogError::Io {
+                path: "/data/log/topics/helios.events/0/00000000000000000000.log".into(),
+                source: std::io::ErrorKind::StorageFull.into(),
+            })
+        }
+    }
+    let handle = SourceHandle::new("http", "http");
+    let emitter = Emitter::new(
+        EmitterConfig::default(),
+        std::sync::Arc::new(FullDisk),
+        EventCodec::new(SCHEMA_ID),
+        RecordCodec::new(SCHEMA_ID + 1),
+    );
+    let ingest = HttpIngest::new(HttpIngestConfig::default(), emitter, handle.clone());
+    let (status, answer, retry) = post(
+        &ingest,
+        Some("application/cloudevents+json"),
+        event("a", "s").to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{answer}");
+    assert_eq!(retry.as_deref(), Some("10"));
+    says_disk_full_and_what_to_do(&answer);
+    assert_eq!(
+        handle
+            .requests()
+            .requests(crate::runtime::RequestOutcome::DiskFull),
+        1
+    );
+}

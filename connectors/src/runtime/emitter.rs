@@ -11,8 +11,9 @@ use helios_schemas::event_time::{self, DEFAULT_MAX_FUTURE, TooFarAhead};
 use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
 use tracing::{Instrument, warn};
 
+use super::disk::DiskGuard;
 use super::status::SourceHandle;
-use crate::Result;
+use crate::{ConnectorError, Result};
 
 /// Where the emitter writes.
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct EmitterConfig {
     /// How far after its receive time an event may be dated, for sources that do not set
     /// their own `max_future`. Default 15 minutes.
     pub max_future: Duration,
+    /// The free-space check every append passes first (the data dir's disk, when the log
+    /// is there). Default: none.
+    pub disk: Option<DiskGuard>,
 }
 
 impl Default for EmitterConfig {
@@ -32,6 +36,7 @@ impl Default for EmitterConfig {
             events_topic: "helios.events".to_string(),
             dead_letter_topic: "helios.dlq".to_string(),
             max_future: DEFAULT_MAX_FUTURE,
+            disk: None,
         }
     }
 }
@@ -86,6 +91,19 @@ impl Emitter {
 
     pub fn events_topic(&self) -> &str {
         &self.inner.config.events_topic
+    }
+
+    /// The free-space check of every append, if there is one.
+    pub fn disk(&self) -> Option<&DiskGuard> {
+        self.inner.config.disk.as_ref()
+    }
+
+    /// Refuses before writing while the data dir's disk is nearly full.
+    fn check_disk(&self) -> Result<()> {
+        match self.disk() {
+            Some(guard) => guard.check().map_err(ConnectorError::DiskFull),
+            None => Ok(()),
+        }
     }
 
     /// The event-time bound of `source`: its own `max_future`, else the default.
@@ -218,6 +236,7 @@ impl Emitter {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_disk()?;
         let topic = self.inner.config.events_topic.as_str();
         let mut buf = Vec::with_capacity(256);
         let records = events
@@ -278,6 +297,7 @@ impl Emitter {
         original: Vec<u8>,
         reason: impl Into<String>,
     ) -> Result<()> {
+        self.check_disk()?;
         let stage = format!("source/{}", source.name());
         let record = DeadLetter {
             id: format!("{stage}/{id}"),

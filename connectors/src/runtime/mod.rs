@@ -6,11 +6,13 @@
 //! sources implement [`PullSource`] and are run by the [`Supervisor`].
 
 pub(crate) mod checkpoint;
+mod disk;
 mod emitter;
 mod routes;
 mod status;
 mod supervisor;
 
+pub use disk::{DiskGuard, DiskLow, DiskSpace, human_bytes};
 pub use emitter::{Emitter, EmitterConfig, Refused, now_micros};
 pub use routes::router;
 pub use status::{RequestOutcome, RequestStats, SourceHandle, SourceState, SourceStatus};

@@ -35,10 +35,12 @@ pub enum RequestOutcome {
     Busy,
     /// `503`: appending to the log failed.
     LogError,
+    /// `507`: the data dir's disk is nearly full; nothing was written.
+    DiskFull,
 }
 
 impl RequestOutcome {
-    pub const ALL: [RequestOutcome; 7] = [
+    pub const ALL: [RequestOutcome; 8] = [
         RequestOutcome::Accepted,
         RequestOutcome::Invalid,
         RequestOutcome::TooLarge,
@@ -46,6 +48,7 @@ impl RequestOutcome {
         RequestOutcome::Paused,
         RequestOutcome::Busy,
         RequestOutcome::LogError,
+        RequestOutcome::DiskFull,
     ];
 
     /// The `outcome` label value.
@@ -58,6 +61,7 @@ impl RequestOutcome {
             RequestOutcome::Paused => "paused",
             RequestOutcome::Busy => "busy",
             RequestOutcome::LogError => "log_error",
+            RequestOutcome::DiskFull => "disk_full",
         }
     }
 }

@@ -412,4 +412,41 @@ mod tests {
         supervisor.shutdown().await;
         assert_eq!(handle.status().state, SourceState::Stopped);
     }
+
+    /// Emits one event per run.
+    struct Ticker;
+
+    #[async_trait]
+    impl PullSource for Ticker {
+        async fn run(&mut self, ctx: &SourceContext) -> Result<()> {
+            ctx.emit(&[event("tick")]).await?;
+            ctx.stopped().await;
+            Ok(())
+        }
+    }
+
+    /// A pull source on a nearly full disk writes nothing: its append fails with the
+    /// reason, which its status shows, and the supervisor retries it with backoff.
+    #[tokio::test]
+    async fn a_pull_source_on_a_nearly_full_disk_writes_nothing_and_says_why() {
+        let fx = LogFixture::new().await;
+        let emitter = fx.emitter_with(super::super::EmitterConfig {
+            disk: Some(super::super::DiskGuard::new(fx.dir.path(), u64::MAX)),
+            ..super::super::EmitterConfig::default()
+        });
+        let supervisor = Supervisor::new(emitter, fx.dir.path().join("sources"));
+        let handle = supervisor
+            .spawn(
+                "ticker",
+                "test",
+                Box::new(|| Ok(Box::new(Ticker) as Box<dyn PullSource>)),
+            )
+            .unwrap();
+        let status = wait_status(&handle, "a refused run", |s| s.errors >= 1).await;
+        let error = status.last_error.unwrap_or_default();
+        assert!(error.contains("nearly full"), "{error}");
+        assert_eq!(status.events_emitted, 0);
+        supervisor.shutdown().await;
+        assert!(fx.events().await.is_empty());
+    }
 }

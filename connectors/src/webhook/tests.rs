@@ -772,3 +772,55 @@ async fn the_body_is_read_only_after_the_token_and_within_the_limit() {
     let (status, answer, _) = send(&r, with(bearer(), body, None)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 }
+
+/// A webhook delivery while the data dir's disk is nearly full: `507` with the reason and
+/// `Retry-After`, counted, and nothing written; the sender's retry is taken once there is
+/// room (here: a guard with no reserve over the same log).
+#[tokio::test]
+async fn a_delivery_on_a_nearly_full_disk_is_507_and_nothing_is_written() {
+    use crate::runtime::{DiskGuard, Emitter, EmitterConfig, RequestOutcome};
+    let f = log_fixture().await;
+    let emitter = |reserve| {
+        Emitter::new(
+            EmitterConfig {
+                disk: Some(DiskGuard::new(std::env::temp_dir(), reserve)),
+                ..EmitterConfig::default()
+            },
+            f.log.producer(),
+            helios_schemas::EventCodec::new(7),
+            helios_schemas::RecordCodec::new(8),
+        )
+    };
+    let delivery = r#"{"id": "d-1", "kind": "ci.run", "subject": "helios"}"#;
+    for (reserve, expected) in [
+        (u64::MAX, StatusCode::INSUFFICIENT_STORAGE),
+        (0, StatusCode::ACCEPTED),
+    ] {
+        let handle = SourceHandle::new("ci", "webhook");
+        let mut hooks = Webhooks::default();
+        hooks
+            .add(
+                WebhookConfig {
+                    name: "ci".into(),
+                    ..WebhookConfig::default()
+                },
+                SecretString::new(TOKEN),
+                emitter(reserve),
+                handle.clone(),
+            )
+            .unwrap();
+        let (status, answer, retry) = send(&hooks.router(), post("ci", bearer(), delivery)).await;
+        assert_eq!(status, expected, "{answer}");
+        if expected == StatusCode::INSUFFICIENT_STORAGE {
+            assert_eq!(retry.as_deref(), Some("10"));
+            let text = answer["error"].as_str().unwrap();
+            assert!(
+                text.contains("nearly full") && text.contains("resumes by itself"),
+                "{text}"
+            );
+            assert_eq!(handle.requests().requests(RequestOutcome::DiskFull), 1);
+            assert!(f.events().await.is_empty(), "nothing written");
+        }
+    }
+    assert_eq!(f.events().await.len(), 1);
+}

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <dir>/.lock                          held by the one process that writes
+//! <dir>/retention.json                 the writer's default retention, for readers
 //! <dir>/topics/<topic>/topic.json      partitions and retention
 //! <dir>/topics/<topic>/<p>/<base>.log  record batches, each with a CRC32C (see `batch`)
 //! <dir>/topics/<topic>/<p>/<base>.index sparse offset + time index of a sealed segment
@@ -52,12 +53,18 @@ pub enum FsyncPolicy {
 pub struct EmbeddedConfig {
     /// When appended data reaches the disk. Default: fsync every batch.
     pub fsync: FsyncPolicy,
-    /// Roll to a new segment file after this many bytes. Default 128 MiB.
+    /// Roll to a new segment file after this many bytes. Default 128 MiB; smaller for a
+    /// topic with a size cap (an eighth of a partition's share), so deleting whole
+    /// segments keeps it close to its cap.
     pub segment_bytes: u64,
     /// How often retention is enforced. Default 60 s.
     pub retention_check_interval: Duration,
     /// Largest single record (key + value + headers). Default 16 MiB.
     pub max_record_bytes: usize,
+    /// Retention of every topic whose [`TopicSpec`] sets none (all the topics Helios
+    /// creates), as a Kafka broker's `log.retention.*` defaults. Default: none, keep
+    /// everything; `helios up` sets its own.
+    pub default_retention: DefaultRetention,
 }
 
 impl Default for EmbeddedConfig {
@@ -67,7 +74,59 @@ impl Default for EmbeddedConfig {
             segment_bytes: 128 << 20,
             retention_check_interval: Duration::from_secs(60),
             max_record_bytes: 16 << 20,
+            default_retention: DefaultRetention::default(),
         }
+    }
+}
+
+/// Retention for topics that set none of their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    /// Delete data older than this (by record timestamp, which is the append time unless a
+    /// producer sets it). `None`: no age limit.
+    #[serde(with = "crate::types::opt_millis", default)]
+    pub age: Option<Duration>,
+    /// Most bytes a topic keeps on disk, split evenly over its partitions; the oldest
+    /// segments go first. `None`: no size limit.
+    #[serde(default)]
+    pub topic_bytes: Option<u64>,
+}
+
+/// The smallest segment a size cap makes: smaller segments would mean a file per few
+/// batches.
+const MIN_CAPPED_SEGMENT_BYTES: u64 = 64 << 10;
+
+/// Where the writer records its [`DefaultRetention`], so that read-only openers (`helios
+/// topics`) report the retention that is in force.
+const DEFAULTS_FILE: &str = "retention.json";
+
+/// Unit tests' way to make the disk fail: the next write on this thread writes only part
+/// of its bytes and fails as a full disk does, or the next fsync fails.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::cell::Cell;
+
+    thread_local! {
+        static SHORT_WRITE: Cell<Option<usize>> = const { Cell::new(None) };
+        static FAILED_SYNC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The next write on this thread writes `bytes` and fails.
+    pub fn short_write(bytes: usize) {
+        SHORT_WRITE.with(|c| c.set(Some(bytes)));
+    }
+
+    /// The next fsync on this thread fails.
+    pub fn failed_sync() {
+        FAILED_SYNC.with(|c| c.set(true));
+    }
+
+    pub fn take_short_write() -> Option<usize> {
+        SHORT_WRITE.with(Cell::take)
+    }
+
+    pub fn take_failed_sync() -> bool {
+        FAILED_SYNC.with(Cell::take)
     }
 }
 
@@ -95,6 +154,10 @@ struct Inner {
 #[derive(Debug)]
 struct Topic {
     spec: TopicSpec,
+    /// The retention in force: the spec's, else the log's default.
+    retention: Option<Duration>,
+    /// Per partition, as the spec's `retention_bytes`.
+    retention_bytes: Option<u64>,
     partitions: Vec<Arc<Partition>>,
     /// Bumped when any partition's visible end moves; consumers wait on it.
     notify: Arc<watch::Sender<u64>>,
@@ -119,6 +182,12 @@ impl EmbeddedLog {
             Err(std::fs::TryLockError::WouldBlock) => return Err(LogError::Locked(dir)),
             Err(std::fs::TryLockError::Error(e)) => return Err(LogError::io(&lock_path, e)),
         }
+        let defaults = dir.join(DEFAULTS_FILE);
+        let json =
+            serde_json::to_vec_pretty(&config.default_retention).expect("retention serializes");
+        if fs::read(&defaults).ok().as_deref() != Some(json.as_slice()) {
+            segment::write_atomically(&defaults, &json)?;
+        }
         let log = Self::load(dir, config, true, Some(lock))?;
         log.start_background();
         Ok(log)
@@ -134,7 +203,23 @@ impl EmbeddedLog {
                 dir.display()
             )));
         }
-        Self::load(dir, EmbeddedConfig::default(), false, None)
+        // The writer's defaults, so retention is reported as it is enforced; a log
+        // written before they were recorded had none.
+        let defaults = dir.join(DEFAULTS_FILE);
+        let default_retention = match fs::read(&defaults) {
+            Ok(raw) => serde_json::from_slice(&raw).map_err(|e| LogError::Corrupt {
+                path: defaults.clone(),
+                position: 0,
+                reason: format!("the default retention is not valid JSON: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DefaultRetention::default(),
+            Err(e) => return Err(LogError::io(&defaults, e)),
+        };
+        let config = EmbeddedConfig {
+            default_retention,
+            ..EmbeddedConfig::default()
+        };
+        Self::load(dir, config, false, None)
     }
 
     fn load(
@@ -302,10 +387,23 @@ impl Inner {
     fn open_topic(&self, spec: TopicSpec) -> Result<Topic> {
         let notify = Arc::new(watch::channel(0).0);
         let topic_name: Arc<str> = Arc::from(spec.name.as_str());
+        let defaults = self.config.default_retention;
+        let retention = spec.retention.or(defaults.age);
+        let retention_bytes = spec.retention_bytes.or(defaults
+            .topic_bytes
+            .map(|b| (b / u64::from(spec.partitions.max(1))).max(1)));
+        let segment_bytes = match retention_bytes {
+            Some(cap) => self
+                .config
+                .segment_bytes
+                .min((cap / 8).max(MIN_CAPPED_SEGMENT_BYTES)),
+            None => self.config.segment_bytes,
+        };
         let opts = PartitionOptions {
             fsync: self.config.fsync,
-            segment_bytes: self.config.segment_bytes,
+            segment_bytes,
             writable: self.writable,
+            retention_bytes,
         };
         let partitions = (0..spec.partitions)
             .map(|p| {
@@ -315,6 +413,8 @@ impl Inner {
             .collect::<Result<Vec<_>>>()?;
         Ok(Topic {
             spec,
+            retention,
+            retention_bytes,
             partitions,
             notify,
             next_keyless: AtomicU32::new(0),
@@ -325,7 +425,7 @@ impl Inner {
         let now = now_ms();
         for topic in self.topics().values() {
             for p in &topic.partitions {
-                p.enforce_retention(now, topic.spec.retention, topic.spec.retention_bytes)?;
+                p.enforce_retention(now, topic.retention, topic.retention_bytes)?;
             }
         }
         Ok(())
@@ -548,8 +648,8 @@ impl LogAdmin for EmbeddedLog {
         }
         Ok(TopicInfo {
             name: t.spec.name.clone(),
-            retention: t.spec.retention,
-            retention_bytes: t.spec.retention_bytes,
+            retention: t.retention,
+            retention_bytes: t.retention_bytes,
             partitions: t.partitions.iter().map(|p| p.info()).collect(),
         })
     }

@@ -47,6 +47,11 @@ struct State {
     visible: Visible,
     /// Offset up to which data is known to be fsynced.
     synced: u64,
+    /// Times a failed fsync made the partition forget what it had not synced yet; an
+    /// appender that wrote before the latest one learns from it whether its batch went.
+    rollbacks: u64,
+    /// Where the latest rollback cut the partition, and the error of the fsync behind it.
+    cut: Option<(u64, std::io::ErrorKind)>,
 }
 
 impl State {
@@ -76,6 +81,40 @@ impl State {
     fn start_offset(&self) -> u64 {
         self.segments.values().next().map_or(0, |s| s.base)
     }
+
+    /// Bytes on disk: every segment's batches and the sealed ones' index files.
+    fn disk_bytes(&self) -> u64 {
+        let active = self.active().base;
+        self.segments
+            .values()
+            .map(|s| {
+                if s.base == active {
+                    s.size
+                } else {
+                    s.disk_bytes()
+                }
+            })
+            .sum()
+    }
+
+    /// Whether a batch ending at `end`, written when `rollbacks` was `epoch`, is still in
+    /// the partition: a rollback since then cut it unless it ended at or before the cut.
+    fn check_not_cut(&self, end: u64, epoch: u64, path: &Path) -> Result<()> {
+        if self.rollbacks == epoch {
+            return Ok(());
+        }
+        match self.cut {
+            Some((at, _)) if self.rollbacks == epoch + 1 && end <= at => Ok(()),
+            cut => Err(LogError::io(
+                path,
+                std::io::Error::new(
+                    cut.map_or(std::io::ErrorKind::Other, |(_, kind)| kind),
+                    "an fsync of this partition failed, so the batch was discarded unread; \
+                     nothing of it was acknowledged",
+                ),
+            )),
+        }
+    }
 }
 
 /// Settings a partition needs from its log.
@@ -84,6 +123,9 @@ pub struct PartitionOptions {
     pub fsync: FsyncPolicy,
     pub segment_bytes: u64,
     pub writable: bool,
+    /// Most bytes the partition keeps on disk (its share of the topic's size cap); the
+    /// oldest segments go at every roll to stay within it.
+    pub retention_bytes: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -160,6 +202,8 @@ impl Partition {
                 pos: 0,
             },
             synced: 0,
+            rollbacks: 0,
+            cut: None,
         };
         state.visible = state.end();
         state.synced = state.visible.offset;
@@ -182,7 +226,9 @@ impl Partition {
     }
 
     /// Appends `records` as one batch and returns its base offset, after the batch is
-    /// durable by the fsync policy.
+    /// durable by the fsync policy. On an error (a full disk) nothing of the batch is
+    /// visible, then or later: a partly written frame is cut off, and a batch whose fsync
+    /// failed is cut with everything written after the last good fsync.
     pub fn append<'a>(
         &self,
         records: impl IntoIterator<Item = RecordRef<'a>>,
@@ -199,14 +245,15 @@ impl Partition {
         }
         let active = state.active();
         if active.size > 0 && active.size + scratch.len() as u64 > self.opts.segment_bytes {
-            self.roll(&mut state)?;
+            self.roll(&mut state, scratch.len() as u64)?;
         }
         let header = batch::seal(scratch, base);
         state.active_mut().append(scratch, &header)?;
         let end = state.end();
         if self.opts.fsync == FsyncPolicy::EveryBatch {
+            let epoch = state.rollbacks;
             drop(state);
-            self.sync_to(end.offset)?;
+            self.sync_to(end.offset, Some(epoch))?;
         } else {
             state.visible = end;
             drop(state);
@@ -215,32 +262,86 @@ impl Partition {
         Ok(base)
     }
 
-    /// Seals the active segment and starts a new one. Sealing fsyncs, so the synced mark
-    /// never has to look back at older segments.
-    fn roll(&self, state: &mut State) -> Result<()> {
-        let active = state.active();
+    /// Seals the active segment and starts a new one that a batch of `incoming` bytes
+    /// will go to. Sealing fsyncs, so the synced mark never has to look back at older
+    /// segments. With a size cap, the oldest segments go until the sealed ones and a full
+    /// new segment fit in it, so the partition never holds more than its cap.
+    fn roll(&self, state: &mut State, incoming: u64) -> Result<()> {
+        let active = state.active_mut();
         active.seal()?;
         let base = active.next_offset;
         state.synced = state.synced.max(base);
         state
             .segments
             .insert(base, Segment::create(&self.dir, base)?);
+        if let Some(cap) = self.opts.retention_bytes {
+            let full = self.opts.segment_bytes.max(incoming);
+            let reserve = full
+                + segment::index_file_bytes(
+                    (full / segment::INDEX_INTERVAL + 1) as usize,
+                    (full / segment::INDEX_INTERVAL + 1) as usize,
+                );
+            self.trim(state, cap.saturating_sub(reserve), None)?;
+        }
         Ok(())
     }
 
+    /// Deletes the oldest segments until the ones before the active segment take at
+    /// most `sealed_budget` bytes and none is older than `cutoff` (ms). Only segments
+    /// wholly visible go: a reader never loses a record it has not been allowed to see.
+    fn trim(&self, state: &mut State, sealed_budget: u64, cutoff: Option<i64>) -> Result<usize> {
+        let active = state.active().base;
+        let mut sealed: u64 = state
+            .segments
+            .values()
+            .filter(|s| s.base != active)
+            .map(Segment::disk_bytes)
+            .sum();
+        let mut deleted = 0usize;
+        while state.segments.len() > 1 {
+            let oldest = state.segments.values().next().expect("len > 1");
+            let expired = cutoff.is_some_and(|c| oldest.max_ts < c);
+            if !(expired || sealed > sealed_budget) || oldest.next_offset > state.visible.offset {
+                break;
+            }
+            oldest.delete()?;
+            sealed -= oldest.disk_bytes();
+            let base = oldest.base;
+            state.segments.remove(&base);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            info!(
+                topic = %self.topic, partition = self.id, segments = deleted,
+                start_offset = state.start_offset(), "Retention deleted old segments."
+            );
+        }
+        Ok(deleted)
+    }
+
     /// Group commit: one fsync covers every batch written before it, so concurrent
-    /// appenders share fsyncs instead of queueing one each.
-    fn sync_to(&self, offset: u64) -> Result<()> {
+    /// appenders share fsyncs instead of queueing one each. `epoch` is the partition's
+    /// rollback count when the caller wrote its batch (`None`: a flush of whatever is
+    /// written): a batch a failed fsync cut off is an error, never a success.
+    fn sync_to(&self, offset: u64, epoch: Option<u64>) -> Result<()> {
         let _one_syncer = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (file, path, target) = {
             let state = self.lock();
+            let a = state.active();
+            if let Some(epoch) = epoch {
+                state.check_not_cut(offset, epoch, &a.path)?;
+            }
             if state.synced >= offset {
                 return Ok(());
             }
-            let a = state.active();
             (a.file.clone(), a.path.clone(), state.end())
         };
-        file.sync_data().map_err(|e| LogError::io(path, e))?;
+        if let Err(e) = segment::sync_file(&file) {
+            if self.opts.fsync == FsyncPolicy::EveryBatch {
+                self.forget_unsynced(e.kind());
+            }
+            return Err(LogError::io(path, e));
+        }
         let mut state = self.lock();
         state.synced = state.synced.max(target.offset);
         if target.offset > state.visible.offset {
@@ -251,10 +352,45 @@ impl Partition {
         Ok(())
     }
 
+    /// After a failed fsync: what was written since the last good one may or may not be
+    /// on disk (and Linux reports such an error only once), so the active segment is cut
+    /// back to the synced end. Nothing past it was visible, so no reader saw it; every
+    /// appender whose batch went gets an error from [`State::check_not_cut`].
+    fn forget_unsynced(&self, kind: std::io::ErrorKind) {
+        let mut state = self.lock();
+        let cut = state.synced;
+        let visible = state.visible;
+        let active = state.active_mut();
+        let pos = if active.base >= cut {
+            0
+        } else if visible.segment == active.base && visible.offset == cut {
+            visible.pos
+        } else {
+            // Not where the synced end can be with fsync per batch: keep the data rather
+            // than cut at a guess; the appenders still get the fsync's error.
+            warn!(topic = %self.topic, partition = self.id, synced = cut, "After a failed fsync the synced end was not found; nothing was cut.");
+            return;
+        };
+        if active.next_offset <= cut {
+            return;
+        }
+        let dropped = active.size - pos;
+        if let Err(e) = active.cut_to(pos) {
+            warn!(topic = %self.topic, partition = self.id, error = %e, "Could not cut unsynced batches after a failed fsync; a restart checks the segment.");
+            return;
+        }
+        state.rollbacks += 1;
+        state.cut = Some((cut, kind));
+        warn!(
+            topic = %self.topic, partition = self.id, dropped_bytes = dropped, next_offset = cut,
+            "An fsync failed; dropped the batches written since the last good one (none was acknowledged)."
+        );
+    }
+
     /// Fsyncs everything written so far (the interval flusher and shutdown call this).
     pub fn flush(&self) -> Result<()> {
         let end = self.lock().end().offset;
-        self.sync_to(end)
+        self.sync_to(end, None)
     }
 
     /// Reads up to `max_records` records (and roughly `max_bytes`) from `cursor`, advancing
@@ -420,12 +556,14 @@ impl Partition {
             partition: self.id,
             start_offset: state.start_offset(),
             end_offset: state.visible.offset,
-            size_bytes: Some(state.segments.values().map(|s| s.size).sum()),
+            size_bytes: Some(state.disk_bytes()),
         }
     }
 
-    /// Deletes segments past the retention limits. The active segment is rolled first when
-    /// all of it has expired by age, so an idle partition is cleaned up too.
+    /// Deletes segments past the retention limits: older than `age`, or beyond
+    /// `max_bytes` on disk (which only a lowered cap can leave, as every roll keeps to
+    /// it). The active segment is rolled first when all of it has expired by age, so an
+    /// idle partition is cleaned up too.
     pub fn enforce_retention(
         &self,
         now_ms: i64,
@@ -442,29 +580,10 @@ impl Partition {
             && cutoff.is_some_and(|c| active.max_ts < c)
             && state.visible.offset == active.next_offset
         {
-            self.roll(&mut state)?;
+            self.roll(&mut state, 0)?;
         }
-        let mut total: u64 = state.segments.values().map(|s| s.size).sum();
-        let mut deleted = 0usize;
-        while state.segments.len() > 1 {
-            let oldest = state.segments.values().next().expect("len > 1");
-            let expired = cutoff.is_some_and(|c| oldest.max_ts < c);
-            let oversize = max_bytes.is_some_and(|m| total - oldest.size >= m);
-            if !(expired || oversize) {
-                break;
-            }
-            oldest.delete()?;
-            total -= oldest.size;
-            let base = oldest.base;
-            state.segments.remove(&base);
-            deleted += 1;
-        }
-        if deleted > 0 {
-            info!(
-                topic = %self.topic, partition = self.id, segments = deleted,
-                start_offset = state.start_offset(), "Retention deleted old segments."
-            );
-        }
+        let budget = max_bytes.map_or(u64::MAX, |m| m.saturating_sub(state.active().size));
+        self.trim(&mut state, budget, cutoff)?;
         Ok(())
     }
 
@@ -548,4 +667,189 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     }
     bases.sort_unstable();
     Ok(bases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::faults;
+
+    fn options(fsync: FsyncPolicy, segment_bytes: u64, cap: Option<u64>) -> PartitionOptions {
+        PartitionOptions {
+            fsync,
+            segment_bytes,
+            writable: true,
+            retention_bytes: cap,
+        }
+    }
+
+    fn open(dir: &Path, opts: PartitionOptions) -> Partition {
+        let notify = Arc::new(watch::channel(0).0);
+        Partition::open(Arc::from("t"), 0, dir.to_path_buf(), opts, notify).unwrap()
+    }
+
+    /// Appends one batch of `n` records whose values say `tag` and their index.
+    fn append(p: &Partition, tag: &str, n: usize) -> Result<u64> {
+        let values: Vec<String> = (0..n)
+            .map(|i| format!("{tag}-{i}-{}", "x".repeat(100)))
+            .collect();
+        let mut scratch = Vec::new();
+        p.append(
+            values.iter().map(|v| RecordRef {
+                timestamp_ms: 1,
+                key: None,
+                value: v.as_bytes(),
+                headers: &[],
+            }),
+            &mut scratch,
+        )
+    }
+
+    fn read_values(p: &Partition) -> Vec<String> {
+        let mut cursor = Cursor::at(p.info().start_offset);
+        let mut out = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            p.read(&mut cursor, 10_000, 1 << 20, &mut batch).unwrap();
+            if batch.is_empty() {
+                return out;
+            }
+            out.extend(
+                batch
+                    .iter()
+                    .map(|r| String::from_utf8(r.value.to_vec()).unwrap()),
+            );
+        }
+    }
+
+    fn tags(values: &[String]) -> Vec<&str> {
+        let mut tags: Vec<&str> = values
+            .iter()
+            .map(|v| v.split('-').next().unwrap())
+            .collect();
+        tags.dedup();
+        tags
+    }
+
+    /// A full disk mid-write: part of the frame lands, the append fails, and neither
+    /// readers, the next append nor a reopen ever see those bytes.
+    #[test]
+    fn a_short_write_is_cut_off_and_leaves_the_segment_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(FsyncPolicy::EveryBatch, 1 << 20, None);
+        let p = open(dir.path(), opts);
+        append(&p, "a", 10).unwrap();
+        faults::short_write(300);
+        let err = append(&p, "b", 10).unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        let file = segment::log_path(dir.path(), 0);
+        let len = fs::metadata(&file).unwrap().len();
+        assert_eq!(
+            len,
+            p.info().size_bytes.unwrap(),
+            "the partial frame is cut off"
+        );
+        assert_eq!(tags(&read_values(&p)), ["a"]);
+        // A shorter batch after it must not leave the longer frame's tail behind.
+        append(&p, "c", 1).unwrap();
+        assert_eq!(p.info().end_offset, 11);
+        drop(p);
+        let p = open(dir.path(), opts);
+        assert_eq!(p.truncated_bytes, 0, "nothing torn to repair on reopen");
+        assert_eq!(tags(&read_values(&p)), ["a", "c"]);
+    }
+
+    /// A failed fsync: the batch is refused, and it is gone for good, not made visible
+    /// by the next fsync that succeeds.
+    #[test]
+    fn a_batch_whose_fsync_failed_is_dropped_not_shown_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(FsyncPolicy::EveryBatch, 1 << 20, None);
+        let p = open(dir.path(), opts);
+        append(&p, "a", 5).unwrap();
+        faults::failed_sync();
+        let err = append(&p, "b", 5).unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        assert_eq!(p.info().end_offset, 5);
+        assert_eq!(
+            append(&p, "c", 5).unwrap(),
+            5,
+            "the dropped batch's offsets are reused"
+        );
+        assert_eq!(tags(&read_values(&p)), ["a", "c"]);
+        drop(p);
+        let p = open(dir.path(), opts);
+        assert_eq!(p.truncated_bytes, 0);
+        assert_eq!(tags(&read_values(&p)), ["a", "c"]);
+    }
+
+    /// An appender whose batch a rollback cut learns it, even when later batches reuse
+    /// its offsets and are synced past them.
+    #[test]
+    fn a_waiting_appender_whose_batch_was_cut_gets_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), options(FsyncPolicy::EveryBatch, 1 << 20, None));
+        append(&p, "a", 5).unwrap();
+        // Written but not yet synced, as an appender waiting for the group fsync.
+        let (end, epoch) = {
+            let mut state = p.lock();
+            let mut scratch = Vec::new();
+            let v = b"waiting".as_slice();
+            batch::encode(
+                [RecordRef {
+                    timestamp_ms: 1,
+                    key: None,
+                    value: v,
+                    headers: &[],
+                }],
+                &mut scratch,
+            );
+            let base = state.active().next_offset;
+            let header = batch::seal(&mut scratch, base);
+            state.active_mut().append(&scratch, &header).unwrap();
+            (state.end().offset, state.rollbacks)
+        };
+        faults::failed_sync();
+        assert!(p.flush().is_err());
+        append(&p, "c", 3).unwrap();
+        assert!(p.lock().synced >= end);
+        let err = p.sync_to(end, Some(epoch)).unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        assert_eq!(tags(&read_values(&p)), ["a", "c"]);
+    }
+
+    /// With a size cap, every roll deletes the oldest segments so that the partition,
+    /// index files included, never holds more than its cap.
+    #[test]
+    fn a_capped_partition_stays_within_its_cap_at_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 40 * 1024;
+        let p = open(
+            dir.path(),
+            options(FsyncPolicy::EveryBatch, 8 * 1024, Some(cap)),
+        );
+        for i in 0..400 {
+            append(&p, "x", 5).unwrap();
+            let on_disk: u64 = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum();
+            assert!(
+                on_disk <= cap,
+                "after append {i}: {on_disk} bytes on disk, cap {cap}"
+            );
+            assert_eq!(
+                on_disk,
+                p.info().size_bytes.unwrap(),
+                "size reported = size on disk"
+            );
+        }
+        let info = p.info();
+        assert!(info.start_offset > 0, "old segments went: {info:?}");
+        assert_eq!(info.end_offset, 2000);
+        assert_eq!(
+            read_values(&p).len() as u64,
+            info.end_offset - info.start_offset
+        );
+    }
 }

@@ -37,6 +37,9 @@ pub struct Segment {
     offset_index: Vec<(u64, u64)>,
     time_index: Vec<(i64, u64)>,
     last_indexed: Option<u64>,
+    /// A failed write may have left bytes after `size` that could not be cut off yet; they
+    /// are cut before the next write or the seal, so the file always ends at a batch.
+    torn: bool,
 }
 
 /// What a scan of a segment's file found after its last valid batch.
@@ -81,6 +84,7 @@ impl Segment {
             offset_index: Vec::new(),
             time_index: Vec::new(),
             last_indexed: None,
+            torn: false,
         }
     }
 
@@ -175,14 +179,61 @@ impl Segment {
         self.next_offset = h.next_offset();
     }
 
-    /// Appends a batch frame sealed by [`batch::seal`], which returned `h`.
+    /// Appends a batch frame sealed by [`batch::seal`], which returned `h`. When the write
+    /// fails (a full disk: part of the frame may be on disk), the file is cut back to its
+    /// last whole batch, so nothing half-written is ever read, sealed or reopened.
     pub fn append(&mut self, frame: &[u8], h: &BatchHeader) -> Result<()> {
         debug_assert_eq!(batch::header(frame).as_ref(), Ok(h));
-        self.file
-            .write_all_at(frame, self.size)
-            .map_err(|e| LogError::io(&self.path, e))?;
+        self.cut_torn_bytes()?;
+        if let Err(e) = write_at(&self.file, frame, self.size) {
+            // Shrinking a file needs no free space, so this cut normally works; if not,
+            // the next write or seal tries again first.
+            self.torn = true;
+            let _ = self.cut_torn_bytes();
+            return Err(LogError::io(&self.path, e));
+        }
         self.note_batch(h);
         Ok(())
+    }
+
+    /// Cuts off what a failed write left after the last whole batch.
+    fn cut_torn_bytes(&mut self) -> Result<()> {
+        if self.torn {
+            self.file
+                .set_len(self.size)
+                .map_err(|e| LogError::io(&self.path, e))?;
+            self.torn = false;
+        }
+        Ok(())
+    }
+
+    /// Forgets every batch after byte `pos` (a batch boundary): the file is cut there and
+    /// the indexes rebuilt by a rescan. For data whose fsync failed, which the disk may or
+    /// may not hold.
+    pub fn cut_to(&mut self, pos: u64) -> Result<()> {
+        self.file
+            .set_len(pos)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.size = 0;
+        self.next_offset = self.base;
+        self.max_ts = i64::MIN;
+        self.offset_index.clear();
+        self.time_index.clear();
+        self.last_indexed = None;
+        self.torn = false;
+        match self.scan(pos)? {
+            Tail::Clean => Ok(()),
+            Tail::Torn { reason, .. } => Err(LogError::Corrupt {
+                path: self.path.clone(),
+                position: self.size,
+                reason,
+            }),
+        }
+    }
+
+    /// Bytes the segment takes on disk: its batches and the index file it has once sealed.
+    pub fn disk_bytes(&self) -> u64 {
+        self.size + index_file_bytes(self.offset_index.len(), self.time_index.len())
     }
 
     /// Cuts the file back to its valid size (after a torn tail).
@@ -194,13 +245,12 @@ impl Segment {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| LogError::io(&self.path, e))
+        sync_file(&self.file).map_err(|e| LogError::io(&self.path, e))
     }
 
     /// Makes the segment durable and writes its index file, so reopening skips the scan.
-    pub fn seal(&self) -> Result<()> {
+    pub fn seal(&mut self) -> Result<()> {
+        self.cut_torn_bytes()?;
         self.sync()?;
         let mut buf = BytesMut::new();
         buf.put_u32_le(INDEX_MAGIC);
@@ -281,6 +331,12 @@ impl Segment {
     }
 }
 
+/// Size of an `.index` file with `offsets` and `times` entries: magic, next offset, max
+/// timestamp, size, two counted lists of 16-byte entries, CRC.
+pub fn index_file_bytes(offsets: usize, times: usize) -> u64 {
+    (4 + 8 + 8 + 8 + 4 + 16 * offsets + 4 + 16 * times + 4) as u64
+}
+
 /// The contents of an `.index` file (without its trailing CRC).
 struct IndexFile {
     next_offset: u64,
@@ -323,6 +379,26 @@ pub fn read_at(file: &File, pos: u64, len: usize, path: &Path) -> Result<Bytes> 
     Ok(Bytes::from(buf))
 }
 
+/// `fdatasync`; unit tests can make it fail ([`super::faults`]).
+pub fn sync_file(file: &File) -> std::io::Result<()> {
+    #[cfg(test)]
+    if super::faults::take_failed_sync() {
+        return Err(std::io::ErrorKind::StorageFull.into());
+    }
+    file.sync_data()
+}
+
+/// `write_all_at`; unit tests can make it write part of `data` and fail as a full disk
+/// does ([`super::faults`]).
+fn write_at(file: &File, data: &[u8], pos: u64) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(n) = super::faults::take_short_write() {
+        file.write_all_at(&data[..n.min(data.len())], pos)?;
+        return Err(std::io::ErrorKind::StorageFull.into());
+    }
+    file.write_all_at(data, pos)
+}
+
 fn read_exact_at(file: &File, buf: &mut [u8], pos: u64, path: &Path) -> Result<()> {
     file.read_exact_at(buf, pos)
         .map_err(|e| LogError::io(path, e))
@@ -338,7 +414,11 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         f.sync_all()?;
         fs::rename(&tmp, path)
     };
-    write().map_err(|e| LogError::io(path, e))?;
+    if let Err(e) = write() {
+        // A full disk fails the write: leave no temp file taking space.
+        let _ = fs::remove_file(&tmp);
+        return Err(LogError::io(path, e));
+    }
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }

@@ -56,6 +56,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/subject.js"),
     },
     Asset {
+        name: "storage.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/storage.js"),
+    },
+    Asset {
         name: "sql.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("assets/sql.js"),

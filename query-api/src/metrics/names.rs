@@ -8,7 +8,8 @@ use super::text::{Family, Kind};
 
 /// Requests to a push route (`POST /v1/events`, the webhook routes) by how they ended:
 /// `accepted`, `invalid` (400), `too_large` (413), `unsupported_media_type` (415),
-/// `paused` (503), `busy` (503, at capacity), `log_error` (503, append failed).
+/// `paused` (503), `busy` (503, at capacity), `log_error` (503, append failed),
+/// `disk_full` (507, the data dir's disk is nearly full).
 pub const INGEST_REQUESTS: Family = Family {
     name: "helios_ingest_requests_total",
     kind: Kind::Counter,
@@ -198,7 +199,65 @@ pub const SINK_RETRIES: Family = Family {
     help: "Retries of failed writes, commits and schema lookups.",
 };
 
-/// Errors per stage and kind: `ingest` (`invalid_request`, `unavailable`), `source`
+/// The free space of the data dir's file system, as ingest's guard sees it.
+pub const DISK_FREE: Family = Family {
+    name: "helios_disk_free_bytes",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Bytes an unprivileged process may still write on the file system of the data dir.",
+};
+
+pub const DISK_TOTAL: Family = Family {
+    name: "helios_disk_total_bytes",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Size of the file system of the data dir.",
+};
+
+/// The reserve: below it, ingest answers `507` (`--min-free-disk`).
+pub const DISK_MIN_FREE: Family = Family {
+    name: "helios_disk_min_free_bytes",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Free bytes ingest keeps on the data dir's disk: below it new events are refused (507).",
+};
+
+pub const LOG_SIZE: Family = Family {
+    name: "helios_log_size_bytes",
+    kind: Kind::Gauge,
+    labels: &["topic"],
+    help: "Bytes a topic of the embedded log takes on disk (segments and indexes).",
+};
+
+pub const LOG_RETENTION_BYTES: Family = Family {
+    name: "helios_log_retention_bytes",
+    kind: Kind::Gauge,
+    labels: &["topic"],
+    help: "The size cap of a topic of the embedded log, all partitions together (absent: none).",
+};
+
+pub const LOG_RETENTION_SECONDS: Family = Family {
+    name: "helios_log_retention_seconds",
+    kind: Kind::Gauge,
+    labels: &["topic"],
+    help: "How long a topic of the embedded log keeps records, seconds (absent: no age limit).",
+};
+
+pub const STORE_SIZE: Family = Family {
+    name: "helios_store_size_bytes",
+    kind: Kind::Gauge,
+    labels: &["table"],
+    help: "Bytes a table of the embedded Parquet store takes on disk.",
+};
+
+pub const STORE_MAX_SIZE: Family = Family {
+    name: "helios_store_max_size_bytes",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "The size cap of the embedded Parquet store, all tables together (absent: none).",
+};
+
+/// Errors per stage and kind: `ingest` (`invalid_request`, `unavailable`, `disk_full`), `source`
 /// (`source_error`, `dead_letter`), `pipeline` (`dead_letter`, `commit`, `fatal`),
 /// `sink` (`poll`, `flush`, `dead_letter`).
 pub const ERRORS: Family = Family {
@@ -236,6 +295,14 @@ pub const ALL: &[&Family] = &[
     &SINK_BATCH_LATENCY,
     &SINK_BUFFERED_ROWS,
     &SINK_RETRIES,
+    &DISK_FREE,
+    &DISK_TOTAL,
+    &DISK_MIN_FREE,
+    &LOG_SIZE,
+    &LOG_RETENTION_BYTES,
+    &LOG_RETENTION_SECONDS,
+    &STORE_SIZE,
+    &STORE_MAX_SIZE,
     &ERRORS,
 ];
 

@@ -7,7 +7,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::tables::{self, Table};
 use super::{ParquetConfig, US_PER_DAY, day_dirs, read_dir, sync_dir, write_file};
@@ -119,4 +119,70 @@ pub(super) fn expire(dir: &Path, spec: &StoreSpec, now_us: i64) -> Result<Vec<Pa
         }
     }
     Ok(removed)
+}
+
+/// Removes whole days, oldest first across tables, until the store's files take at most
+/// `max_bytes`. A table's newest day stays (rows are still written there, and a small
+/// table is not emptied to make room for a big one). Returns the folders removed and
+/// whether the store is still over the cap.
+pub(super) fn cap(dir: &Path, spec: &StoreSpec, max_bytes: u64) -> Result<(Vec<PathBuf>, bool)> {
+    let mut candidates = Vec::new();
+    let mut total = 0u64;
+    for table in tables::all(spec) {
+        let days = day_dirs(&dir.join(&table.name))?;
+        let newest = days.iter().map(|(day, _)| *day).max();
+        for (day, path) in days {
+            let bytes = bytes_under(&path)?;
+            total += bytes;
+            if Some(day) != newest {
+                candidates.push((day, table.name.clone(), path, bytes));
+            }
+        }
+    }
+    candidates.sort();
+    let mut removed = Vec::new();
+    for (_, table, path, bytes) in candidates {
+        if total <= max_bytes {
+            break;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SinkError::parquet(&path, "removing the oldest day", e)),
+        }
+        info!(
+            table = %table, day = %path.display(), bytes, max_bytes,
+            "Removed the oldest day to keep the store within its size cap."
+        );
+        total = total.saturating_sub(bytes);
+        removed.push(path);
+    }
+    let over = total > max_bytes;
+    if over && !removed.is_empty() {
+        warn!(
+            bytes = total,
+            max_bytes,
+            "The store is over its size cap with only each table's newest day left; raise the cap or shorten retention."
+        );
+    }
+    Ok((removed, over))
+}
+
+/// Bytes of the files under `path`, recursively (0 when it is gone).
+pub(crate) fn bytes_under(path: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in read_dir(path)? {
+        let meta = match std::fs::symlink_metadata(&entry) {
+            Ok(m) => m,
+            // Removed meanwhile (compaction, retention): it takes no space.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(SinkError::parquet(&entry, "reading the size", e)),
+        };
+        total += if meta.is_dir() {
+            bytes_under(&entry)?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
 }

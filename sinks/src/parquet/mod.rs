@@ -12,8 +12,9 @@
 //!
 //! Upkeep ([`Store::maintain`]) runs in the background: days with many small files are
 //! compacted into one file (the new file is renamed into place before the old ones are
-//! removed, so a reader in between sees both copies and deduplicates them), and day
-//! folders wholly older than the table's retention are removed.
+//! removed, so a reader in between sees both copies and deduplicates them), day folders
+//! wholly older than the table's retention are removed, and with a size cap the oldest
+//! days go until the store fits (also after every write).
 
 pub mod arg_max;
 mod compact;
@@ -54,6 +55,11 @@ pub struct ParquetConfig {
     /// Files of this size or larger count as compacted and are left alone, bytes.
     #[serde(default = "default_compact_max_bytes")]
     pub compact_max_bytes: u64,
+    /// Most bytes the store's files take: past it, whole days go, oldest first across
+    /// tables (each table keeps its newest day), after every write and at every upkeep.
+    /// `None`: no cap, only each table's retention.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 fn default_compact_min_files() -> usize {
@@ -70,7 +76,14 @@ impl ParquetConfig {
             dir: dir.into(),
             compact_min_files: default_compact_min_files(),
             compact_max_bytes: default_compact_max_bytes(),
+            max_bytes: None,
         }
+    }
+
+    /// With a size cap of `max_bytes`.
+    pub fn max_bytes(mut self, max_bytes: Option<u64>) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Checks the bounds without touching the disk.
@@ -99,6 +112,8 @@ struct Inner {
     spec: StoreSpec,
     seq: AtomicU64,
     upkeep_running: AtomicBool,
+    /// Held by whatever removes or merges files: the upkeep, and a write's cap check.
+    upkeep: std::sync::Mutex<()>,
 }
 
 impl ParquetStore {
@@ -129,6 +144,7 @@ impl ParquetStore {
                 spec,
                 seq: AtomicU64::new(0),
                 upkeep_running: AtomicBool::new(false),
+                upkeep: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -162,6 +178,23 @@ impl ParquetStore {
     }
 }
 
+/// Bytes on disk per table folder of the store in `dir` (every folder there, also tables
+/// the current spec no longer has), by name. Reads sizes only, so any process may ask
+/// while the store is written.
+pub fn usage(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for path in read_dir(dir)? {
+        if !path.is_dir() {
+            continue;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        out.push((name.to_owned(), compact::bytes_under(&path)?));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Store for ParquetStore {
     fn stage(&self) -> &'static str {
@@ -183,9 +216,18 @@ impl Store for ParquetStore {
         let taken = std::mem::take(rows);
         let inner = self.inner.clone();
         let dir = self.dir().to_path_buf();
-        let (left, outcome) = tokio::task::spawn_blocking(move || inner.write_all(taken))
-            .await
-            .map_err(|e| SinkError::parquet(&dir, "writing a batch", e))?;
+        let (left, outcome) = tokio::task::spawn_blocking(move || {
+            let written = inner.write_all(taken);
+            // Keep to the cap as rows arrive rather than at the next upkeep: a write
+            // returns with the store within its cap.
+            if inner.config.max_bytes.is_some() {
+                let _upkeep = inner.upkeep.lock().unwrap_or_else(|p| p.into_inner());
+                inner.keep_within_cap();
+            }
+            written
+        })
+        .await
+        .map_err(|e| SinkError::parquet(&dir, "writing a batch", e))?;
         *rows = left;
         outcome
     }
@@ -198,6 +240,9 @@ impl Store for ParquetStore {
         }
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            // Compaction, retention and the cap never run beside each other: one may
+            // remove a day folder the other is merging.
+            let _upkeep = inner.upkeep.lock().unwrap_or_else(|p| p.into_inner());
             let config = &inner.config;
             match compact::compact_all(config, &inner.spec) {
                 Ok(n) if n > 0 => debug!(files = n, "Compacted small Parquet files."),
@@ -207,6 +252,7 @@ impl Store for ParquetStore {
             if let Err(e) = compact::expire(&config.dir, &inner.spec, now_us()) {
                 warn!(error = %e, "Retention failed; trying again later.");
             }
+            inner.keep_within_cap();
             inner.upkeep_running.store(false, Ordering::Release);
         });
         Ok(())
@@ -214,6 +260,17 @@ impl Store for ParquetStore {
 }
 
 impl Inner {
+    /// Removes the oldest days while the store is over its size cap (the caller holds
+    /// `upkeep`).
+    fn keep_within_cap(&self) {
+        let Some(max_bytes) = self.config.max_bytes else {
+            return;
+        };
+        if let Err(e) = compact::cap(&self.config.dir, &self.spec, max_bytes) {
+            warn!(error = %e, "Keeping the store within its size cap failed; trying again later.");
+        }
+    }
+
     /// Writes every table of `rows`; returns what is still unwritten with the outcome.
     fn write_all(&self, mut rows: Rows) -> (Rows, Result<()>) {
         let outcome = self.write_tables(&mut rows);

@@ -383,3 +383,67 @@ async fn events_are_identified_by_source_and_id() {
         4
     );
 }
+
+/// With a size cap, the store's files stay within it as days of events arrive: the
+/// oldest days go first, each table keeps its newest day, and `usage` reports per table
+/// what is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_cap_keeps_the_store_within_it_oldest_days_first() {
+    let stage = Stage::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap: u64 = 64 * 1024;
+    let config = ParquetConfig::new(dir.path()).max_bytes(Some(cap));
+    let store = ParquetStore::open(config, spec()).unwrap();
+    let sink = start_parquet_sink(&stage, &store, sink_config("capped"));
+    const DAYS: usize = 30;
+    const PER_DAY: usize = 200;
+    let mut written = 0u64;
+    for day in 0..DAYS {
+        let events = (0..PER_DAY)
+            .map(|i| {
+                let mut e = event(day * PER_DAY + i, "ci");
+                e.time += day as i64 * 86_400_000_000;
+                e
+            })
+            .collect();
+        stage
+            .write(&Script {
+                events,
+                ..Script::default()
+            })
+            .await;
+        written += PER_DAY as u64;
+        flushed(&sink.metrics, written).await;
+        let on_disk: u64 = walk(dir.path())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(
+            on_disk <= cap,
+            "after day {day}: {on_disk} bytes on disk, cap {cap}"
+        );
+    }
+    sink.stop().await;
+    let ctx = store.session().await.unwrap();
+    let kept = query::scalar_u64(&ctx, "SELECT count(*) FROM events")
+        .await
+        .unwrap();
+    assert!(
+        kept > 0 && kept < written,
+        "old days went, recent ones stayed: {kept}"
+    );
+    let newest = format!("ev-ci-{}", DAYS * PER_DAY - 1);
+    assert_eq!(
+        query::scalar_u64(
+            &ctx,
+            &format!("SELECT count(*) FROM events WHERE id = '{newest}'")
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    let usage = helios_sinks::parquet::usage(dir.path()).unwrap();
+    let events = usage.iter().find(|(t, _)| t == "events").unwrap().1;
+    let total: u64 = usage.iter().map(|(_, b)| b).sum();
+    assert!(events > 0 && total <= cap, "{usage:?}");
+}

@@ -5,6 +5,7 @@
 import { api } from './api.js';
 import { h, replace, section, table, badge, subjectLink, timeEl, fmtAgo, fmtNum, groupCell, errorBox } from './dom.js';
 import { sparkline } from './chart.js';
+import { loadStorage, drawStorage, drawNoStorage } from './storage.js';
 
 // Per source: recent (ms, events_emitted) samples. Kept across visits to other views so
 // a rate is shown at once when coming back.
@@ -38,14 +39,16 @@ export function mount(root) {
   const insights = section('Recent insights', 'insights');
   const late = section('Late events', 'late');
   const events = section('Recent events', 'events');
+  const storage = section('Disk', 'storage');
   replace(root,
     h('h1', { class: 'page-title' }, 'Overview'),
     stats,
     sources,
     h('div', { class: 'columns' }, alerts, insights),
     late,
-    events);
-  const bodies = new Map([[sources, h('div')], [alerts, h('div')], [insights, h('div')], [late, h('div')], [events, h('div')]]);
+    events,
+    storage);
+  const bodies = new Map([[sources, h('div')], [alerts, h('div')], [insights, h('div')], [late, h('div')], [events, h('div')], [storage, h('div')]]);
   for (const [sec, body] of bodies) sec.append(body);
 
   // Redraw a table only when its data changed, so a poll does not take away the focus
@@ -96,7 +99,12 @@ export function mount(root) {
         stat('Sources running', `${running} of ${src.value.length}`, null, 'stat-sources'),
         stat('Open alerts', firing === null ? '—' : String(firing), null, 'stat-alerts'));
     }
-    const failed = [src, al, ins, lt, ev].find((r) => r.status === 'rejected');
+    // Only a process with a data dir serves /v1/storage: a 404 is a note, not an error.
+    const st = await loadStorage();
+    const noStorage = st.status === 'rejected' ? drawNoStorage(st.reason) : null;
+    if (noStorage) replace(bodies.get(storage), noStorage);
+    else render(storage, st, drawStorage);
+    const failed = [src, al, ins, lt, ev, ...(noStorage ? [] : [st])].find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
