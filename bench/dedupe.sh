@@ -38,7 +38,8 @@ print("| dedupe | throughput (median of 3) | runs | peak RSS (VmHWM, median) | i
 print("|---|---|---|---|---|")
 for k in ("off", "on"):
     rs = runs[k]
-    print(f"| {k} | {med[k]:,.0f} events/s | {', '.join(f'{r['events_per_s']:,.0f}' for r in rs)} | "
+    each = ", ".join(format(r["events_per_s"], ",.0f") for r in rs)
+    print(f"| {k} | {med[k]:,.0f} events/s | {each} | "
           f"{statistics.median(r['hwm_mib'] for r in rs):.0f} MiB | {rs[0]['identities']:,} |")
 print()
 print(f"With de-duplication: {med['on'] / med['off'] * 100:.1f} % of the throughput without "

@@ -2,7 +2,7 @@
 //! horizon of event time, so a producer's retry, a webhook redelivery or a re-read Kafka
 //! record is dropped before any aggregate, rule or insight sees it (issue 13).
 //!
-//! An identity is a 64-bit hash of `source` and `id` ([`identity`], [`hash64`], pinned). A set
+//! An identity is a 64-bit hash of `source` and `id` ([`identity`], pinned in `ids.rs`). A set
 //! answers "seen?" in one lookup; the same hashes sit in buckets of event time (a
 //! sixty-fourth of the horizon each) that expire as the watermark passes their end plus
 //! the horizon, and, past `max_ids`, oldest first. Like the operators, this is a pure
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::hash64;
+use crate::ids::pair_hash64;
 
 /// Buckets per horizon: the granularity of expiry and of eviction at the bound.
 const BUCKETS: i64 = 64;
@@ -74,14 +74,9 @@ impl Hasher for PassThrough {
     }
 }
 
-/// The identity hash of an event: `source`'s length, `source`, then `id` (the length
-/// keeps ("ab", "c") and ("a", "bc") apart whatever bytes the two hold).
+/// The identity hash of an event ([`pair_hash64`] of `source` and `id`).
 pub fn identity(source: &str, id: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(source.len() + id.len() + 8);
-    bytes.extend_from_slice(&(source.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(source.as_bytes());
-    bytes.extend_from_slice(id.as_bytes());
-    hash64(&bytes)
+    pair_hash64(source.as_bytes(), id.as_bytes())
 }
 
 impl Seen {
@@ -115,23 +110,25 @@ impl Seen {
     /// the horizon), `false` for a repeat of one remembered.
     pub fn admit(&mut self, source: &str, id: &str, time: i64) -> bool {
         let h = identity(source, id);
-        if self.set.contains(&h) {
+        let bucket = time.div_euclid(self.width_us);
+        if bucket < self.state.frontier {
+            // Too old to remember (late for every window); a repeat only if remembered.
+            return !self.set.contains(&h);
+        }
+        // One probe: `insert` says whether it was there.
+        if !self.set.insert(h) {
             return false;
         }
-        let bucket = time.div_euclid(self.width_us);
-        if bucket >= self.state.frontier {
-            self.set.insert(h);
-            self.state.buckets.entry(bucket).or_default().push(h);
-            while self.set.len() > self.max_ids {
-                let Some((b, hashes)) = self.state.buckets.pop_first() else {
-                    break;
-                };
-                for h in hashes {
-                    self.set.remove(&h);
-                }
-                self.state.frontier = self.state.frontier.max(b.saturating_add(1));
-                self.evicted += 1;
+        self.state.buckets.entry(bucket).or_default().push(h);
+        while self.set.len() > self.max_ids {
+            let Some((b, hashes)) = self.state.buckets.pop_first() else {
+                break;
+            };
+            for h in hashes {
+                self.set.remove(&h);
             }
+            self.state.frontier = self.state.frontier.max(b.saturating_add(1));
+            self.evicted += 1;
         }
         true
     }

@@ -18,6 +18,36 @@ pub fn hash64(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// The identity hash of a pair of byte strings (an event's `source` and `id`, for
+/// de-duplication), read eight bytes at a time: this runs once per event on the
+/// processor's hot path, where [`hash64`]'s byte loop would cost more than the rest of the
+/// check. The first part's length comes first, so ("ab", "c") and ("a", "bc") differ.
+/// Stable across runs and platforms: identities are checkpointed.
+pub fn pair_hash64(a: &[u8], b: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    fn absorb(mut h: u64, bytes: &[u8]) -> u64 {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h ^ w).wrapping_mul(K).rotate_left(29);
+        }
+        let rest = chunks.remainder();
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        // The tail's length is mixed in too, so trailing zero bytes are not padding.
+        let w = u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56);
+        (h ^ w).wrapping_mul(K).rotate_left(29)
+    }
+    let mut h = absorb(0xcbf2_9ce4_8422_2325 ^ a.len() as u64, a);
+    h = absorb(h, b);
+    // SplitMix64's finaliser, as in `hash64`.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 /// Builds a record id from its parts: the parts' bytes, unambiguously delimited by the
 /// caller's choice of writes, hashed twice into 128 bits of lowercase hex.
 #[derive(Debug, Default)]
@@ -79,6 +109,8 @@ impl IdBuilder {
 mod tests {
     use super::*;
 
+    const PAIR_GITHUB_DELIVERY_1: u64 = 17_066_118_028_102_370_016;
+
     #[test]
     fn ids_are_stable_and_separate_their_parts() {
         // Pinned: ids already stored and checkpointed must not change with a refactor.
@@ -90,6 +122,19 @@ mod tests {
         let k1 = IdBuilder::new().key(&[Some("x".into()), None]).finish();
         let k2 = IdBuilder::new().key(&[None, Some("x".into())]).finish();
         assert_ne!(k1, k2);
+    }
+
+    #[test]
+    fn pair_hashes_are_pinned_and_separate_their_parts() {
+        // Pinned: de-duplication state in checkpoints holds these values.
+        assert_eq!(pair_hash64(b"github", b"delivery-1"), PAIR_GITHUB_DELIVERY_1);
+        assert_ne!(pair_hash64(b"ab", b"c"), pair_hash64(b"a", b"bc"));
+        assert_ne!(pair_hash64(b"a", b""), pair_hash64(b"a", b"\0"));
+        assert_ne!(pair_hash64(b"", b"12345678"), pair_hash64(b"12345678", b""));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100_000u32 {
+            assert!(seen.insert(pair_hash64(b"ci", format!("run-{i}").as_bytes())));
+        }
     }
 
     #[test]
