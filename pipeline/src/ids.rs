@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn pair_hashes_are_pinned_and_separate_their_parts() {
         // Pinned: de-duplication state in checkpoints holds these values.
-        assert_eq!(pair_hash64(b"github", b"delivery-1"), PAIR_GITHUB_DELIVERY_1);
+        assert_eq!(
+            pair_hash64(b"github", b"delivery-1"),
+            PAIR_GITHUB_DELIVERY_1
+        );
         assert_ne!(pair_hash64(b"ab", b"c"), pair_hash64(b"a", b"bc"));
         assert_ne!(pair_hash64(b"a", b""), pair_hash64(b"a", b"\0"));
         assert_ne!(pair_hash64(b"", b"12345678"), pair_hash64(b"12345678", b""));

@@ -54,7 +54,7 @@ impl Dedupe {
     /// allowed lateness if that is longer (a repeat is then late for every window before
     /// it could be forgotten).
     pub const DEFAULT_HORIZON: Duration = Duration::from_secs(24 * 3600);
-    /// About 25 MB of memory per partition (see bench/RESULTS.md).
+    /// About 27 MiB of memory per partition (bench/RESULTS.md).
     pub const DEFAULT_MAX_IDS: usize = 1_000_000;
 
     /// The shortest horizon that covers `aggregates`: their longest window (a session's
@@ -88,7 +88,8 @@ impl Default for Dedupe {
     }
 }
 
-/// `[retention]`: how long the store keeps rows; `None` keeps them forever.
+/// `[retention]`: how long the store keeps rows; `None` leaves it to the store: the
+/// embedded store's defaults (ADR-016), forever on ClickHouse.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     pub events: Option<Duration>,

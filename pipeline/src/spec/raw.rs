@@ -85,7 +85,8 @@ pub struct Dedupe {
     pub max_ids: Option<Spanned<i64>>,
 }
 
-/// `[retention]`: how long the store keeps each table's rows (durations; unset = forever).
+/// `[retention]`: how long the store keeps each table's rows (durations; unset = the
+/// store's default, ADR-016).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
