@@ -700,6 +700,102 @@ measures = { n = "count(*)" }
         assert!(metrics.snapshot().dedupe_ids > 0);
     }
 
+    /// A watermark mark that no processor wrote: one dated in the year 9999 and one whose
+    /// header is not a number. Each is a dead letter with the reason and moves nothing, so
+    /// the events after them are not late and their windows close with all of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forged_watermark_mark_is_a_dead_letter_and_moves_nothing() {
+        const TEXT: &str = r#"
+[watermark]
+max_out_of_orderness = "1s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "per_minute"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+"#;
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = log.log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", 1))
+            .await
+            .unwrap();
+        let codec = EventCodec::new(1);
+        let base = 1_700_000_000_000_000i64;
+        let event = |i: i64| {
+            let e = Event {
+                id: format!("e{i}"),
+                source: "test".into(),
+                subject: "s".into(),
+                time: base + i * 1_000_000,
+                received_at: base + i * 1_000_000,
+                ..Event::default()
+            };
+            Record::keyed("s", codec.encode(&e))
+        };
+        let mark = |value: &'static [u8]| Record {
+            headers: vec![(
+                helios_schemas::watermark_mark::HEADER.to_string(),
+                Bytes::from_static(value),
+            )],
+            partition: Some(0),
+            ..Record::default()
+        };
+        let mut records = vec![event(0)];
+        records.push(mark(b"253370764800000000")); // 9999-01-01
+        records.push(mark(b"soon"));
+        records.extend((1..120).map(event));
+        records.push(event(3600)); // closes every window
+        log.producer()
+            .append("helios.events", records)
+            .await
+            .unwrap();
+        let p = processor(&log, &tmp.path().join("ckpt"), "m", TEXT).await;
+        p.run_to_end().await.unwrap();
+
+        let letters = RecordCodec::<DeadLetter>::new(3);
+        let mut dead: Vec<(String, String)> = read_all(&log, "m.dlq")
+            .await
+            .into_values()
+            .flatten()
+            .map(|(_, v)| {
+                let d = letters.decode(&v).unwrap();
+                (d.stage, d.reason)
+            })
+            .collect();
+        dead.sort();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(dead[0].0, "pipeline/decode");
+        assert!(
+            dead[0].1.contains("helios-watermark") && dead[0].1.contains("soon"),
+            "{dead:?}"
+        );
+        assert_eq!(dead[1].0, FUTURE_STAGE);
+        assert!(
+            dead[1]
+                .1
+                .starts_with("watermark mark: event time 9999-01-01"),
+            "{dead:?}"
+        );
+        assert!(read_all(&log, "m.late").await.is_empty(), "nothing is late");
+        let results = RecordCodec::<WindowResult>::new(2);
+        let counted: i64 = read_all(&log, "m.aggregates")
+            .await
+            .into_values()
+            .flatten()
+            .map(|(_, v)| results.decode(&v).unwrap())
+            .filter(|r| r.is_final)
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(
+            counted, 120,
+            "every event before the closing one is counted"
+        );
+    }
+
     /// Every record of `topic` as (key, value), sorted: what was written, whatever the
     /// order across runs.
     async fn sorted(log: &Log, topic: &str) -> Vec<(Option<Bytes>, Bytes)> {
