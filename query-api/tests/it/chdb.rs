@@ -49,7 +49,6 @@ use serde_json::{Value, json};
 use crate::common::{HOUR, T0, call, catalog, clickhouse_url, query, rows, store_spec};
 
 #[path = "../../../sinks/tests/it/grafana_macros.rs"]
-#[allow(dead_code)]
 mod grafana_macros;
 use grafana_macros::{QueryWindow, interpolate};
 

@@ -88,15 +88,16 @@ def main():
         version = session.query("SELECT version()", "TabSeparated").bytes().decode().strip()
         current = None
         for statement in statements:
-            database = statement.get("database")
-            if database and database != current:
+            # Without a `database` parameter the server runs a statement in `default`; with
+            # one it does not know, it refuses the statement.
+            database = statement.get("database") or "default"
+            if database != current:
                 try:
                     session.query(f"USE `{database}`")
                     current = database
-                except Exception:
-                    # Not created yet: the statement runs where the session is, and fails
-                    # as the server would if it needs the database.
-                    pass
+                except Exception as e:
+                    answers.append({"ok": False, "error": str(e).strip(), "answer": None})
+                    continue
             answers.append(run(session, statement))
         session.close()
     with open(answers_path, "w") as f:
