@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod chdb;
 mod guard_props;
 mod insights;
 mod registry_converter;

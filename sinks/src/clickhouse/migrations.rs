@@ -210,6 +210,7 @@ pub async fn migrate(ch: &ClickHouse, spec: &StoreSpec) -> Result<MigrationRepor
 pub async fn migrate_to(ch: &ClickHouse, spec: &StoreSpec, target: u32) -> Result<MigrationReport> {
     spec.validate()?;
     ch.ensure_database().await?;
+    let settings = ddl_settings(ch.server_version().await?);
     ch.execute("creating schema_migrations", CREATE_SCHEMA_MIGRATIONS)
         .await?;
     let applied: Vec<Applied> = ch
@@ -244,9 +245,10 @@ pub async fn migrate_to(ch: &ClickHouse, spec: &StoreSpec, target: u32) -> Resul
             continue;
         }
         for sql in m.statements {
-            ch.execute(
+            ch.execute_with(
                 &format!("applying migration {} ({})", m.version, m.name),
                 sql,
+                settings,
             )
             .await?;
         }
@@ -261,9 +263,23 @@ pub async fn migrate_to(ch: &ClickHouse, spec: &StoreSpec, target: u32) -> Resul
     }
     report.version = known.min(target);
     for agg in &spec.aggregates {
-        ensure_aggregate(ch, agg, &mut report.spec_changes).await?;
+        ensure_aggregate(ch, agg, settings, &mut report.spec_changes).await?;
     }
     Ok(report)
+}
+
+/// The settings the schema statements need on a server of `version` (major, minor).
+///
+/// Before ClickHouse 19, `LowCardinality` columns are experimental: creating a table with
+/// one needs `allow_experimental_low_cardinality_type = 1`. Current servers no longer know
+/// that setting and refuse any request that carries it (`Unknown setting`), so it is sent
+/// with the schema statements of old servers only, not with every request.
+pub fn ddl_settings(version: (u32, u32)) -> &'static [(&'static str, &'static str)] {
+    if version.0 < 20 {
+        &[("allow_experimental_low_cardinality_type", "1")]
+    } else {
+        &[]
+    }
 }
 
 /// The `CREATE TABLE` of an aggregate's table.
@@ -296,13 +312,18 @@ pub fn aggregate_table_sql(agg: &AggregateSpec) -> String {
 async fn ensure_aggregate(
     ch: &ClickHouse,
     agg: &AggregateSpec,
+    settings: &[(&str, &str)],
     changes: &mut Vec<String>,
 ) -> Result<()> {
     let table = agg.table();
     let existing = table_columns(ch, &table).await?;
     if existing.is_empty() {
-        ch.execute(&format!("creating {table}"), &aggregate_table_sql(agg))
-            .await?;
+        ch.execute_with(
+            &format!("creating {table}"),
+            &aggregate_table_sql(agg),
+            settings,
+        )
+        .await?;
         let change = format!("create {table}");
         record(ch, 0, &change, "").await?;
         info!(database = ch.database(), table, "Created aggregate table.");
@@ -374,6 +395,17 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version as usize, i + 1, "{}", m.name);
         }
+    }
+
+    #[test]
+    fn only_old_servers_get_the_low_cardinality_setting() {
+        assert_eq!(
+            ddl_settings((18, 16)),
+            &[("allow_experimental_low_cardinality_type", "1")]
+        );
+        assert_eq!(ddl_settings((19, 3)).len(), 1);
+        assert!(ddl_settings((20, 5)).is_empty());
+        assert!(ddl_settings((26, 9)).is_empty());
     }
 
     #[test]

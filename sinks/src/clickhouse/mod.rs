@@ -4,7 +4,9 @@
 //!
 //! Everything here speaks RowBinary over HTTP through the official `clickhouse` crate,
 //! with validation off (ClickHouse 18.16, the Debian version used in tests, does not answer
-//! the crate's schema probe) and SQL that runs on 18.16 and on current ClickHouse.
+//! the crate's schema probe) and SQL that runs on 18.16 and on current ClickHouse. Where
+//! the two need different statements or settings, the code asks [`ClickHouse::server_version`]
+//! and chooses; `docs/clickhouse-versions.md` lists every such place.
 
 pub mod migrations;
 pub mod query;
@@ -104,11 +106,11 @@ impl ClickHouse {
     /// A client for `config`; does not connect until the first statement.
     pub fn new(config: &ClickHouseConfig) -> Result<Self> {
         config.validate()?;
+        // No settings on the client: every request would carry them, and a setting the
+        // server does not know fails the request (see `migrations::ddl_settings`).
         let mut server = Client::default()
             .with_url(&config.url)
-            .with_validation(false)
-            // Needed on 18.16 for LowCardinality columns; accepted and ignored by newer servers.
-            .with_option("allow_experimental_low_cardinality_type", "1");
+            .with_validation(false);
         if let Some(user) = &config.user {
             server = server.with_user(user);
         }
@@ -143,6 +145,24 @@ impl ClickHouse {
     pub async fn execute(&self, action: &str, sql: &str) -> Result<()> {
         self.client
             .query(sql)
+            .execute()
+            .await
+            .map_err(|e| SinkError::clickhouse(&self.url, action, e))
+    }
+
+    /// Runs one statement in the Helios database with per-statement settings (sent as URL
+    /// parameters, for this statement only).
+    pub async fn execute_with(
+        &self,
+        action: &str,
+        sql: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut query = self.client.query(sql);
+        for (name, value) in settings {
+            query = query.with_option(*name, *value);
+        }
+        query
             .execute()
             .await
             .map_err(|e| SinkError::clickhouse(&self.url, action, e))

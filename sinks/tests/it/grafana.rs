@@ -2,11 +2,12 @@
 //! clickhouse-server (done-when 6): every panel's SQL, with the ClickHouse plugin's macros
 //! expanded for a fixed range, runs without error on the scripted data and returns rows.
 //!
-//! The macros are expanded the way `grafana-clickhouse-datasource` v4.13.0 does it:
-//! the macro functions of its `pkg/macros/macros.go`, applied by
-//! `grafana-plugin-sdk-go`'s `data/sqlutil.Interpolate` (longer names first; a macro takes
-//! arguments only when `(` follows its name at once; arguments are split at top-level
-//! commas). The server comes from `HELIOS_TEST_CLICKHOUSE`, as for the other ClickHouse
+//! Two sets of the same dashboards: `dashboards/` buckets time series with the plugin's
+//! `$__timeInterval` (`toStartOfInterval`, which current ClickHouse has), and
+//! `dashboards-clickhouse-18/` with the arithmetic form 18.16 runs. The second must be the
+//! first with exactly that substitution, and the server gets the set it can run.
+//!
+//! The macros are expanded as the plugin does it (`grafana_macros.rs`). The server comes from `HELIOS_TEST_CLICKHOUSE`, as for the other ClickHouse
 //! tests; the data is written through the real sink into a fresh database, which stands in
 //! for the data source's `defaultDatabase`.
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::common::*;
+use crate::grafana_macros::{QueryWindow, interpolate};
 use helios_sinks::clickhouse::{ClickHouse, ClickHouseStore, migrations};
 use serde_json::Value;
 
@@ -28,6 +30,14 @@ fn grafana_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana")
 }
 
+/// The dashboards for current ClickHouse (`$__timeInterval`).
+const CURRENT: &str = "dashboards";
+/// The same dashboards for servers without `toStartOfInterval` (ClickHouse 18).
+const LEGACY: &str = "dashboards-clickhouse-18";
+/// How a legacy time series buckets, and what the current one writes instead.
+const LEGACY_BUCKET: &str = "toDateTime(intDiv(toUInt32(t), $__interval_s) * $__interval_s)";
+const CURRENT_BUCKET: &str = "$__timeInterval(t)";
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
@@ -35,234 +45,6 @@ fn read(path: &Path) -> String {
 fn yaml(path: &Path) -> Value {
     serde_norway::from_str(&read(path))
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
-}
-
-// ------------------------------------------------------------------------------------
-// Macro expansion, as the plugin does it.
-
-/// The query's time range and interval, as Grafana hands them to the plugin.
-#[derive(Debug, Clone, Copy)]
-struct QueryWindow {
-    /// Range start, ms since the epoch.
-    from_ms: i64,
-    /// Range end, ms since the epoch.
-    to_ms: i64,
-    /// `query.Interval`, ms.
-    interval_ms: i64,
-}
-
-impl QueryWindow {
-    fn start_s(self) -> i64 {
-        self.from_ms.div_euclid(1000)
-    }
-
-    fn end_s(self) -> i64 {
-        self.to_ms.div_euclid(1000)
-    }
-
-    /// `math.Max(query.Interval.Seconds(), 1)` truncated to an integer, as the plugin does.
-    fn interval_s(self) -> i64 {
-        (self.interval_ms / 1000).max(1)
-    }
-}
-
-/// The macros of `pkg/macros/macros.go`, name and expansion. Each returns an error, as the
-/// plugin does, when it gets the wrong number of arguments.
-fn expand_macro(name: &str, args: &[String], w: &QueryWindow) -> Result<String, String> {
-    let one = || match args {
-        [a] => Ok(a.as_str()),
-        _ => Err(format!(
-            "$__{name}: expected 1 argument, received {}",
-            args.len()
-        )),
-    };
-    let date_time = |s: i64| format!("toDateTime({s})");
-    let date_time64 = |ms: i64| format!("fromUnixTimestamp64Milli({ms})");
-    Ok(match name {
-        "fromTime" => date_time(w.start_s()),
-        "toTime" => date_time(w.end_s()),
-        "fromTime_ms" => date_time64(w.from_ms),
-        "toTime_ms" => date_time64(w.to_ms),
-        "timeFilter" => {
-            let c = one()?;
-            format!(
-                "{c} >= {} AND {c} <= {}",
-                date_time(w.start_s()),
-                date_time(w.end_s())
-            )
-        }
-        "timeFilter_ms" => {
-            let c = one()?;
-            format!(
-                "{c} >= {} AND {c} <= {}",
-                date_time64(w.from_ms),
-                date_time64(w.to_ms)
-            )
-        }
-        "timeInterval" => format!(
-            "toStartOfInterval(toDateTime({}), INTERVAL {} second)",
-            one()?,
-            w.interval_s()
-        ),
-        "timeInterval_ms" => format!(
-            "toStartOfInterval(toDateTime64({}, 3), INTERVAL {} millisecond)",
-            one()?,
-            w.interval_ms.max(1)
-        ),
-        "interval_s" => w.interval_s().to_string(),
-        other => {
-            return Err(format!(
-                "macro $__{other} is not one this test expands; add it here as the plugin's \
-                 pkg/macros/macros.go defines it"
-            ));
-        }
-    })
-}
-
-/// The macro names this test knows, longest first (the order `sqlutil.Interpolate` applies
-/// them in, so `$__timeFilter_ms` is never read as `$__timeFilter`).
-const MACROS: [&str; 9] = [
-    "timeInterval_ms",
-    "timeFilter_ms",
-    "timeInterval",
-    "fromTime_ms",
-    "interval_s",
-    "timeFilter",
-    "toTime_ms",
-    "fromTime",
-    "toTime",
-];
-
-fn is_word(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_'
-}
-
-/// `parseArgs`: an argument list right after the name, split at top-level commas and
-/// trimmed. Returns the arguments and the length of the list, or an error for a missing
-/// closing bracket.
-fn parse_args(rest: &str) -> Result<(Vec<String>, usize), String> {
-    if !rest.starts_with('(') {
-        return Ok((Vec::new(), 0));
-    }
-    let mut args = Vec::new();
-    let mut depth = 0;
-    let mut arg = String::new();
-    for (i, c) in rest.char_indices() {
-        match c {
-            '(' => {
-                depth += 1;
-                if depth == 1 {
-                    continue;
-                }
-            }
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    args.push(arg.trim().to_owned());
-                    return Ok((args, i + 1));
-                }
-            }
-            ',' if depth == 1 => {
-                args.push(arg.trim().to_owned());
-                arg.clear();
-                continue;
-            }
-            _ => {}
-        }
-        arg.push(c);
-    }
-    Err("failed to parse macro arguments (missing close bracket?)".to_owned())
-}
-
-/// `sqlutil.Interpolate` with the plugin's macros: every `$__name` (not followed by a word
-/// character) with its arguments is replaced by the expansion, everywhere it occurs.
-/// Anything left that looks like a Grafana macro or variable is an error: the server would
-/// get SQL Grafana never sends.
-fn interpolate(sql: &str, w: &QueryWindow) -> Result<String, String> {
-    let mut out = sql.to_owned();
-    for name in MACROS {
-        let token = format!("$__{name}");
-        let mut matches = Vec::new();
-        let mut from = 0;
-        while let Some(pos) = out[from..].find(&token) {
-            let start = from + pos;
-            let end = start + token.len();
-            from = end;
-            if out[end..].chars().next().is_some_and(is_word) {
-                continue;
-            }
-            let (args, len) = parse_args(&out[end..])?;
-            matches.push((out[start..end + len].to_owned(), args));
-        }
-        for (full, args) in matches {
-            let expanded = expand_macro(name, &args, w)?;
-            out = out.replace(&full, &expanded);
-        }
-    }
-    if let Some(pos) = out.find('$') {
-        let rest: String = out[pos..].chars().take(30).collect();
-        return Err(format!(
-            "`{rest}` is left after expanding the macros: not a macro this test knows, or a \
-             dashboard variable (the dashboards define none)"
-        ));
-    }
-    Ok(out)
-}
-
-#[test]
-fn macros_expand_as_the_plugin_documents() {
-    // The plugin README's examples: from 1415792726 to 1447328726, interval 20 s.
-    let w = QueryWindow {
-        from_ms: 1_415_792_726_123,
-        to_ms: 1_447_328_726_456,
-        interval_ms: 20_000,
-    };
-    let x = |sql: &str| interpolate(sql, &w).unwrap();
-    assert_eq!(
-        x("$__timeFilter(time)"),
-        "time >= toDateTime(1415792726) AND time <= toDateTime(1447328726)"
-    );
-    assert_eq!(
-        x("$__timeFilter_ms(time)"),
-        "time >= fromUnixTimestamp64Milli(1415792726123) AND time <= fromUnixTimestamp64Milli(1447328726456)"
-    );
-    assert_eq!(x("$__fromTime"), "toDateTime(1415792726)");
-    assert_eq!(x("$__toTime"), "toDateTime(1447328726)");
-    assert_eq!(
-        x("$__fromTime_ms"),
-        "fromUnixTimestamp64Milli(1415792726123)"
-    );
-    assert_eq!(x("$__interval_s"), "20");
-    assert_eq!(
-        x("$__timeInterval(column)"),
-        "toStartOfInterval(toDateTime(column), INTERVAL 20 second)"
-    );
-    assert_eq!(
-        x("$__timeInterval_ms(column)"),
-        "toStartOfInterval(toDateTime64(column, 3), INTERVAL 20000 millisecond)"
-    );
-    // Nested calls and their commas stay inside one argument.
-    assert_eq!(
-        x("$__timeFilter(toDateTime(intDiv(t, 1000000)))"),
-        "toDateTime(intDiv(t, 1000000)) >= toDateTime(1415792726) AND \
-         toDateTime(intDiv(t, 1000000)) <= toDateTime(1447328726)"
-    );
-    // A macro without arguments does not swallow a later bracket.
-    assert_eq!(
-        x("a <= $__toTime AND b IN (1, 2)"),
-        "a <= toDateTime(1447328726) AND b IN (1, 2)"
-    );
-    // Interval below a second counts as one second.
-    let fast = QueryWindow {
-        interval_ms: 200,
-        ..w
-    };
-    assert_eq!(interpolate("$__interval_s", &fast).unwrap(), "1");
-    // What the plugin refuses, and what it would pass through unexpanded.
-    assert!(interpolate("$__timeFilter(a, b)", &w).is_err());
-    assert!(interpolate("$__timeFilter(a", &w).is_err());
-    assert!(interpolate("SELECT $__conditionalAll(x, $v)", &w).is_err());
-    assert!(interpolate("WHERE host = '$host'", &w).is_err());
 }
 
 // ------------------------------------------------------------------------------------
@@ -303,8 +85,8 @@ fn panels(list: &Value, out: &mut Vec<Value>) {
 }
 
 /// The dashboard files the provider loads, checked to include the four of the issue.
-fn dashboard_files() -> Vec<PathBuf> {
-    let dir = grafana_dir().join("dashboards");
+fn dashboard_files(set: &str) -> Vec<PathBuf> {
+    let dir = grafana_dir().join(set);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
@@ -323,11 +105,11 @@ fn dashboard_files() -> Vec<PathBuf> {
 /// Every query of every panel of every dashboard, checked for what Grafana and the
 /// plugin need: the provisioned data source on panel and target, raw SQL, a format that
 /// matches the panel. Problems are collected, named by dashboard and panel.
-fn dashboard_queries(uid: &str) -> (Vec<PanelQuery>, Vec<String>) {
+fn dashboard_queries(set: &str, uid: &str) -> (Vec<PanelQuery>, Vec<String>) {
     let mut queries = Vec::new();
     let mut problems = Vec::new();
     let mut uids = BTreeSet::new();
-    for path in dashboard_files() {
+    for path in dashboard_files(set) {
         let doc: Value = serde_json::from_str(&read(&path))
             .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -466,7 +248,9 @@ fn provisioning_and_dashboards_fit_together() {
         "the provider needs the absolute path the dashboards are mounted at"
     );
 
-    let (queries, problems) = dashboard_queries(&uid);
+    let (queries, problems) = dashboard_queries(CURRENT, &uid);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let (legacy, problems) = dashboard_queries(LEGACY, &uid);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let kinds: BTreeSet<&str> = queries.iter().map(|q| q.kind.as_str()).collect();
     for kind in ["timeseries", "stat", "table", "barchart"] {
@@ -482,11 +266,51 @@ fn provisioning_and_dashboards_fit_together() {
         );
         if q.format == 0 {
             assert!(
-                q.raw_sql.contains("$__interval_s"),
-                "{}: a time series buckets by the panel's interval",
+                q.raw_sql.contains(CURRENT_BUCKET) && !q.raw_sql.contains(LEGACY_BUCKET),
+                "{}: a time series buckets by the panel's interval with {CURRENT_BUCKET}",
                 q.name()
             );
         }
+    }
+    // The legacy set is the current one with only the bucket written out: same files, same
+    // panels, the same SQL but for that.
+    let names = |set: &str| -> Vec<String> {
+        dashboard_files(set)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(names(CURRENT), names(LEGACY), "{CURRENT}/ and {LEGACY}/");
+    for (current, old) in dashboard_files(CURRENT).iter().zip(dashboard_files(LEGACY)) {
+        assert_eq!(
+            read(current).replace(CURRENT_BUCKET, LEGACY_BUCKET),
+            read(&old),
+            "{} must be {} with {CURRENT_BUCKET} written as {LEGACY_BUCKET}, nothing else",
+            old.display(),
+            current.display()
+        );
+    }
+    assert_eq!(queries.len(), legacy.len());
+}
+
+/// The dashboard set `url`'s server can run: the current one where it has
+/// `toStartOfInterval`, else the legacy one.
+async fn dashboards_for(url: &str) -> &'static str {
+    let has = run_sql(
+        url,
+        "system",
+        "SELECT count() AS n FROM system.functions WHERE name = 'toStartOfInterval'",
+    )
+    .await
+    .unwrap();
+    if has
+        .rows
+        .first()
+        .is_some_and(|r| r.get("n").is_some_and(nonzero))
+    {
+        CURRENT
+    } else {
+        LEGACY
     }
 }
 
@@ -625,7 +449,8 @@ async fn write_scripted_data(ch: &ClickHouse) {
 async fn every_panel_query_runs_and_returns_rows_for_the_scripted_data() {
     let url = clickhouse_url();
     let (uid, _) = provisioned_datasource();
-    let (queries, problems) = dashboard_queries(&uid);
+    let set = dashboards_for(&url).await;
+    let (queries, problems) = dashboard_queries(set, &uid);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let ch = fresh_db(&url, "grafana");
     write_scripted_data(&ch).await;
@@ -659,9 +484,10 @@ async fn every_panel_query_runs_and_returns_rows_for_the_scripted_data() {
     assert!(queries.len() >= 30, "only {} panel queries", queries.len());
 }
 
-/// Why the dashboards bucket with `$__interval_s` and not `$__timeInterval`: the latter
-/// expands to `toStartOfInterval`, which ClickHouse 18.16 (Debian's, the test server) does
-/// not have. Where the server has it, both give the same buckets.
+/// Why there is a legacy set: `$__timeInterval` expands to `toStartOfInterval`, which
+/// ClickHouse 18.16 (Debian's, the test server) does not have. Where the server has it,
+/// both forms give the same buckets (and `query-api/tests/it/chdb.rs` compares the current
+/// set's answers on chDB with the legacy set's on 18.16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_buckets_match_the_time_interval_macro_where_the_server_has_it() {
     let url = clickhouse_url();

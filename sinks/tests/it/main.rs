@@ -5,5 +5,6 @@ mod common;
 
 mod clickhouse;
 mod grafana;
+mod grafana_macros;
 mod notify;
 mod parquet;
