@@ -110,6 +110,14 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let name = args.first().map_or("tumbling", String::as_str).to_string();
+    if name == "admit" {
+        admit(
+            args.get(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(5_000_000),
+        );
+        return;
+    }
     if name == "identities" {
         let n = args
             .get(1)
@@ -174,9 +182,11 @@ fn main() {
 
     reset_peak_rss();
     let before = rss();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let summary = runtime.block_on(processor.run_to_end()).unwrap();
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let after = rss();
     let m = summary.metrics;
     assert_eq!(m.events_in, events, "every event read");
@@ -188,11 +198,13 @@ fn main() {
     println!(
         "{{\"scenario\":\"{name}\",\"events\":{events},\"subjects\":{},\"partitions\":{PARTITIONS},\
          \"log_bytes\":{log_bytes},\"seconds\":{secs:.3},\"events_per_s\":{:.0},\
+         \"cpu_seconds\":{cpu:.2},\"events_per_cpu_s\":{:.0},\
          \"results\":{},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"hwm_before_mib\":{:.1},\
          \"hwm_mib\":{:.1},\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.1},\"dedupe\":{dedupe},\
          \"identities\":{}}}",
         sc.subjects,
         events as f64 / secs,
+        events as f64 / cpu,
         m.results_out,
         before.rss_mib,
         after.rss_mib,
@@ -206,6 +218,49 @@ fn main() {
 
 /// Memory and checkpoint bytes of one partition remembering `n` identities (ids like the
 /// ingest's, a few sources, times spread over a day).
+/// Time per `Seen::admit` alone: four partitions' states, every identity new, one per ms.
+fn admit(n: u64) {
+    use helios_pipeline::dedupe::Seen;
+    let ids: Vec<String> = (0..n).map(|i| format!("{i:016x}-{i}")).collect();
+    let mut seen: Vec<Seen> = (0..4)
+        .map(|_| Seen::new(Duration::from_secs(86_400), 1_000_000))
+        .collect();
+    let started = Instant::now();
+    let mut fresh = 0u64;
+    let cpu = cpu_seconds();
+    let prefetch = std::env::var("BENCH_PREFETCH").is_ok_and(|v| v == "on");
+    for (r, run) in ids.chunks(64).enumerate() {
+        if prefetch {
+            let mut words = 0u64;
+            for (j, id) in run.iter().enumerate() {
+                let h = helios_pipeline::dedupe::identity("bench", id);
+                words ^= seen[(r * 64 + j) % 4].prefetch(h);
+            }
+            std::hint::black_box(words);
+        }
+        for (j, id) in run.iter().enumerate() {
+            let i = r * 64 + j;
+            let time = BASE_US + i as i64 * 1000;
+            fresh += u64::from(seen[i % 4].admit("bench", id, time));
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let started = Instant::now();
+    let mut h = 0u64;
+    for id in &ids {
+        h ^= helios_pipeline::dedupe::identity("bench", id);
+    }
+    let hash_secs = started.elapsed().as_secs_f64();
+    std::hint::black_box(h);
+    println!(
+        "{{\"scenario\":\"admit\",\"events\":{n},\"fresh\":{fresh},\"ns_per_admit\":{:.1},\"cpu_ns_per_admit\":{:.1},\"ns_per_hash\":{:.1}}}",
+        secs * 1e9 / n as f64,
+        cpu * 1e9 / n as f64,
+        hash_secs * 1e9 / n as f64
+    );
+}
+
 fn identities(n: u64) {
     use helios_pipeline::dedupe::Seen;
     let before = rss();
@@ -314,6 +369,23 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 struct Rss {
     rss_mib: f64,
     hwm_mib: f64,
+}
+
+/// CPU time (user + system, all threads) of this process so far, from `/proc/self/stat`
+/// (clock ticks of 10 ms): the figure that other work on the machine does not inflate.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// VmRSS and VmHWM (peak) of this process from `/proc/self/status`.

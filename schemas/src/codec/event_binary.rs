@@ -116,6 +116,18 @@ pub fn decode_event_body_into(body: &[u8], event: &mut Event) -> Result<()> {
     Ok(())
 }
 
+/// The `source` and `id` bytes of an event body written with the built-in schema (its
+/// first two fields), without decoding the rest: the processor hashes them ahead of
+/// decoding to fetch its de-duplication filter's lines early. `None` if the body does not
+/// start with two strings; a body of another writer schema may give other bytes, which
+/// is harmless for a hint (the decision always uses the decoded event).
+pub fn peek_source_and_id(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader { buf: body, pos: 0 };
+    let id = r.bytes_slice("id").ok()?;
+    let source = r.bytes_slice("source").ok()?;
+    Some((source, id))
+}
+
 fn estimate_len(e: &Event) -> usize {
     let attrs: usize = e.attrs.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     e.id.len()
@@ -195,6 +207,16 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn str_slice(&mut self, field: &'static str) -> Result<&'a str> {
+        let bytes = self.bytes_slice(field)?;
+        std::str::from_utf8(bytes).map_err(|_| {
+            // The offset names where the string's bytes begin.
+            self.pos -= bytes.len();
+            self.err(field, "string is not UTF-8")
+        })
+    }
+
+    /// A length-prefixed run of bytes (a string's, before the UTF-8 check).
+    fn bytes_slice(&mut self, field: &'static str) -> Result<&'a [u8]> {
         let len = self.long(field)?;
         let Ok(len) = usize::try_from(len) else {
             return Err(self.err(field, "negative string length"));
@@ -204,9 +226,8 @@ impl<'a> Reader<'a> {
             _ => return Err(self.err(field, "string length runs past the end of the data")),
         };
         let bytes: &'a [u8] = &self.buf[self.pos..end];
-        let s = std::str::from_utf8(bytes).map_err(|_| self.err(field, "string is not UTF-8"))?;
         self.pos = end;
-        Ok(s)
+        Ok(bytes)
     }
 
     #[inline]

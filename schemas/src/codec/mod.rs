@@ -175,6 +175,13 @@ impl EventCodec {
         }
     }
 
+    /// The `source` and `id` bytes of a framed event, read without decoding it: a hint
+    /// for prefetching (see [`event_binary::peek_source_and_id`]), never a decision.
+    pub fn peek_source_and_id<'a>(&self, bytes: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let (_, body) = wire::split(bytes).ok()?;
+        event_binary::peek_source_and_id(body)
+    }
+
     /// Decodes a framed event, fetching an unknown writer schema from the source first.
     pub async fn decode_async(&self, bytes: &[u8]) -> Result<Event> {
         let (id, body) = wire::split(bytes)?;
