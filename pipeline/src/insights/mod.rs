@@ -22,7 +22,10 @@
 //! the operator when no more results can end before a time. (Streak days assume windows of
 //! at most a day.) A series not updated for 28 days is forgotten (its warm-up starts over).
 //!
-//! The spec has no insight settings yet; every aggregate uses [`InsightSettings::default`].
+//! Which detectors run and how sensitive they are is the aggregate's `insights` in the spec
+//! ([`InsightConfig`]): per aggregate the streak length and the trend period, per measure
+//! the anomaly threshold and minimum history and the trend's minimum change, any of them
+//! off. The defaults are the behaviour described above.
 
 use std::collections::BTreeMap;
 
@@ -38,7 +41,9 @@ const WEEK: i64 = 7 * DAY;
 /// Series not updated for this long are dropped.
 const FORGET_AFTER: i64 = 28 * DAY;
 
-/// How sensitive the detectors are. The defaults apply to every aggregate.
+/// The detectors' fixed constants, part of the checkpoint format. Only `alpha` and
+/// `min_spread` are read: thresholds, history, trend and streak settings come from the
+/// spec ([`InsightConfig`]); the other fields stay so checkpoints keep their layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InsightSettings {
     /// EWMA smoothing factor in (0, 1]: the weight of the newest window. Default 0.2.
@@ -66,6 +71,103 @@ impl Default for InsightSettings {
             trend_change: 0.5,
             streak_days: 5,
         }
+    }
+}
+
+/// The anomaly detector of one measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnomalyConfig {
+    /// |z| at or above this is an anomaly. Default 3.
+    pub threshold: f64,
+    /// Windows of a series seen before anomalies are reported. Default 10.
+    pub min_history: u64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            threshold: 3.0,
+            min_history: 10,
+        }
+    }
+}
+
+/// The trend detector of one measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendConfig {
+    /// Relative change between two periods reported as a trend (0.5 = ±50 %). Default 0.5.
+    pub min_change: f64,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        TrendConfig { min_change: 0.5 }
+    }
+}
+
+/// The detectors of one measure; `None` is off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasureConfig {
+    pub anomaly: Option<AnomalyConfig>,
+    pub trend: Option<TrendConfig>,
+}
+
+/// Which detectors run over an aggregate's results and how sensitive they are (the
+/// aggregate's `insights` in the spec). The default is what every aggregate had before
+/// the settings existed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsightConfig {
+    /// Detectors of measures without their own entry in `measures`.
+    pub default: MeasureConfig,
+    /// Per measure, resolved (the aggregate's settings with the measure's on top).
+    pub measures: BTreeMap<String, MeasureConfig>,
+    /// The trend period (µs): a calendar week from Monday 00:00 UTC by default; other
+    /// periods are counted from the same Monday, 1970-01-05.
+    pub trend_period_us: i64,
+    /// Consecutive active days reported as a streak; `None` is off. Default 5.
+    pub streak_days: Option<i64>,
+}
+
+impl Default for InsightConfig {
+    fn default() -> Self {
+        InsightConfig {
+            default: MeasureConfig {
+                anomaly: Some(AnomalyConfig::default()),
+                trend: Some(TrendConfig::default()),
+            },
+            measures: BTreeMap::new(),
+            trend_period_us: WEEK,
+            streak_days: Some(5),
+        }
+    }
+}
+
+impl InsightConfig {
+    /// Every detector off (`insights = false`).
+    pub fn off() -> Self {
+        InsightConfig {
+            default: MeasureConfig {
+                anomaly: None,
+                trend: None,
+            },
+            measures: BTreeMap::new(),
+            trend_period_us: WEEK,
+            streak_days: None,
+        }
+    }
+
+    /// The detectors of `measure`.
+    pub fn measure(&self, measure: &str) -> &MeasureConfig {
+        self.measures.get(measure).unwrap_or(&self.default)
+    }
+
+    /// Whether nothing runs at all.
+    pub fn is_off(&self) -> bool {
+        self.streak_days.is_none()
+            && [&self.default]
+                .into_iter()
+                .chain(self.measures.values())
+                .all(|m| m.anomaly.is_none() && m.trend.is_none())
     }
 }
 
@@ -111,15 +213,20 @@ pub struct InsightOperator {
     series: BTreeMap<(Group, String), Series>,
     #[serde(with = "pairs")]
     streaks: BTreeMap<Group, Streak>,
+    /// From the spec, not the checkpoint: a restored operator takes the running spec's
+    /// settings ([`InsightOperator::resume`]), so the checkpoint format is unchanged.
+    #[serde(skip)]
+    config: InsightConfig,
 }
 
-/// Week number of a time: weeks start on Monday 00:00 UTC (the epoch was a Thursday).
-fn week_of(t: i64) -> i64 {
-    t.saturating_add(3 * DAY).div_euclid(WEEK)
+/// Period number of a time: periods of `period` µs counted from Monday 1970-01-05 00:00
+/// UTC (the epoch was a Thursday), so weekly periods are calendar weeks.
+fn week_of(t: i64, period: i64) -> i64 {
+    t.saturating_add(3 * DAY).div_euclid(period)
 }
 
-fn week_start(week: i64) -> i64 {
-    week.saturating_mul(WEEK).saturating_sub(3 * DAY)
+fn week_start(week: i64, period: i64) -> i64 {
+    week.saturating_mul(period).saturating_sub(3 * DAY)
 }
 
 impl InsightOperator {
@@ -133,7 +240,20 @@ impl InsightOperator {
             weeks_checked: i64::MIN,
             series: BTreeMap::new(),
             streaks: BTreeMap::new(),
+            config: aggregate.insights.clone(),
         }
+    }
+
+    /// Takes the state of `saved` (a checkpoint's) and keeps this operator's settings.
+    pub fn resume(&mut self, saved: InsightOperator) {
+        let config = std::mem::take(&mut self.config);
+        *self = saved;
+        self.config = config;
+    }
+
+    /// The settings the detectors run with.
+    pub fn config(&self) -> &InsightConfig {
+        &self.config
     }
 
     pub fn aggregate(&self) -> &str {
@@ -148,7 +268,7 @@ impl InsightOperator {
     /// Takes one result of the aggregate. Only final results count; early ones, results
     /// of other aggregates and repeats are ignored.
     pub fn on_result(&mut self, result: &WindowResult, out: &mut Vec<Insight>) {
-        if !result.is_final || result.aggregate != self.aggregate {
+        if !result.is_final || result.aggregate != self.aggregate || self.config.is_off() {
             return;
         }
         // Results come in window-end order: every window ending before this one was seen.
@@ -158,7 +278,7 @@ impl InsightOperator {
                 self.observe(result, measure, *value, out);
             }
         }
-        if result.count > 0 {
+        if result.count > 0 && self.config.streak_days.is_some() {
             self.activity(result, out);
         }
     }
@@ -169,8 +289,9 @@ impl InsightOperator {
     pub fn next_deadline(&self) -> Option<i64> {
         let day = (!self.streaks.is_empty())
             .then(|| self.days_checked.saturating_add(1).saturating_mul(DAY));
-        let week =
-            (!self.series.is_empty()).then(|| week_start(self.weeks_checked.saturating_add(2)));
+        let period = self.config.trend_period_us;
+        let week = (!self.series.is_empty())
+            .then(|| week_start(self.weeks_checked.saturating_add(2), period));
         day.into_iter().chain(week).min().map(|progress| {
             progress
                 .max(self.progress.saturating_add(1))
@@ -186,6 +307,11 @@ impl InsightOperator {
 
     fn observe(&mut self, r: &WindowResult, measure: &str, x: f64, out: &mut Vec<Insight>) {
         let s = &self.settings;
+        let detectors = *self.config.measure(measure);
+        if detectors.anomaly.is_none() && detectors.trend.is_none() {
+            return;
+        }
+        let period = self.config.trend_period_us;
         let key = (r.group.clone(), measure.to_string());
         let series = self.series.entry(key).or_insert_with(|| Series {
             n: 0,
@@ -199,14 +325,16 @@ impl InsightOperator {
             return;
         }
         series.last_end = r.window_end;
-        if series.n >= s.warmup {
+        if let Some(anomaly) = detectors.anomaly
+            && series.n >= anomaly.min_history
+        {
             let spread = series
                 .var
                 .sqrt()
                 .max(s.min_spread * series.mean.abs())
                 .max(1e-9);
             let z = (x - series.mean) / spread;
-            if z.abs() >= s.z_threshold {
+            if z.abs() >= anomaly.threshold {
                 let summary = format!(
                     "{measure} of {} for {} was {} in the window {}–{}, {:.1} standard deviations {} its recent mean of {}",
                     self.aggregate,
@@ -251,7 +379,10 @@ impl InsightOperator {
             series.var = (1.0 - s.alpha) * (series.var + diff * incr);
         }
         series.n += 1;
-        *series.weeks.entry(week_of(r.window_start)).or_insert(0.0) += x;
+        *series
+            .weeks
+            .entry(week_of(r.window_start, period))
+            .or_insert(0.0) += x;
     }
 
     fn activity(&mut self, r: &WindowResult, out: &mut Vec<Insight>) {
@@ -279,7 +410,8 @@ impl InsightOperator {
             return;
         };
         let days = streak.last_day - streak.first_day + 1;
-        if !streak.reported && days >= self.settings.streak_days {
+        let wanted = self.config.streak_days.unwrap_or(i64::MAX);
+        if !streak.reported && days >= wanted {
             streak.reported = true;
             let streak = streak.clone();
             out.push(self.streak_insight(
@@ -320,10 +452,12 @@ impl InsightOperator {
                     out.push(self.streak_ended(&group, &streak));
                 }
             }
-            let horizon = progress.saturating_sub(FORGET_AFTER);
+            // Long trend periods keep their series for three periods.
+            let keep = FORGET_AFTER.max(self.config.trend_period_us.saturating_mul(3));
+            let horizon = progress.saturating_sub(keep);
             self.series.retain(|_, s| s.last_end >= horizon);
         }
-        let last_week_over = week_of(progress) - 1;
+        let last_week_over = week_of(progress, self.config.trend_period_us) - 1;
         if last_week_over > self.weeks_checked {
             let from = self.weeks_checked.saturating_add(1);
             self.weeks_checked = last_week_over;
@@ -333,8 +467,12 @@ impl InsightOperator {
 
     /// Compares each series' weeks in `from..=to` with the week before.
     fn trends(&mut self, from: i64, to: i64, out: &mut Vec<Insight>) {
-        let threshold = self.settings.trend_change;
+        let period = self.config.trend_period_us;
+        // A series must have data from the first seventh of the earlier period on (the
+        // first day of a week).
+        let grace = (period / 7).max(1);
         for ((group, measure), series) in &mut self.series {
+            let threshold = self.config.measure(measure).trend.map(|t| t.min_change);
             let mut weeks: Vec<i64> = series
                 .weeks
                 .keys()
@@ -345,7 +483,11 @@ impl InsightOperator {
             for week in weeks {
                 let earlier = series.weeks.get(&(week - 1)).copied().unwrap_or(0.0);
                 let this = series.weeks.get(&week).copied().unwrap_or(0.0);
-                let complete = series.first_start < week_start(week - 1).saturating_add(DAY);
+                let complete =
+                    series.first_start < week_start(week - 1, period).saturating_add(grace);
+                let Some(threshold) = threshold else {
+                    continue;
+                };
                 if earlier <= 0.0 || !complete {
                     continue;
                 }
@@ -353,7 +495,12 @@ impl InsightOperator {
                 if change.abs() < threshold {
                     continue;
                 }
-                let (start, end) = (week_start(week), week_start(week + 1));
+                let (start, end) = (week_start(week, period), week_start(week + 1, period));
+                let when = if period == WEEK {
+                    format!("the week of {}", date(start.div_euclid(DAY)))
+                } else {
+                    format!("the {} from {}", span(period), time(start))
+                };
                 out.push(Insight {
                     id: insight_id("trend", &self.aggregate, group, measure, start, end),
                     kind: InsightKind::Trend,
@@ -365,14 +512,18 @@ impl InsightOperator {
                     value: this,
                     score: change,
                     summary: format!(
-                        "{measure} of {} for {}: {} in the week of {}, {}{:.0} % against {} the week before",
+                        "{measure} of {} for {}: {} in {when}, {}{:.0} % against {} the {} before",
                         self.aggregate,
                         describe(group),
                         num(this),
-                        date(start.div_euclid(DAY)),
                         if change > 0.0 { "+" } else { "" },
                         change * 100.0,
                         num(earlier),
+                        if period == WEEK {
+                            "week".to_string()
+                        } else {
+                            span(period)
+                        },
                     ),
                     at: end,
                 });
@@ -452,6 +603,11 @@ fn describe(group: &Group) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A period in words, e.g. `1day` or `6h`.
+fn span(us: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_micros(us.max(0) as u64)).to_string()
 }
 
 /// Integers without decimals, other numbers with two.

@@ -35,12 +35,14 @@ allowed_lateness = "5m"
 [[aggregate]]
 name = "pushes"
 window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["subject"]
 measures = { commits = "sum(value)" }
 emit_every = "1m"
 
 [[aggregate]]
 name = "sessions"
 window = { type = "session", gap = "15m" }
+group_by = ["subject"]
 measures = { n = "count(*)" }
 
 [[rule]]
@@ -64,6 +66,7 @@ within = "30m"
 name = "quiet"
 type = "absence"
 where = "kind = 'heartbeat'"
+per = ["subject"]
 within = "5m"
 
 [[webhook]]

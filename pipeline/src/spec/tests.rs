@@ -38,6 +38,7 @@ allowed_lateness = "5m"
 [[aggregate]]
 name = "pushes"
 window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["subject"]
 measures = { commits = "sum(value)" }
 emit_every = "1m"
 
@@ -107,7 +108,7 @@ fn good_spec_parses() {
     assert_eq!(spec.sources.len(), 1);
     assert_eq!(
         (spec.sources[0].line, spec.sources[0].value.name.as_str()),
-        (37, "web")
+        (38, "web")
     );
 }
 
