@@ -266,18 +266,36 @@ fn a_detector_turned_off_or_a_higher_threshold_changes_what_is_reported() {
     assert_eq!(of_kind(&default, InsightKind::Anomaly).len(), 1);
     let score = of_kind(&default, InsightKind::Anomaly)[0].score;
 
-    let off = feed(&mut tuned("[aggregate.insights]\nanomaly = false"), &results);
+    let off = feed(
+        &mut tuned("[aggregate.insights]\nanomaly = false"),
+        &results,
+    );
     assert!(of_kind(&off, InsightKind::Anomaly).is_empty(), "{off:#?}");
-    let measure_off = feed(&mut tuned("[aggregate.insights]\nmeasures.n = false"), &results);
+    let measure_off = feed(
+        &mut tuned("[aggregate.insights]\nmeasures.n = false"),
+        &results,
+    );
     assert!(of_kind(&measure_off, InsightKind::Anomaly).is_empty());
     let all_off = feed(&mut tuned("insights = false"), &results);
     assert!(all_off.is_empty(), "{all_off:#?}");
 
-    let above = format!("[aggregate.insights]\nanomaly = {{ threshold = {} }}", score.abs() + 0.1);
+    let above = format!(
+        "[aggregate.insights]\nanomaly = {{ threshold = {} }}",
+        score.abs() + 0.1
+    );
     let higher = feed(&mut tuned(&above), &results);
-    assert!(of_kind(&higher, InsightKind::Anomaly).is_empty(), "{higher:#?}");
-    let below = format!("[aggregate.insights]\nanomaly = {{ threshold = {} }}", score.abs() - 0.1);
-    assert_eq!(of_kind(&feed(&mut tuned(&below), &results), InsightKind::Anomaly).len(), 1);
+    assert!(
+        of_kind(&higher, InsightKind::Anomaly).is_empty(),
+        "{higher:#?}"
+    );
+    let below = format!(
+        "[aggregate.insights]\nanomaly = {{ threshold = {} }}",
+        score.abs() - 0.1
+    );
+    assert_eq!(
+        of_kind(&feed(&mut tuned(&below), &results), InsightKind::Anomaly).len(),
+        1
+    );
 
     // Longer history wanted than the spike had: nothing; shorter: the inside-warm-up spike too.
     let late = feed(
@@ -324,7 +342,11 @@ fn streak_length_and_trend_period_follow_the_settings() {
     let trends = of_kind(&out, InsightKind::Trend);
     assert_eq!(trends.len(), 1, "{trends:#?}");
     assert_eq!(
-        (trends[0].window_start, trends[0].window_end, trends[0].score),
+        (
+            trends[0].window_start,
+            trends[0].window_end,
+            trends[0].score
+        ),
         (MONDAY + DAY, MONDAY + 2 * DAY, 1.0)
     );
     assert_eq!(

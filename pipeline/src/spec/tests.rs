@@ -566,5 +566,8 @@ measures.n = { trend = { window = "7d" } }
          group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = \"off\"\n",
     );
     assert_eq!((wrong[0].0, wrong[0].1), (6, 12), "{wrong:?}");
-    assert!(wrong[0].2.contains("`true`, `false` or a table"), "{wrong:?}");
+    assert!(
+        wrong[0].2.contains("`true`, `false` or a table"),
+        "{wrong:?}"
+    );
 }
