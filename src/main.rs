@@ -55,6 +55,7 @@ enum Command {
     Migrate(commands::migrate::MigrateArgs),
     Run(commands::run::RunArgs),
     Validate(commands::validate::ValidateArgs),
+    Backtest(commands::backtest::BacktestArgs),
     Keys(commands::keys::KeysArgs),
     Serve(commands::serve::ServeArgs),
 }
@@ -97,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Run(args) => commands::run::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
+            Command::Backtest(args) => commands::backtest::run(args).await,
             Command::Keys(args) => commands::keys::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
         }
