@@ -267,6 +267,32 @@ async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_da
             )),
         "{text}"
     );
+
+    // With --from the records are copied into the scratch log first: the same alerts.
+    // With --to before anything was stored, nothing is read.
+    let backtest = |range: &[&str]| -> Value {
+        let out = std::process::Command::new(BIN)
+            .args(["backtest", "--spec", new.to_str().unwrap()])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args(["--format", "json", "--limit", "1000"])
+            .args(range)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let copied = backtest(&["--from", "2000-01-01T00:00:00Z"]);
+    assert_eq!(copied["source"]["copied"], true);
+    assert_eq!(copied["source"]["events"], events.len() as u64);
+    assert_eq!(alerts(&copied["rules"][0]["alerts"]), with_two);
+    let none = backtest(&["--to", "2000-01-01T00:00:00Z"]);
+    assert_eq!(none["source"]["events"], 0, "{none:#}");
+    assert_eq!(none["source"]["skipped"], events.len() as u64);
+    assert_eq!(none["rules"], json!([]));
     assert_eq!(hash_tree(&data), before);
 }
 

@@ -37,12 +37,88 @@ pub struct SourceInfo {
     pub skipped: u64,
     /// Time spent reading and copying.
     pub seconds: f64,
+    /// Whether the events were copied into the scratch log (else read in place).
+    pub copied: bool,
 }
 
 /// The copied events and the codec the processor decodes them with.
 pub struct Copied {
     pub codec: Arc<EventCodec>,
     pub info: SourceInfo,
+}
+
+/// The codec for the events of `topic`, read in place: the schema id of its first event.
+/// A throw-away consumer that never commits looks; `None` when the topic is empty.
+pub async fn peek(
+    source: &Log,
+    registry: Arc<dyn SchemaSource>,
+    topic: &str,
+) -> anyhow::Result<(Arc<EventCodec>, SourceInfo)> {
+    let started = Instant::now();
+    let described = source
+        .admin()
+        .describe_topic(topic)
+        .await
+        .with_context(|| format!("describing the topic `{topic}` (see `helios topics`)"))?;
+    let mut remaining: BTreeMap<u32, u64> = described
+        .partitions
+        .iter()
+        .filter(|p| p.end_offset > p.start_offset)
+        .map(|p| (p.partition, p.end_offset))
+        .collect();
+    let records: u64 = described
+        .partitions
+        .iter()
+        .map(|p| p.end_offset - p.start_offset)
+        .sum();
+    let info = SourceInfo {
+        what: format!(
+            "{topic} ({} partitions, read in place)",
+            described.partitions.len()
+        ),
+        events: records,
+        ..SourceInfo::default()
+    };
+    let mut consumer = source
+        .consumer(
+            &[topic],
+            ConsumerConfig::new(unique_group("peek")).offset_reset(OffsetReset::Earliest),
+        )
+        .await
+        .with_context(|| format!("reading `{topic}`"))?;
+    let mut id = None;
+    while id.is_none() && !remaining.is_empty() {
+        for rec in consumer
+            .poll(64, Duration::from_millis(200))
+            .await
+            .with_context(|| format!("reading `{topic}`"))?
+        {
+            if rec.offset + 1 >= remaining.get(&rec.partition).copied().unwrap_or(0) {
+                remaining.remove(&rec.partition);
+            }
+            if watermark_mark::read(&rec.headers).is_none()
+                && let Ok((found, _)) = wire::split(&rec.value)
+            {
+                id = Some(found);
+                break;
+            }
+        }
+    }
+    let codec = match id {
+        Some(id) => event_codec(id, registry).await?,
+        None => EventCodec::with_source(0, registry),
+    };
+    let mut info = info;
+    info.seconds = started.elapsed().as_secs_f64();
+    Ok((Arc::new(codec), info))
+}
+
+/// A consumer group name no other reader has: the live log's groups stay as they are.
+pub fn unique_group(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("helios-backtest-{what}-{}-{nanos}", std::process::id())
 }
 
 /// Copies the records of `topic` on `source` (stored from `from` to `to`, ms) into
@@ -84,20 +160,17 @@ pub async fn from_log(
         .map(|p| p.end_offset - p.start_offset)
         .sum();
     let bar = progress.bar("reading", total);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let group = format!("helios-backtest-{}-{nanos}", std::process::id());
     let mut consumer = source
         .consumer(
             &[topic],
-            ConsumerConfig::new(group).offset_reset(OffsetReset::Earliest),
+            ConsumerConfig::new(unique_group("copy")).offset_reset(OffsetReset::Earliest),
         )
         .await
         .with_context(|| format!("reading `{topic}`"))?;
     let producer = dest.producer();
     let mut info = SourceInfo {
         what: format!("{topic} ({partitions} partitions)"),
+        copied: true,
         ..SourceInfo::default()
     };
     let mut event_id = None;
@@ -125,7 +198,7 @@ pub async fn from_log(
             }
             if to.is_some_and(|t| rec.timestamp_ms > t) {
                 // Timestamps grow along a partition: the rest is later still.
-                info.skipped += 1;
+                info.skipped += end - rec.offset;
                 remaining.remove(&rec.partition);
                 continue;
             }
@@ -218,6 +291,7 @@ pub async fn from_file(
     );
     let mut info = SourceInfo {
         what: name.clone(),
+        copied: true,
         ..SourceInfo::default()
     };
     let mut batch = Vec::with_capacity(COPY_BATCH);

@@ -11,6 +11,7 @@
 
 mod input;
 mod report;
+mod split;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,14 +195,23 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let scratch_log = embedded.log();
     let progress = Progress::new(args.quiet);
 
-    let copied = match &args.events {
+    // Where the processors read: the scratch log (events copied there), or the live
+    // topic in place (no copy) when every stored record is wanted.
+    let (log, topic, codec, info) = match &args.events {
         Some(file) => {
-            let admin = scratch_log.admin();
-            admin
+            scratch_log
+                .admin()
                 .create_topic(&TopicSpec::new(EVENTS, args.partitions))
                 .await
                 .context("creating the scratch events topic")?;
-            input::from_file(file, &scratch_log, EVENTS, args.from, args.to, &progress).await?
+            let copied =
+                input::from_file(file, &scratch_log, EVENTS, args.from, args.to, &progress).await?;
+            (
+                scratch_log.clone(),
+                EVENTS.to_string(),
+                copied.codec,
+                copied.info,
+            )
         }
         None => {
             let backend = args.log.resolve()?;
@@ -211,17 +221,29 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| backend.topics.name(EVENTS));
             let source = backend.open_log().await?;
             let registry = backend.open_registry()?;
-            input::from_log(
-                &source,
-                registry,
-                &topic,
-                args.from,
-                args.to,
-                &scratch_log,
-                EVENTS,
-                &progress,
-            )
-            .await?
+            if args.from.is_some() || args.to.is_some() {
+                let copied = input::from_log(
+                    &source,
+                    registry,
+                    &topic,
+                    args.from,
+                    args.to,
+                    &scratch_log,
+                    EVENTS,
+                    &progress,
+                )
+                .await?;
+                (
+                    scratch_log.clone(),
+                    EVENTS.to_string(),
+                    copied.codec,
+                    copied.info,
+                )
+            } else {
+                let (codec, info) = input::peek(&source, registry, &topic).await?;
+                let log = split::split(source, &topic, scratch_log.clone());
+                (log, topic, codec, info)
+            }
         }
     };
     embedded.flush().context("flushing the scratch log")?;
@@ -233,9 +255,12 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
         let summary = run_spec(
             role,
             spec.processor,
-            &scratch_log,
+            Input {
+                log: &log,
+                topic: &topic,
+                codec: codec.clone(),
+            },
             &scratch.0.join("state"),
-            copied.codec.clone(),
             max_future,
             args.batch as usize,
             &progress,
@@ -246,7 +271,7 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
     embedded.flush().context("flushing the scratch log")?;
     progress.finish();
 
-    let mut report = Report::new(args.limit, copied.info.clone());
+    let mut report = Report::new(args.limit, info);
     for (role, summary) in &sides {
         report.add_run(role, summary);
     }
@@ -323,22 +348,29 @@ fn topics(role: &str) -> SideTopics {
     }
 }
 
-/// Runs one spec over the scratch events to their end.
-#[allow(clippy::too_many_arguments)]
+/// Where a processor reads its events, and how it decodes them.
+struct Input<'a> {
+    log: &'a Log,
+    topic: &'a str,
+    codec: Arc<EventCodec>,
+}
+
+/// Runs one spec over the events to their end.
 async fn run_spec(
     role: &str,
     spec: ProcessorSpec,
-    log: &Log,
+    input: Input<'_>,
     state: &Path,
-    events: Arc<EventCodec>,
     max_future: Duration,
     batch: usize,
     progress: &Progress,
 ) -> anyhow::Result<RunSummary> {
-    let group = format!("backtest-{role}");
+    // Unique: on Kafka the live topic is read under this group (never committed).
+    let group = input::unique_group(role);
+    let log = input.log;
     let t = topics(role);
     let mut config = ProcessorConfig::new(group.clone(), spec.watermark);
-    config.events_topic = EVENTS.into();
+    config.events_topic = input.topic.to_string();
     config.aggregates_topic = t.aggregates;
     config.alerts_topic = t.alerts;
     config.insights_topic = t.insights;
@@ -350,7 +382,7 @@ async fn run_spec(
     // One checkpoint at the end: nothing resumes a backtest.
     config.checkpoint_interval = Duration::from_secs(24 * 3600);
     let codecs = Codecs {
-        events,
+        events: input.codec,
         results: RecordCodec::new(RESULT_ID),
         dead_letters: RecordCodec::new(DEAD_LETTER_ID),
     };
@@ -369,7 +401,7 @@ async fn run_spec(
         .context("creating the scratch output topics")?;
     let total = log
         .admin()
-        .describe_topic(EVENTS)
+        .describe_topic(input.topic)
         .await?
         .partitions
         .iter()

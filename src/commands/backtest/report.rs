@@ -581,6 +581,7 @@ impl Report {
             "baseline": self.baseline,
             "source": {
                 "read": self.source.what,
+                "copied": self.source.copied,
                 "events": self.source.events,
                 "watermark_marks": self.source.marks,
                 "skipped": self.source.skipped,
@@ -613,11 +614,19 @@ impl Report {
         let s = &self.source;
         let _ = writeln!(
             o,
-            "Read {} events from {} in {:.2} s ({}/s){}{}{}",
+            "{} {} records from {}{}{}{}{}",
+            if s.copied { "Copied" } else { "Reading" },
             s.events,
             s.what,
-            s.seconds,
-            human(rate(s.events, s.seconds)),
+            if s.copied {
+                format!(
+                    " in {:.2} s ({}/s)",
+                    s.seconds,
+                    human(rate(s.events, s.seconds))
+                )
+            } else {
+                String::new()
+            },
             if s.marks > 0 {
                 format!(", {} watermark marks", s.marks)
             } else {
