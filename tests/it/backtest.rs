@@ -335,3 +335,79 @@ fn a_file_of_events_backtests_without_a_running_helios() {
     assert_eq!(report["aggregates"][0]["windows"], 1);
     assert_eq!(report["aggregates"][0]["events"], 3);
 }
+
+/// Insight settings change what a backtest sees: the baseline's detectors find the spike,
+/// the new spec's higher anomaly threshold does not, and the report says it is removed.
+#[test]
+fn a_higher_anomaly_threshold_removes_the_anomaly_in_a_backtest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aggregate = |insights: &str| {
+        format!(
+            "[[aggregate]]\nname = \"hourly\"\nwindow = {{ type = \"tumbling\", size = \"1h\" }}\n\
+             group_by = [\"subject\"]\nmeasures = {{ n = \"count(*)\" }}\n{insights}\n"
+        )
+    };
+    let current = tmp.path().join("current.toml");
+    let new = tmp.path().join("new.toml");
+    std::fs::write(&current, aggregate("")).unwrap();
+    std::fs::write(
+        &new,
+        aggregate("[aggregate.insights]\nanomaly = { threshold = 50 }"),
+    )
+    .unwrap();
+    // 20 hours of about 10 events an hour, 40 in hour 15, then one event hours later that
+    // closes every window.
+    let mut lines = String::new();
+    let noise = [0, 1, -1, 2, -2, 1];
+    for hour in 0..20i64 {
+        let n = if hour == 15 {
+            40
+        } else {
+            10 + noise[hour as usize % 6]
+        };
+        for i in 0..n {
+            let t = START_US + hour * W_US + i * 60_000_000;
+            lines.push_str(&format!(
+                "{{\"specversion\":\"1.0\",\"id\":\"{hour}-{i}\",\"source\":\"app\",\"type\":\"request\",\"subject\":\"api\",\"time\":\"{}\"}}\n",
+                rfc3339(t)
+            ));
+        }
+    }
+    lines.push_str(&format!(
+        "{{\"specversion\":\"1.0\",\"id\":\"end\",\"source\":\"app\",\"type\":\"request\",\"subject\":\"api\",\"time\":\"{}\"}}\n",
+        rfc3339(START_US + 30 * W_US)
+    ));
+    let file = tmp.path().join("requests.ndjson");
+    std::fs::write(&file, lines).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["backtest", "--spec", new.to_str().unwrap()])
+        .args(["--baseline", current.to_str().unwrap()])
+        .args(["--events", file.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let anomaly = report["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["detector"] == "anomaly")
+        .unwrap();
+    assert_eq!(anomaly["count"], 0, "{anomaly:#}");
+    assert_eq!(anomaly["baseline_count"], 1, "{anomaly:#}");
+    let removed = anomaly["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(
+        removed[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("n of hourly for subject=api was 40 in the window 2024-01-01 15:00"),
+        "{removed:#?}"
+    );
+    // The windows themselves are the same.
+    assert_eq!(report["aggregates"][0]["baseline"]["differing"], 0);
+}
