@@ -112,17 +112,11 @@ fn alerts(list: &Value) -> BTreeMap<(String, i64), i64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_data_dir_as_it_was() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let current = tmp.path().join("current.toml");
-    let new = tmp.path().join("new.toml");
-    std::fs::write(&current, spec(3)).unwrap();
-    std::fs::write(&new, spec(2)).unwrap();
-
-    // Six hours of CI runs of three projects, about half of them failing, at distinct
-    // seconds (no run exactly an hour after a failure, so no two rule instants coincide).
+/// Six hours of CI runs of three projects, about half of them failing, at distinct
+/// seconds (no run exactly an hour after a failure, so no two rule instants coincide), in
+/// time order, then a later event per project that moves each partition's watermark past
+/// every alert. The failures' times per project.
+fn ci_runs() -> (Vec<Value>, BTreeMap<String, Vec<i64>>) {
     let mut rng = StdRng::seed_from_u64(15);
     let mut events = Vec::new();
     let mut failures: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -159,6 +153,19 @@ async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_da
             "type": "deploy", "subject": subject, "time": rfc3339(START_US + 48 * W_US)}),
         );
     }
+    (events, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_data_dir_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let current = tmp.path().join("current.toml");
+    let new = tmp.path().join("new.toml");
+    std::fs::write(&current, spec(3)).unwrap();
+    std::fs::write(&new, spec(2)).unwrap();
+
+    let (events, failures) = ci_runs();
     let server = Helios::up(&data, &["--spec", current.to_str().unwrap()]).await;
     let resp = server.post_events(&Value::Array(events.clone())).await;
     assert_eq!(resp.status(), 202);
@@ -410,4 +417,125 @@ fn a_higher_anomaly_threshold_removes_the_anomaly_in_a_backtest() {
     );
     // The windows themselves are the same.
     assert_eq!(report["aggregates"][0]["baseline"]["differing"], 0);
+}
+
+/// The same backtest over a Kafka topic (tansu) written by `helios run ingest`: the alerts
+/// a batch computation predicts, and the live topics, their offsets and the consumer
+/// groups' committed offsets unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
+    use crate::common::roles::{Role, service, wait_http};
+    use crate::common::{api_key, free_addr};
+
+    let kafka = service("HELIOS_TEST_KAFKA", "a Kafka-protocol broker (tansu)");
+    let run = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let prefix = format!("backtest_{run}.");
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("current.toml");
+    let new = dir.path().join("new.toml");
+    std::fs::write(&current, spec(3)).unwrap();
+    std::fs::write(&new, spec(2)).unwrap();
+    let config = dir.path().join("helios-backend.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{kafka}\"\nrequest_timeout_ms = 20000\n\n\
+             [topics]\nprefix = \"{prefix}\"\npartitions = 4\n"
+        ),
+    )
+    .unwrap();
+    let ingest_dir = dir.path().join("ingest");
+    let key = api_key(&ingest_dir);
+    let addr = free_addr();
+    let mut ingest = Role::start(
+        "ingest",
+        dir.path(),
+        &[
+            "run",
+            "ingest",
+            "--spec",
+            current.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            ingest_dir.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    wait_http(&client, &format!("http://{addr}/healthz"), &mut ingest).await;
+    let (events, failures) = ci_runs();
+    let resp = client
+        .post(format!("http://{addr}/v1/events"))
+        .bearer_auth(&key)
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Value::Array(events.clone()).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+
+    let topic = format!("{prefix}helios.events");
+    let registry = format!("http://{addr}");
+    let describe = || {
+        let out = std::process::Command::new(BIN)
+            .args(["topics", "--kafka", &kafka, "describe", &topic])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = describe();
+    let out = std::process::Command::new(BIN)
+        .args(["backtest", "--spec", new.to_str().unwrap()])
+        .args(["--baseline", current.to_str().unwrap()])
+        .args(["--kafka", &kafka, "--topic", &topic])
+        .args(["--registry", &registry, "--registry-key", &key])
+        .args(["--format", "json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["source"]["events"],
+        events.len() as u64,
+        "{report:#}"
+    );
+    let rule = &report["rules"][0];
+    let (with_two, with_three) = (predict(&failures, 2), predict(&failures, 3));
+    assert_eq!(alerts(&rule["alerts"]), with_two);
+    assert_eq!(rule["baseline"]["fired"], with_three.len());
+    assert_eq!(
+        alerts(&rule["removed"]).len(),
+        with_three
+            .keys()
+            .filter(|k| !with_two.contains_key(*k))
+            .count()
+    );
+    // The live topic is as it was, and no scratch topic was created next to it.
+    assert_eq!(describe(), before);
+    let listed = std::process::Command::new(BIN)
+        .args(["topics", "--kafka", &kafka, "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(!listed.contains("backtest."), "{listed}");
+    drop(ingest);
 }
