@@ -294,26 +294,20 @@ pub async fn from_file(
         copied: true,
         ..SourceInfo::default()
     };
-    let mut batch = Vec::with_capacity(COPY_BATCH);
-    let mut encoded = Vec::with_capacity(256);
+    let mut batch = Encoded::default();
     let problem = |info: &mut SourceInfo, line: usize, why: &str| {
         info.rejected += 1;
         if info.rejected as usize <= SHOWN_PROBLEMS {
             warn!(file = %name, line, reason = why, "Skipping a line that is not an event.");
         }
     };
-    let mut accept = |event: &Event, info: &mut SourceInfo, batch: &mut Vec<Record>| {
+    let accept = |event: &Event, info: &mut SourceInfo, batch: &mut Encoded| {
         if from_us.is_some_and(|f| event.time < f) || to_us.is_some_and(|t| event.time > t) {
             info.skipped += 1;
             return;
         }
         info.events += 1;
-        encoded.clear();
-        codec.encode_into(event, &mut encoded);
-        batch.push(Record::keyed(
-            Bytes::copy_from_slice(event.subject.as_bytes()),
-            Bytes::copy_from_slice(&encoded),
-        ));
+        batch.push(&codec, event);
     };
     let mut line = String::new();
     let mut number = 0usize;
@@ -371,8 +365,8 @@ pub async fn from_file(
             chunk.clear();
             chunk_lines.clear();
         }
-        if batch.len() >= COPY_BATCH || (at_end && !batch.is_empty()) {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(COPY_BATCH));
+        if batch.len() >= COPY_BATCH || (at_end && batch.len() > 0) {
+            let full = batch.take();
             producer
                 .append(dest_topic, full)
                 .await
@@ -391,6 +385,41 @@ pub async fn from_file(
         codec: Arc::new(EventCodec::new(FILE_EVENT_ID)),
         info,
     })
+}
+
+/// Encoded events of one append: their keys (subjects) and values in two buffers, so a
+/// batch costs two allocations, not two per event.
+#[derive(Default)]
+struct Encoded {
+    keys: Vec<u8>,
+    values: Vec<u8>,
+    /// (end of the key, end of the value) of each event.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Encoded {
+    fn push(&mut self, codec: &EventCodec, event: &Event) {
+        self.keys.extend_from_slice(event.subject.as_bytes());
+        codec.encode_into(event, &mut self.values);
+        self.ends.push((self.keys.len(), self.values.len()));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The records, keyed by subject; empties the batch.
+    fn take(&mut self) -> Vec<Record> {
+        let keys = Bytes::from(std::mem::take(&mut self.keys));
+        let values = Bytes::from(std::mem::take(&mut self.values));
+        let mut out = Vec::with_capacity(self.ends.len());
+        let (mut key, mut value) = (0, 0);
+        for (k, v) in self.ends.drain(..) {
+            out.push(Record::keyed(keys.slice(key..k), values.slice(value..v)));
+            (key, value) = (k, v);
+        }
+        out
+    }
 }
 
 /// The columns of a CSV file of events.

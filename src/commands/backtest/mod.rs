@@ -269,7 +269,6 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
         sides.push((role, summary));
     }
     embedded.flush().context("flushing the scratch log")?;
-    progress.finish();
 
     let mut report = Report::new(args.limit, info);
     for (role, summary) in &sides {
@@ -451,6 +450,4 @@ impl Progress {
         );
         bar
     }
-
-    fn finish(&self) {}
 }
