@@ -7,8 +7,10 @@
 //! A *series* is one measure of one group of the aggregate.
 //!
 //! - **Anomaly** (per series): an exponentially weighted mean and variance of the measure
-//!   over its windows. After `warmup` windows, a value whose z-score against the mean and
-//!   variance *before* it reaches `z_threshold` is reported; every value then updates them.
+//!   over its windows. After `min_history` windows, a value whose z-score against the mean
+//!   and variance *before* it reaches `threshold` is reported; every value then updates
+//!   them. With the MAD method the score is 0.6745 × (x − median) / MAD over the series'
+//!   latest `history` values before it instead.
 //! - **Trend** (per series): the sum of the measure over the windows that start in a
 //!   calendar week (Monday 00:00 UTC) against the week before. Reported once the week is
 //!   over when the relative change reaches `trend_change`, and the series had data from the
@@ -74,22 +76,88 @@ impl Default for InsightSettings {
     }
 }
 
+/// How the anomaly detector scores a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyMethod {
+    /// Against the exponentially weighted mean and standard deviation of the series.
+    ZScore,
+    /// Against the median of the series' last `history` values and their median absolute
+    /// deviation (MAD): 0.6745 × (x − median) / MAD, robust to earlier outliers.
+    Mad,
+}
+
+impl AnomalyMethod {
+    /// The threshold when the spec names the method but no threshold: 3 standard
+    /// deviations; 3.5 for the MAD score (Iglewicz and Hoaglin).
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            AnomalyMethod::ZScore => 3.0,
+            AnomalyMethod::Mad => 3.5,
+        }
+    }
+}
+
 /// The anomaly detector of one measure.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnomalyConfig {
-    /// |z| at or above this is an anomaly. Default 3.
+    /// Default z-score.
+    pub method: AnomalyMethod,
+    /// |score| at or above this is an anomaly. Default 3 (z-score), 3.5 (MAD).
     pub threshold: f64,
     /// Windows of a series seen before anomalies are reported. Default 10.
     pub min_history: u64,
+    /// Values the MAD method keeps per series (the latest). Default 30.
+    pub history: u64,
 }
 
 impl Default for AnomalyConfig {
     fn default() -> Self {
         AnomalyConfig {
+            method: AnomalyMethod::ZScore,
             threshold: 3.0,
             min_history: 10,
+            history: 30,
         }
     }
+}
+
+/// The measure name of the companion series that keeps a series' latest values for the
+/// MAD method (in `weeks`, by sequence number). A companion entry of the same map keeps
+/// the checkpoint layout of the operator unchanged; `\0` cannot start a measure name.
+fn recent_name(measure: &str) -> String {
+    format!("\0recent\0{measure}")
+}
+
+fn is_companion(measure: &str) -> bool {
+    measure.starts_with('\0')
+}
+
+/// Median of a non-empty, sorted slice.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// The MAD score of `x` against `recent` (values in order), and the median; `None`
+/// without values. A MAD of zero (a flat series) is floored at `min_spread` × |median|
+/// like the z-score's spread, so a flat series does not turn every move into an anomaly.
+fn mad_score(recent: &BTreeMap<i64, f64>, x: f64, min_spread: f64) -> Option<(f64, f64)> {
+    if recent.is_empty() {
+        return None;
+    }
+    let mut values: Vec<f64> = recent.values().copied().collect();
+    values.sort_by(f64::total_cmp);
+    let m = median(&values);
+    let mut deviations: Vec<f64> = values.iter().map(|v| (v - m).abs()).collect();
+    deviations.sort_by(f64::total_cmp);
+    let mad = median(&deviations)
+        .max(min_spread * m.abs() * 0.6745)
+        .max(1e-9);
+    Some((0.6745 * (x - m) / mad, m))
 }
 
 /// The trend detector of one measure.
@@ -262,7 +330,7 @@ impl InsightOperator {
 
     /// Series currently tracked (for metrics and memory bounds).
     pub fn series(&self) -> usize {
-        self.series.len()
+        self.series.keys().filter(|(_, m)| !is_companion(m)).count()
     }
 
     /// Takes one result of the aggregate. Only final results count; early ones, results
@@ -307,13 +375,14 @@ impl InsightOperator {
 
     fn observe(&mut self, r: &WindowResult, measure: &str, x: f64, out: &mut Vec<Insight>) {
         let s = &self.settings;
+        let (alpha, min_spread) = (s.alpha, s.min_spread);
         let detectors = *self.config.measure(measure);
         if detectors.anomaly.is_none() && detectors.trend.is_none() {
             return;
         }
         let period = self.config.trend_period_us;
         let key = (r.group.clone(), measure.to_string());
-        let series = self.series.entry(key).or_insert_with(|| Series {
+        let series = self.series.entry(key.clone()).or_insert_with(|| Series {
             n: 0,
             mean: 0.0,
             var: 0.0,
@@ -325,18 +394,28 @@ impl InsightOperator {
             return;
         }
         series.last_end = r.window_end;
+        let (n, mean, var) = (series.n, series.mean, series.var);
+        let mad = detectors.anomaly.filter(|a| a.method == AnomalyMethod::Mad);
+        let recent_key = mad.map(|_| (r.group.clone(), recent_name(measure)));
         if let Some(anomaly) = detectors.anomaly
-            && series.n >= anomaly.min_history
+            && n >= anomaly.min_history
         {
-            let spread = series
-                .var
-                .sqrt()
-                .max(s.min_spread * series.mean.abs())
-                .max(1e-9);
-            let z = (x - series.mean) / spread;
-            if z.abs() >= anomaly.threshold {
+            let scored = match anomaly.method {
+                AnomalyMethod::ZScore => {
+                    let spread = var.sqrt().max(min_spread * mean.abs()).max(1e-9);
+                    Some(((x - mean) / spread, mean, "standard deviations", "mean"))
+                }
+                AnomalyMethod::Mad => recent_key
+                    .as_ref()
+                    .and_then(|k| self.series.get(k))
+                    .and_then(|c| mad_score(&c.weeks, x, min_spread))
+                    .map(|(z, m)| (z, m, "median absolute deviations", "median")),
+            };
+            if let Some((z, center, unit, center_name)) = scored
+                && z.abs() >= anomaly.threshold
+            {
                 let summary = format!(
-                    "{measure} of {} for {} was {} in the window {}–{}, {:.1} standard deviations {} its recent mean of {}",
+                    "{measure} of {} for {} was {} in the window {}–{}, {:.1} {unit} {} its recent {center_name} of {}",
                     self.aggregate,
                     describe(&r.group),
                     num(x),
@@ -344,7 +423,7 @@ impl InsightOperator {
                     time(r.window_end),
                     z.abs(),
                     if z > 0.0 { "above" } else { "below" },
-                    num(series.mean),
+                    num(center),
                 );
                 out.push(Insight {
                     id: insight_id(
@@ -368,15 +447,34 @@ impl InsightOperator {
                 });
             }
         }
+        if let (Some(anomaly), Some(recent_key)) = (mad, recent_key) {
+            let companion = self.series.entry(recent_key).or_insert_with(|| Series {
+                n: 0,
+                mean: 0.0,
+                var: 0.0,
+                last_end: i64::MIN,
+                first_start: r.window_start,
+                weeks: BTreeMap::new(),
+            });
+            companion.last_end = r.window_end;
+            companion.weeks.insert(companion.n as i64, x);
+            companion.n += 1;
+            while companion.weeks.len() as u64 > anomaly.history {
+                companion.weeks.pop_first();
+            }
+        }
+        let Some(series) = self.series.get_mut(&key) else {
+            return;
+        };
         // West's incremental EWMA of mean and variance.
         if series.n == 0 {
             series.mean = x;
             series.var = 0.0;
         } else {
             let diff = x - series.mean;
-            let incr = s.alpha * diff;
+            let incr = alpha * diff;
             series.mean += incr;
-            series.var = (1.0 - s.alpha) * (series.var + diff * incr);
+            series.var = (1.0 - alpha) * (series.var + diff * incr);
         }
         series.n += 1;
         *series
@@ -472,6 +570,9 @@ impl InsightOperator {
         // first day of a week).
         let grace = (period / 7).max(1);
         for ((group, measure), series) in &mut self.series {
+            if is_companion(measure) {
+                continue;
+            }
             let threshold = self.config.measure(measure).trend.map(|t| t.min_change);
             let mut weeks: Vec<i64> = series
                 .weeks

@@ -22,7 +22,7 @@ use diagnostics::Collector;
 pub use diagnostics::{Diagnostic, Diagnostics};
 
 use crate::expr::{AggregateFn, Expr, GroupKeyExpr, compile_group_key, compile_measure};
-use crate::insights::{AnomalyConfig, InsightConfig, MeasureConfig, TrendConfig};
+use crate::insights::{AnomalyConfig, AnomalyMethod, InsightConfig, MeasureConfig, TrendConfig};
 
 /// A validated spec.
 #[derive(Debug)]
@@ -753,6 +753,8 @@ fn is_subject(source: &str) -> bool {
 
 /// The longest trend period: a series is kept for three of them.
 const MAX_TREND_PERIOD: Duration = Duration::from_secs(366 * 86_400);
+/// The most values the MAD method keeps per series.
+const MAX_MAD_HISTORY: u64 = 1000;
 /// The longest streak asked for, in days.
 const MAX_STREAK_DAYS: i64 = 3650;
 
@@ -878,6 +880,19 @@ fn anomaly(
         raw::Toggle::Settings(a) => a,
     };
     let mut out = base.unwrap_or_default();
+    if let Some(m) = &a.method {
+        match m.get_ref().as_str() {
+            "zscore" => out.method = AnomalyMethod::ZScore,
+            "mad" => out.method = AnomalyMethod::Mad,
+            other => c.at(
+                m.span(),
+                format!("unknown anomaly method `{other}`"),
+                Some("use zscore (mean and standard deviation) or mad (median and median absolute deviation)".into()),
+            ),
+        }
+        // A method named without a threshold takes its own default.
+        out.threshold = out.method.default_threshold();
+    }
     if let Some(t) = &a.threshold {
         let v = *t.get_ref();
         if v.is_finite() && v > 0.0 {
@@ -886,8 +901,21 @@ fn anomaly(
             c.at(
                 t.span(),
                 format!("anomaly threshold must be a positive number, not {v}"),
-                Some("|z-score| reported as an anomaly, e.g. threshold = 3.0".into()),
+                Some("the |score| reported as an anomaly, e.g. threshold = 3.0".into()),
             );
+        }
+    }
+    if let Some(h) = &a.history {
+        match u64::try_from(*h.get_ref()) {
+            Ok(n) if (3..=MAX_MAD_HISTORY).contains(&n) => out.history = n,
+            _ => c.at(
+                h.span(),
+                format!(
+                    "anomaly history must be from 3 to {MAX_MAD_HISTORY}, not {}",
+                    h.get_ref()
+                ),
+                Some("the latest values the mad method keeps per series, e.g. history = 30".into()),
+            ),
         }
     }
     if let Some(h) = &a.min_history {

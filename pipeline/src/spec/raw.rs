@@ -90,11 +90,15 @@ pub struct MeasureInsights {
     pub trend: Option<Spanned<Toggle<Trend>>>,
 }
 
-/// `anomaly = { threshold = 3.0, min_history = 10 }`
+/// `anomaly = { method = "zscore", threshold = 3.0, min_history = 10 }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Anomaly {
-    /// |z-score| reported as an anomaly.
+    /// `zscore` (default) or `mad`.
+    pub method: Option<Spanned<String>>,
+    /// Values the MAD method keeps per series.
+    pub history: Option<Spanned<i64>>,
+    /// |score| reported as an anomaly.
     pub threshold: Option<Spanned<f64>>,
     /// Windows of a series seen before anomalies are reported.
     pub min_history: Option<Spanned<i64>>,

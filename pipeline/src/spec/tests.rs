@@ -475,7 +475,8 @@ fn insight_settings_are_read_per_aggregate_and_measure() {
         tuned.measure("n").anomaly,
         Some(AnomalyConfig {
             threshold: 4.5,
-            min_history: 20
+            min_history: 20,
+            ..AnomalyConfig::default()
         })
     );
     assert_eq!(
@@ -491,7 +492,8 @@ fn insight_settings_are_read_per_aggregate_and_measure() {
         tuned.measure("total").anomaly,
         Some(AnomalyConfig {
             threshold: 6.0,
-            min_history: 20
+            min_history: 20,
+            ..AnomalyConfig::default()
         })
     );
     assert_eq!(tuned.measure("total").trend, None);
@@ -561,6 +563,34 @@ measures.n = { trend = { window = "7d" } }
     assert_eq!(typo.len(), 1, "{typo:?}");
     assert_eq!(typo[0].0, 6, "{typo:?}");
     assert!(typo[0].2.contains("unknown field `zscore`"), "{typo:?}");
+    let mad = parse::<Source>(
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
+         group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = { anomaly = { method = \"mad\", history = 50 } }\n",
+        "s.toml",
+        check_source,
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let a = mad.aggregates[0].insights.measure("n").anomaly.unwrap();
+    assert_eq!(
+        (a.method, a.threshold, a.history),
+        (crate::insights::AnomalyMethod::Mad, 3.5, 50)
+    );
+    let bad_mad = problems(
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
+         group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = { anomaly = { method = \"median\", history = 2 } }\n",
+    );
+    let at: Vec<(usize, usize)> = bad_mad.iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(at, [(6, 35), (6, 55)], "{bad_mad:?}");
+    assert!(
+        bad_mad[0].2.contains("unknown anomaly method `median`"),
+        "{bad_mad:?}"
+    );
+    assert!(
+        bad_mad[1]
+            .2
+            .contains("anomaly history must be from 3 to 1000, not 2"),
+        "{bad_mad:?}"
+    );
     let wrong = problems(
         "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
          group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = \"off\"\n",
