@@ -44,14 +44,17 @@ pub use report::Report;
 /// afterwards; live topics, offsets, checkpoints and the store are not touched.
 ///
 /// The report goes to stdout (text, or --format json); progress and logs go to stderr.
-/// --from/--to pick the records stored in that time range (for --events: the events'
-/// own time), as RFC 3339 times or durations before now (`7d`).
+/// Alerts are matched with the baseline's by rule, group and the time they started
+/// firing: `+` added, `-` removed, `~` changed (resolved at another time). Windows are
+/// matched by aggregate, window and group; windows still open when the events end are
+/// not reported. --from/--to pick the records stored in that time range (for --events:
+/// the events' own time), as RFC 3339 times or durations before now (`7d`).
 ///
 /// Examples:
 ///   helios backtest --spec new.toml --baseline helios.toml --data-dir ./helios-data
 ///   helios backtest --spec new.toml --baseline helios.toml --from 7d --format json
 ///   helios backtest --spec new.toml --events events.ndjson
-///   helios backtest --spec new.toml --kafka 127.0.0.1:9092 --topic helios.events --registry http://127.0.0.1:8081
+///   helios backtest --spec new.toml --kafka 127.0.0.1:9092 --topic helios.events
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct BacktestArgs {
