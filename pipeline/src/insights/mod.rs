@@ -405,9 +405,12 @@ impl InsightOperator {
                     let spread = var.sqrt().max(min_spread * mean.abs()).max(1e-9);
                     Some(((x - mean) / spread, mean, "standard deviations", "mean"))
                 }
+                // As much history of its own as the method asks for (a series that ran
+                // with the z-score before has none yet).
                 AnomalyMethod::Mad => recent_key
                     .as_ref()
                     .and_then(|k| self.series.get(k))
+                    .filter(|c| c.weeks.len() as u64 >= anomaly.min_history.min(anomaly.history))
                     .and_then(|c| mad_score(&c.weeks, x, min_spread))
                     .map(|(z, m)| (z, m, "median absolute deviations", "median")),
             };

@@ -422,3 +422,24 @@ fn the_mad_method_finds_a_spike_an_earlier_outlier_hides_from_the_z_score() {
     }
     assert_eq!(out, found);
 }
+
+#[test]
+fn switching_to_mad_waits_for_its_own_history() {
+    // 20 windows under the z-score, then the MAD method from a checkpoint: it reports
+    // nothing until it has seen min_history values itself, then the spike.
+    let mut results = hourly("a", 45, &[]);
+    results[22].measures.insert("n".into(), 150.0);
+    results[40].measures.insert("n".into(), 300.0);
+    let mut op = operator();
+    let mut out = feed(&mut op, &results[..20]);
+    let mut mad = tuned("[aggregate.insights]\nanomaly = { method = \"mad\" }");
+    mad.resume(postcard::from_bytes(&postcard::to_allocvec(&op).unwrap()).unwrap());
+    for r in &results[20..] {
+        mad.on_result(r, &mut out);
+    }
+    let starts: Vec<i64> = of_kind(&out, InsightKind::Anomaly)
+        .iter()
+        .map(|i| (i.window_start - MONDAY) / HOUR)
+        .collect();
+    assert_eq!(starts, [40], "{out:#?}");
+}
