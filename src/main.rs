@@ -79,9 +79,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // A backtest is read by a person at a terminal: its report and progress bar, and only
+    // warnings in between unless --log or HELIOS_LOG asks for more.
+    let quiet_default = matches!(cli.command, Command::Backtest(_))
+        && matches.value_source("log") == Some(clap::parser::ValueSource::DefaultValue);
     let telemetry = telemetry::init(
         telemetry::Settings {
-            filter: &cli.log,
+            filter: if quiet_default { "warn" } else { &cli.log },
             format: cli.log_format,
             otlp_endpoint: cli.otlp_endpoint.as_deref(),
             service: service_name(&matches),
