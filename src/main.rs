@@ -55,6 +55,7 @@ enum Command {
     Migrate(commands::migrate::MigrateArgs),
     Run(commands::run::RunArgs),
     Validate(commands::validate::ValidateArgs),
+    Backtest(commands::backtest::BacktestArgs),
     Keys(commands::keys::KeysArgs),
     Serve(commands::serve::ServeArgs),
 }
@@ -78,9 +79,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // A backtest is read by a person at a terminal: its report and progress bar, and only
+    // warnings in between unless --log or HELIOS_LOG asks for more.
+    let quiet_default = matches!(cli.command, Command::Backtest(_))
+        && matches.value_source("log") == Some(clap::parser::ValueSource::DefaultValue);
     let telemetry = telemetry::init(
         telemetry::Settings {
-            filter: &cli.log,
+            filter: if quiet_default { "warn" } else { &cli.log },
             format: cli.log_format,
             otlp_endpoint: cli.otlp_endpoint.as_deref(),
             service: service_name(&matches),
@@ -97,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Run(args) => commands::run::run(args).await,
             Command::Validate(args) => commands::validate::run(args).await,
+            Command::Backtest(args) => commands::backtest::run(args).await,
             Command::Keys(args) => commands::keys::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
         }

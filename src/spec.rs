@@ -1,22 +1,77 @@
-//! Loading `helios.toml`: the pipeline crate checks the whole file, with the connectors'
-//! own checks for the `[[source]]` tables.
+//! Loading `helios.toml`: the one check of a spec ([`check`]) that `helios validate`,
+//! `helios up` and every `helios run` role share: the pipeline crate checks the whole file
+//! (aggregates, rules, windows, dedupe, insights, names the store takes, the grouping
+//! rule of ADR-006), with the connectors' own checks for each `[[source]]` table and the
+//! checks the sources' start makes across them (unique names, one `http` source, GitHub
+//! bodies within the unverified-body budget). So whatever `helios up` would refuse in a
+//! spec, `helios validate` reports with its line and column first.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::Context;
 use helios_connectors::spec::{SourceSpec, SourcesSpec};
 use helios_pipeline::spec::{Aggregate, Dedupe, Diagnostics, Rule, Spec, Watermark};
 
-/// Reads and validates a spec file. `Err(Ok(diagnostics))` lists every problem;
+/// Settings given on the command line that a spec must fit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// `--unverified-body-budget` of a role that runs the sources; `None` for roles that
+    /// run none (their spec's sources are not started there).
+    pub unverified_body_budget: Option<usize>,
+}
+
+/// Checks a spec's text (`file` names it in the report): every problem `helios up` would
+/// refuse it for, each with its line and column.
+pub fn check(text: &str, file: &str, limits: Limits) -> Result<Spec<SourceSpec>, Diagnostics> {
+    let names = RefCell::new(HashSet::new());
+    let http_sources = Cell::new(0usize);
+    helios_pipeline::spec::parse::<SourceSpec>(text, file, |source| {
+        source.validate().map_err(|e| (e.to_string(), None))?;
+        let name = source.name();
+        if !names.borrow_mut().insert(name.to_string()) {
+            return Err((
+                format!("a source named `{name}` already exists; source names must be unique"),
+                Some("give each [[source]] its own `name`".into()),
+            ));
+        }
+        if let SourceSpec::Http(_) = source {
+            http_sources.set(http_sources.get() + 1);
+            if http_sources.get() > 1 {
+                return Err((
+                    format!(
+                        "source `{name}`: only one `http` source can exist: it owns the route POST /v1/events"
+                    ),
+                    Some("remove the second [[source]] of type \"http\"".into()),
+                ));
+            }
+        }
+        if let (SourceSpec::Github(c), Some(budget)) = (source, limits.unverified_body_budget)
+            && c.max_body_bytes > budget
+        {
+            return Err((
+                format!(
+                    "source `{name}`: max_body_bytes ({}) is larger than the budget of unverified webhook bodies ({budget} bytes), so a delivery that large could never be read",
+                    c.max_body_bytes
+                ),
+                Some("lower max_body_bytes, or raise --unverified-body-budget (HELIOS_UNVERIFIED_BODY_BUDGET)".into()),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Reads and checks a spec file ([`check`]). `Err(Ok(diagnostics))` lists every problem;
 /// `Err(Err(_))` means the file could not be read.
-pub fn load(path: &Path) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow::Error>> {
+pub fn load(
+    path: &Path,
+    limits: Limits,
+) -> Result<Spec<SourceSpec>, Result<Diagnostics, anyhow::Error>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the spec {}", path.display()))
         .map_err(Err)?;
-    helios_pipeline::spec::parse::<SourceSpec>(&text, &path.display().to_string(), |source| {
-        source.validate().map_err(|e| (e.to_string(), None))
-    })
-    .map_err(Ok)
+    check(&text, &path.display().to_string(), limits).map_err(Ok)
 }
 
 /// What the store keeps, from the spec: one table per `[[aggregate]]` (its group-key and
@@ -79,8 +134,8 @@ pub fn webhooks<S>(spec: &Spec<S>) -> Vec<helios_sinks::notify::WebhookConfig> {
 }
 
 /// Loads the spec, turning a list of problems into one error with the full report.
-pub fn load_or_report(path: &Path) -> anyhow::Result<Spec<SourceSpec>> {
-    match load(path) {
+pub fn load_or_report(path: &Path, limits: Limits) -> anyhow::Result<Spec<SourceSpec>> {
+    match load(path, limits) {
         Ok(spec) => Ok(spec),
         Err(Ok(diagnostics)) => anyhow::bail!(
             "the spec has {} problem(s):\n{diagnostics}",
@@ -110,10 +165,8 @@ pub struct ProcessorSpec {
 
 /// Loads and validates the spec; refuses to start on any problem, with the same report
 /// as `helios validate`. Returns the sources, the store's tables and the webhooks.
-pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
-    let mut spec = load_or_report(path)?;
-    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)
-        .with_context(|| format!("{}", path.display()))?;
+pub fn load_spec(path: &Path, limits: Limits) -> anyhow::Result<LoadedSpec> {
+    let mut spec = load_or_report(path, limits)?;
     let store = store_spec(&spec);
     let webhooks = webhooks(&spec);
     let aggregates = std::mem::take(&mut spec.aggregates);

@@ -68,7 +68,11 @@ pub struct IngestArgs {
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let backend = args.log.resolve()?;
     let sources = match &args.spec {
-        Some(path) => crate::spec::load_spec(path)?.0.sources,
+        Some(path) => {
+            crate::spec::load_spec(path, args.webhooks.limits())?
+                .0
+                .sources
+        }
         None => default_sources(args.listen, &backend.data_dir),
     };
     let listener = http::bind(args.listen, "--listen").await?;

@@ -51,7 +51,10 @@ pub struct MigrateArgs {
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let spec: StoreSpec = match &args.spec {
-        Some(path) => crate::spec::store_spec(&crate::spec::load_or_report(path)?),
+        Some(path) => crate::spec::store_spec(&crate::spec::load_or_report(
+            path,
+            crate::spec::Limits::default(),
+        )?),
         None => StoreSpec::default(),
     };
     let ch = ClickHouse::new(&ClickHouseConfig::new(&args.clickhouse).database(&args.database))?;

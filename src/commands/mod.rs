@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod backtest;
 pub mod ingest;
 pub mod keys;
 pub mod migrate;

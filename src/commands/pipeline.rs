@@ -61,8 +61,7 @@ pub struct PipelineArgs {
 }
 
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
-    let mut spec = crate::spec::load_or_report(&args.spec)?;
-    helios_pipeline::runtime::check_co_partitioned(&spec.aggregates, &spec.rules)?;
+    let mut spec = crate::spec::load_or_report(&args.spec, crate::spec::Limits::default())?;
     let backend = args.log.resolve()?;
     let (log, embedded) = backend
         .open_writable_log("a pipeline", args.retention.default_retention())

@@ -83,7 +83,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
-    let spec = crate::spec::load_or_report(&args.spec)?;
+    let spec = crate::spec::load_or_report(&args.spec, crate::spec::Limits::default())?;
     let backend = args.log.resolve()?;
     let (log, embedded) = backend
         .open_writable_log("a sink", args.retention.default_retention())

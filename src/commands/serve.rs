@@ -83,7 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let (catalog, store) = match &args.spec {
         Some(path) => {
-            let spec = crate::spec::load_or_report(path)?;
+            let spec = crate::spec::load_or_report(path, crate::spec::Limits::default())?;
             (
                 read_api::catalog(&spec.aggregates),
                 crate::spec::store_spec(&spec),

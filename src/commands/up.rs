@@ -110,7 +110,7 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (spec, store_spec, webhooks, pipeline) = match &args.spec {
-        Some(path) => crate::spec::load_spec(path)?,
+        Some(path) => crate::spec::load_spec(path, args.webhooks.limits())?,
         None => (
             SourcesSpec {
                 sources: default_sources(args.listen, &args.data_dir),

@@ -7,7 +7,8 @@ use clap::Args;
 /// Check a spec file and print every problem with its line, column, text and a hint.
 ///
 /// Exits 0 when the spec is valid, 1 when it has problems. `helios up --spec FILE` runs
-/// the same checks and refuses to start on an invalid spec.
+/// the same check (one function) and refuses to start on any spec this rejects. Give
+/// the same `--unverified-body-budget` as the role that runs the sources.
 ///
 /// Example:
 ///   helios validate helios.toml
@@ -16,10 +17,13 @@ use clap::Args;
 pub struct ValidateArgs {
     /// The spec file, e.g. `helios.toml`.
     pub file: PathBuf,
+
+    #[command(flatten)]
+    pub webhooks: crate::stages::http::WebhookArgs,
 }
 
 pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    match crate::spec::load(&args.file) {
+    match crate::spec::load(&args.file, args.webhooks.limits()) {
         Ok(spec) => {
             println!(
                 "{}: valid ({} sources, {} aggregates, {} rules)",

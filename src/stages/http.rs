@@ -101,6 +101,13 @@ impl WebhookArgs {
     pub fn budget(&self) -> UnverifiedBodies {
         UnverifiedBodies::new(self.unverified_body_budget)
     }
+
+    /// What a spec's sources must fit (`crate::spec::check`).
+    pub fn limits(&self) -> crate::spec::Limits {
+        crate::spec::Limits {
+            unverified_body_budget: Some(self.unverified_body_budget),
+        }
+    }
 }
 
 /// Serves `app` on `listener` with `config` until `stop` resolves, then finishes the

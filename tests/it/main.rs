@@ -2,6 +2,7 @@
 //! file keeps the test build within a 2-core machine (issue 16). Each file is a module.
 mod api_keys;
 mod architecture;
+mod backtest;
 mod clickhouse_outage;
 mod common;
 mod crash_recovery;

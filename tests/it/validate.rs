@@ -69,3 +69,127 @@ fn validate_reports_every_problem_and_up_refuses_to_start() {
             .contains("valid (1 sources, 0 aggregates, 0 rules)")
     );
 }
+
+/// The checks `helios up` makes on a spec after parsing it, before and while its stages
+/// start, each as a spec that fails only that check: (what refuses it at start, the spec,
+/// line:column of the problem, the message).
+const STARTUP_CHECKS: &[(&str, &str, &str, &str)] = &[
+    (
+        "pipeline::runtime::check_co_partitioned (Processor::new), ADR-006",
+        "[[aggregate]]\nname = \"per_kind\"\nwindow = { type = \"tumbling\", size = \"1m\" }\ngroup_by = [\"kind\"]\nmeasures = { n = \"count(*)\" }\n",
+        "4:13",
+        "aggregate `per_kind` groups by `kind`, which does not include `subject`",
+    ),
+    (
+        "pipeline::runtime::check_co_partitioned (a global aggregate)",
+        "[[aggregate]]\nname = \"everything\"\nwindow = { type = \"tumbling\", size = \"1m\" }\nmeasures = { n = \"count(*)\" }\n",
+        "2:8",
+        "groups by nothing (one global group)",
+    ),
+    (
+        "pipeline::runtime::check_co_partitioned (Processor::with_rules_and_insights)",
+        "[[rule]]\nname = \"by_kind\"\ntype = \"threshold\"\nwhere = \"kind = 'x'\"\nper = [\"kind\"]\ncount = 3\nwithin = \"1h\"\n",
+        "5:8",
+        "rule `by_kind` groups by `kind`",
+    ),
+    (
+        "sinks::StoreSpec::validate: identifiers of at most 64 bytes",
+        "[[aggregate]]\nname = \"a_name_much_longer_than_the_sixty_four_bytes_a_store_table_name_may_have\"\nwindow = { type = \"tumbling\", size = \"1m\" }\ngroup_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\n",
+        "2:8",
+        "bad aggregate name",
+    ),
+    (
+        "sinks::StoreSpec::validate: key names are plain identifiers",
+        "[[aggregate]]\nname = \"builds\"\nwindow = { type = \"tumbling\", size = \"1m\" }\ngroup_by = [\"subject\", \"attrs['build-id']\"]\nmeasures = { n = \"count(*)\" }\n",
+        "4:24",
+        "key name `build-id` cannot be a column of the store",
+    ),
+    (
+        "sinks::StoreSpec::validate: `count` is a fixed column",
+        "[[aggregate]]\nname = \"builds\"\nwindow = { type = \"tumbling\", size = \"1m\" }\ngroup_by = [\"subject\"]\nmeasures = { count = \"count(*)\" }\n",
+        "5:22",
+        "bad measure name `count`",
+    ),
+    (
+        "connectors::runtime::Supervisor::register: unique source names",
+        "[[source]]\nname = \"web\"\ntype = \"http\"\n\n[[source]]\nname = \"web\"\ntype = \"host\"\n",
+        "5:1",
+        "a source named `web` already exists",
+    ),
+    (
+        "connectors::spec::build_with: one http source",
+        "[[source]]\nname = \"web\"\ntype = \"http\"\n\n[[source]]\nname = \"web2\"\ntype = \"http\"\n",
+        "5:1",
+        "only one `http` source can exist",
+    ),
+    (
+        "connectors::spec::build_with: GitHub bodies within --unverified-body-budget",
+        "[[source]]\nname = \"gh\"\ntype = \"github\"\nsecret = \"s3cret-s3cret-s3cret\"\nmax_body_bytes = 2000000\n",
+        "1:1",
+        "max_body_bytes (2000000) is larger than the budget of unverified webhook bodies (1048576 bytes)",
+    ),
+    (
+        "sinks::notify::NotifyConfig::validate: unique webhook names",
+        "[[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/a\"\n\n[[webhook]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/b\"\n",
+        "6:8",
+        "webhook name `ops` is empty or used twice",
+    ),
+    (
+        "pipeline::dedupe: a horizon that covers the longest window",
+        "[dedupe]\nhorizon = \"1h\"\n\n[[aggregate]]\nname = \"daily\"\nwindow = { type = \"tumbling\", size = \"2d\" }\ngroup_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\n",
+        "2:11",
+        "dedupe horizon 1h is shorter than the longest window",
+    ),
+    (
+        "pipeline::insights: detector settings",
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\ngroup_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = { anomaly = { threshold = 0 } }\n",
+        "6:38",
+        "anomaly threshold must be a positive number, not 0",
+    ),
+];
+
+/// Every check `helios up` makes on a spec is one `helios validate` makes first, at the
+/// problem's line and column: each spec of [`STARTUP_CHECKS`] is refused by both, with
+/// the same report.
+#[test]
+fn validate_refuses_every_spec_that_up_refuses_with_its_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = ["--unverified-body-budget", "1MiB"];
+    for (i, (check, text, at, message)) in STARTUP_CHECKS.iter().enumerate() {
+        let spec = tmp.path().join(format!("check{i}.toml"));
+        std::fs::write(&spec, text).unwrap();
+        let spec_arg = spec.to_str().unwrap();
+        let expected = format!("{spec_arg}:{at}: ");
+
+        let mut args = vec!["validate", spec_arg];
+        args.extend(budget);
+        let out = helios(&args);
+        let report = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{check}: validate accepted it");
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&expected))
+            .unwrap_or_else(|| panic!("{check}: no problem at {expected} in:\n{report}"));
+        assert!(
+            line.contains(message),
+            "{check}: {message:?} not in {line:?}"
+        );
+        assert!(report.contains("1 problem(s)"), "{check}: {report}");
+
+        let up = Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--spec", spec_arg])
+            .args(budget)
+            .arg("--data-dir")
+            .arg(tmp.path().join(format!("data{i}")))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&up.stderr);
+        assert!(!up.status.success(), "{check}: up started");
+        assert!(
+            err.contains(line.trim()),
+            "{check}: up did not report {line:?}:\n{err}"
+        );
+        // Refused before anything was created.
+        assert!(!tmp.path().join(format!("data{i}")).exists(), "{check}");
+    }
+}

@@ -7,8 +7,10 @@
 //! A *series* is one measure of one group of the aggregate.
 //!
 //! - **Anomaly** (per series): an exponentially weighted mean and variance of the measure
-//!   over its windows. After `warmup` windows, a value whose z-score against the mean and
-//!   variance *before* it reaches `z_threshold` is reported; every value then updates them.
+//!   over its windows. After `min_history` windows, a value whose z-score against the mean
+//!   and variance *before* it reaches `threshold` is reported; every value then updates
+//!   them. With the MAD method the score is 0.6745 × (x − median) / MAD over the series'
+//!   latest `history` values before it instead.
 //! - **Trend** (per series): the sum of the measure over the windows that start in a
 //!   calendar week (Monday 00:00 UTC) against the week before. Reported once the week is
 //!   over when the relative change reaches `trend_change`, and the series had data from the
@@ -22,7 +24,10 @@
 //! the operator when no more results can end before a time. (Streak days assume windows of
 //! at most a day.) A series not updated for 28 days is forgotten (its warm-up starts over).
 //!
-//! The spec has no insight settings yet; every aggregate uses [`InsightSettings::default`].
+//! Which detectors run and how sensitive they are is the aggregate's `insights` in the spec
+//! ([`InsightConfig`]): per aggregate the streak length and the trend period, per measure
+//! the anomaly threshold and minimum history and the trend's minimum change, any of them
+//! off. The defaults are the behaviour described above.
 
 use std::collections::BTreeMap;
 
@@ -38,7 +43,9 @@ const WEEK: i64 = 7 * DAY;
 /// Series not updated for this long are dropped.
 const FORGET_AFTER: i64 = 28 * DAY;
 
-/// How sensitive the detectors are. The defaults apply to every aggregate.
+/// The detectors' fixed constants, part of the checkpoint format. Only `alpha` and
+/// `min_spread` are read: thresholds, history, trend and streak settings come from the
+/// spec ([`InsightConfig`]); the other fields stay so checkpoints keep their layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InsightSettings {
     /// EWMA smoothing factor in (0, 1]: the weight of the newest window. Default 0.2.
@@ -66,6 +73,169 @@ impl Default for InsightSettings {
             trend_change: 0.5,
             streak_days: 5,
         }
+    }
+}
+
+/// How the anomaly detector scores a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyMethod {
+    /// Against the exponentially weighted mean and standard deviation of the series.
+    ZScore,
+    /// Against the median of the series' last `history` values and their median absolute
+    /// deviation (MAD): 0.6745 × (x − median) / MAD, robust to earlier outliers.
+    Mad,
+}
+
+impl AnomalyMethod {
+    /// The threshold when the spec names the method but no threshold: 3 standard
+    /// deviations; 3.5 for the MAD score (Iglewicz and Hoaglin).
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            AnomalyMethod::ZScore => 3.0,
+            AnomalyMethod::Mad => 3.5,
+        }
+    }
+}
+
+/// The anomaly detector of one measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnomalyConfig {
+    /// Default z-score.
+    pub method: AnomalyMethod,
+    /// |score| at or above this is an anomaly. Default 3 (z-score), 3.5 (MAD).
+    pub threshold: f64,
+    /// Windows of a series seen before anomalies are reported. Default 10.
+    pub min_history: u64,
+    /// Values the MAD method keeps per series (the latest). Default 30.
+    pub history: u64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            method: AnomalyMethod::ZScore,
+            threshold: 3.0,
+            min_history: 10,
+            history: 30,
+        }
+    }
+}
+
+/// The measure name of the companion series that keeps a series' latest values for the
+/// MAD method (in `weeks`, by sequence number). A companion entry of the same map keeps
+/// the checkpoint layout of the operator unchanged; `\0` cannot start a measure name.
+fn recent_name(measure: &str) -> String {
+    format!("\0recent\0{measure}")
+}
+
+fn is_companion(measure: &str) -> bool {
+    measure.starts_with('\0')
+}
+
+/// Median of a non-empty, sorted slice.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// The MAD score of `x` against `recent` (values in order), and the median; `None`
+/// without values. A MAD of zero (a flat series) is floored at `min_spread` × |median|
+/// like the z-score's spread, so a flat series does not turn every move into an anomaly.
+fn mad_score(recent: &BTreeMap<i64, f64>, x: f64, min_spread: f64) -> Option<(f64, f64)> {
+    if recent.is_empty() {
+        return None;
+    }
+    let mut values: Vec<f64> = recent.values().copied().collect();
+    values.sort_by(f64::total_cmp);
+    let m = median(&values);
+    let mut deviations: Vec<f64> = values.iter().map(|v| (v - m).abs()).collect();
+    deviations.sort_by(f64::total_cmp);
+    let mad = median(&deviations)
+        .max(min_spread * m.abs() * 0.6745)
+        .max(1e-9);
+    Some((0.6745 * (x - m) / mad, m))
+}
+
+/// The trend detector of one measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendConfig {
+    /// Relative change between two periods reported as a trend (0.5 = ±50 %). Default 0.5.
+    pub min_change: f64,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        TrendConfig { min_change: 0.5 }
+    }
+}
+
+/// The detectors of one measure; `None` is off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasureConfig {
+    pub anomaly: Option<AnomalyConfig>,
+    pub trend: Option<TrendConfig>,
+}
+
+/// Which detectors run over an aggregate's results and how sensitive they are (the
+/// aggregate's `insights` in the spec). The default is what every aggregate had before
+/// the settings existed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsightConfig {
+    /// Detectors of measures without their own entry in `measures`.
+    pub default: MeasureConfig,
+    /// Per measure, resolved (the aggregate's settings with the measure's on top).
+    pub measures: BTreeMap<String, MeasureConfig>,
+    /// The trend period (µs): a calendar week from Monday 00:00 UTC by default; other
+    /// periods are counted from the same Monday, 1970-01-05.
+    pub trend_period_us: i64,
+    /// Consecutive active days reported as a streak; `None` is off. Default 5.
+    pub streak_days: Option<i64>,
+}
+
+impl Default for InsightConfig {
+    fn default() -> Self {
+        InsightConfig {
+            default: MeasureConfig {
+                anomaly: Some(AnomalyConfig::default()),
+                trend: Some(TrendConfig::default()),
+            },
+            measures: BTreeMap::new(),
+            trend_period_us: WEEK,
+            streak_days: Some(5),
+        }
+    }
+}
+
+impl InsightConfig {
+    /// Every detector off (`insights = false`).
+    pub fn off() -> Self {
+        InsightConfig {
+            default: MeasureConfig {
+                anomaly: None,
+                trend: None,
+            },
+            measures: BTreeMap::new(),
+            trend_period_us: WEEK,
+            streak_days: None,
+        }
+    }
+
+    /// The detectors of `measure`.
+    pub fn measure(&self, measure: &str) -> &MeasureConfig {
+        self.measures.get(measure).unwrap_or(&self.default)
+    }
+
+    /// Whether nothing runs at all.
+    pub fn is_off(&self) -> bool {
+        self.streak_days.is_none()
+            && [&self.default]
+                .into_iter()
+                .chain(self.measures.values())
+                .all(|m| m.anomaly.is_none() && m.trend.is_none())
     }
 }
 
@@ -111,15 +281,20 @@ pub struct InsightOperator {
     series: BTreeMap<(Group, String), Series>,
     #[serde(with = "pairs")]
     streaks: BTreeMap<Group, Streak>,
+    /// From the spec, not the checkpoint: a restored operator takes the running spec's
+    /// settings ([`InsightOperator::resume`]), so the checkpoint format is unchanged.
+    #[serde(skip)]
+    config: InsightConfig,
 }
 
-/// Week number of a time: weeks start on Monday 00:00 UTC (the epoch was a Thursday).
-fn week_of(t: i64) -> i64 {
-    t.saturating_add(3 * DAY).div_euclid(WEEK)
+/// Period number of a time: periods of `period` µs counted from Monday 1970-01-05 00:00
+/// UTC (the epoch was a Thursday), so weekly periods are calendar weeks.
+fn week_of(t: i64, period: i64) -> i64 {
+    t.saturating_add(3 * DAY).div_euclid(period)
 }
 
-fn week_start(week: i64) -> i64 {
-    week.saturating_mul(WEEK).saturating_sub(3 * DAY)
+fn week_start(week: i64, period: i64) -> i64 {
+    week.saturating_mul(period).saturating_sub(3 * DAY)
 }
 
 impl InsightOperator {
@@ -133,7 +308,20 @@ impl InsightOperator {
             weeks_checked: i64::MIN,
             series: BTreeMap::new(),
             streaks: BTreeMap::new(),
+            config: aggregate.insights.clone(),
         }
+    }
+
+    /// Takes the state of `saved` (a checkpoint's) and keeps this operator's settings.
+    pub fn resume(&mut self, saved: InsightOperator) {
+        let config = std::mem::take(&mut self.config);
+        *self = saved;
+        self.config = config;
+    }
+
+    /// The settings the detectors run with.
+    pub fn config(&self) -> &InsightConfig {
+        &self.config
     }
 
     pub fn aggregate(&self) -> &str {
@@ -142,13 +330,13 @@ impl InsightOperator {
 
     /// Series currently tracked (for metrics and memory bounds).
     pub fn series(&self) -> usize {
-        self.series.len()
+        self.series.keys().filter(|(_, m)| !is_companion(m)).count()
     }
 
     /// Takes one result of the aggregate. Only final results count; early ones, results
     /// of other aggregates and repeats are ignored.
     pub fn on_result(&mut self, result: &WindowResult, out: &mut Vec<Insight>) {
-        if !result.is_final || result.aggregate != self.aggregate {
+        if !result.is_final || result.aggregate != self.aggregate || self.config.is_off() {
             return;
         }
         // Results come in window-end order: every window ending before this one was seen.
@@ -158,7 +346,7 @@ impl InsightOperator {
                 self.observe(result, measure, *value, out);
             }
         }
-        if result.count > 0 {
+        if result.count > 0 && self.config.streak_days.is_some() {
             self.activity(result, out);
         }
     }
@@ -169,8 +357,9 @@ impl InsightOperator {
     pub fn next_deadline(&self) -> Option<i64> {
         let day = (!self.streaks.is_empty())
             .then(|| self.days_checked.saturating_add(1).saturating_mul(DAY));
-        let week =
-            (!self.series.is_empty()).then(|| week_start(self.weeks_checked.saturating_add(2)));
+        let period = self.config.trend_period_us;
+        let week = (!self.series.is_empty())
+            .then(|| week_start(self.weeks_checked.saturating_add(2), period));
         day.into_iter().chain(week).min().map(|progress| {
             progress
                 .max(self.progress.saturating_add(1))
@@ -186,8 +375,14 @@ impl InsightOperator {
 
     fn observe(&mut self, r: &WindowResult, measure: &str, x: f64, out: &mut Vec<Insight>) {
         let s = &self.settings;
+        let (alpha, min_spread) = (s.alpha, s.min_spread);
+        let detectors = *self.config.measure(measure);
+        if detectors.anomaly.is_none() && detectors.trend.is_none() {
+            return;
+        }
+        let period = self.config.trend_period_us;
         let key = (r.group.clone(), measure.to_string());
-        let series = self.series.entry(key).or_insert_with(|| Series {
+        let series = self.series.entry(key.clone()).or_insert_with(|| Series {
             n: 0,
             mean: 0.0,
             var: 0.0,
@@ -199,16 +394,31 @@ impl InsightOperator {
             return;
         }
         series.last_end = r.window_end;
-        if series.n >= s.warmup {
-            let spread = series
-                .var
-                .sqrt()
-                .max(s.min_spread * series.mean.abs())
-                .max(1e-9);
-            let z = (x - series.mean) / spread;
-            if z.abs() >= s.z_threshold {
+        let (n, mean, var) = (series.n, series.mean, series.var);
+        let mad = detectors.anomaly.filter(|a| a.method == AnomalyMethod::Mad);
+        let recent_key = mad.map(|_| (r.group.clone(), recent_name(measure)));
+        if let Some(anomaly) = detectors.anomaly
+            && n >= anomaly.min_history
+        {
+            let scored = match anomaly.method {
+                AnomalyMethod::ZScore => {
+                    let spread = var.sqrt().max(min_spread * mean.abs()).max(1e-9);
+                    Some(((x - mean) / spread, mean, "standard deviations", "mean"))
+                }
+                // As much history of its own as the method asks for (a series that ran
+                // with the z-score before has none yet).
+                AnomalyMethod::Mad => recent_key
+                    .as_ref()
+                    .and_then(|k| self.series.get(k))
+                    .filter(|c| c.weeks.len() as u64 >= anomaly.min_history.min(anomaly.history))
+                    .and_then(|c| mad_score(&c.weeks, x, min_spread))
+                    .map(|(z, m)| (z, m, "median absolute deviations", "median")),
+            };
+            if let Some((z, center, unit, center_name)) = scored
+                && z.abs() >= anomaly.threshold
+            {
                 let summary = format!(
-                    "{measure} of {} for {} was {} in the window {}–{}, {:.1} standard deviations {} its recent mean of {}",
+                    "{measure} of {} for {} was {} in the window {}–{}, {:.1} {unit} {} its recent {center_name} of {}",
                     self.aggregate,
                     describe(&r.group),
                     num(x),
@@ -216,7 +426,7 @@ impl InsightOperator {
                     time(r.window_end),
                     z.abs(),
                     if z > 0.0 { "above" } else { "below" },
-                    num(series.mean),
+                    num(center),
                 );
                 out.push(Insight {
                     id: insight_id(
@@ -240,18 +450,40 @@ impl InsightOperator {
                 });
             }
         }
+        if let (Some(anomaly), Some(recent_key)) = (mad, recent_key) {
+            let companion = self.series.entry(recent_key).or_insert_with(|| Series {
+                n: 0,
+                mean: 0.0,
+                var: 0.0,
+                last_end: i64::MIN,
+                first_start: r.window_start,
+                weeks: BTreeMap::new(),
+            });
+            companion.last_end = r.window_end;
+            companion.weeks.insert(companion.n as i64, x);
+            companion.n += 1;
+            while companion.weeks.len() as u64 > anomaly.history {
+                companion.weeks.pop_first();
+            }
+        }
+        let Some(series) = self.series.get_mut(&key) else {
+            return;
+        };
         // West's incremental EWMA of mean and variance.
         if series.n == 0 {
             series.mean = x;
             series.var = 0.0;
         } else {
             let diff = x - series.mean;
-            let incr = s.alpha * diff;
+            let incr = alpha * diff;
             series.mean += incr;
-            series.var = (1.0 - s.alpha) * (series.var + diff * incr);
+            series.var = (1.0 - alpha) * (series.var + diff * incr);
         }
         series.n += 1;
-        *series.weeks.entry(week_of(r.window_start)).or_insert(0.0) += x;
+        *series
+            .weeks
+            .entry(week_of(r.window_start, period))
+            .or_insert(0.0) += x;
     }
 
     fn activity(&mut self, r: &WindowResult, out: &mut Vec<Insight>) {
@@ -279,7 +511,8 @@ impl InsightOperator {
             return;
         };
         let days = streak.last_day - streak.first_day + 1;
-        if !streak.reported && days >= self.settings.streak_days {
+        let wanted = self.config.streak_days.unwrap_or(i64::MAX);
+        if !streak.reported && days >= wanted {
             streak.reported = true;
             let streak = streak.clone();
             out.push(self.streak_insight(
@@ -320,10 +553,12 @@ impl InsightOperator {
                     out.push(self.streak_ended(&group, &streak));
                 }
             }
-            let horizon = progress.saturating_sub(FORGET_AFTER);
+            // Long trend periods keep their series for three periods.
+            let keep = FORGET_AFTER.max(self.config.trend_period_us.saturating_mul(3));
+            let horizon = progress.saturating_sub(keep);
             self.series.retain(|_, s| s.last_end >= horizon);
         }
-        let last_week_over = week_of(progress) - 1;
+        let last_week_over = week_of(progress, self.config.trend_period_us) - 1;
         if last_week_over > self.weeks_checked {
             let from = self.weeks_checked.saturating_add(1);
             self.weeks_checked = last_week_over;
@@ -333,8 +568,15 @@ impl InsightOperator {
 
     /// Compares each series' weeks in `from..=to` with the week before.
     fn trends(&mut self, from: i64, to: i64, out: &mut Vec<Insight>) {
-        let threshold = self.settings.trend_change;
+        let period = self.config.trend_period_us;
+        // A series must have data from the first seventh of the earlier period on (the
+        // first day of a week).
+        let grace = (period / 7).max(1);
         for ((group, measure), series) in &mut self.series {
+            if is_companion(measure) {
+                continue;
+            }
+            let threshold = self.config.measure(measure).trend.map(|t| t.min_change);
             let mut weeks: Vec<i64> = series
                 .weeks
                 .keys()
@@ -345,7 +587,11 @@ impl InsightOperator {
             for week in weeks {
                 let earlier = series.weeks.get(&(week - 1)).copied().unwrap_or(0.0);
                 let this = series.weeks.get(&week).copied().unwrap_or(0.0);
-                let complete = series.first_start < week_start(week - 1).saturating_add(DAY);
+                let complete =
+                    series.first_start < week_start(week - 1, period).saturating_add(grace);
+                let Some(threshold) = threshold else {
+                    continue;
+                };
                 if earlier <= 0.0 || !complete {
                     continue;
                 }
@@ -353,7 +599,12 @@ impl InsightOperator {
                 if change.abs() < threshold {
                     continue;
                 }
-                let (start, end) = (week_start(week), week_start(week + 1));
+                let (start, end) = (week_start(week, period), week_start(week + 1, period));
+                let when = if period == WEEK {
+                    format!("the week of {}", date(start.div_euclid(DAY)))
+                } else {
+                    format!("the {} from {}", span(period), time(start))
+                };
                 out.push(Insight {
                     id: insight_id("trend", &self.aggregate, group, measure, start, end),
                     kind: InsightKind::Trend,
@@ -365,14 +616,18 @@ impl InsightOperator {
                     value: this,
                     score: change,
                     summary: format!(
-                        "{measure} of {} for {}: {} in the week of {}, {}{:.0} % against {} the week before",
+                        "{measure} of {} for {}: {} in {when}, {}{:.0} % against {} the {} before",
                         self.aggregate,
                         describe(group),
                         num(this),
-                        date(start.div_euclid(DAY)),
                         if change > 0.0 { "+" } else { "" },
                         change * 100.0,
                         num(earlier),
+                        if period == WEEK {
+                            "week".to_string()
+                        } else {
+                            span(period)
+                        },
                     ),
                     at: end,
                 });
@@ -452,6 +707,11 @@ fn describe(group: &Group) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A period in words, e.g. `1day` or `6h`.
+fn span(us: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_micros(us.max(0) as u64)).to_string()
 }
 
 /// Integers without decimals, other numbers with two.

@@ -14,13 +14,23 @@ const HOUR: i64 = 3_600_000_000;
 const MONDAY: i64 = 19_723 * DAY;
 
 fn operator() -> InsightOperator {
-    let text = r#"[[aggregate]]
+    tuned("")
+}
+
+/// The operator of `runs` with `insights` (TOML lines of `[aggregate.insights]`, or
+/// `insights = ...` itself) added to its spec.
+fn tuned(insights: &str) -> InsightOperator {
+    let text = format!(
+        r#"[[aggregate]]
 name = "runs"
-window = { type = "tumbling", size = "1h" }
+window = {{ type = "tumbling", size = "1h" }}
 group_by = ["subject"]
-measures = { n = "count(*)" }
+measures = {{ n = "count(*)" }}
 allowed_lateness = "1h"
-"#;
+{insights}
+"#
+    );
+    let text = text.as_str();
     let mut spec =
         parse::<toml::Value>(text, "t.toml", |_| Ok(())).unwrap_or_else(|d| panic!("{d}"));
     InsightOperator::new(&spec.aggregates.remove(0), InsightSettings::default())
@@ -246,4 +256,190 @@ fn replays_and_checkpoints_give_identical_insights() {
         restored.on_result(r, &mut out);
     }
     assert_eq!(out, first);
+}
+
+#[test]
+fn a_detector_turned_off_or_a_higher_threshold_changes_what_is_reported() {
+    // A spike of 300 against ~100: about 4.5 standard deviations with the floor on spread.
+    let results = hourly("a", 40, &[30]);
+    let default = feed(&mut operator(), &results);
+    assert_eq!(of_kind(&default, InsightKind::Anomaly).len(), 1);
+    let score = of_kind(&default, InsightKind::Anomaly)[0].score;
+
+    let off = feed(
+        &mut tuned("[aggregate.insights]\nanomaly = false"),
+        &results,
+    );
+    assert!(of_kind(&off, InsightKind::Anomaly).is_empty(), "{off:#?}");
+    let measure_off = feed(
+        &mut tuned("[aggregate.insights]\nmeasures.n = false"),
+        &results,
+    );
+    assert!(of_kind(&measure_off, InsightKind::Anomaly).is_empty());
+    let all_off = feed(&mut tuned("insights = false"), &results);
+    assert!(all_off.is_empty(), "{all_off:#?}");
+
+    let above = format!(
+        "[aggregate.insights]\nanomaly = {{ threshold = {} }}",
+        score.abs() + 0.1
+    );
+    let higher = feed(&mut tuned(&above), &results);
+    assert!(
+        of_kind(&higher, InsightKind::Anomaly).is_empty(),
+        "{higher:#?}"
+    );
+    let below = format!(
+        "[aggregate.insights]\nanomaly = {{ threshold = {} }}",
+        score.abs() - 0.1
+    );
+    assert_eq!(
+        of_kind(&feed(&mut tuned(&below), &results), InsightKind::Anomaly).len(),
+        1
+    );
+
+    // Longer history wanted than the spike had: nothing; shorter: the inside-warm-up spike too.
+    let late = feed(
+        &mut tuned("[aggregate.insights]\nanomaly = { min_history = 31 }"),
+        &results,
+    );
+    assert!(of_kind(&late, InsightKind::Anomaly).is_empty());
+    let early = hourly("a", 40, &[4, 30]);
+    let eager = feed(
+        &mut tuned("[aggregate.insights]\nanomaly = { min_history = 3 }"),
+        &early,
+    );
+    assert_eq!(of_kind(&eager, InsightKind::Anomaly).len(), 2, "{eager:#?}");
+}
+
+#[test]
+fn streak_length_and_trend_period_follow_the_settings() {
+    // Active on days 0..3: no 5-day streak by default, a 3-day one when asked, none when off.
+    let mut results = Vec::new();
+    for d in 0..3 {
+        results.push(result("a", MONDAY + d * DAY + 12 * HOUR, HOUR, 1.0));
+    }
+    assert!(of_kind(&feed(&mut operator(), &results), InsightKind::Streak).is_empty());
+    let three = feed(
+        &mut tuned("[aggregate.insights]\nstreak = { days = 3 }"),
+        &results,
+    );
+    assert_eq!(of_kind(&three, InsightKind::Streak).len(), 1, "{three:#?}");
+
+    // Daily periods: 10 an hour on day 0, 20 an hour on day 1; a week-over-week detector
+    // sees nothing yet, a day-over-day one reports +100 %.
+    let mut results = Vec::new();
+    for h in 0..48 {
+        let v = if h < 24 { 10.0 } else { 20.0 };
+        results.push(result("a", MONDAY + h * HOUR, HOUR, v));
+    }
+    let mut weekly = operator();
+    let mut out = feed(&mut weekly, &results);
+    weekly.on_watermark(MONDAY + 2 * DAY + 2 * HOUR, &mut out);
+    assert!(of_kind(&out, InsightKind::Trend).is_empty());
+    let mut daily = tuned("[aggregate.insights]\ntrend = { window = \"1d\" }");
+    let mut out = feed(&mut daily, &results);
+    daily.on_watermark(MONDAY + 2 * DAY + 2 * HOUR, &mut out);
+    let trends = of_kind(&out, InsightKind::Trend);
+    assert_eq!(trends.len(), 1, "{trends:#?}");
+    assert_eq!(
+        (
+            trends[0].window_start,
+            trends[0].window_end,
+            trends[0].score
+        ),
+        (MONDAY + DAY, MONDAY + 2 * DAY, 1.0)
+    );
+    assert_eq!(
+        trends[0].summary,
+        "n of runs for subject=a: 480 in the 1day from 2024-01-02 00:00, +100 % against 240 the 1day before"
+    );
+    // A higher minimum change hides it.
+    let mut strict = tuned("[aggregate.insights]\ntrend = { window = \"1d\", min_change = 1.5 }");
+    let mut out = feed(&mut strict, &results);
+    strict.on_watermark(MONDAY + 2 * DAY + 2 * HOUR, &mut out);
+    assert!(of_kind(&out, InsightKind::Trend).is_empty());
+}
+
+#[test]
+fn a_restored_operator_keeps_the_running_settings() {
+    let mut op = tuned("[aggregate.insights]\nanomaly = false");
+    let results = hourly("a", 40, &[30]);
+    let mut out = feed(&mut op, &results[..20]);
+    let bytes = postcard::to_allocvec(&op).expect("state serializes");
+    let saved: InsightOperator = postcard::from_bytes(&bytes).expect("deserializes");
+    let mut fresh = tuned("[aggregate.insights]\nanomaly = false");
+    fresh.resume(saved);
+    assert_eq!(fresh.config(), op.config());
+    for r in &results[20..] {
+        fresh.on_result(r, &mut out);
+    }
+    assert!(of_kind(&out, InsightKind::Anomaly).is_empty());
+}
+
+#[test]
+fn the_mad_method_finds_a_spike_an_earlier_outlier_hides_from_the_z_score() {
+    // A huge outlier at window 12 inflates the EWMA spread for many windows after it, so
+    // the moderate spike at 20 is no z-score anomaly; the median and MAD of the latest
+    // values are hardly moved by one outlier.
+    let mut results = hourly("a", 30, &[]);
+    results[12].measures.insert("n".into(), 1000.0);
+    results[20].measures.insert("n".into(), 130.0);
+    let starts = |out: &[Insight]| -> Vec<i64> {
+        of_kind(out, InsightKind::Anomaly)
+            .iter()
+            .map(|i| (i.window_start - MONDAY) / HOUR)
+            .collect()
+    };
+    assert_eq!(starts(&feed(&mut operator(), &results)), [12]);
+    let mut mad = tuned("[aggregate.insights]\nanomaly = { method = \"mad\" }");
+    let found = feed(&mut mad, &results);
+    assert_eq!(starts(&found), [12, 20], "{found:#?}");
+    let spike = of_kind(&found, InsightKind::Anomaly)[1];
+    assert!(spike.score >= 3.5, "{}", spike.score);
+    assert!(
+        spike
+            .summary
+            .contains("median absolute deviations above its recent median of"),
+        "{}",
+        spike.summary
+    );
+    // A higher MAD threshold keeps only the outlier.
+    let strict = feed(
+        &mut tuned("[aggregate.insights]\nanomaly = { method = \"mad\", threshold = 100 }"),
+        &results,
+    );
+    assert_eq!(starts(&strict), [12]);
+    // The latest values go into the checkpoint with the rest of the state, and trends,
+    // streaks and the series count ignore them.
+    let mut op = tuned("[aggregate.insights]\nanomaly = { method = \"mad\" }");
+    let mut out = feed(&mut op, &results[..15]);
+    assert_eq!(op.series(), 1);
+    let bytes = postcard::to_allocvec(&op).expect("state serializes");
+    let mut restored = tuned("[aggregate.insights]\nanomaly = { method = \"mad\" }");
+    restored.resume(postcard::from_bytes(&bytes).expect("deserializes"));
+    for r in &results[15..] {
+        restored.on_result(r, &mut out);
+    }
+    assert_eq!(out, found);
+}
+
+#[test]
+fn switching_to_mad_waits_for_its_own_history() {
+    // 20 windows under the z-score, then the MAD method from a checkpoint: it reports
+    // nothing until it has seen min_history values itself, then the spike.
+    let mut results = hourly("a", 45, &[]);
+    results[22].measures.insert("n".into(), 150.0);
+    results[40].measures.insert("n".into(), 300.0);
+    let mut op = operator();
+    let mut out = feed(&mut op, &results[..20]);
+    let mut mad = tuned("[aggregate.insights]\nanomaly = { method = \"mad\" }");
+    mad.resume(postcard::from_bytes(&postcard::to_allocvec(&op).unwrap()).unwrap());
+    for r in &results[20..] {
+        mad.on_result(r, &mut out);
+    }
+    let starts: Vec<i64> = of_kind(&out, InsightKind::Anomaly)
+        .iter()
+        .map(|i| (i.window_start - MONDAY) / HOUR)
+        .collect();
+    assert_eq!(starts, [40], "{out:#?}");
 }

@@ -285,7 +285,7 @@ impl PartitionState {
                 .iter()
                 .position(|o| o.aggregate == a.name && o.fingerprint == fp)
             {
-                Some(i) => *op = saved.swap_remove(i).state,
+                Some(i) => op.resume(saved.swap_remove(i).state),
                 None => warn!(
                     partition = %tp, aggregate = %a.name,
                     "Insights of an aggregate that is new or changed since the checkpoint start empty from here."

@@ -22,6 +22,7 @@ use diagnostics::Collector;
 pub use diagnostics::{Diagnostic, Diagnostics};
 
 use crate::expr::{AggregateFn, Expr, GroupKeyExpr, compile_group_key, compile_measure};
+use crate::insights::{AnomalyConfig, AnomalyMethod, InsightConfig, MeasureConfig, TrendConfig};
 
 /// A validated spec.
 #[derive(Debug)]
@@ -144,7 +145,6 @@ impl Default for Watermark {
 }
 
 /// A windowed aggregation.
-#[derive(Debug)]
 pub struct Aggregate {
     pub name: String,
     pub condition: Option<Expr>,
@@ -153,6 +153,24 @@ pub struct Aggregate {
     pub measures: Vec<Measure>,
     pub allowed_lateness: Duration,
     pub emit_every: Option<Duration>,
+    /// Which insight detectors run over the results, how sensitive (`insights`).
+    pub insights: InsightConfig,
+}
+
+// By hand, without `insights`: the Debug text is the aggregate's state fingerprint
+// (runtime/partition.rs), and tuning a detector must not throw away window state.
+impl std::fmt::Debug for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregate")
+            .field("name", &self.name)
+            .field("condition", &self.condition)
+            .field("window", &self.window)
+            .field("group_by", &self.group_by)
+            .field("measures", &self.measures)
+            .field("allowed_lateness", &self.allowed_lateness)
+            .field("emit_every", &self.emit_every)
+            .finish()
+    }
 }
 
 /// Window shapes.
@@ -208,7 +226,12 @@ const RESERVED: &[&str] = &[
     "final",
     "id",
     "aggregate",
+    "count",
 ];
+
+/// Longest aggregate, group-key and measure name: the store's identifier limit
+/// (`helios_sinks::StoreSpec::validate`).
+const MAX_IDENTIFIER: usize = 64;
 
 const DURATION_HINT: &str = "write a duration like 30s, 5m, 1h or 7d";
 
@@ -500,6 +523,15 @@ fn webhook(
     })
 }
 
+/// Lowercase letters, digits and `_`, starting with a letter, at most 64 bytes: a table
+/// or column name of every store.
+fn is_identifier(n: &str) -> bool {
+    n.len() <= MAX_IDENTIFIER
+        && n.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// A name that becomes part of table and topic names.
 fn name(
     c: &mut Collector<'_>,
@@ -508,18 +540,13 @@ fn name(
     what: &str,
 ) -> bool {
     let n = s.get_ref();
-    let ok = !n.is_empty()
-        && n.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-        && n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !ok {
+    if !is_identifier(n) {
         c.at(
             s.span(),
             format!("bad {what} name `{n}`"),
-            Some(
-                "use lowercase letters, digits and _, starting with a letter (it names tables)"
-                    .into(),
-            ),
+            Some(format!(
+                "use 1 to {MAX_IDENTIFIER} lowercase letters, digits and _, starting with a letter (it names tables)"
+            )),
         );
         return false;
     }
@@ -544,12 +571,29 @@ fn condition(c: &mut Collector<'_>, s: &Spanned<String>) -> Option<Expr> {
     }
 }
 
-fn group_keys(c: &mut Collector<'_>, keys: &[Spanned<String>]) -> Option<Vec<GroupKeyExpr>> {
+/// Compiles group keys; `columns`: they become store columns (an aggregate's), so their
+/// names must be plain identifiers.
+fn group_keys(
+    c: &mut Collector<'_>,
+    keys: &[Spanned<String>],
+    columns: bool,
+) -> Option<Vec<GroupKeyExpr>> {
     let mut out = Vec::with_capacity(keys.len());
     let mut seen = HashSet::new();
     let mut ok = true;
     for k in keys {
         match compile_group_key(k.get_ref()) {
+            Ok(key) if columns && !is_identifier(&key.name) => {
+                c.at(
+                    k.span(),
+                    format!("key name `{}` cannot be a column of the store", key.name),
+                    Some(format!(
+                        "name it with AS: 1 to {MAX_IDENTIFIER} lowercase letters, digits or _, starting with a letter, e.g. `{} AS branch`",
+                        k.get_ref().split(" AS ").next().unwrap_or_default().trim()
+                    )),
+                );
+                ok = false;
+            }
             Ok(key) if RESERVED.contains(&key.name.as_str()) => {
                 c.at(
                     k.span(),
@@ -585,7 +629,7 @@ fn aggregate(
     name(c, &raw.name, names, "aggregate");
     let cond = raw.condition.as_ref().and_then(|w| condition(c, w));
     let window = window(c, &raw.window);
-    let group_by = group_keys(c, &raw.group_by);
+    let group_by = group_keys(c, &raw.group_by, true);
     let key_names: HashSet<String> = group_by.iter().flatten().map(|k| k.name.clone()).collect();
     if raw.measures.get_ref().is_empty() {
         c.at(
@@ -596,16 +640,11 @@ fn aggregate(
     }
     let mut measures = Vec::new();
     for (m_name, m) in raw.measures.get_ref() {
-        let valid_name = !m_name.is_empty()
-            && m_name
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase())
-            && m_name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !valid_name || RESERVED.contains(&m_name.as_str()) || key_names.contains(m_name) {
-            c.at(m.span(), format!("bad measure name `{m_name}`"), Some("use lowercase letters, digits and _, not a group key or a reserved column (id, version, final, window_start, window_end)".into()));
+        if !is_identifier(m_name)
+            || RESERVED.contains(&m_name.as_str())
+            || key_names.contains(m_name)
+        {
+            c.at(m.span(), format!("bad measure name `{m_name}`"), Some(format!("use 1 to {MAX_IDENTIFIER} lowercase letters, digits and _, not a group key or a reserved column (id, version, final, count, window_start, window_end)")));
             continue;
         }
         match compile_measure(m.get_ref()) {
@@ -627,6 +666,17 @@ fn aggregate(
         Some(d) => duration(c, d, "emit_every", false).map(Some),
         None => Some(None),
     };
+    let insights = match (&raw.insights, window) {
+        (Some(settings), Some(w)) => insights(c, settings, w, &measures),
+        (None, _) => Some(InsightConfig::default()),
+        (Some(_), None) => None,
+    };
+    // Only for an otherwise valid aggregate: the grouping is judged on the keys it has.
+    if c.count() == before
+        && let Some(keys) = &group_by
+    {
+        co_partitioned(c, "aggregate", &raw.name, &raw.group_by, keys);
+    }
     if c.count() > before {
         return None;
     }
@@ -638,7 +688,288 @@ fn aggregate(
         measures,
         allowed_lateness: allowed_lateness?,
         emit_every: emit_every?,
+        insights: insights?,
     })
+}
+
+/// ADR-006: events are keyed, hence partitioned, by `subject`, so an aggregate's or rule's
+/// groups stay on one input partition only when its keys include the bare `subject`
+/// column. The processor refuses anything else at start
+/// (`runtime::check_co_partitioned`); this reports it with its position first.
+///
+/// Judged only for an otherwise valid aggregate or rule. The one place of this rule in
+/// the spec checker: delete this function, `is_subject` and the two calls (in
+/// `aggregate` and `rule`) when grouping by any key is supported.
+fn co_partitioned(
+    c: &mut Collector<'_>,
+    kind: &str,
+    name: &Spanned<String>,
+    written: &[Spanned<String>],
+    keys: &[GroupKeyExpr],
+) {
+    if keys.iter().any(|k| is_subject(k.expr.source())) {
+        return;
+    }
+    let field = if kind == "rule" { "per" } else { "group_by" };
+    let (span, grouped) = match written.first() {
+        Some(first) => (
+            first.span(),
+            keys.iter()
+                .map(|k| format!("`{}`", k.expr.source()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        None => (name.span(), "nothing (one global group)".to_string()),
+    };
+    c.at(
+        span,
+        format!(
+            "{kind} `{}` groups by {grouped}, which does not include `subject`: events are \
+             partitioned by subject, so its groups would be split over partitions and counted in parts",
+            name.get_ref()
+        ),
+        Some(format!(
+            "add `subject` to its keys, e.g. {field} = [\"subject\", ...] (ADR-006)"
+        )),
+    );
+}
+
+/// Whether a group key is the column `subject` itself (any alias).
+fn is_subject(source: &str) -> bool {
+    use sqlparser::ast::{Expr as Ast, SelectItem};
+    let dialect = sqlparser::dialect::GenericDialect {};
+    let Ok(mut parser) = sqlparser::parser::Parser::new(&dialect).try_with_sql(source) else {
+        return false;
+    };
+    match parser.parse_select_item() {
+        Ok(SelectItem::UnnamedExpr(Ast::Identifier(id)))
+        | Ok(SelectItem::ExprWithAlias {
+            expr: Ast::Identifier(id),
+            ..
+        }) => id.value.eq_ignore_ascii_case("subject"),
+        _ => false,
+    }
+}
+
+/// The longest trend period: a series is kept for three of them.
+const MAX_TREND_PERIOD: Duration = Duration::from_secs(366 * 86_400);
+/// The most values the MAD method keeps per series.
+const MAX_MAD_HISTORY: u64 = 1000;
+/// The longest streak asked for, in days.
+const MAX_STREAK_DAYS: i64 = 3650;
+
+/// An aggregate's `insights`: `false`, `true` or the detectors' settings, checked against
+/// its window and measures.
+fn insights(
+    c: &mut Collector<'_>,
+    raw: &Spanned<raw::Toggle<raw::Insights>>,
+    window: Window,
+    measures: &[Measure],
+) -> Option<InsightConfig> {
+    let settings = match raw.get_ref() {
+        raw::Toggle::Switch(false) => return Some(InsightConfig::off()),
+        raw::Toggle::Switch(true) => return Some(InsightConfig::default()),
+        raw::Toggle::Settings(s) => s,
+    };
+    let before = c.count();
+    let defaults = InsightConfig::default();
+    let mut out = InsightConfig::default();
+    out.default.anomaly = anomaly(c, settings.anomaly.as_ref(), defaults.default.anomaly);
+    let (aggregate_trend, period) = trend(c, settings.trend.as_ref(), defaults.default.trend, true);
+    out.default.trend = aggregate_trend;
+    if let Some(period) = period {
+        let smallest = match window {
+            Window::Tumbling { size } | Window::Hopping { size, .. } => size,
+            Window::Session { .. } => Duration::ZERO,
+        };
+        let span = settings.trend.as_ref().map_or(raw.span(), |t| t.span());
+        if period < smallest {
+            c.at(
+                span,
+                format!(
+                    "the trend window {} is shorter than the aggregate's window {}",
+                    humantime::format_duration(period),
+                    humantime::format_duration(smallest)
+                ),
+                Some("compare periods of at least one window, e.g. window = \"7d\"".into()),
+            );
+        } else if period > MAX_TREND_PERIOD {
+            c.at(
+                span,
+                format!(
+                    "the trend window {} is longer than a year",
+                    humantime::format_duration(period)
+                ),
+                Some("e.g. window = \"7d\" compares calendar weeks".into()),
+            );
+        } else {
+            out.trend_period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX);
+        }
+    }
+    out.streak_days = match settings.streak.as_ref().map(|s| (s, s.get_ref())) {
+        None => defaults.streak_days,
+        Some((_, raw::Toggle::Switch(on))) => on.then_some(defaults.streak_days).flatten(),
+        Some((_, raw::Toggle::Settings(st))) => match &st.days {
+            None => defaults.streak_days,
+            Some(d) if (1..=MAX_STREAK_DAYS).contains(d.get_ref()) => Some(*d.get_ref()),
+            Some(d) => {
+                c.at(
+                    d.span(),
+                    format!(
+                        "streak days must be from 1 to {MAX_STREAK_DAYS}, not {}",
+                        d.get_ref()
+                    ),
+                    Some("consecutive UTC days with events, e.g. days = 5".into()),
+                );
+                None
+            }
+        },
+    };
+    for (m_name, m) in &settings.measures {
+        if !measures.iter().any(|x| &x.name == m_name) {
+            c.at(
+                m.span(),
+                format!("insights for `{m_name}`, which is not a measure of this aggregate"),
+                Some(format!(
+                    "the measures are {}",
+                    measures
+                        .iter()
+                        .map(|x| format!("`{}`", x.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            continue;
+        }
+        let own = match m.get_ref() {
+            raw::Toggle::Switch(false) => MeasureConfig {
+                anomaly: None,
+                trend: None,
+            },
+            raw::Toggle::Switch(true) => out.default,
+            raw::Toggle::Settings(ms) => {
+                let (measure_trend, period) = trend(c, ms.trend.as_ref(), out.default.trend, false);
+                if let (Some(_), Some(t)) = (period, &ms.trend) {
+                    c.at(
+                        t.span(),
+                        "the trend window is set per aggregate, not per measure",
+                        Some("move `window` to the aggregate's insights.trend".into()),
+                    );
+                }
+                MeasureConfig {
+                    anomaly: anomaly(c, ms.anomaly.as_ref(), out.default.anomaly),
+                    trend: measure_trend,
+                }
+            }
+        };
+        out.measures.insert(m_name.clone(), own);
+    }
+    (c.count() == before).then_some(out)
+}
+
+/// An `anomaly` setting over `base` (the aggregate's, or the default).
+fn anomaly(
+    c: &mut Collector<'_>,
+    raw: Option<&Spanned<raw::Toggle<raw::Anomaly>>>,
+    base: Option<AnomalyConfig>,
+) -> Option<AnomalyConfig> {
+    let Some(raw) = raw else { return base };
+    let a = match raw.get_ref() {
+        raw::Toggle::Switch(false) => return None,
+        raw::Toggle::Switch(true) => return Some(base.unwrap_or_default()),
+        raw::Toggle::Settings(a) => a,
+    };
+    let mut out = base.unwrap_or_default();
+    if let Some(m) = &a.method {
+        match m.get_ref().as_str() {
+            "zscore" => out.method = AnomalyMethod::ZScore,
+            "mad" => out.method = AnomalyMethod::Mad,
+            other => c.at(
+                m.span(),
+                format!("unknown anomaly method `{other}`"),
+                Some("use zscore (mean and standard deviation) or mad (median and median absolute deviation)".into()),
+            ),
+        }
+        // A method named without a threshold takes its own default.
+        out.threshold = out.method.default_threshold();
+    }
+    if let Some(t) = &a.threshold {
+        let v = *t.get_ref();
+        if v.is_finite() && v > 0.0 {
+            out.threshold = v;
+        } else {
+            c.at(
+                t.span(),
+                format!("anomaly threshold must be a positive number, not {v}"),
+                Some("the |score| reported as an anomaly, e.g. threshold = 3.0".into()),
+            );
+        }
+    }
+    if let Some(h) = &a.history {
+        match u64::try_from(*h.get_ref()) {
+            Ok(n) if (3..=MAX_MAD_HISTORY).contains(&n) => out.history = n,
+            _ => c.at(
+                h.span(),
+                format!(
+                    "anomaly history must be from 3 to {MAX_MAD_HISTORY}, not {}",
+                    h.get_ref()
+                ),
+                Some("the latest values the mad method keeps per series, e.g. history = 30".into()),
+            ),
+        }
+    }
+    if let Some(h) = &a.min_history {
+        match u64::try_from(*h.get_ref()) {
+            Ok(n) if n >= 1 => out.min_history = n,
+            _ => c.at(
+                h.span(),
+                format!(
+                    "anomaly min_history must be at least 1, not {}",
+                    h.get_ref()
+                ),
+                Some(
+                    "windows of a series seen before anomalies are reported, e.g. min_history = 10"
+                        .into(),
+                ),
+            ),
+        }
+    }
+    Some(out)
+}
+
+/// A `trend` setting over `base`, and its `window` when written (`with_window`: where
+/// it is allowed; it is checked by the caller).
+fn trend(
+    c: &mut Collector<'_>,
+    raw: Option<&Spanned<raw::Toggle<raw::Trend>>>,
+    base: Option<TrendConfig>,
+    with_window: bool,
+) -> (Option<TrendConfig>, Option<Duration>) {
+    let Some(raw) = raw else { return (base, None) };
+    let t = match raw.get_ref() {
+        raw::Toggle::Switch(false) => return (None, None),
+        raw::Toggle::Switch(true) => return (Some(base.unwrap_or_default()), None),
+        raw::Toggle::Settings(t) => t,
+    };
+    let mut out = base.unwrap_or_default();
+    if let Some(m) = &t.min_change {
+        let v = *m.get_ref();
+        if v.is_finite() && v > 0.0 {
+            out.min_change = v;
+        } else {
+            c.at(
+                m.span(),
+                format!("trend min_change must be a positive number, not {v}"),
+                Some("the relative change reported, e.g. min_change = 0.5 for ±50 %".into()),
+            );
+        }
+    }
+    let period = match &t.window {
+        Some(w) if with_window => duration(c, w, "trend window", false),
+        Some(_) => Some(Duration::ZERO),
+        None => None,
+    };
+    (Some(out), period)
 }
 
 fn window(c: &mut Collector<'_>, w: &Spanned<raw::Window>) -> Option<Window> {
@@ -711,7 +1042,7 @@ fn window(c: &mut Collector<'_>, w: &Spanned<raw::Window>) -> Option<Window> {
 fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> Option<Rule> {
     let before = c.count();
     name(c, &raw.name, names, "rule");
-    let per = group_keys(c, &raw.per);
+    let per = group_keys(c, &raw.per, false);
     let within = match &raw.within {
         Some(d) => duration(c, d, "within", false),
         None => {
@@ -807,6 +1138,11 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
             None
         }
     };
+    if c.count() == before
+        && let Some(keys) = &per
+    {
+        co_partitioned(c, "rule", &raw.name, &raw.per, keys);
+    }
     if c.count() > before {
         return None;
     }

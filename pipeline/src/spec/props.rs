@@ -32,15 +32,23 @@ group_by = ["subject", "attrs['conclusion'] AS conclusion"]
 measures = { runs = "count(*)", p95_secs = "quantile(value, 0.95)", authors = "count_distinct(attrs['author'])" }
 allowed_lateness = "5m"
 
+[aggregate.insights]
+anomaly = { method = "mad", threshold = 4, history = 20 }
+trend = { window = "1d", min_change = 0.3 }
+streak = { days = 3 }
+measures.p95_secs = { anomaly = { min_history = 20 }, trend = false }
+
 [[aggregate]]
 name = "pushes"
 window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["subject"]
 measures = { commits = "sum(value)" }
 emit_every = "1m"
 
 [[aggregate]]
 name = "sessions"
 window = { type = "session", gap = "15m" }
+group_by = ["subject"]
 measures = { n = "count(*)" }
 
 [[rule]]
@@ -64,6 +72,7 @@ within = "30m"
 name = "quiet"
 type = "absence"
 where = "kind = 'heartbeat'"
+per = ["subject"]
 within = "5m"
 
 [[webhook]]
@@ -135,6 +144,15 @@ fn token() -> impl Strategy<Value = String> {
             "events",
             "max_out_of_orderness",
             "idle_timeout",
+            "insights",
+            "anomaly",
+            "threshold",
+            "min_history",
+            "method",
+            "history",
+            "streak",
+            "days",
+            "min_change",
             "x",
         ][..],
     );
@@ -156,6 +174,7 @@ fn token() -> impl Strategy<Value = String> {
             &[
                 "[watermark]\n", "[retention]\n", "[[aggregate]]\n", "[[rule]]\n",
                 "[[source]]\n", "[[webhook]]\n", "[[watermark]]\n", "[unknown]\n",
+                "[aggregate.insights]\n", "[aggregate.insights.measures.runs]\n",
                 "[aggregate]\n", "\n", "# comment\n", "[a.b]\n",
             ][..],
         )

@@ -35,6 +35,91 @@ pub struct Aggregate {
     pub allowed_lateness: Option<Spanned<String>>,
     /// Emit early results this often before the final one.
     pub emit_every: Option<Spanned<String>>,
+    /// The insight detectors over this aggregate's results: `false`, `true` or a table.
+    pub insights: Option<Spanned<Toggle<Insights>>>,
+}
+
+/// `false` (off), `true` (the defaults) or a table of settings.
+#[derive(Debug)]
+pub enum Toggle<T> {
+    Switch(bool),
+    Settings(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Toggle<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`true`, `false` or a table of settings")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Toggle::Switch(b))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Toggle::Settings)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// `insights = { ... }` of an aggregate: the detectors for every measure, and
+/// per-measure overrides.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Insights {
+    pub anomaly: Option<Spanned<Toggle<Anomaly>>>,
+    pub trend: Option<Spanned<Toggle<Trend>>>,
+    pub streak: Option<Spanned<Toggle<Streak>>>,
+    /// Measure name -> its own `anomaly` and `trend` settings (or `false`).
+    #[serde(default)]
+    pub measures: BTreeMap<String, Spanned<Toggle<MeasureInsights>>>,
+}
+
+/// One measure's overrides.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureInsights {
+    pub anomaly: Option<Spanned<Toggle<Anomaly>>>,
+    pub trend: Option<Spanned<Toggle<Trend>>>,
+}
+
+/// `anomaly = { method = "zscore", threshold = 3.0, min_history = 10 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anomaly {
+    /// `zscore` (default) or `mad`.
+    pub method: Option<Spanned<String>>,
+    /// Values the MAD method keeps per series.
+    pub history: Option<Spanned<i64>>,
+    /// |score| reported as an anomaly.
+    pub threshold: Option<Spanned<f64>>,
+    /// Windows of a series seen before anomalies are reported.
+    pub min_history: Option<Spanned<i64>>,
+}
+
+/// `trend = { window = "7d", min_change = 0.5 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trend {
+    /// The period compared with the one before (per aggregate).
+    pub window: Option<Spanned<String>>,
+    /// Relative change between two periods reported as a trend (0.5 = ±50 %).
+    pub min_change: Option<Spanned<f64>>,
+}
+
+/// `streak = { days = 5 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Streak {
+    /// Consecutive UTC days with events reported as a streak.
+    pub days: Option<Spanned<i64>>,
 }
 
 /// `window = { ... }`

@@ -38,6 +38,7 @@ allowed_lateness = "5m"
 [[aggregate]]
 name = "pushes"
 window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["subject"]
 measures = { commits = "sum(value)" }
 emit_every = "1m"
 
@@ -107,7 +108,7 @@ fn good_spec_parses() {
     assert_eq!(spec.sources.len(), 1);
     assert_eq!(
         (spec.sources[0].line, spec.sources[0].value.name.as_str()),
-        (37, "web")
+        (38, "web")
     );
 }
 
@@ -367,4 +368,236 @@ allowed_lateness = "1h"
         .unwrap_err()
         .to_string();
     assert!(unknown.contains("unknown field `window`"), "{unknown}");
+}
+
+/// Problems of `text` as (line, column, message).
+fn problems(text: &str) -> Vec<(usize, usize, String)> {
+    match parse::<Source>(text, "s.toml", check_source) {
+        Ok(_) => Vec::new(),
+        Err(d) => d
+            .items
+            .into_iter()
+            .map(|i| (i.line, i.column, i.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn groupings_without_the_subject_are_reported_at_their_keys() {
+    let aggregate = |keys: &str| {
+        format!(
+            "[[aggregate]]\nname = \"a\"\nwindow = {{ type = \"tumbling\", size = \"1m\" }}\n\
+             group_by = {keys}\nmeasures = {{ n = \"count(*)\" }}\n"
+        )
+    };
+    for keys in [
+        r#"["subject"]"#,
+        r#"["SUBJECT"]"#,
+        r#"["subject AS project", "kind"]"#,
+        r#"["kind", "attrs['branch'] AS branch", "subject"]"#,
+    ] {
+        assert_eq!(problems(&aggregate(keys)), [], "{keys}");
+    }
+    for (keys, column) in [
+        (r#"["kind"]"#, 13),
+        (r#"["lower(subject) AS project"]"#, 13),
+        (r#"["attrs['subject'] AS subject"]"#, 13),
+    ] {
+        let got = problems(&aggregate(keys));
+        assert_eq!(got.len(), 1, "{keys}: {got:?}");
+        assert_eq!((got[0].0, got[0].1), (4, column), "{keys}: {got:?}");
+        assert!(
+            got[0].2.contains("aggregate `a` groups by")
+                && got[0].2.contains("does not include `subject`"),
+            "{got:?}"
+        );
+    }
+    // No keys at all: one global group, reported at the name.
+    let got = problems(&aggregate("[]"));
+    assert_eq!((got[0].0, got[0].1), (2, 8), "{got:?}");
+    assert!(got[0].2.contains("nothing (one global group)"), "{got:?}");
+    // A rule's `per` likewise.
+    let rule = "[[rule]]\nname = \"r\"\ntype = \"threshold\"\nwhere = \"kind = 'x'\"\nper = [\"kind\"]\ncount = 2\nwithin = \"1h\"\n";
+    let got = problems(rule);
+    assert_eq!((got[0].0, got[0].1), (5, 8), "{got:?}");
+    assert!(got[0].2.contains("rule `r` groups by `kind`"), "{got:?}");
+}
+
+#[test]
+fn names_the_store_cannot_take_are_reported() {
+    let long = "a".repeat(65);
+    let text = format!(
+        "[[aggregate]]\nname = \"{long}\"\nwindow = {{ type = \"tumbling\", size = \"1m\" }}\n\
+         group_by = [\"subject\"]\nmeasures = {{ n = \"count(*)\" }}\n\n\
+         [[aggregate]]\nname = \"b\"\nwindow = {{ type = \"tumbling\", size = \"1m\" }}\n\
+         group_by = [\"subject\", \"attrs['build-id']\", \"kind AS Kind\"]\n\
+         measures = {{ count = \"count(*)\" }}\n"
+    );
+    let got = problems(&text);
+    let at: Vec<(usize, usize)> = got.iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(at, [(2, 8), (10, 24), (10, 45), (11, 22)], "{got:?}");
+    assert!(got[0].2.contains("bad aggregate name"), "{got:?}");
+    assert!(
+        got[1].2.contains("key name `build-id` cannot be a column"),
+        "{got:?}"
+    );
+    assert!(got[2].2.contains("key name `Kind`"), "{got:?}");
+    assert!(got[3].2.contains("bad measure name `count`"), "{got:?}");
+}
+
+const TUNED: &str = r#"[[aggregate]]
+name = "runs"
+window = { type = "tumbling", size = "1h" }
+group_by = ["subject"]
+measures = { n = "count(*)", p95 = "quantile(value, 0.95)", total = "sum(value)" }
+
+[aggregate.insights]
+anomaly = { threshold = 4.5, min_history = 20 }
+trend = { window = "1d", min_change = 0.25 }
+streak = false
+measures.p95 = false
+measures.total = { anomaly = { threshold = 6 }, trend = false }
+
+[[aggregate]]
+name = "quiet"
+window = { type = "tumbling", size = "1h" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+insights = false
+"#;
+
+#[test]
+fn insight_settings_are_read_per_aggregate_and_measure() {
+    use crate::insights::{AnomalyConfig, InsightConfig, TrendConfig};
+    let spec = parse::<Source>(TUNED, "s.toml", check_source).unwrap_or_else(|d| panic!("{d}"));
+    let tuned = &spec.aggregates[0].insights;
+    assert_eq!(
+        tuned.measure("n").anomaly,
+        Some(AnomalyConfig {
+            threshold: 4.5,
+            min_history: 20,
+            ..AnomalyConfig::default()
+        })
+    );
+    assert_eq!(
+        tuned.measure("n").trend,
+        Some(TrendConfig { min_change: 0.25 })
+    );
+    assert_eq!(tuned.trend_period_us, 86_400_000_000);
+    assert_eq!(tuned.streak_days, None);
+    assert_eq!(tuned.measure("p95").anomaly, None);
+    assert_eq!(tuned.measure("p95").trend, None);
+    // A measure's own settings sit on the aggregate's.
+    assert_eq!(
+        tuned.measure("total").anomaly,
+        Some(AnomalyConfig {
+            threshold: 6.0,
+            min_history: 20,
+            ..AnomalyConfig::default()
+        })
+    );
+    assert_eq!(tuned.measure("total").trend, None);
+    assert!(spec.aggregates[1].insights.is_off());
+    // Nothing written: today's detectors, and the aggregate's fingerprint text does not
+    // depend on the settings.
+    let plain = TUNED.replace("\n[aggregate.insights]", "\n[aggregate.unused]");
+    assert!(parse::<Source>(&plain, "s.toml", check_source).is_err());
+    let untuned = parse::<Source>(
+        &TUNED[..TUNED.find("\n[aggregate.insights]").unwrap()],
+        "s.toml",
+        check_source,
+    )
+    .unwrap();
+    assert_eq!(untuned.aggregates[0].insights, InsightConfig::default());
+    assert_eq!(
+        format!("{:?}", untuned.aggregates[0]),
+        format!("{:?}", spec.aggregates[0])
+    );
+}
+
+#[test]
+fn bad_insight_settings_are_reported_with_their_position() {
+    let bad = r#"[[aggregate]]
+name = "runs"
+window = { type = "tumbling", size = "1h" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+
+[aggregate.insights]
+anomaly = { threshold = -1, min_history = 0 }
+trend = { window = "10m", min_change = 0 }
+streak = { days = 0 }
+measures.nope = false
+measures.n = { trend = { window = "7d" } }
+"#;
+    let got = problems(bad);
+    let at: Vec<(usize, usize)> = got.iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(
+        at,
+        [
+            (8, 25),
+            (8, 43),
+            (9, 9),
+            (9, 40),
+            (10, 19),
+            (11, 17),
+            (12, 24)
+        ],
+        "{got:?}"
+    );
+    for (p, needle) in got.iter().zip([
+        "anomaly threshold must be a positive number, not -1",
+        "anomaly min_history must be at least 1, not 0",
+        "the trend window 10m is shorter than the aggregate's window 1h",
+        "trend min_change must be a positive number, not 0",
+        "streak days must be from 1 to 3650, not 0",
+        "insights for `nope`, which is not a measure of this aggregate",
+        "the trend window is set per aggregate, not per measure",
+    ]) {
+        assert!(p.2.contains(needle), "{needle:?} not in {p:?}");
+    }
+    let typo = problems(
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
+         group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = { anomaly = { zscore = 3 } }\n",
+    );
+    assert_eq!(typo.len(), 1, "{typo:?}");
+    assert_eq!(typo[0].0, 6, "{typo:?}");
+    assert!(typo[0].2.contains("unknown field `zscore`"), "{typo:?}");
+    let mad = parse::<Source>(
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
+         group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = { anomaly = { method = \"mad\", history = 50 } }\n",
+        "s.toml",
+        check_source,
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let a = mad.aggregates[0].insights.measure("n").anomaly.unwrap();
+    assert_eq!(
+        (a.method, a.threshold, a.history),
+        (crate::insights::AnomalyMethod::Mad, 3.5, 50)
+    );
+    let bad_mad = problems(
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
+         group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = { anomaly = { method = \"median\", history = 2 } }\n",
+    );
+    let at: Vec<(usize, usize)> = bad_mad.iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(at, [(6, 35), (6, 55)], "{bad_mad:?}");
+    assert!(
+        bad_mad[0].2.contains("unknown anomaly method `median`"),
+        "{bad_mad:?}"
+    );
+    assert!(
+        bad_mad[1]
+            .2
+            .contains("anomaly history must be from 3 to 1000, not 2"),
+        "{bad_mad:?}"
+    );
+    let wrong = problems(
+        "[[aggregate]]\nname = \"runs\"\nwindow = { type = \"tumbling\", size = \"1h\" }\n\
+         group_by = [\"subject\"]\nmeasures = { n = \"count(*)\" }\ninsights = \"off\"\n",
+    );
+    assert_eq!((wrong[0].0, wrong[0].1), (6, 12), "{wrong:?}");
+    assert!(
+        wrong[0].2.contains("`true`, `false` or a table"),
+        "{wrong:?}"
+    );
 }

@@ -1,0 +1,456 @@
+//! `helios backtest`: runs a spec (and optionally the baseline it would replace) over
+//! stored events in a scratch area and reports what it would have said.
+//!
+//! The stored events are copied, as they are (bytes, keys, partitions, timestamps and
+//! watermark marks), from the live events topic (embedded data dir opened read-only, or
+//! a Kafka topic read by a throw-away consumer that never commits) or from a file into
+//! an embedded log in a temporary directory. Each spec then runs there through the
+//! pipeline's own deterministic replay ([`Processor::run_to_end`]) with its own output
+//! topics and checkpoints, and the report is built by reading those topics once. Nothing
+//! is written to the live log, its consumer groups or the store.
+
+mod input;
+mod report;
+mod split;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
+use helios_log::{Log, TopicSpec};
+use helios_pipeline::checkpoint::CheckpointStore;
+use helios_pipeline::runtime::{Codecs, DerivedCodecs, Processor, ProcessorConfig, RunSummary};
+use helios_schemas::{EventCodec, RecordCodec};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::LogArgs;
+use crate::spec::{Limits, ProcessorSpec};
+use crate::stages::sources::EventTimeArgs;
+
+pub use report::Report;
+
+/// Try a changed spec on stored events before switching it on: what its rules would have
+/// fired and resolved, its aggregates' windows, what its insight detectors would have
+/// said, and with --baseline the difference from the spec that runs today.
+///
+/// Reads the events of a data dir's embedded log (read-only, also while `helios up`
+/// runs), of a Kafka topic (--kafka, --topic; offsets are never committed), or of a file
+/// (--events: CloudEvents as NDJSON, one per line, or CSV with a header line of
+/// id,source,type,subject,time,value and any other column as an attribute). Each spec
+/// runs through the same processor as `helios up`, in a scratch directory that is removed
+/// afterwards; live topics, offsets, checkpoints and the store are not touched.
+///
+/// The report goes to stdout (text, or --format json); progress and logs go to stderr.
+/// Alerts are matched with the baseline's by rule, group and the time they started
+/// firing: `+` added, `-` removed, `~` changed (resolved at another time). Windows are
+/// matched by aggregate, window and group; windows still open when the events end are
+/// not reported. --from/--to pick the records stored in that time range (for --events:
+/// the events' own time), as RFC 3339 times or durations before now (`7d`).
+///
+/// Examples:
+///   helios backtest --spec new.toml --baseline helios.toml --data-dir ./helios-data
+///   helios backtest --spec new.toml --baseline helios.toml --from 7d --format json
+///   helios backtest --spec new.toml --events events.ndjson
+///   helios backtest --spec new.toml --kafka 127.0.0.1:9092 --topic helios.events
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct BacktestArgs {
+    /// The spec to try (its aggregates, rules and insight settings run).
+    #[arg(long)]
+    pub spec: PathBuf,
+
+    /// The spec it would replace; the report shows what changes (alerts added, removed
+    /// and changed, windows that differ, insights added and removed).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+
+    /// Only records stored at or after this time: RFC 3339 (`2026-01-01T00:00:00Z`) or a
+    /// duration before now (`7d`). With --events: the events' own time.
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+
+    /// Only records stored at or before this time (as --from).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<i64>,
+
+    /// The topic of stored events [default: helios.events, with the topic prefix].
+    #[arg(long)]
+    pub topic: Option<String>,
+
+    /// Read events from this file instead of a log: `.ndjson` (CloudEvents, one per
+    /// line) or `.csv` (a header line; id, source, type, subject, time, value; other
+    /// columns are attributes). No running Helios needed.
+    #[arg(long, conflicts_with = "topic")]
+    pub events: Option<PathBuf>,
+
+    /// Partitions of the scratch events topic for --events (events are spread by subject,
+    /// as ingest does).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
+
+    /// Report format: `text` for reading, `json` for tools.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+
+    /// Alerts, window changes and insights listed per rule, aggregate and detector (the
+    /// counts are always complete).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+
+    /// Records the processor takes per batch.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+
+    /// Where the scratch log and checkpoints go [default: a new directory in the system's
+    /// temporary directory]; removed afterwards either way.
+    #[arg(long, env = "HELIOS_BACKTEST_DIR")]
+    pub scratch_dir: Option<PathBuf>,
+
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub event_time: EventTimeArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// `--from`/`--to`: ms since the epoch.
+fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let at = if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        t
+    } else if let Ok(ago) = humantime::parse_duration(s.trim_start_matches('-')) {
+        std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{s}` reaches before the epoch"))?
+    } else {
+        return Err(format!(
+            "`{s}` is neither an RFC 3339 time (2026-01-01T00:00:00Z) nor a duration before now (7d)"
+        ));
+    };
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("`{s}` is before 1970"))?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| format!("`{s}` is too far in the future"))
+}
+
+/// The scratch directory; removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create(base: Option<&Path>) -> anyhow::Result<Scratch> {
+        let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!("helios-backtest-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the scratch directory {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The scratch events topic.
+const EVENTS: &str = "helios.events";
+
+/// Registry ids of the output records inside the scratch area. They never leave it: the
+/// report decodes them with the same codecs.
+const RESULT_ID: u32 = 1_000_001;
+const DEAD_LETTER_ID: u32 = 1_000_002;
+const ALERT_ID: u32 = 1_000_003;
+const INSIGHT_ID: u32 = 1_000_004;
+
+pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cpu_before = report::cpu_seconds();
+    let spec = load(&args.spec)?;
+    let baseline = args.baseline.as_deref().map(load).transpose()?;
+    let scratch = Scratch::create(args.scratch_dir.as_deref())?;
+    let embedded = EmbeddedLog::open(
+        scratch.0.join("log"),
+        EmbeddedConfig {
+            // Scratch data: written once, read back after a flush; no fsync per batch.
+            fsync: FsyncPolicy::Interval(Duration::from_millis(200)),
+            ..EmbeddedConfig::default()
+        },
+    )
+    .context("opening the scratch log")?;
+    let scratch_log = embedded.log();
+    let progress = Progress::new(args.quiet);
+
+    // Where the processors read: the scratch log (events copied there), or the live
+    // topic in place (no copy) when every stored record is wanted.
+    let (log, topic, codec, info) = match &args.events {
+        Some(file) => {
+            scratch_log
+                .admin()
+                .create_topic(&TopicSpec::new(EVENTS, args.partitions))
+                .await
+                .context("creating the scratch events topic")?;
+            let copied =
+                input::from_file(file, &scratch_log, EVENTS, args.from, args.to, &progress).await?;
+            (
+                scratch_log.clone(),
+                EVENTS.to_string(),
+                copied.codec,
+                copied.info,
+            )
+        }
+        None => {
+            let backend = args.log.resolve()?;
+            let topic = args
+                .topic
+                .clone()
+                .unwrap_or_else(|| backend.topics.name(EVENTS));
+            let source = backend.open_log().await?;
+            let registry = backend.open_registry()?;
+            if args.from.is_some() || args.to.is_some() {
+                let copied = input::from_log(
+                    &source,
+                    registry,
+                    &topic,
+                    args.from,
+                    args.to,
+                    &scratch_log,
+                    EVENTS,
+                    &progress,
+                )
+                .await?;
+                (
+                    scratch_log.clone(),
+                    EVENTS.to_string(),
+                    copied.codec,
+                    copied.info,
+                )
+            } else {
+                let (codec, info) = input::peek(&source, registry, &topic).await?;
+                let log = split::split(source, &topic, scratch_log.clone());
+                (log, topic, codec, info)
+            }
+        }
+    };
+    embedded.flush().context("flushing the scratch log")?;
+
+    let mut sides = Vec::new();
+    for (role, spec) in [("new", Some(spec)), ("baseline", baseline)] {
+        let Some(spec) = spec else { continue };
+        let max_future = args.event_time.max_future.max(spec.max_future);
+        let summary = run_spec(
+            role,
+            spec.processor,
+            Input {
+                log: &log,
+                topic: &topic,
+                codec: codec.clone(),
+            },
+            &scratch.0.join("state"),
+            max_future,
+            args.batch as usize,
+            &progress,
+        )
+        .await?;
+        sides.push((role, summary));
+    }
+    embedded.flush().context("flushing the scratch log")?;
+
+    let mut report = Report::new(args.limit, info);
+    for (role, summary) in &sides {
+        report.add_run(role, summary);
+    }
+    let codecs = report::Decoders::new();
+    let has_baseline = sides.iter().any(|(r, _)| *r == "baseline");
+    if has_baseline {
+        report
+            .read(&scratch_log, &topics("baseline"), true, &codecs)
+            .await?;
+    }
+    report
+        .read(&scratch_log, &topics("new"), false, &codecs)
+        .await?;
+    report.finish(
+        started.elapsed(),
+        report::cpu_seconds().zip(cpu_before).map(|(a, b)| a - b),
+        &args.spec,
+        args.baseline.as_deref(),
+    );
+    embedded.close().context("closing the scratch log")?;
+    drop(scratch);
+    let out = match args.format {
+        Format::Text => report.text(),
+        Format::Json => serde_json::to_string_pretty(&report.json())? + "\n",
+    };
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// A checked spec and the largest `max_future` of its sources.
+struct Loaded {
+    processor: ProcessorSpec,
+    max_future: Duration,
+}
+
+fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let spec = crate::spec::load_or_report(path, Limits::default())?;
+    let max_future = spec
+        .sources
+        .iter()
+        .filter_map(|s| s.value.max_future())
+        .max()
+        .unwrap_or_default();
+    Ok(Loaded {
+        max_future,
+        processor: ProcessorSpec {
+            watermark: spec.watermark,
+            dedupe: spec.dedupe,
+            aggregates: spec.aggregates,
+            rules: spec.rules,
+        },
+    })
+}
+
+/// Output topics of one side in the scratch log.
+pub struct SideTopics {
+    pub aggregates: String,
+    pub alerts: String,
+    pub insights: String,
+    pub late: String,
+    pub dead_letters: String,
+}
+
+fn topics(role: &str) -> SideTopics {
+    SideTopics {
+        aggregates: format!("backtest.{role}.aggregates"),
+        alerts: format!("backtest.{role}.alerts"),
+        insights: format!("backtest.{role}.insights"),
+        late: format!("backtest.{role}.late"),
+        dead_letters: format!("backtest.{role}.dlq"),
+    }
+}
+
+/// Where a processor reads its events, and how it decodes them.
+struct Input<'a> {
+    log: &'a Log,
+    topic: &'a str,
+    codec: Arc<EventCodec>,
+}
+
+/// Runs one spec over the events to their end.
+async fn run_spec(
+    role: &str,
+    spec: ProcessorSpec,
+    input: Input<'_>,
+    state: &Path,
+    max_future: Duration,
+    batch: usize,
+    progress: &Progress,
+) -> anyhow::Result<RunSummary> {
+    // Unique: on Kafka the live topic is read under this group (never committed).
+    let group = input::unique_group(role);
+    let log = input.log;
+    let t = topics(role);
+    let mut config = ProcessorConfig::new(group.clone(), spec.watermark);
+    config.events_topic = input.topic.to_string();
+    config.aggregates_topic = t.aggregates;
+    config.alerts_topic = t.alerts;
+    config.insights_topic = t.insights;
+    config.late_topic = t.late;
+    config.dead_letter_topic = t.dead_letters;
+    config.max_future = max_future;
+    config.dedupe = spec.dedupe;
+    config.max_batch = batch;
+    // One checkpoint at the end: nothing resumes a backtest.
+    config.checkpoint_interval = Duration::from_secs(24 * 3600);
+    let codecs = Codecs {
+        events: input.codec,
+        results: RecordCodec::new(RESULT_ID),
+        dead_letters: RecordCodec::new(DEAD_LETTER_ID),
+    };
+    let derived = DerivedCodecs {
+        alerts: RecordCodec::new(ALERT_ID),
+        insights: RecordCodec::new(INSIGHT_ID),
+    };
+    let store = CheckpointStore::local(state, &group).context("opening scratch checkpoints")?;
+    let processor = Processor::new(config, spec.aggregates, log.clone(), codecs, store)
+        .with_context(|| format!("the {role} spec"))?
+        .with_rules_and_insights(spec.rules, derived)
+        .with_context(|| format!("the {role} spec"))?;
+    processor
+        .ensure_topics()
+        .await
+        .context("creating the scratch output topics")?;
+    let total = log
+        .admin()
+        .describe_topic(input.topic)
+        .await?
+        .partitions
+        .iter()
+        .map(|p| p.end_offset - p.start_offset)
+        .sum();
+    let bar = progress.bar(&format!("{role} spec"), total);
+    let metrics = processor.metrics();
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(metrics.snapshot().events_in);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let summary = processor.run_to_end().await;
+    ticker.abort();
+    bar.finish_and_clear();
+    summary.with_context(|| format!("running the {role} spec"))
+}
+
+/// The progress bars on stderr (hidden when it is not a terminal, or with --quiet).
+pub struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            quiet: quiet || !std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A bar of `total` records named `what`.
+    pub fn bar(&self, what: &str, total: u64) -> ProgressBar {
+        if self.quiet {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{what:>14} {{bar:40}} {{human_pos}}/{{human_len}} records {{per_sec}} eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    }
+}
