@@ -7,12 +7,16 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 
-use super::context::HeliosContext;
+use super::context::{HeliosContext, SecurityFailure, SecurityWatch};
+use super::security::{authentication_error, tls_error};
 use super::{KafkaConfig, REACH_HINT, blocking, kafka_err};
 use crate::{LogAdmin, LogError, PartitionInfo, Result, TopicInfo, TopicSpec};
 
 /// Pause between metadata lookups while waiting for a new topic to become visible.
 const VISIBLE_POLL: Duration = Duration::from_millis(50);
+
+/// Longest single metadata request of the reachability check at connect.
+const REACH_ATTEMPT: Duration = Duration::from_millis(500);
 
 pub(crate) struct KafkaAdmin {
     client: Arc<AdminClient<HeliosContext>>,
@@ -29,11 +33,11 @@ pub(crate) struct TopicMeta {
 }
 
 impl KafkaAdmin {
-    pub(crate) fn new(config: Arc<KafkaConfig>) -> Result<Self> {
+    pub(crate) fn new(config: Arc<KafkaConfig>, context: HeliosContext) -> Result<Self> {
         let mut c = config.client_config();
         config.apply_options(&mut c);
         let client = c
-            .create_with_context(HeliosContext)
+            .create_with_context(context)
             .map_err(|e| LogError::Config(format!("cannot create the Kafka admin client: {e}")))?;
         Ok(KafkaAdmin {
             client: Arc::new(client),
@@ -45,26 +49,63 @@ impl KafkaAdmin {
         self.config.request_timeout_duration()
     }
 
-    /// Fails with a clear message when no broker answers a metadata request in time.
-    pub(crate) async fn check_reachable(&self) -> Result<()> {
-        self.metadata(None).await.map(drop).map_err(|e| {
-            let e = match e {
-                LogError::Kafka(message) => message,
-                other => other.to_string(),
-            };
-            LogError::Kafka(format!(
-                "cannot reach the Kafka cluster at `{}` within {:?}: {e}",
-                self.config.bootstrap_servers,
-                self.timeout()
-            ))
-        })
+    /// Fails with a clear message when no broker answers a metadata request in time, and
+    /// soon, naming the cause, when a client of this log (`security`) sees the brokers
+    /// refuse its TLS handshake or SASL credentials (librdkafka reports those only to the
+    /// error callback; the metadata request itself would just time out).
+    pub(crate) async fn check_reachable(&self, security: &SecurityWatch) -> Result<()> {
+        let security_error = |f: SecurityFailure| {
+            let ctx = self.config.security_context();
+            match f {
+                SecurityFailure::Authentication(reason) => authentication_error(&ctx, &reason),
+                SecurityFailure::Tls(reason) => tls_error(&ctx, &reason),
+            }
+        };
+        // Short attempts rather than one long request: a blocking librdkafka call cannot be
+        // cancelled, and one still waiting would hold up the process's exit after the error.
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            if let Some(f) = security.last() {
+                return Err(security_error(f));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.metadata_within(None, left.min(REACH_ATTEMPT)).await {
+                Ok(_) => return Ok(()),
+                Err(_) if !left.is_zero() && left > REACH_ATTEMPT => continue,
+                Err(e) => {
+                    if let Some(f) = security.last() {
+                        return Err(security_error(f));
+                    }
+                    let e = match e {
+                        LogError::Kafka(message) => message,
+                        other => other.to_string(),
+                    };
+                    let seen = security
+                        .last_other()
+                        .map(|reason| format!(" (last client error: {reason})"))
+                        .unwrap_or_default();
+                    return Err(LogError::Kafka(format!(
+                        "cannot reach the Kafka cluster at `{}` within {:?}{seen}: {e}",
+                        self.config.bootstrap_servers,
+                        self.timeout()
+                    )));
+                }
+            }
+        }
     }
 
     /// Cluster metadata for one topic or for all.
     pub(crate) async fn metadata(&self, topic: Option<&str>) -> Result<Vec<TopicMeta>> {
+        self.metadata_within(topic, self.timeout()).await
+    }
+
+    async fn metadata_within(
+        &self,
+        topic: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<TopicMeta>> {
         let client = self.client.clone();
         let topic = topic.map(str::to_owned);
-        let timeout = self.timeout();
         blocking("fetching Kafka metadata", move || {
             let md = client
                 .inner()
