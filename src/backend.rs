@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use helios_log::Log;
 use helios_log::embedded::{DefaultRetention, EmbeddedConfig, EmbeddedLog};
 use helios_log::kafka::{KafkaConfig, KafkaLog, SaslMechanism, Secret, SecurityProtocol};
@@ -67,51 +68,53 @@ pub struct LogArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Use Kafka instead of the embedded log: bootstrap servers, e.g. `127.0.0.1:9092`.
-    #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_BOOTSTRAP")]
     pub kafka: Option<String>,
 
     /// A librdkafka client option `key=value` (repeatable; the variable takes a
     /// comma-separated list), e.g. `compression.type=lz4`. Added to `[kafka] options`. TLS
     /// and SASL have the flags below; `sasl.password` is refused here.
-    #[arg(long = "kafka-option", env = "HELIOS_KAFKA_OPTIONS", value_delimiter = ',',
+    #[arg(help_heading = KAFKA_HELP, long = "kafka-option", env = "HELIOS_KAFKA_OPTIONS", value_delimiter = ',',
           value_name = "KEY=VALUE", value_parser = parse_option)]
     pub kafka_options: Vec<(String, String)>,
 
     /// How Helios talks to the brokers: plaintext, ssl (TLS), sasl_plaintext, or sasl_ssl
     /// (SASL over TLS: Confluent Cloud, MSK, Aiven, Redpanda Cloud) [default: sasl_ssl when
     /// a SASL user is set, ssl when a CA or client certificate is, else plaintext]
-    #[arg(long, env = "HELIOS_KAFKA_SECURITY_PROTOCOL", value_name = "PROTOCOL",
-          value_parser = parse_protocol)]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SECURITY_PROTOCOL", value_name = "PROTOCOL", ignore_case = true,
+          value_parser = PossibleValuesParser::new(SecurityProtocol::NAMES)
+              .map(|s| s.parse::<SecurityProtocol>().expect("one of NAMES")))]
     pub kafka_security_protocol: Option<SecurityProtocol>,
 
     /// PEM file of the CA that signed the brokers' certificates, for a private CA (MSK with
     /// a private CA, Aiven's project CA, a self-managed cluster) [default: the system's CAs]
-    #[arg(long, env = "HELIOS_KAFKA_CA_FILE", value_name = "FILE")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_CA_FILE", value_name = "FILE")]
     pub kafka_ca_file: Option<PathBuf>,
 
     /// Client certificate (PEM) for brokers that authenticate clients by TLS, with
     /// --kafka-key-file (Aiven's access certificate, MSK mutual TLS).
-    #[arg(long, env = "HELIOS_KAFKA_CERT_FILE", value_name = "FILE")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_CERT_FILE", value_name = "FILE")]
     pub kafka_cert_file: Option<PathBuf>,
 
     /// The client certificate's private key (PEM, unencrypted; keep it mode 0600).
-    #[arg(long, env = "HELIOS_KAFKA_KEY_FILE", value_name = "FILE")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_KEY_FILE", value_name = "FILE")]
     pub kafka_key_file: Option<PathBuf>,
 
     /// SASL mechanism: PLAIN (Confluent Cloud), SCRAM-SHA-256 (Aiven, Redpanda) or
     /// SCRAM-SHA-512 (MSK, Redpanda).
-    #[arg(long, env = "HELIOS_KAFKA_SASL_MECHANISM", value_name = "MECHANISM",
-          value_parser = parse_mechanism)]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SASL_MECHANISM", value_name = "MECHANISM", ignore_case = true,
+          value_parser = PossibleValuesParser::new(SaslMechanism::NAMES)
+              .map(|s| s.parse::<SaslMechanism>().expect("one of NAMES")))]
     pub kafka_sasl_mechanism: Option<SaslMechanism>,
 
     /// SASL user name (Confluent Cloud: the API key). The password is never a flag: put it
     /// in HELIOS_KAFKA_SASL_PASSWORD, or in a file named by --kafka-sasl-password-file.
-    #[arg(long, env = "HELIOS_KAFKA_SASL_USERNAME", value_name = "USER")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SASL_USERNAME", value_name = "USER")]
     pub kafka_sasl_username: Option<String>,
 
     /// File holding the SASL password (a mounted secret; a trailing newline is ignored).
     /// Alternatively the password itself in the variable HELIOS_KAFKA_SASL_PASSWORD.
-    #[arg(long, env = "HELIOS_KAFKA_SASL_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SASL_PASSWORD_FILE", value_name = "FILE")]
     pub kafka_sasl_password_file: Option<PathBuf>,
 
     /// The SASL password from HELIOS_KAFKA_SASL_PASSWORD: environment only, so it never
@@ -135,13 +138,8 @@ pub struct LogArgs {
     pub topic_prefix: Option<String>,
 }
 
-fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
-    s.parse()
-}
-
-fn parse_mechanism(s: &str) -> Result<SaslMechanism, String> {
-    s.parse()
-}
+/// The `--help` section of the flags that say how to reach Kafka.
+const KAFKA_HELP: &str = "Kafka (TLS and SASL recipes: deploy/README.md)";
 
 fn env_secret(var: &str) -> Option<Secret> {
     std::env::var(var)
@@ -672,6 +670,42 @@ sasl_password_file = "/run/secrets/from-file"
             Cli::try_parse_from(["helios", "--kafka-sasl-password", "x"]).is_err(),
             "the password is never a flag"
         );
+    }
+
+    /// Every `toml` block of deploy/README.md (the managed-Kafka recipes) is a settings file
+    /// that parses and, with the password a deployment would give, validates.
+    #[test]
+    fn the_kafka_recipes_in_the_deploy_readme_are_valid_settings() {
+        let readme = include_str!("../deploy/README.md");
+        let mut blocks = Vec::new();
+        let mut open: Option<String> = None;
+        for line in readme.lines() {
+            match (open.as_mut(), line.trim_start().strip_prefix("```")) {
+                (None, Some(info)) if info.trim() == "toml" => open = Some(String::new()),
+                (None, Some(_)) => open = Some("not toml".to_owned()),
+                (Some(_), Some(_)) => blocks.extend(open.take().filter(|b| b != "not toml")),
+                (Some(b), None) if b != "not toml" => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                _ => {}
+            }
+        }
+        assert!(blocks.len() >= 6, "only {} recipes found", blocks.len());
+        for block in blocks {
+            let file = BackendFile::parse(&block).unwrap_or_else(|e| panic!("{e:#}\n{block}"));
+            let mut a = args(&[]);
+            if block.contains("sasl_password_file") {
+                // As with HELIOS_KAFKA_SASL_PASSWORD set, which wins over the file's file.
+                a.kafka_sasl_password = Some(Secret::new("x"));
+            }
+            let b = a.merge(file).unwrap_or_else(|e| panic!("{e:#}\n{block}"));
+            let k = b.kafka.unwrap();
+            assert!(
+                k.effective_protocol().is_some_and(|p| p.tls()),
+                "every recipe uses TLS:\n{block}"
+            );
+        }
     }
 
     #[test]

@@ -69,24 +69,14 @@ pub enum LogError {
     #[error("Kafka error: {0}")]
     Kafka(String),
 
-    #[error(
-        "SASL authentication failed for user `{user}` (mechanism {mechanism}) at `{brokers}`: \
-         {reason}; check the user name, the password (HELIOS_KAFKA_SASL_PASSWORD or \
-         kafka.sasl_password_file) and that the cluster has this user for {mechanism}"
-    )]
-    KafkaAuthentication {
-        user: String,
-        mechanism: String,
-        brokers: String,
-        reason: String,
-    },
+    /// The brokers refused the SASL login; the message names the user, the mechanism and
+    /// where the password came from.
+    #[error("{0}")]
+    KafkaAuthentication(String),
 
-    #[error("TLS with the Kafka brokers at `{brokers}` failed: {reason}; {hint}")]
-    KafkaTls {
-        brokers: String,
-        reason: String,
-        hint: String,
-    },
+    /// The TLS handshake with the brokers failed; the message says what to change.
+    #[error("{0}")]
+    KafkaTls(String),
 
     #[error("the log is shut down")]
     Closed,

@@ -13,8 +13,8 @@
 #                            other-ca.pem (a CA that signed nothing), sasl-password (both
 #                            users' password, random per start)
 #
-# tansu 0.6 checks SCRAM passwords; its PLAIN accepts any password and refuses the
-# handshake in practice, so PLAIN is not served here. Users are created before
+# tansu 0.6 checks SCRAM passwords; its PLAIN compares none (tansu-auth's Callback::check)
+# and closed librdkafka's PLAIN handshake when tried, so PLAIN is not tested here. Users are created before
 # --authentication is on (tansu refuses `tansu user create` from an unauthenticated client).
 #
 # Run it:

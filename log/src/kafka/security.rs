@@ -236,12 +236,14 @@ pub(crate) struct SecurityContext {
 
 /// The error for a failed SASL authentication (librdkafka `_AUTHENTICATION`).
 pub(crate) fn authentication_error(ctx: &SecurityContext, reason: &str) -> LogError {
-    LogError::KafkaAuthentication {
-        user: ctx.user.clone().unwrap_or_else(|| "(none)".to_owned()),
-        mechanism: ctx.mechanism.clone().unwrap_or_else(|| "(none)".to_owned()),
-        brokers: ctx.brokers.clone(),
-        reason: reason.to_owned(),
-    }
+    let user = ctx.user.as_deref().unwrap_or("(none)");
+    let mechanism = ctx.mechanism.as_deref().unwrap_or("(none)");
+    LogError::KafkaAuthentication(format!(
+        "SASL authentication failed for user `{user}` (mechanism {mechanism}) at `{}`: \
+         {reason}; check the user name, the password (HELIOS_KAFKA_SASL_PASSWORD or \
+         kafka.sasl_password_file) and that the cluster has this user for {mechanism}",
+        ctx.brokers
+    ))
 }
 
 /// The error for a failed TLS handshake (librdkafka `_SSL`), with what to change.
@@ -278,11 +280,10 @@ pub(crate) fn tls_error(ctx: &SecurityContext, reason: &str) -> LogError {
         "check security_protocol, ca_file, cert_file and key_file against the cluster's listener"
             .to_owned()
     };
-    LogError::KafkaTls {
-        brokers: ctx.brokers.clone(),
-        reason: reason.to_owned(),
-        hint,
-    }
+    LogError::KafkaTls(format!(
+        "TLS with the Kafka brokers at `{}` failed: {reason}; {hint}",
+        ctx.brokers
+    ))
 }
 
 #[cfg(test)]
