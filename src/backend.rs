@@ -295,6 +295,14 @@ impl LogArgs {
         let kafka = match kafka {
             Some(mut k) => {
                 k.options.extend(self.kafka_options.iter().cloned());
+                if k.options.contains_key("sasl.password") {
+                    anyhow::bail!(
+                        "the Kafka option sasl.password (--kafka-option, HELIOS_KAFKA_OPTIONS or \
+                         [kafka] options) is refused: it would put the password on the command \
+                         line or in the settings file; give it in HELIOS_KAFKA_SASL_PASSWORD or in \
+                         a file named by --kafka-sasl-password-file ([kafka] sasl_password_file)"
+                    );
+                }
                 self.merge_kafka_security(&mut k);
                 k.validate().context("the Kafka settings")?;
                 Some(k)
@@ -657,6 +665,18 @@ sasl_password_file = "/run/secrets/from-file"
         let msg = format!("{err:#}");
         assert!(msg.contains("HELIOS_KAFKA_SASL_PASSWORD"), "{msg}");
         assert!(msg.contains("--kafka-sasl-password-file"), "{msg}");
+
+        let err = args(&[
+            "--kafka",
+            "k:9092",
+            "--kafka-option",
+            "sasl.password=hunter2",
+        ])
+        .merge(BackendFile::default())
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("HELIOS_KAFKA_SASL_PASSWORD"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
 
         let err = args(&["--kafka-ca-file", "/ca.pem"])
             .merge(BackendFile::default())

@@ -182,8 +182,14 @@ start_secure() {
     # SCRAM users first, on a broker without --authentication; then the same storage with it.
     sasl_in=$(free_port); sasl_out=$(free_port)
     launch_tansu "$dir/sasl" "$sasl_in" "$sasl_out" || return 1
-    "$tansu" user create --broker "tcp://127.0.0.1:$sasl_in" --mechanism scram512 helios-512 "$password" >>"$dir/sasl/tansu.log" 2>&1
-    "$tansu" user create --broker "tcp://127.0.0.1:$sasl_in" --mechanism scram256 helios-256 "$password" >>"$dir/sasl/tansu.log" 2>&1
+    local user
+    for user in 512 256; do
+        if ! "$tansu" user create --broker "tcp://127.0.0.1:$sasl_in" --mechanism "scram$user" \
+            "helios-$user" "$password" >>"$dir/sasl/tansu.log" 2>&1; then
+            log "tansu user create helios-$user failed; see $dir/sasl/tansu.log"
+            return 1
+        fi
+    done
     kill "$launched"
     while kill -0 "$launched" 2>/dev/null; do sleep 0.05; done
     launch_tansu "$dir/sasl" "$sasl_in" "$sasl_out" --authentication || return 1

@@ -232,6 +232,8 @@ pub(crate) struct SecurityContext {
     pub ca_file: Option<PathBuf>,
     pub user: Option<String>,
     pub mechanism: Option<String>,
+    /// Where the password came from, as the message should name it.
+    pub password_source: String,
 }
 
 /// The error for a failed SASL authentication (librdkafka `_AUTHENTICATION`).
@@ -240,9 +242,9 @@ pub(crate) fn authentication_error(ctx: &SecurityContext, reason: &str) -> LogEr
     let mechanism = ctx.mechanism.as_deref().unwrap_or("(none)");
     LogError::KafkaAuthentication(format!(
         "SASL authentication failed for user `{user}` (mechanism {mechanism}) at `{}`: \
-         {reason}; check the user name, the password (HELIOS_KAFKA_SASL_PASSWORD or \
-         kafka.sasl_password_file) and that the cluster has this user for {mechanism}",
-        ctx.brokers
+         {reason}; check the user name, {} and that the cluster has this user for \
+         {mechanism}",
+        ctx.brokers, ctx.password_source
     ))
 }
 
@@ -371,6 +373,7 @@ mod tests {
             ca_file: Some(PathBuf::from("/etc/helios/ca.pem")),
             user: None,
             mechanism: None,
+            password_source: "the password".to_owned(),
         };
         let e = tls_error(
             &ctx,

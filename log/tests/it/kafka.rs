@@ -172,6 +172,26 @@ async fn a_wrong_password_fails_at_once_saying_sasl_refused_which_user() {
     );
     // Reported as soon as the broker refuses, not after the request timeout (10 s).
     assert!(took < Duration::from_secs(9), "took {took:?}");
+
+    // From a file, the message names the file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kafka-password");
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    let config = KafkaConfig {
+        sasl_password_file: Some(file.clone()),
+        ..Broker::SaslSsl.config()
+    };
+    let (err, _) = refused(config).await;
+    let msg = err.to_string();
+    assert!(matches!(err, LogError::KafkaAuthentication { .. }), "{msg}");
+    assert!(
+        msg.contains(&file.display().to_string()),
+        "names the password file: {msg}"
+    );
+    assert!(
+        !msg.contains("not-the-password"),
+        "never shows the password: {msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
