@@ -59,6 +59,8 @@ impl SecurityWatch {
             _ if lower.contains("ssl") && lower.contains("alert") => {
                 SecurityFailure::Tls(reason.to_owned())
             }
+            // "n/m brokers are down" follows the error that says why; keep that one.
+            Some(RDKafkaErrorCode::AllBrokersDown) => return,
             _ => {
                 self.seen().other = Some(reason.to_owned());
                 return;
