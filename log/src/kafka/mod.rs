@@ -12,6 +12,10 @@
 //!
 //! librdkafka calls that block (metadata, watermarks, commits, seeks) run on tokio's blocking
 //! pool so they never stall the async workers.
+//!
+//! TLS and SASL ([`security`]): librdkafka is built with Debian's OpenSSL (ADR-017); the
+//! settings are [`KafkaConfig`]'s, and a refused handshake or login fails the connect at
+//! once with [`LogError::KafkaTls`] or [`LogError::KafkaAuthentication`].
 
 mod admin;
 mod config;
