@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use helios_log::Log;
 use helios_log::embedded::{DefaultRetention, EmbeddedConfig, EmbeddedLog};
-use helios_log::kafka::{KafkaConfig, KafkaLog};
+use helios_log::kafka::{KafkaConfig, KafkaLog, SaslMechanism, Secret, SecurityProtocol};
 use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
 use serde::Deserialize;
 
@@ -29,7 +30,14 @@ pub const DEFAULT_PARTITIONS: u32 = 4;
 ///   bootstrap_servers = "k1:9092,k2:9092"
 ///   client_id = "helios"
 ///   request_timeout_ms = 30000
-///   options = { "security.protocol" = "SASL_SSL", "compression.type" = "lz4" }
+///   security_protocol = "sasl_ssl"  # plaintext | ssl | sasl_plaintext | sasl_ssl
+///   ca_file = "/etc/helios/kafka-ca.pem"   # a private CA (default: the system's CAs)
+///   cert_file = "/etc/helios/client.pem"   # a client certificate (mTLS), with key_file
+///   key_file = "/etc/helios/client.key"
+///   sasl_mechanism = "SCRAM-SHA-512"       # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+///   sasl_username = "helios"
+///   sasl_password_file = "/run/secrets/kafka-password"  # or HELIOS_KAFKA_SASL_PASSWORD
+///   options = { "compression.type" = "lz4" }  # any other librdkafka option
 ///   [registry]
 ///   url = "http://registry:8081"
 ///   key = "…"                    # bearer token, or user:password (basic)
@@ -45,7 +53,9 @@ pub const DEFAULT_PARTITIONS: u32 = 4;
 #[command(verbatim_doc_comment)]
 pub struct LogArgs {
     /// Backend settings file (TOML): `data_dir`, `[kafka]` (bootstrap_servers, client_id,
-    /// request_timeout_ms, delivery_timeout_ms, linger_ms, replication_factor, options),
+    /// request_timeout_ms, delivery_timeout_ms, linger_ms, replication_factor,
+    /// security_protocol, ca_file, cert_file, key_file, sasl_mechanism, sasl_username,
+    /// sasl_password_file, options),
     /// `[registry]` (url, key), `[clickhouse]` (url, database), `[checkpoints]` (dir),
     /// `[topics]` (prefix, partitions). Flags win over `HELIOS_…` variables, which win over
     /// the file.
@@ -58,14 +68,59 @@ pub struct LogArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Use Kafka instead of the embedded log: bootstrap servers, e.g. `127.0.0.1:9092`.
-    #[arg(long, env = "HELIOS_KAFKA_BOOTSTRAP")]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_BOOTSTRAP")]
     pub kafka: Option<String>,
 
     /// A librdkafka client option `key=value` (repeatable; the variable takes a
-    /// comma-separated list), e.g. `security.protocol=SSL`. Added to `[kafka] options`.
-    #[arg(long = "kafka-option", env = "HELIOS_KAFKA_OPTIONS", value_delimiter = ',',
+    /// comma-separated list), e.g. `compression.type=lz4`. Added to `[kafka] options`. TLS
+    /// and SASL have the flags below; `sasl.password` is refused here.
+    #[arg(help_heading = KAFKA_HELP, long = "kafka-option", env = "HELIOS_KAFKA_OPTIONS", value_delimiter = ',',
           value_name = "KEY=VALUE", value_parser = parse_option)]
     pub kafka_options: Vec<(String, String)>,
+
+    /// How Helios talks to the brokers: plaintext, ssl (TLS), sasl_plaintext, or sasl_ssl
+    /// (SASL over TLS: Confluent Cloud, MSK, Aiven, Redpanda Cloud) [default: sasl_ssl when
+    /// a SASL user is set, ssl when a CA or client certificate is, else plaintext]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SECURITY_PROTOCOL", value_name = "PROTOCOL", ignore_case = true,
+          value_parser = PossibleValuesParser::new(SecurityProtocol::NAMES)
+              .map(|s| s.parse::<SecurityProtocol>().expect("one of NAMES")))]
+    pub kafka_security_protocol: Option<SecurityProtocol>,
+
+    /// PEM file of the CA that signed the brokers' certificates, for a private CA (MSK with
+    /// a private CA, Aiven's project CA, a self-managed cluster) [default: the system's CAs]
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_CA_FILE", value_name = "FILE")]
+    pub kafka_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for brokers that authenticate clients by TLS, with
+    /// --kafka-key-file (Aiven's access certificate, MSK mutual TLS).
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_CERT_FILE", value_name = "FILE")]
+    pub kafka_cert_file: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM, unencrypted; keep it mode 0600).
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_KEY_FILE", value_name = "FILE")]
+    pub kafka_key_file: Option<PathBuf>,
+
+    /// SASL mechanism: PLAIN (Confluent Cloud), SCRAM-SHA-256 (Aiven, Redpanda) or
+    /// SCRAM-SHA-512 (MSK, Redpanda).
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SASL_MECHANISM", value_name = "MECHANISM", ignore_case = true,
+          value_parser = PossibleValuesParser::new(SaslMechanism::NAMES)
+              .map(|s| s.parse::<SaslMechanism>().expect("one of NAMES")))]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+
+    /// SASL user name (Confluent Cloud: the API key). The password is never a flag: put it
+    /// in HELIOS_KAFKA_SASL_PASSWORD, or in a file named by --kafka-sasl-password-file.
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SASL_USERNAME", value_name = "USER")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// File holding the SASL password (a mounted secret; a trailing newline is ignored).
+    /// Alternatively the password itself in the variable HELIOS_KAFKA_SASL_PASSWORD.
+    #[arg(help_heading = KAFKA_HELP, long, env = "HELIOS_KAFKA_SASL_PASSWORD_FILE", value_name = "FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+
+    /// The SASL password from HELIOS_KAFKA_SASL_PASSWORD: environment only, so it never
+    /// shows in a process listing; `Secret` keeps it out of `Debug`.
+    #[arg(skip = env_secret("HELIOS_KAFKA_SASL_PASSWORD"))]
+    pub kafka_sasl_password: Option<Secret>,
 
     /// Schema registry URL (default: the data dir's embedded registry).
     #[arg(long, env = "HELIOS_REGISTRY_URL")]
@@ -81,6 +136,16 @@ pub struct LogArgs {
     /// one cluster) [default: none]
     #[arg(long, env = "HELIOS_TOPIC_PREFIX")]
     pub topic_prefix: Option<String>,
+}
+
+/// The `--help` section of the flags that say how to reach Kafka.
+const KAFKA_HELP: &str = "Kafka (TLS and SASL recipes: deploy/README.md)";
+
+fn env_secret(var: &str) -> Option<Secret> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
@@ -230,12 +295,26 @@ impl LogArgs {
         let kafka = match kafka {
             Some(mut k) => {
                 k.options.extend(self.kafka_options.iter().cloned());
+                if k.options.contains_key("sasl.password") {
+                    anyhow::bail!(
+                        "the Kafka option sasl.password (--kafka-option, HELIOS_KAFKA_OPTIONS or \
+                         [kafka] options) is refused: it would put the password on the command \
+                         line or in the settings file; give it in HELIOS_KAFKA_SASL_PASSWORD or in \
+                         a file named by --kafka-sasl-password-file ([kafka] sasl_password_file)"
+                    );
+                }
+                self.merge_kafka_security(&mut k);
                 k.validate().context("the Kafka settings")?;
                 Some(k)
             }
             None if !self.kafka_options.is_empty() => anyhow::bail!(
                 "--kafka-option / HELIOS_KAFKA_OPTIONS given without a Kafka cluster; add \
                  --kafka <bootstrap servers> or a [kafka] section to the settings file"
+            ),
+            None if self.kafka_security_given() => anyhow::bail!(
+                "Kafka TLS or SASL settings (--kafka-security-protocol, --kafka-ca-file, \
+                 --kafka-sasl-…, HELIOS_KAFKA_…) given without a Kafka cluster; add --kafka \
+                 <bootstrap servers> or a [kafka] section to the settings file"
             ),
             None => None,
         };
@@ -259,6 +338,41 @@ impl LogArgs {
                 partitions: file.topics.partitions.unwrap_or(DEFAULT_PARTITIONS),
             },
         })
+    }
+
+    /// Flags and variables over the file's `[kafka]` security settings, one by one.
+    fn merge_kafka_security(&self, k: &mut KafkaConfig) {
+        fn over<T: Clone>(flag: &Option<T>, file: &mut Option<T>) {
+            if flag.is_some() {
+                file.clone_from(flag);
+            }
+        }
+        over(&self.kafka_security_protocol, &mut k.security_protocol);
+        over(&self.kafka_ca_file, &mut k.ca_file);
+        over(&self.kafka_cert_file, &mut k.cert_file);
+        over(&self.kafka_key_file, &mut k.key_file);
+        over(&self.kafka_sasl_mechanism, &mut k.sasl_mechanism);
+        over(&self.kafka_sasl_username, &mut k.sasl_username);
+        over(&self.kafka_sasl_password_file, &mut k.sasl_password_file);
+        if let Some(password) = &self.kafka_sasl_password {
+            // The variable wins over the file's password file; over the flag (same
+            // precedence level) it is an error, reported by `validate`.
+            if self.kafka_sasl_password_file.is_none() {
+                k.sasl_password_file = None;
+            }
+            k.sasl_password = Some(password.clone());
+        }
+    }
+
+    fn kafka_security_given(&self) -> bool {
+        self.kafka_security_protocol.is_some()
+            || self.kafka_ca_file.is_some()
+            || self.kafka_cert_file.is_some()
+            || self.kafka_key_file.is_some()
+            || self.kafka_sasl_mechanism.is_some()
+            || self.kafka_sasl_username.is_some()
+            || self.kafka_sasl_password_file.is_some()
+            || self.kafka_sasl_password.is_some()
     }
 
     pub async fn open_log(&self) -> anyhow::Result<Log> {
@@ -454,6 +568,183 @@ partitions = 12
         assert!(b.kafka.is_none());
         assert_eq!(b.topics, Topics::default());
         assert!(b.clickhouse_config(None, None).is_none());
+    }
+
+    const SECURE_FILE: &str = r#"
+[kafka]
+bootstrap_servers = "cluster.example:9092"
+security_protocol = "SASL_SSL"
+ca_file = "/etc/helios/ca.pem"
+sasl_mechanism = "SCRAM-SHA-256"
+sasl_username = "from-file"
+sasl_password_file = "/run/secrets/from-file"
+"#;
+
+    #[test]
+    fn kafka_security_from_the_file_with_flags_over_it() {
+        let b = args(&[])
+            .merge(BackendFile::parse(SECURE_FILE).unwrap())
+            .unwrap();
+        let k = b.kafka.unwrap();
+        assert_eq!(k.security_protocol, Some(SecurityProtocol::SaslSsl));
+        assert_eq!(k.sasl_mechanism, Some(SaslMechanism::ScramSha256));
+        assert_eq!(k.sasl_username.as_deref(), Some("from-file"));
+        assert_eq!(
+            k.sasl_password_file,
+            Some(PathBuf::from("/run/secrets/from-file"))
+        );
+
+        let b = args(&[
+            "--kafka-sasl-mechanism",
+            "scram-sha-512",
+            "--kafka-sasl-username",
+            "from-flag",
+            "--kafka-ca-file",
+            "/flag/ca.pem",
+            "--kafka-sasl-password-file",
+            "/flag/pw",
+        ])
+        .merge(BackendFile::parse(SECURE_FILE).unwrap())
+        .unwrap();
+        let k = b.kafka.unwrap();
+        assert_eq!(k.sasl_mechanism, Some(SaslMechanism::ScramSha512));
+        assert_eq!(k.sasl_username.as_deref(), Some("from-flag"));
+        assert_eq!(k.ca_file, Some(PathBuf::from("/flag/ca.pem")));
+        assert_eq!(k.sasl_password_file, Some(PathBuf::from("/flag/pw")));
+        assert_eq!(k.bootstrap_servers, "cluster.example:9092");
+    }
+
+    #[test]
+    fn the_password_variable_wins_over_the_files_password_file_and_never_shows() {
+        let mut a = args(&[]);
+        a.kafka_sasl_password = Some(Secret::new("from-env-hunter2"));
+        let b = a.merge(BackendFile::parse(SECURE_FILE).unwrap()).unwrap();
+        let k = b.kafka.as_ref().unwrap();
+        assert_eq!(
+            k.sasl_password.as_ref().map(Secret::expose),
+            Some("from-env-hunter2")
+        );
+        assert_eq!(k.sasl_password_file, None);
+        assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(!format!("{b:?}").contains("hunter2"));
+
+        // The variable and the flag are the same level: keep one.
+        let mut a = args(&["--kafka-sasl-password-file", "/flag/pw"]);
+        a.kafka_sasl_password = Some(Secret::new("x"));
+        let err = a
+            .merge(BackendFile::parse(SECURE_FILE).unwrap())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("twice"), "{err:#}");
+    }
+
+    #[test]
+    fn kafka_security_flags_alone_configure_a_cluster() {
+        let mut a = args(&[
+            "--kafka",
+            "pkc.example:9092",
+            "--kafka-sasl-mechanism",
+            "PLAIN",
+            "--kafka-sasl-username",
+            "APIKEY",
+        ]);
+        a.kafka_sasl_password = Some(Secret::new("secret"));
+        let k = a.merge(BackendFile::default()).unwrap().kafka.unwrap();
+        assert_eq!(k.effective_protocol(), Some(SecurityProtocol::SaslSsl));
+
+        // A SASL user without a password says where the password goes.
+        let err = args(&[
+            "--kafka",
+            "k:9092",
+            "--kafka-sasl-mechanism",
+            "PLAIN",
+            "--kafka-sasl-username",
+            "APIKEY",
+        ])
+        .merge(BackendFile::default())
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("HELIOS_KAFKA_SASL_PASSWORD"), "{msg}");
+        assert!(msg.contains("--kafka-sasl-password-file"), "{msg}");
+
+        let err = args(&[
+            "--kafka",
+            "k:9092",
+            "--kafka-option",
+            "sasl.password=hunter2",
+        ])
+        .merge(BackendFile::default())
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("HELIOS_KAFKA_SASL_PASSWORD"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+
+        let err = args(&["--kafka-ca-file", "/ca.pem"])
+            .merge(BackendFile::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("without a Kafka cluster"), "{err}");
+        assert!(
+            Cli::try_parse_from(["helios", "--kafka-sasl-mechanism", "GSSAPI"]).is_err(),
+            "an unsupported mechanism is refused"
+        );
+        assert!(
+            Cli::try_parse_from(["helios", "--kafka-sasl-password", "x"]).is_err(),
+            "the password is never a flag"
+        );
+    }
+
+    /// Every `toml` block of deploy/README.md (the managed-Kafka recipes) is a settings file
+    /// that parses and, with the password a deployment would give, validates.
+    #[test]
+    fn the_kafka_recipes_in_the_deploy_readme_are_valid_settings() {
+        let readme = include_str!("../deploy/README.md");
+        let mut blocks = Vec::new();
+        let mut open: Option<String> = None;
+        for line in readme.lines() {
+            match (open.as_mut(), line.trim_start().strip_prefix("```")) {
+                (None, Some(info)) if info.trim() == "toml" => open = Some(String::new()),
+                (None, Some(_)) => open = Some("not toml".to_owned()),
+                (Some(_), Some(_)) => blocks.extend(open.take().filter(|b| b != "not toml")),
+                (Some(b), None) if b != "not toml" => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                _ => {}
+            }
+        }
+        assert!(blocks.len() >= 6, "only {} recipes found", blocks.len());
+        for block in blocks {
+            let file = BackendFile::parse(&block).unwrap_or_else(|e| panic!("{e:#}\n{block}"));
+            let mut a = args(&[]);
+            if block.contains("sasl_password_file") {
+                // As with HELIOS_KAFKA_SASL_PASSWORD set, which wins over the file's file.
+                a.kafka_sasl_password = Some(Secret::new("x"));
+            }
+            let b = a.merge(file).unwrap_or_else(|e| panic!("{e:#}\n{block}"));
+            let k = b.kafka.unwrap();
+            assert!(
+                k.effective_protocol().is_some_and(|p| p.tls()),
+                "every recipe uses TLS:\n{block}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_teaches_where_the_kafka_password_goes() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for needle in [
+            "--kafka-security-protocol",
+            "--kafka-ca-file",
+            "--kafka-cert-file",
+            "--kafka-key-file",
+            "--kafka-sasl-mechanism",
+            "--kafka-sasl-username",
+            "--kafka-sasl-password-file",
+            "HELIOS_KAFKA_SASL_PASSWORD",
+            "SCRAM-SHA-512",
+        ] {
+            assert!(help.contains(needle), "--help lacks {needle}");
+        }
     }
 
     #[test]

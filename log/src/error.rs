@@ -69,6 +69,15 @@ pub enum LogError {
     #[error("Kafka error: {0}")]
     Kafka(String),
 
+    /// The brokers refused the SASL login; the message names the user, the mechanism and
+    /// where the password came from.
+    #[error("{0}")]
+    KafkaAuthentication(String),
+
+    /// The TLS handshake with the brokers failed; the message says what to change.
+    #[error("{0}")]
+    KafkaTls(String),
+
     #[error("the log is shut down")]
     Closed,
 }

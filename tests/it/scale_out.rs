@@ -1,6 +1,7 @@
 //! Done-when 1 of the scaled-out deployment: two `helios run pipeline`, one `helios run sink`
-//! and one `helios run ingest` on a real Kafka-protocol broker (tansu, `HELIOS_TEST_KAFKA`)
-//! and ClickHouse (`HELIOS_TEST_CLICKHOUSE`). Events stream in over HTTP; one pipeline is
+//! and one `helios run ingest` on a real Kafka-protocol broker (tansu, `HELIOS_TEST_KAFKA`;
+//! and again over TLS with SASL SCRAM, `HELIOS_TEST_KAFKA_SASL`, the password from the
+//! roles' environment) and ClickHouse (`HELIOS_TEST_CLICKHOUSE`). Events stream in over HTTP; one pipeline is
 //! killed with SIGKILL mid-stream; the survivor takes over its partitions from their
 //! checkpoints, and the tumbling-window results in ClickHouse equal the ones computed
 //! independently from the events sent: nothing lost, nothing counted twice.
@@ -10,7 +11,7 @@
 
 use crate::common;
 use crate::common::rfc3339;
-use crate::common::roles::{Role, WAIT, free_addr, service, wait_http};
+use crate::common::roles::{KafkaBroker, Role, WAIT, free_addr, service, wait_http};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -51,6 +52,18 @@ fn event(s: usize, i: usize) -> Value {
         "time": rfc3339(time_us),
         "value": ((s + i) % 7) as f64,
     })
+}
+
+/// The broker's variables and `more`, as `Role::start` takes them.
+fn env<'a>(
+    broker: &'a [(&'static str, String)],
+    more: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    broker
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(more.iter().copied())
+        .collect()
 }
 
 /// What the aggregate must hold, computed from the events alone:
@@ -175,7 +188,17 @@ async fn stored(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_pipeline_process_is_replaced_by_the_survivor_without_loss_or_double_counting() {
-    let kafka = service("HELIOS_TEST_KAFKA", "a Kafka-protocol broker (tansu)");
+    scale_out(KafkaBroker::Plaintext).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_tls_with_sasl_scram_and_the_password_from_the_environment() {
+    scale_out(KafkaBroker::SaslSsl).await;
+}
+
+async fn scale_out(broker: KafkaBroker) {
+    let kafka = broker.settings();
+    let broker_env = broker.role_env();
     let clickhouse = service("HELIOS_TEST_CLICKHOUSE", "clickhouse-server");
     let run = format!(
         "{}_{}",
@@ -217,7 +240,7 @@ measures = { n = "count(*)", total = "sum(value)" }
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbootstrap_servers = \"{kafka}\"\nrequest_timeout_ms = 20000\n\n\
+            "{kafka}request_timeout_ms = 20000\n\n\
              [clickhouse]\nurl = \"{clickhouse}\"\ndatabase = \"{database}\"\n\n\
              [checkpoints]\ndir = \"{}\"\n\n[topics]\nprefix = \"{prefix}\"\npartitions = 4\n",
             checkpoints.display()
@@ -246,7 +269,7 @@ measures = { n = "count(*)", total = "sum(value)" }
             "--listen",
             &ingest_addr.to_string(),
         ],
-        &[],
+        &env(&broker_env, &[]),
     );
     wait_http(
         &client,
@@ -256,10 +279,13 @@ measures = { n = "count(*)", total = "sum(value)" }
     .await;
     let registry = format!("http://{ingest_addr}");
     // The other roles reach the registry behind the ingest's API keys.
-    let role_env = [
-        ("HELIOS_REGISTRY_URL", registry.as_str()),
-        ("HELIOS_REGISTRY_KEY", key.as_str()),
-    ];
+    let role_env = env(
+        &broker_env,
+        &[
+            ("HELIOS_REGISTRY_URL", registry.as_str()),
+            ("HELIOS_REGISTRY_KEY", key.as_str()),
+        ],
+    );
     let pipeline_group = format!("{prefix}pipeline");
     let pipeline = |name: &'static str, metrics: SocketAddr| {
         let data = dir.path().join(name);

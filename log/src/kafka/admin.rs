@@ -7,12 +7,16 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 
-use super::context::HeliosContext;
+use super::context::{HeliosContext, SecurityFailure, SecurityWatch};
+use super::security::{authentication_error, tls_error};
 use super::{KafkaConfig, REACH_HINT, blocking, kafka_err};
 use crate::{LogAdmin, LogError, PartitionInfo, Result, TopicInfo, TopicSpec};
 
 /// Pause between metadata lookups while waiting for a new topic to become visible.
 const VISIBLE_POLL: Duration = Duration::from_millis(50);
+
+/// How often the reachability check at connect looks for a TLS or SASL failure.
+const SECURITY_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct KafkaAdmin {
     client: Arc<AdminClient<HeliosContext>>,
@@ -29,11 +33,11 @@ pub(crate) struct TopicMeta {
 }
 
 impl KafkaAdmin {
-    pub(crate) fn new(config: Arc<KafkaConfig>) -> Result<Self> {
+    pub(crate) fn new(config: Arc<KafkaConfig>, context: HeliosContext) -> Result<Self> {
         let mut c = config.client_config();
         config.apply_options(&mut c);
         let client = c
-            .create_with_context(HeliosContext)
+            .create_with_context(context)
             .map_err(|e| LogError::Config(format!("cannot create the Kafka admin client: {e}")))?;
         Ok(KafkaAdmin {
             client: Arc::new(client),
@@ -45,15 +49,59 @@ impl KafkaAdmin {
         self.config.request_timeout_duration()
     }
 
-    /// Fails with a clear message when no broker answers a metadata request in time.
-    pub(crate) async fn check_reachable(&self) -> Result<()> {
-        self.metadata(None).await.map(drop).map_err(|e| {
+    /// Fails with a clear message when no broker answers a metadata request in time, and
+    /// at once, naming the cause, when a client of this log (`security`) sees the brokers
+    /// refuse its TLS handshake or SASL credentials (librdkafka reports those only to the
+    /// error callback; the metadata request itself would just time out).
+    pub(crate) async fn check_reachable(&self, security: &SecurityWatch) -> Result<()> {
+        let security_error = |f: SecurityFailure| {
+            let ctx = self.config.security_context();
+            match f {
+                SecurityFailure::Authentication(reason) => authentication_error(&ctx, &reason),
+                SecurityFailure::Tls(reason) => tls_error(&ctx, &reason),
+            }
+        };
+        // The request runs on a thread of its own, not tokio's blocking pool: a librdkafka
+        // call cannot be cancelled, and one left waiting in the pool after a security
+        // failure would hold up the runtime's shutdown, so the process's exit with the
+        // error, for the whole request timeout.
+        let (tx, mut answer) = tokio::sync::oneshot::channel();
+        let client = self.client.clone();
+        let timeout = self.timeout();
+        std::thread::Builder::new()
+            .name("kafka-reach".to_owned())
+            .spawn(move || {
+                let _ = tx.send(fetch_metadata(&client, None, timeout));
+            })
+            .map_err(|e| LogError::Kafka(format!("cannot start a thread: {e}")))?;
+        let mut tick = tokio::time::interval(SECURITY_POLL);
+        let reached = loop {
+            tokio::select! {
+                reached = &mut answer => break reached.unwrap_or_else(|_| {
+                    Err(LogError::Kafka("the metadata request's thread ended without an answer".to_owned()))
+                }),
+                _ = tick.tick() => {
+                    if let Some(f) = security.last() {
+                        return Err(security_error(f));
+                    }
+                }
+            }
+        };
+        reached.map(drop).map_err(|e| {
+            // A failure seen meanwhile says more than the timeout.
+            if let Some(f) = security.last() {
+                return security_error(f);
+            }
             let e = match e {
                 LogError::Kafka(message) => message,
                 other => other.to_string(),
             };
+            let seen = security
+                .last_other()
+                .map(|reason| format!(" (last client error: {reason})"))
+                .unwrap_or_default();
             LogError::Kafka(format!(
-                "cannot reach the Kafka cluster at `{}` within {:?}: {e}",
+                "cannot reach the Kafka cluster at `{}` within {:?}{seen}: {e}",
                 self.config.bootstrap_servers,
                 self.timeout()
             ))
@@ -66,28 +114,7 @@ impl KafkaAdmin {
         let topic = topic.map(str::to_owned);
         let timeout = self.timeout();
         blocking("fetching Kafka metadata", move || {
-            let md = client
-                .inner()
-                .fetch_metadata(topic.as_deref(), timeout)
-                .map_err(|e| {
-                    kafka_err(
-                        "fetching cluster metadata failed",
-                        format_args!("{e}; {REACH_HINT}"),
-                    )
-                })?;
-            Ok(md
-                .topics()
-                .iter()
-                .map(|t| TopicMeta {
-                    name: t.name().to_owned(),
-                    partitions: t
-                        .partitions()
-                        .iter()
-                        .map(|p| (p.id() as u32, p.leader() >= 0))
-                        .collect(),
-                    error: t.error().map(Into::into),
-                })
-                .collect())
+            fetch_metadata(&client, topic.as_deref(), timeout)
         })
         .await
     }
@@ -185,6 +212,33 @@ impl KafkaAdmin {
 }
 
 /// The same rule Kafka applies, checked before asking the cluster.
+/// A metadata request (blocking).
+fn fetch_metadata(
+    client: &AdminClient<HeliosContext>,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<TopicMeta>> {
+    let md = client.inner().fetch_metadata(topic, timeout).map_err(|e| {
+        kafka_err(
+            "fetching cluster metadata failed",
+            format_args!("{e}; {REACH_HINT}"),
+        )
+    })?;
+    Ok(md
+        .topics()
+        .iter()
+        .map(|t| TopicMeta {
+            name: t.name().to_owned(),
+            partitions: t
+                .partitions()
+                .iter()
+                .map(|p| (p.id() as u32, p.leader() >= 0))
+                .collect(),
+            error: t.error().map(Into::into),
+        })
+        .collect())
+}
+
 fn validate_topic_name(name: &str) -> Result<()> {
     let valid_chars = name
         .bytes()

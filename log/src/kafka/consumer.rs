@@ -27,7 +27,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::MemberContext;
+use super::context::{HeliosContext, MemberContext, SecurityWatch};
 use super::{KafkaConfig, REACH_HINT, blocking, error_code, kafka_err};
 use crate::{
     ConsumedRecord, ConsumerConfig, ConsumerFactory, LogConsumer, LogError, OffsetReset, Result,
@@ -44,11 +44,12 @@ type Inner = StreamConsumer<MemberContext>;
 
 pub(crate) struct KafkaConsumerFactory {
     config: Arc<KafkaConfig>,
+    security: SecurityWatch,
 }
 
 impl KafkaConsumerFactory {
-    pub(crate) fn new(config: Arc<KafkaConfig>) -> Self {
-        KafkaConsumerFactory { config }
+    pub(crate) fn new(config: Arc<KafkaConfig>, security: SecurityWatch) -> Self {
+        KafkaConsumerFactory { config, security }
     }
 }
 
@@ -89,13 +90,14 @@ impl ConsumerFactory for KafkaConsumerFactory {
             .set("heartbeat.interval.ms", heartbeat_ms.to_string());
         self.config.apply_options(&mut c);
         let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        let consumer = subscribe(&c, &config.group, &topics)?;
+        let consumer = subscribe(&c, &config.group, &topics, &self.security)?;
         Ok(Box::new(KafkaConsumer {
             consumer: Arc::new(consumer),
             group: config.group,
             timeout: self.config.request_timeout_duration(),
             timestamp_checks: HashMap::new(),
             client: c,
+            security: self.security.clone(),
             topics,
             rejoined: None,
         }))
@@ -103,9 +105,14 @@ impl ConsumerFactory for KafkaConsumerFactory {
 }
 
 /// Creates a group member and subscribes it.
-fn subscribe(c: &rdkafka::ClientConfig, group: &str, topics: &[String]) -> Result<Inner> {
+fn subscribe(
+    c: &rdkafka::ClientConfig,
+    group: &str,
+    topics: &[String],
+    security: &SecurityWatch,
+) -> Result<Inner> {
     let consumer: Inner = c
-        .create_with_context(MemberContext::default())
+        .create_with_context(MemberContext::new(HeliosContext::new(security.clone())))
         .map_err(|e| LogError::Config(format!("cannot create the Kafka consumer: {e}")))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).map_err(|e| {
@@ -126,6 +133,7 @@ struct KafkaConsumer {
     timestamp_checks: HashMap<TopicPartition, TimestampCheck>,
     /// What the member was created with, to rejoin as a new member.
     client: rdkafka::ClientConfig,
+    security: SecurityWatch,
     topics: Vec<String>,
     /// When the member last rejoined under a new id.
     rejoined: Option<Instant>,
@@ -197,7 +205,7 @@ impl KafkaConsumer {
             "A rebalance gave this member back exactly the partitions it revoked; the broker \
              may have kept a stale assignment after a member left. Rejoining as a new member."
         );
-        let fresh = subscribe(&self.client, &self.group, &self.topics)?;
+        let fresh = subscribe(&self.client, &self.group, &self.topics, &self.security)?;
         // Dropping the old member closes it (LeaveGroup) before the new one joins.
         let old = std::mem::replace(&mut self.consumer, Arc::new(fresh));
         self.timestamp_checks.clear();

@@ -1,18 +1,86 @@
-//! The librdkafka client context: routes librdkafka's own logs and errors to `tracing`.
+//! The librdkafka client context: routes librdkafka's own logs and errors to `tracing`, and
+//! remembers the security failures (TLS, SASL) a connect must report.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+/// A failure that retrying with the same settings cannot fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SecurityFailure {
+    /// The brokers refused the SASL credentials (librdkafka `_AUTHENTICATION`).
+    Authentication(String),
+    /// The TLS handshake failed (librdkafka `_SSL`).
+    Tls(String),
+}
+
+/// What the clients of one [`super::KafkaLog`] last heard from librdkafka's error callback:
+/// the only place it reports why a broker connection failed (a metadata request just times
+/// out), so `KafkaLog::connect` checks it while it waits for the cluster.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SecurityWatch(Arc<Mutex<Seen>>);
+
+#[derive(Debug, Default)]
+struct Seen {
+    failure: Option<SecurityFailure>,
+    other: Option<String>,
+}
+
+impl SecurityWatch {
+    /// The last security failure seen, if any.
+    pub(crate) fn last(&self) -> Option<SecurityFailure> {
+        self.seen().failure.clone()
+    }
+
+    /// The last other client error (e.g. a refused connection), if any.
+    pub(crate) fn last_other(&self) -> Option<String> {
+        self.seen().other.clone()
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, error: &KafkaError, reason: &str) {
+        let lower = reason.to_ascii_lowercase();
+        let failure = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => {
+                SecurityFailure::Authentication(reason.to_owned())
+            }
+            Some(RDKafkaErrorCode::SSL) => SecurityFailure::Tls(reason.to_owned()),
+            // A TLS 1.3 server checks the client's certificate after the client's side of
+            // the handshake is done: the refusal arrives as an alert on the first read.
+            _ if lower.contains("ssl") && lower.contains("alert") => {
+                SecurityFailure::Tls(reason.to_owned())
+            }
+            // "n/m brokers are down" follows the error that says why; keep that one.
+            Some(RDKafkaErrorCode::AllBrokersDown) => return,
+            _ => {
+                self.seen().other = Some(reason.to_owned());
+                return;
+            }
+        };
+        self.seen().failure = Some(failure);
+    }
+}
+
 /// Context shared by every client of the backend.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct HeliosContext;
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeliosContext {
+    security: SecurityWatch,
+}
+
+impl HeliosContext {
+    pub(crate) fn new(security: SecurityWatch) -> Self {
+        HeliosContext { security }
+    }
+}
 
 impl ClientContext for HeliosContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -36,6 +104,7 @@ impl ClientContext for HeliosContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.security.record(&error, reason);
         tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
     }
 }
@@ -44,6 +113,7 @@ impl ClientContext for HeliosContext {
 /// member's rebalances did (see `KafkaConsumer::rejoin_if_stale`).
 #[derive(Debug, Default)]
 pub(crate) struct MemberContext {
+    base: HeliosContext,
     /// The partitions given up by the last revoke, until the assignment that follows.
     revoked: Mutex<Option<BTreeSet<(String, i32)>>>,
     /// Set when an assignment handed back exactly the partitions just revoked.
@@ -51,6 +121,13 @@ pub(crate) struct MemberContext {
 }
 
 impl MemberContext {
+    pub(crate) fn new(base: HeliosContext) -> Self {
+        MemberContext {
+            base,
+            ..MemberContext::default()
+        }
+    }
+
     /// Whether a rebalance handed back exactly what it revoked since the last call.
     pub(crate) fn take_stale(&self) -> bool {
         self.stale.swap(false, Ordering::Relaxed)
@@ -66,11 +143,11 @@ fn partitions(tpl: &TopicPartitionList) -> BTreeSet<(String, i32)> {
 
 impl ClientContext for MemberContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        HeliosContext.log(level, facility, message);
+        self.base.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        HeliosContext.error(error, reason);
+        self.base.error(error, reason);
     }
 }
 

@@ -12,18 +12,24 @@
 //!
 //! librdkafka calls that block (metadata, watermarks, commits, seeks) run on tokio's blocking
 //! pool so they never stall the async workers.
+//!
+//! TLS and SASL ([`security`]): librdkafka is built with Debian's OpenSSL (ADR-017); the
+//! settings are [`KafkaConfig`]'s, and a refused handshake or login fails the connect at
+//! once with [`LogError::KafkaTls`] or [`LogError::KafkaAuthentication`].
 
 mod admin;
 mod config;
 mod consumer;
 mod context;
 mod producer;
+mod security;
 
 use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub use config::KafkaConfig;
+pub use security::{SaslMechanism, Secret, SecurityProtocol};
 
 use crate::{Log, LogError, Result};
 
@@ -32,15 +38,27 @@ use crate::{Log, LogError, Result};
 pub struct KafkaLog;
 
 impl KafkaLog {
-    /// Validates `config`, creates the clients and checks the cluster answers a metadata
-    /// request within [`KafkaConfig::request_timeout_ms`].
-    pub async fn connect(config: KafkaConfig) -> Result<Log> {
+    /// Validates `config`, checks its TLS files and reads its password file, creates the
+    /// clients and checks the cluster answers a metadata request within
+    /// [`KafkaConfig::request_timeout_ms`]. A refused TLS handshake or SASL login fails at
+    /// once with [`LogError::KafkaTls`] or [`LogError::KafkaAuthentication`].
+    pub async fn connect(mut config: KafkaConfig) -> Result<Log> {
         config.validate()?;
+        config.load_security_files()?;
         let config = Arc::new(config);
-        let admin = Arc::new(admin::KafkaAdmin::new(config.clone())?);
-        admin.check_reachable().await?;
-        let producer = Arc::new(producer::KafkaProducer::new(&config, admin.clone())?);
-        let consumers = Arc::new(consumer::KafkaConsumerFactory::new(config));
+        let security = context::SecurityWatch::default();
+        let context = context::HeliosContext::new(security.clone());
+        let admin = Arc::new(admin::KafkaAdmin::new(config.clone(), context.clone())?);
+        // The producer connects at once (its idempotence needs a producer id), and its
+        // polling thread is what delivers librdkafka's error events, TLS and SASL failures
+        // among them, while the metadata request below waits.
+        let producer = Arc::new(producer::KafkaProducer::new(
+            &config,
+            admin.clone(),
+            context,
+        )?);
+        admin.check_reachable(&security).await?;
+        let consumers = Arc::new(consumer::KafkaConsumerFactory::new(config, security));
         Ok(Log::from_parts(producer, admin, consumers))
     }
 }

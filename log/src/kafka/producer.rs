@@ -28,7 +28,11 @@ pub(crate) struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    pub(crate) fn new(config: &KafkaConfig, admin: Arc<KafkaAdmin>) -> Result<Self> {
+    pub(crate) fn new(
+        config: &KafkaConfig,
+        admin: Arc<KafkaAdmin>,
+        context: HeliosContext,
+    ) -> Result<Self> {
         let mut c = config.client_config();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -42,7 +46,7 @@ impl KafkaProducer {
             .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
         config.apply_options(&mut c);
         let producer = c
-            .create_with_context(HeliosContext)
+            .create_with_context(context)
             .map_err(|e| LogError::Config(format!("cannot create the Kafka producer: {e}")))?;
         let message_max_bytes = config
             .options

@@ -20,6 +20,61 @@ pub fn service(var: &str, what: &str) -> String {
     })
 }
 
+/// How the `helios` roles of a test reach the test brokers of `scripts/services/tansu.sh`:
+/// the parameter of tests that run the same body over plaintext and over TLS + SASL.
+#[derive(Debug, Clone, Copy)]
+pub enum KafkaBroker {
+    /// `HELIOS_TEST_KAFKA`.
+    Plaintext,
+    /// `HELIOS_TEST_KAFKA_SASL`: TLS with the test CA (`ca_file`) and SCRAM-SHA-512 as
+    /// `helios-512`, the password in the roles' `HELIOS_KAFKA_SASL_PASSWORD`.
+    SaslSsl,
+}
+
+impl KafkaBroker {
+    /// The `[kafka]` section of a backend settings file, up to its other keys; holds no secret.
+    pub fn settings(self) -> String {
+        match self {
+            KafkaBroker::Plaintext => format!(
+                "[kafka]\nbootstrap_servers = \"{}\"\n",
+                service("HELIOS_TEST_KAFKA", "a Kafka-protocol broker (tansu)")
+            ),
+            KafkaBroker::SaslSsl => format!(
+                "[kafka]\nbootstrap_servers = \"{}\"\nsecurity_protocol = \"sasl_ssl\"\n\
+                 ca_file = {:?}\nsasl_mechanism = \"SCRAM-SHA-512\"\n\
+                 sasl_username = \"helios-512\"\n",
+                service(
+                    "HELIOS_TEST_KAFKA_SASL",
+                    "tansu behind stunnel4 with SASL (scripts/services/tansu.sh; apt-get install stunnel4)"
+                ),
+                Self::cert("ca.pem")
+            ),
+        }
+    }
+
+    /// Variables every role of the test gets: the SASL password, from the environment as
+    /// a deployment would give it (never a flag).
+    pub fn role_env(self) -> Vec<(&'static str, String)> {
+        match self {
+            KafkaBroker::Plaintext => Vec::new(),
+            KafkaBroker::SaslSsl => {
+                let file = Self::cert("sasl-password");
+                let password = std::fs::read_to_string(&file)
+                    .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+                vec![("HELIOS_KAFKA_SASL_PASSWORD", password.trim().to_owned())]
+            }
+        }
+    }
+
+    fn cert(name: &str) -> PathBuf {
+        PathBuf::from(service(
+            "HELIOS_TEST_KAFKA_CERTS",
+            "the test CA of scripts/services/tansu.sh (apt-get install stunnel4 openssl)",
+        ))
+        .join(name)
+    }
+}
+
 /// One `helios` role process; killed when dropped.
 pub struct Role {
     pub name: &'static str,
