@@ -241,3 +241,71 @@ fn no_import_circle_among_the_binarys_files() {
         }
     }
 }
+
+/// One TLS stack (ADR-018): every Rust TLS client and server in the build is rustls on
+/// `ring`. Read from Cargo.lock, which lists every package any build of the workspace can
+/// link (all features of our crates, every target), so nothing slips in by a feature: no
+/// aws-lc (rustls's other provider, a cmake/C build), no native-tls or OpenSSL bindings
+/// for Rust code. The one OpenSSL is librdkafka's own (`openssl-sys` under `rdkafka-sys`,
+/// its `ssl` feature, ADR-017): Kafka's TLS lives in C, where rustls cannot reach.
+#[test]
+fn rustls_on_ring_is_the_only_rust_tls_stack() {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .expect("reading Cargo.lock");
+    let lock: toml::Table = toml::from_str(&lock).expect("Cargo.lock is TOML");
+    let packages = lock["package"].as_array().expect("[[package]] entries");
+    let name = |p: &toml::Value| p["name"].as_str().unwrap().to_owned();
+    let deps = |p: &toml::Value| -> Vec<String> {
+        p.get("dependencies")
+            .and_then(|d| d.as_array())
+            .map(|d| {
+                d.iter()
+                    // "name", or "name version" when two versions are locked.
+                    .map(|s| s.as_str().unwrap().split(' ').next().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let names: BTreeSet<String> = packages.iter().map(name).collect();
+    let banned = [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "aws-lc-fips-sys",
+        "native-tls",
+        "hyper-tls",
+        "tokio-native-tls",
+        "openssl",
+        "tokio-openssl",
+        "hyper-openssl",
+        "boring",
+        "boring-sys",
+    ];
+    let found: Vec<&str> = banned
+        .iter()
+        .copied()
+        .filter(|b| names.contains(*b))
+        .collect();
+    let pulled_by = |target: &str| -> Vec<String> {
+        packages
+            .iter()
+            .filter(|p| deps(p).iter().any(|d| d == target))
+            .map(name)
+            .collect()
+    };
+    assert!(
+        found.is_empty(),
+        "a second TLS stack is in Cargo.lock: {:?}; pulled in by {:?}. Build TLS clients \
+         from helios_schemas::tls (rustls on ring) instead, see ADR-018",
+        found,
+        found.iter().map(|f| pulled_by(f)).collect::<Vec<_>>()
+    );
+    for needed in ["rustls", "ring", "webpki-roots"] {
+        assert!(names.contains(needed), "{needed} is not in Cargo.lock");
+    }
+    // OpenSSL's C library only under librdkafka (Kafka over TLS), nowhere else.
+    let openssl_users: BTreeSet<String> = pulled_by("openssl-sys").into_iter().collect();
+    assert!(
+        openssl_users.iter().all(|u| u == "rdkafka-sys"),
+        "openssl-sys is linked by {openssl_users:?}; only rdkafka-sys may (ADR-017)"
+    );
+}
