@@ -568,6 +568,74 @@ partitions = 12
         assert_eq!(ch.url, "http://flag-ch:8123");
     }
 
+    #[derive(Debug, Parser)]
+    struct ChCli {
+        #[command(flatten)]
+        access: ClickHouseAccessArgs,
+    }
+
+    fn access(argv: &[&str]) -> ClickHouseAccessArgs {
+        let mut all = vec!["helios"];
+        all.extend_from_slice(argv);
+        ChCli::try_parse_from(all).unwrap().access
+    }
+
+    #[test]
+    fn clickhouse_credentials_and_ca_come_from_flags_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_password = dir.path().join("file.pw");
+        std::fs::write(&file_password, "from-file\n").unwrap();
+        let flag_password = dir.path().join("flag.pw");
+        std::fs::write(&flag_password, "from-flag-file\r\nignored second line\n").unwrap();
+        let text = format!(
+            "[clickhouse]\nurl = \"https://ch:8443\"\nuser = \"writer\"\npassword_file = {:?}\n\
+             ca_file = \"/etc/ca.pem\"\nread_user = \"reader\"\nread_password_file = \"/r.pw\"\n",
+            file_password.to_str().unwrap()
+        );
+        let file = BackendFile::parse(&text).unwrap();
+        let b = args(&[]).merge(file).unwrap();
+        let base = b.clickhouse_config(None, None).unwrap();
+        assert_eq!(base.url, "https://ch:8443");
+
+        // The file alone.
+        let c = access(&[]).apply(base.clone(), &b.clickhouse).unwrap();
+        assert_eq!(c.user.as_deref(), Some("writer"));
+        assert_eq!(c.password.as_deref(), Some("from-file"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(!format!("{c:?}").contains("from-file"), "Debug shows the password");
+
+        // Flags win; a password file's first line, without its line end.
+        let c = access(&[
+            "--clickhouse-user",
+            "other",
+            "--clickhouse-password-file",
+            flag_password.to_str().unwrap(),
+            "--clickhouse-ca-file",
+            "/flag/ca.pem",
+        ])
+        .apply(base.clone(), &b.clickhouse)
+        .unwrap();
+        assert_eq!(c.user.as_deref(), Some("other"));
+        assert_eq!(c.password.as_deref(), Some("from-flag-file"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/flag/ca.pem")));
+
+        // A password given as such wins over both files.
+        let c = access(&["--clickhouse-password", "given"])
+            .apply(base.clone(), &b.clickhouse)
+            .unwrap();
+        assert_eq!(c.password.as_deref(), Some("given"));
+
+        // A password without any user is refused; a missing file is named.
+        let err = access(&["--clickhouse-password", "x"])
+            .apply(base.clone(), &ClickHouseFile::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("--clickhouse-user"), "{err}");
+        let err = access(&["--clickhouse-password-file", "/no/such/file"])
+            .apply(base, &ClickHouseFile::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("/no/such/file"), "{err:#}");
+    }
+
     #[test]
     fn defaults_without_file_flags_or_environment() {
         let b = args(&[]).merge(BackendFile::default()).unwrap();

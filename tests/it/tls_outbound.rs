@@ -355,3 +355,94 @@ async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A remote schema registry over HTTPS with HTTP Basic credentials (as Confluent Cloud
+/// serves one): `helios tail --registry https://… --registry-key user:secret --ca-file …`
+/// decodes the events of a running `helios up` through it. The registry is `helios up`'s
+/// own, behind a TLS proxy of this test that admits only the Basic credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helios_tail_decodes_through_a_remote_registry_over_https_with_basic_auth() {
+    use axum::body::Bytes;
+    use axum::http::Method;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Helios::up(&data, &[]).await;
+    let resp = server
+        .post_events(&json!([{"specversion": "1.0", "id": "reg-1", "source": "ci",
+            "type": "ci.run", "subject": "registry-over-tls"}]))
+        .await;
+    assert_eq!(resp.status(), 202);
+
+    // Basic `reader:s3cret`, checked here; forwarded with the server's own key.
+    let expected = "Basic cmVhZGVyOnMzY3JldA==";
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let upstream = format!("http://{}", server.addr);
+    let key = server.key.clone();
+    let proxy = {
+        let seen = seen.clone();
+        move |method: Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let (seen, upstream, key) = (seen.clone(), upstream.clone(), key.clone());
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().unwrap().push(format!("{method} {uri} {auth}"));
+                if auth != expected {
+                    return (StatusCode::UNAUTHORIZED, Bytes::new());
+                }
+                let r = crate::common::http()
+                    .request(method, format!("{upstream}{uri}"))
+                    .bearer_auth(key)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.bytes().await.unwrap())
+            }
+        }
+    };
+    let ca = TestCa::new();
+    let url = ca.serve(Router::new().fallback(proxy)).await;
+
+    let tail = |key: &'static str| {
+        let (data, url, ca_file) = (data.clone(), url.clone(), ca.ca_file());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(BIN)
+                .args(["tail", "helios.events", "--from-beginning", "--data-dir"])
+                .arg(&data)
+                .args(["--registry", &url, "--registry-key", key, "--ca-file"])
+                .arg(&ca_file)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = tail("reader:s3cret").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tail through the https registry failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("registry-over-tls"), "{stdout}");
+    assert!(
+        seen.lock().unwrap().iter().any(|r| r.starts_with("GET /schemas/ids/")),
+        "the schema was not fetched through the proxy: {:?}",
+        seen.lock().unwrap()
+    );
+
+    // Wrong credentials: the registry refuses, and every record says so instead of its
+    // decoded value.
+    let out = tail("reader:wrong").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().count() > 0, "{stdout}");
+    for line in stdout.lines() {
+        assert!(
+            line.contains("could not decode") && line.contains("401 Unauthorized"),
+            "{line}"
+        );
+    }
+    server.stop();
+}
