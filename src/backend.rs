@@ -602,7 +602,10 @@ partitions = 12
         assert_eq!(c.user.as_deref(), Some("writer"));
         assert_eq!(c.password.as_deref(), Some("from-file"));
         assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem")));
-        assert!(!format!("{c:?}").contains("from-file"), "Debug shows the password");
+        assert!(
+            !format!("{c:?}").contains("from-file"),
+            "Debug shows the password"
+        );
 
         // Flags win; a password file's first line, without its line end.
         let c = access(&[

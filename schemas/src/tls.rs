@@ -108,7 +108,10 @@ pub fn tls_failure(error: &(dyn StdError + 'static)) -> Option<TlsFailure> {
 /// The error under `e`. An `io::Error` wrapping another error (as tokio-rustls wraps
 /// rustls's) shows it through `get_ref`, not `source`, which skips it.
 fn next_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
-    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
         return Some(inner);
     }
     e.source()
@@ -182,7 +185,10 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "just text\n").unwrap();
         let err = root_store(Some(&empty)).unwrap_err().to_string();
-        assert!(err.contains("empty.pem") && err.contains("BEGIN CERTIFICATE"), "{err}");
+        assert!(
+            err.contains("empty.pem") && err.contains("BEGIN CERTIFICATE"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -200,7 +206,10 @@ mod tests {
         assert!(matches!(failure, TlsFailure::UntrustedCertificate(_)));
         assert!(failure.to_string().contains("not trusted"), "{failure}");
         let text = describe(&io);
-        assert!(text.starts_with("the server's TLS certificate is not trusted"), "{text}");
+        assert!(
+            text.starts_with("the server's TLS certificate is not trusted"),
+            "{text}"
+        );
 
         let other = std::io::Error::other(rustls::Error::HandshakeNotComplete);
         assert!(matches!(

@@ -106,7 +106,10 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let database = (args.clickhouse_database.clone())
         .or(file.clickhouse.database.clone())
         .unwrap_or_else(|| "helios".to_owned());
-    let ca_file = args.clickhouse_ca_file.clone().or(file.clickhouse.ca_file.clone());
+    let ca_file = args
+        .clickhouse_ca_file
+        .clone()
+        .or(file.clickhouse.ca_file.clone());
     let clickhouse = url.map(|url| {
         helios_sinks::clickhouse::ClickHouseConfig::new(url)
             .database(&database)

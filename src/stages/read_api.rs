@@ -175,8 +175,7 @@ impl QueryArgs {
         if self.clickhouse_read_user.is_none() {
             self.clickhouse_read_user = file.read_user.clone();
         }
-        if self.clickhouse_read_password.is_none() && self.clickhouse_read_password_file.is_none()
-        {
+        if self.clickhouse_read_password.is_none() && self.clickhouse_read_password_file.is_none() {
             self.clickhouse_read_password_file = file.read_password_file.clone();
         }
         self

@@ -50,7 +50,9 @@ fn topic_bytes(data: &Path, topic: &str) -> u64 {
 
 /// A sample of `/metrics`, by its exact series text (name and labels).
 async fn metric(server: &Helios, series: &str) -> Option<f64> {
-    let text = crate::common::http().get(server.url("/metrics")).send()
+    let text = crate::common::http()
+        .get(server.url("/metrics"))
+        .send()
         .await
         .unwrap()
         .text()

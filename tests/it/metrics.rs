@@ -318,7 +318,10 @@ impl Stage {
         let stage = Stage { child, addr };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = crate::common::http().get(stage.url("/healthz")).send().await
+            if let Ok(r) = crate::common::http()
+                .get(stage.url("/healthz"))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return stage;

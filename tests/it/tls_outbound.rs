@@ -127,7 +127,10 @@ async fn helios_send_posts_to_an_https_url_it_trusts_and_refuses_one_it_does_not
         .await
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "an untrusted server was accepted: {stdout}");
+        assert!(
+            !out.status.success(),
+            "an untrusted server was accepted: {stdout}"
+        );
         assert!(
             stdout.contains("certificate is not trusted") && stdout.contains("--ca-file"),
             "the failure does not say the certificate is not trusted: {stdout}"
@@ -214,7 +217,10 @@ async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
                 assert_eq!(alert["state"], "firing");
                 assert_eq!(alert["group"]["subject"], "helios");
                 let text: Value = serde_json::from_str(&slack.2).unwrap();
-                assert!(text["text"].as_str().unwrap().contains("ci_failing"), "{text}");
+                assert!(
+                    text["text"].as_str().unwrap().contains("ci_failing"),
+                    "{text}"
+                );
                 break;
             }
         }
@@ -369,8 +375,10 @@ async fn helios_tail_decodes_through_a_remote_registry_over_https_with_basic_aut
     let data = tmp.path().join("data");
     let server = Helios::up(&data, &[]).await;
     let resp = server
-        .post_events(&json!([{"specversion": "1.0", "id": "reg-1", "source": "ci",
-            "type": "ci.run", "subject": "registry-over-tls"}]))
+        .post_events(
+            &json!([{"specversion": "1.0", "id": "reg-1", "source": "ci",
+            "type": "ci.run", "subject": "registry-over-tls"}]),
+        )
         .await;
     assert_eq!(resp.status(), 202);
 
@@ -428,7 +436,10 @@ async fn helios_tail_decodes_through_a_remote_registry_over_https_with_basic_aut
     );
     assert!(stdout.contains("registry-over-tls"), "{stdout}");
     assert!(
-        seen.lock().unwrap().iter().any(|r| r.starts_with("GET /schemas/ids/")),
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("GET /schemas/ids/")),
         "the schema was not fetched through the proxy: {:?}",
         seen.lock().unwrap()
     );

@@ -523,8 +523,14 @@ async fn the_reader_says_whether_clickhouse_refused_its_password_or_tls_its_cert
     };
     let ca = test_var("HELIOS_TEST_CLICKHOUSE_CA");
     let cases = [
-        (config("wrong-password", Some(ca.clone())), "authentication failed"),
-        (config(&test_var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"), None), "certificate is not trusted"),
+        (
+            config("wrong-password", Some(ca.clone())),
+            "authentication failed",
+        ),
+        (
+            config(&test_var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"), None),
+            "certificate is not trusted",
+        ),
     ];
     for (config, says) in cases {
         let reader = std::sync::Arc::new(ClickHouseReader::read_only_user(&config).unwrap());

@@ -66,9 +66,9 @@ impl RemoteRegistry {
         let settings = builder
             .build_with(crate::tls::http_client_builder(ca_file)?)
             .map_err(|e| Error::Remote {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             url,
             settings,

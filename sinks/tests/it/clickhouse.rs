@@ -14,10 +14,10 @@ use helios_log::Record;
 use helios_schemas::AlertState;
 use helios_sinks::SinkConfig;
 use helios_sinks::clickhouse::ClickHouseStore;
-use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig};
 use helios_sinks::clickhouse::migrations::{self, latest_version};
 use helios_sinks::clickhouse::query::{self, TimeRange};
 use helios_sinks::clickhouse::retention;
+use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig};
 use helios_sinks::rows::EventRow;
 use helios_sinks::{AggregateSpec, SinkError, StoreSpec};
 
@@ -606,13 +606,19 @@ async fn a_wrong_password_or_an_untrusted_certificate_fails_saying_which() {
         "{text}"
     );
     assert!(!text.contains("certificate"), "{text}");
-    assert!(!text.contains("wrong-password"), "the password is in the error: {text}");
+    assert!(
+        !text.contains("wrong-password"),
+        "the password is in the error: {text}"
+    );
 
     // Mozilla's roots alone, or a CA that signed something else: not trusted.
     for ca in [None, Some(untrusted)] {
         let err = try_connect(&password, ca.clone()).await.unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, SinkError::ClickHouseAccess { .. }), "{ca:?}: {err:?}");
+        assert!(
+            matches!(err, SinkError::ClickHouseAccess { .. }),
+            "{ca:?}: {err:?}"
+        );
         assert!(!err.retryable(), "{text}");
         assert!(
             text.contains("certificate is not trusted")

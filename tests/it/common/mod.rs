@@ -18,7 +18,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_helios");
 /// (ADR-018), so a client built without Helios' TLS setup needs `ring` installed as the
 /// process default first, or it panics: every test builds its clients here.
 pub fn http() -> reqwest::Client {
-    http_builder().build().expect("building the test HTTP client")
+    http_builder()
+        .build()
+        .expect("building the test HTTP client")
 }
 
 /// [`http`]'s builder, for clients with their own settings.

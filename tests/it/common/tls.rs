@@ -23,8 +23,7 @@ pub struct TestCa {
 impl TestCa {
     pub fn new() -> TestCa {
         let dir = tempfile::tempdir().unwrap();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/test-ca.sh");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/test-ca.sh");
         let out = Command::new("bash")
             .arg(script)
             .arg(dir.path())

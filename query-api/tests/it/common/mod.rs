@@ -280,7 +280,6 @@ pub fn clickhouse_config() -> ClickHouseConfig {
     }
 }
 
-
 /// The scripted rows in a fresh ClickHouse database; the reader over it.
 pub async fn clickhouse_store(case: &str) -> Arc<dyn ReadStore> {
     let nanos = std::time::SystemTime::now()
