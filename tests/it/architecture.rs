@@ -309,3 +309,67 @@ fn rustls_on_ring_is_the_only_rust_tls_stack() {
         "openssl-sys is linked by {openssl_users:?}; only rdkafka-sys may (ADR-017)"
     );
 }
+
+/// reqwest has rustls with no crypto provider of its own (ADR-018): a client built without
+/// `helios_schemas::tls` panics ("No rustls crypto provider is configured") unless `ring`
+/// is the process default. The binary installs it in `main`; any other file that builds a
+/// client the plain way must install it too (tests: use `common::http()`), which this
+/// checks, so a new test fails here with the fix instead of panicking in a request.
+#[test]
+fn plain_reqwest_clients_install_the_crypto_provider_first() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    let mut dirs: Vec<std::path::PathBuf> = ["src", "tests", "bench"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    for krate in [
+        "schemas",
+        "log",
+        "connectors",
+        "pipeline",
+        "sinks",
+        "query-api",
+    ] {
+        for sub in ["src", "tests", "benches"] {
+            dirs.push(root.join(krate).join(sub));
+        }
+    }
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let plain = [
+        "reqwest::Client::new()",
+        "reqwest::Client::builder()",
+        "reqwest::Client::default()",
+        "reqwest::get(",
+    ];
+    let mut offenders = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display().to_string();
+        let installs = text.contains("install_default_provider()") || rel == "src/main.rs";
+        if !installs && plain.iter().any(|p| text.contains(p)) {
+            offenders.push(rel);
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these files build a reqwest client without Helios' TLS setup and without installing \
+         the ring provider, so the client panics: {offenders:?}. In the root tests use \
+         `crate::common::http()` / `http_builder()`; elsewhere build from \
+         `helios_schemas::tls::http_client_builder` or call \
+         `helios_schemas::tls::install_default_provider()` first (ADR-018)"
+    );
+    assert!(files.len() > 100, "only {} files scanned", files.len());
+}
