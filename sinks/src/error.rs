@@ -52,7 +52,7 @@ pub enum SinkError {
 
     /// ClickHouse refused who we are (user or password) or we refused its TLS certificate:
     /// a setting to fix, not a passing condition.
-    #[error("ClickHouse at {url} refused the connection while {action}: {reason}")]
+    #[error("cannot connect to ClickHouse at {url} while {action}: {reason}")]
     ClickHouseAccess {
         /// Server URL.
         url: String,

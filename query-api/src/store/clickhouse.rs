@@ -258,7 +258,7 @@ fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
     // this deployment, said as such (never the caller's SQL).
     if let Some(reason) = helios_sinks::clickhouse::access_problem(&e) {
         return ApiError::Store {
-            reason: format!("ClickHouse at {url} refused the connection: {reason}"),
+            reason: format!("cannot connect to ClickHouse at {url}: {reason}"),
         };
     }
     match e {
