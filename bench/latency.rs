@@ -338,6 +338,8 @@ async fn main() -> anyhow::Result<()> {
         "lat{}",
         SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()
     );
+    // reqwest has rustls without a provider of its own (ADR-018): ring, process-wide.
+    helios_schemas::tls::install_default_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(args.max_in_flight)

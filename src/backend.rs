@@ -42,8 +42,13 @@ pub const DEFAULT_PARTITIONS: u32 = 4;
 ///   url = "http://registry:8081"
 ///   key = "…"                    # bearer token, or user:password (basic)
 ///   [clickhouse]
-///   url = "http://clickhouse:8123"
+///   url = "https://clickhouse:8443"
 ///   database = "helios"
+///   user = "helios"               # the sink's user (and `helios migrate`'s)
+///   password_file = "/run/secrets/clickhouse"   # or HELIOS_CLICKHOUSE_PASSWORD
+///   ca_file = "/etc/helios/clickhouse-ca.pem"   # a private CA of the server's certificate
+///   read_user = "helios_reader"   # the read API's read-only user (`helios serve api`)
+///   read_password_file = "/run/secrets/clickhouse-read"
 ///   [checkpoints]
 ///   dir = "/mnt/helios-state"    # shared by every `helios run pipeline` of a group
 ///   [topics]
@@ -56,9 +61,9 @@ pub struct LogArgs {
     /// request_timeout_ms, delivery_timeout_ms, linger_ms, replication_factor,
     /// security_protocol, ca_file, cert_file, key_file, sasl_mechanism, sasl_username,
     /// sasl_password_file, options),
-    /// `[registry]` (url, key), `[clickhouse]` (url, database), `[checkpoints]` (dir),
-    /// `[topics]` (prefix, partitions). Flags win over `HELIOS_…` variables, which win over
-    /// the file.
+    /// `[registry]` (url, key), `[clickhouse]` (url, database, user, password_file, ca_file,
+    /// read_user, read_password_file), `[checkpoints]` (dir), `[topics]` (prefix,
+    /// partitions). Flags win over `HELIOS_…` variables, which win over the file.
     #[arg(long = "config", env = "HELIOS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -185,6 +190,122 @@ pub struct RegistryFile {
 pub struct ClickHouseFile {
     pub url: Option<String>,
     pub database: Option<String>,
+    /// The sink's (and `helios migrate`'s) user.
+    pub user: Option<String>,
+    /// File holding `user`'s password (one line); a password itself is never in this file.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's certificate (private CAs).
+    pub ca_file: Option<PathBuf>,
+    /// The read API's read-only user.
+    pub read_user: Option<String>,
+    /// File holding `read_user`'s password (one line).
+    pub read_password_file: Option<PathBuf>,
+}
+
+/// A password from a flag or the environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Password(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Reads a password file: its first line, without the line end.
+pub fn read_password_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} from {}", path.display()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r')
+        .to_owned())
+}
+
+/// As whom and how a role connects to ClickHouse: the sink's user, its password, and the CA
+/// of the server's certificate, for every command that writes or migrates the store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClickHouseAccessArgs {
+    /// ClickHouse user to connect as (else `[clickhouse] user` of the settings file)
+    /// [default: the server's `default` user]
+    #[arg(long, env = "HELIOS_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+
+    /// That user's password. Set it in the environment rather than on the command line,
+    /// where other users of the machine can read it, or use --clickhouse-password-file.
+    #[arg(
+        long,
+        env = "HELIOS_CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub clickhouse_password: Option<Password>,
+
+    /// File holding that user's password (one line) (else `[clickhouse] password_file`).
+    #[arg(long, env = "HELIOS_CLICKHOUSE_PASSWORD_FILE", value_name = "FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
+
+    /// PEM file of the CA certificate(s) that signed the ClickHouse server's certificate,
+    /// trusted besides Mozilla's roots for an `https://` URL (else `[clickhouse] ca_file`).
+    #[arg(long, env = "HELIOS_CLICKHOUSE_CA_FILE", value_name = "FILE")]
+    pub clickhouse_ca_file: Option<PathBuf>,
+}
+
+impl ClickHouseAccessArgs {
+    /// `config` with the user, password and CA file of the flags and environment, else of
+    /// the settings file's `[clickhouse]`.
+    pub fn apply(
+        &self,
+        config: helios_sinks::clickhouse::ClickHouseConfig,
+        file: &ClickHouseFile,
+    ) -> anyhow::Result<helios_sinks::clickhouse::ClickHouseConfig> {
+        let user = self.clickhouse_user.clone().or(file.user.clone());
+        let password = match (&self.clickhouse_password, &self.clickhouse_password_file) {
+            (Some(p), _) => Some(p.0.clone()),
+            (None, Some(path)) => Some(read_password_file(path, "ClickHouse password")?),
+            (None, None) => match &file.password_file {
+                Some(path) => Some(read_password_file(path, "ClickHouse password")?),
+                None => None,
+            },
+        };
+        anyhow::ensure!(
+            user.is_some() || password.is_none(),
+            "a ClickHouse password is given without a user; add --clickhouse-user \
+             (HELIOS_CLICKHOUSE_USER, [clickhouse] user)"
+        );
+        let ca_file = self.clickhouse_ca_file.clone().or(file.ca_file.clone());
+        Ok(config.credentials(user, password).ca_file(ca_file))
+    }
+}
+
+/// The CA file every outbound HTTPS client of this process trusts besides Mozilla's roots
+/// (`--ca-file` / `HELIOS_CA_FILE`): notifications, the remote registry, `helios send`,
+/// OTLP export. Set once by `main` before any client is built.
+static OUTBOUND_CA_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Sets the process's outbound CA file (first call wins).
+pub fn set_outbound_ca_file(ca_file: Option<PathBuf>) {
+    let _ = OUTBOUND_CA_FILE.set(ca_file);
+}
+
+/// The process's outbound CA file, if any.
+pub fn outbound_ca_file() -> Option<&'static Path> {
+    OUTBOUND_CA_FILE.get().and_then(|f| f.as_deref())
+}
+
+/// A reqwest client builder with the one TLS setup (`helios_schemas::tls`) and the
+/// process's outbound CA file.
+pub fn http_client_builder() -> anyhow::Result<reqwest::ClientBuilder> {
+    helios_schemas::tls::http_client_builder(outbound_ca_file())
+        .context("setting up TLS for outbound HTTPS (check --ca-file / HELIOS_CA_FILE)")
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -441,7 +562,7 @@ impl Backend {
         self.registry
             .as_ref()
             .map(|url| {
-                RemoteRegistry::with_credential(url, self.registry_key.as_deref())
+                RemoteRegistry::connect(url, self.registry_key.as_deref(), outbound_ca_file())
                     .map(Arc::new)
                     .with_context(|| format!("registry URL {url}"))
             })
@@ -559,6 +680,77 @@ partitions = 12
             .clickhouse_config(Some("http://flag-ch:8123"), None)
             .unwrap();
         assert_eq!(ch.url, "http://flag-ch:8123");
+    }
+
+    #[derive(Debug, Parser)]
+    struct ChCli {
+        #[command(flatten)]
+        access: ClickHouseAccessArgs,
+    }
+
+    fn access(argv: &[&str]) -> ClickHouseAccessArgs {
+        let mut all = vec!["helios"];
+        all.extend_from_slice(argv);
+        ChCli::try_parse_from(all).unwrap().access
+    }
+
+    #[test]
+    fn clickhouse_credentials_and_ca_come_from_flags_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_password = dir.path().join("file.pw");
+        std::fs::write(&file_password, "from-file\n").unwrap();
+        let flag_password = dir.path().join("flag.pw");
+        std::fs::write(&flag_password, "from-flag-file\r\nignored second line\n").unwrap();
+        let text = format!(
+            "[clickhouse]\nurl = \"https://ch:8443\"\nuser = \"writer\"\npassword_file = {:?}\n\
+             ca_file = \"/etc/ca.pem\"\nread_user = \"reader\"\nread_password_file = \"/r.pw\"\n",
+            file_password.to_str().unwrap()
+        );
+        let file = BackendFile::parse(&text).unwrap();
+        let b = args(&[]).merge(file).unwrap();
+        let base = b.clickhouse_config(None, None).unwrap();
+        assert_eq!(base.url, "https://ch:8443");
+
+        // The file alone.
+        let c = access(&[]).apply(base.clone(), &b.clickhouse).unwrap();
+        assert_eq!(c.user.as_deref(), Some("writer"));
+        assert_eq!(c.password.as_deref(), Some("from-file"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(
+            !format!("{c:?}").contains("from-file"),
+            "Debug shows the password"
+        );
+
+        // Flags win; a password file's first line, without its line end.
+        let c = access(&[
+            "--clickhouse-user",
+            "other",
+            "--clickhouse-password-file",
+            flag_password.to_str().unwrap(),
+            "--clickhouse-ca-file",
+            "/flag/ca.pem",
+        ])
+        .apply(base.clone(), &b.clickhouse)
+        .unwrap();
+        assert_eq!(c.user.as_deref(), Some("other"));
+        assert_eq!(c.password.as_deref(), Some("from-flag-file"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/flag/ca.pem")));
+
+        // A password given as such wins over both files.
+        let c = access(&["--clickhouse-password", "given"])
+            .apply(base.clone(), &b.clickhouse)
+            .unwrap();
+        assert_eq!(c.password.as_deref(), Some("given"));
+
+        // A password without any user is refused; a missing file is named.
+        let err = access(&["--clickhouse-password", "x"])
+            .apply(base.clone(), &ClickHouseFile::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("--clickhouse-user"), "{err}");
+        let err = access(&["--clickhouse-password-file", "/no/such/file"])
+            .apply(base, &ClickHouseFile::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("/no/such/file"), "{err:#}");
     }
 
     #[test]

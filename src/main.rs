@@ -40,6 +40,13 @@ struct Cli {
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
 
+    /// PEM file of CA certificate(s) that every outbound HTTPS client trusts besides
+    /// Mozilla's roots (compiled in): alert webhooks, a remote schema registry, OTLP
+    /// export, `helios send`. For receivers behind a private CA. ClickHouse has its own,
+    /// --clickhouse-ca-file.
+    #[arg(long, global = true, env = "HELIOS_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+
     /// How often spans and metrics are exported, e.g. `1s`; the OTel SDK's defaults (5 s
     /// for spans, 60 s for metrics) when unset.
     #[arg(long, global = true, env = "HELIOS_OTLP_INTERVAL", value_parser = humantime::parse_duration)]
@@ -76,6 +83,10 @@ fn service_name(matches: &clap::ArgMatches) -> String {
 fn main() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // One TLS stack, rustls on ring (ADR-018): the default of any client built without its
+    // own configuration, and the CA file of every outbound HTTPS client.
+    helios_schemas::tls::install_default_provider();
+    backend::set_outbound_ca_file(cli.ca_file.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -287,7 +287,17 @@ static EXPORT_FAILING: AtomicBool = AtomicBool::new(false);
 
 impl OtlpClient {
     fn new(runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        // The collector's CA: the OTel-standard OTEL_EXPORTER_OTLP_CERTIFICATE, else --ca-file.
+        let ca_file = std::env::var_os("OTEL_EXPORTER_OTLP_CERTIFICATE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        let builder = match &ca_file {
+            Some(path) => helios_schemas::tls::http_client_builder(Some(path)).with_context(
+                || "setting up TLS for OTLP export (check OTEL_EXPORTER_OTLP_CERTIFICATE)",
+            )?,
+            None => crate::backend::http_client_builder()?,
+        };
+        let http = builder
             .timeout(Duration::from_secs(10))
             .build()
             .context("building the OTLP HTTP client")?;
@@ -322,7 +332,8 @@ impl HttpClient for OtlpClient {
         let failed = match &outcome {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("the collector answered {}", r.status())),
-            Err(e) => Some(e.to_string()),
+            // An untrusted collector certificate says so (and how to trust it).
+            Err(e) => Some(helios_schemas::tls::describe(e.as_ref())),
         };
         match failed {
             Some(error) => {

@@ -180,6 +180,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A CA file for outbound TLS could not be read or holds no usable certificate.
+    #[error(
+        "CA file {path}: {reason}; give a PEM file of the CA certificate(s) that signed the server's certificate"
+    )]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// The remote schema registry failed or answered something unusable.
     #[error("schema registry at {url}: {reason}")]
     Remote {

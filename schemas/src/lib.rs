@@ -1,9 +1,11 @@
 //! Helios records: the Avro schemas (`avro/*.avsc`), their Rust types, the Confluent
 //! wire format, the codecs every stage uses, the embedded and remote schema registries,
-//! and the CloudEvents 1.0 JSON mapping.
+//! the CloudEvents 1.0 JSON mapping, and the one TLS setup of every outbound HTTPS client
+//! ([`tls`]).
 //!
-//! Architecture invariant: apart from the registry's own data-dir log, this crate does
-//! no I/O; the HTTP routes over the registry live in `helios-query-api`.
+//! Architecture invariant: apart from the registry's own data-dir log (and the remote
+//! registry's HTTP, and reading a CA file for TLS), this crate does no I/O; the HTTP routes
+//! over the registry live in `helios-query-api`.
 
 pub mod cloudevents;
 pub mod codec;
@@ -12,6 +14,7 @@ pub mod event_time;
 mod fault;
 pub mod records;
 pub mod registry;
+pub mod tls;
 pub mod watermark_mark;
 pub mod wire;
 

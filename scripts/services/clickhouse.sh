@@ -3,7 +3,9 @@
 #
 # Run it:
 #   eval "$(scripts/services/clickhouse.sh start)"  # exports HELIOS_TEST_CLICKHOUSE, HELIOS_CLICKHOUSE_PID, HELIOS_CLICKHOUSE_DIR,
-#                                                   # HELIOS_TEST_CLICKHOUSE_READ_USER, HELIOS_TEST_CLICKHOUSE_READ_PASSWORD
+#                                                   # HELIOS_TEST_CLICKHOUSE_READ_USER, HELIOS_TEST_CLICKHOUSE_READ_PASSWORD,
+#                                                   # HELIOS_TEST_CLICKHOUSE_HTTPS, HELIOS_TEST_CLICKHOUSE_CA,
+#                                                   # HELIOS_TEST_CLICKHOUSE_USER, HELIOS_TEST_CLICKHOUSE_PASSWORD
 #   scripts/services/clickhouse.sh stop             # stops the server started above (uses HELIOS_CLICKHOUSE_PID/DIR)
 #   scripts/services/clickhouse.sh restart DIR      # starts the server of DIR again, same ports and data
 # or source it and call the functions:
@@ -11,9 +13,16 @@
 #
 # Installs Debian's clickhouse-server and clickhouse-client (18.16 on bookworm) when they are
 # missing, writes its own config into a temp dir (data, logs, users; nothing under /etc or
-# /var/lib is used) and listens on free loopback ports (HTTP and native).
+# /var/lib is used) and listens on free loopback ports (HTTP, HTTPS and native).
 #
-# Besides `default` (what the sinks use), users.xml has `helios_reader`: the least-privilege
+# HTTPS: a test CA and a server certificate for 127.0.0.1 and localhost are made at start
+# with the openssl CLI (scripts/services/test-ca.sh, in the server's dir);
+# HELIOS_TEST_CLICKHOUSE_HTTPS is https://127.0.0.1:<port> and HELIOS_TEST_CLICKHOUSE_CA
+# the CA file a client must be given to trust it (it is in no system trust store).
+#
+# Besides `default` (no password, what most sink tests use), users.xml has `helios_writer`
+# (a random password per server, HELIOS_TEST_CLICKHOUSE_PASSWORD; full access: the sink's
+# user of the HTTPS tests) and `helios_reader`: the least-privilege
 # user the read API connects as (readonly = 1, so no settings changes and no table
 # functions; only the `helios` database; memory, time and result limits in its profile).
 # Its password is random per server (HELIOS_TEST_CLICKHOUSE_READ_PASSWORD). ClickHouse 18.16
@@ -21,7 +30,7 @@
 #
 # Settings (environment):
 #   HELIOS_TEST_TMP               parent dir for the server's data and log (default: a new temp dir)
-#   HELIOS_TEST_CLICKHOUSE_PORT   HTTP port (default: a free loopback port); native port: a free one
+#   HELIOS_TEST_CLICKHOUSE_PORT   HTTP port (default: a free loopback port); HTTPS and native ports: free ones
 #   HELIOS_CLICKHOUSE_WAIT        seconds to wait for `SELECT 1` to answer (default 60)
 
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
@@ -38,6 +47,7 @@ if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
 fi
 
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "clickhouse.sh: $*" >&2; }
 
@@ -55,18 +65,21 @@ install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >&2
 }
 
-free_port() {
-    local port i
+free_port() { # [ports already taken ...]
+    local port i taken
     for i in $(seq 1 50); do
         port=$((20000 + RANDOM % 40000))
-        if ! port_open "$port" && [[ $port != "${1:-}" ]]; then echo "$port"; return; fi
+        taken=0
+        for t in "$@"; do [[ $port == "$t" ]] && taken=1; done
+        if ((taken == 0)) && ! port_open "$port"; then echo "$port"; return; fi
     done
     log "found no free loopback port"; exit 1
 }
 
 write_config() {
-    local dir=$1 http=$2 native=$3
+    local dir=$1 http=$2 native=$3 https=$4
     mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+    bash "$here/test-ca.sh" "$dir/tls"
     cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -78,7 +91,19 @@ write_config() {
         <count>2</count>
     </logger>
     <http_port>$http</http_port>
+    <https_port>$https</https_port>
     <tcp_port>$native</tcp_port>
+    <openSSL>
+        <server>
+            <certificateFile>$dir/tls/server.pem</certificateFile>
+            <privateKeyFile>$dir/tls/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <listen_host>127.0.0.1</listen_host>
     <max_connections>256</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
@@ -99,9 +124,11 @@ write_config() {
     <default_session_timeout>60</default_session_timeout>
 </yandex>
 EOF
-    local read_password
+    local read_password write_password
     read_password=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
     echo "$read_password" >"$dir/read.password"
+    write_password=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    echo "$write_password" >"$dir/write.password"
     cat >"$dir/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -129,6 +156,12 @@ EOF
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <helios_writer>
+            <password>$write_password</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </helios_writer>
         <helios_reader>
             <password>$read_password</password>
             <networks><ip>127.0.0.1</ip></networks>
@@ -152,13 +185,15 @@ EOF
 </yandex>
 EOF
     echo "$http" >"$dir/http.port"
+    echo "$https" >"$dir/https.port"
     echo "$native" >"$dir/native.port"
 }
 
 # Starts the server of an already configured dir and waits until it answers `SELECT 1`.
 launch() {
-    local dir=$1 http pid waited wait_max
+    local dir=$1 http https pid waited wait_max
     http=$(cat "$dir/http.port")
+    https=$(cat "$dir/https.port")
     if port_open "$http"; then
         log "port $http is already in use; unset HELIOS_TEST_CLICKHOUSE_PORT or pick another"; exit 1
     fi
@@ -186,12 +221,26 @@ launch() {
         sleep 0.1
         waited=$((waited + 1))
     done
-    log "clickhouse-server (pid $pid) answering on http://127.0.0.1:$http; logs in $dir/log"
+    # The HTTPS port opens with the HTTP one; check it answers through the test CA, as the
+    # password user (a certificate or key the server did not take fails here, not in a test).
+    if [[ $(curl -fsS --max-time 5 --cacert "$dir/tls/ca.pem" -u "helios_writer:$(cat "$dir/write.password")" \
+            "https://127.0.0.1:$https/?query=SELECT%201" 2>&1) != 1 ]]; then
+        log "clickhouse-server answers on http://127.0.0.1:$http but not on https://127.0.0.1:$https; last lines of its logs:"
+        tail -n 40 "$dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        exit 1
+    fi
+    log "clickhouse-server (pid $pid) answering on http://127.0.0.1:$http and https://127.0.0.1:$https; logs in $dir/log"
     echo "export HELIOS_TEST_CLICKHOUSE=http://127.0.0.1:$http"
     echo "export HELIOS_CLICKHOUSE_PID=$pid"
     echo "export HELIOS_CLICKHOUSE_DIR=$dir"
     echo "export HELIOS_TEST_CLICKHOUSE_READ_USER=helios_reader"
     echo "export HELIOS_TEST_CLICKHOUSE_READ_PASSWORD=$(cat "$dir/read.password")"
+    echo "export HELIOS_TEST_CLICKHOUSE_HTTPS=https://127.0.0.1:$https"
+    echo "export HELIOS_TEST_CLICKHOUSE_CA=$dir/tls/ca.pem"
+    echo "export HELIOS_TEST_CLICKHOUSE_UNTRUSTED_CA=$dir/tls/other-ca.pem"
+    echo "export HELIOS_TEST_CLICKHOUSE_USER=helios_writer"
+    echo "export HELIOS_TEST_CLICKHOUSE_PASSWORD=$(cat "$dir/write.password")"
 }
 
 start() {
@@ -199,7 +248,7 @@ start() {
     if ! command -v curl >/dev/null; then
         log "curl is needed to probe the server; apt-get install -y curl"; exit 1
     fi
-    local dir http native
+    local dir http native https
     if [[ -n ${HELIOS_TEST_TMP:-} ]]; then
         mkdir -p "$HELIOS_TEST_TMP"
         dir=$(mktemp -d "$HELIOS_TEST_TMP/clickhouse.XXXXXX")
@@ -209,7 +258,8 @@ start() {
     dir=$(cd "$dir" && pwd)
     http=${HELIOS_TEST_CLICKHOUSE_PORT:-$(free_port)}
     native=$(free_port "$http")
-    write_config "$dir" "$http" "$native"
+    https=$(free_port "$http" "$native")
+    write_config "$dir" "$http" "$native" "$https"
     launch "$dir"
 }
 

@@ -50,6 +50,18 @@ pub enum SinkError {
         source: clickhouse::error::Error,
     },
 
+    /// ClickHouse refused who we are (user or password) or we refused its TLS certificate:
+    /// a setting to fix, not a passing condition.
+    #[error("cannot connect to ClickHouse at {url} while {action}: {reason}")]
+    ClickHouseAccess {
+        /// Server URL.
+        url: String,
+        /// What the sink was doing.
+        action: String,
+        /// Which of the two, the server's or TLS's words, and the setting to check.
+        reason: String,
+    },
+
     /// The database holds a schema version this build does not know.
     #[error(
         "ClickHouse database `{database}` is at schema version {found}, newer than the {known} \
@@ -171,7 +183,9 @@ impl SinkError {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
         match self {
-            SinkError::Config { .. } | SinkError::SchemaTooNew { .. } => Fault::User,
+            SinkError::Config { .. }
+            | SinkError::SchemaTooNew { .. }
+            | SinkError::ClickHouseAccess { .. } => Fault::User,
             SinkError::MigrationChanged { .. } | SinkError::Interrupted { .. } => Fault::Internal,
             SinkError::ClickHouseRejected { .. } | SinkError::Query { .. } => Fault::User,
             SinkError::ClickHouseUnavailable { .. }
@@ -193,6 +207,7 @@ impl SinkError {
             | SinkError::Parquet { .. } => true,
             SinkError::Config { .. }
             | SinkError::ClickHouseRejected { .. }
+            | SinkError::ClickHouseAccess { .. }
             | SinkError::SchemaTooNew { .. }
             | SinkError::MigrationChanged { .. }
             | SinkError::Query { .. }
@@ -234,6 +249,13 @@ impl SinkError {
     ) -> Self {
         let url = url.to_owned();
         let action = action.into();
+        if let Some(reason) = clickhouse_access_problem(&source) {
+            return SinkError::ClickHouseAccess {
+                url,
+                action,
+                reason,
+            };
+        }
         if clickhouse_transient(&source) {
             SinkError::ClickHouseUnavailable {
                 url,
@@ -263,6 +285,39 @@ const TRANSIENT_CODES: &[u32] = &[
     252, // TOO_MANY_PARTS
     319, // UNKNOWN_STATUS_OF_INSERT
 ];
+
+/// ClickHouse error codes that mean the server refused the user or its password.
+const ACCESS_CODES: &[u32] = &[
+    192, // UNKNOWN_USER
+    193, // WRONG_PASSWORD
+    194, // REQUIRED_PASSWORD
+    195, // IP_ADDRESS_NOT_ALLOWED
+    516, // AUTHENTICATION_FAILED (20.x and newer: unknown user or wrong password)
+];
+
+/// What is wrong when `e` is ClickHouse refusing our credentials or TLS refusing the
+/// server's certificate: which of the two, in words, with the setting to check. `None`
+/// for every other failure.
+pub(crate) fn clickhouse_access_problem(e: &clickhouse::error::Error) -> Option<String> {
+    if let Some(tls) = helios_schemas::tls::tls_failure(e) {
+        return Some(format!(
+            "{tls} (--clickhouse-ca-file / HELIOS_CLICKHOUSE_CA_FILE / [clickhouse] ca_file)"
+        ));
+    }
+    if let clickhouse::error::Error::BadResponse(text) = e
+        && response_code(text).is_some_and(|c| ACCESS_CODES.contains(&c))
+    {
+        let message = text.lines().next().unwrap_or_default().trim();
+        return Some(format!(
+            "authentication failed: the server refused the user or its password ({message}); \
+             check the user and its password (the sink's: --clickhouse-user with \
+             HELIOS_CLICKHOUSE_PASSWORD or --clickhouse-password-file; the read API's: \
+             --clickhouse-read-user with HELIOS_CLICKHOUSE_READ_PASSWORD or \
+             --clickhouse-read-password-file)"
+        ));
+    }
+    None
+}
 
 fn clickhouse_transient(e: &clickhouse::error::Error) -> bool {
     use clickhouse::error::Error as E;

@@ -24,6 +24,9 @@ pub struct MigrateArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
     pub database: String,
 
+    #[command(flatten)]
+    pub clickhouse_access: crate::backend::ClickHouseAccessArgs,
+
     /// The spec file (`helios.toml`), the same one `helios up` and the sinks run. Without
     /// it: the fixed tables only.
     #[arg(long, env = "HELIOS_SPEC")]
@@ -57,7 +60,11 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
         )?),
         None => StoreSpec::default(),
     };
-    let ch = ClickHouse::new(&ClickHouseConfig::new(&args.clickhouse).database(&args.database))?;
+    let config = args.clickhouse_access.apply(
+        ClickHouseConfig::new(&args.clickhouse).database(&args.database),
+        &crate::backend::ClickHouseFile::default(),
+    )?;
+    let ch = ClickHouse::new(&config)?;
     let report = migrations::migrate(&ch, &spec).await?;
     let kept = retention::apply(&ch, &spec).await?;
     if report.is_noop() {

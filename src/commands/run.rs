@@ -35,6 +35,9 @@ pub enum Stage {
 /// Example:
 ///   helios run sink --spec helios.toml --kafka 127.0.0.1:9092 \
 ///     --registry http://127.0.0.1:8081 --clickhouse http://127.0.0.1:8123
+/// Example (ClickHouse over HTTPS; the password in HELIOS_CLICKHOUSE_PASSWORD):
+///   helios run sink --spec helios.toml --kafka 127.0.0.1:9092 \
+///     --clickhouse https://clickhouse.example:8443 --clickhouse-user helios
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SinkArgs {
@@ -50,6 +53,9 @@ pub struct SinkArgs {
     /// ClickHouse database (else `[clickhouse] database`) [default: helios]
     #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE")]
     pub database: Option<String>,
+
+    #[command(flatten)]
+    pub clickhouse_access: crate::backend::ClickHouseAccessArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -89,13 +95,17 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         .open_writable_log("a sink", args.retention.default_retention())
         .await?;
     let registry = backend.open_registry()?;
+    let clickhouse = backend
+        .clickhouse_config(args.clickhouse.as_deref(), args.database.as_deref())
+        .map(|config| args.clickhouse_access.apply(config, &backend.clickhouse))
+        .transpose()?;
     let failures = Failures::default();
     let sinks = start_sinks(SinksSetup {
         log: log.clone(),
         registry,
         store: crate::spec::store_spec(&spec),
         webhooks: crate::spec::webhooks(&spec),
-        clickhouse: backend.clickhouse_config(args.clickhouse.as_deref(), args.database.as_deref()),
+        clickhouse,
         data_dir: backend.data_dir.clone(),
         group: args.group,
         aggregates_partitions: backend.topics.partitions,

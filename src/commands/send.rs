@@ -126,7 +126,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     }
 
     let endpoint = format!("{}/v1/events", args.url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
+    let client = crate::backend::http_client_builder()?
         .timeout(Duration::from_secs(120))
         .build()
         .context("building the HTTP client")?;
@@ -206,13 +206,19 @@ async fn post_batch(
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) if attempt < MAX_ATTEMPTS => {
+            // Retrying cannot make an untrusted certificate trusted.
+            Err(e) if attempt < MAX_ATTEMPTS && helios_schemas::tls::tls_failure(&e).is_none() => {
                 tracing::debug!(error = %e, attempt, "Request failed; retrying.");
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
             Err(e) => {
-                outcome.failed = Some(format!("{e} (is Helios running at {endpoint}?)"));
+                // A certificate we do not trust says so, and how to trust it (--ca-file).
+                let why = match helios_schemas::tls::tls_failure(&e) {
+                    Some(tls) => format!("{tls} (--ca-file / HELIOS_CA_FILE): {e}"),
+                    None => format!("{e} (is Helios running at {endpoint}?)"),
+                };
+                outcome.failed = Some(why);
                 return outcome;
             }
         };

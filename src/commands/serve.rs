@@ -28,8 +28,8 @@ pub enum Serve {
 /// beside `helios run sink`, pointed at the same store and the same spec.
 ///
 /// Example (scaled out; the read user's password in HELIOS_CLICKHOUSE_READ_PASSWORD):
-///   helios serve api --spec helios.toml --clickhouse http://127.0.0.1:8123 \
-///     --clickhouse-read-user helios_reader \
+///   helios serve api --spec helios.toml --clickhouse https://clickhouse.example:8443 \
+///     --clickhouse-read-user helios_reader --clickhouse-ca-file /etc/helios/ch-ca.pem \
 ///     --keys-file /etc/helios/keys.json --listen 0.0.0.0:8080
 /// Example (over the embedded store of a data dir):
 ///   helios serve api --spec helios.toml --data-dir ./helios-data --listen 127.0.0.1:8090
@@ -56,13 +56,19 @@ pub struct ApiArgs {
     pub clickhouse_database: Option<String>,
 
     /// Backend settings file (TOML; keys in `helios run pipeline --help`): its
-    /// `[clickhouse] url, database` apply where the flags and variables say nothing.
+    /// `[clickhouse]` url, database, ca_file, read_user and read_password_file apply where
+    /// the flags and variables say nothing.
     #[arg(long = "config", env = "HELIOS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// The data dir: the embedded store (without `--clickhouse`) and the default key file.
     #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
     pub data_dir: PathBuf,
+
+    /// PEM file of the CA certificate(s) that signed the ClickHouse server's certificate,
+    /// trusted besides Mozilla's roots for an `https://` URL (else `[clickhouse] ca_file`).
+    #[arg(long, env = "HELIOS_CLICKHOUSE_CA_FILE", value_name = "FILE")]
+    pub clickhouse_ca_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -96,14 +102,21 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
         Some(path) => crate::backend::BackendFile::load(path)?,
         None => crate::backend::BackendFile::default(),
     };
-    let url = args.clickhouse.clone().or(file.clickhouse.url);
+    let url = args.clickhouse.clone().or(file.clickhouse.url.clone());
     let database = (args.clickhouse_database.clone())
-        .or(file.clickhouse.database)
+        .or(file.clickhouse.database.clone())
         .unwrap_or_else(|| "helios".to_owned());
-    let clickhouse =
-        url.map(|url| helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&database));
-    let state =
-        read_api::read_state(catalog, &store, clickhouse, &args.data_dir, &args.query).await?;
+    let ca_file = args
+        .clickhouse_ca_file
+        .clone()
+        .or(file.clickhouse.ca_file.clone());
+    let clickhouse = url.map(|url| {
+        helios_sinks::clickhouse::ClickHouseConfig::new(url)
+            .database(&database)
+            .ca_file(ca_file)
+    });
+    let query = args.query.clone().with_settings_file(&file.clickhouse);
+    let state = read_api::read_state(catalog, &store, clickhouse, &args.data_dir, &query).await?;
     let store_name = state.store.describe();
     let addr = listener.local_addr()?;
     let app = helios_query_api::api_router(state);

@@ -67,6 +67,9 @@ pub struct UpArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE_DATABASE", default_value = "helios")]
     pub clickhouse_database: String,
 
+    #[command(flatten)]
+    pub clickhouse_access: crate::backend::ClickHouseAccessArgs,
+
     /// How often the pipeline checkpoints its state with the input offsets.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: std::time::Duration,
@@ -178,9 +181,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(p) = &processor {
         supervisor.set_duplicate_counts(std::sync::Arc::new(Duplicates(p.metrics.clone())));
     }
-    let clickhouse = args.clickhouse.as_ref().map(|url| {
-        helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&args.clickhouse_database)
-    });
+    let clickhouse = args
+        .clickhouse
+        .as_ref()
+        .map(|url| {
+            let config = helios_sinks::clickhouse::ClickHouseConfig::new(url)
+                .database(&args.clickhouse_database);
+            args.clickhouse_access
+                .apply(config, &crate::backend::ClickHouseFile::default())
+        })
+        .transpose()?;
     let sinks = start_sinks(SinksSetup {
         log: log.clone(),
         registry: schemas.source(),

@@ -208,6 +208,7 @@ mod tests {
         tokio::spawn(
             async move { axum::serve(listener, stage_router(MetricsRegistry::new())).await },
         );
+        helios_schemas::tls::install_default_provider();
         let client = reqwest::Client::new();
         for path in ["/metrics", "/healthz"] {
             let resp = client

@@ -18,6 +18,8 @@ use helios_query_api::store::{
 use helios_sinks::StoreSpec;
 use helios_sinks::clickhouse::ClickHouseConfig;
 
+use crate::backend::Password;
+
 /// What the API may be asked about: the spec's aggregates, their group keys, measures and
 /// windows.
 pub fn catalog(aggregates: &[Aggregate]) -> Catalog {
@@ -166,24 +168,19 @@ pub struct QueryArgs {
     pub allow_shared_clickhouse_user: bool,
 }
 
-/// A password from a flag or the environment; `Debug` never shows it.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl std::str::FromStr for Password {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Password(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
-
 impl QueryArgs {
+    /// The read user and its password file from the settings file's `[clickhouse]` where
+    /// the flags and environment name none.
+    pub fn with_settings_file(mut self, file: &crate::backend::ClickHouseFile) -> Self {
+        if self.clickhouse_read_user.is_none() {
+            self.clickhouse_read_user = file.read_user.clone();
+        }
+        if self.clickhouse_read_password.is_none() && self.clickhouse_read_password_file.is_none() {
+            self.clickhouse_read_password_file = file.read_password_file.clone();
+        }
+        self
+    }
+
     fn compartment(&self) -> CompartmentConfig {
         CompartmentConfig {
             threads: self.sql_threads,
@@ -238,17 +235,10 @@ impl QueryArgs {
             &self.clickhouse_read_password_file,
             &self.clickhouse_read_password,
         ) {
-            (Some(path), _) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| {
-                        format!(
-                            "reading the ClickHouse read password from {}",
-                            path.display()
-                        )
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            ),
+            (Some(path), _) => Some(crate::backend::read_password_file(
+                path,
+                "ClickHouse read password",
+            )?),
             (None, Some(p)) => Some(p.0.clone()),
             (None, None) => None,
         };

@@ -61,7 +61,7 @@ async fn first_start_prints_an_admin_key_and_keys_are_managed_while_running() {
     server.key = admin.clone();
 
     // Without a key: 401; probes stay open; the admin key may read.
-    let anon = reqwest::Client::new();
+    let anon = crate::common::http();
     let resp = anon.get(server.url("/v1/sources")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().contains_key("www-authenticate"));

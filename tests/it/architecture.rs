@@ -241,3 +241,135 @@ fn no_import_circle_among_the_binarys_files() {
         }
     }
 }
+
+/// One TLS stack (ADR-018): every Rust TLS client and server in the build is rustls on
+/// `ring`. Read from Cargo.lock, which lists every package any build of the workspace can
+/// link (all features of our crates, every target), so nothing slips in by a feature: no
+/// aws-lc (rustls's other provider, a cmake/C build), no native-tls or OpenSSL bindings
+/// for Rust code. The one OpenSSL is librdkafka's own (`openssl-sys` under `rdkafka-sys`,
+/// its `ssl` feature, ADR-017): Kafka's TLS lives in C, where rustls cannot reach.
+#[test]
+fn rustls_on_ring_is_the_only_rust_tls_stack() {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .expect("reading Cargo.lock");
+    let lock: toml::Table = toml::from_str(&lock).expect("Cargo.lock is TOML");
+    let packages = lock["package"].as_array().expect("[[package]] entries");
+    let name = |p: &toml::Value| p["name"].as_str().unwrap().to_owned();
+    let deps = |p: &toml::Value| -> Vec<String> {
+        p.get("dependencies")
+            .and_then(|d| d.as_array())
+            .map(|d| {
+                d.iter()
+                    // "name", or "name version" when two versions are locked.
+                    .map(|s| s.as_str().unwrap().split(' ').next().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let names: BTreeSet<String> = packages.iter().map(name).collect();
+    let banned = [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "aws-lc-fips-sys",
+        "native-tls",
+        "hyper-tls",
+        "tokio-native-tls",
+        "openssl",
+        "tokio-openssl",
+        "hyper-openssl",
+        "boring",
+        "boring-sys",
+    ];
+    let found: Vec<&str> = banned
+        .iter()
+        .copied()
+        .filter(|b| names.contains(*b))
+        .collect();
+    let pulled_by = |target: &str| -> Vec<String> {
+        packages
+            .iter()
+            .filter(|p| deps(p).iter().any(|d| d == target))
+            .map(name)
+            .collect()
+    };
+    assert!(
+        found.is_empty(),
+        "a second TLS stack is in Cargo.lock: {:?}; pulled in by {:?}. Build TLS clients \
+         from helios_schemas::tls (rustls on ring) instead, see ADR-018",
+        found,
+        found.iter().map(|f| pulled_by(f)).collect::<Vec<_>>()
+    );
+    for needed in ["rustls", "ring", "webpki-roots"] {
+        assert!(names.contains(needed), "{needed} is not in Cargo.lock");
+    }
+    // OpenSSL's C library only under librdkafka (Kafka over TLS), nowhere else.
+    let openssl_users: BTreeSet<String> = pulled_by("openssl-sys").into_iter().collect();
+    assert!(
+        openssl_users.iter().all(|u| u == "rdkafka-sys"),
+        "openssl-sys is linked by {openssl_users:?}; only rdkafka-sys may (ADR-017)"
+    );
+}
+
+/// reqwest has rustls with no crypto provider of its own (ADR-018): a client built without
+/// `helios_schemas::tls` panics ("No rustls crypto provider is configured") unless `ring`
+/// is the process default. The binary installs it in `main`; any other file that builds a
+/// client the plain way must install it too (tests: use `common::http()`), which this
+/// checks, so a new test fails here with the fix instead of panicking in a request.
+#[test]
+fn plain_reqwest_clients_install_the_crypto_provider_first() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    let mut dirs: Vec<std::path::PathBuf> = ["src", "tests", "bench"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    for krate in [
+        "schemas",
+        "log",
+        "connectors",
+        "pipeline",
+        "sinks",
+        "query-api",
+    ] {
+        for sub in ["src", "tests", "benches"] {
+            dirs.push(root.join(krate).join(sub));
+        }
+    }
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let plain = [
+        "reqwest::Client::new()",
+        "reqwest::Client::builder()",
+        "reqwest::Client::default()",
+        "reqwest::get(",
+    ];
+    let mut offenders = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display().to_string();
+        let installs = text.contains("install_default_provider()") || rel == "src/main.rs";
+        if !installs && plain.iter().any(|p| text.contains(p)) {
+            offenders.push(rel);
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these files build a reqwest client without Helios' TLS setup and without installing \
+         the ring provider, so the client panics: {offenders:?}. In the root tests use \
+         `crate::common::http()` / `http_builder()`; elsewhere build from \
+         `helios_schemas::tls::http_client_builder` or call \
+         `helios_schemas::tls::install_default_provider()` first (ADR-018)"
+    );
+    assert!(files.len() > 100, "only {} files scanned", files.len());
+}

@@ -26,7 +26,7 @@ async fn sender(
     acked: Arc<Mutex<Vec<String>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let client = reqwest::Client::builder()
+    let client = crate::common::http_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -50,7 +50,9 @@ fn topic_bytes(data: &Path, topic: &str) -> u64 {
 
 /// A sample of `/metrics`, by its exact series text (name and labels).
 async fn metric(server: &Helios, series: &str) -> Option<f64> {
-    let text = reqwest::get(server.url("/metrics"))
+    let text = crate::common::http()
+        .get(server.url("/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -395,7 +397,7 @@ async fn a_full_disk_refuses_ingest_with_the_reason_loses_nothing_and_resumes() 
     )
     .await;
     let webhook = |id: &str| {
-        reqwest::Client::new()
+        crate::common::http()
             .post(server.url("/v1/webhooks/webhook"))
             .bearer_auth(token)
             .header("content-type", "application/json")

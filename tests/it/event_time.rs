@@ -142,7 +142,7 @@ async fn an_event_dated_9999_is_refused_and_the_next_windows_close() {
     assert_eq!(resp.status(), 400);
 
     // A generic webhook: a dead letter, named in the answer.
-    let resp = reqwest::Client::new()
+    let resp = crate::common::http()
         .post(server.url("/v1/webhooks/hooks"))
         .bearer_auth("hook-t0ken")
         .json(&json!({"id": "hook-bomb", "time": YEAR_9999, "subject": "helios", "kind": "deploy"}))

@@ -147,7 +147,7 @@ async fn ingest(server: Arc<Helios>, seen: Arc<Background>, stop: Arc<AtomicBool
 }
 
 async fn health(server: Arc<Helios>, seen: Arc<Background>, stop: Arc<AtomicBool>) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         let answer = client
@@ -208,7 +208,7 @@ async fn throw(server: Helios, clickhouse: bool, decoy: &Path) {
     // an empty table would be a correct, empty answer.
     wait_for_stored(&server, &source, |n| n > 0).await;
 
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let mut problems = Vec::new();
     let mut refused = 0;
     for (expect, sql) in &statements {
@@ -410,7 +410,7 @@ async fn hostile_sql_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_sql_on_clickhouse_as_the_read_only_user() {
     let (url, user, password) = clickhouse_and_read_user();
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     // The `helios` database (the read user may read only that one; other tests on this
     // server use it too, so it is kept, not dropped) and a decoy database with a secret no
     // answer may show.
@@ -450,7 +450,7 @@ async fn hostile_sql_on_clickhouse_as_the_read_only_user() {
 #[tokio::test]
 async fn the_clickhouse_read_user_cannot_reach_past_its_database() {
     let (url, user, password) = clickhouse_and_read_user();
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     run_as_default(
         &client,
         &url,
@@ -576,7 +576,7 @@ async fn the_read_api_wants_its_own_clickhouse_user() {
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
-    let r = reqwest::Client::new()
+    let r = crate::common::http()
         .post(&url)
         .body(format!("DROP DATABASE IF EXISTS {database}"))
         .send()

@@ -160,7 +160,7 @@ async fn slowloris_and_unauthenticated_webhook_floods_leave_ingest_and_health_an
     .await;
     let addr = server.addr;
     let pid = server.child.id();
-    let anon = reqwest::Client::builder()
+    let anon = crate::common::http_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();

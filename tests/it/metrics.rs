@@ -54,7 +54,7 @@ async fn post(server: &Helios, content_type: &str, body: String) -> reqwest::Sta
 /// One scrape, without an API key (`/metrics` is public by default), checked: 200, the
 /// 0.0.4 content type, strict grammar, known families.
 async fn scrape(url: &str) -> Scrape {
-    let resp = reqwest::get(url).await.unwrap();
+    let resp = crate::common::http().get(url).send().await.unwrap();
     assert_eq!(resp.status(), 200, "GET {url}");
     assert_eq!(resp.headers()["content-type"], CONTENT_TYPE);
     let text = resp.text().await.unwrap();
@@ -318,7 +318,10 @@ impl Stage {
         let stage = Stage { child, addr };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = reqwest::get(stage.url("/healthz")).await
+            if let Ok(r) = crate::common::http()
+                .get(stage.url("/healthz"))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return stage;

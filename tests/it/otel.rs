@@ -152,13 +152,19 @@ fn protobuf(body: Vec<u8>) -> axum::response::Response {
     ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
 }
 
-/// The OTLP/HTTP receiver on a loopback port.
-async fn receiver() -> (SocketAddr, Shared) {
+/// The OTLP/HTTP receiver's routes and what they receive.
+fn collector() -> (Router, Shared) {
     let inbox = Shared::default();
     let app = Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
         .with_state(inbox.clone());
+    (app, inbox)
+}
+
+/// The OTLP/HTTP receiver on a loopback port.
+async fn receiver() -> (SocketAddr, Shared) {
+    let (app, inbox) = collector();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -444,4 +450,55 @@ async fn one_event_is_followed_from_ingest_to_sink_over_otlp() {
         assert!(v["level"].is_string(), "{line}");
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
+}
+
+/// The same export to a collector served over HTTPS with a certificate of a private CA
+/// (issue 14, done-when 3): trusted through `--ca-file`, spans and metrics arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_metrics_reach_an_https_collector_behind_a_private_ca() {
+    let ca = crate::common::tls::TestCa::new();
+    let (app, inbox) = collector();
+    let endpoint = ca.serve(app).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = tmp.path().join("helios.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let server = Helios::up(
+        &data,
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-interval",
+            "200ms",
+            "--ca-file",
+            ca.ca_file().to_str().unwrap(),
+        ],
+    )
+    .await;
+    let event = json!({"specversion": "1.0", "id": "otel-tls-1", "source": "ci",
+        "type": "ci.run", "subject": "repo-tls", "time": "2020-01-01T00:00:10Z"});
+    let resp = server
+        .post("/v1/events")
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let span = wait_for(&inbox, "an ingest.request span over https", |inbox| {
+        inbox
+            .spans
+            .iter()
+            .find(|r| r.span.name == "ingest.request")
+            .cloned()
+    })
+    .await;
+    assert_eq!(span.service, "helios-up");
+    wait_for(&inbox, "a metric point over https", |inbox| {
+        inbox.points.first().cloned()
+    })
+    .await;
+    server.stop();
 }

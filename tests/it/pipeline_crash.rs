@@ -185,7 +185,7 @@ async fn run(dir: &Path, kills: &[usize]) -> Outputs {
         "--checkpoint-interval",
         "100ms",
     ];
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let mut server = Helios::up(&data, &args).await;
     for b in 0..BATCHES {
         if kills.contains(&b) {
@@ -332,7 +332,7 @@ async fn resent_batches_count_once_under_sigkill() {
         "--checkpoint-interval",
         "100ms",
     ];
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let mut server = Helios::up(&data, &args).await;
     let mut rng = rand::rng();
     let mut kills: Vec<usize> = (0..4).map(|_| rng.random_range(1..BATCHES)).collect();

@@ -118,7 +118,7 @@ struct Target {
 
 impl Target {
     async fn post(&self, events: &Value) {
-        let resp = reqwest::Client::new()
+        let resp = crate::common::http()
             .post(format!("{}/v1/events", self.ingest))
             .bearer_auth(&self.key)
             .header("content-type", "application/cloudevents-batch+json")
@@ -388,7 +388,7 @@ async fn on_kafka_alerts_fire_and_windows_close_with_no_further_event() {
     .unwrap();
     let ingest_dir = dir.path().join("ingest");
     let key = common::api_key(&ingest_dir);
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let (spec_s, config_s) = (spec_path.to_str().unwrap(), config.to_str().unwrap());
     let role = |name: &'static str, args: &[&str], env: &[(&str, &str)]| {
         let data: PathBuf = dir.path().join(name);

@@ -364,7 +364,7 @@ async fn run(server: &Helios, step: &Step) {
             c.url
         )
     });
-    let mut request = reqwest::Client::new().request(
+    let mut request = crate::common::http().request(
         reqwest::Method::from_bytes(c.method.as_bytes()).unwrap(),
         server.url(path),
     );

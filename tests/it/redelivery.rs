@@ -89,7 +89,7 @@ async fn github(server: &Helios, delivery: &str, time: &str) {
         "repository": {"full_name": "octo/redelivered"},
     })
     .to_string();
-    let resp = reqwest::Client::new()
+    let resp = crate::common::http()
         .post(server.url("/v1/webhooks/github/gh"))
         .header("content-type", "application/json")
         .header("x-github-event", "push")
@@ -103,7 +103,7 @@ async fn github(server: &Helios, delivery: &str, time: &str) {
 }
 
 async fn hook(server: &Helios, id: &str, time: &str) {
-    let resp = reqwest::Client::new()
+    let resp = crate::common::http()
         .post(server.url("/v1/webhooks/hooks"))
         .bearer_auth(HOOK_TOKEN)
         .json(&json!({"id": id, "time": time, "subject": "hooked", "kind": "deploy"}))

@@ -33,7 +33,7 @@ fn run(id: &str, subject: &str, time: &str, conclusion: &str) -> Value {
 }
 
 async fn post(server: &Helios, events: Value) {
-    let resp = reqwest::Client::new()
+    let resp = crate::common::http()
         .post(server.url("/v1/events"))
         .bearer_auth(&server.key)
         .header("content-type", "application/cloudevents-batch+json")

@@ -248,7 +248,7 @@ measures = { n = "count(*)", total = "sum(value)" }
     )
     .unwrap();
     let key = common::api_key(&ingest_dir);
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let config_s = config.to_str().unwrap();
     let spec_s = spec.to_str().unwrap();
 

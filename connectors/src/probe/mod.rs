@@ -3,11 +3,9 @@
 //! read), attrs `url`, `status`, `ok` and, when not ok, `error`. An unreachable URL is an
 //! event with `ok = false`, not a failure of the source.
 //!
-//! HTTP goes through hyper's client with `hyper-rustls` on the `ring` crypto provider and
-//! the Mozilla root certificates compiled in (`webpki-roots`): no OpenSSL, no aws-lc/cmake
-//! build, no system certificate store needed. reqwest is not used here because its
-//! `rustls-no-provider` feature would, through feature unification, make every other
-//! reqwest client in the binary panic unless a process-wide provider were installed.
+//! HTTP goes through hyper's client with `hyper-rustls` and the TLS of
+//! `helios_schemas::tls` (rustls on `ring`, the Mozilla root certificates compiled in): no
+//! OpenSSL, no aws-lc/cmake build, no system certificate store needed (ADR-018).
 //! Connections are not pooled, so every probe measures a fresh connect (and handshake).
 
 mod config;
@@ -15,7 +13,6 @@ mod config;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -66,10 +63,12 @@ impl ProbeSource {
             .clone()
             .or_else(|| uri.host().map(str::to_string))
             .unwrap_or_default();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The one outbound TLS setup of Helios (ADR-018); hyper-rustls sets ALPN itself.
+        let mut tls = helios_schemas::tls::client_config(None)
+            .map_err(|e| ConnectorError::config(&config.name, format!("cannot set up TLS: {e}")))?;
+        tls.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| ConnectorError::config(&config.name, format!("cannot set up TLS: {e}")))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();

@@ -254,6 +254,13 @@ const REFUSED: &str = "the server answered: ";
 
 fn classify(url: &str, e: clickhouse::error::Error) -> ApiError {
     use clickhouse::error::Error;
+    // Our user or password refused, or the server's certificate not trusted: a setting of
+    // this deployment, said as such (never the caller's SQL).
+    if let Some(reason) = helios_sinks::clickhouse::access_problem(&e) {
+        return ApiError::Store {
+            reason: format!("cannot connect to ClickHouse at {url}: {reason}"),
+        };
+    }
     match e {
         Error::BadResponse(text) => {
             let code = text

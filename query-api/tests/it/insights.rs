@@ -502,3 +502,49 @@ async fn injection_through_any_parameter_changes_nothing() {
         .await;
     assert_eq!(body["rows"], json!([[EVENTS, 2, 3]]), "{body}");
 }
+
+/// Issue 14, done-when 2: the read API's ClickHouse reader over HTTPS, with a wrong
+/// password or without the CA of the server's certificate, answers `502` saying which
+/// (and the password is in no answer).
+#[tokio::test]
+async fn the_reader_says_whether_clickhouse_refused_its_password_or_tls_its_certificate() {
+    use crate::common::{app, test_var};
+    use helios_query_api::store::{ClickHouseReader, Limits};
+    use helios_sinks::clickhouse::ClickHouseConfig;
+
+    let config = |password: &str, ca: Option<String>| {
+        ClickHouseConfig::new(test_var("HELIOS_TEST_CLICKHOUSE_HTTPS"))
+            .database("helios")
+            .credentials(
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_READ_USER")),
+                Some(password.to_owned()),
+            )
+            .ca_file(ca.map(Into::into))
+    };
+    let ca = test_var("HELIOS_TEST_CLICKHOUSE_CA");
+    let cases = [
+        (
+            config("wrong-password", Some(ca.clone())),
+            "authentication failed",
+        ),
+        (
+            config(&test_var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"), None),
+            "certificate is not trusted",
+        ),
+    ];
+    for (config, says) in cases {
+        let reader = std::sync::Arc::new(ClickHouseReader::read_only_user(&config).unwrap());
+        let app = app(reader, Limits::default());
+        let (status, body) = crate::common::call(
+            &app,
+            "POST",
+            "/v1/sql",
+            Some(json!({"sql": "SELECT count() FROM events"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        let text = body.to_string();
+        assert!(text.contains(says), "{says}: {text}");
+        assert!(!text.contains("wrong-password"), "{text}");
+    }
+}

@@ -49,6 +49,8 @@ async fn serve(registry: Arc<Registry>) -> String {
 
 #[tokio::test]
 async fn confluent_client_roundtrip_and_compatibility() {
+    // reqwest has rustls without a provider of its own (ADR-018): ring, process-wide.
+    helios_schemas::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open(dir.path()).unwrap());
     let url = serve(registry.clone()).await;

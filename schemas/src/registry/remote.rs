@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
@@ -42,6 +43,13 @@ impl RemoteRegistry {
     /// secret), anything else as a bearer token (a Helios API key, for a registry served by
     /// Helios behind its API keys).
     pub fn with_credential(url: &str, credential: Option<&str>) -> Result<Self> {
+        Self::connect(url, credential, None)
+    }
+
+    /// [`RemoteRegistry::with_credential`] over HTTP or HTTPS, trusting Mozilla's roots and
+    /// the certificates of `ca_file` (PEM) when given: the one TLS setup of
+    /// [`crate::tls`].
+    pub fn connect(url: &str, credential: Option<&str>, ca_file: Option<&Path>) -> Result<Self> {
         let url = url.trim_end_matches('/').to_string();
         let mut builder = SrSettings::new_builder(url.clone());
         match credential.map(str::trim).filter(|c| !c.is_empty()) {
@@ -55,10 +63,12 @@ impl RemoteRegistry {
             }
             None => {}
         }
-        let settings = builder.build().map_err(|e| Error::Remote {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let settings = builder
+            .build_with(crate::tls::http_client_builder(ca_file)?)
+            .map_err(|e| Error::Remote {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             url,
             settings,
@@ -80,10 +90,15 @@ impl RemoteRegistry {
             .map_err(|e| self.error(e))
     }
 
-    fn error(&self, e: impl fmt::Display) -> Error {
+    fn error(&self, e: impl std::error::Error + 'static) -> Error {
+        // A TLS failure (e.g. a certificate signed by a CA we were not given) says so first.
+        let reason = match crate::tls::tls_failure(&e) {
+            Some(tls) => format!("{tls} (--ca-file / HELIOS_CA_FILE): {e}"),
+            None => e.to_string(),
+        };
         Error::Remote {
             url: self.url.clone(),
-            reason: e.to_string(),
+            reason,
         }
     }
 }

@@ -2,11 +2,14 @@
 //! ([`retention`]), the [`crate::store::Store`] the sink loop writes through ([`store`],
 //! rows from [`crate::rows`]) and the deduplicating read helpers ([`query`]).
 //!
-//! Everything here speaks RowBinary over HTTP through the official `clickhouse` crate,
-//! with validation off (ClickHouse 18.16, the Debian version used in tests, does not answer
-//! the crate's schema probe) and SQL that runs on 18.16 and on current ClickHouse. Where
-//! the two need different statements or settings, the code asks [`ClickHouse::server_version`]
-//! and chooses; `docs/clickhouse-versions.md` lists every such place.
+//! Everything here speaks RowBinary over HTTP or HTTPS through the official `clickhouse`
+//! crate, on a hyper client whose TLS is the one setup of `helios_schemas::tls` (rustls,
+//! ring, Mozilla's roots plus an optional CA file), with a user and password when given,
+//! and with validation off (ClickHouse 18.16, the Debian version used in tests, does not
+//! answer the crate's schema probe), and SQL that runs on 18.16 and on current ClickHouse.
+//! Where the two need different statements or settings, the code asks
+//! [`ClickHouse::server_version`] and chooses; `docs/clickhouse-versions.md` lists every
+//! such place.
 
 pub mod migrations;
 pub mod query;
@@ -15,16 +18,29 @@ pub mod store;
 
 pub use store::ClickHouseStore;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clickhouse::Client;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SinkError};
 
-/// Where the ClickHouse store is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a ClickHouse error says when the server refused our user or password, or TLS
+/// refused the server's certificate (which of the two, and the setting to check); `None`
+/// for every other error. The read API's errors use it too.
+pub fn access_problem(e: &clickhouse::error::Error) -> Option<String> {
+    crate::error::clickhouse_access_problem(e)
+}
+
+/// Where the ClickHouse store is, and as whom Helios connects.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
-    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    /// HTTP(S) endpoint, e.g. `http://127.0.0.1:8123` or `https://host:8443`.
     pub url: String,
     /// Database holding the Helios tables; created by the migrations.
     #[serde(default = "default_database")]
@@ -32,9 +48,25 @@ pub struct ClickHouseConfig {
     /// User name; ClickHouse's `default` when unset.
     #[serde(default)]
     pub user: Option<String>,
-    /// Password of `user`.
+    /// Password of `user` (never logged: `Debug` hides it).
     #[serde(default)]
     pub password: Option<String>,
+    /// PEM file of the CA certificate(s) to trust besides Mozilla's roots, for a server
+    /// whose certificate a private CA signed (`https://` URLs).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 fn default_database() -> String {
@@ -49,7 +81,22 @@ impl ClickHouseConfig {
             database: default_database(),
             user: None,
             password: None,
+            ca_file: None,
         }
+    }
+
+    /// Connects as `user` with `password` (ClickHouse's `default` user without a password
+    /// when both are `None`).
+    pub fn credentials(mut self, user: Option<String>, password: Option<String>) -> Self {
+        self.user = user;
+        self.password = password;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in `ca_file` (PEM) besides Mozilla's roots.
+    pub fn ca_file(mut self, ca_file: Option<PathBuf>) -> Self {
+        self.ca_file = ca_file;
+        self
     }
 
     /// Sets the database.
@@ -60,11 +107,12 @@ impl ClickHouseConfig {
 
     /// Checks the URL scheme and the database name without touching the network.
     pub fn validate(&self) -> Result<()> {
-        if !self.url.starts_with("http://") {
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(SinkError::config(
-                "ClickHouse URL must be an http:// URL of the HTTP interface",
+                "ClickHouse URL must be an http:// or https:// URL of the HTTP interface",
                 &self.url,
-                "use the HTTP port, e.g. http://127.0.0.1:8123 (TLS is not built in)",
+                "use the HTTP port, e.g. http://127.0.0.1:8123, or the HTTPS port, e.g. \
+                 https://clickhouse.example:8443",
             ));
         }
         let ok = !self.database.is_empty()
@@ -82,6 +130,38 @@ impl ClickHouseConfig {
         }
         Ok(())
     }
+}
+
+/// TCP keepalive and idle-connection timeout of the client's pool: the `clickhouse`
+/// crate's own defaults (the server closes idle connections after 3 s).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The hyper client under the `clickhouse` client: HTTP, or HTTPS with the one TLS setup
+/// of `helios_schemas::tls` (ring, Mozilla's roots and `config.ca_file`).
+fn base_client(config: &ClickHouseConfig) -> Result<Client> {
+    let mut tls = helios_schemas::tls::client_config(config.ca_file.as_deref()).map_err(|e| {
+        SinkError::config(
+            "cannot set up TLS for ClickHouse",
+            e.to_string(),
+            "check --clickhouse-ca-file / HELIOS_CLICKHOUSE_CA_FILE / [clickhouse] ca_file",
+        )
+    })?;
+    // hyper-rustls announces the HTTP versions it enables itself (and refuses a preset).
+    tls.alpn_protocols.clear();
+    let mut tcp = HttpConnector::new();
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    tcp.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(Client::with_http_client(
+        HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector),
+    ))
 }
 
 /// A connection to the store: a pooled HTTP client bound to the Helios database.
@@ -108,7 +188,7 @@ impl ClickHouse {
         config.validate()?;
         // No settings on the client: every request would carry them, and a setting the
         // server does not know fails the request (see `migrations::ddl_settings`).
-        let mut server = Client::default()
+        let mut server = base_client(config)?
             .with_url(&config.url)
             .with_validation(false);
         if let Some(user) = &config.user {

@@ -74,6 +74,10 @@ pub struct NotifyConfig {
     pub timeout_ms: u64,
     /// Where the delivery record lives (a directory in the data dir).
     pub state_dir: PathBuf,
+    /// PEM file of CA certificate(s) to trust for `https://` receivers besides Mozilla's
+    /// roots (a receiver behind a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_topic() -> String {
@@ -100,6 +104,7 @@ impl NotifyConfig {
             max_attempts: default_max_attempts(),
             timeout_ms: default_timeout_ms(),
             state_dir: state_dir.into(),
+            ca_file: None,
         }
     }
 
@@ -179,7 +184,15 @@ impl Notifier {
     /// A notifier for `config`, decoding alerts with schemas from `source`.
     pub fn new(config: NotifyConfig, source: Arc<dyn SchemaSource>) -> Result<Self> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        // The one outbound TLS setup (rustls, ring, Mozilla's roots and the CA file).
+        let http = helios_schemas::tls::http_client_builder(config.ca_file.as_deref())
+            .map_err(|e| {
+                SinkError::config(
+                    "cannot set up TLS for the webhooks",
+                    e.to_string(),
+                    "check --ca-file / HELIOS_CA_FILE",
+                )
+            })?
             .timeout(Duration::from_millis(config.timeout_ms))
             .build()
             .map_err(|e| {
@@ -302,7 +315,8 @@ impl Notifier {
                             s.to_string(),
                         )
                     }
-                    Err(e) => (true, e.to_string()),
+                    // A certificate we do not trust says so (and how to trust it).
+                    Err(e) => (true, helios_schemas::tls::describe(&e)),
                 };
                 let err = SinkError::Webhook {
                     name: hook.name.clone(),

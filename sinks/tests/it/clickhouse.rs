@@ -2,7 +2,9 @@
 //!
 //! The server comes from `HELIOS_TEST_CLICKHOUSE` (set by `scripts/test`, or by hand with
 //! `eval "$(scripts/services/clickhouse.sh start)"`); each test uses a fresh database. The
-//! outage test starts and stops a server of its own through the same script.
+//! outage test starts and stops a server of its own through the same script. With
+//! `HELIOS_TEST_CLICKHOUSE_CONNECTION=https` every test on the shared server connects over
+//! HTTPS as the password user instead (`common::connect`; `scripts/test` runs both).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +13,11 @@ use crate::common::*;
 use helios_log::Record;
 use helios_schemas::AlertState;
 use helios_sinks::SinkConfig;
-use helios_sinks::clickhouse::ClickHouse;
 use helios_sinks::clickhouse::ClickHouseStore;
 use helios_sinks::clickhouse::migrations::{self, latest_version};
 use helios_sinks::clickhouse::query::{self, TimeRange};
 use helios_sinks::clickhouse::retention;
+use helios_sinks::clickhouse::{ClickHouse, ClickHouseConfig};
 use helios_sinks::rows::EventRow;
 use helios_sinks::{AggregateSpec, SinkError, StoreSpec};
 
@@ -568,4 +570,68 @@ async fn migration_3_keeps_the_events_and_keys_them_by_source_and_id() {
     assert!(engine.contains("ORDER BY (source, id)"), "{engine}");
     assert!(migrations::migrate(&ch, &spec()).await.unwrap().is_noop());
     ch.drop_database().await.unwrap();
+}
+
+/// Issue 14, done-when 2: over HTTPS, a wrong password and a certificate we do not trust
+/// each fail at once (no retrying), with an error that says which and names the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_or_an_untrusted_certificate_fails_saying_which() {
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("{name} is not set: start scripts/services/clickhouse.sh"))
+    };
+    let https = var("HELIOS_TEST_CLICKHOUSE_HTTPS");
+    let user = var("HELIOS_TEST_CLICKHOUSE_USER");
+    let password = var("HELIOS_TEST_CLICKHOUSE_PASSWORD");
+    let ca = std::path::PathBuf::from(var("HELIOS_TEST_CLICKHOUSE_CA"));
+    let untrusted = std::path::PathBuf::from(var("HELIOS_TEST_CLICKHOUSE_UNTRUSTED_CA"));
+    let try_connect = |password: &str, ca: Option<std::path::PathBuf>| {
+        let config = ClickHouseConfig::new(&https)
+            .credentials(Some(user.clone()), Some(password.to_owned()))
+            .ca_file(ca);
+        async move { ClickHouse::new(&config).unwrap().server_version().await }
+    };
+
+    let (major, _) = try_connect(&password, Some(ca.clone())).await.unwrap();
+    assert!(major >= 18, "{major}");
+
+    let err = try_connect("wrong-password", Some(ca.clone()))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, SinkError::ClickHouseAccess { .. }), "{err:?}");
+    assert!(!err.retryable(), "{text}");
+    assert!(
+        text.contains("authentication failed") && text.contains("password"),
+        "{text}"
+    );
+    assert!(!text.contains("certificate"), "{text}");
+    assert!(
+        !text.contains("wrong-password"),
+        "the password is in the error: {text}"
+    );
+
+    // Mozilla's roots alone, or a CA that signed something else: not trusted.
+    for ca in [None, Some(untrusted)] {
+        let err = try_connect(&password, ca.clone()).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, SinkError::ClickHouseAccess { .. }),
+            "{ca:?}: {err:?}"
+        );
+        assert!(!err.retryable(), "{text}");
+        assert!(
+            text.contains("certificate is not trusted")
+                && text.contains("UnknownIssuer")
+                && text.contains("--clickhouse-ca-file"),
+            "{ca:?}: {text}"
+        );
+        assert!(!text.contains("authentication"), "{text}");
+    }
+
+    // Plain HTTP to the HTTPS port is a handshake problem of its own, not a retry forever.
+    let plain = ClickHouseConfig::new(https.replace("https://", "http://"))
+        .credentials(Some(user.clone()), Some(password.clone()));
+    let err = ClickHouse::new(&plain).unwrap().server_version().await;
+    assert!(err.is_err(), "plain HTTP on the HTTPS port answered");
 }

@@ -325,9 +325,15 @@ struct Answer {
 }
 
 async fn run_sql(url: &str, database: &str, sql: &str) -> Result<Answer, String> {
-    let response = reqwest::Client::new()
+    // Over HTTPS as the password user when the tests run that way (common::connect).
+    let (client, credentials) = raw_client();
+    let mut request = client
         .post(format!("{url}/?database={database}"))
-        .body(format!("{sql}\nFORMAT JSON"))
+        .body(format!("{sql}\nFORMAT JSON"));
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
         .send()
         .await
         .map_err(|e| format!("cannot reach ClickHouse at {url}: {e}"))?;

@@ -81,7 +81,7 @@ impl OwnClickHouse {
 /// Runs `sql` in `database` on the ClickHouse at `url` (HTTP) and returns the answer's
 /// text, or why the server could not be reached or refused the query.
 pub async fn query(url: &str, database: &str, sql: &str) -> Result<String, String> {
-    let r = reqwest::Client::new()
+    let r = crate::common::http()
         .post(format!("{url}/?database={database}"))
         .body(sql.to_owned())
         .send()

@@ -5,6 +5,7 @@
 pub mod clickhouse;
 pub mod docs;
 pub mod roles;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_helios");
+
+/// The tests' HTTP client. reqwest is built with rustls and no crypto provider of its own
+/// (ADR-018), so a client built without Helios' TLS setup needs `ring` installed as the
+/// process default first, or it panics: every test builds its clients here.
+pub fn http() -> reqwest::Client {
+    http_builder()
+        .build()
+        .expect("building the test HTTP client")
+}
+
+/// [`http`]'s builder, for clients with their own settings.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    helios_schemas::tls::install_default_provider();
+    reqwest::Client::builder()
+}
 
 /// A `helios up` child process.
 pub struct Helios {
@@ -83,14 +99,14 @@ impl Helios {
 
     /// `GET path` with the API key.
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
+        crate::common::http()
             .get(self.url(path))
             .bearer_auth(&self.key)
     }
 
     /// `POST path` with the API key.
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
+        crate::common::http()
             .post(self.url(path))
             .bearer_auth(&self.key)
     }
@@ -106,7 +122,7 @@ impl Helios {
     }
 
     async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+        let client = crate::common::http();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = client.get(self.url("/healthz")).send().await

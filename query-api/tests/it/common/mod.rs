@@ -244,14 +244,40 @@ pub fn rows() -> Rows {
 /// Distinct events written.
 pub const EVENTS: usize = 42;
 
-pub fn clickhouse_url() -> String {
-    std::env::var("HELIOS_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+pub fn test_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "HELIOS_TEST_CLICKHOUSE is not set: these tests need a real clickhouse-server.\n\
+            "{name} is not set: these tests need a real clickhouse-server.\n\
              Run them through scripts/test, which starts one, or start one with \
              `eval \"$(scripts/services/clickhouse.sh start)\"` and rerun."
         )
     })
+}
+
+/// Whether the tests connect over HTTPS as the password user
+/// (`HELIOS_TEST_CLICKHOUSE_CONNECTION=https`; `scripts/test` runs the ClickHouse tests
+/// both ways) or over plain HTTP as `default` (unset, or `http`).
+pub fn over_https() -> bool {
+    match std::env::var("HELIOS_TEST_CLICKHOUSE_CONNECTION").as_deref() {
+        Ok("https") => true,
+        Ok("http") | Err(_) => false,
+        Ok(other) => panic!("HELIOS_TEST_CLICKHOUSE_CONNECTION is `{other}`; use http or https"),
+    }
+}
+
+/// The ClickHouse under test: `HELIOS_TEST_CLICKHOUSE`, or `HELIOS_TEST_CLICKHOUSE_HTTPS`
+/// as the password user trusting the test CA (see [`over_https`]).
+pub fn clickhouse_config() -> ClickHouseConfig {
+    if over_https() {
+        ClickHouseConfig::new(test_var("HELIOS_TEST_CLICKHOUSE_HTTPS"))
+            .credentials(
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_USER")),
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_PASSWORD")),
+            )
+            .ca_file(Some(test_var("HELIOS_TEST_CLICKHOUSE_CA").into()))
+    } else {
+        ClickHouseConfig::new(test_var("HELIOS_TEST_CLICKHOUSE"))
+    }
 }
 
 /// The scripted rows in a fresh ClickHouse database; the reader over it.
@@ -260,8 +286,8 @@ pub async fn clickhouse_store(case: &str) -> Arc<dyn ReadStore> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let config = ClickHouseConfig::new(clickhouse_url())
-        .database(format!("helios_api_{case}_{}_{nanos}", std::process::id()));
+    let config =
+        clickhouse_config().database(format!("helios_api_{case}_{}_{nanos}", std::process::id()));
     let ch = ClickHouse::new(&config).unwrap();
     helios_sinks::clickhouse::migrations::migrate(&ch, &store_spec())
         .await

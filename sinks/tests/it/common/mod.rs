@@ -30,15 +30,67 @@ pub const INSIGHTS: &str = "helios.insights";
 pub const DLQ: &str = "helios.dlq";
 pub const LATE: &str = "helios.late";
 
-/// The URL of the ClickHouse under test, from `HELIOS_TEST_CLICKHOUSE`.
-pub fn clickhouse_url() -> String {
-    std::env::var("HELIOS_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+fn test_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "HELIOS_TEST_CLICKHOUSE is not set: these tests need a real clickhouse-server.\n\
+            "{name} is not set: these tests need a real clickhouse-server.\n\
              Run them through scripts/test, which starts one, or start one with \
              `eval \"$(scripts/services/clickhouse.sh start)\"` and rerun."
         )
     })
+}
+
+/// Whether the tests connect over HTTPS as the password user
+/// (`HELIOS_TEST_CLICKHOUSE_CONNECTION=https`; `scripts/test` runs the ClickHouse tests
+/// both ways) or over plain HTTP as `default` (unset, or `http`).
+pub fn over_https() -> bool {
+    match std::env::var("HELIOS_TEST_CLICKHOUSE_CONNECTION").as_deref() {
+        Ok("https") => true,
+        Ok("http") | Err(_) => false,
+        Ok(other) => panic!("HELIOS_TEST_CLICKHOUSE_CONNECTION is `{other}`; use http or https"),
+    }
+}
+
+/// The URL of the ClickHouse under test: `HELIOS_TEST_CLICKHOUSE`, or over HTTPS
+/// `HELIOS_TEST_CLICKHOUSE_HTTPS` (see [`over_https`]).
+pub fn clickhouse_url() -> String {
+    if over_https() {
+        test_var("HELIOS_TEST_CLICKHOUSE_HTTPS")
+    } else {
+        test_var("HELIOS_TEST_CLICKHOUSE")
+    }
+}
+
+/// `config` as the tests connect: over HTTPS (to the shared server's HTTPS URL) as the
+/// password user, trusting the test CA; otherwise unchanged (a test's own server is HTTP).
+pub fn connect(config: ClickHouseConfig) -> ClickHouseConfig {
+    if over_https() && config.url == clickhouse_url() {
+        config
+            .credentials(
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_USER")),
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_PASSWORD")),
+            )
+            .ca_file(Some(test_var("HELIOS_TEST_CLICKHOUSE_CA").into()))
+    } else {
+        config
+    }
+}
+
+/// A plain HTTP client for the server under test, set up as [`connect`] sets up the store:
+/// the test CA and the password user over HTTPS.
+pub fn raw_client() -> (reqwest::Client, Option<(String, String)>) {
+    let ca = over_https().then(|| PathBuf::from(test_var("HELIOS_TEST_CLICKHOUSE_CA")));
+    let client = helios_schemas::tls::http_client_builder(ca.as_deref())
+        .unwrap()
+        .build()
+        .unwrap();
+    let credentials = over_https().then(|| {
+        (
+            test_var("HELIOS_TEST_CLICKHOUSE_USER"),
+            test_var("HELIOS_TEST_CLICKHOUSE_PASSWORD"),
+        )
+    });
+    (client, credentials)
 }
 
 /// A name unique to this test and run.
@@ -52,7 +104,7 @@ pub fn unique(case: &str) -> String {
 
 /// A client on a fresh database (not created yet: the migrations create it).
 pub fn fresh_db(url: &str, case: &str) -> ClickHouse {
-    ClickHouse::new(&ClickHouseConfig::new(url).database(unique(case))).unwrap()
+    ClickHouse::new(&connect(ClickHouseConfig::new(url).database(unique(case)))).unwrap()
 }
 
 /// An embedded log and a registry in a temp dir, with the six topics and their schemas.

@@ -1,0 +1,222 @@
+//! The one TLS setup of every outbound HTTPS client in Helios: the remote schema registry
+//! (here), alert notifications and ClickHouse (`helios-sinks`), the read API's ClickHouse
+//! reader (`helios-query-api`), `helios send` and the OTLP exporters (the binary).
+//!
+//! rustls on the `ring` crypto provider, Mozilla's root certificates compiled in
+//! (`webpki-roots`, so no system trust store is needed), plus the certificates of an
+//! optional CA file (PEM) for private CAs. No OpenSSL, no aws-lc: one TLS stack (ADR-018).
+//!
+//! reqwest is built with `rustls-no-provider`: a client built by [`http_client_builder`]
+//! carries its own configuration, and [`install_default_provider`] makes `ring` the
+//! process's default, which a client built any other way (`reqwest::Client::new()`) needs
+//! or it panics.
+
+use std::error::Error as StdError;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::{Error, Result};
+
+/// The crypto provider of every Helios TLS client: `ring`.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Makes `ring` the process's default crypto provider; does nothing if one is installed.
+/// The binary calls it first thing; test code that builds `reqwest::Client::new()` must
+/// call it (or build through [`http_client_builder`]) first.
+pub fn install_default_provider() {
+    // Err only when a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The certificates of a PEM file (one or more `CERTIFICATE` blocks).
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let ca_error = |reason: String| Error::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ca_error(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(ca_error(
+            "holds no `-----BEGIN CERTIFICATE-----` block".to_owned(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Mozilla's roots, plus the certificates of `ca_file` when given.
+pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        for cert in read_ca_file(path)? {
+            roots.add(cert).map_err(|e| Error::CaFile {
+                path: path.to_path_buf(),
+                reason: format!("a certificate in it is not usable as a CA: {e}"),
+            })?;
+        }
+    }
+    Ok(roots)
+}
+
+/// The rustls client configuration: `ring`, TLS 1.2 and 1.3, [`root_store`], HTTP/1.1
+/// announced by ALPN (no client of ours speaks HTTP/2).
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig> {
+    let roots = root_store(ca_file)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::CaFile {
+            path: ca_file.map(Path::to_path_buf).unwrap_or_default(),
+            reason: format!("the TLS provider refused the protocol versions: {e}"),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A reqwest client builder with [`client_config`]: what every outbound HTTP client of
+/// Helios starts from (timeouts and the rest are the caller's).
+pub fn http_client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder> {
+    install_default_provider();
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config(ca_file)?))
+}
+
+/// What a failed HTTPS exchange says about TLS, if the failure was TLS: the server's
+/// certificate not trusted (with the verifier's reason) or another handshake failure.
+/// Walks `error`'s source chain; `None` for failures that are not TLS's.
+pub fn tls_failure(error: &(dyn StdError + 'static)) -> Option<TlsFailure> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(rustls_error) = e.downcast_ref::<rustls::Error>() {
+            return Some(TlsFailure::from(rustls_error));
+        }
+        current = next_cause(e);
+    }
+    None
+}
+
+/// The error under `e`. An `io::Error` wrapping another error (as tokio-rustls wraps
+/// rustls's) shows it through `get_ref`, not `source`, which skips it.
+fn next_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return Some(inner);
+    }
+    e.source()
+}
+
+/// A TLS failure of an outbound connection, sorted for the message it deserves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate did not verify (unknown issuer, wrong name, expired...).
+    UntrustedCertificate(String),
+    /// Any other handshake failure (no common protocol or cipher, a plain-HTTP server...).
+    Handshake(String),
+}
+
+impl From<&rustls::Error> for TlsFailure {
+    fn from(e: &rustls::Error) -> Self {
+        match e {
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                TlsFailure::UntrustedCertificate(e.to_string())
+            }
+            other => TlsFailure::Handshake(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFailure::UntrustedCertificate(reason) => write!(
+                f,
+                "the server's TLS certificate is not trusted ({reason}); if it is signed by a \
+                 private CA, give that CA's certificate (PEM) as the CA file"
+            ),
+            TlsFailure::Handshake(reason) => write!(
+                f,
+                "the TLS handshake failed ({reason}); check that the URL's port serves HTTPS"
+            ),
+        }
+    }
+}
+
+/// `error` and its sources as one line, with a TLS failure explained first.
+pub fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = next_cause(error);
+    while let Some(e) = current {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        current = next_cause(e);
+    }
+    match tls_failure(error) {
+        Some(tls) => format!("{tls}: {text}"),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_ca_file_says_which_file_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let err = root_store(Some(&missing)).unwrap_err().to_string();
+        assert!(err.contains("nope.pem"), "{err}");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "just text\n").unwrap();
+        let err = root_store(Some(&empty)).unwrap_err().to_string();
+        assert!(
+            err.contains("empty.pem") && err.contains("BEGIN CERTIFICATE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_roots_are_mozillas_without_a_ca_file() {
+        let roots = root_store(None).unwrap();
+        assert_eq!(roots.len(), webpki_roots::TLS_SERVER_ROOTS.len());
+        assert!(roots.len() > 100, "{}", roots.len());
+    }
+
+    #[test]
+    fn certificate_errors_are_told_apart_from_other_handshake_failures() {
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::other(bad);
+        let failure = tls_failure(&io).unwrap();
+        assert!(matches!(failure, TlsFailure::UntrustedCertificate(_)));
+        assert!(failure.to_string().contains("not trusted"), "{failure}");
+        let text = describe(&io);
+        assert!(
+            text.starts_with("the server's TLS certificate is not trusted"),
+            "{text}"
+        );
+
+        let other = std::io::Error::other(rustls::Error::HandshakeNotComplete);
+        assert!(matches!(
+            tls_failure(&other),
+            Some(TlsFailure::Handshake(_))
+        ));
+        let plain = std::io::Error::other("connection refused");
+        assert_eq!(tls_failure(&plain), None);
+    }
+}

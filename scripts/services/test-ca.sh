@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A throwaway certificate authority and a server certificate for loopback, for the TLS
+# tests (the ClickHouse test server's HTTPS port, the HTTPS receivers of the Rust tests).
+#
+#   scripts/services/test-ca.sh DIR
+#
+# Writes, with the openssl CLI:
+#   DIR/ca.pem           the test CA's certificate (what a client is told to trust)
+#   DIR/server.pem       a server certificate signed by it, for DNS:localhost and IP:127.0.0.1
+#   DIR/server.key       its private key (PKCS#8, mode 0600)
+#   DIR/other-ca.pem     a second CA that signed nothing here (an "untrusted" CA for tests)
+# Keys are fresh on every run and valid for two days; nothing is read from or written to
+# the system's trust store. An existing DIR/ca.pem is kept (a restarted server keeps its
+# certificate).
+set -euo pipefail
+
+dir=${1:?usage: test-ca.sh DIR}
+mkdir -p "$dir"
+cd "$dir"
+if [[ -s ca.pem && -s server.pem && -s server.key && -s other-ca.pem ]]; then
+    exit 0
+fi
+command -v openssl >/dev/null || { echo "test-ca.sh: openssl is needed (apt-get install -y openssl)" >&2; exit 1; }
+
+umask 077
+new_ca() { # <name> <subject>
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$1.key" -out "$1.pem" -days 2 -subj "$2" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+}
+new_ca ca "/CN=Helios test CA"
+new_ca other-ca "/CN=Helios untrusted test CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+cat >server.ext <<'EOF'
+subjectAltName=DNS:localhost,IP:127.0.0.1
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+EOF
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+    -out server.pem -days 2 -extfile server.ext 2>/dev/null
+rm -f server.csr server.ext ca.srl
+chmod 0644 ca.pem other-ca.pem server.pem

@@ -1,0 +1,459 @@
+//! Helios as a TLS client (issue 14, done-when 2 and 3), end to end with the real binary:
+//!
+//! - `helios send` posts to an `https://` URL whose certificate a test CA signed, trusted
+//!   through `--ca-file`; without it (or with another CA) it fails saying the certificate
+//!   is not trusted;
+//! - an alert notification reaches an `https://` receiver behind the test CA;
+//! - `helios up` stores in ClickHouse over HTTPS as a password user (the password from the
+//!   environment, the CA from `--clickhouse-ca-file`) and the read API answers through its
+//!   read-only user; a wrong password stops it with an error that says so.
+//!
+//! The OTLP export to an `https` collector is in `otel.rs`, beside the plain one.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::common::tls::TestCa;
+use crate::common::{BIN, Helios};
+
+/// What an HTTPS receiver got: (path, content type, body).
+type Inbox = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A receiver that keeps every POST and answers like Helios' ingest (`202`, all accepted).
+fn receiver() -> (Router, Inbox) {
+    let inbox = Inbox::default();
+    async fn keep(
+        State(inbox): State<Inbox>,
+        uri: axum::http::Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> (StatusCode, axum::Json<Value>) {
+        let lines = body.lines().filter(|l| !l.trim().is_empty()).count();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        inbox
+            .lock()
+            .unwrap()
+            .push((uri.path().to_owned(), content_type, body));
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"accepted": lines, "rejected": []})),
+        )
+    }
+    let app = Router::new()
+        .route("/{*path}", post(keep))
+        .with_state(inbox.clone());
+    (app, inbox)
+}
+
+fn send(file: &std::path::Path, url: &str, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("send")
+        .arg(file)
+        .args(["--url", url, "--quiet"])
+        .args(extra)
+        .env_remove("HELIOS_CA_FILE")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helios_send_posts_to_an_https_url_it_trusts_and_refuses_one_it_does_not() {
+    let ca = TestCa::new();
+    let (app, inbox) = receiver();
+    let url = ca.serve(app).await;
+    let events = ca.dir.path().join("events.ndjson");
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            json!({"specversion": "1.0", "id": format!("tls-{i}"), "source": "ci",
+                   "type": "ci.run", "subject": "repo"})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&events, lines.join("\n")).unwrap();
+
+    let ca_file = ca.ca_file();
+    let out = tokio::task::spawn_blocking({
+        let (events, url) = (events.clone(), url.clone());
+        move || send(&events, &url, &["--ca-file", ca_file.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helios send over https failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("3 accepted"), "{stdout}");
+    {
+        let got = inbox.lock().unwrap();
+        assert_eq!(got.len(), 1, "one batch: {got:?}");
+        let (path, content_type, body) = &got[0];
+        assert_eq!(path, "/v1/events");
+        assert_eq!(content_type, "application/x-ndjson");
+        let ids: Vec<String> = body
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string())
+            .collect();
+        assert_eq!(ids, ["\"tls-0\"", "\"tls-1\"", "\"tls-2\""]);
+    }
+
+    // Mozilla's roots alone, or a CA that did not sign the certificate: not trusted, said
+    // so, and nothing arrives.
+    for extra in [
+        vec![],
+        vec![
+            "--ca-file".to_owned(),
+            ca.other_ca_file().to_str().unwrap().to_owned(),
+        ],
+    ] {
+        let out = tokio::task::spawn_blocking({
+            let (events, url) = (events.clone(), url.clone());
+            move || {
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                send(&events, &url, &extra)
+            }
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "an untrusted server was accepted: {stdout}"
+        );
+        assert!(
+            stdout.contains("certificate is not trusted") && stdout.contains("--ca-file"),
+            "the failure does not say the certificate is not trusted: {stdout}"
+        );
+    }
+    assert_eq!(inbox.lock().unwrap().len(), 1, "nothing more arrived");
+
+    // A CA file that is not one stops `send` before anything is sent, naming the file.
+    let out = send(&events, &url, &["--ca-file", events.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("events.ndjson") && stderr.contains("CERTIFICATE"),
+        "{stderr}"
+    );
+}
+
+const ALERT_SPEC: &str = r#"
+[[source]]
+name = "ingest"
+type = "http"
+
+[watermark]
+max_out_of_orderness = "1s"
+idle_timeout = "1h"
+
+[[rule]]
+name = "ci_failing"
+type = "threshold"
+where = "kind = 'ci.run' AND attrs['conclusion'] = 'failure'"
+per = ["subject"]
+count = 2
+within = "1h"
+severity = "critical"
+
+[[webhook]]
+name = "ops"
+url = "RECEIVER/alerts"
+
+[[webhook]]
+name = "slack"
+url = "RECEIVER/slack"
+format = "slack"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
+    let ca = TestCa::new();
+    let (app, inbox) = receiver();
+    let url = ca.serve(app).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = tmp.path().join("helios.toml");
+    std::fs::write(&spec, ALERT_SPEC.replace("RECEIVER", &url)).unwrap();
+    let server = Helios::up_with_env(
+        &data,
+        &["--spec", spec.to_str().unwrap()],
+        &[("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap())],
+    )
+    .await;
+    let run = |id: &str, time: &str| {
+        json!({"specversion": "1.0", "id": id, "source": "ci", "type": "ci.run",
+               "subject": "helios", "time": time, "conclusion": "failure"})
+    };
+    let resp = server
+        .post_events(&json!([
+            run("f1", "2026-01-01T00:00:00Z"),
+            run("f2", "2026-01-01T00:01:00Z"),
+            // Moves the watermark past the second failure.
+            run("f3", "2026-01-01T00:05:00Z"),
+        ]))
+        .await;
+    assert_eq!(resp.status(), 202);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        {
+            let got = inbox.lock().unwrap();
+            let generic = got.iter().find(|(p, _, _)| p == "/alerts");
+            let slack = got.iter().find(|(p, _, _)| p == "/slack");
+            if let (Some(generic), Some(slack)) = (generic, slack) {
+                let alert: Value = serde_json::from_str(&generic.2).unwrap();
+                assert_eq!(alert["rule"], "ci_failing");
+                assert_eq!(alert["state"], "firing");
+                assert_eq!(alert["group"]["subject"], "helios");
+                let text: Value = serde_json::from_str(&slack.2).unwrap();
+                assert!(
+                    text["text"].as_str().unwrap().contains("ci_failing"),
+                    "{text}"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification reached the https receiver; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop();
+}
+
+/// The HTTPS endpoint, password user, read user and CA of the test ClickHouse
+/// (`scripts/services/clickhouse.sh` exports them).
+struct ClickHouseTls {
+    url: String,
+    ca: String,
+    untrusted_ca: String,
+    user: String,
+    password: String,
+    read_user: String,
+    read_password: String,
+}
+
+fn clickhouse_tls() -> ClickHouseTls {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: start scripts/services/clickhouse.sh (it serves HTTPS)")
+        })
+    };
+    ClickHouseTls {
+        url: var("HELIOS_TEST_CLICKHOUSE_HTTPS"),
+        ca: var("HELIOS_TEST_CLICKHOUSE_CA"),
+        untrusted_ca: var("HELIOS_TEST_CLICKHOUSE_UNTRUSTED_CA"),
+        user: var("HELIOS_TEST_CLICKHOUSE_USER"),
+        password: var("HELIOS_TEST_CLICKHOUSE_PASSWORD"),
+        read_user: var("HELIOS_TEST_CLICKHOUSE_READ_USER"),
+        read_password: var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
+    let ch = clickhouse_tls();
+    // The read user may read only the `helios` database (users.xml of the test server).
+    let database = "helios";
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let password_file = tmp.path().join("ch.password");
+    std::fs::write(&password_file, format!("{}\n", ch.password)).unwrap();
+    let args = [
+        "--clickhouse",
+        ch.url.as_str(),
+        "--clickhouse-database",
+        database,
+        "--clickhouse-user",
+        ch.user.as_str(),
+        "--clickhouse-ca-file",
+        ch.ca.as_str(),
+        "--clickhouse-read-user",
+        ch.read_user.as_str(),
+    ];
+    let server = Helios::up_with_env(
+        &data,
+        &args,
+        &[
+            (
+                "HELIOS_CLICKHOUSE_PASSWORD_FILE",
+                password_file.to_str().unwrap(),
+            ),
+            ("HELIOS_CLICKHOUSE_READ_PASSWORD", ch.read_password.as_str()),
+        ],
+    )
+    .await;
+    let id = format!("tls-ch-{}", std::process::id());
+    let resp = server
+        .post_events(&json!([{"specversion": "1.0", "id": id, "source": "tls",
+            "type": "tls.check", "subject": "clickhouse"}]))
+        .await;
+    assert_eq!(resp.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let resp = server
+            .post("/v1/sql")
+            .json(&json!({"sql": format!("SELECT count() AS n FROM events WHERE id = '{id}'")}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body["rows"][0][0] == json!(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event never reached ClickHouse over HTTPS: {body}; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop();
+
+    // A wrong password, and a CA that did not sign the server's certificate: `helios
+    // migrate` stops, saying which.
+    let migrate = |password: &str, ca: &str| {
+        std::process::Command::new(BIN)
+            .args(["migrate", "--clickhouse", &ch.url, "--database", database])
+            .args(["--clickhouse-user", &ch.user, "--clickhouse-ca-file", ca])
+            .env("HELIOS_CLICKHOUSE_PASSWORD", password)
+            .env_remove("HELIOS_CLICKHOUSE_PASSWORD_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = migrate("not-the-password", &ch.ca);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("authentication failed") && stderr.contains("password"),
+        "a wrong password is not named: {stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-password"),
+        "the password is in the message: {stderr}"
+    );
+    let out = migrate(&ch.password, &ch.untrusted_ca);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("certificate is not trusted") && stderr.contains("--clickhouse-ca-file"),
+        "an untrusted certificate is not named: {stderr}"
+    );
+    let out = migrate(&ch.password, &ch.ca);
+    assert!(
+        out.status.success(),
+        "migrate over HTTPS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A remote schema registry over HTTPS with HTTP Basic credentials (as Confluent Cloud
+/// serves one): `helios tail --registry https://… --registry-key user:secret --ca-file …`
+/// decodes the events of a running `helios up` through it. The registry is `helios up`'s
+/// own, behind a TLS proxy of this test that admits only the Basic credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helios_tail_decodes_through_a_remote_registry_over_https_with_basic_auth() {
+    use axum::body::Bytes;
+    use axum::http::Method;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Helios::up(&data, &[]).await;
+    let resp = server
+        .post_events(
+            &json!([{"specversion": "1.0", "id": "reg-1", "source": "ci",
+            "type": "ci.run", "subject": "registry-over-tls"}]),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+
+    // Basic `reader:s3cret`, checked here; forwarded with the server's own key.
+    let expected = "Basic cmVhZGVyOnMzY3JldA==";
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let upstream = format!("http://{}", server.addr);
+    let key = server.key.clone();
+    let proxy = {
+        let seen = seen.clone();
+        move |method: Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let (seen, upstream, key) = (seen.clone(), upstream.clone(), key.clone());
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().unwrap().push(format!("{method} {uri} {auth}"));
+                if auth != expected {
+                    return (StatusCode::UNAUTHORIZED, Bytes::new());
+                }
+                let r = crate::common::http()
+                    .request(method, format!("{upstream}{uri}"))
+                    .bearer_auth(key)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.bytes().await.unwrap())
+            }
+        }
+    };
+    let ca = TestCa::new();
+    let url = ca.serve(Router::new().fallback(proxy)).await;
+
+    let tail = |key: &'static str| {
+        let (data, url, ca_file) = (data.clone(), url.clone(), ca.ca_file());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(BIN)
+                .args(["tail", "helios.events", "--from-beginning", "--data-dir"])
+                .arg(&data)
+                .args(["--registry", &url, "--registry-key", key, "--ca-file"])
+                .arg(&ca_file)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = tail("reader:s3cret").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tail through the https registry failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("registry-over-tls"), "{stdout}");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("GET /schemas/ids/")),
+        "the schema was not fetched through the proxy: {:?}",
+        seen.lock().unwrap()
+    );
+
+    // Wrong credentials: the registry refuses, and every record says so instead of its
+    // decoded value.
+    let out = tail("reader:wrong").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().count() > 0, "{stdout}");
+    for line in stdout.lines() {
+        assert!(
+            line.contains("could not decode") && line.contains("401 Unauthorized"),
+            "{line}"
+        );
+    }
+    server.stop();
+}
