@@ -471,7 +471,7 @@ async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
         ],
         &[],
     );
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     wait_http(&client, &format!("http://{addr}/healthz"), &mut ingest).await;
     let (events, failures) = ci_runs();
     let resp = client

@@ -161,8 +161,10 @@ impl IdTable {
         self.slots[i] = EMPTY;
     }
 
+    /// Rebuilds for `need` keys: the next power of two of slots, which doubles them (a
+    /// further doubling of `need` here would make the table four times what it holds).
     fn grow(&mut self, need: usize) {
-        let mut bigger = IdTable::with_capacity(need.max(self.len * 2));
+        let mut bigger = IdTable::with_capacity(need);
         let mut buf = Vec::with_capacity(BATCH);
         for &s in &self.slots {
             if s != EMPTY {
@@ -245,6 +247,16 @@ mod tests {
     fn grows_past_its_first_size_and_keeps_every_key() {
         let mut table = IdTable::with_capacity(10);
         let small = table.bytes();
+        // A million keys take 2^21 slots (16 MiB) at most three-quarters full, not more.
+        let mut million = IdTable::default();
+        let keys: Vec<u64> = (1..=1_000_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for &k in &keys {
+            assert!(million.insert(k));
+        }
+        assert_eq!(million.bytes(), 8 << 21);
+        assert!(!million.insert(keys[0]), "present already");
         let keys: Vec<u64> = (1..=100_000u64)
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .collect();

@@ -48,9 +48,6 @@ use helios_log::{
 use helios_schemas::{
     Alert, DeadLetter, Event, EventCodec, Insight, RecordCodec, WindowResult, watermark_mark,
 };
-use sqlparser::ast::{Expr as Ast, SelectItem};
-use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
 use tracing::{Instrument, Span, debug, info, warn};
 
 pub use metrics::{Metrics, MetricsSnapshot, PartitionSnapshot};
@@ -153,7 +150,10 @@ pub struct RunSummary {
 /// partition exactly when its keys include the bare `subject` column.
 pub fn check_co_partitioned(aggregates: &[Aggregate], rules: &[Rule]) -> Result<()> {
     let check = |kind: &'static str, name: &str, keys: &[GroupKeyExpr]| {
-        if keys.iter().any(|k| is_subject(k.expr.source())) {
+        if keys
+            .iter()
+            .any(|k| crate::spec::is_subject(k.expr.source()))
+        {
             Ok(())
         } else {
             Err(PipelineError::NotCoPartitioned {
@@ -177,21 +177,6 @@ pub fn check_co_partitioned(aggregates: &[Aggregate], rules: &[Rule]) -> Result<
         check("rule", &r.name, &r.per)?;
     }
     Ok(())
-}
-
-/// Whether a group key is the column `subject` itself (any alias).
-fn is_subject(source: &str) -> bool {
-    let Ok(mut parser) = Parser::new(&GenericDialect {}).try_with_sql(source) else {
-        return false;
-    };
-    match parser.parse_select_item() {
-        Ok(SelectItem::UnnamedExpr(Ast::Identifier(id)))
-        | Ok(SelectItem::ExprWithAlias {
-            expr: Ast::Identifier(id),
-            ..
-        }) => id.value.eq_ignore_ascii_case("subject"),
-        _ => false,
-    }
 }
 
 /// A processor: build it, then [`Processor::run`] it until shutdown.

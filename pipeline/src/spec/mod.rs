@@ -735,7 +735,7 @@ fn co_partitioned(
 }
 
 /// Whether a group key is the column `subject` itself (any alias).
-fn is_subject(source: &str) -> bool {
+pub(crate) fn is_subject(source: &str) -> bool {
     use sqlparser::ast::{Expr as Ast, SelectItem};
     let dialect = sqlparser::dialect::GenericDialect {};
     let Ok(mut parser) = sqlparser::parser::Parser::new(&dialect).try_with_sql(source) else {

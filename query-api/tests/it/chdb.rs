@@ -156,6 +156,8 @@ fn is_read(sql: &str) -> bool {
 
 impl Recorder {
     async fn start(upstream: String, dir: PathBuf) -> Arc<Recorder> {
+        // reqwest is built without a crypto provider of its own (ADR-018).
+        helios_schemas::tls::install_default_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let rec = Arc::new(Recorder {
@@ -836,7 +838,8 @@ fn panel_queries(set: &str) -> Vec<(String, String)> {
 /// Sends one panel's SQL to the proxy as the plugin would: one statement, the data source's
 /// default database.
 async fn run_panel(rec: &Recorder, database: &str, sql: &str) {
-    let response = reqwest::Client::new()
+    let response = rec
+        .http
         .post(format!("{}/?database={database}", rec.url))
         .body(sql.to_owned())
         .send()

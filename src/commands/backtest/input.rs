@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use helios_log::{ConsumerConfig, Log, OffsetReset, Record, TopicSpec};
+use helios_log::{ConsumerConfig, Log, OffsetReset, Record, TopicInfo, TopicSpec};
 use helios_schemas::{AvroRecord, Event, EventCodec, SchemaSource, watermark_mark, wire};
 use tracing::warn;
 
@@ -60,17 +60,7 @@ pub async fn peek(
         .describe_topic(topic)
         .await
         .with_context(|| format!("describing the topic `{topic}` (see `helios topics`)"))?;
-    let mut remaining: BTreeMap<u32, u64> = described
-        .partitions
-        .iter()
-        .filter(|p| p.end_offset > p.start_offset)
-        .map(|p| (p.partition, p.end_offset))
-        .collect();
-    let records: u64 = described
-        .partitions
-        .iter()
-        .map(|p| p.end_offset - p.start_offset)
-        .sum();
+    let (mut remaining, records) = ends(&described);
     let info = SourceInfo {
         what: format!(
             "{topic} ({} partitions, read in place)",
@@ -113,6 +103,23 @@ pub async fn peek(
     Ok((Arc::new(codec), info))
 }
 
+/// The end offset of each non-empty partition of a described topic (what a backtest reads
+/// up to), and the records held in all.
+fn ends(described: &TopicInfo) -> (BTreeMap<u32, u64>, u64) {
+    let ends = described
+        .partitions
+        .iter()
+        .filter(|p| p.end_offset > p.start_offset)
+        .map(|p| (p.partition, p.end_offset))
+        .collect();
+    let records = described
+        .partitions
+        .iter()
+        .map(|p| p.end_offset - p.start_offset)
+        .sum();
+    (ends, records)
+}
+
 /// A consumer group name no other reader has: the live log's groups stay as they are.
 pub fn unique_group(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -148,17 +155,7 @@ pub async fn from_log(
         .context("creating the scratch events topic")?;
     // The end of each partition as the backtest starts: what is appended meanwhile waits
     // for the next backtest.
-    let mut remaining: BTreeMap<u32, u64> = described
-        .partitions
-        .iter()
-        .filter(|p| p.end_offset > p.start_offset)
-        .map(|p| (p.partition, p.end_offset))
-        .collect();
-    let total: u64 = described
-        .partitions
-        .iter()
-        .map(|p| p.end_offset - p.start_offset)
-        .sum();
+    let (mut remaining, total) = ends(&described);
     let bar = progress.bar("reading", total);
     let mut consumer = source
         .consumer(

@@ -135,6 +135,21 @@ struct InsightReport {
     baseline: HashMap<String, (i64, String)>,
 }
 
+impl InsightReport {
+    /// What the baseline said and the new spec does not, oldest first.
+    fn removed(&self) -> Vec<&(i64, String)> {
+        let new_ids: HashSet<&str> = self.new.iter().map(|(_, id, _)| id.as_str()).collect();
+        let mut removed: Vec<&(i64, String)> = self
+            .baseline
+            .iter()
+            .filter(|(id, _)| !new_ids.contains(id.as_str()))
+            .map(|(_, v)| v)
+            .collect();
+        removed.sort();
+        removed
+    }
+}
+
 /// Totals of one processor run.
 #[derive(Debug, Clone, Copy)]
 struct RunInfo {
@@ -532,14 +547,7 @@ impl Report {
                     "insights": r.new.iter().take(self.limit).map(|(at, _, s)| json!({"at": time(*at), "summary": s})).collect::<Vec<_>>(),
                 });
                 if with_baseline {
-                    let new_ids: HashSet<&str> = r.new.iter().map(|(_, id, _)| id.as_str()).collect();
-                    let mut removed: Vec<&(i64, String)> = r
-                        .baseline
-                        .iter()
-                        .filter(|(id, _)| !new_ids.contains(id.as_str()))
-                        .map(|(_, v)| v)
-                        .collect();
-                    removed.sort();
+                    let removed = r.removed();
                     out["baseline_count"] = json!(r.baseline.len());
                     out["added"] = json!(r
                         .new
@@ -808,14 +816,7 @@ impl Report {
                 let _ = writeln!(o, "    {mark}{}  {summary}", time(*at));
             }
             if with_baseline {
-                let new_ids: HashSet<&str> = r.new.iter().map(|(_, id, _)| id.as_str()).collect();
-                let mut removed: Vec<&(i64, String)> = r
-                    .baseline
-                    .iter()
-                    .filter(|(id, _)| !new_ids.contains(id.as_str()))
-                    .map(|(_, v)| v)
-                    .collect();
-                removed.sort();
+                let removed = r.removed();
                 for (at, summary) in removed.iter().take(self.limit) {
                     let _ = writeln!(o, "    - {}  {summary}", time(*at));
                 }
