@@ -11,6 +11,7 @@
 
 mod input;
 mod report;
+mod results;
 mod split;
 
 use std::path::{Path, PathBuf};
@@ -100,8 +101,9 @@ pub struct BacktestArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
 
-    /// Records the processor takes per batch.
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    /// Records the processor takes per batch (a replay reads a stored log as fast as it
+    /// can: larger batches than `helios up`'s cost less per record).
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
 
     /// Where the scratch log and checkpoints go [default: a new directory in the system's
@@ -200,7 +202,8 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
 
     // Where the processors read: the scratch log (events copied there), or the live
     // topic in place (no copy) when every stored record is wanted.
-    let (log, topic, codec, info) = match &args.events {
+    let read_cpu = report::cpu_seconds();
+    let (log, topic, codec, mut info) = match &args.events {
         Some(file) => {
             scratch_log
                 .admin()
@@ -250,11 +253,15 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
         }
     };
     embedded.flush().context("flushing the scratch log")?;
+    info.cpu_seconds = report::cpu_seconds().zip(read_cpu).map(|(a, b)| a - b);
 
     let mut sides = Vec::new();
     for (role, spec) in [("new", Some(spec)), ("baseline", baseline)] {
         let Some(spec) = spec else { continue };
         let max_future = args.event_time.max_future.max(spec.max_future);
+        // The processor's own CPU time (decode, dedupe, operators, emit): what a run
+        // costs apart from reading the input and building the report.
+        let cpu_before = report::cpu_seconds();
         let summary = run_spec(
             role,
             spec.processor,
@@ -269,16 +276,17 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
             &progress,
         )
         .await?;
-        sides.push((role, summary));
+        let cpu = report::cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+        sides.push((role, summary, cpu));
     }
     embedded.flush().context("flushing the scratch log")?;
 
     let mut report = Report::new(args.limit, info);
-    for (role, summary) in &sides {
-        report.add_run(role, summary);
+    for (role, summary, cpu) in &sides {
+        report.add_run(role, summary, *cpu);
     }
     let codecs = report::Decoders::new();
-    let has_baseline = sides.iter().any(|(r, _)| *r == "baseline");
+    let has_baseline = sides.iter().any(|(r, _, _)| *r == "baseline");
     if has_baseline {
         report
             .read(&scratch_log, &topics("baseline"), true, &codecs)

@@ -155,6 +155,8 @@ impl InsightReport {
 struct RunInfo {
     events: u64,
     seconds: f64,
+    /// CPU time of this process during the run.
+    cpu_seconds: Option<f64>,
     results: u64,
     alerts: u64,
     insights: u64,
@@ -244,12 +246,13 @@ impl Report {
         }
     }
 
-    pub fn add_run(&mut self, role: &str, s: &RunSummary) {
+    pub fn add_run(&mut self, role: &str, s: &RunSummary, cpu_seconds: Option<f64>) {
         self.runs.insert(
             role.to_string(),
             RunInfo {
                 events: s.metrics.events_in,
                 seconds: s.elapsed.as_secs_f64(),
+                cpu_seconds,
                 results: s.metrics.results_out,
                 alerts: s.metrics.alerts_out,
                 insights: s.metrics.insights_out,
@@ -296,9 +299,7 @@ impl Report {
         })
         .await?;
         for_each(log, &topics.aggregates, |bytes| {
-            let r = codecs
-                .results
-                .decode(bytes)
+            let r = super::results::decode(&codecs.results, bytes)
                 .context("decoding a scratch window result")?;
             if baseline {
                 if r.is_final {
@@ -575,6 +576,8 @@ impl Report {
                         "events": r.events,
                         "seconds": r.seconds,
                         "events_per_second": rate(r.events, r.seconds),
+                        "cpu_seconds": r.cpu_seconds,
+                        "events_per_cpu_second": r.cpu_seconds.map(|c| rate(r.events, c)),
                         "results": r.results,
                         "alerts": r.alerts,
                         "insights": r.insights,
@@ -596,6 +599,7 @@ impl Report {
                 "rejected": self.source.rejected,
                 "seconds": self.source.seconds,
                 "events_per_second": rate(self.source.events, self.source.seconds),
+                "cpu_seconds": self.source.cpu_seconds,
             },
             "runs": runs,
             "seconds": self.seconds,
@@ -628,9 +632,12 @@ impl Report {
             s.what,
             if s.copied {
                 format!(
-                    " in {:.2} s ({}/s)",
+                    " in {:.2} s ({}/s{})",
                     s.seconds,
-                    human(rate(s.events, s.seconds))
+                    human(rate(s.events, s.seconds)),
+                    s.cpu_seconds
+                        .map(|c| format!(", {c:.2} CPU-seconds"))
+                        .unwrap_or_default()
                 )
             } else {
                 String::new()
@@ -654,10 +661,16 @@ impl Report {
         for (role, r) in &self.runs {
             let _ = writeln!(
                 o,
-                "The {role} spec processed {} records in {:.2} s ({}/s): {} window results, {} alert records, {} insights, {} late, {} dead letters",
+                "The {role} spec processed {} records in {:.2} s ({}/s{}): {} window results, {} alert records, {} insights, {} late, {} dead letters",
                 r.events,
                 r.seconds,
                 human(rate(r.events, r.seconds)),
+                r.cpu_seconds
+                    .map(|c| format!(
+                        ", {c:.2} CPU-seconds, {}/CPU-second",
+                        human(rate(r.events, c))
+                    ))
+                    .unwrap_or_default(),
                 r.results,
                 r.alerts,
                 r.insights,
