@@ -116,19 +116,41 @@ fn window_spec(w: &helios_pipeline::spec::Window) -> helios_sinks::WindowSpec {
     }
 }
 
-/// The spec's `[[webhook]]` receivers, as the notifier takes them.
-pub fn webhooks<S>(spec: &Spec<S>) -> Vec<helios_sinks::notify::WebhookConfig> {
-    use helios_pipeline::spec::WebhookFormat;
+/// The spec's `[[webhook]]` receivers, as the notifier takes them, with each `url_env`
+/// read from the environment now: a variable that is unset, empty or not an http(s) URL
+/// stops the start with the webhook and the variable named (never the value).
+pub fn webhooks<S>(spec: &Spec<S>) -> anyhow::Result<Vec<helios_sinks::notify::WebhookConfig>> {
+    use helios_pipeline::spec::{WebhookFormat, WebhookUrl, is_http_url};
     use helios_sinks::notify::{BodyFormat, WebhookConfig};
     spec.webhooks
         .iter()
-        .map(|w| WebhookConfig {
-            name: w.name.clone(),
-            url: w.url.clone(),
-            format: match w.format {
-                WebhookFormat::Generic => BodyFormat::Generic,
-                WebhookFormat::Slack => BodyFormat::Slack,
-            },
+        .map(|w| {
+            let url = match &w.url {
+                WebhookUrl::Literal(url) => url.clone(),
+                WebhookUrl::Env(var) => match std::env::var(var) {
+                    Ok(url) if is_http_url(url.trim()) => url.trim().to_string(),
+                    Ok(url) if url.trim().is_empty() => anyhow::bail!(
+                        "webhook `{}`: the variable {var} (its url_env) is empty; set it to the receiver's https:// URL",
+                        w.name
+                    ),
+                    Ok(_) => anyhow::bail!(
+                        "webhook `{}`: the variable {var} (its url_env) does not hold an http(s) URL; set it to the receiver's https:// URL",
+                        w.name
+                    ),
+                    Err(_) => anyhow::bail!(
+                        "webhook `{}`: the variable {var} (its url_env) is not set; export it with the receiver's https:// URL before starting",
+                        w.name
+                    ),
+                },
+            };
+            Ok(WebhookConfig {
+                name: w.name.clone(),
+                url,
+                format: match w.format {
+                    WebhookFormat::Generic => BodyFormat::Generic,
+                    WebhookFormat::Slack => BodyFormat::Slack,
+                },
+            })
         })
         .collect()
 }
@@ -168,7 +190,7 @@ pub struct ProcessorSpec {
 pub fn load_spec(path: &Path, limits: Limits) -> anyhow::Result<LoadedSpec> {
     let mut spec = load_or_report(path, limits)?;
     let store = store_spec(&spec);
-    let webhooks = webhooks(&spec);
+    let webhooks = webhooks(&spec)?;
     let aggregates = std::mem::take(&mut spec.aggregates);
     let rules = std::mem::take(&mut spec.rules);
     Ok((
@@ -259,8 +281,30 @@ format = "slack"
         // embedded store applies its default (stages::sinks::embedded_store_spec).
         assert_eq!(store.retention.aggregates, None);
         store.validate().unwrap();
-        let hooks = webhooks(&spec);
+        let hooks = webhooks(&spec).unwrap();
         assert_eq!(hooks.len(), 1);
         assert_eq!(hooks[0].format, helios_sinks::notify::BodyFormat::Slack);
+    }
+
+    #[test]
+    fn a_url_env_that_is_unset_or_not_a_url_stops_the_start_naming_the_variable() {
+        let spec_with = |var: &str| {
+            let text = format!("[[webhook]]\nname = \"slack\"\nurl_env = \"{var}\"\n");
+            helios_pipeline::spec::parse::<toml::Value>(&text, "h.toml", |_| Ok(())).unwrap()
+        };
+        let unset = webhooks(&spec_with("HELIOS_TEST_VARIABLE_NOBODY_SETS")).unwrap_err();
+        assert!(
+            unset.to_string().contains(
+                "webhook `slack`: the variable HELIOS_TEST_VARIABLE_NOBODY_SETS (its url_env) is not set"
+            ),
+            "{unset}"
+        );
+        // PATH is set everywhere and is no URL; its value is not repeated.
+        let not_url = webhooks(&spec_with("PATH")).unwrap_err().to_string();
+        assert!(
+            not_url.contains("does not hold an http(s) URL"),
+            "{not_url}"
+        );
+        assert!(!not_url.contains("/usr"), "{not_url}");
     }
 }

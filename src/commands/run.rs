@@ -104,7 +104,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         log: log.clone(),
         registry,
         store: crate::spec::store_spec(&spec),
-        webhooks: crate::spec::webhooks(&spec),
+        webhooks: crate::spec::webhooks(&spec)?,
         clickhouse,
         data_dir: backend.data_dir.clone(),
         group: args.group,

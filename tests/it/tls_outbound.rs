@@ -170,9 +170,10 @@ severity = "critical"
 name = "ops"
 url = "RECEIVER/alerts"
 
+# The Slack URL is its own credential: read from the environment (`url_env`).
 [[webhook]]
 name = "slack"
-url = "RECEIVER/slack"
+url_env = "HELIOS_TEST_SLACK_URL"
 format = "slack"
 "#;
 
@@ -188,7 +189,10 @@ async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
     let server = Helios::up_with_env(
         &data,
         &["--spec", spec.to_str().unwrap()],
-        &[("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap())],
+        &[
+            ("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap()),
+            ("HELIOS_TEST_SLACK_URL", &format!("{url}/slack")),
+        ],
     )
     .await;
     let run = |id: &str, time: &str| {

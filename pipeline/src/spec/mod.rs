@@ -113,8 +113,36 @@ pub enum WebhookFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub name: String,
-    pub url: String,
+    pub url: WebhookUrl,
     pub format: WebhookFormat,
+}
+
+/// Where a webhook's URL comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum WebhookUrl {
+    /// Written in the spec (`url`).
+    Literal(String),
+    /// Read from this environment variable when the sinks start (`url_env`): the URL of
+    /// a Slack-style incoming webhook is its credential.
+    Env(String),
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Only scheme and host: the path of an incoming-webhook URL is its secret.
+            WebhookUrl::Literal(url) => {
+                let shown = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                write!(f, "Literal({shown}/…)")
+            }
+            WebhookUrl::Env(var) => write!(f, "Env({var})"),
+        }
+    }
+}
+
+/// Whether a webhook URL is one Helios can POST to.
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 /// A value with where it was written.
@@ -492,14 +520,45 @@ fn webhook(
             Some("give each webhook its own name".into()),
         );
     }
-    let url = raw.url.get_ref();
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        c.at(
-            raw.url.span(),
-            format!("webhook URL `{url}` is not an http(s) URL"),
-            Some("write a full URL such as https://hooks.slack.com/services/...".into()),
-        );
-    }
+    let url = match (raw.url, raw.url_env) {
+        (Some(url), None) => {
+            if !is_http_url(url.get_ref()) {
+                c.at(
+                    url.span(),
+                    format!("webhook URL `{}` is not an http(s) URL", url.get_ref()),
+                    Some("write a full URL such as https://hooks.slack.com/services/...".into()),
+                );
+            }
+            WebhookUrl::Literal(url.into_inner())
+        }
+        (None, Some(var)) => {
+            let name = var.get_ref();
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                c.at(
+                    var.span(),
+                    format!("`{name}` is not an environment variable name"),
+                    Some("name the variable that holds the URL, e.g. SLACK_WEBHOOK_URL".into()),
+                );
+            }
+            WebhookUrl::Env(var.into_inner())
+        }
+        (Some(_), Some(var)) => {
+            c.at(
+                var.span(),
+                "a webhook takes `url` or `url_env`, not both".to_string(),
+                Some("keep `url_env` to keep the URL out of the spec".into()),
+            );
+            WebhookUrl::Env(var.into_inner())
+        }
+        (None, None) => {
+            c.at(
+                raw.name.span(),
+                format!("webhook `{name}` has no `url` or `url_env`"),
+                Some("add url = \"https://...\", or url_env = \"VARIABLE\" holding it".into()),
+            );
+            WebhookUrl::Env(String::new())
+        }
+    };
     let format = match raw
         .format
         .as_ref()
@@ -518,7 +577,7 @@ fn webhook(
     };
     (c.count() == before).then(|| Webhook {
         name: raw.name.into_inner(),
-        url: raw.url.into_inner(),
+        url,
         format,
     })
 }

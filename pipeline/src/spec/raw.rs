@@ -194,7 +194,10 @@ pub struct Webhook {
     /// Unique name, used in logs and in the delivery record.
     pub name: Spanned<String>,
     /// Where to POST, http:// or https://.
-    pub url: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    /// The environment variable holding the URL instead (a Slack or Teams webhook URL is
+    /// itself the credential, so it need not be written in the spec).
+    pub url_env: Option<Spanned<String>>,
     /// `generic` (default: the alert as JSON) or `slack`.
     pub format: Option<Spanned<String>>,
 }

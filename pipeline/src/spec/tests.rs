@@ -601,3 +601,32 @@ measures.n = { trend = { window = "7d" } }
         "{wrong:?}"
     );
 }
+
+#[test]
+fn a_webhook_url_comes_from_the_spec_or_an_environment_variable_not_both() {
+    use crate::spec::WebhookUrl;
+    let ok = r#"
+[[webhook]]
+name = "slack"
+url_env = "SLACK_WEBHOOK_URL"
+format = "slack"
+"#;
+    let spec = parse::<Source>(ok, "helios.toml", check_source).unwrap();
+    assert_eq!(
+        spec.webhooks[0].url,
+        WebhookUrl::Env("SLACK_WEBHOOK_URL".into())
+    );
+    // The path of an incoming-webhook URL is its secret: Debug shows scheme and host only.
+    let literal = WebhookUrl::Literal("https://hooks.slack.com/services/T0/B0/secret".into());
+    assert_eq!(format!("{literal:?}"), "Literal(https://hooks.slack.com/…)");
+
+    let both = "[[webhook]]\nname = \"a\"\nurl = \"https://x/y\"\nurl_env = \"A\"\n";
+    let d = parse::<Source>(both, "h.toml", check_source).unwrap_err();
+    assert_eq!((d.items[0].line, d.items[0].column), (4, 11), "{d}");
+    assert!(d.items[0].message.contains("not both"), "{d}");
+
+    let neither = "[[webhook]]\nname = \"a\"\n";
+    let d = parse::<Source>(neither, "h.toml", check_source).unwrap_err();
+    assert_eq!((d.items[0].line, d.items[0].column), (2, 8), "{d}");
+    assert!(d.items[0].message.contains("no `url` or `url_env`"), "{d}");
+}
