@@ -153,6 +153,26 @@ impl std::fmt::Display for TlsFailure {
     }
 }
 
+/// A URL as logs and errors may show it: scheme, host and port only. The path of a Slack
+/// or Teams incoming-webhook URL is its credential, and user info may be a password.
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let hidden = if authority.len() < rest.len() || host.len() < authority.len() {
+        "/…"
+    } else {
+        ""
+    };
+    if scheme.is_empty() {
+        format!("{host}{hidden}")
+    } else {
+        format!("{scheme}://{host}{hidden}")
+    }
+}
+
 /// `error` and its sources as one line, with a TLS failure explained first.
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
@@ -173,6 +193,24 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_shown_url_keeps_scheme_and_host_and_hides_path_and_credentials() {
+        use super::shown_url;
+        assert_eq!(
+            shown_url("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            shown_url("http://user:pw@127.0.0.1:8099"),
+            "http://127.0.0.1:8099/…"
+        );
+        assert_eq!(
+            shown_url("https://example.com:8443"),
+            "https://example.com:8443"
+        );
+        assert_eq!(shown_url("https://h?token=x"), "https://h/…");
+    }
+
     use super::*;
 
     #[test]

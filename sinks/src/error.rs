@@ -112,7 +112,7 @@ pub enum SinkError {
     Webhook {
         /// Webhook name from the config.
         name: String,
-        /// Receiver URL.
+        /// Receiver URL, scheme and host only (`tls::shown_url`: the path may be a secret).
         url: String,
         /// Status or transport error.
         reason: String,

@@ -132,8 +132,7 @@ impl std::fmt::Debug for WebhookUrl {
         match self {
             // Only scheme and host: the path of an incoming-webhook URL is its secret.
             WebhookUrl::Literal(url) => {
-                let shown = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
-                write!(f, "Literal({shown}/…)")
+                write!(f, "Literal({})", helios_schemas::tls::shown_url(url))
             }
             WebhookUrl::Env(var) => write!(f, "Env({var})"),
         }

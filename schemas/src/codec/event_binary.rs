@@ -489,4 +489,43 @@ mod tests {
             assert!(msg.contains(fragment), "{input:?}: {msg}");
         }
     }
+
+    #[test]
+    fn peeking_source_and_id_reads_two_strings_and_refuses_anything_short_of_them() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let e = random_event(&mut rng);
+        let mut good = Vec::new();
+        encode_event_body(&e, &mut good);
+        let want = (e.source.as_bytes(), e.id.as_bytes());
+        assert_eq!(peek_source_and_id(&good), Some(want));
+        // Both strings with their lengths: the varints and the bytes (short strings here).
+        let needed = {
+            let mut prefix = Vec::new();
+            encode_event_body(&e, &mut prefix);
+            let mut r = Reader {
+                buf: &prefix,
+                pos: 0,
+            };
+            r.bytes_slice("id").unwrap();
+            r.bytes_slice("source").unwrap();
+            r.pos
+        };
+        for cut in 0..good.len() {
+            let got = peek_source_and_id(&good[..cut]);
+            if cut < needed {
+                assert_eq!(got, None, "cut at {cut}");
+            } else {
+                assert_eq!(got, Some(want), "cut at {cut}");
+            }
+        }
+        // Hostile lengths: negative, past the end, a varint that never ends.
+        for input in [&[0x03][..], &[0x10, b'a'], &[0xff; 11], &[0x02, 0xff]] {
+            assert_eq!(peek_source_and_id(input), None, "{input:?}");
+        }
+        // Bytes that are not UTF-8 are still bytes to hash: a hint, not a decision.
+        assert_eq!(
+            peek_source_and_id(&[0x02, 0xff, 0x02, 0xfe]),
+            Some((&[0xfe][..], &[0xff][..]))
+        );
+    }
 }

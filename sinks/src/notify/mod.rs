@@ -39,7 +39,7 @@ pub enum BodyFormat {
 }
 
 /// One webhook receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Name used in logs and in the delivery record; unique.
@@ -49,6 +49,16 @@ pub struct WebhookConfig {
     /// Body format.
     #[serde(default)]
     pub format: BodyFormat,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &helios_schemas::tls::shown_url(&self.url))
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 /// The notifier's settings.
@@ -316,11 +326,12 @@ impl Notifier {
                         )
                     }
                     // A certificate we do not trust says so (and how to trust it).
-                    Err(e) => (true, helios_schemas::tls::describe(&e)),
+                    // Without the URL: its path may be the receiver's credential.
+                    Err(e) => (true, helios_schemas::tls::describe(&e.without_url())),
                 };
                 let err = SinkError::Webhook {
                     name: hook.name.clone(),
-                    url: hook.url.clone(),
+                    url: helios_schemas::tls::shown_url(&hook.url),
                     reason: last.clone(),
                 };
                 if !retry || attempts >= self.config.max_attempts {

@@ -275,3 +275,60 @@ async fn a_receiver_that_refuses_is_recorded_as_given_up() {
         (DeliveryStatus::GaveUp, 1, "400 Bad Request")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_receiver_is_given_up_without_its_secret_path_in_the_record() {
+    let stage = Stage::new().await;
+    // A port nothing listens on: bound, then closed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    stage
+        .write(&Script {
+            alerts: vec![alert("a", AlertState::Firing, T0)],
+            ..Script::default()
+        })
+        .await;
+    let hook = WebhookConfig {
+        name: "slack".into(),
+        url: format!("{base}/services/T0/B0/secret-path"),
+        format: BodyFormat::Slack,
+    };
+    assert!(!format!("{hook:?}").contains("secret-path"), "{hook:?}");
+    let mut c = NotifyConfig::new(vec![hook], stage.dir.path().join("notify"));
+    c.retry = RetryPolicy {
+        initial_ms: 10,
+        max_ms: 20,
+    };
+    c.max_attempts = 2;
+    let notifier = Notifier::new(c, stage.registry.clone()).unwrap();
+    let (stop, rx) = watch::channel(false);
+    let log = stage.log.clone();
+    let task = tokio::spawn(async move { notifier.run(&log, rx).await });
+    let dir = stage.dir.path().join("notify");
+    wait_for(
+        "the delivery to be recorded",
+        Duration::from_secs(30),
+        || {
+            let dir = dir.clone();
+            async move {
+                let text = std::fs::read_to_string(dir.join("deliveries.jsonl")).ok()?;
+                (!text.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+    stop.send(true).unwrap();
+    let deliveries = task.await.unwrap().unwrap();
+    let d = deliveries.get("slack", "a", "firing").unwrap();
+    assert_eq!(
+        (d.status, d.attempts),
+        (DeliveryStatus::GaveUp, 2),
+        "{}",
+        d.last
+    );
+    assert!(!d.last.is_empty());
+    assert!(!d.last.contains("secret-path"), "{}", d.last);
+    let record = std::fs::read_to_string(dir.join("deliveries.jsonl")).unwrap();
+    assert!(!record.contains("secret-path"), "{record}");
+}
