@@ -9,17 +9,19 @@ pub enum PipelineError {
     #[error("invalid spec:\n{0}")]
     InvalidSpec(crate::spec::Diagnostics),
 
-    /// A `group_by` (or rule `per`) that does not keep each group on one input partition;
-    /// see ADR-006 in `docs/DECISIONS.md`.
+    /// An aggregate not grouped by subject whose results would depend on the order in
+    /// which partitions' records meet after repartitioning; see ADR-020.
     #[error(
-        "{kind} `{name}` groups by {keys}, which does not include `subject`: events are \
-         partitioned by subject, so its groups would be split over partitions and counted in \
-         parts. Add `subject` to its keys (e.g. group_by = [\"subject\", ...]); see ADR-006"
+        "{kind} `{name}` groups by {keys}, which does not include `subject`, and uses {why}: \
+         after repartitioning, its results would depend on the order in which records of \
+         different partitions arrive. Add `subject` to its keys, or use a tumbling or hopping \
+         window without `emit_every`; see ADR-020"
     )]
     NotCoPartitioned {
         kind: &'static str,
         name: String,
         keys: String,
+        why: &'static str,
     },
 
     /// The log refused an operation; retrying helps when the log is only unavailable.

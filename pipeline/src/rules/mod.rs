@@ -208,6 +208,13 @@ impl RuleOperator {
     /// `seq` is the arrival position (a last tie-break between equal ids). Returns `Err`
     /// when the event matches but its time is behind the watermark already applied.
     pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), Late> {
+        self.on_event_at(event, seq, self.state.watermark)
+    }
+
+    /// [`Self::on_event`] with the event judged late against `watermark` (or the rule's
+    /// own, if further): a repartitioned event carries its source partition's watermark.
+    pub fn on_event_at(&mut self, event: &Event, seq: u64, watermark: i64) -> Result<(), Late> {
+        let watermark = watermark.max(self.state.watermark);
         let role = match &self.rule.kind {
             RuleKind::Threshold { condition, .. } | RuleKind::Absence { condition } => {
                 if condition.matches(event) { FIRST } else { 0 }
@@ -219,12 +226,12 @@ impl RuleOperator {
         if role == 0 {
             return Ok(());
         }
-        if event.time < self.state.watermark {
+        if event.time < watermark {
             return Err(Late {
                 rule: self.rule.name.clone(),
                 reason: format!(
-                    "event {} at time {} matched rule `{}` but arrived after the watermark {}: it is later than the allowed out-of-orderness",
-                    event.id, event.time, self.rule.name, self.state.watermark
+                    "event {} at time {} matched rule `{}` but arrived after the watermark {watermark}: it is later than the allowed out-of-orderness",
+                    event.id, event.time, self.rule.name
                 ),
             });
         }

@@ -34,6 +34,9 @@ pub struct Metrics {
     dedupe_ids: AtomicU64,
     /// Buckets of identities forgotten early at the `max_ids` bound.
     dedupe_evicted: AtomicU64,
+    repartitioned_out: AtomicU64,
+    repartitioned_in: AtomicU64,
+    repartition_repeats: AtomicU64,
     /// Repeats dropped, by source (a handful of sources; updated once per batch).
     duplicates: RwLock<BTreeMap<String, u64>>,
     /// Per assigned partition; the map changes only on assignment changes, the counters
@@ -104,6 +107,13 @@ pub struct MetricsSnapshot {
     pub dedupe_ids: u64,
     /// Buckets of identities forgotten early because `[dedupe] max_ids` was reached.
     pub dedupe_evicted: u64,
+    /// Events forwarded to repartition topics (for aggregates and rules not grouped by
+    /// subject).
+    pub repartitioned_out: u64,
+    /// Forwarded events applied by the repartition stages.
+    pub repartitioned_in: u64,
+    /// Forwarded events written again after a crash of the events stage, and dropped.
+    pub repartition_repeats: u64,
 }
 
 impl Metrics {
@@ -144,6 +154,12 @@ impl Metrics {
         for (source, n) in by_source {
             *all.entry(source.clone()).or_default() += n;
         }
+    }
+
+    pub(crate) fn repartitioned(&self, out: u64, applied: u64, repeats: u64) {
+        self.repartitioned_out.fetch_add(out, Relaxed);
+        self.repartitioned_in.fetch_add(applied, Relaxed);
+        self.repartition_repeats.fetch_add(repeats, Relaxed);
     }
 
     pub(crate) fn seen(&self, remembered: u64, evicted: u64) {
@@ -255,6 +271,9 @@ impl Metrics {
             watermark_marks: self.watermark_marks.load(Relaxed),
             dedupe_ids: self.dedupe_ids.load(Relaxed),
             dedupe_evicted: self.dedupe_evicted.load(Relaxed),
+            repartitioned_out: self.repartitioned_out.load(Relaxed),
+            repartitioned_in: self.repartitioned_in.load(Relaxed),
+            repartition_repeats: self.repartition_repeats.load(Relaxed),
         }
     }
 }

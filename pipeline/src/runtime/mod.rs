@@ -20,6 +20,12 @@
 //! whatever the batch boundaries, the interleaving with other partitions, or where a
 //! crash cut the run.
 //!
+//! Groups keyed by anything but `subject` (ADR-020): the aggregates and rules that group by
+//! other keys, or by none, each run in a repartition stage on their own topic, fed by the
+//! events stage (see [`repartition`]). A processor runs its events stage and every
+//! repartition stage side by side, each a consumer-group member of its own input, with
+//! the same checkpointing scheme.
+//!
 //! Quiet partitions (ADR-012): a partition without events for `idle_timeout` whose
 //! operators wait on event time (a window to close, a held event or timer of a rule) gets
 //! a watermark mark appended by [`Processor::run`]: wall clock minus the allowed
@@ -34,6 +40,7 @@
 
 mod metrics;
 mod partition;
+mod repartition;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -52,10 +59,11 @@ use tracing::{Instrument, Span, debug, info, warn};
 
 pub use metrics::{Metrics, MetricsSnapshot, PartitionSnapshot};
 use partition::{PartitionState, Specs};
+use repartition::{From, Op, Rekeyed};
 
 use crate::checkpoint::CheckpointStore;
 use crate::expr::GroupKeyExpr;
-use crate::spec::{Aggregate, Dedupe, Rule, Watermark};
+use crate::spec::{Aggregate, Dedupe, Rule, Watermark, Window};
 use crate::{PipelineError, Result};
 
 /// The stage name late events carry in their `DeadLetter` record.
@@ -85,6 +93,9 @@ pub struct ProcessorConfig {
     pub late_topic: String,
     /// Where undecodable records go.
     pub dead_letter_topic: String,
+    /// Topic name prefix of the repartition topics, `<prefix><aggregate or rule name>`
+    /// (names are unique across both).
+    pub repartition_prefix: String,
     /// How often every partition's state is checkpointed (and on shutdown).
     pub checkpoint_interval: Duration,
     /// Records per poll.
@@ -113,6 +124,7 @@ impl ProcessorConfig {
             insights_topic: "helios.insights".into(),
             late_topic: "helios.late".into(),
             dead_letter_topic: "helios.dlq".into(),
+            repartition_prefix: "helios.repartition.".into(),
             checkpoint_interval: Duration::from_secs(5),
             max_batch: 4096,
             watermark,
@@ -145,36 +157,40 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// Refuses aggregates and rules whose groups would span input partitions (ADR-006):
-/// events are keyed, hence partitioned, by `subject`, so a group is confined to one
-/// partition exactly when its keys include the bare `subject` column.
-pub fn check_co_partitioned(aggregates: &[Aggregate], rules: &[Rule]) -> Result<()> {
-    let check = |kind: &'static str, name: &str, keys: &[GroupKeyExpr]| {
-        if keys
-            .iter()
-            .any(|k| crate::spec::is_subject(k.expr.source()))
-        {
-            Ok(())
+/// Whether a group keyed by `keys` stays on one partition of the events topic (which is
+/// keyed by subject): exactly when the keys include the bare `subject` column (ADR-006).
+fn co_partitioned(keys: &[GroupKeyExpr]) -> bool {
+    keys.iter()
+        .any(|k| crate::spec::is_subject(k.expr.source()))
+}
+
+/// Refuses what cannot be repartitioned exactly (ADR-020): aggregates not grouped by
+/// subject whose results would depend on the order partitions' records meet (session
+/// windows, early results). The spec checker reports the same with a position; this guards
+/// the processor's own callers.
+pub fn check_repartitionable(aggregates: &[Aggregate]) -> Result<()> {
+    for a in aggregates.iter().filter(|a| !co_partitioned(&a.group_by)) {
+        let why = if matches!(a.window, Window::Session { .. }) {
+            "session windows"
+        } else if a.emit_every.is_some() {
+            "early results (`emit_every`)"
         } else {
-            Err(PipelineError::NotCoPartitioned {
-                kind,
-                name: name.to_string(),
-                keys: if keys.is_empty() {
-                    "nothing (one global group)".to_string()
-                } else {
-                    keys.iter()
-                        .map(|k| format!("`{}`", k.expr.source()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            })
-        }
-    };
-    for a in aggregates {
-        check("aggregate", &a.name, &a.group_by)?;
-    }
-    for r in rules {
-        check("rule", &r.name, &r.per)?;
+            continue;
+        };
+        return Err(PipelineError::NotCoPartitioned {
+            kind: "aggregate",
+            name: a.name.clone(),
+            keys: if a.group_by.is_empty() {
+                "nothing (one global group)".to_string()
+            } else {
+                a.group_by
+                    .iter()
+                    .map(|k| format!("`{}`", k.expr.source()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            why,
+        });
     }
     Ok(())
 }
@@ -183,8 +199,11 @@ pub fn check_co_partitioned(aggregates: &[Aggregate], rules: &[Rule]) -> Result<
 #[derive(Debug)]
 pub struct Processor {
     config: ProcessorConfig,
+    /// Aggregates and rules grouped by subject: run by the events stage.
     aggregates: Vec<Arc<Aggregate>>,
     rules: Vec<Arc<Rule>>,
+    /// Aggregates and rules grouped by other keys: each in its own repartition stage.
+    rekeyed: Vec<Rekeyed>,
     log: Log,
     codecs: Codecs,
     /// Set when rules and insights run (their outputs need these codecs).
@@ -203,11 +222,16 @@ struct Outputs {
     dead: Vec<DeadLetter>,
     /// Repeats dropped, by source.
     duplicates: BTreeMap<String, u64>,
+    /// Records for each repartition topic the stage forwards to, in its order.
+    forwards: Vec<Vec<Record>>,
+    /// Forwarded events applied, and repeats of them dropped (repartition stages).
+    repartitioned: (u64, u64),
 }
 
 impl Processor {
     /// A processor for `aggregates` (windows only; see [`Processor::with_rules_and_insights`]);
-    /// refuses groupings that would span partitions.
+    /// those not grouped by subject run through repartition topics (refused when that
+    /// cannot be exact: see [`check_repartitionable`]).
     pub fn new(
         config: ProcessorConfig,
         aggregates: Vec<Aggregate>,
@@ -215,11 +239,23 @@ impl Processor {
         codecs: Codecs,
         checkpoints: CheckpointStore,
     ) -> Result<Self> {
-        check_co_partitioned(&aggregates, &[])?;
+        check_repartitionable(&aggregates)?;
+        let (aggregates, rekeyed): (Vec<_>, Vec<_>) = aggregates
+            .into_iter()
+            .map(Arc::new)
+            .partition(|a| co_partitioned(&a.group_by));
+        let rekeyed = rekeyed
+            .into_iter()
+            .map(|a| Rekeyed {
+                topic: format!("{}{}", config.repartition_prefix, a.name),
+                op: Op::Aggregate(a),
+            })
+            .collect();
         Ok(Processor {
             config,
-            aggregates: aggregates.into_iter().map(Arc::new).collect(),
+            aggregates,
             rules: Vec::new(),
+            rekeyed,
             log,
             codecs,
             derived: None,
@@ -230,25 +266,90 @@ impl Processor {
 
     /// Also runs `rules` (alerts to the alerts topic, their late events to the late topic)
     /// and the insight detectors over every aggregate's final results (insights to the
-    /// insights topic), in each partition next to the window operators. Refuses rules
-    /// whose keys would span partitions.
+    /// insights topic), in each partition next to the window operators; rules not keyed by
+    /// subject run through repartition topics.
     pub fn with_rules_and_insights(
         mut self,
         rules: Vec<Rule>,
         codecs: DerivedCodecs,
     ) -> Result<Self> {
-        check_co_partitioned(&[], &rules)?;
-        self.rules = rules.into_iter().map(Arc::new).collect();
+        for r in rules.into_iter().map(Arc::new) {
+            if co_partitioned(&r.per) {
+                self.rules.push(r);
+            } else {
+                self.rekeyed.push(Rekeyed {
+                    topic: format!("{}{}", self.config.repartition_prefix, r.name),
+                    op: Op::Rule(r),
+                });
+            }
+        }
         self.derived = Some(codecs);
         Ok(self)
     }
 
-    fn specs(&self) -> Specs<'_> {
+    /// The repartition topics this processor writes and reads.
+    pub fn repartition_topics(&self) -> Vec<String> {
+        self.rekeyed.iter().map(|r| r.topic.clone()).collect()
+    }
+
+    /// The stages this processor runs: the events stage, then one per repartition topic;
+    /// partition counts as the log has them now.
+    async fn stages(&self) -> Result<Vec<Stage>> {
+        let partitions = self.partitions(&self.config.events_topic).await?;
+        let mut forwards = Vec::with_capacity(self.rekeyed.len());
+        for r in &self.rekeyed {
+            forwards.push((r.clone(), self.partitions(&r.topic).await?));
+        }
+        let mut stages = vec![Stage {
+            topic: self.config.events_topic.clone(),
+            group: self.config.group.clone(),
+            aggregates: self.aggregates.clone(),
+            rules: self.rules.clone(),
+            forwards,
+            sources: None,
+        }];
+        for r in &self.rekeyed {
+            let (aggregates, rules) = match &r.op {
+                Op::Aggregate(a) => (vec![a.clone()], Vec::new()),
+                Op::Rule(rule) => (Vec::new(), vec![rule.clone()]),
+            };
+            stages.push(Stage {
+                topic: r.topic.clone(),
+                group: format!("{}.{}", self.config.group, r.topic),
+                aggregates,
+                rules,
+                forwards: Vec::new(),
+                sources: Some(partitions),
+            });
+        }
+        Ok(stages)
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<u32> {
+        let info = self
+            .log
+            .admin()
+            .describe_topic(topic)
+            .await
+            .map_err(|e| PipelineError::log(format!("describing {topic}"), e))?;
+        Ok(info.partitions.len() as u32)
+    }
+
+    fn specs<'a>(&self, stage: &'a Stage) -> Specs<'a> {
         Specs {
-            aggregates: &self.aggregates,
-            rules: &self.rules,
+            aggregates: &stage.aggregates,
+            rules: &stage.rules,
             insights: self.derived.is_some(),
-            dedupe: self.config.dedupe,
+            // A repartition stage's input is de-duplicated already, by the events stage.
+            dedupe: if stage.sources.is_some() {
+                Dedupe {
+                    horizon: Duration::ZERO,
+                    ..self.config.dedupe
+                }
+            } else {
+                self.config.dedupe
+            },
+            upstream: stage.sources.is_some(),
         }
     }
 
@@ -274,6 +375,9 @@ impl Processor {
             (&self.config.late_topic, n),
             (&self.config.dead_letter_topic, 1),
         ];
+        for r in &self.rekeyed {
+            topics.push((&r.topic, n));
+        }
         if self.derived.is_some() {
             topics.push((&self.config.alerts_topic, n));
             topics.push((&self.config.insights_topic, n));
@@ -289,9 +393,22 @@ impl Processor {
         Ok(())
     }
 
-    /// Runs until `stop` completes, then checkpoints every partition and returns.
+    /// Runs until `stop` completes, then checkpoints every partition and returns. The
+    /// events stage and each repartition stage run side by side.
     pub async fn run(self, stop: impl Future<Output = ()> + Send) -> Result<()> {
-        let mut runner = Runner::start(&self).await?;
+        use futures::FutureExt;
+        let stop = stop.shared();
+        let stages = self.stages().await?;
+        let loops = stages
+            .into_iter()
+            .map(|stage| self.run_stage(stage, stop.clone()));
+        futures::future::try_join_all(loops).await?;
+        info!(group = %self.config.group, "Processor stopped; state checkpointed.");
+        Ok(())
+    }
+
+    async fn run_stage(&self, stage: Stage, stop: impl Future<Output = ()>) -> Result<()> {
+        let mut runner = Runner::start(self, stage).await?;
         let mut stop = std::pin::pin!(stop);
         let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
         loop {
@@ -301,48 +418,58 @@ impl Processor {
                 b = runner.consumer.poll(self.config.max_batch, Duration::from_millis(200)) => b,
                 () = &mut stop => break,
             };
-            let batch = batch.map_err(|e| PipelineError::log("polling the events topic", e))?;
-            runner.step(&self, batch).await?;
-            runner.mark_quiet_partitions(&self).await?;
+            let batch = batch.map_err(|e| {
+                PipelineError::log(format!("polling {}", runner.stage.topic), e)
+            })?;
+            runner.step(self, batch).await?;
+            runner.mark_quiet_partitions(self).await?;
             if Instant::now() >= next_checkpoint {
-                runner.checkpoint(&self, false).await?;
+                runner.checkpoint(self, false).await?;
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
             }
         }
-        runner.checkpoint(&self, true).await?;
-        info!(group = %self.config.group, "Processor stopped; state checkpointed.");
-        Ok(())
+        runner.checkpoint(self, true).await
     }
 
     /// Runs until every assigned partition has been processed up to the end it had when
     /// the run started, checkpoints, and returns what was done (backtests, benchmarks,
-    /// tests).
+    /// tests). The repartition stages run after the events stage, to the end of what it
+    /// forwarded.
     pub async fn run_to_end(self) -> Result<RunSummary> {
         let started = Instant::now();
+        for stage in self.stages().await? {
+            self.run_stage_to_end(stage).await?;
+        }
+        Ok(RunSummary {
+            metrics: self.metrics.snapshot(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    async fn run_stage_to_end(&self, stage: Stage) -> Result<()> {
+        let topic = stage.topic.clone();
         let info = self
             .log
             .admin()
-            .describe_topic(&self.config.events_topic)
+            .describe_topic(&topic)
             .await
-            .map_err(|e| {
-                PipelineError::log(format!("describing {}", self.config.events_topic), e)
-            })?;
+            .map_err(|e| PipelineError::log(format!("describing {topic}"), e))?;
         let ends: BTreeMap<u32, u64> = info
             .partitions
             .iter()
             .map(|p| (p.partition, p.end_offset))
             .collect();
-        let mut runner = Runner::start(&self).await?;
+        let mut runner = Runner::start(self, stage).await?;
         let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
         loop {
             let batch = runner
                 .consumer
                 .poll(self.config.max_batch, Duration::from_millis(50))
                 .await
-                .map_err(|e| PipelineError::log("polling the events topic", e))?;
-            runner.step(&self, batch).await?;
+                .map_err(|e| PipelineError::log(format!("polling {topic}"), e))?;
+            runner.step(self, batch).await?;
             if Instant::now() >= next_checkpoint {
-                runner.checkpoint(&self, false).await?;
+                runner.checkpoint(self, false).await?;
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
             }
             let assigned = runner.consumer.assignment();
@@ -358,49 +485,66 @@ impl Processor {
                 break;
             }
         }
-        runner.checkpoint(&self, true).await?;
-        Ok(RunSummary {
-            metrics: self.metrics.snapshot(),
-            elapsed: started.elapsed(),
-        })
+        runner.end_of_input(self).await?;
+        runner.checkpoint(self, true).await
     }
 }
 
-/// The running part of a processor: its consumer and its partitions' state.
+/// One input of a processor: the events topic, or the repartition topic of one aggregate
+/// or rule.
+#[derive(Debug)]
+struct Stage {
+    topic: String,
+    /// Consumer group (the processor's own for the events stage).
+    group: String,
+    aggregates: Vec<Arc<Aggregate>>,
+    rules: Vec<Arc<Rule>>,
+    /// Events stage: where events of the aggregates and rules not grouped by subject
+    /// go, with each topic's partition count.
+    forwards: Vec<(Rekeyed, u32)>,
+    /// Repartition stage: the number of events partitions feeding it.
+    sources: Option<u32>,
+}
+
+/// The running part of a stage: its consumer and its partitions' state.
 struct Runner {
+    stage: Stage,
     consumer: Box<dyn LogConsumer>,
     partitions: BTreeMap<u32, PartitionState>,
     ooo_us: i64,
     /// The event being processed, decoded into the previous one's allocations.
     event: Event,
+    /// A forwarded record's key, built in place.
+    key: Vec<u8>,
 }
 
 impl Runner {
-    async fn start(p: &Processor) -> Result<Runner> {
+    async fn start(p: &Processor, stage: Stage) -> Result<Runner> {
         let consumer = p
             .log
             .consumer(
-                &[p.config.events_topic.as_str()],
-                ConsumerConfig::new(p.config.group.clone()),
+                &[stage.topic.as_str()],
+                ConsumerConfig::new(stage.group.clone()),
             )
             .await
             .map_err(|e| {
-                PipelineError::log(
-                    format!(
-                        "joining group {} on {}",
-                        p.config.group, p.config.events_topic
-                    ),
-                    e,
-                )
+                PipelineError::log(format!("joining group {} on {}", stage.group, stage.topic), e)
             })?;
         let w = p.config.watermark;
-        info!(group = %p.config.group, topic = %p.config.events_topic, aggregates = p.aggregates.len(), rules = p.rules.len(), insights = p.derived.is_some(), "Processor started.");
+        info!(group = %stage.group, topic = %stage.topic, aggregates = stage.aggregates.len(), rules = stage.rules.len(), repartitioned = stage.forwards.len(), insights = p.derived.is_some(), "Processor stage started.");
         Ok(Runner {
+            stage,
             consumer,
             partitions: BTreeMap::new(),
             ooo_us: i64::try_from(w.max_out_of_orderness.as_micros()).unwrap_or(i64::MAX),
             event: Event::default(),
+            key: Vec::new(),
         })
+    }
+
+    /// The events stage (not a repartition stage).
+    fn is_events(&self) -> bool {
+        self.stage.sources.is_none()
     }
 
     /// Brings the partition map in line with the assignment: restores newly assigned
@@ -411,7 +555,7 @@ impl Runner {
             .consumer
             .assignment()
             .into_iter()
-            .filter(|tp| *tp.topic == *p.config.events_topic)
+            .filter(|tp| *tp.topic == *self.stage.topic)
             .map(|tp| tp.partition)
             .collect();
         let revoked: Vec<u32> = self
@@ -422,8 +566,11 @@ impl Runner {
             .collect();
         for k in revoked {
             self.partitions.remove(&k);
-            p.metrics.forget_partition(k);
+            if self.is_events() {
+                p.metrics.forget_partition(k);
+            }
             info!(
+                topic = %self.stage.topic,
                 partition = k,
                 "Partition revoked; its state stays in its last checkpoint."
             );
@@ -434,18 +581,18 @@ impl Runner {
             if self.partitions.contains_key(&k) {
                 continue;
             }
-            let tp = TopicPartition::new(&p.config.events_topic, k);
+            let tp = TopicPartition::new(&self.stage.topic, k);
+            let specs = p.specs(&self.stage);
             let state = match p.checkpoints.load(&tp).await? {
                 Some(r) => {
-                    let s =
-                        PartitionState::restore(tp.clone(), p.specs(), r.offset, &r.payload, now)?;
+                    let s = PartitionState::restore(tp.clone(), specs, r.offset, &r.payload, now)?;
                     p.metrics.restored();
                     info!(partition = %tp, offset = r.offset, bytes = r.payload.len(), "Restored partition state from its checkpoint.");
                     s
                 }
                 None => {
                     info!(partition = %tp, "No checkpoint: processing the partition from its beginning.");
-                    PartitionState::new(tp.clone(), p.specs(), 0, now)
+                    PartitionState::new(tp.clone(), specs, 0, now)
                 }
             };
             let to = if state.next_offset == 0 {
@@ -481,6 +628,57 @@ impl Runner {
         std::hint::black_box(words);
     }
 
+    /// Forwards each partition's watermark, where it moved, to every partition of every
+    /// repartition topic (after the partition's forwarded events of this batch).
+    fn forward_watermarks(&mut self, out: &mut Outputs) {
+        if self.stage.forwards.is_empty() {
+            return;
+        }
+        for (&k, st) in &mut self.partitions {
+            let Some(w) = st.watermark(self.ooo_us) else {
+                continue;
+            };
+            if w <= st.forwarded {
+                continue;
+            }
+            st.forwarded = w;
+            for (i, (_, n)) in self.stage.forwards.iter().enumerate() {
+                out.forwards[i].extend((0..*n).map(|to| repartition::mark(k, to, w)));
+            }
+        }
+    }
+
+    /// At the end of a run's input ([`Processor::run_to_end`]): a partition of the events
+    /// stage that never had an event forwards the furthest watermark of the others,
+    /// since nothing more comes from it in this run, so the repartition stages can close
+    /// what the rest of the input closes.
+    async fn end_of_input(&mut self, p: &Processor) -> Result<()> {
+        if self.stage.forwards.is_empty() {
+            return Ok(());
+        }
+        let furthest = self
+            .partitions
+            .values()
+            .filter_map(|st| st.watermark(self.ooo_us))
+            .max();
+        let Some(furthest) = furthest else {
+            return Ok(());
+        };
+        let mut out = Outputs {
+            forwards: vec![Vec::new(); self.stage.forwards.len()],
+            ..Outputs::default()
+        };
+        for (&k, st) in &mut self.partitions {
+            if st.watermark(self.ooo_us).is_none() && st.forwarded < furthest {
+                st.forwarded = furthest;
+                for (i, (_, n)) in self.stage.forwards.iter().enumerate() {
+                    out.forwards[i].extend((0..*n).map(|to| repartition::mark(k, to, furthest)));
+                }
+            }
+        }
+        write_outputs(p, &self.stage, out, &[]).await
+    }
+
     /// Processes one polled batch and writes its outputs durably, inside a
     /// `pipeline.batch` span when traces are exported and the poll read something (an
     /// idle poll every 200 ms would only flood the traces).
@@ -490,8 +688,8 @@ impl Runner {
         }
         let span = tracing::info_span!(
             "pipeline.batch",
-            group = %p.config.group,
-            topic = %p.config.events_topic,
+            group = %self.stage.group,
+            topic = %self.stage.topic,
             records = batch.len(),
             events = tracing::field::Empty,
             offsets = tracing::field::Empty,
@@ -522,7 +720,10 @@ impl Runner {
         // Records of partitions just (re)assigned were read from wherever the consumer
         // stood; the seek to the checkpoint makes the next poll read them again.
         let fresh = self.sync_assignment(p).await?;
-        let mut out = Outputs::default();
+        let mut out = Outputs {
+            forwards: vec![Vec::new(); self.stage.forwards.len()],
+            ..Outputs::default()
+        };
         let mut events = 0u64;
         // Records per partition, indexed by partition number (a handful of partitions).
         let mut per_partition: Vec<u64> = Vec::new();
@@ -563,7 +764,18 @@ impl Runner {
                         .or_insert((rec.offset, rec.offset));
                     r.1 = rec.offset;
                 }
-                process_record(p, st, rec, self.ooo_us, started, &mut self.event, &mut out).await?;
+                let ctx = Ctx {
+                    p,
+                    stage: &self.stage,
+                    ooo_us: self.ooo_us,
+                    polled: started,
+                };
+                if self.stage.sources.is_some() {
+                    process_forwarded(&ctx, st, rec, &mut self.event, &mut out).await?;
+                } else {
+                    process_record(&ctx, st, rec, &mut self.event, &mut self.key, &mut out)
+                        .await?;
+                }
             }
         }
         for k in reseek {
@@ -576,13 +788,16 @@ impl Runner {
                 st.sought = true;
             }
         }
+        self.forward_watermarks(&mut out);
         // How far results lag: the furthest-behind partition that has a watermark.
         let merged = self
             .partitions
             .values()
             .filter_map(|st| st.watermark(self.ooo_us))
             .min();
-        if let Some(merged) = merged {
+        if let Some(merged) = merged
+            && self.is_events()
+        {
             p.metrics
                 .watermark_delay(wall_clock_us().saturating_sub(merged) / 1000);
         }
@@ -611,7 +826,22 @@ impl Runner {
             Vec::new()
         };
         let duplicates = std::mem::take(&mut out.duplicates);
-        write_outputs(p, out, &trace).await?;
+        let forwarded: u64 = out
+            .forwards
+            .iter()
+            .flatten()
+            .filter(|r| r.partition.is_none())
+            .count() as u64;
+        let (applied, repeats) = out.repartitioned;
+        write_outputs(p, &self.stage, out, &trace).await?;
+        p.metrics.repartitioned(forwarded, applied, repeats);
+        if !self.is_events() {
+            // The events stage reports identities, partitions and events in.
+            let latency = started.elapsed().as_micros() as u64;
+            p.metrics.batch(0, results, late, dead, latency);
+            p.metrics.derived(alerts, insights);
+            return Ok(());
+        }
         p.metrics.duplicates(&duplicates);
         let evicted: u64 = self
             .partitions
@@ -657,17 +887,31 @@ impl Runner {
     /// while one of its operators waits for a watermark the wall clock (minus the allowed
     /// out-of-orderness) has passed, unless a mark of ours is still on its way there.
     /// The mark moves the partition when it is read back (see the module docs).
+    ///
+    /// A partition whose events are also forwarded to repartition topics gets a mark at
+    /// most every `idle_timeout` while it is quiet (what waits there is in another stage),
+    /// so the repartition stages' watermark, the smallest of all partitions', moves on.
+    /// Repartition stages write no marks: their watermark comes from the events stage.
     async fn mark_quiet_partitions(&mut self, p: &Processor) -> Result<()> {
+        if !self.is_events() {
+            return Ok(());
+        }
         let now = Instant::now();
         let idle = p.config.watermark.idle_timeout;
         let watermark = wall_clock_us().saturating_sub(self.ooo_us);
+        let forwards = !self.stage.forwards.is_empty();
         let mut marks = Vec::new();
         for (&k, st) in &mut self.partitions {
             let quiet = now.saturating_duration_since(st.last_record) >= idle;
             let behind = st.watermark(self.ooo_us).is_none_or(|w| w < watermark);
-            let due = st.next_deadline().is_some_and(|d| d <= watermark);
+            let due = st.next_deadline().is_some_and(|d| d <= watermark)
+                || (forwards
+                    && st
+                        .last_mark
+                        .is_none_or(|t| now.saturating_duration_since(t) >= idle));
             if quiet && behind && due && !st.mark_pending {
                 st.mark_pending = true;
+                st.last_mark = Some(now);
                 marks.push(Record {
                     headers: watermark_mark::headers(watermark),
                     partition: Some(k),
@@ -725,50 +969,73 @@ impl Runner {
     }
 }
 
-/// Decodes one record into `event` (the previous record's, its allocations reused) and
-/// feeds it to its partition's operators. `polled` is when the batch was taken (idle
-/// detection: one clock read per batch, not per record).
-async fn process_record(
-    p: &Processor,
-    st: &mut PartitionState,
-    rec: &ConsumedRecord,
+/// What every record of a stage is processed with.
+struct Ctx<'a> {
+    p: &'a Processor,
+    stage: &'a Stage,
     ooo_us: i64,
+    /// When the batch was taken (idle detection: one clock read per batch, not per record).
     polled: Instant,
+}
+
+/// Decodes `rec` into `event` (the previous record's, its allocations reused); `false`
+/// when it is undecodable (then a dead letter).
+async fn decode(
+    p: &Processor,
+    rec: &ConsumedRecord,
     event: &mut Event,
     out: &mut Outputs,
+) -> Result<bool> {
+    if p.codecs.events.decode_into(&rec.value, event).is_ok() {
+        return Ok(true);
+    }
+    match p.codecs.events.decode_async(&rec.value).await {
+        Ok(e) => {
+            *event = e;
+            Ok(true)
+        }
+        Err(e) if e.retryable() => Err(PipelineError::Encode {
+            what: "an event (the schema registry is unavailable; retry)",
+            source: e,
+        }),
+        Err(e) => {
+            out.dead.push(dead_letter(
+                DECODE_STAGE,
+                &Pos::of(rec),
+                format!("undecodable event: {e}"),
+                None,
+            ));
+            Ok(false)
+        }
+    }
+}
+
+/// Feeds one record of the events stage to its partition's operators, and forwards it
+/// to the repartition topics whose operators want it.
+async fn process_record(
+    ctx: &Ctx<'_>,
+    st: &mut PartitionState,
+    rec: &ConsumedRecord,
+    event: &mut Event,
+    key: &mut Vec<u8>,
+    out: &mut Outputs,
 ) -> Result<()> {
+    let p = ctx.p;
     st.next_offset = rec.offset + 1;
     st.dirty = true;
     if let Some(mark) = watermark_mark::read(&rec.headers) {
         apply_mark(p, st, rec, mark, out);
         return Ok(());
     }
-    st.last_record = polled;
-    if p.codecs.events.decode_into(&rec.value, event).is_err() {
-        match p.codecs.events.decode_async(&rec.value).await {
-            Ok(e) => *event = e,
-            Err(e) if e.retryable() => {
-                return Err(PipelineError::Encode {
-                    what: "an event (the schema registry is unavailable; retry)",
-                    source: e,
-                });
-            }
-            Err(e) => {
-                out.dead.push(dead_letter(
-                    DECODE_STAGE,
-                    rec,
-                    format!("undecodable event: {e}"),
-                    None,
-                ));
-                return Ok(());
-            }
-        }
+    st.last_record = ctx.polled;
+    if !decode(p, rec, event, out).await? {
+        return Ok(());
     }
     let event = &*event;
     // Only accepted events reach the operators and the partition's watermark.
     if let Err(why) = helios_schemas::event_time::check(event, p.config.max_future) {
         out.dead
-            .push(dead_letter(FUTURE_STAGE, rec, why.to_string(), None));
+            .push(dead_letter(FUTURE_STAGE, &Pos::of(rec), why.to_string(), None));
         return Ok(());
     }
     // A producer's retry, a redelivery, a re-read record: applied once.
@@ -783,31 +1050,120 @@ async fn process_record(
         }
         return Ok(());
     }
+    if !ctx.stage.forwards.is_empty() {
+        // With the watermark it is judged late against, which is this partition's
+        // before the event (as for the operators here).
+        let w = st.watermark(ctx.ooo_us).unwrap_or(i64::MIN);
+        for (i, (r, _)) in ctx.stage.forwards.iter().enumerate() {
+            if r.op.wants(event) {
+                r.op.partition_key(event, key);
+                out.forwards[i].push(repartition::forward(key, rec, w));
+            }
+        }
+    }
+    feed(st, event, rec.offset, i64::MIN, &Pos::of(rec), out);
+    if event.time > st.max_event_time {
+        st.max_event_time = event.time;
+        advance(st, event.time.saturating_sub(ctx.ooo_us), out);
+    }
+    Ok(())
+}
+
+/// Feeds one record of a repartition stage: a forwarded event (applied once, judged late
+/// against its source partition's watermark) or a source partition's watermark (the
+/// operators move when every source partition has passed it).
+async fn process_forwarded(
+    ctx: &Ctx<'_>,
+    st: &mut PartitionState,
+    rec: &ConsumedRecord,
+    event: &mut Event,
+    out: &mut Outputs,
+) -> Result<()> {
+    st.next_offset = rec.offset + 1;
+    st.dirty = true;
+    let from = match repartition::read(rec) {
+        Ok(from) => from,
+        Err(why) => {
+            out.dead
+                .push(dead_letter(DECODE_STAGE, &Pos::of(rec), why, None));
+            return Ok(());
+        }
+    };
+    let upstream = st.upstream.get_or_insert_default();
+    match from {
+        From::Mark {
+            partition,
+            watermark,
+        } => {
+            upstream.mark(partition, watermark);
+            let sources = ctx.stage.sources.unwrap_or(0);
+            if let Some(w) = upstream.watermark(sources)
+                && w > st.mark
+            {
+                st.mark = w;
+                advance(st, w, out);
+            }
+        }
+        From::Event {
+            partition,
+            offset,
+            watermark,
+        } => {
+            if !upstream.admit(partition, offset) {
+                out.repartitioned.1 += 1;
+                return Ok(());
+            }
+            out.repartitioned.0 += 1;
+            st.last_record = ctx.polled;
+            if !decode(ctx.p, rec, event, out).await? {
+                return Ok(());
+            }
+            // A late event's dead letter names its place in the events topic, as it
+            // would without repartitioning.
+            let source = Pos {
+                topic: &ctx.p.config.events_topic,
+                partition,
+                offset,
+                ..Pos::of(rec)
+            };
+            let seq = From::seq(partition, offset);
+            feed(st, event, seq, watermark, &source, out);
+        }
+    }
+    Ok(())
+}
+
+/// Offers an accepted event to a partition's aggregates and rules; `seq` is its stable
+/// position (tie-breaks), `late_at` a watermark to judge it late against besides the
+/// operators' own, and `pos` the record its late dead letters name.
+fn feed(
+    st: &mut PartitionState,
+    event: &Event,
+    seq: u64,
+    late_at: i64,
+    pos: &Pos<'_>,
+    out: &mut Outputs,
+) {
     for op in &mut st.aggregates {
-        if let Err(late) = op.on_event(event, rec.offset) {
+        if let Err(late) = op.on_event_at(event, seq, late_at) {
             out.late.push(dead_letter(
                 LATE_STAGE,
-                rec,
+                pos,
                 format!("aggregate `{}`: {}", late.aggregate, late.reason),
                 Some(&late.aggregate),
             ));
         }
     }
     for op in &mut st.rules {
-        if let Err(late) = op.on_event(event, rec.offset) {
+        if let Err(late) = op.on_event_at(event, seq, late_at) {
             out.late.push(dead_letter(
                 LATE_STAGE,
-                rec,
+                pos,
                 format!("rule `{}`: {}", late.rule, late.reason),
                 Some(&format!("rule/{}", late.rule)),
             ));
         }
     }
-    if event.time > st.max_event_time {
-        st.max_event_time = event.time;
-        advance(st, event.time.saturating_sub(ooo_us), out);
-    }
-    Ok(())
 }
 
 /// Applies a watermark mark read at `rec`: moves the partition's operators to its
@@ -825,7 +1181,8 @@ fn apply_mark(
     let watermark = match mark {
         Ok(w) => w,
         Err(why) => {
-            out.dead.push(dead_letter(DECODE_STAGE, rec, why, None));
+            out.dead
+                .push(dead_letter(DECODE_STAGE, &Pos::of(rec), why, None));
             return;
         }
     };
@@ -834,7 +1191,8 @@ fn apply_mark(
         helios_schemas::event_time::check_times(watermark, logged, p.config.max_future)
     {
         let reason = format!("watermark mark: {why}");
-        out.dead.push(dead_letter(FUTURE_STAGE, rec, reason, None));
+        out.dead
+            .push(dead_letter(FUTURE_STAGE, &Pos::of(rec), reason, None));
         return;
     }
     if watermark > st.mark {
@@ -871,23 +1229,40 @@ fn advance(st: &mut PartitionState, watermark: i64, out: &mut Outputs) {
     }
 }
 
-/// A dead letter for `rec` with a deterministic id (stage, aggregate or `rule/<name>`,
-/// position) and time (the record's log timestamp), so a replay writes the same bytes.
-fn dead_letter(
-    stage: &str,
-    rec: &ConsumedRecord,
-    reason: String,
-    aggregate: Option<&str>,
-) -> DeadLetter {
+/// The log position a dead letter names, with the record's bytes and log time.
+struct Pos<'a> {
+    topic: &'a str,
+    partition: u32,
+    offset: u64,
+    value: &'a Bytes,
+    timestamp_ms: i64,
+}
+
+impl<'a> Pos<'a> {
+    fn of(rec: &'a ConsumedRecord) -> Self {
+        Pos {
+            topic: &rec.topic,
+            partition: rec.partition,
+            offset: rec.offset,
+            value: &rec.value,
+            timestamp_ms: rec.timestamp_ms,
+        }
+    }
+}
+
+/// A dead letter for the record at `pos` with a deterministic id (stage, aggregate or
+/// `rule/<name>`, position) and time (the record's log timestamp), so a replay writes the
+/// same bytes.
+fn dead_letter(stage: &str, pos: &Pos<'_>, reason: String, aggregate: Option<&str>) -> DeadLetter {
     DeadLetter {
-        id: DeadLetter::position_id(stage, aggregate, &rec.topic, rec.partition, rec.offset),
+        id: DeadLetter::position_id(stage, aggregate, pos.topic, pos.partition, pos.offset),
         stage: stage.to_string(),
         reason,
-        original: rec.value.to_vec(),
-        topic: Some(rec.topic.to_string()),
-        partition: i32::try_from(rec.partition).ok(),
-        offset: i64::try_from(rec.offset).ok(),
-        at: rec.timestamp_ms.saturating_mul(1000),
+        original: pos.value.to_vec(),
+        topic: Some(pos.topic.to_string()),
+        partition: i32::try_from(pos.partition).ok(),
+        offset: i64::try_from(pos.offset).ok(),
+        at: pos.timestamp_ms.saturating_mul(1000),
     }
 }
 
@@ -901,8 +1276,23 @@ fn output(id: &str, value: Bytes, trace: &[(String, Bytes)]) -> Record {
 
 /// Appends a batch's outputs and waits until they are durable; each record carries
 /// `trace`, the batch span's context (empty when traces are not exported).
-async fn write_outputs(p: &Processor, out: Outputs, trace: &[(String, Bytes)]) -> Result<()> {
+async fn write_outputs(
+    p: &Processor,
+    stage: &Stage,
+    out: Outputs,
+    trace: &[(String, Bytes)],
+) -> Result<()> {
     let (c, codecs) = (&p.config, &p.codecs);
+    let producer = p.log.producer();
+    // Forwards first: a repartition stage may read them as soon as they are there.
+    for ((r, _), records) in stage.forwards.iter().zip(out.forwards) {
+        if !records.is_empty() {
+            producer
+                .append(&r.topic, records)
+                .await
+                .map_err(|e| PipelineError::log(format!("appending to {}", r.topic), e))?;
+        }
+    }
     let mut batches = vec![(
         &c.aggregates_topic,
         encode_all(&out.results, "a window result", trace, |r| {
@@ -932,7 +1322,6 @@ async fn write_outputs(p: &Processor, out: Outputs, trace: &[(String, Bytes)]) -
         })?;
         batches.push((topic, records));
     }
-    let producer = p.log.producer();
     for (topic, records) in batches {
         if !records.is_empty() {
             producer

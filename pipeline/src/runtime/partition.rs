@@ -9,6 +9,7 @@ use helios_log::TopicPartition;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use super::repartition::UpstreamState;
 use crate::dedupe::{Seen, SeenState};
 use crate::ids::hash64;
 use crate::insights::{InsightOperator, InsightSettings};
@@ -29,15 +30,23 @@ pub(crate) struct PartitionState {
     pub insights: Vec<InsightOperator>,
     /// The identities applied here, when de-duplication is on.
     pub seen: Option<Seen>,
+    /// In a repartition stage: how far each events partition feeding it has come.
+    pub upstream: Option<UpstreamState>,
+    /// In the events stage: the watermark last forwarded to the repartition topics
+    /// (`i64::MIN` for none; not checkpointed: forwarding again is harmless).
+    pub forwarded: i64,
     /// Offset of the next record to process (the checkpoint's resume point).
     pub next_offset: u64,
     /// Largest event time processed here, µs.
     pub max_event_time: i64,
-    /// Largest watermark mark applied here since the start, µs (`i64::MIN` for none). Not
-    /// checkpointed: the operators keep their own watermarks.
+    /// Largest watermark mark applied here, µs (`i64::MIN` for none); in a repartition
+    /// stage, the watermark its sources agree on. Checkpointed: the watermark forwarded
+    /// to repartition stages must not step back after a restart.
     pub mark: i64,
     /// A mark this processor wrote has not been read back yet (no second one meanwhile).
     pub mark_pending: bool,
+    /// When this processor last wrote a mark here.
+    pub last_mark: Option<Instant>,
     /// Wall-clock time of the last event record (idle detection only; marks do not count).
     pub last_record: Instant,
     /// Just sought: the next record may legitimately be past `next_offset` (retention
@@ -50,6 +59,18 @@ pub(crate) struct PartitionState {
 /// The checkpoint payload of one partition, as read.
 #[derive(Debug, Deserialize)]
 struct Payload {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot>,
+    insights: Vec<InsightSnapshot>,
+    seen: Option<SeenState>,
+    upstream: Option<UpstreamState>,
+    mark: i64,
+}
+
+/// The payload written before repartitioning.
+#[derive(Debug, Deserialize)]
+struct PayloadV3 {
     max_event_time: i64,
     aggregates: Vec<OperatorState>,
     rules: Vec<RuleSnapshot>,
@@ -83,6 +104,8 @@ struct PayloadRef<'a> {
     rules: Vec<RuleSnapshot<&'a str, &'a RuleState>>,
     insights: Vec<InsightSnapshot<&'a str, &'a InsightOperator>>,
     seen: Option<&'a SeenState>,
+    upstream: Option<&'a UpstreamState>,
+    mark: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,6 +164,8 @@ pub(crate) struct Specs<'a> {
     pub insights: bool,
     /// Which repeats are dropped.
     pub dedupe: Dedupe,
+    /// A repartition stage: fed by the events stage, not by sources.
+    pub upstream: bool,
 }
 
 impl Specs<'_> {
@@ -182,10 +207,13 @@ impl PartitionState {
                 .collect(),
             insights: specs.new_insights(),
             seen: specs.seen(None),
+            upstream: specs.upstream.then(UpstreamState::default),
+            forwarded: i64::MIN,
             next_offset: start,
             max_event_time: i64::MIN,
             mark: i64::MIN,
             mark_pending: false,
+            last_mark: None,
             last_record: now,
             sought: true,
             dirty: false,
@@ -203,7 +231,17 @@ impl PartitionState {
     ) -> Result<Self> {
         let p: Payload = match postcard::from_bytes(payload) {
             Ok(p) => p,
-            Err(e) => match postcard::from_bytes::<PayloadV2>(payload) {
+            Err(e) => match postcard::from_bytes::<PayloadV3>(payload) {
+                Ok(old) => Payload {
+                    max_event_time: old.max_event_time,
+                    aggregates: old.aggregates,
+                    rules: old.rules,
+                    insights: old.insights,
+                    seen: old.seen,
+                    upstream: None,
+                    mark: i64::MIN,
+                },
+                Err(_) => match postcard::from_bytes::<PayloadV2>(payload) {
                 Ok(old) => {
                     warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
                     Payload {
@@ -212,6 +250,8 @@ impl PartitionState {
                         rules: old.rules,
                         insights: old.insights,
                         seen: None,
+                        upstream: None,
+                        mark: i64::MIN,
                     }
                 }
                 Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
@@ -223,6 +263,8 @@ impl PartitionState {
                             rules: Vec::new(),
                             insights: Vec::new(),
                             seen: None,
+                            upstream: None,
+                            mark: i64::MIN,
                         }
                     }
                     Err(_) => {
@@ -231,6 +273,7 @@ impl PartitionState {
                             reason: format!("cannot decode the state: {e}"),
                         });
                     }
+                },
                 },
             },
         };
@@ -298,10 +341,15 @@ impl PartitionState {
             rules,
             insights,
             seen: specs.seen(p.seen),
+            upstream: specs
+                .upstream
+                .then(|| p.upstream.unwrap_or_default()),
+            forwarded: i64::MIN,
             next_offset: offset,
             max_event_time: p.max_event_time,
-            mark: i64::MIN,
+            mark: p.mark,
             mark_pending: false,
+            last_mark: None,
             last_record: now,
             sought: true,
             dirty: false,
@@ -309,8 +357,12 @@ impl PartitionState {
     }
 
     /// The partition's watermark: its newest event time minus `ooo_us`, or the last mark
-    /// applied if that is further; `None` before either.
+    /// applied if that is further; `None` before either. In a repartition stage, the
+    /// watermark its sources agree on (the last one applied).
     pub fn watermark(&self, ooo_us: i64) -> Option<i64> {
+        if self.upstream.is_some() {
+            return (self.mark != i64::MIN).then_some(self.mark);
+        }
         let from_events =
             (self.max_event_time != i64::MIN).then(|| self.max_event_time.saturating_sub(ooo_us));
         from_events
@@ -361,6 +413,8 @@ impl PartitionState {
                 })
                 .collect(),
             seen: self.seen.as_ref().map(Seen::state),
+            upstream: self.upstream.as_ref(),
+            mark: self.mark,
         };
         postcard::to_allocvec(&p).map_err(|e| PipelineError::CheckpointState {
             partition: self.tp.to_string(),

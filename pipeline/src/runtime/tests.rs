@@ -1,35 +1,41 @@
-use super::check_co_partitioned;
+use super::check_repartitionable;
 use crate::spec::{Spec, parse};
 
 fn spec(text: &str) -> Spec<toml::Value> {
     parse::<toml::Value>(text, "test.toml", |_| Ok(())).expect("valid spec")
 }
 
-/// `group_by` keys -> whether the aggregate is accepted (its groups stay on one partition).
-fn check(keys: &str, accepted: bool) {
-    let s = spec(&format!(
-        "[[aggregate]]\nname = \"a\"\nwindow = {{ type = \"tumbling\", size = \"1m\" }}\n\
-         group_by = {keys}\nmeasures = {{ n = \"count(*)\" }}\n"
-    ));
-    let got = check_co_partitioned(&s.aggregates, &s.rules);
-    assert_eq!(got.is_ok(), accepted, "{keys}: {got:?}");
-    if let Err(e) = got {
-        let text = e.to_string();
-        assert!(
-            text.contains("aggregate `a`") && text.contains("Add `subject`"),
-            "{text}"
-        );
-    }
-}
-
+/// The processor's own guard behind the spec checker: what would depend on the order of
+/// repartitioned records is refused with the reason.
 #[test]
-fn only_groupings_that_include_the_subject_are_accepted() {
-    check(r#"["subject"]"#, true);
-    check(r#"["SUBJECT"]"#, true);
-    check(r#"["subject AS project", "kind"]"#, true);
-    check(r#"["kind", "attrs['branch'] AS branch", "subject"]"#, true);
-    // The refused groupings never get this far: the spec checker reports them with their
-    // position (spec::tests::groupings_without_the_subject_are_reported_at_their_keys).
+fn only_order_independent_aggregates_are_repartitioned() {
+    let aggregate = |keys: &str, window: &str| {
+        format!(
+            "[[aggregate]]\nname = \"a\"\nwindow = {window}\n\
+             group_by = {keys}\nmeasures = {{ n = \"count(*)\" }}\n"
+        )
+    };
+    let tumbling = r#"{ type = "tumbling", size = "1m" }"#;
+    for keys in [r#"["subject"]"#, r#"["kind"]"#, "[]"] {
+        let s = spec(&aggregate(keys, tumbling));
+        assert!(check_repartitionable(&s.aggregates).is_ok(), "{keys}");
+    }
+    let mut s = spec(&aggregate(r#"["kind"]"#, tumbling));
+    s.aggregates[0].window = crate::spec::Window::Session {
+        gap: std::time::Duration::from_secs(60),
+    };
+    let e = check_repartitionable(&s.aggregates).unwrap_err().to_string();
+    assert!(
+        e.contains("aggregate `a` groups by `kind`") && e.contains("session windows"),
+        "{e}"
+    );
+    s.aggregates[0].group_by.clear();
+    s.aggregates[0].window = crate::spec::Window::Tumbling {
+        size: std::time::Duration::from_secs(60),
+    };
+    s.aggregates[0].emit_every = Some(std::time::Duration::from_secs(5));
+    let e = check_repartitionable(&s.aggregates).unwrap_err().to_string();
+    assert!(e.contains("nothing (one global group)") && e.contains("emit_every"), "{e}");
 }
 
 mod replay {
@@ -217,6 +223,7 @@ within = "30s"
         config.insights_topic = format!("{name}.insights");
         config.late_topic = format!("{name}.late");
         config.dead_letter_topic = format!("{name}.dlq");
+        config.repartition_prefix = format!("{name}.repartition.");
         config.max_batch = 333;
         let p = Processor::new(
             config,
@@ -838,6 +845,183 @@ measures = { n = "count(*)" }
             assert_eq!(resumed, uninterrupted, "{out} differ after a restart");
         }
     }
+
+    const REKEYED: &str = r#"
+[watermark]
+max_out_of_orderness = "5s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "per_minute"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { n = "count(*)", total = "sum(value)" }
+
+[[aggregate]]
+name = "everything"
+window = { type = "tumbling", size = "1m" }
+measures = { n = "count(*)", total = "sum(value)", first_v = "first(value)", last_v = "last(value)" }
+
+[[aggregate]]
+name = "by_kind"
+where = "kind = 'ci.run'"
+window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["attrs['conclusion'] AS conclusion"]
+measures = { users = "count_distinct(attrs['user'])", n = "count(*)" }
+allowed_lateness = "30s"
+
+[[rule]]
+name = "failing_kind"
+type = "threshold"
+where = "attrs['conclusion'] = 'failure'"
+per = ["kind"]
+count = 3
+within = "2m"
+"#;
+
+    /// The final results of `topic`'s aggregate `name`, by result id (a repeat of a
+    /// result must be the same record).
+    async fn finals(log: &Log, topic: &str, name: &str) -> BTreeMap<String, WindowResult> {
+        let results = RecordCodec::<WindowResult>::new(2);
+        let mut out = BTreeMap::new();
+        for (_, v) in read_all(log, topic).await.into_values().flatten() {
+            let r = results.decode(&v).unwrap();
+            if r.aggregate == name && r.is_final {
+                if let Some(before) = out.get(&r.id) {
+                    assert_eq!(before, &r, "a result written twice differs");
+                }
+                out.insert(r.id.clone(), r);
+            }
+        }
+        out
+    }
+
+    /// Issue 15: aggregates and rules not grouped by subject run through repartition
+    /// topics. A global aggregate counts exactly what the per-subject one counts, summed
+    /// (the same events, late by the same rule); two runs write the same bytes; and a
+    /// crash of the events stage after it forwarded a batch but before its checkpoint
+    /// (simulated by deleting that checkpoint) forwards everything again, which the
+    /// repartition stages recognise and drop: the same results, nothing counted twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_by_any_key_count_every_event_once_through_repartition_topics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
+        let log = log.log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", 4))
+            .await
+            .unwrap();
+        script(&log, &EventCodec::new(1), 6_000).await;
+        for name in ["a", "b"] {
+            let ckpt = tmp.path().join(format!("ckpt-{name}"));
+            let p = processor(&log, &ckpt, name, REKEYED).await;
+            assert_eq!(
+                p.repartition_topics(),
+                [
+                    format!("{name}.repartition.everything"),
+                    format!("{name}.repartition.by_kind"),
+                    format!("{name}.repartition.failing_kind"),
+                ]
+            );
+            let m = p.run_to_end().await.unwrap().metrics;
+            assert!(m.repartitioned_out > 0 && m.repartitioned_in == m.repartitioned_out);
+            assert_eq!(m.repartition_repeats, 0);
+        }
+        for out in ["aggregates", "alerts", "late", "dlq"] {
+            let a = read_all(&log, &format!("a.{out}")).await;
+            let b = read_all(&log, &format!("b.{out}")).await;
+            assert_eq!(a, b, "{out} differ between two runs over the same log");
+        }
+
+        // The global count per minute is the per-subject counts summed, window by window.
+        let per_subject = finals(&log, "a.aggregates", "per_minute").await;
+        let global = finals(&log, "a.aggregates", "everything").await;
+        let mut summed: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
+        for r in per_subject.values() {
+            let s = summed.entry(r.window_start).or_default();
+            s.0 += r.count;
+            s.1 += r.measures["total"];
+        }
+        let global_by_start: BTreeMap<i64, (i64, f64)> = global
+            .values()
+            .map(|r| (r.window_start, (r.count, r.measures["total"])))
+            .collect();
+        assert!(global_by_start.len() > 15, "{}", global_by_start.len());
+        assert_eq!(
+            global_by_start.keys().collect::<Vec<_>>(),
+            summed.keys().collect::<Vec<_>>()
+        );
+        for (start, (n, total)) in &global_by_start {
+            let (want_n, want_total) = summed[start];
+            assert_eq!(*n, want_n, "window {start}");
+            assert!((total - want_total).abs() < 1e-6 * want_total.abs().max(1.0));
+        }
+        // Late for the global window exactly when late for the subject's: the same events,
+        // named by their place in the events topic.
+        let letters = RecordCodec::<DeadLetter>::new(3);
+        let mut late: BTreeMap<String, Vec<(Option<i32>, Option<i64>)>> = BTreeMap::new();
+        for (_, v) in read_all(&log, "a.late").await.into_values().flatten() {
+            let d = letters.decode(&v).unwrap();
+            let op = d.reason.split('`').nth(1).unwrap_or_default().to_string();
+            assert_eq!(d.topic.as_deref(), Some("helios.events"), "{}", d.id);
+            late.entry(op).or_default().push((d.partition, d.offset));
+        }
+        for v in late.values_mut() {
+            v.sort();
+        }
+        assert!(!late["per_minute"].is_empty());
+        assert_eq!(late["per_minute"], late["everything"]);
+        let fired = RecordCodec::<Alert>::new(4);
+        let rules: std::collections::BTreeSet<String> = read_all(&log, "a.alerts")
+            .await
+            .values()
+            .flatten()
+            .map(|(_, v)| fired.decode(v).unwrap().rule)
+            .collect();
+        assert!(rules.contains("failing_kind"), "{rules:?}");
+        let by_kind = finals(&log, "a.aggregates", "by_kind").await;
+        assert!(by_kind.values().any(|r| r.group["conclusion"] == "failure"));
+
+        // The crash: the events stage's checkpoints are lost, so it reads and forwards
+        // everything again; the repartition stages keep theirs.
+        let ckpt = tmp.path().join("ckpt-a");
+        let mut removed = 0;
+        for entry in std::fs::read_dir(ckpt.join("checkpoints/a")).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("helios.events-")
+            {
+                std::fs::remove_dir_all(path).unwrap();
+                removed += 1;
+            }
+        }
+        assert_eq!(removed, 4, "one checkpoint per events partition");
+        let before = read_all(&log, "a.aggregates").await;
+        let p = processor(&log, &ckpt, "a", REKEYED).await;
+        let m = p.run_to_end().await.unwrap().metrics;
+        assert!(m.repartitioned_out > 0);
+        assert_eq!(m.repartition_repeats, m.repartitioned_out, "{m:?}");
+        assert_eq!(m.repartitioned_in, 0, "nothing new reached the repartition stages");
+        assert_eq!(finals(&log, "a.aggregates", "everything").await, global);
+        assert_eq!(finals(&log, "a.aggregates", "by_kind").await, by_kind);
+        // Only the events stage wrote results again (the same ones); the repartition
+        // stages wrote nothing new.
+        let results = RecordCodec::<WindowResult>::new(2);
+        let after = read_all(&log, "a.aggregates").await;
+        let again: Vec<String> = after
+            .iter()
+            .flat_map(|(k, v)| v[before.get(k).map_or(0, Vec::len)..].iter())
+            .map(|(_, v)| results.decode(v).unwrap().aggregate)
+            .collect();
+        assert!(!again.is_empty());
+        assert!(
+            again.iter().all(|a| a == "per_minute"),
+            "only the events stage wrote again"
+        );
+    }
 }
 
 mod restore {
@@ -884,6 +1068,7 @@ within = "1m"
             rules: &rules,
             insights: true,
             dedupe: crate::spec::Dedupe::default(),
+            upstream: false,
         };
         let tp = TopicPartition::new("helios.events", 0);
         PartitionState::restore(tp, specs, 3, payload, Instant::now()).unwrap()
@@ -899,6 +1084,7 @@ within = "1m"
             rules: &rules,
             insights: true,
             dedupe: crate::spec::Dedupe::default(),
+            upstream: false,
         };
         let tp = TopicPartition::new("helios.events", 0);
         let mut st = PartitionState::new(tp, specs, 0, Instant::now());
@@ -957,6 +1143,7 @@ within = "1m"
                 horizon: std::time::Duration::ZERO,
                 ..crate::spec::Dedupe::default()
             },
+            upstream: false,
         };
         let mut st = PartitionState::new(tp, windows_only, 0, Instant::now());
         let e = Event {
@@ -968,6 +1155,15 @@ within = "1m"
         st.aggregates[0].on_event(&e, 0).unwrap();
         st.max_event_time = e.time;
         let payload = st.payload().unwrap();
+        // Before repartitioning the payload ended before the `upstream` option (`None`, a
+        // zero byte) and the mark (`i64::MIN`, ten bytes of zigzag varint).
+        let mark = postcard::to_allocvec(&i64::MIN).unwrap();
+        assert_eq!(mark.len(), 10);
+        assert_eq!(&payload[payload.len() - 11..], [&[0u8][..], &mark].concat());
+        let v3 = restore(SPEC, &payload[..payload.len() - 11]);
+        assert_eq!(v3.aggregates[0].open_windows(), 1);
+        assert_eq!((v3.max_event_time, v3.mark), (e.time, i64::MIN));
+        let payload = &payload[..payload.len() - 11];
         // Before de-duplication the payload ended before the `seen` option (`None`, a
         // zero byte here): restored with nothing remembered, everything else kept.
         assert_eq!(&payload[payload.len() - 3..], &[0, 0, 0]);

@@ -731,9 +731,9 @@ fn aggregate(
     };
     // Only for an otherwise valid aggregate: the grouping is judged on the keys it has.
     if c.count() == before
-        && let Some(keys) = &group_by
+        && let (Some(keys), Some(w), Some(every)) = (&group_by, &window, &emit_every)
     {
-        co_partitioned(c, "aggregate", &raw.name, &raw.group_by, keys);
+        repartitionable(c, &raw, keys, w, every.is_some());
     }
     if c.count() > before {
         return None;
@@ -750,45 +750,49 @@ fn aggregate(
     })
 }
 
-/// ADR-006: events are keyed, hence partitioned, by `subject`, so an aggregate's or rule's
-/// groups stay on one input partition only when its keys include the bare `subject`
-/// column. The processor refuses anything else at start
-/// (`runtime::check_co_partitioned`); this reports it with its position first.
-///
-/// Judged only for an otherwise valid aggregate or rule. The one place of this rule in
-/// the spec checker: delete this function, `is_subject` and the two calls (in
-/// `aggregate` and `rule`) when grouping by any key is supported.
-fn co_partitioned(
+/// ADR-020: an aggregate whose keys do not include the bare `subject` column runs through
+/// a repartition topic, where records of different events partitions meet in an order
+/// the log does not fix. Session windows (which merge by arrival) and early results
+/// (`emit_every`, a snapshot at arrival) would then depend on that order, so such an
+/// aggregate must keep `subject` among its keys. The processor refuses the same at start
+/// (`runtime::check_repartitionable`); this reports it with its position first.
+fn repartitionable(
     c: &mut Collector<'_>,
-    kind: &str,
-    name: &Spanned<String>,
-    written: &[Spanned<String>],
+    raw: &raw::Aggregate,
     keys: &[GroupKeyExpr],
+    window: &Window,
+    early: bool,
 ) {
     if keys.iter().any(|k| is_subject(k.expr.source())) {
         return;
     }
-    let field = if kind == "rule" { "per" } else { "group_by" };
-    let (span, grouped) = match written.first() {
-        Some(first) => (
-            first.span(),
-            keys.iter()
-                .map(|k| format!("`{}`", k.expr.source()))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        None => (name.span(), "nothing (one global group)".to_string()),
+    let grouped = if keys.is_empty() {
+        "nothing (one global group)".to_string()
+    } else {
+        keys.iter()
+            .map(|k| format!("`{}`", k.expr.source()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (span, what) = if matches!(window, Window::Session { .. }) {
+        (raw.window.span(), "a session window")
+    } else if let (true, Some(e)) = (early, &raw.emit_every) {
+        (e.span(), "early results (`emit_every`)")
+    } else {
+        return;
     };
     c.at(
         span,
         format!(
-            "{kind} `{}` groups by {grouped}, which does not include `subject`: events are \
-             partitioned by subject, so its groups would be split over partitions and counted in parts",
-            name.get_ref()
+            "aggregate `{}` groups by {grouped}, which does not include `subject`, and has {what}: \
+             repartitioned by its keys, its results would depend on the order in which events of \
+             different partitions arrive",
+            raw.name.get_ref()
         ),
-        Some(format!(
-            "add `subject` to its keys, e.g. {field} = [\"subject\", ...] (ADR-006)"
-        )),
+        Some(
+            "add `subject` to its group_by, or use a tumbling or hopping window without emit_every (ADR-020)"
+                .into(),
+        ),
     );
 }
 
@@ -1196,11 +1200,6 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
             None
         }
     };
-    if c.count() == before
-        && let Some(keys) = &per
-    {
-        co_partitioned(c, "rule", &raw.name, &raw.per, keys);
-    }
     if c.count() > before {
         return None;
     }

@@ -383,44 +383,50 @@ fn problems(text: &str) -> Vec<(usize, usize, String)> {
 }
 
 #[test]
-fn groupings_without_the_subject_are_reported_at_their_keys() {
-    let aggregate = |keys: &str| {
+fn any_grouping_is_accepted_but_order_dependent_ones_only_with_the_subject() {
+    let aggregate = |keys: &str, window: &str, extra: &str| {
         format!(
-            "[[aggregate]]\nname = \"a\"\nwindow = {{ type = \"tumbling\", size = \"1m\" }}\n\
-             group_by = {keys}\nmeasures = {{ n = \"count(*)\" }}\n"
+            "[[aggregate]]\nname = \"a\"\nwindow = {window}\n\
+             group_by = {keys}\nmeasures = {{ n = \"count(*)\" }}\n{extra}"
         )
     };
+    let tumbling = r#"{ type = "tumbling", size = "1m" }"#;
+    let hopping = r#"{ type = "hopping", size = "10m", slide = "1m" }"#;
+    let session = r#"{ type = "session", gap = "5m" }"#;
+    // Any keys, or none (one global group), with tumbling and hopping windows: those not
+    // keyed by subject run through a repartition topic (ADR-020).
     for keys in [
         r#"["subject"]"#,
         r#"["SUBJECT"]"#,
         r#"["subject AS project", "kind"]"#,
-        r#"["kind", "attrs['branch'] AS branch", "subject"]"#,
+        r#"["kind"]"#,
+        r#"["attrs['branch'] AS branch"]"#,
+        r#"["lower(subject) AS project"]"#,
+        "[]",
     ] {
-        assert_eq!(problems(&aggregate(keys)), [], "{keys}");
+        for window in [tumbling, hopping] {
+            assert_eq!(problems(&aggregate(keys, window, "")), [], "{keys} {window}");
+        }
     }
-    for (keys, column) in [
-        (r#"["kind"]"#, 13),
-        (r#"["lower(subject) AS project"]"#, 13),
-        (r#"["attrs['subject'] AS subject"]"#, 13),
-    ] {
-        let got = problems(&aggregate(keys));
-        assert_eq!(got.len(), 1, "{keys}: {got:?}");
-        assert_eq!((got[0].0, got[0].1), (4, column), "{keys}: {got:?}");
-        assert!(
-            got[0].2.contains("aggregate `a` groups by")
-                && got[0].2.contains("does not include `subject`"),
-            "{got:?}"
-        );
-    }
-    // No keys at all: one global group, reported at the name.
-    let got = problems(&aggregate("[]"));
-    assert_eq!((got[0].0, got[0].1), (2, 8), "{got:?}");
-    assert!(got[0].2.contains("nothing (one global group)"), "{got:?}");
-    // A rule's `per` likewise.
+    // Session windows and early results stay with the subject among the keys.
+    assert_eq!(problems(&aggregate(r#"["subject", "kind"]"#, session, "")), []);
+    let every = "emit_every = \"10s\"\n";
+    assert_eq!(problems(&aggregate(r#"["subject"]"#, tumbling, every)), []);
+    let got = problems(&aggregate(r#"["kind"]"#, session, ""));
+    assert_eq!((got.len(), got[0].0, got[0].1), (1, 3, 10), "{got:?}");
+    assert!(
+        got[0].2.contains("groups by `kind`, which does not include `subject`, and has a session window"),
+        "{got:?}"
+    );
+    let got = problems(&aggregate("[]", tumbling, every));
+    assert_eq!((got.len(), got[0].0, got[0].1), (1, 6, 14), "{got:?}");
+    assert!(
+        got[0].2.contains("nothing (one global group)") && got[0].2.contains("emit_every"),
+        "{got:?}"
+    );
+    // A rule may group by anything.
     let rule = "[[rule]]\nname = \"r\"\ntype = \"threshold\"\nwhere = \"kind = 'x'\"\nper = [\"kind\"]\ncount = 2\nwithin = \"1h\"\n";
-    let got = problems(rule);
-    assert_eq!((got[0].0, got[0].1), (5, 8), "{got:?}");
-    assert!(got[0].2.contains("rule `r` groups by `kind`"), "{got:?}");
+    assert_eq!(problems(rule), []);
 }
 
 #[test]

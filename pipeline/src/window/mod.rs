@@ -297,6 +297,15 @@ impl WindowedAggregate {
     /// Adds one event. `seq` is its arrival position (for first/last ties). Returns `Err`
     /// when the event matched but every window it belongs to has closed.
     pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), Late> {
+        self.on_event_at(event, seq, self.watermark)
+    }
+
+    /// [`Self::on_event`] with the event judged late against `watermark` (or the
+    /// operator's own, if further): a repartitioned event carries the watermark of the
+    /// partition it came from, so it joins exactly the windows it would have joined
+    /// there, whatever other partitions' records arrived in between.
+    pub fn on_event_at(&mut self, event: &Event, seq: u64, watermark: i64) -> Result<(), Late> {
+        let watermark = watermark.max(self.watermark);
         if let Some(cond) = &self.spec.condition
             && !cond.matches(event)
         {
@@ -326,13 +335,13 @@ impl WindowedAggregate {
             &heap
         };
         let t = event.time;
-        let closed_before = self.watermark.saturating_sub(self.lateness_us);
+        let closed_before = watermark.saturating_sub(self.lateness_us);
         let outcome = match spec.window {
             Window::Tumbling { size } => {
                 let size = micros(size);
                 let start = t.div_euclid(size) * size;
                 if start + size <= closed_before {
-                    Err(self.late(t))
+                    Err(self.late(t, watermark))
                 } else {
                     let ends = &mut self.ends;
                     with_group(&mut self.groups, &key, |group| {
@@ -355,7 +364,7 @@ impl WindowedAggregate {
                     start += slide;
                 }
                 if start > last_start {
-                    Err(self.late(t))
+                    Err(self.late(t, watermark))
                 } else {
                     // One key lookup for all of the event's windows.
                     let ends = &mut self.ends;
@@ -395,7 +404,7 @@ impl WindowedAggregate {
             .get(key)
             .is_some_and(|g| g.iter().any(|(e, st)| touches(*e, st)));
         if !any && hi <= closed_before {
-            return Err(self.late(t));
+            return Err(self.late(t, closed_before.saturating_add(self.lateness_us)));
         }
         let spec = self.spec.clone();
         let group = group_of(&mut self.groups, key);
@@ -452,12 +461,12 @@ impl WindowedAggregate {
         Ok(())
     }
 
-    fn late(&self, t: i64) -> Late {
+    fn late(&self, t: i64, watermark: i64) -> Late {
         Late {
             aggregate: self.spec.name.clone(),
             reason: format!(
-                "event time {t} is behind the watermark {} by more than the allowed lateness of {:?}: its window is closed",
-                self.watermark, self.spec.allowed_lateness
+                "event time {t} is behind the watermark {watermark} by more than the allowed lateness of {:?}: its window is closed",
+                self.spec.allowed_lateness
             ),
         }
     }

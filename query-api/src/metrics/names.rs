@@ -134,6 +134,20 @@ pub const PIPELINE_DEDUPE_EVICTED: Family = Family {
     help: "Buckets of identities forgotten before their horizon because [dedupe] max_ids was reached; repeats of those events are no longer recognised.",
 };
 
+pub const PIPELINE_REPARTITIONED: Family = Family {
+    name: "helios_pipeline_repartitioned_total",
+    kind: Kind::Counter,
+    labels: &["direction"],
+    help: "Events forwarded to repartition topics (direction=\"out\") for aggregates and rules not grouped by subject, and applied from them (direction=\"in\").",
+};
+
+pub const PIPELINE_REPARTITION_REPEATS: Family = Family {
+    name: "helios_pipeline_repartition_repeats_total",
+    kind: Kind::Counter,
+    labels: &[],
+    help: "Forwarded events written again to a repartition topic after a restart of the events stage, recognised by their source position and dropped.",
+};
+
 pub const PIPELINE_CHECKPOINT_BYTES: Family = Family {
     name: "helios_pipeline_checkpoint_bytes",
     kind: Kind::Gauge,
@@ -286,6 +300,8 @@ pub const ALL: &[&Family] = &[
     &PIPELINE_DUPLICATES,
     &PIPELINE_DEDUPE_IDENTITIES,
     &PIPELINE_DEDUPE_EVICTED,
+    &PIPELINE_REPARTITIONED,
+    &PIPELINE_REPARTITION_REPEATS,
     &PIPELINE_CHECKPOINT_BYTES,
     &PIPELINE_CHECKPOINT_DURATION,
     &CONSUMER_LAG,
