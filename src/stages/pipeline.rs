@@ -1,5 +1,6 @@
 //! The pipeline stage: the processor over `helios.events` with the spec's aggregates and
-//! rules, its output schemas registered, its checkpoints in a shared directory. `helios
+//! rules (those not grouped by subject through `helios.repartition.<name>`), its output
+//! schemas registered, its checkpoints in a shared directory. `helios
 //! up` and `helios run pipeline` both start it with [`start_pipeline`].
 
 use std::path::{Path, PathBuf};
@@ -144,6 +145,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         &mut config.insights_topic,
         &mut config.late_topic,
         &mut config.dead_letter_topic,
+        &mut config.repartition_prefix,
     ] {
         *topic = setup.topics.name(topic);
     }

@@ -1,5 +1,6 @@
 //! Integration tests of the `helios` binary end to end, as one test binary: one link per crate instead of one per
 //! file keeps the test build within a 2-core machine (issue 16). Each file is a module.
+mod any_key;
 mod api_keys;
 mod architecture;
 mod backtest;

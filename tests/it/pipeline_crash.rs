@@ -48,7 +48,7 @@ const SUBJECTS: usize = 8;
 const BATCH: usize = 50;
 const BATCHES: usize = 40;
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     // 2026-01-01T00:01:00Z + ms (ms > -60 s), RFC 3339 with milliseconds.
     let base = 1_767_225_660_000i64 + ms;
     let secs = base / 1000;
@@ -89,7 +89,7 @@ fn flush() -> serde_json::Value {
     )
 }
 
-async fn post(client: &reqwest::Client, server: &Helios, body: &serde_json::Value) -> bool {
+pub(crate) async fn post(client: &reqwest::Client, server: &Helios, body: &serde_json::Value) -> bool {
     matches!(
         client
             .post(server.url("/v1/events"))
@@ -104,7 +104,7 @@ async fn post(client: &reqwest::Client, server: &Helios, body: &serde_json::Valu
 
 /// Final results in `helios.aggregates` by id: the highest version of each, and every
 /// record seen (id, version) -> bytes, checking repeats are identical.
-async fn finals(data: &Path) -> BTreeMap<String, WindowResult> {
+pub(crate) async fn finals(data: &Path) -> BTreeMap<String, WindowResult> {
     let log = EmbeddedLog::open_read_only(data.join("log")).unwrap().log();
     let registry = Arc::new(Registry::open_read_only(&data.join("registry")).unwrap());
     let codec = RecordCodec::<WindowResult>::with_source(0, registry);
@@ -136,7 +136,7 @@ async fn finals(data: &Path) -> BTreeMap<String, WindowResult> {
 
 /// Alerts in `helios.alerts` deduplicated as the alerts table does: one record per alert
 /// id and state (firing, resolved), checking that repeats are identical.
-async fn alerts(data: &Path) -> BTreeMap<(String, bool), Alert> {
+pub(crate) async fn alerts(data: &Path) -> BTreeMap<(String, bool), Alert> {
     let log = EmbeddedLog::open_read_only(data.join("log")).unwrap().log();
     let registry = Arc::new(Registry::open_read_only(&data.join("registry")).unwrap());
     let codec = RecordCodec::<Alert>::with_source(0, registry);

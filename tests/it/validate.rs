@@ -75,22 +75,16 @@ fn validate_reports_every_problem_and_up_refuses_to_start() {
 /// line:column of the problem, the message).
 const STARTUP_CHECKS: &[(&str, &str, &str, &str)] = &[
     (
-        "pipeline::runtime::check_co_partitioned (Processor::new), ADR-006",
-        "[[aggregate]]\nname = \"per_kind\"\nwindow = { type = \"tumbling\", size = \"1m\" }\ngroup_by = [\"kind\"]\nmeasures = { n = \"count(*)\" }\n",
-        "4:13",
-        "aggregate `per_kind` groups by `kind`, which does not include `subject`",
+        "pipeline::runtime::check_repartitionable (a session window not keyed by subject), ADR-020",
+        "[[aggregate]]\nname = \"per_kind\"\nwindow = { type = \"session\", gap = \"5m\" }\ngroup_by = [\"kind\"]\nmeasures = { n = \"count(*)\" }\n",
+        "3:10",
+        "aggregate `per_kind` groups by `kind`, which does not include `subject`, and has a session window",
     ),
     (
-        "pipeline::runtime::check_co_partitioned (a global aggregate)",
-        "[[aggregate]]\nname = \"everything\"\nwindow = { type = \"tumbling\", size = \"1m\" }\nmeasures = { n = \"count(*)\" }\n",
-        "2:8",
-        "groups by nothing (one global group)",
-    ),
-    (
-        "pipeline::runtime::check_co_partitioned (Processor::with_rules_and_insights)",
-        "[[rule]]\nname = \"by_kind\"\ntype = \"threshold\"\nwhere = \"kind = 'x'\"\nper = [\"kind\"]\ncount = 3\nwithin = \"1h\"\n",
-        "5:8",
-        "rule `by_kind` groups by `kind`",
+        "pipeline::runtime::check_repartitionable (early results of a global aggregate)",
+        "[[aggregate]]\nname = \"everything\"\nwindow = { type = \"tumbling\", size = \"1m\" }\nmeasures = { n = \"count(*)\" }\nemit_every = \"10s\"\n",
+        "5:14",
+        "groups by nothing (one global group), which does not include `subject`, and has early results",
     ),
     (
         "sinks::StoreSpec::validate: identifiers of at most 64 bytes",

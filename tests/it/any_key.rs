@@ -1,0 +1,277 @@
+//! Issue 15, done-when 1 on the embedded log: aggregates and a rule grouped by anything
+//! but the subject (a branch attribute, nothing at all, the event kind) run through
+//! repartition topics, and give exactly what a batch computation over the unique events
+//! gives, although `helios up` is SIGKILLed while batches are in flight and the client
+//! resends every batch it has no `202` for, and one in five on purpose. (The same on Kafka
+//! with two pipeline processes: `scale_out.rs`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::json;
+
+use crate::common::Helios;
+use crate::pipeline_crash::{alerts, finals, post, time};
+
+const SPEC: &str = r#"
+[[source]]
+name = "ingest"
+type = "http"
+
+[watermark]
+max_out_of_orderness = "1s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "by_branch"
+window = { type = "tumbling", size = "1s" }
+group_by = ["attrs['branch'] AS branch"]
+measures = { n = "count(*)", total = "sum(value)" }
+
+[[aggregate]]
+name = "everything"
+where = "kind <> 'test.flush'"
+window = { type = "tumbling", size = "1s" }
+measures = { n = "count(*)" }
+
+[[rule]]
+name = "hot_kind"
+type = "threshold"
+where = "value >= 70"
+per = ["kind"]
+count = 3
+within = "1s"
+"#;
+
+/// Twelve subjects: every one of the four partitions holds some.
+const SUBJECTS: usize = 12;
+const BATCH: usize = 50;
+const BATCHES: usize = 40;
+/// 2026-01-01T00:01:00Z, µs (`pipeline_crash::time`'s origin).
+const ORIGIN_US: i64 = 1_767_225_660_000_000;
+
+/// Event `s`: 20 ms apart, slightly out of order, on one of three branches and two kinds;
+/// values run 0..96, so every 97 events a burst of matches makes each kind fire.
+fn event(s: usize) -> (i64, String, String, f64) {
+    let ms = s as i64 * 20 - (s as i64 % 7) * 30;
+    let branch = ["main", "dev", "feature-x"][s % 3].to_string();
+    let kind = ["test.build", "test.deploy"][(s / 3) % 2].to_string();
+    (ms, branch, kind, (s % 97) as f64)
+}
+
+fn batch(b: usize) -> serde_json::Value {
+    json!(
+        (b * BATCH..(b + 1) * BATCH)
+            .map(|s| {
+                let (ms, branch, kind, value) = event(s);
+                json!({"specversion": "1.0", "id": format!("e{s}"), "source": "any-key-test",
+                       "type": kind, "subject": format!("subject-{}", s % SUBJECTS),
+                       "time": time(ms), "branch": branch, "value": value.to_string()})
+            })
+            .collect::<Vec<_>>()
+    )
+}
+
+/// One event per subject an hour later: every partition's watermark passes the stream.
+fn flush() -> serde_json::Value {
+    json!(
+        (0..SUBJECTS)
+            .map(|i| json!({"specversion": "1.0", "id": format!("flush{i}"), "source": "any-key-test",
+                            "type": "test.flush", "subject": format!("subject-{i}"),
+                            "time": time(3_600_000)}))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// The threshold alerts a batch computation gives, per key: fire at the match that brings
+/// the matches in (t − W, t] to `n`, resolve at the first moment fewer than `n` are left.
+/// `matches`: key -> match times (µs). Returns (key, since, resolved at).
+pub(crate) fn threshold_alerts(
+    matches: &BTreeMap<String, Vec<i64>>,
+    n: usize,
+    w: i64,
+) -> BTreeSet<(String, i64, Option<i64>)> {
+    let mut out = BTreeSet::new();
+    for (key, times) in matches {
+        let mut times = times.clone();
+        times.sort_unstable();
+        // The count only rises at a match and only falls when one ages out (t + W).
+        let mut moments: Vec<i64> = times.iter().flat_map(|&t| [t, t + w]).collect();
+        moments.sort_unstable();
+        moments.dedup();
+        let mut firing: Option<i64> = None;
+        for tau in moments {
+            let count = times.iter().filter(|&&t| tau - w < t && t <= tau).count();
+            match firing {
+                None if count >= n => firing = Some(tau),
+                Some(since) if count < n => {
+                    out.insert((key.clone(), since, Some(tau)));
+                    firing = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(since) = firing {
+            out.insert((key.clone(), since, None));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn groups_by_branch_globally_and_by_kind_count_once_under_sigkill_and_resends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let spec = dir.join("helios.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let args = [
+        "--spec",
+        spec.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let client = crate::common::http();
+    let mut server = Helios::up(&data, &args).await;
+    let mut rng = rand::rng();
+    let mut kills: Vec<usize> = (0..4).map(|_| rng.random_range(1..BATCHES)).collect();
+    kills.sort_unstable();
+    kills.dedup();
+    for b in 0..BATCHES {
+        let body = batch(b);
+        let mut acked = if kills.contains(&b) {
+            // Kill while this batch is in flight: it may or may not have been accepted.
+            let (c, url, key, sent) = (
+                client.clone(),
+                server.url("/v1/events"),
+                server.key.clone(),
+                body.clone(),
+            );
+            let inflight = tokio::spawn(async move {
+                matches!(
+                    c.post(url)
+                        .bearer_auth(key)
+                        .header("content-type", "application/cloudevents-batch+json")
+                        .body(serde_json::to_vec(&sent).unwrap())
+                        .send()
+                        .await,
+                    Ok(r) if r.status() == 202
+                )
+            });
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+            server.kill();
+            let acked = inflight.await.unwrap();
+            server = Helios::up(&data, &args).await;
+            acked
+        } else {
+            post(&client, &server, &body).await
+        };
+        while !acked {
+            acked = post(&client, &server, &body).await;
+        }
+        if b % 5 == 3 {
+            assert!(post(&client, &server, &body).await, "batch {b} refused");
+        }
+    }
+    assert!(post(&client, &server, &flush()).await);
+
+    // The batch computation over the unique events.
+    let total = BATCHES * BATCH;
+    let window = |ms: i64| (ORIGIN_US + ms * 1000).div_euclid(1_000_000) * 1_000_000;
+    let mut by_branch: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
+    let mut everything: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut hot: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for s in 0..total {
+        let (ms, branch, kind, value) = event(s);
+        let slot = by_branch.entry((branch, window(ms))).or_default();
+        slot.0 += 1;
+        slot.1 += value;
+        *everything.entry(window(ms)).or_default() += 1;
+        if value >= 70.0 {
+            hot.entry(kind).or_default().push(ORIGIN_US + ms * 1000);
+        }
+    }
+    let want_alerts = threshold_alerts(&hot, 3, 1_000_000);
+    assert!(want_alerts.len() >= 20, "{want_alerts:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let results = loop {
+        let results = finals(&data).await;
+        let counted: i64 = results
+            .values()
+            .filter(|w| w.aggregate == "everything")
+            .map(|w| w.count)
+            .sum();
+        assert!(
+            counted <= total as i64,
+            "counted {counted} of {total} unique events: repeats were counted (kills {kills:?})"
+        );
+        if counted == total as i64 {
+            break results;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {counted} of {total} events counted; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let got_everything: BTreeMap<i64, i64> = results
+        .values()
+        .filter(|w| w.aggregate == "everything")
+        .map(|w| (w.window_start, w.count))
+        .collect();
+    assert_eq!(got_everything, everything, "kills {kills:?}");
+    let got_branch: BTreeMap<(String, i64), (i64, f64)> = results
+        .values()
+        .filter(|w| w.aggregate == "by_branch")
+        .map(|w| {
+            (
+                (w.group["branch"].clone(), w.window_start),
+                (w.count, w.measures["total"]),
+            )
+        })
+        .collect();
+    assert_eq!(got_branch, by_branch, "kills {kills:?}");
+
+    // The rule's alerts: the same moment the batch computation gives, each once. The
+    // last ones resolve in the same step as the last windows close; wait for them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: BTreeSet<(String, i64, Option<i64>)> = {
+            let all = alerts(&data).await;
+            let resolved: BTreeMap<String, i64> = all
+                .iter()
+                .filter(|((_, r), _)| *r)
+                .map(|((id, _), a)| (id.clone(), a.at))
+                .collect();
+            all.iter()
+                .filter(|((_, r), _)| !r)
+                .map(|((id, _), a)| {
+                    assert_eq!(a.rule, "hot_kind");
+                    (a.group["kind"].clone(), a.since, resolved.get(id).copied())
+                })
+                .collect()
+        };
+        if got == want_alerts {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alerts differ from the batch computation (kills {kills:?}):\n\
+             missing {:?}\nextra {:?}",
+            want_alerts.difference(&got).take(5).collect::<Vec<_>>(),
+            got.difference(&want_alerts).take(5).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The forwarding is visible to an operator.
+    let metrics = server.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("helios_pipeline_repartitioned_total{direction=\"out\"}"),
+        "{metrics}"
+    );
+    server.stop();
+}
