@@ -267,6 +267,34 @@ async fn groups_by_branch_globally_and_by_kind_count_once_under_sigkill_and_rese
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The store holds them as the API reads them: a global aggregate is a table without
+    // key columns.
+    let per_branch: BTreeMap<String, i64> =
+        by_branch
+            .iter()
+            .fold(BTreeMap::new(), |mut m, ((branch, _), (n, _))| {
+                *m.entry(branch.clone()).or_default() += n;
+                m
+            });
+    let want = json!([[everything.len(), total, per_branch["dev"], per_branch["feature-x"], per_branch["main"]]]);
+    let sql = "SELECT (SELECT count(*) FROM agg_everything WHERE \"final\" = 1) AS windows, \
+               (SELECT sum(\"count\") FROM agg_everything WHERE \"final\" = 1) AS events, \
+               (SELECT sum(\"count\") FROM agg_by_branch WHERE \"final\" = 1 AND branch = 'dev') AS dev, \
+               (SELECT sum(\"count\") FROM agg_by_branch WHERE \"final\" = 1 AND branch = 'feature-x') AS fx, \
+               (SELECT sum(\"count\") FROM agg_by_branch WHERE \"final\" = 1 AND branch = 'main') AS main";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = server.post("/v1/sql").json(&json!({ "sql": sql })).send().await.unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body["rows"] == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store holds {body}, want {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The forwarding is visible to an operator.
     let metrics = server.get("/metrics").send().await.unwrap().text().await.unwrap();
     assert!(
