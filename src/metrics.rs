@@ -219,16 +219,8 @@ impl Collect for PipelineCollector {
         }
         out.gauge(&n::PIPELINE_DEDUPE_IDENTITIES, &[], m.dedupe_ids);
         out.counter(&n::PIPELINE_DEDUPE_EVICTED, &[], m.dedupe_evicted);
-        out.counter(
-            &n::PIPELINE_REPARTITIONED,
-            &["out"],
-            m.repartitioned_out,
-        );
-        out.counter(
-            &n::PIPELINE_REPARTITIONED,
-            &["in"],
-            m.repartitioned_in,
-        );
+        out.counter(&n::PIPELINE_REPARTITIONED, &["out"], m.repartitioned_out);
+        out.counter(&n::PIPELINE_REPARTITIONED, &["in"], m.repartitioned_in);
         out.counter(&n::PIPELINE_REPARTITION_REPEATS, &[], m.repartition_repeats);
         out.gauge(&n::PIPELINE_CHECKPOINT_BYTES, &[], m.checkpoint_bytes_last);
         out.gauge(

@@ -84,8 +84,10 @@ fn flush() -> serde_json::Value {
     )
 }
 
-/// The threshold alerts a batch computation gives, per key: fire at the match that brings
-/// the matches in (t − W, t] to `n`, resolve at the first moment fewer than `n` are left.
+/// The threshold alerts a batch computation gives, per key, applying the matches in time
+/// order one by one as the rule documents: a match at t counts the matches so far in
+/// (t − W, t]; the alert fires when that reaches `n`, and resolves when it falls below
+/// `n`: at a match (several aged out at once) or when the `n`-th newest match ages out.
 /// `matches`: key -> match times (µs). Returns (key, since, resolved at).
 pub(crate) fn threshold_alerts(
     matches: &BTreeMap<String, Vec<i64>>,
@@ -96,24 +98,33 @@ pub(crate) fn threshold_alerts(
     for (key, times) in matches {
         let mut times = times.clone();
         times.sort_unstable();
-        // The count only rises at a match and only falls when one ages out (t + W).
-        let mut moments: Vec<i64> = times.iter().flat_map(|&t| [t, t + w]).collect();
-        moments.sort_unstable();
-        moments.dedup();
+        let mut window: std::collections::VecDeque<i64> = Default::default();
         let mut firing: Option<i64> = None;
-        for tau in moments {
-            let count = times.iter().filter(|&&t| tau - w < t && t <= tau).count();
-            match firing {
-                None if count >= n => firing = Some(tau),
-                Some(since) if count < n => {
-                    out.insert((key.clone(), since, Some(tau)));
-                    firing = None;
+        let mut resolve = |since: i64, at: i64, firing: &mut Option<i64>| {
+            out.insert((key.clone(), since, Some(at)));
+            *firing = None;
+        };
+        for t in times {
+            // A due resolution before this match (a match at the same time comes first).
+            if let Some(since) = firing {
+                let drops_at = window[window.len() - n] + w;
+                if drops_at < t {
+                    resolve(since, drops_at, &mut firing);
                 }
+            }
+            while window.front().is_some_and(|&m| m <= t - w) {
+                window.pop_front();
+            }
+            window.push_back(t);
+            match firing {
+                None if window.len() >= n => firing = Some(t),
+                Some(since) if window.len() < n => resolve(since, t, &mut firing),
                 _ => {}
             }
         }
         if let Some(since) = firing {
-            out.insert((key.clone(), since, None));
+            let drops_at = window[window.len() - n] + w;
+            resolve(since, drops_at, &mut firing);
         }
     }
     out
@@ -276,7 +287,13 @@ async fn groups_by_branch_globally_and_by_kind_count_once_under_sigkill_and_rese
                 *m.entry(branch.clone()).or_default() += n;
                 m
             });
-    let want = json!([[everything.len(), total, per_branch["dev"], per_branch["feature-x"], per_branch["main"]]]);
+    let want = json!([[
+        everything.len(),
+        total,
+        per_branch["dev"],
+        per_branch["feature-x"],
+        per_branch["main"]
+    ]]);
     let sql = "SELECT (SELECT count(*) FROM agg_everything WHERE \"final\" = 1) AS windows, \
                (SELECT sum(\"count\") FROM agg_everything WHERE \"final\" = 1) AS events, \
                (SELECT sum(\"count\") FROM agg_by_branch WHERE \"final\" = 1 AND branch = 'dev') AS dev, \
@@ -284,19 +301,34 @@ async fn groups_by_branch_globally_and_by_kind_count_once_under_sigkill_and_rese
                (SELECT sum(\"count\") FROM agg_by_branch WHERE \"final\" = 1 AND branch = 'main') AS main";
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let r = server.post("/v1/sql").json(&json!({ "sql": sql })).send().await.unwrap();
+        let r = server
+            .post("/v1/sql")
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(status, 200, "{body}");
         if body["rows"] == want {
             break;
         }
-        assert!(Instant::now() < deadline, "the store holds {body}, want {want}");
+        assert!(
+            Instant::now() < deadline,
+            "the store holds {body}, want {want}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // The forwarding is visible to an operator.
-    let metrics = server.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("helios_pipeline_repartitioned_total{direction=\"out\"}"),
         "{metrics}"

@@ -89,7 +89,11 @@ fn flush() -> serde_json::Value {
     )
 }
 
-pub(crate) async fn post(client: &reqwest::Client, server: &Helios, body: &serde_json::Value) -> bool {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    server: &Helios,
+    body: &serde_json::Value,
+) -> bool {
     matches!(
         client
             .post(server.url("/v1/events"))

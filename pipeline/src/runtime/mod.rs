@@ -418,9 +418,8 @@ impl Processor {
                 b = runner.consumer.poll(self.config.max_batch, Duration::from_millis(200)) => b,
                 () = &mut stop => break,
             };
-            let batch = batch.map_err(|e| {
-                PipelineError::log(format!("polling {}", runner.stage.topic), e)
-            })?;
+            let batch = batch
+                .map_err(|e| PipelineError::log(format!("polling {}", runner.stage.topic), e))?;
             runner.step(self, batch).await?;
             runner.mark_quiet_partitions(self).await?;
             if Instant::now() >= next_checkpoint {
@@ -528,7 +527,10 @@ impl Runner {
             )
             .await
             .map_err(|e| {
-                PipelineError::log(format!("joining group {} on {}", stage.group, stage.topic), e)
+                PipelineError::log(
+                    format!("joining group {} on {}", stage.group, stage.topic),
+                    e,
+                )
             })?;
         let w = p.config.watermark;
         info!(group = %stage.group, topic = %stage.topic, aggregates = stage.aggregates.len(), rules = stage.rules.len(), repartitioned = stage.forwards.len(), insights = p.derived.is_some(), "Processor stage started.");
@@ -773,8 +775,7 @@ impl Runner {
                 if self.stage.sources.is_some() {
                     process_forwarded(&ctx, st, rec, &mut self.event, &mut out).await?;
                 } else {
-                    process_record(&ctx, st, rec, &mut self.event, &mut self.key, &mut out)
-                        .await?;
+                    process_record(&ctx, st, rec, &mut self.event, &mut self.key, &mut out).await?;
                 }
             }
         }
@@ -1034,8 +1035,12 @@ async fn process_record(
     let event = &*event;
     // Only accepted events reach the operators and the partition's watermark.
     if let Err(why) = helios_schemas::event_time::check(event, p.config.max_future) {
-        out.dead
-            .push(dead_letter(FUTURE_STAGE, &Pos::of(rec), why.to_string(), None));
+        out.dead.push(dead_letter(
+            FUTURE_STAGE,
+            &Pos::of(rec),
+            why.to_string(),
+            None,
+        ));
         return Ok(());
     }
     // A producer's retry, a redelivery, a re-read record: applied once.

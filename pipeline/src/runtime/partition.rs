@@ -242,38 +242,38 @@ impl PartitionState {
                     mark: i64::MIN,
                 },
                 Err(_) => match postcard::from_bytes::<PayloadV2>(payload) {
-                Ok(old) => {
-                    warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
-                    Payload {
-                        max_event_time: old.max_event_time,
-                        aggregates: old.aggregates,
-                        rules: old.rules,
-                        insights: old.insights,
-                        seen: None,
-                        upstream: None,
-                        mark: i64::MIN,
-                    }
-                }
-                Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
                     Ok(old) => {
-                        warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
+                        warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
                         Payload {
                             max_event_time: old.max_event_time,
                             aggregates: old.aggregates,
-                            rules: Vec::new(),
-                            insights: Vec::new(),
+                            rules: old.rules,
+                            insights: old.insights,
                             seen: None,
                             upstream: None,
                             mark: i64::MIN,
                         }
                     }
-                    Err(_) => {
-                        return Err(PipelineError::CheckpointState {
-                            partition: tp.to_string(),
-                            reason: format!("cannot decode the state: {e}"),
-                        });
-                    }
-                },
+                    Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
+                        Ok(old) => {
+                            warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
+                            Payload {
+                                max_event_time: old.max_event_time,
+                                aggregates: old.aggregates,
+                                rules: Vec::new(),
+                                insights: Vec::new(),
+                                seen: None,
+                                upstream: None,
+                                mark: i64::MIN,
+                            }
+                        }
+                        Err(_) => {
+                            return Err(PipelineError::CheckpointState {
+                                partition: tp.to_string(),
+                                reason: format!("cannot decode the state: {e}"),
+                            });
+                        }
+                    },
                 },
             },
         };
@@ -341,9 +341,7 @@ impl PartitionState {
             rules,
             insights,
             seen: specs.seen(p.seen),
-            upstream: specs
-                .upstream
-                .then(|| p.upstream.unwrap_or_default()),
+            upstream: specs.upstream.then(|| p.upstream.unwrap_or_default()),
             forwarded: i64::MIN,
             next_offset: offset,
             max_event_time: p.max_event_time,

@@ -169,7 +169,8 @@ pub(crate) fn read(rec: &ConsumedRecord) -> Result<From, String> {
         });
     }
     let mut parts = text.split('/');
-    let (Some(p), Some(o), Some(w), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(p), Some(o), Some(w), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -256,7 +257,13 @@ mod tests {
             })
         );
         let f = consumed(forward(b"k", &src, i64::MIN), 0, 1);
-        assert!(matches!(read(&f), Ok(From::Event { watermark: i64::MIN, .. })));
+        assert!(matches!(
+            read(&f),
+            Ok(From::Event {
+                watermark: i64::MIN,
+                ..
+            })
+        ));
         let m = consumed(mark(2, 0, -5), 0, 2);
         assert_eq!(
             read(&m),

@@ -24,7 +24,9 @@ fn only_order_independent_aggregates_are_repartitioned() {
     s.aggregates[0].window = crate::spec::Window::Session {
         gap: std::time::Duration::from_secs(60),
     };
-    let e = check_repartitionable(&s.aggregates).unwrap_err().to_string();
+    let e = check_repartitionable(&s.aggregates)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("aggregate `a` groups by `kind`") && e.contains("session windows"),
         "{e}"
@@ -34,8 +36,13 @@ fn only_order_independent_aggregates_are_repartitioned() {
         size: std::time::Duration::from_secs(60),
     };
     s.aggregates[0].emit_every = Some(std::time::Duration::from_secs(5));
-    let e = check_repartitionable(&s.aggregates).unwrap_err().to_string();
-    assert!(e.contains("nothing (one global group)") && e.contains("emit_every"), "{e}");
+    let e = check_repartitionable(&s.aggregates)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nothing (one global group)") && e.contains("emit_every"),
+        "{e}"
+    );
 }
 
 mod replay {
@@ -1004,7 +1011,10 @@ within = "2m"
         let m = p.run_to_end().await.unwrap().metrics;
         assert!(m.repartitioned_out > 0);
         assert_eq!(m.repartition_repeats, m.repartitioned_out, "{m:?}");
-        assert_eq!(m.repartitioned_in, 0, "nothing new reached the repartition stages");
+        assert_eq!(
+            m.repartitioned_in, 0,
+            "nothing new reached the repartition stages"
+        );
         assert_eq!(finals(&log, "a.aggregates", "everything").await, global);
         assert_eq!(finals(&log, "a.aggregates", "by_kind").await, by_kind);
         // Only the events stage wrote results again (the same ones); the repartition

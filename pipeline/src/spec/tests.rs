@@ -405,17 +405,26 @@ fn any_grouping_is_accepted_but_order_dependent_ones_only_with_the_subject() {
         "[]",
     ] {
         for window in [tumbling, hopping] {
-            assert_eq!(problems(&aggregate(keys, window, "")), [], "{keys} {window}");
+            assert_eq!(
+                problems(&aggregate(keys, window, "")),
+                [],
+                "{keys} {window}"
+            );
         }
     }
     // Session windows and early results stay with the subject among the keys.
-    assert_eq!(problems(&aggregate(r#"["subject", "kind"]"#, session, "")), []);
+    assert_eq!(
+        problems(&aggregate(r#"["subject", "kind"]"#, session, "")),
+        []
+    );
     let every = "emit_every = \"10s\"\n";
     assert_eq!(problems(&aggregate(r#"["subject"]"#, tumbling, every)), []);
     let got = problems(&aggregate(r#"["kind"]"#, session, ""));
     assert_eq!((got.len(), got[0].0, got[0].1), (1, 3, 10), "{got:?}");
     assert!(
-        got[0].2.contains("groups by `kind`, which does not include `subject`, and has a session window"),
+        got[0].2.contains(
+            "groups by `kind`, which does not include `subject`, and has a session window"
+        ),
         "{got:?}"
     );
     let got = problems(&aggregate("[]", tumbling, every));
