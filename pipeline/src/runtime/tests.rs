@@ -966,7 +966,9 @@ within = "2m"
         // Late for the global window exactly when late for the subject's: the same events,
         // named by their place in the events topic.
         let letters = RecordCodec::<DeadLetter>::new(3);
-        let mut late: BTreeMap<String, Vec<(Option<i32>, Option<i64>)>> = BTreeMap::new();
+        // Operator name -> (partition, offset) of each late event.
+        type Positions = Vec<(Option<i32>, Option<i64>)>;
+        let mut late: BTreeMap<String, Positions> = BTreeMap::new();
         for (_, v) in read_all(&log, "a.late").await.into_values().flatten() {
             let d = letters.decode(&v).unwrap();
             let op = d.reason.split('`').nth(1).unwrap_or_default().to_string();
