@@ -487,12 +487,28 @@ type = "absence"
 where = "kind = 'beat'"
 per = ["subject"]
 within = "2s"
+
+# Not grouped by subject: their watermark is the smallest of both partitions', and the
+# second partition never has an event, only marks.
+[[aggregate]]
+name = "all_2s"
+window = { type = "tumbling", size = "2s" }
+measures = { n = "count(*)" }
+
+[[rule]]
+name = "failing_anywhere"
+type = "threshold"
+where = "attrs['conclusion'] = 'failure'"
+count = 3
+within = "1m"
 "#;
 
     /// Issue 17: three failures and a heartbeat, then silence. The live processor writes
     /// watermark marks into the quiet partition, so the threshold and absence rules fire
     /// and the window closes with no further event; a replay of the same log (marks
     /// included) by `run_to_end`, which reads no clock, writes byte-identical outputs.
+    /// The same holds for the global aggregate and rule, which run through repartition
+    /// topics (issue 15), although one partition of the events topic is empty.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_quiet_partition_moves_by_marks_and_a_replay_reads_them() {
         let tmp = tempfile::tempdir().unwrap();
@@ -558,7 +574,8 @@ within = "2s"
                 .count();
             if fired.contains(&"failing".to_string())
                 && fired.contains(&"gone".to_string())
-                && finals == 1
+                && fired.contains(&"failing_anywhere".to_string())
+                && finals == 2
             {
                 break;
             }
@@ -595,9 +612,10 @@ within = "2s"
 
         let replay = processor(&log, &tmp.path().join("ckpt-replay"), "replay", QUIET).await;
         replay.run_to_end().await.unwrap();
+        // As sets: live, the stages wrote side by side; the replay ran them in turn.
         for out in ["aggregates", "alerts", "insights", "late", "dlq"] {
-            let live = read_all(&log, &format!("live.{out}")).await;
-            let replay = read_all(&log, &format!("replay.{out}")).await;
+            let live = sorted(&log, &format!("live.{out}")).await;
+            let replay = sorted(&log, &format!("replay.{out}")).await;
             assert_eq!(live, replay, "{out}: the replay differs from the live run");
         }
     }
