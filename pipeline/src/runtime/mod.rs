@@ -32,6 +32,7 @@
 // (pipeline/clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+mod direct;
 mod metrics;
 mod partition;
 
@@ -50,6 +51,7 @@ use helios_schemas::{
 };
 use tracing::{Instrument, Span, debug, info, warn};
 
+pub use direct::Direct;
 pub use metrics::{Metrics, MetricsSnapshot, PartitionSnapshot};
 use partition::{PartitionState, Specs};
 
