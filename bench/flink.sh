@@ -10,8 +10,11 @@
 #      watermark 3 s behind: a tumbling 1-minute COUNT(*), SUM(value) per subject into
 #      a blackhole sink) and `helios backtest` of the same aggregate (`[watermark]
 #      max_out_of_orderness = "3s"`, de-duplication and insights off, as Flink's query
-#      has neither), each under a timer that is a child subreaper: the wall time and the
-#      CPU-seconds of every process the command started (PyFlink's JVM included);
+#      has neither), once as it runs by default (the file's events fed to the processor
+#      as they are parsed) and once with --via-log (copied into a scratch log and
+#      replayed: the processor's decode + window + emit figure), each under a timer that
+#      is a child subreaper: the wall time and the CPU-seconds of every process the
+#      command started (PyFlink's JVM included);
 #   4. prints the Markdown for bench/RESULTS.md on stdout (progress on stderr).
 # The data are deleted at the end unless KEEP_DATA=1 (a kept file is reused next time).
 #
@@ -93,11 +96,17 @@ measures = { n = "count(*)", total = "sum(value)" }
 insights = false
 SPEC
 
-# 3. The two runs, one after the other.
+# 3. The runs, one after the other: Helios as a user runs it (the file's events fed to
+# the processor as they are read), Helios through a scratch log (--via-log: the events
+# encoded, appended, read back and decoded, for the processor's decode figure), Flink.
 say "helios backtest ($("$bin" --version))"
 python3 bench/flink.py time "$work/helios-time.json" -- \
     "$bin" backtest --spec "$work/spec.toml" --events "$csv" --format json --quiet \
     --scratch-dir "$work" >"$work/helios-report.json"
+say "helios backtest --via-log"
+python3 bench/flink.py time "$work/helios-log-time.json" -- \
+    "$bin" backtest --spec "$work/spec.toml" --events "$csv" --via-log --format json --quiet \
+    --scratch-dir "$work" >"$work/helios-log-report.json"
 say "flink (parallelism $parallelism)"
 python3 bench/flink.py time "$work/flink-time.json" -- \
     "$venv/bin/python" bench/flink.py flink "$csv" --parallelism "$parallelism" \
@@ -109,4 +118,5 @@ echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) at commit $commit, $(nproc) cores ($(
 echo
 python3 bench/flink.py report --events "$events" --parallelism "$parallelism" \
     --flink-time "$work/flink-time.json" --helios-time "$work/helios-time.json" \
-    --helios-report "$work/helios-report.json"
+    --helios-report "$work/helios-report.json" \
+    --helios-log-time "$work/helios-log-time.json" --helios-log-report "$work/helios-log-report.json"

@@ -539,3 +539,191 @@ async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
     assert!(!listed.contains("backtest."), "{listed}");
     drop(ingest);
 }
+
+/// A file's events fed to the processors as they are read give the report that copying
+/// them into a scratch log and replaying it (`--via-log`, the path a stored log takes)
+/// gives: alerts, their difference from the baseline, windows, busiest windows, insights,
+/// late events, dead letters and repeats, all but the timings.
+#[test]
+fn a_file_fed_directly_reports_what_the_scratch_log_replay_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = |count: u32, extra: &str| {
+        format!(
+            r#"
+[watermark]
+max_out_of_orderness = "5s"
+
+[[aggregate]]
+name = "per_minute"
+window = {{ type = "tumbling", size = "1m" }}
+group_by = ["subject"]
+measures = {{ n = "count(*)", total = "sum(value)" }}
+
+[[aggregate]]
+name = "sessions"
+where = "kind = 'ci.run'"
+window = {{ type = "session", gap = "3m" }}
+group_by = ["subject", "attrs['conclusion'] AS conclusion"]
+measures = {{ n = "count(*)", mx = "max(value)" }}
+{extra}
+[[rule]]
+name = "ci_failing"
+type = "threshold"
+where = "kind = 'ci.run' AND attrs['conclusion'] = 'failure'"
+per = ["subject"]
+count = {count}
+within = "5m"
+"#
+        )
+    };
+    let new = tmp.path().join("new.toml");
+    let current = tmp.path().join("current.toml");
+    std::fs::write(
+        &new,
+        spec(
+            3,
+            "\n[[aggregate]]\nname = \"hourly\"\nwindow = { type = \"hopping\", size = \"1h\", slide = \"10m\" }\n\
+             group_by = [\"subject\"]\nmeasures = { p90 = \"quantile(value, 0.9)\" }\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(&current, spec(4, "")).unwrap();
+
+    // Ten subjects over about eleven hours, a few seconds out of order; some far behind
+    // (late), some repeated (dropped), two dated in 2100 (dead letters), a burst of one
+    // subject (an anomaly), then an event per subject that closes every window.
+    let mut rng = StdRng::seed_from_u64(1515);
+    let mut lines = vec!["id,source,type,subject,time,value,conclusion".to_string()];
+    for i in 0..20_000i64 {
+        if i % 97 == 50 {
+            let again = lines[rng.random_range(lines.len() - 20..lines.len())].clone();
+            if again.starts_with("id,") {
+                continue;
+            }
+            lines.push(again);
+            continue;
+        }
+        let mut t = START_US / 1000 + i * 2000 - rng.random_range(0..5000);
+        if i % 151 == 75 {
+            t -= 20 * 60_000;
+        }
+        if i == 7_000 || i == 13_000 {
+            t = 4_102_444_800_000; // 2100-01-01
+        }
+        let subject = if (9_000..9_600).contains(&i) {
+            0
+        } else {
+            rng.random_range(0..10)
+        };
+        let kind = if i % 3 == 0 { "ci.run" } else { "push" };
+        let conclusion = if rng.random_bool(0.4) {
+            "failure"
+        } else {
+            "success"
+        };
+        // Some lines quoted, some values missing.
+        let value = if i % 13 == 0 {
+            String::new()
+        } else {
+            rng.random_range(0..1000).to_string()
+        };
+        if i % 17 == 0 {
+            lines.push(format!(
+                "\"{i}\",ci,{kind},\"s{subject}\",{t},{value},\"{conclusion}\""
+            ));
+        } else {
+            lines.push(format!("{i},ci,{kind},s{subject},{t},{value},{conclusion}"));
+        }
+    }
+    for s in 0..10 {
+        lines.push(format!(
+            "end{s},ci,flush,s{s},{},,",
+            START_US / 1000 + 48 * 3_600_000
+        ));
+    }
+    let csv = tmp.path().join("events.csv");
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+
+    let backtest = |extra: &[&str], format: &str| -> Vec<u8> {
+        let out = std::process::Command::new(BIN)
+            .args(["backtest", "--spec", new.to_str().unwrap()])
+            .args(["--baseline", current.to_str().unwrap()])
+            .args(["--events", csv.to_str().unwrap()])
+            .args(["--partitions", "3", "--format", format, "--limit", "1000"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // Everything but how long it took and which path it took.
+    fn answers(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for key in [
+                    "seconds",
+                    "events_per_second",
+                    "cpu_seconds",
+                    "events_per_cpu_second",
+                    "copied",
+                    "direct",
+                ] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(answers);
+            }
+            Value::Array(items) => items.iter_mut().for_each(answers),
+            _ => {}
+        }
+    }
+    let report =
+        |extra: &[&str]| -> Value { serde_json::from_slice(&backtest(extra, "json")).unwrap() };
+    let mut direct = report(&[]);
+    let mut logged = report(&["--via-log"]);
+    assert_eq!(direct["source"]["direct"], true, "{direct:#}");
+    assert_eq!(logged["source"]["direct"], false);
+    assert_eq!(logged["source"]["copied"], true);
+    answers(&mut direct);
+    answers(&mut logged);
+    assert_eq!(direct, logged);
+
+    // And there was something to compare: every kind of answer is in it.
+    let run = &direct["runs"]["new"];
+    assert!(run["late_events"].as_u64().unwrap() > 0, "{run:#}");
+    assert_eq!(run["dead_letters"], 2, "{run:#}");
+    let rule = &direct["rules"][0];
+    assert!(rule["fired"].as_u64().unwrap() > 0, "{rule:#}");
+    assert!(!rule["added"].as_array().unwrap().is_empty(), "{rule:#}");
+    let aggregates = direct["aggregates"].as_array().unwrap();
+    assert_eq!(aggregates.len(), 3);
+    assert!(
+        aggregates
+            .iter()
+            .all(|a| a["windows"].as_u64().unwrap() > 0)
+    );
+    let anomalies = direct["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["detector"] == "anomaly")
+        .unwrap();
+    assert!(anomalies["count"].as_u64().unwrap() > 0, "{anomalies:#}");
+    assert!(direct["source"]["events"].as_u64().unwrap() > 20_000);
+
+    // The text report too, once its timings are left out.
+    let text = |extra: &[&str]| -> Vec<String> {
+        String::from_utf8(backtest(extra, "text"))
+            .unwrap()
+            .lines()
+            .skip_while(|l| *l != "Rules")
+            .map(str::to_string)
+            .collect()
+    };
+    let direct_text = text(&[]);
+    assert!(direct_text.len() > 10, "{direct_text:?}");
+    assert_eq!(direct_text, text(&["--via-log"]));
+}

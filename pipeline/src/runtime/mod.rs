@@ -38,6 +38,7 @@
 // (pipeline/clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+mod direct;
 mod metrics;
 mod partition;
 mod repartition;
@@ -57,6 +58,7 @@ use helios_schemas::{
 };
 use tracing::{Instrument, Span, debug, info, warn};
 
+pub use direct::Direct;
 pub use metrics::{Metrics, MetricsSnapshot, PartitionSnapshot};
 use partition::{PartitionState, Specs};
 use repartition::{From, Op, Rekeyed};

@@ -2,7 +2,6 @@
 //! or a file of events encoded as ingest would, into the scratch events topic.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ const COPY_BATCH: usize = 8192;
 /// CPU-seconds to read, encode and append, 65536 with the CSV reader reusing its event 6.8).
 const FILE_BATCH: usize = 65_536;
 /// The schema id events read from a file are written with (scratch only).
-const FILE_EVENT_ID: u32 = 1_000_000;
+pub const FILE_EVENT_ID: u32 = 1_000_000;
 /// Problems of a file's lines shown on stderr before the rest are only counted.
 const SHOWN_PROBLEMS: usize = 5;
 
@@ -45,6 +44,9 @@ pub struct SourceInfo {
     pub cpu_seconds: Option<f64>,
     /// Whether the events were copied into the scratch log (else read in place).
     pub copied: bool,
+    /// Whether a file's events were fed to the processors as they were read (no scratch
+    /// log); `seconds` and `cpu_seconds` are then the reading alone.
+    pub direct: bool,
 }
 
 /// The copied events and the codec the processor decodes them with.
@@ -262,17 +264,99 @@ async fn event_codec(id: u32, registry: Arc<dyn SchemaSource>) -> anyhow::Result
     }
 }
 
+/// Where the events of a file go, a chunk at a time, in file order.
+pub enum Sink<'a> {
+    /// Encoded as ingest would and appended to `topic` of the scratch log, keyed by
+    /// subject (`--via-log`); [`Processor::run_to_end`] reads them back.
+    ///
+    /// [`Processor::run_to_end`]: helios_pipeline::runtime::Processor::run_to_end
+    Log { log: &'a Log, topic: &'a str },
+    /// Fed to each spec's processor as they are (see [`helios_pipeline::runtime::Direct`]).
+    Direct(&'a mut [super::DirectRun]),
+}
+
+/// Events parsed from a file and handed to the sink together: small enough that the
+/// processor finds them still in the cache the parser left them in.
+const FILE_CHUNK: usize = 4096;
+/// Events fed to a processor between writes of its outputs (each write has a fixed cost).
+const DIRECT_FLUSH: usize = 65_536;
+
+/// A sink with its buffers.
+struct Delivery<'a> {
+    sink: Sink<'a>,
+    codec: EventCodec,
+    /// `Sink::Log`: encoded events not yet appended.
+    encoded: Encoded,
+    /// `Sink::Direct`: events fed since the processors' outputs were last written.
+    unflushed: usize,
+    /// `Sink::Direct`: wall time in the processors (the rest is reading the file).
+    busy: Duration,
+}
+
+impl Delivery<'_> {
+    async fn deliver(&mut self, events: &[Event], last: bool) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::Log { log, topic } => {
+                for event in events {
+                    self.encoded.push(&self.codec, event);
+                }
+                if self.encoded.len() >= FILE_BATCH || (last && self.encoded.len() > 0) {
+                    log.producer()
+                        .append(topic, self.encoded.take())
+                        .await
+                        .context("writing events into the scratch log")?;
+                }
+            }
+            Sink::Direct(runs) => {
+                let started = Instant::now();
+                self.unflushed += events.len();
+                let flush = self.unflushed >= DIRECT_FLUSH;
+                if flush {
+                    self.unflushed = 0;
+                }
+                // Each run's CPU time: the operators, and encoding and writing their
+                // outputs, all on this thread (the backtest runs on the runtime's own).
+                let mut mark = thread_cpu();
+                for run in runs.iter_mut() {
+                    run.direct.process(events);
+                    if flush {
+                        run.direct
+                            .flush()
+                            .await
+                            .with_context(|| format!("writing the {} spec's outputs", run.role))?;
+                    }
+                    let now = thread_cpu();
+                    run.cpu += now.saturating_sub(mark);
+                    mark = now;
+                }
+                self.busy += started.elapsed();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// CPU time of the calling thread (0 where the OS does not tell it).
+pub fn thread_cpu() -> Duration {
+    // The first field: time on a CPU, ns. Read where it is cheap and precise (clock ticks
+    // of /proc/self/stat are 10 ms, longer than a chunk of events takes).
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split(' ').next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// Reads events from `file` (`.ndjson` CloudEvents or `.csv`) dated from `from` to `to`
-/// (ms), and appends them to `dest_topic`, keyed by subject as ingest does.
+/// (ms), and gives them to `sink` in file order.
 pub async fn from_file(
     file: &Path,
-    dest: &Log,
-    dest_topic: &str,
     from: Option<i64>,
     to: Option<i64>,
     progress: &Progress,
+    sink: Sink<'_>,
 ) -> anyhow::Result<Copied> {
     let started = Instant::now();
+    let cpu_started = thread_cpu();
     let name = file.display().to_string();
     let csv = match file.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("csv") => true,
@@ -282,9 +366,14 @@ pub async fn from_file(
     let handle = std::fs::File::open(file).with_context(|| format!("opening {name}"))?;
     let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress.bar("reading", size);
-    let mut reader = BufReader::with_capacity(1 << 20, handle);
-    let codec = EventCodec::new(FILE_EVENT_ID);
-    let producer = dest.producer();
+    let direct = matches!(sink, Sink::Direct(_));
+    let mut out = Delivery {
+        sink,
+        codec: EventCodec::new(FILE_EVENT_ID),
+        encoded: Encoded::default(),
+        unflushed: 0,
+        busy: Duration::ZERO,
+    };
     let received_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -292,93 +381,113 @@ pub async fn from_file(
         from.map(|f| f.saturating_mul(1000)),
         to.map(|t| t.saturating_mul(1000)),
     );
+    let in_range = |event: &Event| {
+        !(from_us.is_some_and(|f| event.time < f) || to_us.is_some_and(|t| event.time > t))
+    };
     let mut info = SourceInfo {
         what: name.clone(),
-        copied: true,
+        copied: !direct,
+        direct,
         ..SourceInfo::default()
     };
-    let mut batch = Encoded::default();
     let problem = |info: &mut SourceInfo, line: usize, why: &str| {
         info.rejected += 1;
         if info.rejected as usize <= SHOWN_PROBLEMS {
             warn!(file = %name, line, reason = why, "Skipping a line that is not an event.");
         }
     };
-    let accept = |event: &Event, info: &mut SourceInfo, batch: &mut Encoded| {
-        if from_us.is_some_and(|f| event.time < f) || to_us.is_some_and(|t| event.time > t) {
-            info.skipped += 1;
-            return;
-        }
-        info.events += 1;
-        batch.push(&codec, event);
-    };
-    let mut line = String::new();
-    let mut unreported = 0u64;
-    let mut number = 0usize;
+    // The chunk's events; their allocations are reused from chunk to chunk.
+    let mut chunk: Vec<Event> = Vec::with_capacity(FILE_CHUNK);
+    let mut filled = 0usize;
     let mut columns: Option<Csv> = None;
-    // NDJSON lines are parsed in chunks by the ingest parser: (first line number, body).
-    let mut chunk = Vec::new();
-    let mut chunk_lines: Vec<usize> = Vec::new();
+    // NDJSON lines are parsed a chunk at a time by the ingest parser: (line number, body).
+    let mut json = Vec::new();
+    let mut json_lines: Vec<usize> = Vec::new();
+    let mut lines = Lines::new(handle);
+    let mut unreported = 0u64;
     loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
+        let block = lines
+            .next_block()
             .with_context(|| format!("reading {name}"))?;
-        // The bar is moved per batch: per line, its clock read costs more than the line.
-        unreported += n as u64;
-        let at_end = n == 0;
-        if !at_end {
-            number += 1;
-            let text = line.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
-                // Blank lines carry nothing.
-            } else if csv {
-                match &mut columns {
-                    None => columns = Some(Csv::header(text).with_context(|| format!("{name}:1"))?),
-                    Some(cols) => match cols.event(text, received_at) {
-                        Ok(event) => accept(event, &mut info, &mut batch),
-                        Err(why) => problem(&mut info, number, &why),
-                    },
+        let at_end = block.is_none();
+        if let Some((first, text, bytes)) = block {
+            unreported += bytes as u64;
+            for (i, line) in text.split('\n').enumerate() {
+                let number = first + i;
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                if line.trim().is_empty() {
+                    // Blank lines carry nothing.
+                    continue;
                 }
-            } else {
-                chunk.extend_from_slice(text.as_bytes());
-                chunk.push(b'\n');
-                chunk_lines.push(number);
+                if !csv {
+                    json.extend_from_slice(line.as_bytes());
+                    json.push(b'\n');
+                    json_lines.push(number);
+                    continue;
+                }
+                let Some(cols) = &columns else {
+                    columns = Some(Csv::header(line).with_context(|| format!("{name}:{number}"))?);
+                    continue;
+                };
+                if filled == chunk.len() {
+                    chunk.push(Event::default());
+                }
+                let event = &mut chunk[filled];
+                match cols.fill(line, received_at, event) {
+                    Ok(()) if in_range(event) => {
+                        info.events += 1;
+                        filled += 1;
+                    }
+                    Ok(()) => info.skipped += 1,
+                    Err(why) => problem(&mut info, number, &why),
+                }
+                if filled == FILE_CHUNK {
+                    out.deliver(&chunk[..filled], false).await?;
+                    filled = 0;
+                }
             }
         }
-        if !csv && (chunk_lines.len() >= FILE_BATCH || (at_end && !chunk_lines.is_empty())) {
+        if !csv && (json_lines.len() >= FILE_CHUNK || (at_end && !json_lines.is_empty())) {
             let items = helios_schemas::cloudevents::parse_body(
                 Some("application/x-ndjson"),
-                &chunk,
+                &json,
                 received_at,
             )
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             for (i, item) in items.into_iter().enumerate() {
                 match item {
-                    Ok(event) => accept(&event, &mut info, &mut batch),
+                    Ok(event) if in_range(&event) => {
+                        info.events += 1;
+                        if filled == chunk.len() {
+                            chunk.push(event);
+                        } else {
+                            chunk[filled] = event;
+                        }
+                        filled += 1;
+                    }
+                    Ok(_) => info.skipped += 1,
                     Err(e) => problem(
                         &mut info,
-                        chunk_lines
+                        json_lines
                             .get(e.index)
-                            .or(chunk_lines.get(i))
+                            .or(json_lines.get(i))
                             .copied()
                             .unwrap_or(0),
                         &e.to_string(),
                     ),
                 }
             }
-            chunk.clear();
-            chunk_lines.clear();
+            json.clear();
+            json_lines.clear();
+            for part in chunk[..filled].chunks(FILE_CHUNK) {
+                out.deliver(part, false).await?;
+            }
+            filled = 0;
         }
-        if batch.len() >= FILE_BATCH || (at_end && batch.len() > 0) {
-            bar.inc(std::mem::take(&mut unreported));
-            let full = batch.take();
-            producer
-                .append(dest_topic, full)
-                .await
-                .context("writing events into the scratch log")?;
-        }
+        // The bar is moved per block: per line, its clock read costs more than the line.
+        bar.inc(std::mem::take(&mut unreported));
         if at_end {
+            out.deliver(&chunk[..filled], true).await?;
             break;
         }
     }
@@ -386,11 +495,105 @@ pub async fn from_file(
     if info.rejected > SHOWN_PROBLEMS as u64 {
         warn!(file = %name, skipped = info.rejected, "Lines that are not events were skipped.");
     }
-    info.seconds = started.elapsed().as_secs_f64();
+    // What the processors took (their own CPU time is reported per run) is not reading.
+    info.seconds = started.elapsed().saturating_sub(out.busy).as_secs_f64();
+    if let Sink::Direct(runs) = &out.sink {
+        let processing: Duration = runs.iter().map(|r| r.cpu).sum();
+        let cpu = thread_cpu().saturating_sub(cpu_started);
+        info.cpu_seconds = (!cpu.is_zero()).then(|| cpu.saturating_sub(processing).as_secs_f64());
+    }
     Ok(Copied {
         codec: Arc::new(EventCodec::new(FILE_EVENT_ID)),
         info,
     })
+}
+
+/// A file's lines, read a large block at a time (no copy per line): each block is whole
+/// lines, checked as UTF-8 at once.
+struct Lines {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    /// Bytes of `buf` read and not yet returned (a partial last line).
+    held: usize,
+    /// Line number of the first line of the next block (1-based).
+    next_line: usize,
+    /// The last block returned, `buf[..consumed]`, moved out on the next call.
+    consumed: usize,
+    eof: bool,
+}
+
+/// Bytes read from the file at once.
+const BLOCK: usize = 1 << 20;
+
+impl Lines {
+    fn new(file: std::fs::File) -> Self {
+        Lines {
+            file,
+            buf: vec![0; BLOCK],
+            held: 0,
+            next_line: 1,
+            consumed: 0,
+            eof: false,
+        }
+    }
+
+    /// The next block of whole lines: (number of its first line, text, bytes), without
+    /// the last line's `\n`; `None` at the end. A line that is not UTF-8 is an error
+    /// that names it.
+    fn next_block(&mut self) -> std::io::Result<Option<(usize, &str, usize)>> {
+        use std::io::Read;
+        // Drop what was returned last time.
+        self.buf.copy_within(self.consumed..self.held, 0);
+        self.held -= self.consumed;
+        self.consumed = 0;
+        loop {
+            if let Some(end) = memrchr_newline(&self.buf[..self.held]) {
+                // Whole lines up to the last newline.
+                return self.block(end, end + 1).map(Some);
+            }
+            if self.eof {
+                if self.held == 0 {
+                    return Ok(None);
+                }
+                let n = self.held;
+                return self.block(n, n).map(Some);
+            }
+            if self.held == self.buf.len() {
+                // A line longer than the buffer: make room.
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.file.read(&mut self.buf[self.held..])?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.held += n;
+        }
+    }
+
+    /// `buf[..text]` as the block, `buf[..consumed]` gone on the next call.
+    fn block(&mut self, text: usize, consumed: usize) -> std::io::Result<(usize, &str, usize)> {
+        self.consumed = consumed;
+        let first = self.next_line;
+        let bytes = &self.buf[..text];
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = first
+                + bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {line} is not UTF-8"),
+            )
+        })?;
+        self.next_line += bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+        Ok((first, text, consumed))
+    }
+}
+
+/// The position of the last `\n` of `bytes`.
+fn memrchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|&b| b == b'\n')
 }
 
 /// Encoded events of one append: their keys (subjects) and values in two buffers, so a
@@ -428,12 +631,10 @@ impl Encoded {
     }
 }
 
-/// The columns of a CSV file of events, and the event its lines are read into: the
-/// event's strings keep their buffers from line to line, so an unquoted line costs no
-/// allocation (a file of millions of lines is read at the speed of the encoder).
+/// The columns of a CSV file of events. A line is read into an event whose strings keep
+/// their buffers from chunk to chunk, so an unquoted line costs no allocation.
 struct Csv {
     columns: Vec<Column>,
-    event: Event,
 }
 
 /// What a CSV column holds.
@@ -475,36 +676,25 @@ impl Csv {
                 _ => Column::Attr(name),
             })
             .collect();
-        Ok(Csv {
-            columns,
-            event: Event::default(),
-        })
+        Ok(Csv { columns })
     }
 
-    /// The event of one line (valid until the next line is read).
-    fn event(&mut self, line: &str, received_at: i64) -> Result<&Event, String> {
-        if line.contains('"') {
+    /// Reads one line into `event` (all of it: nothing of its previous line is left).
+    fn fill(&self, line: &str, received_at: i64, event: &mut Event) -> Result<(), String> {
+        if line.as_bytes().contains(&b'"') {
             let fields = split_csv(line);
-            self.fill(fields.iter().map(String::as_str), fields.len(), received_at)
+            self.fill_fields(fields.iter().map(String::as_str), received_at, event)
         } else {
-            let count = line.bytes().filter(|&b| b == b',').count() + 1;
-            self.fill(line.split(','), count, received_at)
+            self.fill_fields(line.split(','), received_at, event)
         }
     }
 
-    fn fill<'a>(
-        &mut self,
-        fields: impl Iterator<Item = &'a str>,
-        count: usize,
+    fn fill_fields<'a>(
+        &self,
+        mut fields: impl Iterator<Item = &'a str>,
         received_at: i64,
-    ) -> Result<&Event, String> {
-        if count != self.columns.len() {
-            return Err(format!(
-                "{count} fields where the header has {}",
-                self.columns.len()
-            ));
-        }
-        let event = &mut self.event;
+        event: &mut Event,
+    ) -> Result<(), String> {
         event.id.clear();
         event.source.clear();
         event.kind.clear();
@@ -514,32 +704,48 @@ impl Csv {
         event.payload = None;
         event.received_at = received_at;
         let mut time = None;
-        for (column, value) in self.columns.iter().zip(fields) {
+        let mut count = 0;
+        // A field's problem is told after the field count's.
+        let mut bad = None;
+        for (column, value) in self.columns.iter().zip(&mut fields) {
+            count += 1;
             match column {
                 Column::Id => set(&mut event.id, value),
                 Column::Source => set(&mut event.source, value),
                 Column::Kind => set(&mut event.kind, value),
                 Column::Subject => set(&mut event.subject, value),
-                Column::Time => time = Some(parse_event_time(value)?),
+                Column::Time => match parse_event_time(value) {
+                    Ok(t) => time = Some(t),
+                    Err(why) => bad = bad.or(Some(why)),
+                },
                 Column::Value if value.is_empty() => event.value = None,
-                Column::Value => {
-                    event.value = Some(
-                        value
-                            .parse()
-                            .map_err(|_| format!("value `{value}` is not a number"))?,
-                    )
-                }
+                Column::Value => match value.parse() {
+                    Ok(v) => event.value = Some(v),
+                    Err(_) => {
+                        bad = bad.or_else(|| Some(format!("value `{value}` is not a number")))
+                    }
+                },
                 Column::Attr(_) if value.is_empty() => {}
                 Column::Attr(name) => {
                     event.attrs.insert(name.clone(), value.to_string());
                 }
             }
         }
+        let count = count + fields.count();
+        if count != self.columns.len() {
+            return Err(format!(
+                "{count} fields where the header has {}",
+                self.columns.len()
+            ));
+        }
+        if let Some(why) = bad {
+            return Err(why);
+        }
         if event.id.is_empty() || event.source.is_empty() || event.kind.is_empty() {
             return Err("id, source and type must not be empty".into());
         }
         event.time = time.ok_or("no time")?;
-        Ok(&self.event)
+        Ok(())
     }
 }
 
@@ -597,11 +803,14 @@ mod tests {
             split_csv(r#"a,"b,c","d""e",,"#),
             ["a", "b,c", "d\"e", "", ""]
         );
-        let mut csv = Csv::header("id,source,type,subject,time,value,branch").unwrap();
-        let e = csv
-            .event("1,ci,ci.run,helios,2024-01-01T00:00:01Z,2.5,main", 7)
-            .unwrap()
-            .clone();
+        let csv = Csv::header("id,source,type,subject,time,value,branch").unwrap();
+        let mut e = Event::default();
+        csv.fill(
+            "1,ci,ci.run,helios,2024-01-01T00:00:01Z,2.5,main",
+            7,
+            &mut e,
+        )
+        .unwrap();
         assert_eq!(
             (e.id.as_str(), e.kind.as_str(), e.subject.as_str()),
             ("1", "ci.run", "helios")
@@ -611,30 +820,78 @@ mod tests {
         assert_eq!(e.attrs["branch"], "main");
         assert_eq!(e.received_at, 7);
         // The next line reuses the event: nothing of the first one is left over.
-        let ms = csv.event("2,ci,ci.run,,1704067201000,,", 7).unwrap();
+        csv.fill("2,ci,ci.run,,1704067201000,,", 7, &mut e).unwrap();
         assert_eq!(
-            (ms.time, ms.value, ms.attrs.len(), ms.subject.as_str()),
+            (e.time, e.value, e.attrs.len(), e.subject.as_str()),
             (1_704_067_201_000_000, None, 0, "")
         );
         // Quoted fields take the other path and read the same.
-        let q = csv
-            .event(r#""3","ci","ci.run","a,b",1704067201000,"1","x""y""#, 7)
-            .unwrap();
+        csv.fill(
+            r#""3","ci","ci.run","a,b",1704067201000,"1","x""y""#,
+            7,
+            &mut e,
+        )
+        .unwrap();
         assert_eq!(
             (
-                q.id.as_str(),
-                q.subject.as_str(),
-                q.value,
-                q.attrs["branch"].as_str()
+                e.id.as_str(),
+                e.subject.as_str(),
+                e.value,
+                e.attrs["branch"].as_str()
             ),
             ("3", "a,b", Some(1.0), "x\"y")
         );
-        assert!(
-            csv.event("4,ci,ci.run,x,1704067201000,,main,extra", 7)
-                .is_err()
+        let err = |line: &str| csv.fill(line, 7, &mut Event::default()).unwrap_err();
+        assert_eq!(
+            err("4,ci,ci.run,x,1704067201000,,main,extra"),
+            "8 fields where the header has 7"
         );
-        assert!(csv.event("3,ci,ci.run,x,yesterday,,", 7).is_err());
-        assert!(csv.event("3,ci", 7).is_err());
+        // The field count is told first, then a field's problem.
+        assert_eq!(
+            err("4,ci,ci.run,x,yesterday"),
+            "5 fields where the header has 7"
+        );
+        assert!(err("3,ci,ci.run,x,yesterday,,").contains("time `yesterday`"));
+        assert!(err("3,ci,ci.run,x,1,ten,").contains("value `ten`"));
+        assert_eq!(err("3,ci"), "2 fields where the header has 7");
+        assert!(err(",ci,ci.run,x,1,,").contains("must not be empty"));
         assert!(Csv::header("id,type,time").is_err());
+    }
+
+    /// Blocks hold whole lines whatever the buffer's size and number their lines; a line
+    /// that is not UTF-8 is an error that names it.
+    #[test]
+    fn a_file_is_read_in_blocks_of_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        let mut body = Vec::new();
+        for i in 0..5000 {
+            body.extend_from_slice(format!("line {i} {}\n", "x".repeat(i % 300)).as_bytes());
+        }
+        body.extend_from_slice(b"last without newline");
+        std::fs::write(&path, &body).unwrap();
+        for size in [7, 64, 1000, BLOCK] {
+            let mut lines = Lines::new(std::fs::File::open(&path).unwrap());
+            lines.buf = vec![0; size];
+            let mut seen = Vec::new();
+            let mut bytes = 0;
+            while let Some((first, text, n)) = lines.next_block().unwrap() {
+                bytes += n;
+                for (i, line) in text.split('\n').enumerate() {
+                    seen.push((first + i, line.to_string()));
+                }
+            }
+            assert_eq!(bytes, body.len(), "buffer of {size}");
+            assert_eq!(seen.len(), 5001, "buffer of {size}");
+            for (i, (number, line)) in seen.iter().take(5000).enumerate() {
+                assert_eq!(*number, i + 1);
+                assert!(line.starts_with(&format!("line {i} ")), "{line}");
+            }
+            assert_eq!(seen[5000], (5001, "last without newline".to_string()));
+        }
+        std::fs::write(&path, b"a\nb\nc \xff\nd\n").unwrap();
+        let mut lines = Lines::new(std::fs::File::open(&path).unwrap());
+        let err = lines.next_block().unwrap_err();
+        assert_eq!(err.to_string(), "line 3 is not UTF-8");
     }
 }

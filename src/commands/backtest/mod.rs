@@ -1,13 +1,16 @@
 //! `helios backtest`: runs a spec (and optionally the baseline it would replace) over
 //! stored events in a scratch area and reports what it would have said.
 //!
-//! The stored events are copied, as they are (bytes, keys, partitions, timestamps and
-//! watermark marks), from the live events topic (embedded data dir opened read-only, or
-//! a Kafka topic read by a throw-away consumer that never commits) or from a file into
-//! an embedded log in a temporary directory. Each spec then runs there through the
-//! pipeline's own deterministic replay ([`Processor::run_to_end`]) with its own output
-//! topics and checkpoints, and the report is built by reading those topics once. Nothing
-//! is written to the live log, its consumer groups or the store.
+//! Stored events are read in place, or copied as they are (bytes, keys, partitions,
+//! timestamps and watermark marks) from the live events topic (embedded data dir opened
+//! read-only, or a Kafka topic read by a throw-away consumer that never commits) into an
+//! embedded log in a temporary directory. Each spec then runs through the pipeline's own
+//! deterministic replay ([`Processor::run_to_end`]) with its own output topics in that
+//! scratch log. A file's events (`--events`) are parsed and fed to each spec's processor
+//! as they are read ([`Processor::direct`]: the same operators, partitioned by subject as
+//! the log would, no copy to encode and decode again); `--via-log` copies them into the
+//! scratch log first instead. The report is built by reading the output topics once.
+//! Nothing is written to the live log, its consumer groups or the store.
 
 mod input;
 mod report;
@@ -23,7 +26,9 @@ use clap::{Args, ValueEnum};
 use helios_log::embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
 use helios_log::{Log, TopicSpec};
 use helios_pipeline::checkpoint::CheckpointStore;
-use helios_pipeline::runtime::{Codecs, DerivedCodecs, Processor, ProcessorConfig, RunSummary};
+use helios_pipeline::runtime::{
+    Codecs, DerivedCodecs, Direct, Processor, ProcessorConfig, RunSummary,
+};
 use helios_schemas::{EventCodec, RecordCodec};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -91,6 +96,13 @@ pub struct BacktestArgs {
     /// as ingest does).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub partitions: u32,
+
+    /// With --events: copy the file's events into the scratch log and replay that, as a
+    /// stored log is read, instead of feeding them to the processors as they are read.
+    /// The same report, more work: for checking the two paths against each other and
+    /// measuring the processor's decoding.
+    #[arg(long, requires = "events")]
+    pub via_log: bool,
 
     /// Report format: `text` for reading, `json` for tools.
     #[arg(long, value_enum, default_value = "text")]
@@ -199,86 +211,18 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
     .context("opening the scratch log")?;
     let scratch_log = embedded.log();
     let progress = Progress::new(args.quiet);
+    let state = scratch.0.join("state");
 
-    // Where the processors read: the scratch log (events copied there), or the live
-    // topic in place (no copy) when every stored record is wanted.
-    let read_cpu = report::cpu_seconds();
-    let (log, topic, codec, mut info) = match &args.events {
-        Some(file) => {
-            scratch_log
-                .admin()
-                .create_topic(&TopicSpec::new(EVENTS, args.partitions))
-                .await
-                .context("creating the scratch events topic")?;
-            let copied =
-                input::from_file(file, &scratch_log, EVENTS, args.from, args.to, &progress).await?;
-            (
-                scratch_log.clone(),
-                EVENTS.to_string(),
-                copied.codec,
-                copied.info,
-            )
+    let sides: Vec<(&'static str, Loaded)> = [("new", Some(spec)), ("baseline", baseline)]
+        .into_iter()
+        .filter_map(|(role, spec)| Some((role, spec?)))
+        .collect();
+    let (info, sides) = match &args.events {
+        Some(file) if !args.via_log => {
+            run_direct(file, &args, sides, &scratch_log, &state, &progress).await?
         }
-        None => {
-            let backend = args.log.resolve()?;
-            let topic = args
-                .topic
-                .clone()
-                .unwrap_or_else(|| backend.topics.name(EVENTS));
-            let source = backend.open_log().await?;
-            let registry = backend.open_registry()?;
-            if args.from.is_some() || args.to.is_some() {
-                let copied = input::from_log(
-                    &source,
-                    registry,
-                    &topic,
-                    args.from,
-                    args.to,
-                    &scratch_log,
-                    EVENTS,
-                    &progress,
-                )
-                .await?;
-                (
-                    scratch_log.clone(),
-                    EVENTS.to_string(),
-                    copied.codec,
-                    copied.info,
-                )
-            } else {
-                let (codec, info) = input::peek(&source, registry, &topic).await?;
-                let log = split::split(source, &topic, scratch_log.clone());
-                (log, topic, codec, info)
-            }
-        }
+        _ => run_logged(&args, sides, &embedded, &scratch_log, &state, &progress).await?,
     };
-    embedded.flush().context("flushing the scratch log")?;
-    info.cpu_seconds = report::cpu_seconds().zip(read_cpu).map(|(a, b)| a - b);
-
-    let mut sides = Vec::new();
-    for (role, spec) in [("new", Some(spec)), ("baseline", baseline)] {
-        let Some(spec) = spec else { continue };
-        let max_future = args.event_time.max_future.max(spec.max_future);
-        // The processor's own CPU time (decode, dedupe, operators, emit): what a run
-        // costs apart from reading the input and building the report.
-        let cpu_before = report::cpu_seconds();
-        let summary = run_spec(
-            role,
-            spec.processor,
-            Input {
-                log: &log,
-                topic: &topic,
-                codec: codec.clone(),
-            },
-            &scratch.0.join("state"),
-            max_future,
-            args.batch as usize,
-            &progress,
-        )
-        .await?;
-        let cpu = report::cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
-        sides.push((role, summary, cpu));
-    }
     embedded.flush().context("flushing the scratch log")?;
 
     let mut report = Report::new(args.limit, info);
@@ -312,6 +256,172 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// What each spec's run did: (role, summary, CPU-seconds of the run).
+type Runs = Vec<(&'static str, RunSummary, Option<f64>)>;
+
+/// The events of a log (in place or copied) or of a file copied into the scratch log,
+/// replayed by each spec's processor.
+async fn run_logged(
+    args: &BacktestArgs,
+    sides: Vec<(&'static str, Loaded)>,
+    embedded: &EmbeddedLog,
+    scratch_log: &helios_log::Log,
+    state: &Path,
+    progress: &Progress,
+) -> anyhow::Result<(input::SourceInfo, Runs)> {
+    // Where the processors read: the scratch log (events copied there), or the live
+    // topic in place (no copy) when every stored record is wanted.
+    let read_cpu = report::cpu_seconds();
+    let (log, topic, codec, mut info) = match &args.events {
+        Some(file) => {
+            scratch_log
+                .admin()
+                .create_topic(&TopicSpec::new(EVENTS, args.partitions))
+                .await
+                .context("creating the scratch events topic")?;
+            let sink = input::Sink::Log {
+                log: scratch_log,
+                topic: EVENTS,
+            };
+            let copied = input::from_file(file, args.from, args.to, progress, sink).await?;
+            (
+                scratch_log.clone(),
+                EVENTS.to_string(),
+                copied.codec,
+                copied.info,
+            )
+        }
+        None => {
+            let backend = args.log.resolve()?;
+            let topic = args
+                .topic
+                .clone()
+                .unwrap_or_else(|| backend.topics.name(EVENTS));
+            let source = backend.open_log().await?;
+            let registry = backend.open_registry()?;
+            if args.from.is_some() || args.to.is_some() {
+                let copied = input::from_log(
+                    &source,
+                    registry,
+                    &topic,
+                    args.from,
+                    args.to,
+                    scratch_log,
+                    EVENTS,
+                    progress,
+                )
+                .await?;
+                (
+                    scratch_log.clone(),
+                    EVENTS.to_string(),
+                    copied.codec,
+                    copied.info,
+                )
+            } else {
+                let (codec, info) = input::peek(&source, registry, &topic).await?;
+                let log = split::split(source, &topic, scratch_log.clone());
+                (log, topic, codec, info)
+            }
+        }
+    };
+    embedded.flush().context("flushing the scratch log")?;
+    info.cpu_seconds = report::cpu_seconds().zip(read_cpu).map(|(a, b)| a - b);
+
+    let mut runs = Vec::new();
+    for (role, spec) in sides {
+        let max_future = args.event_time.max_future.max(spec.max_future);
+        // The processor's own CPU time (decode, dedupe, operators, emit): what a run
+        // costs apart from reading the input and building the report.
+        let cpu_before = report::cpu_seconds();
+        let processor = processor(
+            role,
+            spec.processor,
+            Input {
+                log: &log,
+                topic: &topic,
+                codec: codec.clone(),
+            },
+            state,
+            max_future,
+            args.batch as usize,
+        )
+        .await?;
+        let summary = run_to_end(role, processor, &log, &topic, progress).await?;
+        let cpu = report::cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+        runs.push((role, summary, cpu));
+    }
+    Ok((info, runs))
+}
+
+/// One spec's processor fed with a file's events as they are read.
+pub struct DirectRun {
+    pub role: &'static str,
+    pub direct: Direct,
+    /// CPU time spent in it (operators, and encoding and writing outputs).
+    pub cpu: Duration,
+}
+
+/// The events of a file, parsed once and fed to every spec's processor as they are read.
+async fn run_direct(
+    file: &Path,
+    args: &BacktestArgs,
+    sides: Vec<(&'static str, Loaded)>,
+    scratch_log: &helios_log::Log,
+    state: &Path,
+    progress: &Progress,
+) -> anyhow::Result<(input::SourceInfo, Runs)> {
+    // Empty: it only gives the output topics their partitions, as in the log path.
+    scratch_log
+        .admin()
+        .create_topic(&TopicSpec::new(EVENTS, args.partitions))
+        .await
+        .context("creating the scratch events topic")?;
+    let codec = Arc::new(EventCodec::new(input::FILE_EVENT_ID));
+    let mut runs = Vec::new();
+    for (role, spec) in sides {
+        let max_future = args.event_time.max_future.max(spec.max_future);
+        let processor = processor(
+            role,
+            spec.processor,
+            Input {
+                log: scratch_log,
+                topic: EVENTS,
+                codec: codec.clone(),
+            },
+            state,
+            max_future,
+            args.batch as usize,
+        )
+        .await?;
+        runs.push(DirectRun {
+            role,
+            direct: processor.direct(args.partitions),
+            cpu: Duration::ZERO,
+        });
+    }
+    let read = input::from_file(
+        file,
+        args.from,
+        args.to,
+        progress,
+        input::Sink::Direct(&mut runs),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for run in runs {
+        let before = input::thread_cpu();
+        let summary = run
+            .direct
+            .finish()
+            .await
+            .with_context(|| format!("running the {} spec", run.role))?;
+        let cpu = run.cpu + input::thread_cpu().saturating_sub(before);
+        let cpu = (!cpu.is_zero()).then_some(cpu.as_secs_f64());
+        out.push((run.role, summary, cpu));
+    }
+    Ok((read.info, out))
 }
 
 /// A checked spec and the largest `max_future` of its sources.
@@ -365,16 +475,15 @@ struct Input<'a> {
     codec: Arc<EventCodec>,
 }
 
-/// Runs one spec over the events to their end.
-async fn run_spec(
+/// The processor of one spec, reading `input`, its outputs in the scratch log.
+async fn processor(
     role: &str,
     spec: ProcessorSpec,
     input: Input<'_>,
     state: &Path,
     max_future: Duration,
     batch: usize,
-    progress: &Progress,
-) -> anyhow::Result<RunSummary> {
+) -> anyhow::Result<Processor> {
     // Unique: on Kafka the live topic is read under this group (never committed).
     let group = input::unique_group(role);
     let log = input.log;
@@ -409,9 +518,20 @@ async fn run_spec(
         .ensure_topics()
         .await
         .context("creating the scratch output topics")?;
+    Ok(processor)
+}
+
+/// Runs one spec's processor over the events of `topic` to their end.
+async fn run_to_end(
+    role: &str,
+    processor: Processor,
+    log: &helios_log::Log,
+    topic: &str,
+    progress: &Progress,
+) -> anyhow::Result<RunSummary> {
     let total = log
         .admin()
-        .describe_topic(input.topic)
+        .describe_topic(topic)
         .await?
         .partitions
         .iter()

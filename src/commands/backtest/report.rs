@@ -70,14 +70,22 @@ impl Change {
     }
 }
 
-/// The `limit` largest items by a score.
-#[derive(Debug)]
-struct TopK<T> {
-    limit: usize,
-    items: Vec<(f64, T)>,
+impl Change {
+    /// What orders changes of equal size: the earlier window, then the group and measure.
+    fn tie(&self) -> (i64, &str, &str) {
+        (self.window_start, &self.group, &self.measure)
+    }
 }
 
-impl<T> TopK<T> {
+/// The `limit` largest changes by a score; equal scores in [`Change::tie`] order, so the
+/// list does not depend on the order the results were read in.
+#[derive(Debug)]
+struct TopK {
+    limit: usize,
+    items: Vec<(f64, Change)>,
+}
+
+impl TopK {
     fn new(limit: usize) -> Self {
         TopK {
             limit,
@@ -85,21 +93,22 @@ impl<T> TopK<T> {
         }
     }
 
-    fn offer(&mut self, score: f64, item: impl FnOnce() -> T) {
+    /// Offers the change `item` builds (only built when it makes the list), whose
+    /// [`Change::tie`] is `tie`.
+    fn offer(&mut self, score: f64, tie: (i64, &str, &str), item: impl FnOnce() -> Change) {
         if self.limit == 0 || !score.is_finite() {
             return;
         }
-        if self.items.len() == self.limit
-            && self
-                .items
-                .last()
-                .is_some_and(|(s, _)| s.total_cmp(&score) != Ordering::Less)
-        {
+        // Whether a listed item goes before the offered one.
+        let before = |(s, c): &(f64, Change)| match s.total_cmp(&score) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => c.tie() <= tie,
+        };
+        if self.items.len() == self.limit && self.items.last().is_some_and(before) {
             return;
         }
-        let at = self
-            .items
-            .partition_point(|(s, _)| s.total_cmp(&score) != Ordering::Less);
+        let at = self.items.partition_point(before);
         self.items.insert(at, (score, item()));
         self.items.truncate(self.limit);
     }
@@ -116,7 +125,7 @@ struct AggregateReport {
     /// Events in the new spec's final windows.
     events: i64,
     /// The new spec's busiest windows (by events).
-    busiest: TopK<Change>,
+    busiest: TopK,
     /// Final windows of the baseline; `None` when the baseline has no such aggregate.
     baseline_windows: Option<u64>,
     /// New windows the baseline has too (same aggregate, window and group).
@@ -125,7 +134,7 @@ struct AggregateReport {
     differing: u64,
     /// New windows the baseline does not have.
     added: u64,
-    changes: TopK<Change>,
+    changes: TopK,
 }
 
 /// One insight detector.
@@ -358,14 +367,17 @@ impl Report {
         agg.windows += 1;
         agg.events += r.count;
         let group = group_text(&r.group);
-        agg.busiest.offer(r.count as f64, || Change {
-            window_start: r.window_start,
-            window_end: r.window_end,
-            group: group.clone(),
-            measure: "count".into(),
-            before: None,
-            after: r.count as f64,
-        });
+        agg.busiest
+            .offer(r.count as f64, (r.window_start, &group, "count"), || {
+                Change {
+                    window_start: r.window_start,
+                    window_end: r.window_end,
+                    group: group.clone(),
+                    measure: "count".into(),
+                    before: None,
+                    after: r.count as f64,
+                }
+            });
         if agg.baseline_windows.is_some() {
             match self.baseline_windows.remove(&r.id) {
                 Some((_, count, before)) => {
@@ -383,7 +395,8 @@ impl Report {
                                 before: b,
                                 after: *after,
                             };
-                            agg.changes.offer(change.size(), || change);
+                            agg.changes
+                                .offer(change.size(), change.tie(), || change.clone());
                         }
                     }
                     agg.differing += u64::from(differs);
@@ -399,7 +412,8 @@ impl Report {
                             before: None,
                             after: *after,
                         };
-                        agg.changes.offer(change.size(), || change);
+                        agg.changes
+                            .offer(change.size(), change.tie(), || change.clone());
                     }
                 }
             }
@@ -593,6 +607,7 @@ impl Report {
             "source": {
                 "read": self.source.what,
                 "copied": self.source.copied,
+                "direct": self.source.direct,
                 "events": self.source.events,
                 "watermark_marks": self.source.marks,
                 "skipped": self.source.skipped,
@@ -626,11 +641,18 @@ impl Report {
         let s = &self.source;
         let _ = writeln!(
             o,
-            "{} {} records from {}{}{}{}{}",
-            if s.copied { "Copied" } else { "Reading" },
+            "{} {} {} from {}{}{}{}{}",
+            if s.direct {
+                "Read"
+            } else if s.copied {
+                "Copied"
+            } else {
+                "Reading"
+            },
             s.events,
+            if s.direct { "events" } else { "records" },
             s.what,
-            if s.copied {
+            if s.copied || s.direct {
                 format!(
                     " in {:.2} s ({}/s{})",
                     s.seconds,
