@@ -160,7 +160,8 @@ impl EndOffsets {
 }
 
 /// The processor: events in per partition, records out per topic, watermark delay,
-/// batch latency, checkpoints, errors and lag on the events topic.
+/// batch latency, checkpoints, errors, and lag on the events topic and on the
+/// repartition topics.
 #[derive(Debug)]
 pub struct PipelineCollector {
     metrics: Arc<Metrics>,
@@ -169,8 +170,15 @@ pub struct PipelineCollector {
 }
 
 impl PipelineCollector {
-    pub fn new(metrics: Arc<Metrics>, config: ProcessorConfig, log: Log) -> Self {
-        let ends = EndOffsets::new(log, vec![config.events_topic.clone()]);
+    pub fn new(
+        metrics: Arc<Metrics>,
+        config: ProcessorConfig,
+        log: Log,
+        repartition_topics: Vec<String>,
+    ) -> Self {
+        let mut topics = vec![config.events_topic.clone()];
+        topics.extend(repartition_topics);
+        let ends = EndOffsets::new(log, topics);
         PipelineCollector {
             metrics,
             config,
@@ -195,6 +203,12 @@ impl Collect for PipelineCollector {
                     &["pipeline", &c.events_topic, &partition],
                     lag,
                 );
+            }
+        }
+        for (topic, partition, next) in self.metrics.repartition_positions() {
+            if let Some(lag) = self.ends.lag(&topic, partition, next) {
+                let partition = partition.to_string();
+                out.gauge(&n::CONSUMER_LAG, &["pipeline", &topic, &partition], lag);
             }
         }
         for (topic, count) in [
@@ -357,6 +371,7 @@ pub fn register_pipeline(
             h.metrics.clone(),
             h.config.clone(),
             log.clone(),
+            h.repartition_topics.clone(),
         )));
     }
 }

@@ -140,7 +140,7 @@ async fn processor_topics_label_records_out() {
     let config = ProcessorConfig::new("g", Default::default());
     let dir = tempfile::tempdir().unwrap();
     let log = embedded(dir.path()).log();
-    let c = PipelineCollector::new(Arc::new(Metrics::default()), config, log);
+    let c = PipelineCollector::new(Arc::new(Metrics::default()), config, log, Vec::new());
     let mut out = Exposition::new();
     c.collect(&mut out);
     let scrape = parse(&out.render()).unwrap();

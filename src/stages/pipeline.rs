@@ -76,6 +76,8 @@ pub struct PipelineHandle {
     pub metrics: Arc<Metrics>,
     /// The processor's settings (its topics name the metrics' labels).
     pub config: ProcessorConfig,
+    /// The repartition topics of the aggregates and rules not grouped by subject.
+    pub repartition_topics: Vec<String>,
 }
 
 impl PipelineHandle {
@@ -171,6 +173,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         .await
         .context("creating the output topics")?;
     let metrics = processor.metrics();
+    let repartition_topics = processor.repartition_topics();
     let (stop, stopped) = oneshot::channel::<()>();
     let task_metrics = metrics.clone();
     let failures = setup.failures.clone();
@@ -192,6 +195,7 @@ pub async fn start_pipeline(setup: PipelineSetup) -> anyhow::Result<Option<Pipel
         task,
         metrics,
         config: processor_config,
+        repartition_topics,
     }))
 }
 

@@ -333,5 +333,11 @@ async fn groups_by_branch_globally_and_by_kind_count_once_under_sigkill_and_rese
         metrics.contains("helios_pipeline_repartitioned_total{direction=\"out\"}"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(
+            "helios_consumer_lag_records{stage=\"pipeline\",topic=\"helios.repartition.everything\""
+        ),
+        "the repartition stages' lag is exposed: {metrics}"
+    );
     server.stop();
 }

@@ -14,8 +14,9 @@
 //! here is the event's receipt (`received_at`) and there the moment it was appended.
 //! Nothing is checkpointed: a run fed from memory has no offset to resume from.
 //!
-//! A processor whose specs are not co-partitioned by subject is refused by
-//! [`Processor::new`] before it gets here.
+//! Aggregates and rules not grouped by subject are forwarded to their repartition topics
+//! as the events stage does (each forwarded event encoded once), and their stages run to
+//! the end of what was forwarded when the direct run finishes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,14 +27,19 @@ use helios_schemas::Event;
 
 use super::partition::PartitionState;
 use super::{
-    FUTURE_STAGE, LATE_STAGE, Outputs, PREFETCH_RUN, Processor, RunSummary, advance, dead_letter,
-    wall_clock_us, write_outputs,
+    FUTURE_STAGE, Outputs, PREFETCH_RUN, Pos, Processor, RunSummary, Stage, advance, dead_letter,
+    feed, forward_end_of_input, forward_event, forward_watermarks, late_letters, wall_clock_us,
+    write_outputs,
 };
 use crate::Result;
 
 /// A processor fed with decoded events (see the module docs); from [`Processor::direct`].
 pub struct Direct {
     processor: Processor,
+    /// The events stage it plays (its operators and forwards).
+    stage: Stage,
+    /// A forwarded record's key, built in place.
+    key: Vec<u8>,
     /// The events topic's name, for dead letters' positions.
     topic: Arc<str>,
     /// Indexed by partition number.
@@ -61,10 +67,18 @@ impl Processor {
     /// if that topic had `partitions` partitions (at least 1) and was empty before.
     pub fn direct(self, partitions: u32) -> Direct {
         let now = Instant::now();
-        let states = (0..partitions.max(1))
+        let partitions = partitions.max(1);
+        // The repartition topics have as many partitions as the events topic.
+        let forwards = self
+            .rekeyed
+            .iter()
+            .map(|r| (r.clone(), partitions))
+            .collect();
+        let stage = self.events_stage(forwards);
+        let states = (0..partitions)
             .map(|k| {
                 let tp = TopicPartition::new(&self.config.events_topic, k);
-                PartitionState::new(tp, self.specs(), 0, now)
+                PartitionState::new(tp, self.specs(&stage), 0, now)
             })
             .collect::<Vec<_>>();
         let ooo_us = i64::try_from(self.config.watermark.max_out_of_orderness.as_micros())
@@ -74,9 +88,11 @@ impl Processor {
             pending: vec![0; states.len()],
             partitions: states,
             ooo_us,
-            out: Outputs::default(),
+            out: Outputs::forwarding(&stage),
             busy: Duration::ZERO,
             processor: self,
+            stage,
+            key: Vec::new(),
         }
     }
 }
@@ -116,10 +132,12 @@ impl Direct {
                 let st = &mut self.partitions[k as usize];
                 process_event(
                     &self.processor,
+                    &self.stage,
                     st,
                     &self.topic,
                     event,
                     self.ooo_us,
+                    &mut self.key,
                     &mut self.out,
                 );
             }
@@ -144,7 +162,13 @@ impl Direct {
     pub async fn flush(&mut self) -> Result<()> {
         let started = Instant::now();
         let p = &self.processor;
-        let mut out = std::mem::take(&mut self.out);
+        forward_watermarks(
+            &self.stage,
+            self.partitions.iter_mut(),
+            self.ooo_us,
+            &mut self.out,
+        );
+        let mut out = std::mem::replace(&mut self.out, Outputs::forwarding(&self.stage));
         let (results, late, dead) = (
             out.results.len() as u64,
             out.late.len() as u64,
@@ -152,7 +176,7 @@ impl Direct {
         );
         let (alerts, insights) = (out.alerts.len() as u64, out.insights.len() as u64);
         let duplicates = std::mem::take(&mut out.duplicates);
-        write_outputs(p, out, &[]).await?;
+        write_outputs(p, &self.stage, out, &[]).await?;
         p.metrics.duplicates(&duplicates);
         let evicted: u64 = self
             .partitions
@@ -199,6 +223,17 @@ impl Direct {
     /// spent processing and writing (not the time the caller took to produce the events).
     pub async fn finish(mut self) -> Result<RunSummary> {
         self.flush().await?;
+        if !self.stage.forwards.is_empty() {
+            let started = Instant::now();
+            let mut out = Outputs::forwarding(&self.stage);
+            let mut partitions: Vec<&mut PartitionState> = self.partitions.iter_mut().collect();
+            forward_end_of_input(&self.stage, &mut partitions, self.ooo_us, &mut out);
+            write_outputs(&self.processor, &self.stage, out, &[]).await?;
+            for stage in self.processor.repartition_stages(self.partitions()) {
+                self.processor.run_stage_to_end(stage).await?;
+            }
+            self.busy += started.elapsed();
+        }
         Ok(RunSummary {
             metrics: self.processor.metrics.snapshot(),
             elapsed: self.busy,
@@ -208,12 +243,15 @@ impl Direct {
 
 /// One event at the next offset of its partition: what `process_record` does with a
 /// decoded record (keep the two in step).
+#[allow(clippy::too_many_arguments)] // the parts of a Runner this plays, borrowed apart
 fn process_event(
     p: &Processor,
+    stage: &Stage,
     st: &mut PartitionState,
     topic: &Arc<str>,
     event: &Event,
     ooo_us: i64,
+    key: &mut Vec<u8>,
     out: &mut Outputs,
 ) {
     let offset = st.next_offset;
@@ -222,8 +260,12 @@ fn process_event(
     st.sought = false;
     if let Err(why) = helios_schemas::event_time::check(event, p.config.max_future) {
         let rec = record(p, topic, st.tp.partition, offset, event);
-        out.dead
-            .push(dead_letter(FUTURE_STAGE, &rec, why.to_string(), None));
+        out.dead.push(dead_letter(
+            FUTURE_STAGE,
+            &Pos::of(&rec),
+            why.to_string(),
+            None,
+        ));
         return;
     }
     if let Some(seen) = &mut st.seen
@@ -237,27 +279,14 @@ fn process_event(
         }
         return;
     }
-    for op in &mut st.aggregates {
-        if let Err(late) = op.on_event(event, offset) {
-            let rec = record(p, topic, st.tp.partition, offset, event);
-            out.late.push(dead_letter(
-                LATE_STAGE,
-                &rec,
-                format!("aggregate `{}`: {}", late.aggregate, late.reason),
-                Some(&late.aggregate),
-            ));
-        }
+    if stage.forwards.iter().any(|(r, _)| r.op.wants(event)) {
+        let rec = record(p, topic, st.tp.partition, offset, event);
+        forward_event(stage, st, ooo_us, event, &rec, key, out);
     }
-    for op in &mut st.rules {
-        if let Err(late) = op.on_event(event, offset) {
-            let rec = record(p, topic, st.tp.partition, offset, event);
-            out.late.push(dead_letter(
-                LATE_STAGE,
-                &rec,
-                format!("rule `{}`: {}", late.rule, late.reason),
-                Some(&format!("rule/{}", late.rule)),
-            ));
-        }
+    let late_for = feed(st, event, offset, i64::MIN);
+    if !late_for.is_empty() {
+        let rec = record(p, topic, st.tp.partition, offset, event);
+        late_letters(late_for, &Pos::of(&rec), out);
     }
     if event.time > st.max_event_time {
         st.max_event_time = event.time;
@@ -357,6 +386,20 @@ first = "attrs['conclusion'] = 'failure'"
 then = "kind = 'push'"
 per = ["subject", "attrs['user'] AS user"]
 within = "30s"
+
+# Not grouped by subject: forwarded to repartition topics.
+[[aggregate]]
+name = "by_conclusion"
+window = { type = "hopping", size = "10m", slide = "1m" }
+group_by = ["attrs['conclusion'] AS conclusion"]
+measures = { n = "count(*)", first_v = "first(value)" }
+
+[[rule]]
+name = "failing_anywhere"
+type = "threshold"
+where = "attrs['conclusion'] = 'failure'"
+count = 5
+within = "1m"
 "#;
 
     fn spec() -> Spec<toml::Value> {
@@ -433,6 +476,7 @@ within = "30s"
         config.insights_topic = format!("{name}.insights");
         config.late_topic = format!("{name}.late");
         config.dead_letter_topic = format!("{name}.dlq");
+        config.repartition_prefix = format!("{name}.repartition.");
         config.dedupe = spec().dedupe;
         config.max_batch = 333;
         let codecs = Codecs {

@@ -42,6 +42,8 @@ pub struct Metrics {
     /// Per assigned partition; the map changes only on assignment changes, the counters
     /// inside once per batch.
     partitions: RwLock<BTreeMap<u32, Arc<PartitionCounters>>>,
+    /// Per assigned partition of a repartition topic: the next offset to process.
+    repartition_positions: RwLock<BTreeMap<(String, u32), u64>>,
 }
 
 #[derive(Debug)]
@@ -230,6 +232,37 @@ impl Metrics {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&partition);
+    }
+
+    pub(crate) fn repartition_position(&self, topic: &str, partition: u32, next_offset: u64) {
+        let mut all = self
+            .repartition_positions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match all.get_mut(&(topic.to_owned(), partition)) {
+            Some(at) => *at = next_offset,
+            None => {
+                all.insert((topic.to_owned(), partition), next_offset);
+            }
+        }
+    }
+
+    pub(crate) fn forget_repartition_partition(&self, topic: &str, partition: u32) {
+        self.repartition_positions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.to_owned(), partition));
+    }
+
+    /// The assigned partitions of repartition topics now: (topic, partition, next offset
+    /// to process); log end minus it is the repartition stage's lag.
+    pub fn repartition_positions(&self) -> Vec<(String, u32, u64)> {
+        self.repartition_positions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect()
     }
 
     /// The assigned partitions now, by partition.

@@ -230,6 +230,16 @@ struct Outputs {
     repartitioned: (u64, u64),
 }
 
+impl Outputs {
+    /// Empty outputs of `stage`, with a list of forwards per repartition topic.
+    fn forwarding(stage: &Stage) -> Self {
+        Outputs {
+            forwards: vec![Vec::new(); stage.forwards.len()],
+            ..Outputs::default()
+        }
+    }
+}
+
 impl Processor {
     /// A processor for `aggregates` (windows only; see [`Processor::with_rules_and_insights`]);
     /// those not grouped by subject run through repartition topics (refused when that
@@ -302,29 +312,39 @@ impl Processor {
         for r in &self.rekeyed {
             forwards.push((r.clone(), self.partitions(&r.topic).await?));
         }
-        let mut stages = vec![Stage {
+        let mut stages = vec![self.events_stage(forwards)];
+        stages.extend(self.repartition_stages(partitions));
+        Ok(stages)
+    }
+
+    /// The events stage, forwarding to `forwards` (with their partition counts).
+    fn events_stage(&self, forwards: Vec<(Rekeyed, u32)>) -> Stage {
+        Stage {
             topic: self.config.events_topic.clone(),
             group: self.config.group.clone(),
             aggregates: self.aggregates.clone(),
             rules: self.rules.clone(),
             forwards,
             sources: None,
-        }];
-        for r in &self.rekeyed {
+        }
+    }
+
+    /// One stage per repartition topic, fed by `sources` events partitions.
+    fn repartition_stages(&self, sources: u32) -> impl Iterator<Item = Stage> + '_ {
+        self.rekeyed.iter().map(move |r| {
             let (aggregates, rules) = match &r.op {
                 Op::Aggregate(a) => (vec![a.clone()], Vec::new()),
                 Op::Rule(rule) => (Vec::new(), vec![rule.clone()]),
             };
-            stages.push(Stage {
+            Stage {
                 topic: r.topic.clone(),
                 group: format!("{}.{}", self.config.group, r.topic),
                 aggregates,
                 rules,
                 forwards: Vec::new(),
-                sources: Some(partitions),
-            });
-        }
-        Ok(stages)
+                sources: Some(sources),
+            }
+        })
     }
 
     async fn partitions(&self, topic: &str) -> Result<u32> {
@@ -572,6 +592,8 @@ impl Runner {
             self.partitions.remove(&k);
             if self.is_events() {
                 p.metrics.forget_partition(k);
+            } else {
+                p.metrics.forget_repartition_partition(&self.stage.topic, k);
             }
             info!(
                 topic = %self.stage.topic,
@@ -632,54 +654,15 @@ impl Runner {
         std::hint::black_box(words);
     }
 
-    /// Forwards each partition's watermark, where it moved, to every partition of every
-    /// repartition topic (after the partition's forwarded events of this batch).
-    fn forward_watermarks(&mut self, out: &mut Outputs) {
-        if self.stage.forwards.is_empty() {
-            return;
-        }
-        for (&k, st) in &mut self.partitions {
-            let Some(w) = st.watermark(self.ooo_us) else {
-                continue;
-            };
-            if w <= st.forwarded {
-                continue;
-            }
-            st.forwarded = w;
-            for (i, (_, n)) in self.stage.forwards.iter().enumerate() {
-                out.forwards[i].extend((0..*n).map(|to| repartition::mark(k, to, w)));
-            }
-        }
-    }
-
-    /// At the end of a run's input ([`Processor::run_to_end`]): a partition of the events
-    /// stage that never had an event forwards the furthest watermark of the others,
-    /// since nothing more comes from it in this run, so the repartition stages can close
-    /// what the rest of the input closes.
+    /// At the end of a run's input ([`Processor::run_to_end`]): see
+    /// [`forward_end_of_input`].
     async fn end_of_input(&mut self, p: &Processor) -> Result<()> {
         if self.stage.forwards.is_empty() {
             return Ok(());
         }
-        let furthest = self
-            .partitions
-            .values()
-            .filter_map(|st| st.watermark(self.ooo_us))
-            .max();
-        let Some(furthest) = furthest else {
-            return Ok(());
-        };
-        let mut out = Outputs {
-            forwards: vec![Vec::new(); self.stage.forwards.len()],
-            ..Outputs::default()
-        };
-        for (&k, st) in &mut self.partitions {
-            if st.watermark(self.ooo_us).is_none() && st.forwarded < furthest {
-                st.forwarded = furthest;
-                for (i, (_, n)) in self.stage.forwards.iter().enumerate() {
-                    out.forwards[i].extend((0..*n).map(|to| repartition::mark(k, to, furthest)));
-                }
-            }
-        }
+        let mut out = Outputs::forwarding(&self.stage);
+        let mut partitions: Vec<&mut PartitionState> = self.partitions.values_mut().collect();
+        forward_end_of_input(&self.stage, &mut partitions, self.ooo_us, &mut out);
         write_outputs(p, &self.stage, out, &[]).await
     }
 
@@ -724,10 +707,7 @@ impl Runner {
         // Records of partitions just (re)assigned were read from wherever the consumer
         // stood; the seek to the checkpoint makes the next poll read them again.
         let fresh = self.sync_assignment(p).await?;
-        let mut out = Outputs {
-            forwards: vec![Vec::new(); self.stage.forwards.len()],
-            ..Outputs::default()
-        };
+        let mut out = Outputs::forwarding(&self.stage);
         let mut events = 0u64;
         // Records per partition, indexed by partition number (a handful of partitions).
         let mut per_partition: Vec<u64> = Vec::new();
@@ -791,7 +771,12 @@ impl Runner {
                 st.sought = true;
             }
         }
-        self.forward_watermarks(&mut out);
+        forward_watermarks(
+            &self.stage,
+            self.partitions.values_mut(),
+            self.ooo_us,
+            &mut out,
+        );
         // How far results lag: the furthest-behind partition that has a watermark.
         let merged = self
             .partitions
@@ -839,6 +824,10 @@ impl Runner {
         write_outputs(p, &self.stage, out, &trace).await?;
         p.metrics.repartitioned(forwarded, applied, repeats);
         if !self.is_events() {
+            for (&k, st) in &self.partitions {
+                p.metrics
+                    .repartition_position(&self.stage.topic, k, st.next_offset);
+            }
             // The events stage reports identities, partitions and events in.
             let latency = started.elapsed().as_micros() as u64;
             p.metrics.batch(0, results, late, dead, latency);
@@ -1058,17 +1047,10 @@ async fn process_record(
         return Ok(());
     }
     if !ctx.stage.forwards.is_empty() {
-        // With the watermark it is judged late against, which is this partition's
-        // before the event (as for the operators here).
-        let w = st.watermark(ctx.ooo_us).unwrap_or(i64::MIN);
-        for (i, (r, _)) in ctx.stage.forwards.iter().enumerate() {
-            if r.op.wants(event) {
-                r.op.partition_key(event, key);
-                out.forwards[i].push(repartition::forward(key, rec, w));
-            }
-        }
+        forward_event(ctx.stage, st, ctx.ooo_us, event, rec, key, out);
     }
-    feed(st, event, rec.offset, i64::MIN, &Pos::of(rec), out);
+    let late_for = feed(st, event, rec.offset, i64::MIN);
+    late_letters(late_for, &Pos::of(rec), out);
     if event.time > st.max_event_time {
         st.max_event_time = event.time;
         advance(st, event.time.saturating_sub(ctx.ooo_us), out);
@@ -1133,42 +1115,111 @@ async fn process_forwarded(
                 offset,
                 ..Pos::of(rec)
             };
-            let seq = From::seq(partition, offset);
-            feed(st, event, seq, watermark, &source, out);
+            let late_for = feed(st, event, From::seq(partition, offset), watermark);
+            late_letters(late_for, &source, out);
         }
     }
     Ok(())
 }
 
 /// Offers an accepted event to a partition's aggregates and rules; `seq` is its stable
-/// position (tie-breaks), `late_at` a watermark to judge it late against besides the
-/// operators' own, and `pos` the record its late dead letters name.
-fn feed(
-    st: &mut PartitionState,
-    event: &Event,
-    seq: u64,
-    late_at: i64,
-    pos: &Pos<'_>,
-    out: &mut Outputs,
-) {
+/// position (tie-breaks) and `late_at` a watermark to judge it late against besides the
+/// operators' own. Returns, for each operator that found it late, the reason and the
+/// name its late dead letter carries (the caller knows the record's position).
+fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> Vec<(String, String)> {
+    let mut late_for = Vec::new();
     for op in &mut st.aggregates {
         if let Err(late) = op.on_event_at(event, seq, late_at) {
-            out.late.push(dead_letter(
-                LATE_STAGE,
-                pos,
-                format!("aggregate `{}`: {}", late.aggregate, late.reason),
-                Some(&late.aggregate),
-            ));
+            let reason = format!("aggregate `{}`: {}", late.aggregate, late.reason);
+            late_for.push((reason, late.aggregate));
         }
     }
     for op in &mut st.rules {
         if let Err(late) = op.on_event_at(event, seq, late_at) {
-            out.late.push(dead_letter(
-                LATE_STAGE,
-                pos,
-                format!("rule `{}`: {}", late.rule, late.reason),
-                Some(&format!("rule/{}", late.rule)),
-            ));
+            let reason = format!("rule `{}`: {}", late.rule, late.reason);
+            late_for.push((reason, format!("rule/{}", late.rule)));
+        }
+    }
+    late_for
+}
+
+/// Late dead letters for what [`feed`] found late, at `pos`.
+fn late_letters(late_for: Vec<(String, String)>, pos: &Pos<'_>, out: &mut Outputs) {
+    for (reason, name) in late_for {
+        out.late
+            .push(dead_letter(LATE_STAGE, pos, reason, Some(&name)));
+    }
+}
+
+/// The events stage's forwards of an accepted event at `rec`: to each repartition topic
+/// whose operator wants it, with the partition's watermark before it.
+fn forward_event(
+    stage: &Stage,
+    st: &PartitionState,
+    ooo_us: i64,
+    event: &Event,
+    rec: &ConsumedRecord,
+    key: &mut Vec<u8>,
+    out: &mut Outputs,
+) {
+    // Judged late there against what it would be judged against here.
+    let w = st.watermark(ooo_us).unwrap_or(i64::MIN);
+    for (i, (r, _)) in stage.forwards.iter().enumerate() {
+        if r.op.wants(event) {
+            r.op.partition_key(event, key);
+            out.forwards[i].push(repartition::forward(key, rec, w));
+        }
+    }
+}
+
+/// Forwards each partition's watermark, where it moved, to every partition of every
+/// repartition topic (after the partition's forwarded events so far).
+fn forward_watermarks<'a>(
+    stage: &Stage,
+    partitions: impl Iterator<Item = &'a mut PartitionState>,
+    ooo_us: i64,
+    out: &mut Outputs,
+) {
+    if stage.forwards.is_empty() {
+        return;
+    }
+    for st in partitions {
+        let Some(w) = st.watermark(ooo_us) else {
+            continue;
+        };
+        if w <= st.forwarded {
+            continue;
+        }
+        st.forwarded = w;
+        for (i, (_, n)) in stage.forwards.iter().enumerate() {
+            out.forwards[i].extend((0..*n).map(|to| repartition::mark(st.tp.partition, to, w)));
+        }
+    }
+}
+
+/// At the end of a run's input: a partition of the events stage that never had an event
+/// forwards the furthest watermark of the others, since nothing more comes from it in
+/// this run, so the repartition stages can close what the rest of the input closes.
+fn forward_end_of_input(
+    stage: &Stage,
+    partitions: &mut [&mut PartitionState],
+    ooo_us: i64,
+    out: &mut Outputs,
+) {
+    let Some(furthest) = partitions
+        .iter()
+        .filter_map(|st| st.watermark(ooo_us))
+        .max()
+    else {
+        return;
+    };
+    for st in partitions.iter_mut() {
+        if st.watermark(ooo_us).is_none() && st.forwarded < furthest {
+            st.forwarded = furthest;
+            for (i, (_, n)) in stage.forwards.iter().enumerate() {
+                out.forwards[i]
+                    .extend((0..*n).map(|to| repartition::mark(st.tp.partition, to, furthest)));
+            }
         }
     }
 }
