@@ -231,12 +231,12 @@ fn admit(n: u64) {
     let prefetch = std::env::var("BENCH_PREFETCH").is_ok_and(|v| v == "on");
     for (r, run) in ids.chunks(64).enumerate() {
         if prefetch {
-            let mut words = 0u64;
+            let mut lines = helios_pipeline::dedupe::Prefetch::with_capacity(run.len());
             for (j, id) in run.iter().enumerate() {
                 let h = helios_pipeline::dedupe::identity("bench", id);
-                words ^= seen[(r * 64 + j) % 4].prefetch(h);
+                lines.add(&seen[(r * 64 + j) % 4], h);
             }
-            std::hint::black_box(words);
+            lines.fetch();
         }
         for (j, id) in run.iter().enumerate() {
             let i = r * 64 + j;

@@ -12,8 +12,8 @@
 //! "Seen?" runs once per event on the hot path, over a million identities per partition
 //! that no cache holds (issue 13's cost bar). The set ([`table`]) is open addressing over
 //! bare `u64`s, so the question and the insert of a new identity read one cache line, and
-//! the runtime touches the lines of a run of records ([`Seen::prefetch`]) before it decodes
-//! them, so their misses overlap instead of stalling one event each.
+//! the runtime reads the lines of a run of records ([`Prefetch`]) before it decodes them,
+//! so their misses overlap instead of stalling one event each.
 //!
 //! Two identities share a hash with odds of about n²/2⁶⁵ (under 3·10⁻⁸ for a million
 //! remembered): such an event would be dropped as a repeat.
@@ -59,6 +59,44 @@ impl Default for SeenState {
             frontier: i64::MIN,
             buckets: BTreeMap::new(),
         }
+    }
+}
+
+/// The set's lines of a run of identities, read together before the run is processed:
+/// [`Prefetch::add`] each identity (with the set of its partition), then
+/// [`Prefetch::fetch`]. A hint only: it changes nothing.
+///
+/// Why two passes: a load that misses holds up the retirement of everything after it, so
+/// when each load sits among the work of finding the record's partition, peeking its
+/// identity and hashing it, the core's reorder buffer holds two or three of them at a time
+/// and the misses mostly queue. Reading the collected slots in a loop of bare loads keeps
+/// dozens in flight (bench/RESULTS.md).
+#[derive(Debug, Default)]
+pub struct Prefetch<'a> {
+    lines: Vec<&'a u64>,
+}
+
+impl<'a> Prefetch<'a> {
+    /// Room for `n` identities without growing.
+    pub fn with_capacity(n: usize) -> Self {
+        Prefetch {
+            lines: Vec::with_capacity(n),
+        }
+    }
+
+    /// Identity `h` will be asked of `seen`.
+    pub fn add(&mut self, seen: &'a Seen, h: u64) {
+        self.lines.push(seen.table.slot(h));
+    }
+
+    /// Reads every collected slot (folded into one `black_box`, so the loads happen), which
+    /// brings their lines and page translations into cache.
+    pub fn fetch(self) {
+        let mut acc = 0u64;
+        for &word in &self.lines {
+            acc ^= *word;
+        }
+        std::hint::black_box(acc);
     }
 }
 
@@ -124,14 +162,6 @@ impl Seen {
             self.evicted += 1;
         }
         true
-    }
-
-    /// A word of the set's line for identity `h`: reading it brings the line into cache,
-    /// so the runtime calls this for a run of records before it decodes and admits them
-    /// (folding the words together into one `std::hint::black_box`), and their misses
-    /// overlap. Changes nothing.
-    pub fn prefetch(&self, h: u64) -> u64 {
-        self.table.touch_one(h)
     }
 
     /// Forgets the identities whose bucket ended `horizon` or more before `watermark`.
