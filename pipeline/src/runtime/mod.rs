@@ -437,8 +437,7 @@ impl Runner {
             let tp = TopicPartition::new(&p.config.events_topic, k);
             let state = match p.checkpoints.load(&tp).await? {
                 Some(r) => {
-                    let s =
-                        PartitionState::restore(tp.clone(), p.specs(), r.offset, &r.payload, now)?;
+                    let s = PartitionState::restore(tp.clone(), p.specs(), &r, now)?;
                     p.metrics.restored();
                     info!(partition = %tp, offset = r.offset, bytes = r.payload.len(), "Restored partition state from its checkpoint.");
                     s
@@ -714,8 +713,7 @@ impl Runner {
             if !st.dirty && !all {
                 continue;
             }
-            let payload = st.payload()?;
-            bytes += p.checkpoints.save(&st.tp, st.next_offset, &payload).await? as u64;
+            bytes += st.save(&p.checkpoints).await? as u64;
             written += 1;
             st.dirty = false;
             commits.push((st.tp.clone(), st.next_offset));

@@ -1,6 +1,14 @@
 //! The state one input partition owns: its operators (windows, rules, insights), its
 //! event-time progress and the offset it resumes from, and how that state becomes a
 //! checkpoint payload and back.
+//!
+//! Payload formats, newest first. In a version 2 checkpoint object ([`crate::checkpoint`])
+//! the payload is [`PayloadRef`]: the remembered identities are a [`SeenCheckpoint`] whose
+//! hashes mostly sit in the checkpoint's parts, each written once (issue 13: rewriting a
+//! million identities every checkpoint cost the processor a fifth of its time and wrote
+//! tens of MB every few seconds). A version 1 object holds one of the payloads written
+//! before: [`PayloadV3`] (identities inline), [`PayloadV2`] (before de-duplication) or
+//! [`PayloadV1`] (before rules and insights); they restore as they always did.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +17,8 @@ use helios_log::TopicPartition;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::dedupe::{Seen, SeenState};
+use crate::checkpoint::{CheckpointStore, Restored};
+use crate::dedupe::{Seen, SeenCheckpoint, SeenState};
 use crate::ids::hash64;
 use crate::insights::{InsightOperator, InsightSettings};
 use crate::rules::{RuleOperator, RuleState};
@@ -47,9 +56,41 @@ pub(crate) struct PartitionState {
     pub dirty: bool,
 }
 
-/// The checkpoint payload of one partition, as read.
-#[derive(Debug, Deserialize)]
+/// The checkpoint payload of one partition, as read (any format).
+#[derive(Debug)]
 struct Payload {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot>,
+    insights: Vec<InsightSnapshot>,
+    seen: SavedSeen,
+}
+
+/// The remembered identities of a payload as read.
+#[derive(Debug)]
+enum SavedSeen {
+    /// None (written without de-duplication or before it).
+    None,
+    /// Inline ([`PayloadV3`]).
+    Inline(SeenState),
+    /// In the checkpoint's parts and the payload ([`PayloadV4`]).
+    Parts(SeenCheckpoint<Vec<u64>>),
+}
+
+/// The payload of a version 2 checkpoint object, as read ([`PayloadRef`] as written).
+#[derive(Debug, Deserialize)]
+struct PayloadV4 {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot>,
+    insights: Vec<InsightSnapshot>,
+    seen: Option<SeenCheckpoint<Vec<u64>>>,
+}
+
+/// The payload written with de-duplication before checkpoint parts: every remembered
+/// identity inline.
+#[derive(Debug, Deserialize)]
+struct PayloadV3 {
     max_event_time: i64,
     aggregates: Vec<OperatorState>,
     rules: Vec<RuleSnapshot>,
@@ -74,15 +115,16 @@ struct PayloadV1 {
     aggregates: Vec<OperatorState>,
 }
 
-/// The same payload as written: window, rule and insight state serialized in place, not
-/// copied (a copy of 1M open windows would double the memory a checkpoint needs).
+/// The payload as written ([`PayloadV4`] as read): window, rule and insight state
+/// serialized in place, not copied (a copy of 1M open windows would double the memory a
+/// checkpoint needs).
 #[derive(Serialize)]
-struct PayloadRef<'a> {
+struct PayloadRef<'a, S> {
     max_event_time: i64,
     aggregates: Vec<OperatorStateRef<'a>>,
     rules: Vec<RuleSnapshot<&'a str, &'a RuleState>>,
     insights: Vec<InsightSnapshot<&'a str, &'a InsightOperator>>,
-    seen: Option<&'a SeenState>,
+    seen: Option<S>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -144,14 +186,22 @@ pub(crate) struct Specs<'a> {
 }
 
 impl Specs<'_> {
-    fn seen(&self, state: Option<SeenState>) -> Option<Seen> {
-        self.dedupe.enabled().then(|| {
-            Seen::restore(
-                self.dedupe.horizon,
-                self.dedupe.max_ids,
-                state.unwrap_or_default(),
-            )
-        })
+    fn seen(
+        &self,
+        saved: SavedSeen,
+        r: Option<&Restored>,
+    ) -> std::result::Result<Option<Seen>, String> {
+        if !self.dedupe.enabled() {
+            return Ok(None);
+        }
+        let (horizon, max_ids) = (self.dedupe.horizon, self.dedupe.max_ids);
+        Ok(Some(match saved {
+            SavedSeen::None => Seen::new(horizon, max_ids),
+            SavedSeen::Inline(state) => Seen::restore(horizon, max_ids, state),
+            SavedSeen::Parts(cp) => {
+                Seen::restore_parts(horizon, max_ids, cp, r.map_or(&[][..], |r| &r.parts))?
+            }
+        }))
     }
 
     fn new_insights(&self) -> Vec<InsightOperator> {
@@ -181,7 +231,10 @@ impl PartitionState {
                 .map(|r| RuleOperator::new(r.clone()))
                 .collect(),
             insights: specs.new_insights(),
-            seen: specs.seen(None),
+            seen: specs
+                .dedupe
+                .enabled()
+                .then(|| Seen::new(specs.dedupe.horizon, specs.dedupe.max_ids)),
             next_offset: start,
             max_event_time: i64::MIN,
             mark: i64::MIN,
@@ -192,17 +245,44 @@ impl PartitionState {
         }
     }
 
-    /// State from a checkpoint payload. An aggregate or rule whose definition changed
-    /// since the checkpoint (or is new) starts empty, with a warning.
+    /// State from a checkpoint (its payload in the format of its version, and its parts).
+    /// An aggregate or rule whose definition changed since the checkpoint (or is new)
+    /// starts empty, with a warning.
     pub fn restore(
         tp: TopicPartition,
         specs: Specs<'_>,
-        offset: u64,
-        payload: &[u8],
+        r: &Restored,
         now: Instant,
     ) -> Result<Self> {
-        let p: Payload = match postcard::from_bytes(payload) {
-            Ok(p) => p,
+        let p = if r.version >= 2 {
+            let p: PayloadV4 =
+                postcard::from_bytes(&r.payload).map_err(|e| PipelineError::CheckpointState {
+                    partition: tp.to_string(),
+                    reason: format!("cannot decode the state: {e}"),
+                })?;
+            Payload {
+                max_event_time: p.max_event_time,
+                aggregates: p.aggregates,
+                rules: p.rules,
+                insights: p.insights,
+                seen: p.seen.map_or(SavedSeen::None, SavedSeen::Parts),
+            }
+        } else {
+            Self::decode_v1_object(&tp, &r.payload)?
+        };
+        Self::from_payload(tp, specs, r, p, now)
+    }
+
+    /// The payload of a version 1 checkpoint object: the newest format that decodes.
+    fn decode_v1_object(tp: &TopicPartition, payload: &[u8]) -> Result<Payload> {
+        Ok(match postcard::from_bytes::<PayloadV3>(payload) {
+            Ok(p) => Payload {
+                max_event_time: p.max_event_time,
+                aggregates: p.aggregates,
+                rules: p.rules,
+                insights: p.insights,
+                seen: p.seen.map_or(SavedSeen::None, SavedSeen::Inline),
+            },
             Err(e) => match postcard::from_bytes::<PayloadV2>(payload) {
                 Ok(old) => {
                     warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
@@ -211,7 +291,7 @@ impl PartitionState {
                         aggregates: old.aggregates,
                         rules: old.rules,
                         insights: old.insights,
-                        seen: None,
+                        seen: SavedSeen::None,
                     }
                 }
                 Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
@@ -222,7 +302,7 @@ impl PartitionState {
                             aggregates: old.aggregates,
                             rules: Vec::new(),
                             insights: Vec::new(),
-                            seen: None,
+                            seen: SavedSeen::None,
                         }
                     }
                     Err(_) => {
@@ -233,7 +313,25 @@ impl PartitionState {
                     }
                 },
             },
-        };
+        })
+    }
+
+    fn from_payload(
+        tp: TopicPartition,
+        specs: Specs<'_>,
+        r: &Restored,
+        p: Payload,
+        now: Instant,
+    ) -> Result<Self> {
+        let seen =
+            specs
+                .seen(p.seen, Some(r))
+                .map_err(|reason| PipelineError::CheckpointState {
+                    partition: tp.to_string(),
+                    reason: format!(
+                        "the remembered identities do not fit the checkpoint: {reason}"
+                    ),
+                })?;
         let mut saved = p.aggregates;
         let aggregates = specs
             .aggregates
@@ -297,8 +395,8 @@ impl PartitionState {
             aggregates,
             rules,
             insights,
-            seen: specs.seen(p.seen),
-            next_offset: offset,
+            seen,
+            next_offset: r.offset,
             max_event_time: p.max_event_time,
             mark: i64::MIN,
             mark_pending: false,
@@ -328,8 +426,46 @@ impl PartitionState {
         windows.chain(rules).chain(insights).min()
     }
 
-    /// The checkpoint payload of the current state.
-    pub fn payload(&self) -> Result<Vec<u8>> {
+    /// Checkpoints the current state to `store`: the identities' new parts first, then
+    /// the checkpoint that refers to them. Returns the bytes written.
+    pub async fn save(&mut self, store: &CheckpointStore) -> Result<usize> {
+        let mut bytes = 0;
+        if let Some(seen) = &mut self.seen {
+            for part in seen.new_parts() {
+                bytes += part.bytes.len();
+                let written = store.put_part(&self.tp, &part.name, part.bytes).await?;
+                seen.part_written(part.bucket, part.end, written);
+            }
+        }
+        let (payload, parts) = self.payload()?;
+        Ok(bytes
+            + store
+                .save_with_parts(&self.tp, self.next_offset, &payload, &parts)
+                .await?)
+    }
+
+    /// The checkpoint payload of the current state and the parts it refers to (call
+    /// after the identities' new parts are written: see [`PartitionState::save`]).
+    pub fn payload(&self) -> Result<(Vec<u8>, Vec<crate::checkpoint::PartRef>)> {
+        let (seen, parts) = match &self.seen {
+            Some(s) => {
+                let (cp, parts) = s.checkpoint();
+                (Some(cp), parts)
+            }
+            None => (None, Vec::new()),
+        };
+        let payload = self.encode(seen)?;
+        Ok((payload, parts))
+    }
+
+    /// The payload in the format written before checkpoint parts ([`PayloadV3`]), for
+    /// the tests of restoring old checkpoints.
+    #[cfg(test)]
+    pub fn payload_v3(&self) -> Result<Vec<u8>> {
+        self.encode(self.seen.as_ref().map(Seen::state))
+    }
+
+    fn encode<S: Serialize>(&self, seen: Option<S>) -> Result<Vec<u8>> {
         let p = PayloadRef {
             max_event_time: self.max_event_time,
             aggregates: self
@@ -360,7 +496,7 @@ impl PartitionState {
                     state: i,
                 })
                 .collect(),
-            seen: self.seen.as_ref().map(Seen::state),
+            seen,
         };
         postcard::to_allocvec(&p).map_err(|e| PipelineError::CheckpointState {
             partition: self.tp.to_string(),
