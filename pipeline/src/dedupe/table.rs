@@ -20,18 +20,29 @@ const MAX_LOAD_EIGHTHS: usize = 6;
 const BATCH: usize = 1024;
 /// Slots per line.
 const LINE: usize = 8;
+/// Bytes per cache line.
+const LINE_BYTES: usize = 64;
 
-/// Eight slots, one cache line.
-#[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
-struct Line([u64; LINE]);
-
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct IdTable {
-    lines: Vec<Line>,
+    /// The slots from `base` on, 64-byte aligned there (a zeroed allocation, so pages the
+    /// table never touches cost no memory; a line's worth longer than the slots).
+    words: Vec<u64>,
+    base: usize,
     /// Slots - 1 (slots are a power of two, at least one line).
     mask: usize,
     len: usize,
+}
+
+impl Clone for IdTable {
+    /// A copy aligned in its own allocation (a plain copy of `words` would not be).
+    fn clone(&self) -> Self {
+        let mut copy = IdTable::with_slots(self.slots());
+        let n = self.slots();
+        copy.words[copy.base..copy.base + n].copy_from_slice(&self.words[self.base..self.base + n]);
+        copy.len = self.len;
+        copy
+    }
 }
 
 fn key(h: u64) -> u64 {
@@ -47,9 +58,15 @@ impl Default for IdTable {
 impl IdTable {
     /// A table that holds `n` keys without growing.
     pub(super) fn with_capacity(n: usize) -> Self {
-        let slots = (n * 8 / MAX_LOAD_EIGHTHS + 1).next_power_of_two().max(64);
+        IdTable::with_slots((n * 8 / MAX_LOAD_EIGHTHS + 1).next_power_of_two().max(64))
+    }
+
+    fn with_slots(slots: usize) -> Self {
+        let words = vec![EMPTY; slots + LINE - 1];
+        let misaligned = (words.as_ptr() as usize) % LINE_BYTES;
         IdTable {
-            lines: vec![Line([EMPTY; LINE]); slots / LINE],
+            base: (LINE_BYTES - misaligned) % LINE_BYTES / 8,
+            words,
             mask: slots - 1,
             len: 0,
         }
@@ -64,11 +81,11 @@ impl IdTable {
     }
 
     fn get(&self, i: usize) -> u64 {
-        self.lines[i / LINE].0[i % LINE]
+        self.words[self.base + i]
     }
 
     fn set(&mut self, i: usize, k: u64) {
-        self.lines[i / LINE].0[i % LINE] = k;
+        self.words[self.base + i] = k;
     }
 
     /// The slot a key's probe starts at: the first of the line the hash's low bits pick
@@ -92,7 +109,7 @@ impl IdTable {
     /// The first slot of `h`'s home line: reading it brings the line (and its page's
     /// translation) into cache, and the probe for `h` starts there.
     pub(super) fn slot(&self, h: u64) -> &u64 {
-        &self.lines[self.home(key(h)) / LINE].0[0]
+        &self.words[self.base + self.home(key(h))]
     }
 
     /// Inserts `h`; `false` if it was there already. One probe sequence for both answers.
@@ -188,28 +205,23 @@ impl IdTable {
 
     /// Rebuilds for `need` keys: the next power of two of slots, which doubles them (a
     /// further doubling of `need` here would make the table four times what it holds).
+    /// Keys are placed in slot order: a key's home in the bigger table is its home here
+    /// or that plus the old size, so the writes run along two sequences, not at random.
     fn grow(&mut self, need: usize) {
         let mut bigger = IdTable::with_capacity(need);
-        let mut buf = Vec::with_capacity(BATCH);
-        for line in &self.lines {
-            for &s in &line.0 {
-                if s != EMPTY {
-                    buf.push(s);
-                    if buf.len() == BATCH {
-                        bigger.insert_new(&buf);
-                        buf.clear();
-                    }
-                }
+        for &s in &self.words[self.base..=self.base + self.mask] {
+            if s != EMPTY {
+                bigger.place(s);
             }
         }
-        bigger.insert_new(&buf);
+        bigger.len = self.len;
         *self = bigger;
     }
 
     /// Bytes held.
     #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
-        self.lines.len() * std::mem::size_of::<Line>()
+        self.slots() * 8
     }
 }
 
@@ -256,6 +268,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_probe_starts_at_a_cache_line_in_copies_and_grown_tables_too() {
+        let mut table = IdTable::with_capacity(10);
+        let keys: Vec<u64> = (1..=5000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for &k in &keys[..2500] {
+            assert!(table.insert(k));
+        }
+        let mut copy = table.clone();
+        for &k in &keys[2500..] {
+            assert!(copy.insert(k));
+        }
+        for t in [&table, &copy] {
+            for &k in &keys {
+                assert_eq!((t.slot(k) as *const u64 as usize) % 64, 0, "key {k}");
+            }
+        }
+        assert!(keys.iter().all(|&k| copy.contains(k)));
+        assert!(keys[..2500].iter().all(|&k| table.contains(k)));
+        assert!(!keys[2500..].iter().any(|&k| table.contains(k)));
     }
 
     #[test]
