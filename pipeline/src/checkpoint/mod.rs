@@ -50,8 +50,11 @@ pub struct CheckpointStore {
     group: String,
     /// Per partition directory: the parts each checkpoint written or read here refers
     /// to, by offset (so pruning need not read them back).
-    refs: Arc<Mutex<HashMap<String, BTreeMap<u64, BTreeSet<String>>>>>,
+    refs: Arc<Mutex<HashMap<String, PartsByOffset>>>,
 }
+
+/// The part names each checkpoint of a partition refers to, by its offset.
+type PartsByOffset = BTreeMap<u64, BTreeSet<String>>;
 
 /// A part as a checkpoint refers to it: its name under the partition's `parts/`, and its
 /// length and checksum, verified when it is read.

@@ -981,7 +981,7 @@ within = "1m"
         );
         assert!(second < first, "{second} bytes after {first}");
         assert!(
-            second >= 20_000 * 8 && second < 20_000 * 8 + 4096,
+            (20_000 * 8..20_000 * 8 + 4096).contains(&second),
             "{second}"
         );
         let mut back = restore_from(SPEC, &r);
