@@ -260,10 +260,14 @@ impl CheckpointStore {
     /// Offsets of the checkpoint objects present for `tp`, unordered.
     async fn offsets(&self, tp: &TopicPartition) -> Result<Vec<u64>> {
         let dir = Path::from(self.dir(tp));
-        let mut list = self.store.list(Some(&dir));
+        // The directory's own objects only, not the parts below it.
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| Self::err(&dir, e))?;
         let mut out = Vec::new();
-        while let Some(meta) = list.next().await {
-            let meta = meta.map_err(|e| Self::err(&dir, e))?;
+        for meta in listed.objects {
             if let Some(o) = meta
                 .location
                 .filename()
