@@ -46,6 +46,8 @@ async fn check(damage: impl FnOnce(&std::path::Path), expected: Option<(u64, &[u
     let expected = expected.map(|(offset, payload)| Restored {
         offset,
         payload: bytes::Bytes::copy_from_slice(payload),
+        version: 2,
+        parts: Vec::new(),
     });
     assert_eq!(got, expected);
 }
@@ -129,4 +131,110 @@ async fn torn_and_damaged_checkpoints_fall_back_to_the_previous_one() {
         None,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_damaged_or_missing_part_falls_back_to_a_checkpoint_without_it() {
+    let setup = || async {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::local(tmp.path(), "g").unwrap();
+        let a = store
+            .put_part(&tp(), "a", bytes::Bytes::from_static(b"part a"))
+            .await
+            .unwrap();
+        store
+            .save_with_parts(&tp(), 100, b"old state", std::slice::from_ref(&a))
+            .await
+            .unwrap();
+        let b = store
+            .put_part(&tp(), "b", bytes::Bytes::from_static(b"part b"))
+            .await
+            .unwrap();
+        store
+            .save_with_parts(&tp(), 200, b"new state", &[a, b])
+            .await
+            .unwrap();
+        (tmp, store)
+    };
+    let (tmp, store) = setup().await;
+    let r = store.load(&tp()).await.unwrap().unwrap();
+    assert_eq!(
+        (r.offset, &r.payload[..], r.version),
+        (200, &b"new state"[..], 2)
+    );
+    let parts: Vec<(&str, &[u8])> = r
+        .parts
+        .iter()
+        .map(|(p, b)| (p.name.as_str(), &b[..]))
+        .collect();
+    assert_eq!(parts, [("a", &b"part a"[..]), ("b", &b"part b"[..])]);
+    // A flipped bit in `b`: the checkpoint at 100, which needs only `a`.
+    let b = dir_of(tmp.path()).join("parts/b");
+    std::fs::write(&b, b"part c").unwrap();
+    let r = CheckpointStore::local(tmp.path(), "g")
+        .unwrap()
+        .load(&tp())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.offset, r.parts.len()), (100, 1));
+    // `a` gone: no intact checkpoint.
+    let (tmp, _store) = setup().await;
+    std::fs::remove_file(dir_of(tmp.path()).join("parts/a")).unwrap();
+    let got = CheckpointStore::local(tmp.path(), "g")
+        .unwrap()
+        .load(&tp())
+        .await
+        .unwrap();
+    assert_eq!(got, None);
+}
+
+#[tokio::test]
+async fn parts_no_kept_checkpoint_refers_to_are_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(tmp.path(), "g").unwrap();
+    let parts = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir_of(dir).join("parts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let a = store
+        .put_part(&tp(), "a", bytes::Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    store
+        .save_with_parts(&tp(), 1, b"s", std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    // Written but never referred to (a crash before its checkpoint).
+    store
+        .put_part(&tp(), "orphan", bytes::Bytes::from_static(b"o"))
+        .await
+        .unwrap();
+    // `a` is dropped from here on; the KEEP checkpoints after it no longer need it, and
+    // a new store (a restart) reads what the kept ones refer to.
+    let b = store
+        .put_part(&tp(), "b", bytes::Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    for offset in 2..2 + KEEP as u64 - 1 {
+        store
+            .save_with_parts(&tp(), offset, b"s", std::slice::from_ref(&b))
+            .await
+            .unwrap();
+        assert_eq!(
+            parts(tmp.path()),
+            ["a", "b"],
+            "`a` is still in a kept checkpoint"
+        );
+    }
+    let restarted = CheckpointStore::local(tmp.path(), "g").unwrap();
+    restarted
+        .save_with_parts(&tp(), 10, b"s", std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    assert_eq!(parts(tmp.path()), ["b"]);
 }

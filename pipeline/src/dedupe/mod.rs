@@ -12,8 +12,8 @@
 //! "Seen?" runs once per event on the hot path, over a million identities per partition
 //! that no cache holds (issue 13's cost bar). The set ([`table`]) is open addressing over
 //! bare `u64`s, so the question and the insert of a new identity read one cache line, and
-//! the runtime touches the lines of a run of records ([`Seen::prefetch`]) before it decodes
-//! them, so their misses overlap instead of stalling one event each.
+//! the runtime reads the lines of a run of records ([`Prefetch`]) before it decodes them,
+//! so their misses overlap instead of stalling one event each.
 //!
 //! Two identities share a hash with odds of about n²/2⁶⁵ (under 3·10⁻⁸ for a million
 //! remembered): such an event would be dropped as a repeat.
@@ -23,13 +23,19 @@ mod table;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::PartRef;
 use crate::ids::pair_hash64;
 use table::IdTable;
 
 /// Buckets per horizon: the granularity of expiry and of eviction at the bound.
 const BUCKETS: i64 = 64;
+/// A bucket's hashes not yet in a checkpoint part go into one (8 bytes each) once there
+/// are this many; fewer ride in the checkpoint's payload. Hashes only ever join a bucket,
+/// so each is written to a part once, however many checkpoints follow.
+const PART_MIN: usize = 16_384;
 
 /// The identities one partition remembers.
 #[derive(Debug, Clone)]
@@ -42,6 +48,35 @@ pub struct Seen {
     state: SeenState,
     /// Buckets dropped because `max_ids` was reached, not yet taken by the runtime.
     evicted: u64,
+    /// Per bucket, its hashes already in checkpoint parts: consecutive ranges from the
+    /// start, each the end of its range and the part.
+    written: BTreeMap<i64, Vec<(usize, PartRef)>>,
+}
+
+/// The remembered identities as a checkpoint payload holds them (since checkpoint
+/// version 2): per bucket, how many of the checkpoint's parts hold its first hashes (in
+/// order, 8 little-endian bytes each), and the hashes after those.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SeenCheckpoint<T> {
+    frontier: i64,
+    buckets: Vec<BucketCheckpoint<T>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BucketCheckpoint<T> {
+    bucket: i64,
+    parts: u32,
+    tail: T,
+}
+
+/// A part to write before the next checkpoint: `bytes` hold a bucket's hashes up to
+/// `end` from where its last part ended.
+#[derive(Debug)]
+pub(crate) struct NewPart {
+    pub bucket: i64,
+    pub end: usize,
+    pub name: String,
+    pub bytes: Bytes,
 }
 
 /// The checkpointed part: the buckets (the sets are rebuilt from them on restore).
@@ -59,6 +94,44 @@ impl Default for SeenState {
             frontier: i64::MIN,
             buckets: BTreeMap::new(),
         }
+    }
+}
+
+/// The set's lines of a run of identities, read together before the run is processed:
+/// [`Prefetch::add`] each identity (with the set of its partition), then
+/// [`Prefetch::fetch`]. A hint only: it changes nothing.
+///
+/// Why two passes: a load that misses holds up the retirement of everything after it, so
+/// when each load sits among the work of finding the record's partition, peeking its
+/// identity and hashing it, the core's reorder buffer holds two or three of them at a time
+/// and the misses mostly queue. Reading the collected slots in a loop of bare loads keeps
+/// dozens in flight (bench/RESULTS.md).
+#[derive(Debug, Default)]
+pub struct Prefetch<'a> {
+    lines: Vec<&'a u64>,
+}
+
+impl<'a> Prefetch<'a> {
+    /// Room for `n` identities without growing.
+    pub fn with_capacity(n: usize) -> Self {
+        Prefetch {
+            lines: Vec::with_capacity(n),
+        }
+    }
+
+    /// Identity `h` will be asked of `seen`.
+    pub fn add(&mut self, seen: &'a Seen, h: u64) {
+        self.lines.push(seen.table.slot(h));
+    }
+
+    /// Reads every collected slot (folded into one `black_box`, so the loads happen), which
+    /// brings their lines and page translations into cache.
+    pub fn fetch(self) {
+        let mut acc = 0u64;
+        for &word in &self.lines {
+            acc ^= *word;
+        }
+        std::hint::black_box(acc);
     }
 }
 
@@ -95,7 +168,141 @@ impl Seen {
             table,
             state,
             evicted: 0,
+            written: BTreeMap::new(),
         }
+    }
+
+    /// From a checkpoint payload's identities and the checkpoint's parts (all of them,
+    /// in order; the identities' come first). Errors say what does not fit.
+    pub(crate) fn restore_parts(
+        horizon: Duration,
+        max_ids: usize,
+        saved: SeenCheckpoint<Vec<u64>>,
+        parts: &[(PartRef, Bytes)],
+    ) -> Result<Self, String> {
+        let mut parts = parts.iter();
+        let mut state = SeenState {
+            frontier: saved.frontier,
+            buckets: BTreeMap::new(),
+        };
+        let mut written: BTreeMap<i64, Vec<(usize, PartRef)>> = BTreeMap::new();
+        for b in saved.buckets {
+            let mut hashes = Vec::new();
+            for _ in 0..b.parts {
+                let Some((part, bytes)) = parts.next() else {
+                    return Err(format!(
+                        "bucket {} names more parts than the checkpoint has",
+                        b.bucket
+                    ));
+                };
+                if bytes.len() % 8 != 0 {
+                    return Err(format!(
+                        "part {} holds {} bytes, not a whole number of 8-byte hashes",
+                        part.name,
+                        bytes.len()
+                    ));
+                }
+                hashes.extend(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+                );
+                written
+                    .entry(b.bucket)
+                    .or_default()
+                    .push((hashes.len(), part.clone()));
+            }
+            hashes.extend_from_slice(&b.tail);
+            if state.buckets.insert(b.bucket, hashes).is_some() {
+                return Err(format!("bucket {} appears twice", b.bucket));
+            }
+        }
+        let mut seen = Seen::restore(horizon, max_ids, state);
+        seen.written = written;
+        Ok(seen)
+    }
+
+    /// The parts the next checkpoint needs written first: every bucket's hashes since its
+    /// last part, where there are at least [`PART_MIN`] of them. Record each written one
+    /// with [`Seen::part_written`].
+    pub(crate) fn new_parts(&self) -> Vec<NewPart> {
+        let mut out = Vec::new();
+        for (&bucket, hashes) in &self.state.buckets {
+            let start = self.written_end(bucket);
+            if hashes.len() - start < PART_MIN {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity((hashes.len() - start) * 8);
+            for h in &hashes[start..] {
+                bytes.extend_from_slice(&h.to_le_bytes());
+            }
+            out.push(NewPart {
+                bucket,
+                end: hashes.len(),
+                name: format!("seen_{bucket}_{start}_{}", hashes.len()),
+                bytes: Bytes::from(bytes),
+            });
+        }
+        out
+    }
+
+    /// `part` now holds the hashes of `bucket` up to `end` (from its last part's end).
+    pub(crate) fn part_written(&mut self, bucket: i64, end: usize, part: PartRef) {
+        if self.state.buckets.contains_key(&bucket) {
+            self.written.entry(bucket).or_default().push((end, part));
+        }
+    }
+
+    fn written_end(&self, bucket: i64) -> usize {
+        self.written
+            .get(&bucket)
+            .and_then(|w| w.last())
+            .map_or(0, |(end, _)| *end)
+    }
+
+    /// What a checkpoint holds of the identities: the payload's part and the parts it
+    /// refers to (written already), in order.
+    pub(crate) fn checkpoint(&self) -> (SeenCheckpoint<&[u64]>, Vec<PartRef>) {
+        let mut parts = Vec::new();
+        let buckets = self
+            .state
+            .buckets
+            .iter()
+            .map(|(&bucket, hashes)| {
+                let written = self.written.get(&bucket).map_or(&[][..], Vec::as_slice);
+                parts.extend(written.iter().map(|(_, p)| p.clone()));
+                BucketCheckpoint {
+                    bucket,
+                    parts: written.len() as u32,
+                    tail: &hashes[self.written_end(bucket)..],
+                }
+            })
+            .collect();
+        (
+            SeenCheckpoint {
+                frontier: self.state.frontier,
+                buckets,
+            },
+            parts,
+        )
+    }
+
+    /// Bytes a first checkpoint of these identities writes (parts and payload part).
+    pub fn checkpoint_bytes(&self) -> usize {
+        let parts: usize = self.new_parts().iter().map(|p| p.bytes.len()).sum();
+        let mut fresh = self.clone();
+        for p in self.new_parts() {
+            fresh.part_written(
+                p.bucket,
+                p.end,
+                PartRef {
+                    name: p.name,
+                    len: p.bytes.len() as u64,
+                    crc: 0,
+                },
+            );
+        }
+        parts + postcard::to_allocvec(&fresh.checkpoint().0).map_or(0, |v| v.len())
     }
 
     /// `true` the first time an identity comes (it is remembered if its time is within
@@ -120,18 +327,11 @@ impl Seen {
                 break;
             };
             self.table.remove(&hashes);
+            self.written.remove(&b);
             self.state.frontier = self.state.frontier.max(b.saturating_add(1));
             self.evicted += 1;
         }
         true
-    }
-
-    /// A word of the set's line for identity `h`: reading it brings the line into cache,
-    /// so the runtime calls this for a run of records before it decodes and admits them
-    /// (folding the words together into one `std::hint::black_box`), and their misses
-    /// overlap. Changes nothing.
-    pub fn prefetch(&self, h: u64) -> u64 {
-        self.table.touch_one(h)
     }
 
     /// Forgets the identities whose bucket ended `horizon` or more before `watermark`.
@@ -147,6 +347,7 @@ impl Seen {
             if *entry.key() >= frontier {
                 break;
             }
+            self.written.remove(entry.key());
             self.table.remove(&entry.remove());
         }
     }

@@ -1,8 +1,12 @@
 //! The exact set of remembered identity hashes: open addressing over bare `u64`s with
 //! linear probing, so a probe reads one cache line (a general hash set reads a control
-//! array and a data array). Inserts and removals come in batches: a first pass touches
-//! every home slot of the batch, so the batch's cache misses overlap instead of queueing one
-//! after another, and the second pass finds its lines in cache.
+//! array and a data array). A probe starts at the first slot of a cache line (slots sit
+//! in 64-byte aligned lines of eight), so the line the runtime fetches ahead
+//! ([`IdTable::slot`]) holds the whole probe unless its line is full: a probe that
+//! started mid-line would run into the next, unfetched line about a quarter of the time.
+//! Inserts and removals come in batches: a first pass touches every home line of the
+//! batch, so the batch's cache misses overlap instead of queueing one after another, and
+//! the second pass finds its lines in cache.
 
 use std::hint::black_box;
 
@@ -11,14 +15,34 @@ const EMPTY: u64 = 0;
 const ZERO_STANDIN: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Slots are at most this many eighths full before the table doubles.
 const MAX_LOAD_EIGHTHS: usize = 6;
-/// Keys handled per touch-then-apply pass (their lines fit in L2 with room to spare).
-const BATCH: usize = 4096;
+/// Keys handled per touch-then-apply pass: their lines fit in L2, and their pages in the
+/// second-level TLB, with room to spare.
+const BATCH: usize = 1024;
+/// Slots per line.
+const LINE: usize = 8;
+/// Bytes per cache line.
+const LINE_BYTES: usize = 64;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct IdTable {
-    slots: Vec<u64>,
+    /// The slots from `base` on, 64-byte aligned there (a zeroed allocation, so pages the
+    /// table never touches cost no memory; a line's worth longer than the slots).
+    words: Vec<u64>,
+    base: usize,
+    /// Slots - 1 (slots are a power of two, at least one line).
     mask: usize,
     len: usize,
+}
+
+impl Clone for IdTable {
+    /// A copy aligned in its own allocation (a plain copy of `words` would not be).
+    fn clone(&self) -> Self {
+        let mut copy = IdTable::with_slots(self.slots());
+        let n = self.slots();
+        copy.words[copy.base..copy.base + n].copy_from_slice(&self.words[self.base..self.base + n]);
+        copy.len = self.len;
+        copy
+    }
 }
 
 fn key(h: u64) -> u64 {
@@ -34,9 +58,15 @@ impl Default for IdTable {
 impl IdTable {
     /// A table that holds `n` keys without growing.
     pub(super) fn with_capacity(n: usize) -> Self {
-        let slots = (n * 8 / MAX_LOAD_EIGHTHS + 1).next_power_of_two().max(64);
+        IdTable::with_slots((n * 8 / MAX_LOAD_EIGHTHS + 1).next_power_of_two().max(64))
+    }
+
+    fn with_slots(slots: usize) -> Self {
+        let words = vec![EMPTY; slots + LINE - 1];
+        let misaligned = (words.as_ptr() as usize) % LINE_BYTES;
         IdTable {
-            slots: vec![EMPTY; slots],
+            base: (LINE_BYTES - misaligned) % LINE_BYTES / 8,
+            words,
             mask: slots - 1,
             len: 0,
         }
@@ -46,16 +76,29 @@ impl IdTable {
         self.len
     }
 
-    /// The slot a key's probe starts at (the hash's low bits; identities are well mixed).
+    fn slots(&self) -> usize {
+        self.mask + 1
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.words[self.base + i]
+    }
+
+    fn set(&mut self, i: usize, k: u64) {
+        self.words[self.base + i] = k;
+    }
+
+    /// The slot a key's probe starts at: the first of the line the hash's low bits pick
+    /// (identities are well mixed).
     fn home(&self, k: u64) -> usize {
-        (k as usize) & self.mask
+        (k as usize) & self.mask & !(LINE - 1)
     }
 
     pub(super) fn contains(&self, h: u64) -> bool {
         let k = key(h);
         let mut i = self.home(k);
         loop {
-            match self.slots[i] {
+            match self.get(i) {
                 s if s == k => return true,
                 EMPTY => return false,
                 _ => i = (i + 1) & self.mask,
@@ -63,44 +106,43 @@ impl IdTable {
         }
     }
 
-    /// The word at `h`'s home slot: reading it brings the line (and its page's
-    /// translation) into cache. No branch depends on it, so a run of these overlaps its
-    /// misses.
-    pub(super) fn touch_one(&self, h: u64) -> u64 {
-        self.slots[self.home(key(h))]
+    /// The first slot of `h`'s home line: reading it brings the line (and its page's
+    /// translation) into cache, and the probe for `h` starts there.
+    pub(super) fn slot(&self, h: u64) -> &u64 {
+        &self.words[self.base + self.home(key(h))]
     }
 
     /// Inserts `h`; `false` if it was there already. One probe sequence for both answers.
     pub(super) fn insert(&mut self, h: u64) -> bool {
-        if (self.len + 1) * 8 > self.slots.len() * MAX_LOAD_EIGHTHS {
+        if (self.len + 1) * 8 > self.slots() * MAX_LOAD_EIGHTHS {
             self.grow(self.len + 1);
         }
         let k = key(h);
         let mut i = self.home(k);
         loop {
-            match self.slots[i] {
+            match self.get(i) {
                 s if s == k => return false,
                 EMPTY => break,
                 _ => i = (i + 1) & self.mask,
             }
         }
-        self.slots[i] = k;
+        self.set(i, k);
         self.len += 1;
         true
     }
 
-    /// Reads every key's home slot without using the value, so the misses overlap.
+    /// Reads every key's home line without using the value, so the misses overlap.
     fn touch(&self, keys: &[u64]) {
         let mut acc = 0u64;
         for &h in keys {
-            acc ^= self.slots[self.home(key(h))];
+            acc ^= *self.slot(h);
         }
         black_box(acc);
     }
 
     /// Inserts keys known to be absent (the caller checked), in batches.
     pub(super) fn insert_new(&mut self, keys: &[u64]) {
-        if (self.len + keys.len()) * 8 > self.slots.len() * MAX_LOAD_EIGHTHS {
+        if (self.len + keys.len()) * 8 > self.slots() * MAX_LOAD_EIGHTHS {
             self.grow(self.len + keys.len());
         }
         for chunk in keys.chunks(BATCH) {
@@ -114,11 +156,11 @@ impl IdTable {
 
     fn place(&mut self, k: u64) {
         let mut i = self.home(k);
-        while self.slots[i] != EMPTY {
-            debug_assert_ne!(self.slots[i], k, "inserted twice");
+        while self.get(i) != EMPTY {
+            debug_assert_ne!(self.get(i), k, "inserted twice");
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = k;
+        self.set(i, k);
     }
 
     /// Removes keys (each present at most once), in batches; absent keys are ignored.
@@ -136,7 +178,7 @@ impl IdTable {
     fn remove_one(&mut self, k: u64) {
         let mut i = self.home(k);
         loop {
-            match self.slots[i] {
+            match self.get(i) {
                 s if s == k => break,
                 EMPTY => return,
                 _ => i = (i + 1) & self.mask,
@@ -146,7 +188,7 @@ impl IdTable {
         let mut j = i;
         loop {
             j = (j + 1) & self.mask;
-            let s = self.slots[j];
+            let s = self.get(j);
             if s == EMPTY {
                 break;
             }
@@ -154,35 +196,32 @@ impl IdTable {
             let from_home_to_j = j.wrapping_sub(self.home(s)) & self.mask;
             let from_hole_to_j = j.wrapping_sub(i) & self.mask;
             if from_home_to_j >= from_hole_to_j {
-                self.slots[i] = s;
+                self.set(i, s);
                 i = j;
             }
         }
-        self.slots[i] = EMPTY;
+        self.set(i, EMPTY);
     }
 
     /// Rebuilds for `need` keys: the next power of two of slots, which doubles them (a
     /// further doubling of `need` here would make the table four times what it holds).
+    /// Keys are placed in slot order: a key's home in the bigger table is its home here
+    /// or that plus the old size, so the writes run along two sequences, not at random.
     fn grow(&mut self, need: usize) {
         let mut bigger = IdTable::with_capacity(need);
-        let mut buf = Vec::with_capacity(BATCH);
-        for &s in &self.slots {
+        for &s in &self.words[self.base..=self.base + self.mask] {
             if s != EMPTY {
-                buf.push(s);
-                if buf.len() == BATCH {
-                    bigger.insert_new(&buf);
-                    buf.clear();
-                }
+                bigger.place(s);
             }
         }
-        bigger.insert_new(&buf);
+        bigger.len = self.len;
         *self = bigger;
     }
 
     /// Bytes held.
     #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
-        self.slots.len() * 8
+        self.slots() * 8
     }
 }
 
@@ -229,6 +268,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_probe_starts_at_a_cache_line_in_copies_and_grown_tables_too() {
+        let mut table = IdTable::with_capacity(10);
+        let keys: Vec<u64> = (1..=5000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for &k in &keys[..2500] {
+            assert!(table.insert(k));
+        }
+        let mut copy = table.clone();
+        for &k in &keys[2500..] {
+            assert!(copy.insert(k));
+        }
+        for t in [&table, &copy] {
+            for &k in &keys {
+                assert_eq!((t.slot(k) as *const u64 as usize) % 64, 0, "key {k}");
+            }
+        }
+        assert!(keys.iter().all(|&k| copy.contains(k)));
+        assert!(keys[..2500].iter().all(|&k| table.contains(k)));
+        assert!(!keys[2500..].iter().any(|&k| table.contains(k)));
     }
 
     #[test]

@@ -148,13 +148,13 @@ impl Direct {
     /// Touches the de-duplication filter's line of each event of `run` so that their
     /// cache misses overlap (as [`super::Runner`] does for records). A hint only.
     fn prefetch_identities(&self, run: &[Event], targets: &[u32]) {
-        let mut words = 0u64;
+        let mut lines = crate::dedupe::Prefetch::with_capacity(run.len());
         for (event, &k) in run.iter().zip(targets) {
             if let Some(seen) = &self.partitions[k as usize].seen {
-                words ^= seen.prefetch(crate::dedupe::identity(&event.source, &event.id));
+                lines.add(seen, crate::dedupe::identity(&event.source, &event.id));
             }
         }
-        std::hint::black_box(words);
+        lines.fetch();
     }
 
     /// Writes the buffered outputs to the output topics and waits until they are

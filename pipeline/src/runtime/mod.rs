@@ -611,7 +611,7 @@ impl Runner {
             let specs = p.specs(&self.stage);
             let state = match p.checkpoints.load(&tp).await? {
                 Some(r) => {
-                    let s = PartitionState::restore(tp.clone(), specs, r.offset, &r.payload, now)?;
+                    let s = PartitionState::restore(tp.clone(), specs, &r, now)?;
                     p.metrics.restored();
                     info!(partition = %tp, offset = r.offset, bytes = r.payload.len(), "Restored partition state from its checkpoint.");
                     s
@@ -636,22 +636,32 @@ impl Runner {
         Ok(new)
     }
 
-    /// Touches the de-duplication filter's line for each record of `run` (identities peeked
+    /// Reads the de-duplication set's line for each record of `run` (identities peeked
     /// from the undecoded bytes), so their cache misses overlap instead of stalling one
     /// event each. A hint only: nothing is decided here.
     fn prefetch_identities(&self, p: &Processor, run: &[ConsumedRecord]) {
-        let mut words = 0u64;
+        let mut lines = crate::dedupe::Prefetch::with_capacity(run.len());
+        // A run mostly holds one partition's records: looked up when it changes.
+        let mut current = None;
         for rec in run {
-            if let Some(seen) = self
-                .partitions
-                .get(&rec.partition)
-                .and_then(|st| st.seen.as_ref())
+            let seen = match current {
+                Some((k, seen)) if k == rec.partition => seen,
+                _ => {
+                    let seen = self
+                        .partitions
+                        .get(&rec.partition)
+                        .and_then(|st| st.seen.as_ref());
+                    current = Some((rec.partition, seen));
+                    seen
+                }
+            };
+            if let Some(seen) = seen
                 && let Some((source, id)) = p.codecs.events.peek_source_and_id(&rec.value)
             {
-                words ^= seen.prefetch(crate::dedupe::identity_of_bytes(source, id));
+                lines.add(seen, crate::dedupe::identity_of_bytes(source, id));
             }
         }
-        std::hint::black_box(words);
+        lines.fetch();
     }
 
     /// At the end of a run's input ([`Processor::run_to_end`]): see
@@ -940,8 +950,7 @@ impl Runner {
             if !st.dirty && !all {
                 continue;
             }
-            let payload = st.payload()?;
-            bytes += p.checkpoints.save(&st.tp, st.next_offset, &payload).await? as u64;
+            bytes += st.save(&p.checkpoints).await? as u64;
             written += 1;
             st.dirty = false;
             commits.push((st.tp.clone(), st.next_offset));

@@ -1,6 +1,14 @@
 //! The state one input partition owns: its operators (windows, rules, insights), its
 //! event-time progress and the offset it resumes from, and how that state becomes a
 //! checkpoint payload and back.
+//!
+//! Payload formats, newest first. In a version 2 checkpoint object ([`crate::checkpoint`])
+//! the payload is [`PayloadRef`]: the remembered identities are a [`SeenCheckpoint`] whose
+//! hashes mostly sit in the checkpoint's parts, each written once (issue 13: rewriting a
+//! million identities every checkpoint cost the processor a fifth of its time and wrote
+//! tens of MB every few seconds). A version 1 object holds one of the payloads written
+//! before: [`PayloadV3`] (identities inline), [`PayloadV2`] (before de-duplication) or
+//! [`PayloadV1`] (before rules and insights); they restore as they always did.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::repartition::UpstreamState;
-use crate::dedupe::{Seen, SeenState};
+use crate::checkpoint::{CheckpointStore, Restored};
+use crate::dedupe::{Seen, SeenCheckpoint, SeenState};
 use crate::ids::hash64;
 use crate::insights::{InsightOperator, InsightSettings};
 use crate::rules::{RuleOperator, RuleState};
@@ -56,19 +65,67 @@ pub(crate) struct PartitionState {
     pub dirty: bool,
 }
 
-/// The checkpoint payload of one partition, as read.
-#[derive(Debug, Deserialize)]
+/// The checkpoint payload of one partition, as read (any format).
+#[derive(Debug)]
 struct Payload {
     max_event_time: i64,
     aggregates: Vec<OperatorState>,
     rules: Vec<RuleSnapshot>,
     insights: Vec<InsightSnapshot>,
-    seen: Option<SeenState>,
+    seen: SavedSeen,
+    progress: Progress,
+}
+
+/// What a partition's watermark and its repartition stage's inputs had reached (in
+/// [`PayloadV4`]; new in it, so older payloads restore with the default).
+#[derive(Debug, Deserialize)]
+struct Progress {
+    /// In a repartition stage: how far each events partition feeding it has come.
     upstream: Option<UpstreamState>,
+    /// The largest watermark mark applied (`i64::MIN` for none).
     mark: i64,
 }
 
-/// The payload written before repartitioning.
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            upstream: None,
+            mark: i64::MIN,
+        }
+    }
+}
+
+/// [`Progress`] as written.
+#[derive(Serialize)]
+struct ProgressRef<'a> {
+    upstream: Option<&'a UpstreamState>,
+    mark: i64,
+}
+
+/// The remembered identities of a payload as read.
+#[derive(Debug)]
+enum SavedSeen {
+    /// None (written without de-duplication or before it).
+    None,
+    /// Inline ([`PayloadV3`]).
+    Inline(SeenState),
+    /// In the checkpoint's parts and the payload ([`PayloadV4`]).
+    Parts(SeenCheckpoint<Vec<u64>>),
+}
+
+/// The payload of a version 2 checkpoint object, as read ([`PayloadRef`] as written).
+#[derive(Debug, Deserialize)]
+struct PayloadV4 {
+    max_event_time: i64,
+    aggregates: Vec<OperatorState>,
+    rules: Vec<RuleSnapshot>,
+    insights: Vec<InsightSnapshot>,
+    seen: Option<SeenCheckpoint<Vec<u64>>>,
+    progress: Progress,
+}
+
+/// The payload written with de-duplication before checkpoint parts: every remembered
+/// identity inline.
 #[derive(Debug, Deserialize)]
 struct PayloadV3 {
     max_event_time: i64,
@@ -95,17 +152,18 @@ struct PayloadV1 {
     aggregates: Vec<OperatorState>,
 }
 
-/// The same payload as written: window, rule and insight state serialized in place, not
-/// copied (a copy of 1M open windows would double the memory a checkpoint needs).
+/// The payload as written ([`PayloadV4`] as read): window, rule and insight state
+/// serialized in place, not copied (a copy of 1M open windows would double the memory a
+/// checkpoint needs). `E`: the fields after `seen` ([`ProgressRef`]; `()`, which writes
+/// nothing, for the older format in tests).
 #[derive(Serialize)]
-struct PayloadRef<'a> {
+struct PayloadRef<'a, S, E> {
     max_event_time: i64,
     aggregates: Vec<OperatorStateRef<'a>>,
     rules: Vec<RuleSnapshot<&'a str, &'a RuleState>>,
     insights: Vec<InsightSnapshot<&'a str, &'a InsightOperator>>,
-    seen: Option<&'a SeenState>,
-    upstream: Option<&'a UpstreamState>,
-    mark: i64,
+    seen: Option<S>,
+    progress: E,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,14 +227,22 @@ pub(crate) struct Specs<'a> {
 }
 
 impl Specs<'_> {
-    fn seen(&self, state: Option<SeenState>) -> Option<Seen> {
-        self.dedupe.enabled().then(|| {
-            Seen::restore(
-                self.dedupe.horizon,
-                self.dedupe.max_ids,
-                state.unwrap_or_default(),
-            )
-        })
+    fn seen(
+        &self,
+        saved: SavedSeen,
+        r: Option<&Restored>,
+    ) -> std::result::Result<Option<Seen>, String> {
+        if !self.dedupe.enabled() {
+            return Ok(None);
+        }
+        let (horizon, max_ids) = (self.dedupe.horizon, self.dedupe.max_ids);
+        Ok(Some(match saved {
+            SavedSeen::None => Seen::new(horizon, max_ids),
+            SavedSeen::Inline(state) => Seen::restore(horizon, max_ids, state),
+            SavedSeen::Parts(cp) => {
+                Seen::restore_parts(horizon, max_ids, cp, r.map_or(&[][..], |r| &r.parts))?
+            }
+        }))
     }
 
     fn new_insights(&self) -> Vec<InsightOperator> {
@@ -206,7 +272,10 @@ impl PartitionState {
                 .map(|r| RuleOperator::new(r.clone()))
                 .collect(),
             insights: specs.new_insights(),
-            seen: specs.seen(None),
+            seen: specs
+                .dedupe
+                .enabled()
+                .then(|| Seen::new(specs.dedupe.horizon, specs.dedupe.max_ids)),
             upstream: specs.upstream.then(UpstreamState::default),
             forwarded: i64::MIN,
             next_offset: start,
@@ -220,63 +289,97 @@ impl PartitionState {
         }
     }
 
-    /// State from a checkpoint payload. An aggregate or rule whose definition changed
-    /// since the checkpoint (or is new) starts empty, with a warning.
+    /// State from a checkpoint (its payload in the format of its version, and its parts).
+    /// An aggregate or rule whose definition changed since the checkpoint (or is new)
+    /// starts empty, with a warning.
     pub fn restore(
         tp: TopicPartition,
         specs: Specs<'_>,
-        offset: u64,
-        payload: &[u8],
+        r: &Restored,
         now: Instant,
     ) -> Result<Self> {
-        let p: Payload = match postcard::from_bytes(payload) {
-            Ok(p) => p,
-            Err(e) => match postcard::from_bytes::<PayloadV3>(payload) {
-                Ok(old) => Payload {
-                    max_event_time: old.max_event_time,
-                    aggregates: old.aggregates,
-                    rules: old.rules,
-                    insights: old.insights,
-                    seen: old.seen,
-                    upstream: None,
-                    mark: i64::MIN,
-                },
-                Err(_) => match postcard::from_bytes::<PayloadV2>(payload) {
+        let p = if r.version >= 2 {
+            let p: PayloadV4 =
+                postcard::from_bytes(&r.payload).map_err(|e| PipelineError::CheckpointState {
+                    partition: tp.to_string(),
+                    reason: format!("cannot decode the state: {e}"),
+                })?;
+            Payload {
+                max_event_time: p.max_event_time,
+                aggregates: p.aggregates,
+                rules: p.rules,
+                insights: p.insights,
+                seen: p.seen.map_or(SavedSeen::None, SavedSeen::Parts),
+                progress: p.progress,
+            }
+        } else {
+            Self::decode_v1_object(&tp, &r.payload)?
+        };
+        Self::from_payload(tp, specs, r, p, now)
+    }
+
+    /// The payload of a version 1 checkpoint object: the newest format that decodes.
+    fn decode_v1_object(tp: &TopicPartition, payload: &[u8]) -> Result<Payload> {
+        Ok(match postcard::from_bytes::<PayloadV3>(payload) {
+            Ok(p) => Payload {
+                max_event_time: p.max_event_time,
+                aggregates: p.aggregates,
+                rules: p.rules,
+                insights: p.insights,
+                seen: p.seen.map_or(SavedSeen::None, SavedSeen::Inline),
+                progress: Progress::default(),
+            },
+            Err(e) => match postcard::from_bytes::<PayloadV2>(payload) {
+                Ok(old) => {
+                    warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
+                    Payload {
+                        max_event_time: old.max_event_time,
+                        aggregates: old.aggregates,
+                        rules: old.rules,
+                        insights: old.insights,
+                        seen: SavedSeen::None,
+                        progress: Progress::default(),
+                    }
+                }
+                Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
                     Ok(old) => {
-                        warn!(partition = %tp, "Checkpoint written before de-duplication; it remembers events from here.");
+                        warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
                         Payload {
                             max_event_time: old.max_event_time,
                             aggregates: old.aggregates,
-                            rules: old.rules,
-                            insights: old.insights,
-                            seen: None,
-                            upstream: None,
-                            mark: i64::MIN,
+                            rules: Vec::new(),
+                            insights: Vec::new(),
+                            seen: SavedSeen::None,
+                            progress: Progress::default(),
                         }
                     }
-                    Err(_) => match postcard::from_bytes::<PayloadV1>(payload) {
-                        Ok(old) => {
-                            warn!(partition = %tp, "Checkpoint written before rules and insights ran in the processor; they start empty from here.");
-                            Payload {
-                                max_event_time: old.max_event_time,
-                                aggregates: old.aggregates,
-                                rules: Vec::new(),
-                                insights: Vec::new(),
-                                seen: None,
-                                upstream: None,
-                                mark: i64::MIN,
-                            }
-                        }
-                        Err(_) => {
-                            return Err(PipelineError::CheckpointState {
-                                partition: tp.to_string(),
-                                reason: format!("cannot decode the state: {e}"),
-                            });
-                        }
-                    },
+                    Err(_) => {
+                        return Err(PipelineError::CheckpointState {
+                            partition: tp.to_string(),
+                            reason: format!("cannot decode the state: {e}"),
+                        });
+                    }
                 },
             },
-        };
+        })
+    }
+
+    fn from_payload(
+        tp: TopicPartition,
+        specs: Specs<'_>,
+        r: &Restored,
+        p: Payload,
+        now: Instant,
+    ) -> Result<Self> {
+        let seen =
+            specs
+                .seen(p.seen, Some(r))
+                .map_err(|reason| PipelineError::CheckpointState {
+                    partition: tp.to_string(),
+                    reason: format!(
+                        "the remembered identities do not fit the checkpoint: {reason}"
+                    ),
+                })?;
         let mut saved = p.aggregates;
         let aggregates = specs
             .aggregates
@@ -340,12 +443,14 @@ impl PartitionState {
             aggregates,
             rules,
             insights,
-            seen: specs.seen(p.seen),
-            upstream: specs.upstream.then(|| p.upstream.unwrap_or_default()),
+            seen,
+            upstream: specs
+                .upstream
+                .then(|| p.progress.upstream.unwrap_or_default()),
             forwarded: i64::MIN,
-            next_offset: offset,
+            next_offset: r.offset,
             max_event_time: p.max_event_time,
-            mark: p.mark,
+            mark: p.progress.mark,
             mark_pending: false,
             last_mark: None,
             last_record: now,
@@ -378,8 +483,50 @@ impl PartitionState {
         windows.chain(rules).chain(insights).min()
     }
 
-    /// The checkpoint payload of the current state.
-    pub fn payload(&self) -> Result<Vec<u8>> {
+    /// Checkpoints the current state to `store`: the identities' new parts first, then
+    /// the checkpoint that refers to them. Returns the bytes written.
+    pub async fn save(&mut self, store: &CheckpointStore) -> Result<usize> {
+        let mut bytes = 0;
+        if let Some(seen) = &mut self.seen {
+            for part in seen.new_parts() {
+                bytes += part.bytes.len();
+                let written = store.put_part(&self.tp, &part.name, part.bytes).await?;
+                seen.part_written(part.bucket, part.end, written);
+            }
+        }
+        let (payload, parts) = self.payload()?;
+        Ok(bytes
+            + store
+                .save_with_parts(&self.tp, self.next_offset, &payload, &parts)
+                .await?)
+    }
+
+    /// The checkpoint payload of the current state and the parts it refers to (call
+    /// after the identities' new parts are written: see [`PartitionState::save`]).
+    pub fn payload(&self) -> Result<(Vec<u8>, Vec<crate::checkpoint::PartRef>)> {
+        let (seen, parts) = match &self.seen {
+            Some(s) => {
+                let (cp, parts) = s.checkpoint();
+                (Some(cp), parts)
+            }
+            None => (None, Vec::new()),
+        };
+        let progress = ProgressRef {
+            upstream: self.upstream.as_ref(),
+            mark: self.mark,
+        };
+        let payload = self.encode(seen, progress)?;
+        Ok((payload, parts))
+    }
+
+    /// The payload in the format written before checkpoint parts ([`PayloadV3`]), for
+    /// the tests of restoring old checkpoints.
+    #[cfg(test)]
+    pub fn payload_v3(&self) -> Result<Vec<u8>> {
+        self.encode(self.seen.as_ref().map(Seen::state), ())
+    }
+
+    fn encode<S: Serialize, E: Serialize>(&self, seen: Option<S>, progress: E) -> Result<Vec<u8>> {
         let p = PayloadRef {
             max_event_time: self.max_event_time,
             aggregates: self
@@ -410,9 +557,8 @@ impl PartitionState {
                     state: i,
                 })
                 .collect(),
-            seen: self.seen.as_ref().map(Seen::state),
-            upstream: self.upstream.as_ref(),
-            mark: self.mark,
+            seen,
+            progress,
         };
         postcard::to_allocvec(&p).map_err(|e| PipelineError::CheckpointState {
             partition: self.tp.to_string(),

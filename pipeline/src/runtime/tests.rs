@@ -1,6 +1,15 @@
 use super::check_repartitionable;
 use crate::spec::{Spec, parse};
 
+/// Runs a future to completion on a fresh runtime (for the synchronous tests).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn spec(text: &str) -> Spec<toml::Value> {
     parse::<toml::Value>(text, "test.toml", |_| Ok(())).expect("valid spec")
 }
@@ -1061,7 +1070,10 @@ mod restore {
     use helios_log::TopicPartition;
     use helios_schemas::Event;
 
+    use bytes::Bytes;
+
     use super::spec;
+    use crate::checkpoint::{CheckpointStore, Restored};
     use crate::rules::RuleOperator;
     use crate::runtime::partition::{PartitionState, Specs};
 
@@ -1089,7 +1101,20 @@ count = 2
 within = "1m"
 "#;
 
+    /// Restores a payload of a version 1 checkpoint object (the formats before parts).
     fn restore(text: &str, payload: &[u8]) -> PartitionState {
+        restore_from(
+            text,
+            &Restored {
+                offset: 3,
+                payload: Bytes::copy_from_slice(payload),
+                version: 1,
+                parts: Vec::new(),
+            },
+        )
+    }
+
+    fn restore_from(text: &str, r: &Restored) -> PartitionState {
         let s = spec(text);
         let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
         let rules: Vec<_> = s.rules.into_iter().map(Arc::new).collect();
@@ -1101,7 +1126,166 @@ within = "1m"
             upstream: false,
         };
         let tp = TopicPartition::new("helios.events", 0);
-        PartitionState::restore(tp, specs, 3, payload, Instant::now()).unwrap()
+        PartitionState::restore(tp, specs, r, Instant::now()).unwrap()
+    }
+
+    /// A checkpoint of `st` through a store in `dir`, read back as a restart reads it.
+    async fn checkpoint(st: &mut PartitionState, dir: &std::path::Path) -> (usize, Restored) {
+        let store = CheckpointStore::local(dir, "g").unwrap();
+        let bytes = st.save(&store).await.unwrap();
+        let back = CheckpointStore::local(dir, "g").unwrap();
+        (bytes, back.load(&st.tp).await.unwrap().unwrap())
+    }
+
+    /// A repartition stage's progress (what each events partition has forwarded) and a
+    /// partition's applied mark come back from a checkpoint: the events stage never
+    /// forwards a watermark behind one it forwarded, and repeats stay recognised.
+    #[tokio::test]
+    async fn the_watermark_mark_and_the_upstream_progress_survive_a_checkpoint() {
+        let s = spec(SPEC);
+        let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
+        let specs = Specs {
+            aggregates: &aggregates,
+            rules: &[],
+            insights: false,
+            dedupe: crate::spec::Dedupe {
+                horizon: std::time::Duration::ZERO,
+                ..crate::spec::Dedupe::default()
+            },
+            upstream: true,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("helios.repartition.x", 0);
+        let mut st = PartitionState::new(tp.clone(), specs, 0, Instant::now());
+        let up = st.upstream.as_mut().unwrap();
+        assert!(up.admit(1, 7));
+        up.mark(0, 90);
+        up.mark(1, 100);
+        st.mark = 90;
+        st.next_offset = 3;
+        let (_, r) = checkpoint(&mut st, tmp.path()).await;
+        let back = PartitionState::restore(tp, specs, &r, Instant::now()).unwrap();
+        assert_eq!(back.mark, 90);
+        assert_eq!(back.upstream, st.upstream);
+        let mut up = back.upstream.unwrap();
+        assert!(!up.admit(1, 7), "a repeat after the restore");
+        assert_eq!(up.watermark(2), Some(90));
+    }
+
+    fn parts_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir.join("checkpoints/g/helios.events-0/parts"))
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn remembered_identities_are_written_once_and_restore_exactly() {
+        let s = spec(SPEC);
+        let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
+        let specs = Specs {
+            aggregates: &aggregates,
+            rules: &[],
+            insights: true,
+            dedupe: crate::spec::Dedupe::default(),
+            upstream: false,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("helios.events", 0);
+        let mut st = PartitionState::new(tp, specs, 0, Instant::now());
+        let base = 1_700_000_000_000_000i64;
+        let admit = |st: &mut PartitionState, from: usize, to: usize| {
+            let seen = st.seen.as_mut().unwrap();
+            for i in from..to {
+                // One bucket is 22.5 minutes of a day's horizon: the last ids land in the
+                // next bucket.
+                let t = base + (i as i64 / 30_000) * 1_400_000_000;
+                assert!(seen.admit("ci", &format!("run-{i}"), t));
+            }
+        };
+        admit(&mut st, 0, 40_000);
+        st.next_offset = 40_000;
+        let (first, r) = checkpoint(&mut st, tmp.path()).await;
+        // The 30 000 of the first bucket in a part (8 bytes each); the next bucket's
+        // 10 000 too few for one, inline.
+        assert_eq!(parts_in(tmp.path()), ["seen_1259259_0_30000"]);
+        assert_eq!(r.parts.len(), 1);
+        let back = restore_from(SPEC, &r);
+        assert_eq!(
+            back.seen.as_ref().unwrap().state(),
+            st.seen.as_ref().unwrap().state()
+        );
+        assert_eq!(back.seen.as_ref().unwrap().len(), 40_000);
+
+        // The next checkpoint writes only what is new: the second bucket's 20 000 (now
+        // enough for a part); the first part is referred to again, not rewritten.
+        admit(&mut st, 40_000, 50_000);
+        let (second, r) = checkpoint(&mut st, tmp.path()).await;
+        assert_eq!(
+            parts_in(tmp.path()),
+            ["seen_1259259_0_30000", "seen_1259260_0_20000"]
+        );
+        assert!(second < first, "{second} bytes after {first}");
+        assert!(
+            (20_000 * 8..20_000 * 8 + 4096).contains(&second),
+            "{second}"
+        );
+        let mut back = restore_from(SPEC, &r);
+        assert_eq!(
+            back.seen.as_ref().unwrap().state(),
+            st.seen.as_ref().unwrap().state()
+        );
+        // A restored set answers as the original and carries on from its parts.
+        {
+            let b = back.seen.as_mut().unwrap();
+            assert!(!b.admit("ci", "run-7", base));
+            assert!(b.admit("ci", "run-new", base));
+        }
+        let (third, _) = checkpoint(&mut back, tmp.path()).await;
+        assert!(third < 4096, "only the payload: {third}");
+
+        // Forgotten buckets' parts go once no kept checkpoint refers to them.
+        st.seen.as_mut().unwrap().expire(base + 10 * 86_400_000_000);
+        assert!(st.seen.as_ref().unwrap().is_empty());
+        for _ in 0..crate::checkpoint::KEEP {
+            st.next_offset += 1;
+            checkpoint(&mut st, tmp.path()).await;
+        }
+        assert_eq!(parts_in(tmp.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_checkpoint_with_identities_inline_restores_them() {
+        let s = spec(SPEC);
+        let aggregates: Vec<_> = s.aggregates.into_iter().map(Arc::new).collect();
+        let specs = Specs {
+            aggregates: &aggregates,
+            rules: &[],
+            insights: true,
+            dedupe: crate::spec::Dedupe::default(),
+            upstream: false,
+        };
+        let tp = TopicPartition::new("helios.events", 0);
+        let mut st = PartitionState::new(tp, specs, 0, Instant::now());
+        for i in 0..20_000 {
+            assert!(st.seen.as_mut().unwrap().admit(
+                "ci",
+                &format!("run-{i}"),
+                1_700_000_000_000_000
+            ));
+        }
+        // As written before checkpoint parts: every identity in the payload.
+        let old = restore(SPEC, &st.payload_v3().unwrap());
+        assert_eq!(
+            old.seen.as_ref().unwrap().state(),
+            st.seen.as_ref().unwrap().state()
+        );
+        assert_eq!(old.seen.as_ref().unwrap().len(), 20_000);
     }
 
     #[test]
@@ -1136,9 +1320,10 @@ within = "1m"
         }
         st.insights[0].on_watermark(base, &mut insights);
         assert!(st.rules.iter().all(|r| r.keys() == 1 && r.pending() == 1));
-        let payload = st.payload().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, r) = super::super::tests::block_on(checkpoint(&mut st, tmp.path()));
 
-        let same = restore(SPEC, &payload);
+        let same = restore_from(SPEC, &r);
         for (a, b) in same.rules.iter().zip(&st.rules) {
             assert_eq!(a.state(), b.state());
         }
@@ -1150,7 +1335,7 @@ within = "1m"
             &SPEC[..at],
             &SPEC[at + "count = 2".len()..]
         );
-        let other = restore(&changed, &payload);
+        let other = restore_from(&changed, &r);
         assert_eq!(other.rules[0].state(), st.rules[0].state(), "`kept` kept");
         assert_eq!(
             other.rules[1].state(),
@@ -1184,16 +1369,7 @@ within = "1m"
         };
         st.aggregates[0].on_event(&e, 0).unwrap();
         st.max_event_time = e.time;
-        let payload = st.payload().unwrap();
-        // Before repartitioning the payload ended before the `upstream` option (`None`, a
-        // zero byte) and the mark (`i64::MIN`, ten bytes of zigzag varint).
-        let mark = postcard::to_allocvec(&i64::MIN).unwrap();
-        assert_eq!(mark.len(), 10);
-        assert_eq!(&payload[payload.len() - 11..], [&[0u8][..], &mark].concat());
-        let v3 = restore(SPEC, &payload[..payload.len() - 11]);
-        assert_eq!(v3.aggregates[0].open_windows(), 1);
-        assert_eq!((v3.max_event_time, v3.mark), (e.time, i64::MIN));
-        let payload = &payload[..payload.len() - 11];
+        let payload = st.payload_v3().unwrap();
         // Before de-duplication the payload ended before the `seen` option (`None`, a
         // zero byte here): restored with nothing remembered, everything else kept.
         assert_eq!(&payload[payload.len() - 3..], &[0, 0, 0]);
