@@ -8,11 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::json;
 
-use crate::common::Helios;
-use crate::pipeline_crash::{alerts, finals, post, time};
+use crate::pipeline_crash::{Streamed, alerts, finals, post, stream_with_kills, time};
 
 const SPEC: &str = r#"
 [[source]]
@@ -144,47 +142,7 @@ async fn groups_by_branch_globally_and_by_kind_count_once_under_sigkill_and_rese
         "100ms",
     ];
     let client = crate::common::http();
-    let mut server = Helios::up(&data, &args).await;
-    let mut rng = rand::rng();
-    let mut kills: Vec<usize> = (0..4).map(|_| rng.random_range(1..BATCHES)).collect();
-    kills.sort_unstable();
-    kills.dedup();
-    for b in 0..BATCHES {
-        let body = batch(b);
-        let mut acked = if kills.contains(&b) {
-            // Kill while this batch is in flight: it may or may not have been accepted.
-            let (c, url, key, sent) = (
-                client.clone(),
-                server.url("/v1/events"),
-                server.key.clone(),
-                body.clone(),
-            );
-            let inflight = tokio::spawn(async move {
-                matches!(
-                    c.post(url)
-                        .bearer_auth(key)
-                        .header("content-type", "application/cloudevents-batch+json")
-                        .body(serde_json::to_vec(&sent).unwrap())
-                        .send()
-                        .await,
-                    Ok(r) if r.status() == 202
-                )
-            });
-            tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
-            server.kill();
-            let acked = inflight.await.unwrap();
-            server = Helios::up(&data, &args).await;
-            acked
-        } else {
-            post(&client, &server, &body).await
-        };
-        while !acked {
-            acked = post(&client, &server, &body).await;
-        }
-        if b % 5 == 3 {
-            assert!(post(&client, &server, &body).await, "batch {b} refused");
-        }
-    }
+    let Streamed { server, kills, .. } = stream_with_kills(&data, &args, BATCHES, batch).await;
     assert!(post(&client, &server, &flush()).await);
 
     // The batch computation over the unique events.

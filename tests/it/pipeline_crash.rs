@@ -318,32 +318,35 @@ fn expected_counts() -> BTreeMap<(String, i64), i64> {
     out
 }
 
-/// Issue 13, done-when 1 on the embedded log: `helios up` is SIGKILLed while a batch is in
-/// flight, the client resends every batch it has no `202` for, and it also resends one
-/// batch in five on purpose. The log then holds repeats; the processor drops them, so
-/// every final window equals the count over the unique events, and the `events` table
-/// holds each `(source, id)` once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn resent_batches_count_once_under_sigkill() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let data = dir.join("data");
-    let spec = dir.join("helios.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let args = [
-        "--spec",
-        spec.to_str().unwrap(),
-        "--checkpoint-interval",
-        "100ms",
-    ];
+/// What [`stream_with_kills`] did, and the server running at its end.
+pub(crate) struct Streamed {
+    pub server: Helios,
+    /// The batches before which the server was killed, with that batch in flight.
+    pub kills: Vec<usize>,
+    /// Batches sent a second time on purpose although accepted.
+    pub resent: usize,
+    /// Sends that got no `202` and were repeated.
+    pub unacknowledged: usize,
+}
+
+/// Streams `batches` bodies (`batch(b)`) to `helios up` on `data` with `args`, as a
+/// producer that retries: up to four times, at random batches, the server is SIGKILLed
+/// while that batch is in flight and started again; every batch without a `202` is sent
+/// again; and every fifth one (`b % 5 == 3`) is sent twice on purpose.
+pub(crate) async fn stream_with_kills(
+    data: &Path,
+    args: &[&str],
+    batches: usize,
+    batch: impl Fn(usize) -> serde_json::Value,
+) -> Streamed {
     let client = crate::common::http();
-    let mut server = Helios::up(&data, &args).await;
+    let mut server = Helios::up(data, args).await;
     let mut rng = rand::rng();
-    let mut kills: Vec<usize> = (0..4).map(|_| rng.random_range(1..BATCHES)).collect();
+    let mut kills: Vec<usize> = (0..4).map(|_| rng.random_range(1..batches)).collect();
     kills.sort_unstable();
     kills.dedup();
     let (mut resent, mut unacknowledged) = (0, 0);
-    for b in 0..BATCHES {
+    for b in 0..batches {
         let body = batch(b);
         let mut acked = if kills.contains(&b) {
             // Kill while this batch is in flight: it may or may not have been accepted.
@@ -367,7 +370,7 @@ async fn resent_batches_count_once_under_sigkill() {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
             server.kill();
             let acked = inflight.await.unwrap();
-            server = Helios::up(&data, &args).await;
+            server = Helios::up(data, args).await;
             acked
         } else {
             post(&client, &server, &body).await
@@ -383,6 +386,39 @@ async fn resent_batches_count_once_under_sigkill() {
             resent += 1;
         }
     }
+    Streamed {
+        server,
+        kills,
+        resent,
+        unacknowledged,
+    }
+}
+
+/// Issue 13, done-when 1 on the embedded log: `helios up` is SIGKILLed while a batch is in
+/// flight, the client resends every batch it has no `202` for, and it also resends one
+/// batch in five on purpose. The log then holds repeats; the processor drops them, so
+/// every final window equals the count over the unique events, and the `events` table
+/// holds each `(source, id)` once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resent_batches_count_once_under_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let spec = dir.join("helios.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let args = [
+        "--spec",
+        spec.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let client = crate::common::http();
+    let Streamed {
+        server,
+        kills,
+        resent,
+        unacknowledged,
+    } = stream_with_kills(&data, &args, BATCHES, batch).await;
     assert!(post(&client, &server, &flush()).await);
     assert!(resent >= BATCHES / 5, "the test resends on purpose");
 

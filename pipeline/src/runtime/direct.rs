@@ -28,8 +28,8 @@ use helios_schemas::Event;
 use super::partition::PartitionState;
 use super::{
     FUTURE_STAGE, Outputs, PREFETCH_RUN, Pos, Processor, RunSummary, Stage, advance, dead_letter,
-    feed, forward_end_of_input, forward_event, forward_watermarks, late_letters, wall_clock_us,
-    write_outputs,
+    feed, forward_end_of_input, forward_event, forward_watermarks, late_letters, report_identities,
+    wall_clock_us, write_outputs,
 };
 use crate::Result;
 
@@ -178,19 +178,7 @@ impl Direct {
         let duplicates = std::mem::take(&mut out.duplicates);
         write_outputs(p, &self.stage, out, &[]).await?;
         p.metrics.duplicates(&duplicates);
-        let evicted: u64 = self
-            .partitions
-            .iter_mut()
-            .filter_map(|st| st.seen.as_mut())
-            .map(|s| s.take_evicted())
-            .sum();
-        let remembered: u64 = self
-            .partitions
-            .iter()
-            .filter_map(|st| st.seen.as_ref())
-            .map(|s| s.len() as u64)
-            .sum();
-        p.metrics.seen(remembered, evicted);
+        report_identities(&p.metrics, self.partitions.iter_mut());
         let wall_us = wall_clock_us();
         if let Some(merged) = self
             .partitions

@@ -845,19 +845,7 @@ impl Runner {
             return Ok(());
         }
         p.metrics.duplicates(&duplicates);
-        let evicted: u64 = self
-            .partitions
-            .values_mut()
-            .filter_map(|st| st.seen.as_mut())
-            .map(|s| s.take_evicted())
-            .sum();
-        let remembered: u64 = self
-            .partitions
-            .values()
-            .filter_map(|st| st.seen.as_ref())
-            .map(|s| s.len() as u64)
-            .sum();
-        p.metrics.seen(remembered, evicted);
+        report_identities(&p.metrics, self.partitions.values_mut());
         // After the outputs are durable: `next_offset` is now fully processed.
         let wall_us = wall_clock_us();
         for (&k, st) in &self.partitions {
@@ -968,6 +956,20 @@ impl Runner {
         debug!(partitions = written, bytes, us, "Checkpoint written.");
         Ok(())
     }
+}
+
+/// Reports the identities the partitions remember, and those forgotten early since the
+/// last report.
+fn report_identities<'a>(
+    metrics: &Metrics,
+    partitions: impl Iterator<Item = &'a mut PartitionState>,
+) {
+    let (mut remembered, mut evicted) = (0u64, 0u64);
+    for seen in partitions.filter_map(|st| st.seen.as_mut()) {
+        evicted += seen.take_evicted();
+        remembered += seen.len() as u64;
+    }
+    metrics.seen(remembered, evicted);
 }
 
 /// What every record of a stage is processed with.
