@@ -66,9 +66,14 @@ install() {
 }
 
 free_port() { # [ports already taken ...]
-    local port i taken
+    # Below the kernel's ephemeral range, so that no outgoing connection and no listener
+    # on port 0 takes one of the server's ports while it is down (`restart` reuses them).
+    local low high port i taken
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    high=20000
+    ((low - high >= 1000)) || high=10000
     for i in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((high + RANDOM % (low - high)))
         taken=0
         for t in "$@"; do [[ $port == "$t" ]] && taken=1; done
         if ((taken == 0)) && ! port_open "$port"; then echo "$port"; return; fi

@@ -75,9 +75,14 @@ install() {
 }
 
 free_port() {
-    local port i
+    # Below the kernel's ephemeral range: no outgoing connection or listener on port 0
+    # takes the port between this choice and the bind.
+    local low high port i
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    high=20000
+    ((low - high >= 1000)) || high=10000
     for i in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((high + RANDOM % (low - high)))
         if ! port_open "$port"; then echo "$port"; return; fi
     done
     log "found no free loopback port"; exit 1
