@@ -1095,6 +1095,17 @@ async fn process_forwarded(
             partition,
             watermark,
         } => {
+            // As on the events topic: a mark dated past its own log time (not written by
+            // a processor) is a dead letter and moves nothing.
+            let logged = rec.timestamp_ms.saturating_mul(1000);
+            if let Err(why) =
+                helios_schemas::event_time::check_times(watermark, logged, ctx.p.config.max_future)
+            {
+                let reason = format!("watermark mark: {why}");
+                out.dead
+                    .push(dead_letter(FUTURE_STAGE, &Pos::of(rec), reason, None));
+                return Ok(());
+            }
             upstream.mark(partition, watermark);
             let sources = ctx.stage.sources.unwrap_or(0);
             if let Some(w) = upstream.watermark(sources)

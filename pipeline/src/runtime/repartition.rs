@@ -202,7 +202,7 @@ impl UpstreamState {
         if offset < *next {
             return false;
         }
-        *next = offset + 1;
+        *next = offset.saturating_add(1);
         true
     }
 

@@ -71,7 +71,7 @@ mod replay {
     use super::spec;
     use crate::checkpoint::CheckpointStore;
     use crate::runtime::{
-        Codecs, DerivedCodecs, FUTURE_STAGE, LATE_STAGE, Processor, ProcessorConfig,
+        Codecs, DerivedCodecs, FUTURE_STAGE, LATE_STAGE, Processor, ProcessorConfig, repartition,
     };
 
     const SPEC: &str = r#"
@@ -740,7 +740,7 @@ measures = { n = "count(*)" }
     }
 
     /// A watermark mark that no processor wrote: one dated in the year 9999 and one whose
-    /// header is not a number. Each is a dead letter with the reason and moves nothing, so
+    /// header is not a number; and records on a repartition topic that no processor wrote. Each is a dead letter with the reason and moves nothing, so
     /// the events after them are not late and their windows close with all of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_forged_watermark_mark_is_a_dead_letter_and_moves_nothing() {
@@ -753,6 +753,11 @@ idle_timeout = "1h"
 name = "per_minute"
 window = { type = "tumbling", size = "1m" }
 group_by = ["subject"]
+measures = { n = "count(*)" }
+
+[[aggregate]]
+name = "everything"
+window = { type = "tumbling", size = "1m" }
 measures = { n = "count(*)" }
 "#;
         let tmp = tempfile::tempdir().unwrap();
@@ -793,19 +798,72 @@ measures = { n = "count(*)" }
             .await
             .unwrap();
         let p = processor(&log, &tmp.path().join("ckpt"), "m", TEXT).await;
+        // The repartition topic of `everything` gets records no processor wrote: no
+        // `helios-from` header, a bad one, a mark dated 9999 from the one events
+        // partition, and an undecodable event claiming the largest offset of a partition
+        // that does not exist. Each is a dead letter; none moves or counts anything.
+        let from = |v: &'static str| {
+            (
+                repartition::FROM.to_string(),
+                Bytes::from_static(v.as_bytes()),
+            )
+        };
+        let forged = vec![
+            Record::keyed("k", "no header"),
+            Record {
+                headers: vec![from("x/y/z")],
+                ..Record::keyed("k", "bad header")
+            },
+            Record {
+                headers: vec![
+                    (
+                        helios_schemas::watermark_mark::HEADER.to_string(),
+                        Bytes::from_static(b"253370764800000000"),
+                    ),
+                    from("0"),
+                ],
+                partition: Some(0),
+                ..Record::default()
+            },
+            Record {
+                headers: vec![from("7/18446744073709551615/-")],
+                ..Record::keyed("k", "garbage")
+            },
+        ];
+        log.producer()
+            .append("m.repartition.everything", forged)
+            .await
+            .unwrap();
         p.run_to_end().await.unwrap();
 
         let letters = RecordCodec::<DeadLetter>::new(3);
-        let mut dead: Vec<(String, String)> = read_all(&log, "m.dlq")
+        let (mut dead, mut forged): (Vec<_>, Vec<_>) = read_all(&log, "m.dlq")
             .await
             .into_values()
             .flatten()
-            .map(|(_, v)| {
-                let d = letters.decode(&v).unwrap();
-                (d.stage, d.reason)
-            })
-            .collect();
+            .map(|(_, v)| letters.decode(&v).unwrap())
+            .partition(|d| d.topic.as_deref() == Some("helios.events"));
+        let mut dead: Vec<(String, String)> = dead.drain(..).map(|d| (d.stage, d.reason)).collect();
         dead.sort();
+        forged.sort_by_key(|d| d.offset);
+        let forged: Vec<(&str, &str)> = forged
+            .iter()
+            .map(|d| (d.stage.as_str(), d.reason.as_str()))
+            .collect();
+        assert_eq!(forged.len(), 4, "{forged:?}");
+        assert!(
+            forged[0].1.contains("without its helios-from header"),
+            "{forged:?}"
+        );
+        assert!(forged[1].1.contains("\"x/y/z\" is not"), "{forged:?}");
+        assert_eq!(forged[2].0, FUTURE_STAGE);
+        assert!(
+            forged[2]
+                .1
+                .starts_with("watermark mark: event time 9999-01-01"),
+            "{forged:?}"
+        );
+        assert!(forged[3].1.starts_with("undecodable event"), "{forged:?}");
         assert_eq!(dead.len(), 2, "{dead:?}");
         assert_eq!(dead[0].0, "pipeline/decode");
         assert!(
@@ -821,18 +879,20 @@ measures = { n = "count(*)" }
         );
         assert!(read_all(&log, "m.late").await.is_empty(), "nothing is late");
         let results = RecordCodec::<WindowResult>::new(2);
-        let counted: i64 = read_all(&log, "m.aggregates")
-            .await
-            .into_values()
-            .flatten()
-            .map(|(_, v)| results.decode(&v).unwrap())
-            .filter(|r| r.is_final)
-            .map(|r| r.count)
-            .sum();
-        assert_eq!(
-            counted, 120,
-            "every event before the closing one is counted"
-        );
+        for name in ["per_minute", "everything"] {
+            let counted: i64 = read_all(&log, "m.aggregates")
+                .await
+                .into_values()
+                .flatten()
+                .map(|(_, v)| results.decode(&v).unwrap())
+                .filter(|r| r.is_final && r.aggregate == name)
+                .map(|r| r.count)
+                .sum();
+            assert_eq!(
+                counted, 120,
+                "{name}: every event before the closing one is counted"
+            );
+        }
     }
 
     /// Every record of `topic` as (key, value), sorted: what was written, whatever the
