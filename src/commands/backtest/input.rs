@@ -520,10 +520,15 @@ struct Lines {
     /// The last block returned, `buf[..consumed]`, moved out on the next call.
     consumed: usize,
     eof: bool,
+    /// The longest line read ([`MAX_LINE`]): a file without newlines must not take all
+    /// memory.
+    max_line: usize,
 }
 
 /// Bytes read from the file at once.
 const BLOCK: usize = 1 << 20;
+/// The longest line of an events file: far more than any event ingest accepts.
+const MAX_LINE: usize = 16 << 20;
 
 impl Lines {
     fn new(file: std::fs::File) -> Self {
@@ -534,6 +539,7 @@ impl Lines {
             next_line: 1,
             consumed: 0,
             eof: false,
+            max_line: MAX_LINE,
         }
     }
 
@@ -557,6 +563,15 @@ impl Lines {
                 }
                 let n = self.held;
                 return self.block(n, n).map(Some);
+            }
+            if self.held > self.max_line {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "line {} is longer than {} bytes: is this an NDJSON or CSV file, one event per line?",
+                        self.next_line, self.max_line
+                    ),
+                ));
             }
             if self.held == self.buf.len() {
                 // A line longer than the buffer: make room.
@@ -893,5 +908,21 @@ mod tests {
         let mut lines = Lines::new(std::fs::File::open(&path).unwrap());
         let err = lines.next_block().unwrap_err();
         assert_eq!(err.to_string(), "line 3 is not UTF-8");
+        // A line past the limit (a file without newlines) is an error naming it, read
+        // with a buffer of at most twice the limit.
+        let mut long = b"a\nb\n".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 1000));
+        std::fs::write(&path, &long).unwrap();
+        let mut lines = Lines::new(std::fs::File::open(&path).unwrap());
+        (lines.buf, lines.max_line) = (vec![0; 8], 100);
+        let (first, text, _) = lines.next_block().unwrap().unwrap();
+        assert_eq!((first, text), (1, "a\nb"));
+        let err = lines.next_block().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 3 is longer than 100 bytes"),
+            "{err}"
+        );
+        assert!(lines.buf.len() <= 256, "{}", lines.buf.len());
     }
 }
