@@ -323,59 +323,12 @@ mod tests {
     };
     use crate::spec::{Spec, parse};
 
-    /// Every kind of window, rule and output, with de-duplication on.
-    const SPEC: &str = r#"
-[watermark]
-max_out_of_orderness = "5s"
-idle_timeout = "1h"
-
+    /// Every kind of window, rule and output (the replay tests' spec), with
+    /// de-duplication on and an aggregate and a rule not grouped by subject.
+    const MORE: &str = r#"
 [dedupe]
 horizon = "1h"
 
-[[aggregate]]
-name = "per_minute"
-window = { type = "tumbling", size = "1m" }
-group_by = ["subject"]
-measures = { n = "count(*)", total = "sum(value)", first_v = "first(value)", last_v = "last(value)" }
-
-[[aggregate]]
-name = "hopping"
-where = "kind = 'ci.run'"
-window = { type = "hopping", size = "10m", slide = "1m" }
-group_by = ["subject", "attrs['conclusion'] AS conclusion"]
-measures = { users = "count_distinct(attrs['user'])", p95 = "quantile(value, 0.95)" }
-allowed_lateness = "30s"
-
-[[aggregate]]
-name = "sessions"
-window = { type = "session", gap = "2m" }
-group_by = ["subject"]
-measures = { n = "count(*)", mx = "max(value)" }
-
-[[rule]]
-name = "failing"
-type = "threshold"
-where = "kind = 'ci.run' AND attrs['conclusion'] = 'failure'"
-per = ["subject"]
-count = 3
-within = "2m"
-
-[[rule]]
-name = "quiet"
-type = "absence"
-where = "kind = 'push'"
-per = ["subject"]
-within = "40s"
-
-[[rule]]
-name = "fail_then_push"
-type = "sequence"
-first = "attrs['conclusion'] = 'failure'"
-then = "kind = 'push'"
-per = ["subject", "attrs['user'] AS user"]
-within = "30s"
-
-# Not grouped by subject: forwarded to repartition topics.
 [[aggregate]]
 name = "by_conclusion"
 window = { type = "hopping", size = "10m", slide = "1m" }
@@ -391,7 +344,8 @@ within = "1m"
 "#;
 
     fn spec() -> Spec<toml::Value> {
-        parse::<toml::Value>(SPEC, "test.toml", |_| Ok(())).expect("valid spec")
+        let text = format!("{}{MORE}", crate::runtime::tests::replay::SPEC);
+        parse::<toml::Value>(&text, "test.toml", |_| Ok(())).expect("valid spec")
     }
 
     /// Events in time order but for up to 4 s of disorder, with some far behind (late),

@@ -54,7 +54,7 @@ fn only_order_independent_aggregates_are_repartitioned() {
     );
 }
 
-mod replay {
+pub(super) mod replay {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
@@ -74,7 +74,7 @@ mod replay {
         Codecs, DerivedCodecs, FUTURE_STAGE, LATE_STAGE, Processor, ProcessorConfig, repartition,
     };
 
-    const SPEC: &str = r#"
+    pub(crate) const SPEC: &str = r#"
 [watermark]
 max_out_of_orderness = "5s"
 idle_timeout = "1h"
