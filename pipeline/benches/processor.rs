@@ -20,6 +20,16 @@
 //!   adds and its checkpoint bytes per million identities (parts and payload of a first
 //!   checkpoint; later ones write only what is new) are the figures.
 //!
+//! - `lines`: not Helios: the floor of any set that answers "seen?" exactly and does not
+//!   fit the caches. Four plain open-addressing tables of 64-bit keys in 2^21 slots
+//!   (16 MiB each, what each partition of the `on` run holds), filled from 750 000 to
+//!   1 250 000 keys by EVENTS new random keys (2M at most), a run of 64 at a time into one
+//!   table (as the runtime's runs mostly hold one partition), each run's lines read first
+//!   (the runtime's prefetch): one random 64-byte line read and written per new identity,
+//!   and nothing else. Compared with the time per
+//!   event without de-duplication, it shows how much of the 10 % budget the memory system
+//!   alone takes on this machine.
+//!
 //! Every runtime scenario reports the final checkpoint (all partitions, written by the
 //! runtime on its way out): its size and how long it took. De-duplication runs as the
 //! spec's default (`[dedupe] horizon` a day); `BENCH_DEDUPE=off` turns it off, for the
@@ -114,6 +124,14 @@ fn main() {
     let name = args.first().map_or("tumbling", String::as_str).to_string();
     if name == "admit" {
         admit(
+            args.get(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(5_000_000),
+        );
+        return;
+    }
+    if name == "lines" {
+        lines(
             args.get(1)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(5_000_000),
@@ -267,6 +285,69 @@ fn admit(n: u64) {
         secs * 1e9 / n as f64,
         cpu * 1e9 / n as f64,
         hash_secs * 1e9 / n as f64
+    );
+}
+
+/// See `lines` in the module docs. Keys are SplitMix64 outputs, as well mixed as
+/// identity hashes; the tables are the layout of `dedupe/table.rs` at its simplest.
+fn lines(n: u64) {
+    // Each table ends at most 60 % full, as the runtime's grows at 75 %.
+    let n = n.min(2_000_000);
+    const SLOTS: usize = 1 << 21;
+    const RUN: usize = 64;
+    fn mix(mut h: u64) -> u64 {
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (h ^ (h >> 31)) | 1
+    }
+    fn home(k: u64) -> usize {
+        (k as usize) & (SLOTS - 1) & !7
+    }
+    fn insert(table: &mut [u64], k: u64) -> bool {
+        let mut i = home(k);
+        loop {
+            match table[i] {
+                0 => {
+                    table[i] = k;
+                    return true;
+                }
+                s if s == k => return false,
+                _ => i = (i + 1) & (SLOTS - 1),
+            }
+        }
+    }
+    let mut tables: Vec<Vec<u64>> = (0..4u64)
+        .map(|t| {
+            let mut table = vec![0u64; SLOTS];
+            for i in 0..750_000u64 {
+                insert(&mut table, mix((i << 2) | t));
+            }
+            table
+        })
+        .collect();
+    let keys: Vec<u64> = (0..n).map(|i| mix(u64::MAX / 2 + i)).collect();
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut fresh = 0u64;
+    for (r, run) in keys.chunks(RUN).enumerate() {
+        let table = &mut tables[r % 4];
+        let mut acc = 0u64;
+        for &k in run {
+            acc ^= table[home(k)];
+        }
+        std::hint::black_box(acc);
+        for &k in run {
+            fresh += u64::from(insert(table, k));
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    assert_eq!(fresh, n, "every key new");
+    println!(
+        "{{\"scenario\":\"lines\",\"keys\":{n},\"ns_per_key\":{:.1},\"cpu_ns_per_key\":{:.1}}}",
+        secs * 1e9 / n as f64,
+        cpu * 1e9 / n as f64
     );
 }
 
