@@ -288,7 +288,8 @@ impl ClickHouseAccessArgs {
 
 /// The CA file every outbound HTTPS client of this process trusts besides Mozilla's roots
 /// (`--ca-file` / `HELIOS_CA_FILE`): notifications, the remote registry, `helios send`,
-/// OTLP export. Set once by `main` before any client is built.
+/// OTLP export, and probes without their own `ca_file`. Set once by `main` before any
+/// client is built.
 static OUTBOUND_CA_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
 /// Sets the process's outbound CA file (first call wins).

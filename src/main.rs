@@ -42,8 +42,8 @@ struct Cli {
 
     /// PEM file of CA certificate(s) that every outbound HTTPS client trusts besides
     /// Mozilla's roots (compiled in): alert webhooks, a remote schema registry, OTLP
-    /// export, `helios send`. For receivers behind a private CA. ClickHouse has its own,
-    /// --clickhouse-ca-file.
+    /// export, `helios send`, uptime probes (a probe's own `ca_file` replaces it). For
+    /// receivers behind a private CA. ClickHouse has its own, --clickhouse-ca-file.
     #[arg(long, global = true, env = "HELIOS_CA_FILE", value_name = "FILE")]
     ca_file: Option<std::path::PathBuf>,
 

@@ -77,15 +77,32 @@ pub async fn start_sources(
         RecordCodec::with_source(dead_letter_schema, schemas),
     );
     let supervisor = Supervisor::new(emitter, setup.data_dir.join("sources"));
-    let sources =
-        helios_connectors::spec::build_with(setup.sources, &supervisor, setup.unverified_bodies)
-            .context("starting the sources")?;
+    let specs: Vec<SourceSpec> = setup
+        .sources
+        .iter()
+        .cloned()
+        .map(trust_outbound_ca)
+        .collect();
+    let sources = helios_connectors::spec::build_with(&specs, &supervisor, setup.unverified_bodies)
+        .context("starting the sources")?;
     let metrics = MetricsRegistry::new();
     crate::metrics::export_registry(&metrics);
     metrics.register(Arc::new(crate::metrics::SourcesCollector::new(
         supervisor.clone(),
     )));
     Ok((supervisor, sources, metrics))
+}
+
+/// A probe without its own `ca_file` trusts the process's `--ca-file`, as every outbound
+/// HTTPS client does.
+fn trust_outbound_ca(spec: SourceSpec) -> SourceSpec {
+    match spec {
+        SourceSpec::Probe(mut c) if c.ca_file.is_none() => {
+            c.ca_file = crate::backend::outbound_ca_file().map(Path::to_path_buf);
+            SourceSpec::Probe(c)
+        }
+        other => other,
+    }
 }
 
 /// The event-time bound (`helios up`, `run ingest`, `run pipeline`).

@@ -4,6 +4,9 @@
 //!   through `--ca-file`; without it (or with another CA) it fails saying the certificate
 //!   is not trusted;
 //! - an alert notification reaches an `https://` receiver behind the test CA;
+//! - an uptime probe of an `https://` URL behind the test CA is up through `--ca-file`, and
+//!   a probe with its own `ca_file` (another CA) trusts that one instead and reports the
+//!   untrusted certificate;
 //! - `helios up` stores in ClickHouse over HTTPS as a password user (the password from the
 //!   environment, the CA from `--clickhouse-ca-file`) and the read API answers through its
 //!   read-only user; a wrong password stops it with an error that says so.
@@ -16,11 +19,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::common::tls::TestCa;
-use crate::common::{BIN, Helios};
+use crate::common::{BIN, Helios, helios};
 
 /// What an HTTPS receiver got: (path, content type, body).
 type Inbox = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -236,6 +239,72 @@ async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
+    let ca = TestCa::new();
+    let url = ca
+        .serve(Router::new().route("/healthz", get(|| async { "ok" })))
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = tmp.path().join("helios.toml");
+    let probe = |name: &str, extra: &str| {
+        format!(
+            "[[source]]\nname = \"{name}\"\ntype = \"probe\"\nurl = \"{url}/healthz\"\ninterval = \"1s\"\n{extra}\n"
+        )
+    };
+    let own_ca = format!("ca_file = \"{}\"", ca.other_ca_file().display());
+    std::fs::write(&spec, probe("inherits", "") + &probe("own_ca", &own_ca)).unwrap();
+    let server = Helios::up_with_env(
+        &data,
+        &["--spec", spec.to_str().unwrap()],
+        &[("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap())],
+    )
+    .await;
+
+    // The first probe event of each source, as the log holds it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (inherits, own) = loop {
+        let out = helios(&[
+            "tail",
+            "helios.events",
+            "--from-beginning",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
+            .filter(|e| e["kind"] == "probe.http")
+            .collect();
+        let first = |source: &str| events.iter().find(|e| e["source"] == source).cloned();
+        if let (Some(a), Some(b)) = (first("inherits"), first("own_ca")) {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe events from both sources yet: {events:?}; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    server.stop();
+    assert_eq!(inherits["attrs"]["ok"], "true", "{inherits}");
+    assert_eq!(inherits["attrs"]["status"], "200", "{inherits}");
+    assert_eq!(own["attrs"]["ok"], "false", "{own}");
+    let error = own["attrs"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(error.contains("certificate"), "{own}");
 }
 
 /// The HTTPS endpoint, password user, read user and CA of the test ClickHouse

@@ -1,5 +1,6 @@
 //! Settings of the HTTP(S) uptime probe.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -37,6 +38,12 @@ pub struct ProbeConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_future: Option<std::time::Duration>,
+    /// PEM file of the CA certificate(s) that sign the URL's certificate, trusted besides
+    /// Mozilla's roots: for a service behind a private CA. Default: the process's
+    /// `--ca-file` (`HELIOS_CA_FILE`), which every outbound HTTPS client trusts; this one
+    /// replaces it for this probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -49,6 +56,7 @@ impl Default for ProbeConfig {
             expected_status: 200,
             subject: None,
             max_future: None,
+            ca_file: None,
         }
     }
 }
@@ -92,6 +100,9 @@ impl ProbeConfig {
                 "`expected_status` {} is not an HTTP status (100–599)",
                 self.expected_status
             ));
+        }
+        if let Some(path) = &self.ca_file {
+            helios_schemas::tls::root_store(Some(path)).map_err(|e| format!("`ca_file`: {e}"))?;
         }
         Ok(())
     }

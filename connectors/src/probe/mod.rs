@@ -4,8 +4,9 @@
 //! event with `ok = false`, not a failure of the source.
 //!
 //! HTTP goes through hyper's client with `hyper-rustls` and the TLS of
-//! `helios_schemas::tls` (rustls on `ring`, the Mozilla root certificates compiled in): no
-//! OpenSSL, no aws-lc/cmake build, no system certificate store needed (ADR-018).
+//! `helios_schemas::tls` (rustls on `ring`, the Mozilla root certificates compiled in, and
+//! the probe's `ca_file` for a private CA): no OpenSSL, no aws-lc/cmake build, no system
+//! certificate store needed (ADR-018).
 //! Connections are not pooled, so every probe measures a fresh connect (and handshake).
 
 mod config;
@@ -64,7 +65,7 @@ impl ProbeSource {
             .or_else(|| uri.host().map(str::to_string))
             .unwrap_or_default();
         // The one outbound TLS setup of Helios (ADR-018); hyper-rustls sets ALPN itself.
-        let mut tls = helios_schemas::tls::client_config(None)
+        let mut tls = helios_schemas::tls::client_config(config.ca_file.as_deref())
             .map_err(|e| ConnectorError::config(&config.name, format!("cannot set up TLS: {e}")))?;
         tls.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()

@@ -197,6 +197,13 @@ fn validation_names_the_problem() {
         ),
         (
             ProbeConfig {
+                ca_file: Some("/nonexistent/helios-ca.pem".into()),
+                ..ok.clone()
+            },
+            "`ca_file`: CA file /nonexistent/helios-ca.pem",
+        ),
+        (
+            ProbeConfig {
                 expected_status: 42,
                 ..ok.clone()
             },
