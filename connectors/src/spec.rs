@@ -21,6 +21,8 @@ use crate::webhook::{WebhookConfig, Webhooks};
 use crate::{ConnectorError, Result};
 
 /// One `[[source]]` table; `type` picks the connector.
+// A spec holds a handful, parsed once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceSpec {
@@ -274,6 +276,10 @@ pub fn build_with(
                 webhooks.add(c.clone(), token, supervisor.emitter().clone(), handle)?;
             }
             SourceSpec::KafkaBridge(c) => {
+                // A missing TLS file, password variable or password file stops the start,
+                // naming it, rather than failing each restart of the source.
+                c.check_files()?;
+                c.resolve_sasl_password()?;
                 let config = c.clone();
                 let handle = register(supervisor, spec)?;
                 supervisor.start(

@@ -7,6 +7,8 @@
 //! - an uptime probe of an `https://` URL behind the test CA is up through `--ca-file`, and
 //!   a probe with its own `ca_file` (another CA) trusts that one instead and reports the
 //!   untrusted certificate;
+//! - a Kafka bridge source reads a topic of an external cluster over TLS with SASL SCRAM
+//!   (tansu behind stunnel), the password from an environment variable the spec names;
 //! - `helios up` stores in ClickHouse over HTTPS as a password user (the password from the
 //!   environment, the CA from `--clickhouse-ca-file`) and the read API answers through its
 //!   read-only user; a wrong password stops it with an error that says so.
@@ -267,22 +269,8 @@ async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
     // The first probe event of each source, as the log holds it.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (inherits, own) = loop {
-        let out = helios(&[
-            "tail",
-            "helios.events",
-            "--from-beginning",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let events: Vec<Value> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
+        let events: Vec<Value> = tail_events(&data)
+            .into_iter()
             .filter(|e| e["kind"] == "probe.http")
             .collect();
         let first = |source: &str| events.iter().find(|e| e["source"] == source).cloned();
@@ -305,6 +293,113 @@ async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
         .unwrap_or_default()
         .to_lowercase();
     assert!(error.contains("certificate"), "{own}");
+}
+
+/// The events in `helios.events` so far, as `helios tail` shows them.
+fn tail_events(data: &std::path::Path) -> Vec<Value> {
+    let out = helios(&[
+        "tail",
+        "helios.events",
+        "--from-beginning",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
+        .collect()
+}
+
+/// The events of `subject` in `helios.events`, once there is one.
+async fn wait_for_events(data: &std::path::Path, subject: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let events: Vec<Value> = tail_events(data)
+            .into_iter()
+            .filter(|e| e["subject"] == subject)
+            .collect();
+        if !events.is_empty() {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event of {subject} in helios.events; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_bridge_reads_over_tls_with_sasl_scram_and_the_password_from_the_environment() {
+    use helios_log::kafka::{KafkaConfig, KafkaLog, SaslMechanism, Secret, SecurityProtocol};
+    use helios_log::{Record, TopicSpec};
+
+    let (broker, ca_file, password) = crate::common::roles::KafkaBroker::sasl_ssl();
+    let mut client = KafkaConfig::new(&broker).request_timeout(Duration::from_secs(10));
+    client.security_protocol = Some(SecurityProtocol::SaslSsl);
+    client.ca_file = Some(ca_file.clone());
+    client.sasl_mechanism = Some(SaslMechanism::ScramSha512);
+    client.sasl_username = Some("helios-512".into());
+    client.sasl_password = Some(Secret::new(password.clone()));
+    let external = KafkaLog::connect(client).await.unwrap();
+    let topic = format!("helios-test.bridge-tls.{}", std::process::id());
+    external
+        .admin()
+        .create_topic(&TopicSpec::new(topic.clone(), 1))
+        .await
+        .unwrap();
+    let value = json!({"subject": "bridged-tls", "kind": "ci.run", "time": "2026-01-01T00:00:00Z"});
+    external
+        .producer()
+        .append(
+            &topic,
+            vec![Record {
+                value: value.to_string().into(),
+                ..Record::default()
+            }],
+        )
+        .await
+        .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = tmp.path().join("helios.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+[[source]]
+type = "kafka_bridge"
+name = "external"
+bootstrap_servers = "{broker}"
+topics = ["{topic}"]
+ca_file = {ca_file:?}
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = "helios-512"
+sasl_password_env = "HELIOS_TEST_BRIDGE_PASSWORD"
+"#
+        ),
+    )
+    .unwrap();
+    let server = Helios::up_with_env(
+        &data,
+        &["--spec", spec.to_str().unwrap()],
+        &[("HELIOS_TEST_BRIDGE_PASSWORD", &password)],
+    )
+    .await;
+    let events = wait_for_events(&data, "bridged-tls").await;
+    server.stop();
+    assert_eq!(events[0]["source"], "external", "{events:?}");
+    assert_eq!(events[0]["kind"], "ci.run", "{events:?}");
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+    assert!(!log.contains(&password), "the password reached the log");
 }
 
 /// The HTTPS endpoint, password user, read user and CA of the test ClickHouse

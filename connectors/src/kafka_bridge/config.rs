@@ -1,10 +1,15 @@
 //! Settings of a Kafka topic bridge source.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use helios_log::OffsetReset;
+use helios_log::kafka::{
+    KafkaConfig, Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file,
+};
 use serde::{Deserialize, Serialize};
 
+use crate::secret::{SecretOrigin, SecretString};
 use crate::webhook::mapping::{Mapper, MappingSpec, Preset};
 use crate::{ConnectorError, Result};
 
@@ -47,7 +52,39 @@ pub struct KafkaBridgeConfig {
     /// How the JSON value becomes events (the generic webhook rules). Unmapped ids are
     /// `topic/partition/offset`; an unmapped time is the record timestamp.
     pub mapping: Option<MappingSpec>,
-    /// Extra librdkafka options for the consumer (`security.protocol`, `sasl.*`, ...).
+    /// How the bridge talks to the brokers: `plaintext`, `ssl`, `sasl_plaintext` or
+    /// `sasl_ssl`, as in the `[kafka]` settings. Default: `sasl_ssl` when a SASL setting is
+    /// given, `ssl` when a TLS file is, else plaintext (or `options."security.protocol"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_protocol: Option<SecurityProtocol>,
+    /// PEM file (or directory) of the CA certificates that signed the brokers'
+    /// certificates. Default: the system's CA store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate, for brokers that authenticate clients by TLS
+    /// (with `key_file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's (unencrypted) private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name (for Confluent Cloud, the API key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_username: Option<String>,
+    /// The SASL password: exactly one of `sasl_password` (in the spec itself),
+    /// `sasl_password_env` (the name of an environment variable holding it) and
+    /// `sasl_password_file` (a file holding it) when SASL is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_password: Option<SecretString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_password_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_password_file: Option<PathBuf>,
+    /// Extra librdkafka options for the consumer (`ssl.*`, `sasl.oauthbearer.*`, ...); an
+    /// option that has a setting above cannot be given both ways.
     pub options: BTreeMap<String, String>,
     /// Refuse events dated more than this after Helios received them (they go to the
     /// dead-letter topic with the reason; `POST /v1/events` rejects the item instead), so
@@ -74,6 +111,15 @@ impl Default for KafkaBridgeConfig {
             batch_size: 500,
             preset: None,
             mapping: None,
+            security_protocol: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_env: None,
+            sasl_password_file: None,
             options: BTreeMap::new(),
             max_future: None,
         }
@@ -110,6 +156,112 @@ impl KafkaBridgeConfig {
                 "format = \"avro\" needs `registry_url`: the writer schemas come from a registry",
             );
         }
+        self.check_security()?;
         Mapper::new(&self.name, self.preset, self.mapping.as_ref()).map(drop)
     }
+
+    fn password_origin(&self) -> Option<SecretOrigin<'_>> {
+        let set = self.sasl_password.is_some()
+            || self.sasl_password_env.is_some()
+            || self.sasl_password_file.is_some();
+        set.then_some(SecretOrigin {
+            what: "sasl_password",
+            literal: self.sasl_password.as_ref(),
+            env: self.sasl_password_env.as_deref(),
+            file: self.sasl_password_file.as_deref(),
+            generate: false,
+        })
+    }
+
+    /// The SASL password, read from where the spec says (`None` without SASL). Errors name
+    /// the variable or file.
+    pub fn resolve_sasl_password(&self) -> Result<Option<Secret>> {
+        self.password_origin()
+            .map(|origin| origin.resolve(&self.name).map(|s| Secret::new(s.expose())))
+            .transpose()
+    }
+
+    /// The client settings of the bridge's consumer, with the password `resolve_sasl_password`
+    /// gave.
+    pub fn kafka_config(&self, client_id: String, password: Option<Secret>) -> KafkaConfig {
+        let mut kafka = KafkaConfig::new(&self.bootstrap_servers);
+        kafka.client_id = client_id;
+        kafka.security_protocol = self.security_protocol;
+        kafka.ca_file = self.ca_file.clone();
+        kafka.cert_file = self.cert_file.clone();
+        kafka.key_file = self.key_file.clone();
+        kafka.sasl_mechanism = self.sasl_mechanism;
+        kafka.sasl_username = self.sasl_username.clone();
+        kafka.sasl_password = password;
+        kafka.options = self.options.clone();
+        kafka
+    }
+
+    /// The TLS files exist and hold what they should (checked at start, not with the spec,
+    /// which may be validated on another machine); errors name the setting and the path.
+    pub fn check_files(&self) -> Result<()> {
+        for (path, setting, kind) in [
+            (&self.ca_file, "ca_file", Pem::CaCertificates),
+            (&self.cert_file, "cert_file", Pem::Certificate),
+            (&self.key_file, "key_file", Pem::PrivateKey),
+        ] {
+            if let Some(path) = path {
+                check_pem_file(path, setting, kind)
+                    .map_err(|e| ConnectorError::config(&self.name, e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// TLS and SASL settings: consistent, the password's origin given once; in the spec's
+    /// own names. Reads no file and no password.
+    fn check_security(&self) -> Result<()> {
+        let err = |m: String| Err(ConnectorError::config(&self.name, m));
+        if let Some(origin) = self.password_origin() {
+            origin.validate(&self.name)?;
+        }
+        // The settings as the client will see them; a password stands in for the one
+        // resolved at start, so what is checked is only whether one will be there.
+        let stand_in = self.password_origin().map(|_| Secret::new(""));
+        let kafka = self.kafka_config(String::new(), stand_in);
+        if kafka
+            .effective_protocol()
+            .is_some_and(SecurityProtocol::sasl)
+        {
+            if self.sasl_mechanism.is_none() && !self.options.contains_key("sasl.mechanism") {
+                return err(format!(
+                    "SASL needs `sasl_mechanism`: one of {}; the cluster's documentation says which (Confluent Cloud: PLAIN, MSK: SCRAM-SHA-512)",
+                    SaslMechanism::NAMES.join(", ")
+                ));
+            }
+            if self.sasl_username.is_none() && !self.options.contains_key("sasl.username") {
+                return err("SASL needs `sasl_username`".to_owned());
+            }
+            if self.password_origin().is_none() && !self.options.contains_key("sasl.password") {
+                return err(
+                    "SASL needs a password: `sasl_password_env` (an environment variable holding it) or `sasl_password_file`"
+                        .to_owned(),
+                );
+            }
+        }
+        kafka
+            .validate()
+            .map_err(|e| ConnectorError::config(&self.name, in_spec_terms(&e.to_string())))
+    }
+}
+
+/// A message of the `[kafka]` settings' checks in the names of the bridge's spec: the
+/// settings without their `kafka.` prefix and without the command-line flags, which do not
+/// apply to a source.
+fn in_spec_terms(message: &str) -> String {
+    let mut out = message
+        .replace("kafka.options.", "options.")
+        .replace("kafka.", "");
+    while let Some(start) = out.find(" (--kafka-") {
+        let Some(len) = out[start..].find(')') else {
+            break;
+        };
+        out.replace_range(start..=start + len, "");
+    }
+    out
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use async_trait::async_trait;
-use helios_log::kafka::{KafkaConfig, KafkaLog};
+use helios_log::kafka::KafkaLog;
 use helios_log::{ConsumedRecord, ConsumerConfig, LogConsumer, TopicPartition};
 use helios_schemas::{RemoteRegistry, SchemaSource, wire};
 use serde_json::Value;
@@ -31,6 +31,8 @@ use crate::{ConnectorError, Result};
 /// One run of a bridge source.
 pub struct KafkaBridge {
     config: KafkaBridgeConfig,
+    /// The SASL password, read when the run starts (never printed).
+    password: Option<helios_log::kafka::Secret>,
     mapper: Mapper,
     schemas: Option<Arc<dyn SchemaSource>>,
 }
@@ -66,8 +68,11 @@ impl KafkaBridge {
             ));
         }
         let mapper = Mapper::new(&config.name, config.preset, config.mapping.as_ref())?;
+        config.check_files()?;
+        let password = config.resolve_sasl_password()?;
         Ok(KafkaBridge {
             config,
+            password,
             mapper,
             schemas,
         })
@@ -139,9 +144,9 @@ fn record_id(r: &ConsumedRecord) -> String {
 impl PullSource for KafkaBridge {
     async fn run(&mut self, ctx: &SourceContext) -> Result<()> {
         let name = ctx.name().to_string();
-        let mut kafka = KafkaConfig::new(&self.config.bootstrap_servers);
-        kafka.client_id = format!("helios-bridge-{name}");
-        kafka.options = self.config.options.clone();
+        let kafka = self
+            .config
+            .kafka_config(format!("helios-bridge-{name}"), self.password.clone());
         let log = KafkaLog::connect(kafka).await.map_err(|e| {
             ConnectorError::external(&name, format!("cannot reach the Kafka cluster: {e}"))
         })?;

@@ -332,3 +332,110 @@ fn config_is_checked() {
     base.validate().unwrap();
     assert_eq!(base.group_name(), "helios-bridge-kafka");
 }
+
+#[test]
+fn tls_and_sasl_settings_are_checked_in_the_specs_own_names() {
+    use helios_log::kafka::{SaslMechanism, SecurityProtocol};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let sasl = KafkaBridgeConfig {
+        topics: vec!["t".into()],
+        ca_file: Some(ca.clone()),
+        sasl_mechanism: Some(SaslMechanism::ScramSha512),
+        sasl_username: Some("bridge".into()),
+        sasl_password_file: Some(password.clone()),
+        ..KafkaBridgeConfig::default()
+    };
+    sasl.validate().unwrap();
+    // Inferred from the SASL settings, with the password read from its file.
+    let kafka = sasl.kafka_config("c".into(), sasl.resolve_sasl_password().unwrap());
+    assert_eq!(kafka.effective_protocol(), Some(SecurityProtocol::SaslSsl));
+    assert_eq!(
+        kafka.sasl_password.as_ref().map(|p| p.expose()),
+        Some("s3cret")
+    );
+    assert!(
+        !format!("{sasl:?} {kafka:?}").contains("s3cret"),
+        "never printed"
+    );
+
+    let check = |c: KafkaBridgeConfig, needles: &[&str]| {
+        let e = c.validate().unwrap_err().to_string();
+        for needle in needles {
+            assert!(e.contains(needle), "{e:?} should contain {needle:?}");
+        }
+        assert!(
+            !e.contains("--kafka") && !e.contains("kafka."),
+            "{e:?}: backend names"
+        );
+    };
+    check(
+        KafkaBridgeConfig {
+            sasl_password_file: None,
+            ..sasl.clone()
+        },
+        &["SASL needs a password", "sasl_password_env"],
+    );
+    check(
+        KafkaBridgeConfig {
+            sasl_password_env: Some("BRIDGE_PASSWORD".into()),
+            ..sasl.clone()
+        },
+        &["set exactly one of `sasl_password`, `sasl_password_env` and `sasl_password_file`"],
+    );
+    check(
+        KafkaBridgeConfig {
+            sasl_mechanism: None,
+            ..sasl.clone()
+        },
+        &["SASL needs `sasl_mechanism`", "SCRAM-SHA-512"],
+    );
+    // Files are checked at start (a spec may be validated on another machine).
+    let missing = KafkaBridgeConfig {
+        ca_file: Some(dir.path().join("missing.pem")),
+        ..sasl.clone()
+    };
+    missing.validate().unwrap();
+    let e = missing.check_files().unwrap_err().to_string();
+    assert!(
+        e.contains("ca_file") && e.contains("missing.pem") && e.contains("cannot read it"),
+        "{e}"
+    );
+    sasl.check_files().unwrap();
+    check(
+        KafkaBridgeConfig {
+            security_protocol: Some(SecurityProtocol::Plaintext),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password_file: None,
+            ..sasl.clone()
+        },
+        &["ca_file is set but security_protocol = plaintext has no TLS"],
+    );
+    check(
+        KafkaBridgeConfig {
+            options: [("ssl.ca.location".to_owned(), "/etc/ca.pem".to_owned())].into(),
+            ..sasl.clone()
+        },
+        &["options.ssl.ca.location and ca_file are both set; keep ca_file"],
+    );
+    // A password variable that is not set stops the start, naming it.
+    let unset = KafkaBridgeConfig {
+        sasl_password_file: None,
+        sasl_password_env: Some("HELIOS_TEST_SURELY_UNSET_BRIDGE_PASSWORD".into()),
+        ..sasl
+    };
+    unset.validate().unwrap();
+    let e = unset.resolve_sasl_password().unwrap_err().to_string();
+    assert!(
+        e.contains("HELIOS_TEST_SURELY_UNSET_BRIDGE_PASSWORD"),
+        "{e}"
+    );
+}

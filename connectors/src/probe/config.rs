@@ -101,9 +101,6 @@ impl ProbeConfig {
                 self.expected_status
             ));
         }
-        if let Some(path) = &self.ca_file {
-            helios_schemas::tls::root_store(Some(path)).map_err(|e| format!("`ca_file`: {e}"))?;
-        }
         Ok(())
     }
 }

@@ -65,8 +65,9 @@ impl ProbeSource {
             .or_else(|| uri.host().map(str::to_string))
             .unwrap_or_default();
         // The one outbound TLS setup of Helios (ADR-018); hyper-rustls sets ALPN itself.
+        // A `ca_file` that cannot be read or holds no certificate stops the start, named.
         let mut tls = helios_schemas::tls::client_config(config.ca_file.as_deref())
-            .map_err(|e| ConnectorError::config(&config.name, format!("cannot set up TLS: {e}")))?;
+            .map_err(|e| ConnectorError::config(&config.name, format!("`ca_file`: {e}")))?;
         tls.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)

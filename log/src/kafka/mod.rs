@@ -29,7 +29,7 @@ use std::sync::Arc;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub use config::KafkaConfig;
-pub use security::{SaslMechanism, Secret, SecurityProtocol};
+pub use security::{Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file};
 
 use crate::{Log, LogError, Result};
 

@@ -181,7 +181,7 @@ pub(crate) fn read_password_file(path: &Path, setting: &str) -> Result<Secret> {
 
 /// What a PEM file given to TLS must contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pem {
+pub enum Pem {
     /// CA certificates (a directory of them is accepted too, as librdkafka does).
     CaCertificates,
     /// The client's certificate (chain).
@@ -192,7 +192,7 @@ pub(crate) enum Pem {
 
 /// Checks that a TLS file exists, can be read and holds what it should, so the error names
 /// the setting and the path instead of librdkafka's OpenSSL error stack.
-pub(crate) fn check_pem_file(path: &Path, setting: &str, kind: Pem) -> Result<()> {
+pub fn check_pem_file(path: &Path, setting: &str, kind: Pem) -> Result<()> {
     let what = match kind {
         Pem::CaCertificates => "the PEM file of the CA that signed the brokers' certificates",
         Pem::Certificate => "the client certificate in PEM",

@@ -66,6 +66,22 @@ impl KafkaBroker {
         }
     }
 
+    /// The SASL_SSL broker's address, its CA file and `helios-512`'s password, for a
+    /// test's own clients and for specs that name them.
+    pub fn sasl_ssl() -> (String, PathBuf, String) {
+        let file = Self::cert("sasl-password");
+        let password = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        (
+            service(
+                "HELIOS_TEST_KAFKA_SASL",
+                "tansu behind stunnel4 with SASL (scripts/services/tansu.sh; apt-get install stunnel4)",
+            ),
+            Self::cert("ca.pem"),
+            password.trim().to_owned(),
+        )
+    }
+
     fn cert(name: &str) -> PathBuf {
         PathBuf::from(service(
             "HELIOS_TEST_KAFKA_CERTS",
