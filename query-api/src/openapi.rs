@@ -1,14 +1,18 @@
 //! The OpenAPI 3.1 document of the read API, generated from the handlers' annotations and
 //! the response types (utoipa), served at `GET /openapi.json`.
 //!
-//! It covers the routes this crate answers: insights, SQL, health, readiness, metrics and
-//! the document itself. The ingest routes speak CloudEvents' HTTP binding (structured,
+//! It covers the routes every process with the read API answers: insights, SQL, health,
+//! readiness, metrics and the document itself. A process that serves more (`helios up`:
+//! the sources' routes, `/v1/storage`) merges their documents in ([`with`]) and hands the
+//! whole one to the route as a [`FullDocument`] extension. The ingest routes speak CloudEvents' HTTP binding (structured,
 //! batched and binary content mode) and the registry routes Confluent's API; both are
 //! described by those specifications, and by the document's description and security
 //! schemes (`api_key`: Bearer everywhere; `registry_basic`: HTTP Basic carrying a key, on
 //! the registry's routes only).
 
-use axum::Json;
+use std::sync::Arc;
+
+use axum::{Extension, Json};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ResponseBuilder};
@@ -120,6 +124,28 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// [`document`] with the routes of `more` (documents of other parts the process serves).
+pub fn with(more: impl IntoIterator<Item = utoipa::openapi::OpenApi>) -> utoipa::openapi::OpenApi {
+    let mut doc = document();
+    for part in more {
+        doc.merge(part);
+    }
+    doc
+}
+
+/// The document of everything a process serves, when that is more than [`document`]: a
+/// request extension `GET /openapi.json` answers with.
+#[derive(Clone)]
+pub struct FullDocument(pub Arc<utoipa::openapi::OpenApi>);
+
+impl std::fmt::Debug for FullDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FullDocument")
+            .field("paths", &self.0.paths.paths.len())
+            .finish()
+    }
+}
+
 /// `GET /openapi.json`.
 #[utoipa::path(
     get,
@@ -128,12 +154,38 @@ pub fn document() -> utoipa::openapi::OpenApi {
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")),
     security(("api_key" = []))
 )]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+pub async fn openapi_json(full: Option<Extension<FullDocument>>) -> Json<utoipa::openapi::OpenApi> {
+    Json(match full {
+        Some(Extension(FullDocument(doc))) => (*doc).clone(),
+        None => document(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merged_parts_add_their_routes_and_schemas() {
+        let doc = serde_json::to_value(super::with([crate::storage::openapi()])).unwrap();
+        let get = &doc["paths"]["/v1/storage"]["get"];
+        assert_eq!(
+            get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Usage",
+            "{get}"
+        );
+        assert!(
+            doc["components"]["schemas"]["TopicUsage"]["properties"]["retention_bytes"].is_object()
+        );
+        assert!(
+            doc["paths"]["/v1/sql"]["post"].is_object(),
+            "the read API stays"
+        );
+        let plain = serde_json::to_value(super::document()).unwrap();
+        assert!(
+            plain["paths"]["/v1/storage"].is_null(),
+            "only where it is served"
+        );
+    }
+
     #[test]
     fn the_document_describes_both_key_forms_and_the_ingest_modes() {
         let doc = serde_json::to_value(super::document()).unwrap();

@@ -1,7 +1,8 @@
 //! `GET /v1/storage`: what the data dir holds and how close its disk is to full, for the
 //! dashboard and scripts: the free space and the reserve below which ingest refuses
 //! (`507`), each topic of the embedded log and each table of the embedded store with its
-//! size on disk and its limits. The binary measures ([`UsageSource`]); this module serves.
+//! size on disk and its limits. The binary measures ([`UsageSource`]); this module serves,
+//! and describes the route for the processes that serve it ([`openapi`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +13,10 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 /// The answer of `GET /v1/storage`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Usage {
     /// The data dir measured.
     pub data_dir: String,
@@ -36,8 +38,9 @@ pub struct Usage {
 }
 
 /// One topic of the embedded log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TopicUsage {
+    /// The topic, such as `helios.events`.
     pub name: String,
     pub partitions: u32,
     /// Bytes on disk (segments and their indexes).
@@ -49,8 +52,9 @@ pub struct TopicUsage {
 }
 
 /// One table of the embedded store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TableUsage {
+    /// The table, such as `events` or `agg_<aggregate>`.
     pub name: String,
     /// Bytes of its files on disk.
     pub bytes: u64,
@@ -70,6 +74,25 @@ pub fn router(source: Arc<dyn UsageSource>) -> Router {
         .with_state(source)
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(storage), components(schemas(Usage, TopicUsage, TableUsage)))]
+struct StorageDoc;
+
+/// This route as an OpenAPI document, for a process that serves it (`helios up`, over its
+/// data dir) to merge into its own.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    StorageDoc::openapi()
+}
+
+/// What the data dir holds, per topic and table, and how close its disk is to the reserve
+/// below which ingest refuses (`507`).
+#[utoipa::path(
+    get,
+    path = "/v1/storage",
+    tag = "operations",
+    responses((status = 200, description = "The data dir's disk, topics and tables, measured now", body = Usage)),
+    security(("api_key" = []))
+)]
 async fn storage(State(source): State<Arc<dyn UsageSource>>) -> impl IntoResponse {
     axum::Json(source.usage().await)
 }

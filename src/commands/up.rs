@@ -235,11 +235,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &args.query,
     )
     .await?;
-    let app =
-        app.merge(helios_query_api::read_router(read))
-            .merge(helios_query_api::storage::router(std::sync::Arc::new(
-                usage,
-            )));
+    // `/openapi.json` describes what this process serves: the read API, the sources'
+    // routes and `/v1/storage`.
+    let document = helios_query_api::openapi::with([
+        helios_connectors::runtime::openapi(),
+        helios_query_api::storage::openapi(),
+    ]);
+    let app = app
+        .merge(helios_query_api::read_router(read))
+        .merge(helios_query_api::storage::router(std::sync::Arc::new(
+            usage,
+        )))
+        .layer(axum::Extension(helios_query_api::openapi::FullDocument(
+            std::sync::Arc::new(document),
+        )));
     let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
     let server = args.http.config(args.auth.metrics_auth)?;
     info!(

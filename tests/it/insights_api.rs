@@ -269,15 +269,22 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
         ("get", "/readyz", None),
         ("get", "/metrics", None),
         ("get", "/openapi.json", None),
+        ("get", "/v1/storage", None),
+        ("get", "/v1/sources", None),
+        ("post", "/v1/sources/{name}/pause", None),
+        ("post", "/v1/sources/{name}/resume", None),
     ];
     let mut called = BTreeSet::new();
     for (method, path, body) in &calls {
         let template = path.split('?').next().unwrap();
         called.insert(format!("{method} {template}"));
-        let concrete = path.replace("{subject}", "nobody");
-        let request = match *method {
-            "get" => server.get(&concrete),
-            _ => server.post(&concrete).json(body.as_ref().unwrap()),
+        let concrete = path
+            .replace("{subject}", "nobody")
+            .replace("{name}", "ingest");
+        let request = match (*method, body) {
+            ("get", _) => server.get(&concrete),
+            (_, Some(body)) => server.post(&concrete).json(body),
+            (_, None) => server.post(&concrete),
         };
         let r = request.send().await.unwrap();
         let status = r.status().as_u16();
@@ -286,6 +293,28 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
             responses.get(status.to_string()).is_some(),
             "{method} {concrete} answered {status}, which the document does not list: {responses}"
         );
+        // Where the document names the answer's schema, the answer has its fields.
+        let schema = &responses[status.to_string()]["content"]["application/json"]["schema"];
+        if let Some(name) = schema["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            && ["Usage", "Sources", "SourceStatus"].contains(&name)
+        {
+            let body: Value = r.json().await.unwrap();
+            let fields: BTreeSet<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let documented: BTreeSet<&str> = doc["components"]["schemas"][name]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(fields, documented, "{method} {concrete}: {body}");
+        }
     }
     let documented: BTreeSet<String> = doc["paths"]
         .as_object()

@@ -14,6 +14,6 @@ mod supervisor;
 
 pub use disk::{DiskGuard, DiskLow, DiskSpace, human_bytes};
 pub use emitter::{Emitter, EmitterConfig, Refused, now_micros};
-pub use routes::router;
+pub use routes::{Sources, openapi, router};
 pub use status::{RequestOutcome, RequestStats, SourceHandle, SourceState, SourceStatus};
 pub use supervisor::{DuplicateCounts, PullSource, SourceContext, Supervisor};

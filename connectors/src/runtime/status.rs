@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 /// Lifecycle of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceState {
     Starting,
@@ -102,15 +102,22 @@ impl RequestStats {
 }
 
 /// A snapshot for `GET /v1/sources`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SourceStatus {
+    /// The source's `name` in the spec.
     pub name: String,
+    /// The connector: `http`, `host`, `file`, `probe`, `git`, `github`, `webhook` or
+    /// `kafka_bridge`.
     #[serde(rename = "type")]
     pub kind: String,
     pub state: SourceState,
+    /// Events written to the log since the process started.
     pub events_emitted: u64,
+    /// Records or requests that became dead letters (with their reason).
     pub dead_letters: u64,
+    /// Failures of the source itself (a pull source then restarts after a backoff).
     pub errors: u64,
+    /// Restarts after a failure.
     pub restarts: u64,
     /// Event time of the newest emitted event, µs since the epoch.
     pub last_event_time: Option<i64>,
