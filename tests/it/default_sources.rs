@@ -5,27 +5,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::common::{Helios, helios};
+use crate::common::Helios;
 use serde_json::Value;
 
 fn tail(data: &str) -> Vec<Value> {
-    let out = helios(&[
-        "tail",
-        "helios.events",
-        "--from-beginning",
-        "--data-dir",
-        data,
-    ]);
-    assert!(
-        out.status.success(),
-        "tail failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::common::tail_records("helios.events", &["--data-dir", data])
 }
 
 #[tokio::test]

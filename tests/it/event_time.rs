@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{Helios, helios};
+use crate::common::Helios;
 use serde_json::{Value, json};
 
 const SPEC: &str = r#"
@@ -46,23 +46,7 @@ fn event(id: &str, time: &str) -> Value {
 
 /// `helios tail <topic> --from-beginning`, the records' values.
 fn tail(data: &Path, topic: &str) -> Vec<Value> {
-    let out = helios(&[
-        "tail",
-        topic,
-        "--from-beginning",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tail {topic} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
-        .collect()
+    crate::common::tail_values(data, topic)
 }
 
 /// Polls `topic` until `done` holds for its records (at most 60 s).

@@ -132,19 +132,8 @@ impl Target {
     /// Every record of a Helios topic (without prefix) as `helios tail` prints it.
     fn tail(&self, topic: &str) -> Vec<Value> {
         let topic = format!("{}{topic}", self.prefix);
-        let mut args = vec!["tail", topic.as_str(), "--from-beginning"];
-        args.extend(self.tail_args.iter().map(String::as_str));
-        let out = common::helios(&args);
-        assert!(
-            out.status.success(),
-            "tail {topic} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let args: Vec<&str> = self.tail_args.iter().map(String::as_str).collect();
+        common::tail_records(&topic, &args)
     }
 
     /// Output records (partition, key, value), in log order per partition.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::common::roles::service;
-use crate::common::{Helios, helios, rfc3339};
+use crate::common::{Helios, rfc3339};
 
 const GITHUB_SECRET: &str = "redelivery-s3cret";
 const HOOK_TOKEN: &str = "redelivery-t0ken";
@@ -115,22 +115,8 @@ async fn hook(server: &Helios, id: &str, time: &str) {
 
 /// `helios tail <topic> --from-beginning`, the records' values.
 fn tail(data: &Path, topic: &str) -> Vec<Value> {
-    let out = helios(&[
-        "tail",
-        topic,
-        "--from-beginning",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    crate::common::tail_records(topic, &["--data-dir", data.to_str().unwrap()])
+        .into_iter()
         .filter(|l| l.get("watermark_mark").is_none())
         .map(|l| l["value"].clone())
         .collect()

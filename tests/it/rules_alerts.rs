@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{Helios, helios};
+use crate::common::Helios;
 use serde_json::{Value, json};
 
 const SPEC: &str = r#"
@@ -46,23 +46,7 @@ async fn post(server: &Helios, events: Value) {
 
 /// `helios tail helios.alerts --from-beginning`, parsed.
 fn alerts(data: &Path) -> Vec<Value> {
-    let out = helios(&[
-        "tail",
-        "helios.alerts",
-        "--from-beginning",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tail failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::common::tail_records("helios.alerts", &["--data-dir", data.to_str().unwrap()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

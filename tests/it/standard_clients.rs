@@ -98,33 +98,20 @@ async fn the_cloudevents_sdk_posts_in_structured_binary_and_batched_mode() {
     }
 
     // Every event is on the topic, and each binary-mode event is its structured twin.
-    let out = helios(&[
-        "tail",
-        "helios.events",
-        "--from-beginning",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tail failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut events: BTreeMap<String, Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|l| l["value"]["source"] == "/python-sdk")
-        .map(|l| {
-            assert_eq!(l["key"], "hélios web 😀", "keyed by subject: {l}");
-            let mut event = l["value"].clone();
-            let id = event["id"].as_str().unwrap().to_owned();
-            // What differs between twins by design.
-            event["id"] = Value::Null;
-            event["received_at"] = Value::Null;
-            (id, event)
-        })
-        .collect();
+    let mut events: BTreeMap<String, Value> =
+        crate::common::tail_records("helios.events", &["--data-dir", data.to_str().unwrap()])
+            .into_iter()
+            .filter(|l| l["value"]["source"] == "/python-sdk")
+            .map(|l| {
+                assert_eq!(l["key"], "hélios web 😀", "keyed by subject: {l}");
+                let mut event = l["value"].clone();
+                let id = event["id"].as_str().unwrap().to_owned();
+                // What differs between twins by design.
+                event["id"] = Value::Null;
+                event["received_at"] = Value::Null;
+                (id, event)
+            })
+            .collect();
     let ids: Vec<&str> = events.keys().map(String::as_str).collect();
     assert_eq!(
         ids,

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::common::tls::TestCa;
-use crate::common::{BIN, Helios, helios};
+use crate::common::{BIN, Helios};
 
 /// What an HTTPS receiver got: (path, content type, body).
 type Inbox = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -269,7 +269,7 @@ async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
     // The first probe event of each source, as the log holds it.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (inherits, own) = loop {
-        let events: Vec<Value> = tail_events(&data)
+        let events: Vec<Value> = crate::common::tail_values(&data, "helios.events")
             .into_iter()
             .filter(|e| e["kind"] == "probe.http")
             .collect();
@@ -295,32 +295,11 @@ async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
     assert!(error.contains("certificate"), "{own}");
 }
 
-/// The events in `helios.events` so far, as `helios tail` shows them.
-fn tail_events(data: &std::path::Path) -> Vec<Value> {
-    let out = helios(&[
-        "tail",
-        "helios.events",
-        "--from-beginning",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
-        .collect()
-}
-
 /// The events of `subject` in `helios.events`, once there is one.
 async fn wait_for_events(data: &std::path::Path, subject: &str) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let events: Vec<Value> = tail_events(data)
+        let events: Vec<Value> = crate::common::tail_values(data, "helios.events")
             .into_iter()
             .filter(|e| e["subject"] == subject)
             .collect();

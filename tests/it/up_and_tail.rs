@@ -23,27 +23,14 @@ async fn posted_batch_is_acknowledged_and_tailed() {
     assert_eq!(answer["rejected"][0]["index"], 2);
 
     // While `helios up` keeps running.
-    let out = helios(&[
-        "tail",
-        "helios.events",
-        "--from-beginning",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tail failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        // The default host metrics and self probe write events of their own.
-        .filter(|l: &Value| {
-            !["host", "self"].contains(&l["value"]["source"].as_str().unwrap_or(""))
-        })
-        .collect();
+    let lines: Vec<Value> =
+        crate::common::tail_records("helios.events", &["--data-dir", data.to_str().unwrap()])
+            .into_iter()
+            // The default host metrics and self probe write events of their own.
+            .filter(|l: &Value| {
+                !["host", "self"].contains(&l["value"]["source"].as_str().unwrap_or(""))
+            })
+            .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     let e1 = lines
         .iter()

@@ -206,6 +206,32 @@ pub fn helios(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run helios")
 }
 
+/// `helios tail <topic> --from-beginning <where>` (`--data-dir <dir>`, or a broker's
+/// flags): every record as the JSON line it prints (partition, offset, key, value).
+pub fn tail_records(topic: &str, r#where: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["tail", topic, "--from-beginning"];
+    args.extend_from_slice(r#where);
+    let out = helios(&args);
+    assert!(
+        out.status.success(),
+        "tail {topic} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The values of [`tail_records`] of a topic in the data dir `data`.
+pub fn tail_values(data: &Path, topic: &str) -> Vec<serde_json::Value> {
+    tail_records(topic, &["--data-dir", data.to_str().unwrap()])
+        .into_iter()
+        .map(|r| r["value"].clone())
+        .collect()
+}
+
 pub fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
