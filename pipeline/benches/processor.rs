@@ -33,8 +33,9 @@
 //! Every runtime scenario reports the final checkpoint (all partitions, written by the
 //! runtime on its way out): its size and how long it took. De-duplication runs as the
 //! spec's default (`[dedupe] horizon` a day); `BENCH_DEDUPE=off` turns it off, for the
-//! comparison in bench/RESULTS.md. Checkpoints come every 5 s as in `helios up`;
-//! `BENCH_CHECKPOINT_S` sets another interval (to see what they cost).
+//! comparison in bench/RESULTS.md, and `BENCH_MAX_IDS` sets `[dedupe] max_ids` per
+//! partition. Checkpoints come every 5 s as in `helios up`; `BENCH_CHECKPOINT_S` sets
+//! another interval (to see what they cost).
 
 #![allow(clippy::disallowed_methods)] // a benchmark times things: it reads the clock
 
@@ -188,6 +189,14 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         config.checkpoint_interval = Duration::from_secs(secs);
+    }
+    // `[dedupe] max_ids` per partition (the spec's default otherwise): above the run's
+    // identities, nothing is evicted, to see what forgetting costs.
+    if let Some(n) = std::env::var("BENCH_MAX_IDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.dedupe.max_ids = n;
     }
     let dedupe = std::env::var("BENCH_DEDUPE").unwrap_or_default() != "off";
     if !dedupe {
