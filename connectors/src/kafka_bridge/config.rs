@@ -219,6 +219,12 @@ impl KafkaBridgeConfig {
         let err = |m: String| Err(ConnectorError::config(&self.name, m));
         if let Some(origin) = self.password_origin() {
             origin.validate(&self.name)?;
+            if self.options.contains_key("sasl.password") {
+                return err(
+                    "the SASL password is given twice, by `options.\"sasl.password\"` and by `sasl_password`, `sasl_password_env` or `sasl_password_file`; keep the latter"
+                        .to_owned(),
+                );
+            }
         }
         // The settings as the client will see them; a password stands in for the one
         // resolved at start, so what is checked is only whether one will be there.

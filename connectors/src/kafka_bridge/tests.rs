@@ -392,6 +392,13 @@ fn tls_and_sasl_settings_are_checked_in_the_specs_own_names() {
     );
     check(
         KafkaBridgeConfig {
+            options: [("sasl.password".to_owned(), "again".to_owned())].into(),
+            ..sasl.clone()
+        },
+        &["the SASL password is given twice"],
+    );
+    check(
+        KafkaBridgeConfig {
             sasl_mechanism: None,
             ..sasl.clone()
         },
