@@ -305,23 +305,15 @@ fn record(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use bytes::Bytes;
-    use helios_log::embedded::{EmbeddedConfig, EmbeddedLog};
-    use helios_log::{ConsumerConfig, Log, Record, TopicSpec};
-    use helios_schemas::{
-        Alert, DeadLetter, Event, EventCodec, Insight, RecordCodec, WindowResult,
-    };
+    use helios_log::{Log, Record};
+    use helios_schemas::{DeadLetter, Event, EventCodec, RecordCodec};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    use crate::checkpoint::CheckpointStore;
-    use crate::runtime::{
-        Codecs, DerivedCodecs, FUTURE_STAGE, LATE_STAGE, Processor, ProcessorConfig,
-    };
-    use crate::spec::{Spec, parse};
+    use crate::runtime::tests::replay::{self, events_log};
+    use crate::runtime::{FUTURE_STAGE, LATE_STAGE, Processor};
 
     /// Every kind of window, rule and output (the replay tests' spec), with
     /// de-duplication on and an aggregate and a rule not grouped by subject.
@@ -343,9 +335,8 @@ count = 5
 within = "1m"
 "#;
 
-    fn spec() -> Spec<toml::Value> {
-        let text = format!("{}{MORE}", crate::runtime::tests::replay::SPEC);
-        parse::<toml::Value>(&text, "test.toml", |_| Ok(())).expect("valid spec")
+    fn text() -> String {
+        format!("{}{MORE}", replay::SPEC)
     }
 
     /// Events in time order but for up to 4 s of disorder, with some far behind (late),
@@ -411,67 +402,28 @@ within = "1m"
         out
     }
 
+    /// The replay tests' processor of [`text`].
     async fn processor(log: &Log, ckpt: &std::path::Path, name: &str) -> Processor {
-        let mut config = ProcessorConfig::new(name, spec().watermark);
-        config.aggregates_topic = format!("{name}.aggregates");
-        config.alerts_topic = format!("{name}.alerts");
-        config.insights_topic = format!("{name}.insights");
-        config.late_topic = format!("{name}.late");
-        config.dead_letter_topic = format!("{name}.dlq");
-        config.repartition_prefix = format!("{name}.repartition.");
-        config.dedupe = spec().dedupe;
-        config.max_batch = 333;
-        let codecs = Codecs {
-            events: Arc::new(EventCodec::new(1)),
-            results: RecordCodec::<WindowResult>::new(2),
-            dead_letters: RecordCodec::<DeadLetter>::new(3),
-        };
-        let derived = DerivedCodecs {
-            alerts: RecordCodec::<Alert>::new(4),
-            insights: RecordCodec::<Insight>::new(5),
-        };
-        let p = Processor::new(
-            config,
-            spec().aggregates,
-            log.clone(),
-            codecs,
-            CheckpointStore::local(ckpt, name).unwrap(),
-        )
-        .unwrap()
-        .with_rules_and_insights(spec().rules, derived)
-        .unwrap();
-        p.ensure_topics().await.unwrap();
-        p
+        replay::processor(log, ckpt, name, &text()).await
     }
 
     /// The records of `topic` by partition and key, each key's values in offset order
-    /// (the order that matters: versions of a window, an alert's firing then resolved).
+    /// (the order that matters: versions of a window, an alert's firing then resolved;
+    /// how keys interleave depends on where batches were cut).
     async fn read_all(log: &Log, topic: &str) -> BTreeMap<(u32, Option<Bytes>), Vec<Bytes>> {
-        let mut c = log
-            .consumer(&[topic], ConsumerConfig::new(format!("read-{topic}")))
-            .await
-            .unwrap();
         let mut out: BTreeMap<_, Vec<Bytes>> = BTreeMap::new();
-        loop {
-            let batch = c.poll(10_000, Duration::from_millis(200)).await.unwrap();
-            if batch.is_empty() {
-                return out;
-            }
-            for r in batch {
-                out.entry((r.partition, r.key)).or_default().push(r.value);
+        for (partition, records) in replay::read_all(log, topic).await {
+            for (key, value) in records {
+                out.entry((partition, key)).or_default().push(value);
             }
         }
+        out
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fed_directly_it_writes_what_a_run_over_the_same_log_writes() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 4))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 4).await;
         let events = events(6_000);
         // The log path: the events appended keyed by subject, logged at their receipt.
         let codec = EventCodec::new(1);

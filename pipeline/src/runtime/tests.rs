@@ -211,6 +211,18 @@ within = "30s"
         }
     }
 
+    /// An embedded log in `dir` with an empty `helios.events` of `partitions`.
+    pub(crate) async fn events_log(dir: &std::path::Path, partitions: u32) -> Log {
+        let log = EmbeddedLog::open(dir.join("log"), EmbeddedConfig::default())
+            .unwrap()
+            .log();
+        log.admin()
+            .create_topic(&TopicSpec::new("helios.events", partitions))
+            .await
+            .unwrap();
+        log
+    }
+
     fn codecs() -> Codecs {
         Codecs {
             events: Arc::new(EventCodec::new(1)),
@@ -232,7 +244,12 @@ within = "30s"
     }
 
     /// A processor of `text` named `name`: its group, and the prefix of its output topics.
-    async fn processor(log: &Log, ckpt: &std::path::Path, name: &str, text: &str) -> Processor {
+    pub(crate) async fn processor(
+        log: &Log,
+        ckpt: &std::path::Path,
+        name: &str,
+        text: &str,
+    ) -> Processor {
         let mut config = ProcessorConfig::new(name, spec(text).watermark);
         config.aggregates_topic = format!("{name}.aggregates");
         config.alerts_topic = format!("{name}.alerts");
@@ -240,6 +257,7 @@ within = "30s"
         config.late_topic = format!("{name}.late");
         config.dead_letter_topic = format!("{name}.dlq");
         config.repartition_prefix = format!("{name}.repartition.");
+        config.dedupe = spec(text).dedupe;
         config.max_batch = 333;
         let p = Processor::new(
             config,
@@ -256,7 +274,10 @@ within = "30s"
     }
 
     /// Every record of `topic`, as bytes, per partition in offset order.
-    async fn read_all(log: &Log, topic: &str) -> BTreeMap<u32, Vec<(Option<Bytes>, Bytes)>> {
+    pub(crate) async fn read_all(
+        log: &Log,
+        topic: &str,
+    ) -> BTreeMap<u32, Vec<(Option<Bytes>, Bytes)>> {
         let mut c = log
             .consumer(&[topic], ConsumerConfig::new(format!("read-{topic}")))
             .await
@@ -276,12 +297,7 @@ within = "30s"
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replaying_the_same_log_twice_writes_byte_identical_outputs() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 4))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 4).await;
         let n = script(&log, &EventCodec::new(1), 6_000).await;
 
         let ma = run(&log, &tmp.path().join("ckpt-a"), "a").await.metrics;
@@ -391,12 +407,7 @@ within = "30s"
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_event_dated_far_ahead_of_its_receipt_moves_no_watermark() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 2))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 2).await;
         let codec = EventCodec::new(1);
         let base = 1_700_000_000_000_000i64;
         let event = |id: String, subject: String, time: i64, received_at: i64| Event {
@@ -521,12 +532,7 @@ within = "1m"
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_quiet_partition_moves_by_marks_and_a_replay_reads_them() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 2))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 2).await;
         #[allow(clippy::disallowed_methods)] // the test plays the producer, on the clock
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -647,12 +653,7 @@ group_by = ["subject"]
 measures = { n = "count(*)" }
 "#;
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 3))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 3).await;
         let codec = EventCodec::new(1);
         let base = 1_700_000_000_000_000i64;
         let event = |i: usize, time: i64| Event {
@@ -761,12 +762,7 @@ window = { type = "tumbling", size = "1m" }
 measures = { n = "count(*)" }
 "#;
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 1))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 1).await;
         let codec = EventCodec::new(1);
         let base = 1_700_000_000_000_000i64;
         let event = |i: i64| {
@@ -906,12 +902,7 @@ measures = { n = "count(*)" }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rule_and_insight_state_survive_a_restart_from_the_checkpoint() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 4))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 4).await;
         let codec = EventCodec::new(1);
         // The first half of the log, a run to its end (checkpointed), the second half,
         // and a second run that resumes from the checkpoint.
@@ -923,12 +914,7 @@ measures = { n = "count(*)" }
         assert!(second.restored_partitions > 0, "{second:?}");
         // One uninterrupted run over the same events.
         let whole = tempfile::tempdir().unwrap();
-        let log2 = EmbeddedLog::open(whole.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log2 = log2.log();
-        log2.admin()
-            .create_topic(&TopicSpec::new("helios.events", 4))
-            .await
-            .unwrap();
+        let log2 = events_log(whole.path(), 4).await;
         script_part(&log2, &codec, 6_000, 0..3_100).await;
         script_part(&log2, &codec, 6_000, 3_100..usize::MAX).await;
         run(&log2, &whole.path().join("ckpt-w"), "r").await;
@@ -999,12 +985,7 @@ within = "2m"
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn groups_by_any_key_count_every_event_once_through_repartition_topics() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(tmp.path().join("log"), EmbeddedConfig::default()).unwrap();
-        let log = log.log();
-        log.admin()
-            .create_topic(&TopicSpec::new("helios.events", 4))
-            .await
-            .unwrap();
+        let log = events_log(tmp.path(), 4).await;
         script(&log, &EventCodec::new(1), 6_000).await;
         for name in ["a", "b"] {
             let ckpt = tmp.path().join(format!("ckpt-{name}"));
