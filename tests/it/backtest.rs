@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::common::{BIN, Helios};
+use crate::common::{Helios, helios_ok};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -172,18 +172,22 @@ async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_da
     server.stop();
 
     let before = hash_tree(&data);
-    let out = std::process::Command::new(BIN)
-        .args(["backtest", "--spec", new.to_str().unwrap()])
-        .args(["--baseline", current.to_str().unwrap()])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .args(["--format", "json", "--limit", "1000"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stdout = helios_ok(&[
+        "backtest",
+        "--spec",
+        new.to_str().unwrap(),
+        "--baseline",
+        current.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+        "--limit",
+        "1000",
+    ]);
     // Nothing but the report on stdout.
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report: Value = serde_json::from_slice(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&stdout)));
 
     assert_eq!(
         report["source"]["events"],
@@ -245,14 +249,16 @@ async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_da
     );
 
     // The text report says the same to a reader.
-    let text = std::process::Command::new(BIN)
-        .args(["backtest", "--spec", new.to_str().unwrap()])
-        .args(["--baseline", current.to_str().unwrap()])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(text.status.success());
-    let text = String::from_utf8(text.stdout).unwrap();
+    let text = String::from_utf8(helios_ok(&[
+        "backtest",
+        "--spec",
+        new.to_str().unwrap(),
+        "--baseline",
+        current.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]))
+    .unwrap();
     assert!(
         text.contains(&format!(
             "ci_failing: {} fired, {} resolved (baseline: {} fired",
@@ -278,19 +284,11 @@ async fn a_changed_threshold_backtests_to_the_predicted_alerts_and_leaves_the_da
     // With --from the records are copied into the scratch log first: the same alerts.
     // With --to before anything was stored, nothing is read.
     let backtest = |range: &[&str]| -> Value {
-        let out = std::process::Command::new(BIN)
-            .args(["backtest", "--spec", new.to_str().unwrap()])
-            .args(["--data-dir", data.to_str().unwrap()])
-            .args(["--format", "json", "--limit", "1000"])
-            .args(range)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let mut args = vec!["backtest", "--spec", new.to_str().unwrap()];
+        args.extend(["--data-dir", data.to_str().unwrap()]);
+        args.extend(["--format", "json", "--limit", "1000"]);
+        args.extend_from_slice(range);
+        serde_json::from_slice(&helios_ok(&args)).unwrap()
     };
     let copied = backtest(&["--from", "2000-01-01T00:00:00Z"]);
     assert_eq!(copied["source"]["copied"], true);
@@ -320,17 +318,16 @@ fn a_file_of_events_backtests_without_a_running_helios() {
          not,a,line\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["backtest", "--spec", new.to_str().unwrap()])
-        .args(["--events", csv.to_str().unwrap(), "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&helios_ok(&[
+        "backtest",
+        "--spec",
+        new.to_str().unwrap(),
+        "--events",
+        csv.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(report["source"]["events"], 4);
     assert_eq!(report["source"]["rejected"], 1);
     let alerts = alerts(&report["rules"][0]["alerts"]);
@@ -386,18 +383,18 @@ fn a_higher_anomaly_threshold_removes_the_anomaly_in_a_backtest() {
     ));
     let file = tmp.path().join("requests.ndjson");
     std::fs::write(&file, lines).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["backtest", "--spec", new.to_str().unwrap()])
-        .args(["--baseline", current.to_str().unwrap()])
-        .args(["--events", file.to_str().unwrap(), "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&helios_ok(&[
+        "backtest",
+        "--spec",
+        new.to_str().unwrap(),
+        "--baseline",
+        current.to_str().unwrap(),
+        "--events",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
     let anomaly = report["insights"]
         .as_array()
         .unwrap()
@@ -487,32 +484,32 @@ async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
     let topic = format!("{prefix}helios.events");
     let registry = format!("http://{addr}");
     let describe = || {
-        let out = std::process::Command::new(BIN)
-            .args(["topics", "--kafka", &kafka, "describe", &topic])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8(helios_ok(&[
+            "topics", "--kafka", &kafka, "describe", &topic,
+        ]))
+        .unwrap()
     };
     let before = describe();
-    let out = std::process::Command::new(BIN)
-        .args(["backtest", "--spec", new.to_str().unwrap()])
-        .args(["--baseline", current.to_str().unwrap()])
-        .args(["--kafka", &kafka, "--topic", &topic])
-        .args(["--registry", &registry, "--registry-key", &key])
-        .args(["--format", "json", "--limit", "1000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&helios_ok(&[
+        "backtest",
+        "--spec",
+        new.to_str().unwrap(),
+        "--baseline",
+        current.to_str().unwrap(),
+        "--kafka",
+        &kafka,
+        "--topic",
+        &topic,
+        "--registry",
+        &registry,
+        "--registry-key",
+        &key,
+        "--format",
+        "json",
+        "--limit",
+        "1000",
+    ]))
+    .unwrap();
     assert_eq!(
         report["source"]["events"],
         events.len() as u64,
@@ -531,11 +528,7 @@ async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
     );
     // The live topic is as it was, and no scratch topic was created next to it.
     assert_eq!(describe(), before);
-    let listed = std::process::Command::new(BIN)
-        .args(["topics", "--kafka", &kafka, "list"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8(listed.stdout).unwrap();
+    let listed = String::from_utf8(helios_ok(&["topics", "--kafka", &kafka, "list"])).unwrap();
     assert!(!listed.contains("backtest."), "{listed}");
     drop(ingest);
 }
@@ -645,20 +638,12 @@ within = "5m"
     std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
 
     let backtest = |extra: &[&str], format: &str| -> Vec<u8> {
-        let out = std::process::Command::new(BIN)
-            .args(["backtest", "--spec", new.to_str().unwrap()])
-            .args(["--baseline", current.to_str().unwrap()])
-            .args(["--events", csv.to_str().unwrap()])
-            .args(["--partitions", "3", "--format", format, "--limit", "1000"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let mut args = vec!["backtest", "--spec", new.to_str().unwrap()];
+        args.extend(["--baseline", current.to_str().unwrap()]);
+        args.extend(["--events", csv.to_str().unwrap()]);
+        args.extend(["--partitions", "3", "--format", format, "--limit", "1000"]);
+        args.extend_from_slice(extra);
+        helios_ok(&args)
     };
     // Everything but how long it took and which path it took.
     fn answers(v: &mut Value) {

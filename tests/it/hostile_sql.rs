@@ -87,22 +87,7 @@ async fn url_trap() -> (String, Arc<AtomicUsize>) {
 }
 
 fn read_key(data: &Path) -> String {
-    let out = helios(&[
-        "keys",
-        "create",
-        "--scope",
-        "read",
-        "--name",
-        "hostile",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    crate::common::new_key(data, "read", "hostile")
 }
 
 /// What the concurrent clients saw.

@@ -332,6 +332,29 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
         documented, called,
         "every documented route is called above, and only those"
     );
+    // A name no source has, plain or huge: the documented 404, naming it (a huge one
+    // clipped), and nothing paused.
+    for name in ["no-such-source".to_owned(), "x".repeat(20_000)] {
+        let r = server
+            .post(&format!("/v1/sources/{name}/pause"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let answer: Value = r.json().await.unwrap();
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(&name[..name.len().min(128)]), "{error}");
+        assert!(error.len() < 300, "{} bytes", error.len());
+    }
+    let (_, sources) = get_json(&server, "/v1/sources").await;
+    assert!(
+        sources["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] != "paused"),
+        "{sources}"
+    );
 }
 
 fn validate(file: &std::path::Path) {

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{Helios, helios};
+use crate::common::Helios;
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,22 +56,7 @@ fn run_python(name: &str, modules: &[&str], args: &[&str]) -> Value {
 
 /// A new key of `scope` for the data dir of a running server.
 fn create_key(data: &Path, scope: &str) -> String {
-    let out = helios(&[
-        "keys",
-        "create",
-        "--scope",
-        scope,
-        "--name",
-        &format!("python {scope}"),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "helios keys create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    crate::common::new_key(data, scope, &format!("python {scope}"))
 }
 
 #[tokio::test]

@@ -194,10 +194,14 @@ impl Supervisor {
 
     pub fn get(&self, name: &str) -> Result<SourceHandle> {
         let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
-        sources
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ConnectorError::UnknownSource(name.to_string()))
+        sources.get(name).cloned().ok_or_else(|| {
+            // The name comes from a request path: an answer quotes a short one whole.
+            let mut shown: String = name.chars().take(128).collect();
+            if shown.len() < name.len() {
+                shown.push('…');
+            }
+            ConnectorError::UnknownSource(shown)
+        })
     }
 
     pub fn statuses(&self) -> Vec<SourceStatus> {

@@ -175,30 +175,31 @@ pub fn api_key(data_dir: &Path) -> String {
     if let Ok(key) = std::fs::read_to_string(&saved) {
         return key;
     }
-    let out = helios(&[
+    let key = new_key(data_dir, "admin", "tests");
+    std::fs::write(&saved, &key).unwrap();
+    key
+}
+
+/// A new API key of `scope` named `name` for `data_dir` (`helios keys create`), which may
+/// be in use by a running server.
+pub fn new_key(data_dir: &Path, scope: &str, name: &str) -> String {
+    let stdout = String::from_utf8(helios_ok(&[
         "keys",
         "create",
         "--scope",
-        "admin",
+        scope,
         "--name",
-        "tests",
+        name,
         "--data-dir",
         data_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "helios keys create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ]))
+    .unwrap();
     // The contract: stdout is exactly the key and a newline.
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let key = stdout
+    stdout
         .strip_suffix('\n')
         .filter(|k| k.starts_with("hel_") && !k.contains(char::is_whitespace))
         .unwrap_or_else(|| panic!("helios keys create printed {stdout:?}, not a key and a newline"))
-        .to_owned();
-    std::fs::write(&saved, &key).unwrap();
-    key
+        .to_owned()
 }
 
 /// Runs `helios ARGS` to completion.
@@ -206,18 +207,25 @@ pub fn helios(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run helios")
 }
 
+/// Runs `helios ARGS` to completion and returns its stdout; fails the test with the
+/// command and its stderr when it does not succeed.
+pub fn helios_ok(args: &[&str]) -> Vec<u8> {
+    let out = helios(args);
+    assert!(
+        out.status.success(),
+        "helios {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// `helios tail <topic> --from-beginning <where>` (`--data-dir <dir>`, or a broker's
 /// flags): every record as the JSON line it prints (partition, offset, key, value).
 pub fn tail_records(topic: &str, r#where: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["tail", topic, "--from-beginning"];
     args.extend_from_slice(r#where);
-    let out = helios(&args);
-    assert!(
-        out.status.success(),
-        "tail {topic} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    String::from_utf8(helios_ok(&args))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
