@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use helios_log::OffsetReset;
 use helios_log::kafka::{
-    KafkaConfig, Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file,
+    KafkaConfig, Naming, Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file,
 };
 use serde::{Deserialize, Serialize};
 
@@ -229,45 +229,8 @@ impl KafkaBridgeConfig {
         // The settings as the client will see them; a password stands in for the one
         // resolved at start, so what is checked is only whether one will be there.
         let stand_in = self.password_origin().map(|_| Secret::new(""));
-        let kafka = self.kafka_config(String::new(), stand_in);
-        if kafka
-            .effective_protocol()
-            .is_some_and(SecurityProtocol::sasl)
-        {
-            if self.sasl_mechanism.is_none() && !self.options.contains_key("sasl.mechanism") {
-                return err(format!(
-                    "SASL needs `sasl_mechanism`: one of {}; the cluster's documentation says which (Confluent Cloud: PLAIN, MSK: SCRAM-SHA-512)",
-                    SaslMechanism::NAMES.join(", ")
-                ));
-            }
-            if self.sasl_username.is_none() && !self.options.contains_key("sasl.username") {
-                return err("SASL needs `sasl_username`".to_owned());
-            }
-            if self.password_origin().is_none() && !self.options.contains_key("sasl.password") {
-                return err(
-                    "SASL needs a password: `sasl_password_env` (an environment variable holding it) or `sasl_password_file`"
-                        .to_owned(),
-                );
-            }
-        }
-        kafka
-            .validate()
-            .map_err(|e| ConnectorError::config(&self.name, in_spec_terms(&e.to_string())))
+        self.kafka_config(String::new(), stand_in)
+            .validate_as(Naming::Source)
+            .map_err(|e| ConnectorError::config(&self.name, e.to_string()))
     }
-}
-
-/// A message of the `[kafka]` settings' checks in the names of the bridge's spec: the
-/// settings without their `kafka.` prefix and without the command-line flags, which do not
-/// apply to a source.
-fn in_spec_terms(message: &str) -> String {
-    let mut out = message
-        .replace("kafka.options.", "options.")
-        .replace("kafka.", "");
-    while let Some(start) = out.find(" (--kafka-") {
-        let Some(len) = out[start..].find(')') else {
-            break;
-        };
-        out.replace_range(start..=start + len, "");
-    }
-    out
 }

@@ -381,7 +381,7 @@ fn tls_and_sasl_settings_are_checked_in_the_specs_own_names() {
             sasl_password_file: None,
             ..sasl.clone()
         },
-        &["SASL needs a password", "sasl_password_env"],
+        &["no SASL password for user `bridge`", "`sasl_password_env`"],
     );
     check(
         KafkaBridgeConfig {
@@ -402,7 +402,7 @@ fn tls_and_sasl_settings_are_checked_in_the_specs_own_names() {
             sasl_mechanism: None,
             ..sasl.clone()
         },
-        &["SASL needs `sasl_mechanism`", "SCRAM-SHA-512"],
+        &["needs `sasl_mechanism`", "SCRAM-SHA-512"],
     );
     // Files are checked at start (a spec may be validated on another machine).
     let missing = KafkaBridgeConfig {
@@ -424,14 +424,14 @@ fn tls_and_sasl_settings_are_checked_in_the_specs_own_names() {
             sasl_password_file: None,
             ..sasl.clone()
         },
-        &["ca_file is set but security_protocol = plaintext has no TLS"],
+        &["`ca_file` is set but security_protocol = plaintext has no TLS"],
     );
     check(
         KafkaBridgeConfig {
             options: [("ssl.ca.location".to_owned(), "/etc/ca.pem".to_owned())].into(),
             ..sasl.clone()
         },
-        &["options.ssl.ca.location and ca_file are both set; keep ca_file"],
+        &["`options.\"ssl.ca.location\"` and `ca_file` are both set; keep `ca_file`"],
     );
     // A password variable that is not set stops the start, naming it.
     let unset = KafkaBridgeConfig {

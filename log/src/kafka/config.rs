@@ -165,6 +165,50 @@ impl Default for KafkaConfig {
     }
 }
 
+/// How [`KafkaConfig::validate_as`] names the settings in its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// As the `[kafka]` section of the backend settings and the `--kafka-…` flags.
+    Backend,
+    /// As a spec's Kafka bridge source writes them: bare keys of its `[[source]]`, its
+    /// password by `sasl_password_env` or `sasl_password_file`.
+    Source,
+}
+
+impl Naming {
+    /// A setting, as its section writes it.
+    fn key(self, name: &str) -> String {
+        match self {
+            Naming::Backend => format!("kafka.{name}"),
+            Naming::Source => format!("`{name}`"),
+        }
+    }
+
+    /// A setting's bare name.
+    fn bare(self, name: &str) -> String {
+        match self {
+            Naming::Backend => name.to_owned(),
+            Naming::Source => format!("`{name}`"),
+        }
+    }
+
+    /// The flag that sets it, as a parenthesis (none in a spec).
+    fn flag(self, name: &str) -> String {
+        match self {
+            Naming::Backend => format!(" (--kafka-{})", name.replace('_', "-")),
+            Naming::Source => String::new(),
+        }
+    }
+
+    /// A librdkafka option of `options`.
+    fn option(self, key: &str) -> String {
+        match self {
+            Naming::Backend => format!("kafka.options.{key}"),
+            Naming::Source => format!("`options.\"{key}\"`"),
+        }
+    }
+}
+
 impl KafkaConfig {
     /// Defaults with the given bootstrap servers.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
@@ -186,8 +230,14 @@ impl KafkaConfig {
         self
     }
 
-    /// Checks the settings without contacting any broker.
+    /// Checks the settings without contacting any broker; messages name them as the
+    /// `[kafka]` section and its flags do.
     pub fn validate(&self) -> Result<()> {
+        self.validate_as(Naming::Backend)
+    }
+
+    /// [`KafkaConfig::validate`], the messages naming the settings as `naming` says.
+    pub fn validate_as(&self, naming: Naming) -> Result<()> {
         if self.bootstrap_servers.trim().is_empty() {
             return Err(LogError::Config(
                 "kafka.bootstrap_servers is empty; give at least one host:port".to_owned(),
@@ -214,22 +264,25 @@ impl KafkaConfig {
         for key in self.options.keys() {
             if RESERVED_OPTIONS.contains(&key.as_str()) {
                 return Err(LogError::Config(format!(
-                    "kafka.options.{key} is set by Helios itself and cannot be overridden"
+                    "{} is set by Helios itself and cannot be overridden",
+                    naming.option(key)
                 )));
             }
         }
-        self.validate_security()
+        self.validate_security(naming)
     }
 
     /// The security settings are consistent; says which to change when not.
-    fn validate_security(&self) -> Result<()> {
+    fn validate_security(&self, n: Naming) -> Result<()> {
         let err = |m: String| Err(LogError::Config(m));
         for (option, setting) in FIRST_CLASS_OPTIONS {
             if self.options.contains_key(*option) && self.first_class_is_set(setting) {
                 return err(format!(
-                    "kafka.options.{option} and kafka.{setting} are both set; keep {setting} \
-                     (--kafka-{})",
-                    setting.replace('_', "-")
+                    "{} and {} are both set; keep {}{}",
+                    n.option(option),
+                    n.key(setting),
+                    n.bare(setting),
+                    n.flag(setting)
                 ));
             }
         }
@@ -241,19 +294,18 @@ impl KafkaConfig {
             );
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
+            let (set, missing) = if self.cert_file.is_some() {
+                ("cert_file", "key_file")
+            } else {
+                ("key_file", "cert_file")
+            };
             return err(format!(
-                "kafka.{} is set without kafka.{}: a client certificate needs both its PEM file \
-                 (--kafka-cert-file) and its private key (--kafka-key-file)",
-                if self.cert_file.is_some() {
-                    "cert_file"
-                } else {
-                    "key_file"
-                },
-                if self.cert_file.is_some() {
-                    "key_file"
-                } else {
-                    "cert_file"
-                },
+                "{} is set without {}: a client certificate needs both its PEM file{} and its \
+                 private key{}",
+                n.key(set),
+                n.key(missing),
+                n.flag("cert_file"),
+                n.flag("key_file"),
             ));
         }
         let Some(protocol) = self.effective_protocol() else {
@@ -270,8 +322,8 @@ impl KafkaConfig {
             && !protocol.tls()
         {
             return err(format!(
-                "kafka.{name} is set but security_protocol = {protocol} has no TLS; use ssl or \
-                 sasl_ssl"
+                "{} is set but security_protocol = {protocol} has no TLS; use ssl or sasl_ssl",
+                n.key(name)
             ));
         }
         let sasl_setting = [
@@ -288,31 +340,49 @@ impl KafkaConfig {
             && !protocol.sasl()
         {
             return err(format!(
-                "kafka.{name} is set but security_protocol = {protocol} has no SASL; use \
-                 sasl_ssl (or sasl_plaintext on a private network)"
+                "{} is set but security_protocol = {protocol} has no SASL; use sasl_ssl (or \
+                 sasl_plaintext on a private network)",
+                n.key(name)
             ));
         }
         if protocol.sasl() {
             if self.sasl_mechanism.is_none() && !self.options.contains_key("sasl.mechanism") {
                 return err(format!(
-                    "security_protocol = {protocol} needs kafka.sasl_mechanism \
-                     (--kafka-sasl-mechanism): one of {}; the cluster's documentation says \
-                     which (Confluent Cloud: PLAIN, MSK: SCRAM-SHA-512)",
+                    "security_protocol = {protocol} needs {}{}: one of {}; the cluster's \
+                     documentation says which (Confluent Cloud: PLAIN, MSK: SCRAM-SHA-512)",
+                    n.key("sasl_mechanism"),
+                    n.flag("sasl_mechanism"),
                     SaslMechanism::NAMES.join(", ")
                 ));
             }
             if self.sasl_username.is_none() && !self.options.contains_key("sasl.username") {
                 return err(format!(
-                    "security_protocol = {protocol} needs kafka.sasl_username \
-                     (--kafka-sasl-username, HELIOS_KAFKA_SASL_USERNAME)"
+                    "security_protocol = {protocol} needs {}{}",
+                    n.key("sasl_username"),
+                    match n {
+                        Naming::Backend => " (--kafka-sasl-username, HELIOS_KAFKA_SASL_USERNAME)",
+                        Naming::Source => "",
+                    }
                 ));
             }
-            if self.sasl_password.is_none() && self.sasl_password_file.is_none() {
+            if self.sasl_password.is_none()
+                && self.sasl_password_file.is_none()
+                && !self.options.contains_key("sasl.password")
+            {
                 return err(format!(
-                    "no SASL password for user `{}`: set HELIOS_KAFKA_SASL_PASSWORD, or name a \
-                     file holding it with kafka.sasl_password_file (--kafka-sasl-password-file, \
-                     HELIOS_KAFKA_SASL_PASSWORD_FILE)",
-                    self.sasl_user().unwrap_or("?")
+                    "no SASL password for user `{}`: {}",
+                    self.sasl_user().unwrap_or("?"),
+                    match n {
+                        Naming::Backend => {
+                            "set HELIOS_KAFKA_SASL_PASSWORD, or name a file holding it with \
+                             kafka.sasl_password_file (--kafka-sasl-password-file, \
+                             HELIOS_KAFKA_SASL_PASSWORD_FILE)"
+                        }
+                        Naming::Source => {
+                            "name the environment variable holding it with \
+                             `sasl_password_env`, or a file with `sasl_password_file`"
+                        }
+                    }
                 ));
             }
         }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-pub use config::KafkaConfig;
+pub use config::{KafkaConfig, Naming};
 pub use security::{Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file};
 
 use crate::{Log, LogError, Result};
