@@ -1,6 +1,7 @@
 //! [`LogAdmin`] on rdkafka's `AdminClient`, plus the metadata lookups the other parts share.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -17,6 +18,9 @@ const VISIBLE_POLL: Duration = Duration::from_millis(50);
 
 /// How often the reachability check at connect looks for a TLS or SASL failure.
 const SECURITY_POLL: Duration = Duration::from_millis(50);
+/// The reachability check's metadata request is made in attempts this long (see
+/// `check_reachable`).
+const REACH_ATTEMPT: Duration = Duration::from_millis(250);
 
 pub(crate) struct KafkaAdmin {
     client: Arc<AdminClient<HeliosContext>>,
@@ -64,14 +68,38 @@ impl KafkaAdmin {
         // The request runs on a thread of its own, not tokio's blocking pool: a librdkafka
         // call cannot be cancelled, and one left waiting in the pool after a security
         // failure would hold up the runtime's shutdown, so the process's exit with the
-        // error, for the whole request timeout.
+        // error, for the whole request timeout. It asks in short attempts and stops when
+        // told: a thread still inside librdkafka when the process exits can crash it
+        // (SIGSEGV in its teardown), so a security failure waits for the current attempt.
         let (tx, mut answer) = tokio::sync::oneshot::channel();
+        let stop = Arc::new(AtomicBool::new(false));
         let client = self.client.clone();
         let timeout = self.timeout();
+        let stopped = stop.clone();
         std::thread::Builder::new()
             .name("kafka-reach".to_owned())
             .spawn(move || {
-                let _ = tx.send(fetch_metadata(&client, None, timeout));
+                let deadline = Instant::now() + timeout;
+                let reached = loop {
+                    let started = Instant::now();
+                    let left = deadline.saturating_duration_since(started);
+                    match client.inner().fetch_metadata(None, left.min(REACH_ATTEMPT)) {
+                        // As one request of the whole timeout would: librdkafka keeps
+                        // connecting meanwhile, and the caller reads why it fails.
+                        Err(_) if left > REACH_ATTEMPT && !stopped.load(Ordering::Relaxed) => {
+                            std::thread::sleep(REACH_ATTEMPT.saturating_sub(started.elapsed()));
+                        }
+                        other => break other,
+                    }
+                };
+                // Destroyed here, before the answer lets the caller return.
+                drop(client);
+                let _ = tx.send(reached.map(drop).map_err(|e| {
+                    kafka_err(
+                        "fetching cluster metadata failed",
+                        format_args!("{e}; {REACH_HINT}"),
+                    )
+                }));
             })
             .map_err(|e| LogError::Kafka(format!("cannot start a thread: {e}")))?;
         let mut tick = tokio::time::interval(SECURITY_POLL);
@@ -82,6 +110,8 @@ impl KafkaAdmin {
                 }),
                 _ = tick.tick() => {
                     if let Some(f) = security.last() {
+                        stop.store(true, Ordering::Relaxed);
+                        let _ = (&mut answer).await;
                         return Err(security_error(f));
                     }
                 }
