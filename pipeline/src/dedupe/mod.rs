@@ -308,7 +308,11 @@ impl Seen {
     /// `true` the first time an identity comes (it is remembered if its time is within
     /// the horizon), `false` for a repeat of one remembered.
     pub fn admit(&mut self, source: &str, id: &str, time: i64) -> bool {
-        let h = identity(source, id);
+        self.admit_identity(identity(source, id), time)
+    }
+
+    /// [`Seen::admit`] of an identity hashed already ([`identity`]).
+    pub fn admit_identity(&mut self, h: u64, time: i64) -> bool {
         let bucket = time.div_euclid(self.width_us);
         if bucket < self.state.frontier {
             // Too old to remember (late for every window); a repeat only if remembered.
@@ -320,7 +324,7 @@ impl Seen {
         match self.state.buckets.last_entry() {
             // Most events fall in the newest bucket: no search.
             Some(mut newest) if *newest.key() == bucket => newest.get_mut().push(h),
-            _ => self.state.buckets.entry(bucket).or_default().push(h),
+            _ => self.push_other(bucket, h),
         }
         while self.table.len() > self.max_ids {
             let Some((b, hashes)) = self.state.buckets.pop_first() else {
@@ -332,6 +336,22 @@ impl Seen {
             self.evicted += 1;
         }
         true
+    }
+
+    /// Adds `h` to a bucket other than the newest. A new newest bucket starts with room
+    /// for as many hashes as the one before it held: buckets cover equal spans of event
+    /// time, so it mostly never reallocates (a doubling vector copies its hashes again
+    /// and again, through the caches the set's lines are fetched into).
+    fn push_other(&mut self, bucket: i64, h: u64) {
+        let room = match self.state.buckets.last_key_value() {
+            Some((&newest, hashes)) if newest < bucket => hashes.len(),
+            _ => 0,
+        };
+        self.state
+            .buckets
+            .entry(bucket)
+            .or_insert_with(|| Vec::with_capacity(room))
+            .push(h);
     }
 
     /// Forgets the identities whose bucket ended `horizon` or more before `watermark`.

@@ -120,14 +120,18 @@ impl Direct {
         let n = self.partitions();
         let dedupe = self.partitions.iter().any(|st| st.seen.is_some());
         let mut targets = [0u32; PREFETCH_RUN];
+        let mut identities = [None; PREFETCH_RUN];
         for run in events.chunks(PREFETCH_RUN) {
             for (slot, event) in targets.iter_mut().zip(run) {
                 *slot = partition_for_key(event.subject.as_bytes(), n);
             }
             if dedupe {
-                self.prefetch_identities(run, &targets);
+                for (h, event) in identities.iter_mut().zip(run) {
+                    *h = Some(crate::dedupe::identity(&event.source, &event.id));
+                }
+                self.prefetch_identities(&identities[..run.len()], &targets);
             }
-            for (event, &k) in run.iter().zip(&targets) {
+            for ((event, &k), &identity) in run.iter().zip(&targets).zip(&identities) {
                 self.pending[k as usize] += 1;
                 let st = &mut self.partitions[k as usize];
                 process_event(
@@ -136,6 +140,7 @@ impl Direct {
                     st,
                     &self.topic,
                     event,
+                    identity,
                     self.ooo_us,
                     &mut self.key,
                     &mut self.out,
@@ -145,13 +150,13 @@ impl Direct {
         self.busy += started.elapsed();
     }
 
-    /// Touches the de-duplication filter's line of each event of `run` so that their
+    /// Touches the de-duplication set's line of each identity of a run so that their
     /// cache misses overlap (as [`super::Runner`] does for records). A hint only.
-    fn prefetch_identities(&self, run: &[Event], targets: &[u32]) {
-        let mut lines = crate::dedupe::Prefetch::with_capacity(run.len());
-        for (event, &k) in run.iter().zip(targets) {
-            if let Some(seen) = &self.partitions[k as usize].seen {
-                lines.add(seen, crate::dedupe::identity(&event.source, &event.id));
+    fn prefetch_identities(&self, identities: &[Option<u64>], targets: &[u32]) {
+        let mut lines = crate::dedupe::Prefetch::with_capacity(identities.len());
+        for (h, &k) in identities.iter().zip(targets) {
+            if let (Some(seen), Some(h)) = (&self.partitions[k as usize].seen, h) {
+                lines.add(seen, *h);
             }
         }
         lines.fetch();
@@ -230,7 +235,8 @@ impl Direct {
 }
 
 /// One event at the next offset of its partition: what `process_record` does with a
-/// decoded record (keep the two in step).
+/// decoded record (keep the two in step). `identity` is the event's identity hash, if
+/// computed ahead.
 #[allow(clippy::too_many_arguments)] // the parts of a Runner this plays, borrowed apart
 fn process_event(
     p: &Processor,
@@ -238,6 +244,7 @@ fn process_event(
     st: &mut PartitionState,
     topic: &Arc<str>,
     event: &Event,
+    identity: Option<u64>,
     ooo_us: i64,
     key: &mut Vec<u8>,
     out: &mut Outputs,
@@ -257,7 +264,10 @@ fn process_event(
         return;
     }
     if let Some(seen) = &mut st.seen
-        && !seen.admit(&event.source, &event.id, event.time)
+        && !seen.admit_identity(
+            identity.unwrap_or_else(|| crate::dedupe::identity(&event.source, &event.id)),
+            event.time,
+        )
     {
         match out.duplicates.get_mut(&event.source) {
             Some(n) => *n += 1,

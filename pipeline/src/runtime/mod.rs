@@ -537,6 +537,9 @@ struct Runner {
     event: Event,
     /// A forwarded record's key, built in place.
     key: Vec<u8>,
+    /// Per record of the current run, its identity hash when it was peeked from the
+    /// record's bytes ([`Runner::prefetch_identities`]); `None` to hash the decoded event.
+    identities: Vec<Option<u64>>,
 }
 
 impl Runner {
@@ -563,6 +566,7 @@ impl Runner {
             ooo_us: i64::try_from(w.max_out_of_orderness.as_micros()).unwrap_or(i64::MAX),
             event: Event::default(),
             key: Vec::new(),
+            identities: Vec::with_capacity(PREFETCH_RUN),
         })
     }
 
@@ -638,8 +642,15 @@ impl Runner {
 
     /// Reads the de-duplication set's line for each record of `run` (identities peeked
     /// from the undecoded bytes), so their cache misses overlap instead of stalling one
-    /// event each. A hint only: nothing is decided here.
-    fn prefetch_identities(&self, p: &Processor, run: &[ConsumedRecord]) {
+    /// event each, and keeps each peeked identity in `identities` (the decoded event's
+    /// own, as the peek reads only the built-in layout), so it is hashed once.
+    fn prefetch_identities(&mut self, p: &Processor, run: &[ConsumedRecord]) {
+        let Runner {
+            partitions,
+            identities,
+            ..
+        } = self;
+        identities.clear();
         let mut lines = crate::dedupe::Prefetch::with_capacity(run.len());
         // A run mostly holds one partition's records: looked up when it changes.
         let mut current = None;
@@ -647,19 +658,20 @@ impl Runner {
             let seen = match current {
                 Some((k, seen)) if k == rec.partition => seen,
                 _ => {
-                    let seen = self
-                        .partitions
+                    let seen = partitions
                         .get(&rec.partition)
                         .and_then(|st| st.seen.as_ref());
                     current = Some((rec.partition, seen));
                     seen
                 }
             };
-            if let Some(seen) = seen
-                && let Some((source, id)) = p.codecs.events.peek_source_and_id(&rec.value)
-            {
-                lines.add(seen, crate::dedupe::identity_of_bytes(source, id));
-            }
+            let h = seen.and_then(|seen| {
+                let (source, id) = p.codecs.events.peek_source_and_id(&rec.value)?;
+                let h = crate::dedupe::identity_of_bytes(source, id);
+                lines.add(seen, h);
+                Some(h)
+            });
+            identities.push(h);
         }
         lines.fetch();
     }
@@ -724,7 +736,7 @@ impl Runner {
         let mut reseek: BTreeSet<u32> = BTreeSet::new();
         for run in batch.chunks(PREFETCH_RUN) {
             self.prefetch_identities(p, run);
-            for rec in run {
+            for (j, rec) in run.iter().enumerate() {
                 if fresh.contains(&rec.partition) || reseek.contains(&rec.partition) {
                     continue;
                 }
@@ -767,7 +779,17 @@ impl Runner {
                 if self.stage.sources.is_some() {
                     process_forwarded(&ctx, st, rec, &mut self.event, &mut out).await?;
                 } else {
-                    process_record(&ctx, st, rec, &mut self.event, &mut self.key, &mut out).await?;
+                    let peeked = self.identities.get(j).copied().flatten();
+                    process_record(
+                        &ctx,
+                        st,
+                        rec,
+                        peeked,
+                        &mut self.event,
+                        &mut self.key,
+                        &mut out,
+                    )
+                    .await?;
                 }
             }
         }
@@ -1014,11 +1036,13 @@ async fn decode(
 }
 
 /// Feeds one record of the events stage to its partition's operators, and forwards it
-/// to the repartition topics whose operators want it.
+/// to the repartition topics whose operators want it. `peeked` is the record's identity
+/// hash if it was read from its bytes ahead (then it is the decoded event's).
 async fn process_record(
     ctx: &Ctx<'_>,
     st: &mut PartitionState,
     rec: &ConsumedRecord,
+    peeked: Option<u64>,
     event: &mut Event,
     key: &mut Vec<u8>,
     out: &mut Outputs,
@@ -1047,7 +1071,10 @@ async fn process_record(
     }
     // A producer's retry, a redelivery, a re-read record: applied once.
     if let Some(seen) = &mut st.seen
-        && !seen.admit(&event.source, &event.id, event.time)
+        && !seen.admit_identity(
+            peeked.unwrap_or_else(|| crate::dedupe::identity(&event.source, &event.id)),
+            event.time,
+        )
     {
         match out.duplicates.get_mut(&event.source) {
             Some(n) => *n += 1,

@@ -175,10 +175,15 @@ impl EventCodec {
         }
     }
 
-    /// The `source` and `id` bytes of a framed event, read without decoding it: a hint
-    /// for prefetching (see [`event_binary::peek_source_and_id`]), never a decision.
+    /// The `source` and `id` bytes of a framed event, read without decoding it (see
+    /// [`event_binary::peek_source_and_id`]). Only for the built-in writer schema, whose
+    /// fields [`EventCodec::decode_into`] reads from the same bytes: when it decodes the
+    /// record, its event's `source` and `id` are these. `None` for any other writer.
     pub fn peek_source_and_id<'a>(&self, bytes: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
-        let (_, body) = wire::split(bytes).ok()?;
+        let (id, body) = wire::split(bytes).ok()?;
+        if id != self.writers.builtin_id {
+            return None;
+        }
         event_binary::peek_source_and_id(body)
     }
 
@@ -381,11 +386,38 @@ mod tests {
         assert_eq!(block_on(codec.decode_async(&framed)).unwrap(), e);
         // Cached now, so the sync path accepts it too.
         assert_eq!(codec.decode(&framed).unwrap(), e);
+        // Its bytes are not laid out as the built-in schema's: no peeked identity (the
+        // processor then hashes the decoded fields).
+        assert_eq!(codec.peek_source_and_id(&framed), None);
         // A codec without a source cannot learn the id.
         let msg = block_on(EventCodec::new(1).decode_async(&framed))
             .unwrap_err()
             .to_string();
         assert!(msg.contains("99"), "{msg}");
+    }
+
+    #[test]
+    fn the_peeked_identity_is_the_decoded_events() {
+        let codec = EventCodec::new(12);
+        let mut e = event();
+        for (source, id) in [
+            ("github", "e-1"),
+            ("", ""),
+            ("ci", "ü\u{0}x"),
+            ("s", &"i".repeat(300)),
+        ] {
+            e.source = source.into();
+            e.id = id.into();
+            let bytes = codec.encode(&e);
+            let decoded = codec.decode(&bytes).unwrap();
+            assert_eq!(
+                codec.peek_source_and_id(&bytes),
+                Some((decoded.source.as_bytes(), decoded.id.as_bytes()))
+            );
+        }
+        // Framed under another writer id: not assumed to be the built-in layout.
+        let other = EventCodec::new(13).encode(&e);
+        assert_eq!(codec.peek_source_and_id(&other), None);
     }
 
     #[test]
