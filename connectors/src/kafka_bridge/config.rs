@@ -194,7 +194,29 @@ impl KafkaBridgeConfig {
         kafka.sasl_username = self.sasl_username.clone();
         kafka.sasl_password = password;
         kafka.options = self.options.clone();
+        kafka.naming = Naming::Source;
+        kafka.password_origin = self.password_described();
         kafka
+    }
+
+    /// Where the password comes from, as a failed login's message says it.
+    fn password_described(&self) -> Option<String> {
+        if let Some(var) = &self.sasl_password_env {
+            Some(format!(
+                "the password in the environment variable {var} (`sasl_password_env`)"
+            ))
+        } else if let Some(file) = &self.sasl_password_file {
+            Some(format!(
+                "the password in {} (`sasl_password_file`)",
+                file.display()
+            ))
+        } else if self.sasl_password.is_some() {
+            Some("the password (`sasl_password`)".to_owned())
+        } else if self.options.contains_key("sasl.password") {
+            Some("the password (`options.\"sasl.password\"`)".to_owned())
+        } else {
+            None
+        }
     }
 
     /// The TLS files exist and hold what they should (checked at start, not with the spec,

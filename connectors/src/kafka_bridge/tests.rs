@@ -365,6 +365,15 @@ fn tls_and_sasl_settings_are_checked_in_the_specs_own_names() {
         !format!("{sasl:?} {kafka:?}").contains("s3cret"),
         "never printed"
     );
+    // Failures at connect time (TLS, login) name the source's settings too.
+    assert_eq!(kafka.naming, helios_log::kafka::Naming::Source);
+    assert_eq!(
+        kafka.password_origin,
+        Some(format!(
+            "the password in {} (`sasl_password_file`)",
+            password.display()
+        ))
+    );
 
     let check = |c: KafkaBridgeConfig, needles: &[&str]| {
         let e = c.validate().unwrap_err().to_string();

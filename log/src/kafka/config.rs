@@ -106,6 +106,17 @@ pub struct KafkaConfig {
     /// of their own when that setting is also given. (Helios' own flags and settings file
     /// refuse `sasl.password` here; the Kafka bridge's spec may still give it.)
     pub options: BTreeMap<String, String>,
+
+    /// How messages about these settings name them, at validation and at connect time:
+    /// as the `[kafka]` section does (the default), or as a Kafka bridge source does.
+    #[serde(skip)]
+    pub naming: Naming,
+
+    /// Where the password came from, as failure messages should say it ("the password
+    /// in the environment variable X (`sasl_password_env`)"); `None` to say it from the
+    /// settings above. A Kafka bridge source sets it.
+    #[serde(skip)]
+    pub password_origin: Option<String>,
 }
 
 impl fmt::Debug for KafkaConfig {
@@ -139,6 +150,7 @@ impl fmt::Debug for KafkaConfig {
             .field("sasl_password_file", &self.sasl_password_file)
             .field("sasl_password", &self.sasl_password)
             .field("options", &options)
+            .field("naming", &self.naming)
             .finish()
     }
 }
@@ -161,14 +173,17 @@ impl Default for KafkaConfig {
             sasl_password_file: None,
             sasl_password: None,
             options: BTreeMap::new(),
+            naming: Naming::Backend,
+            password_origin: None,
         }
     }
 }
 
 /// How [`KafkaConfig::validate_as`] names the settings in its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Naming {
     /// As the `[kafka]` section of the backend settings and the `--kafka-…` flags.
+    #[default]
     Backend,
     /// As a spec's Kafka bridge source writes them: bare keys of its `[[source]]`, its
     /// password by `sasl_password_env` or `sasl_password_file`.
@@ -177,7 +192,7 @@ pub enum Naming {
 
 impl Naming {
     /// A setting, as its section writes it.
-    fn key(self, name: &str) -> String {
+    pub(crate) fn key(self, name: &str) -> String {
         match self {
             Naming::Backend => format!("kafka.{name}"),
             Naming::Source => format!("`{name}`"),
@@ -197,6 +212,19 @@ impl Naming {
         match self {
             Naming::Backend => format!(" (--kafka-{})", name.replace('_', "-")),
             Naming::Source => String::new(),
+        }
+    }
+
+    /// A setting to set, with every way to set it: the flag and the environment variable
+    /// for the backend, the bare key for a source.
+    pub(crate) fn to_set(self, name: &str) -> String {
+        match self {
+            Naming::Backend => format!(
+                "kafka.{name} (--kafka-{}, HELIOS_KAFKA_{})",
+                name.replace('_', "-"),
+                name.to_ascii_uppercase()
+            ),
+            Naming::Source => format!("`{name}`"),
         }
     }
 
@@ -233,7 +261,7 @@ impl KafkaConfig {
     /// Checks the settings without contacting any broker; messages name them as the
     /// `[kafka]` section and its flags do.
     pub fn validate(&self) -> Result<()> {
-        self.validate_as(Naming::Backend)
+        self.validate_as(self.naming)
     }
 
     /// [`KafkaConfig::validate`], the messages naming the settings as `naming` says.
@@ -433,19 +461,21 @@ impl KafkaConfig {
     /// Checks the TLS files and reads the password file, so a missing or unreadable file is
     /// named before librdkafka is involved. Called by [`super::KafkaLog::connect`].
     pub(crate) fn load_security_files(&mut self) -> Result<()> {
-        if let Some(path) = &self.ca_file {
-            check_pem_file(path, "kafka.ca_file", Pem::CaCertificates)?;
-        }
-        if let Some(path) = &self.cert_file {
-            check_pem_file(path, "kafka.cert_file", Pem::Certificate)?;
-        }
-        if let Some(path) = &self.key_file {
-            check_pem_file(path, "kafka.key_file", Pem::PrivateKey)?;
+        let n = self.naming;
+        for (path, setting, kind) in [
+            (&self.ca_file, "ca_file", Pem::CaCertificates),
+            (&self.cert_file, "cert_file", Pem::Certificate),
+            (&self.key_file, "key_file", Pem::PrivateKey),
+        ] {
+            if let Some(path) = path {
+                check_pem_file(path, &n.key(setting), kind)?;
+            }
         }
         if self.sasl_password.is_none()
             && let Some(path) = &self.sasl_password_file
         {
-            self.sasl_password = Some(read_password_file(path, "kafka.sasl_password_file")?);
+            let setting = n.key("sasl_password_file");
+            self.sasl_password = Some(read_password_file(path, &setting)?);
         }
         Ok(())
     }
@@ -453,6 +483,7 @@ impl KafkaConfig {
     /// What failure messages name: the brokers, the CA file, the SASL user and mechanism.
     pub(crate) fn security_context(&self) -> SecurityContext {
         SecurityContext {
+            naming: self.naming,
             brokers: self.bootstrap_servers.clone(),
             ca_file: self
                 .ca_file
@@ -465,9 +496,13 @@ impl KafkaConfig {
                 .or(self.options.get("sasl.mechanism").cloned())
                 .or(self.options.get("sasl.mechanisms").cloned()),
             password_source: match (&self.sasl_password_file, &self.sasl_password) {
+                _ if self.password_origin.is_some() => {
+                    self.password_origin.clone().unwrap_or_default()
+                }
                 (Some(file), _) => format!(
-                    "the password in {} (kafka.sasl_password_file)",
-                    file.display()
+                    "the password in {} ({})",
+                    file.display(),
+                    self.naming.key("sasl_password_file")
                 ),
                 (None, Some(_)) => "the password (HELIOS_KAFKA_SASL_PASSWORD)".to_owned(),
                 (None, None) if self.options.contains_key("sasl.password") => {

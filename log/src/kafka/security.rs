@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::Naming;
 use crate::{LogError, Result};
 
 /// How a client talks to the brokers (librdkafka `security.protocol`).
@@ -228,6 +229,8 @@ pub fn check_pem_file(path: &Path, setting: &str, kind: Pem) -> Result<()> {
 /// The settings a failure message refers to.
 #[derive(Debug, Clone)]
 pub(crate) struct SecurityContext {
+    /// How the settings are named: the `[kafka]` section's or a bridge source's.
+    pub naming: Naming,
     pub brokers: String,
     pub ca_file: Option<PathBuf>,
     pub user: Option<String>,
@@ -250,6 +253,7 @@ pub(crate) fn authentication_error(ctx: &SecurityContext, reason: &str) -> LogEr
 
 /// The error for a failed TLS handshake (librdkafka `_SSL`), with what to change.
 pub(crate) fn tls_error(ctx: &SecurityContext, reason: &str) -> LogError {
+    let n = ctx.naming;
     let lower = reason.to_ascii_lowercase();
     let hint = if lower.contains("certificate verify failed")
         || lower.contains("unable to get local issuer")
@@ -258,14 +262,16 @@ pub(crate) fn tls_error(ctx: &SecurityContext, reason: &str) -> LogError {
     {
         match &ctx.ca_file {
             Some(ca) => format!(
-                "the brokers' certificate is not signed by a CA in kafka.ca_file {}; give the \
-                 PEM file of the CA that signed it",
+                "the brokers' certificate is not signed by a CA in {} {}; give the PEM file \
+                 of the CA that signed it",
+                n.key("ca_file"),
                 ca.display()
             ),
-            None => "the brokers' certificate is not signed by a CA this machine trusts; for a \
-                     private CA set kafka.ca_file (--kafka-ca-file, HELIOS_KAFKA_CA_FILE) to its \
-                     PEM file"
-                .to_owned(),
+            None => format!(
+                "the brokers' certificate is not signed by a CA this machine trusts; for a \
+                 private CA set {} to its PEM file",
+                n.to_set("ca_file")
+            ),
         }
     } else if lower.contains("hostname") || lower.contains("ip address mismatch") {
         "the brokers' certificate does not name the host Helios connects to; use the host \
@@ -276,8 +282,11 @@ pub(crate) fn tls_error(ctx: &SecurityContext, reason: &str) -> LogError {
          sasl_plaintext if the listener has no TLS"
             .to_owned()
     } else if lower.contains("certificate required") || lower.contains("handshake failure") {
-        "the brokers may require a client certificate: set kafka.cert_file and kafka.key_file"
-            .to_owned()
+        format!(
+            "the brokers may require a client certificate: set {} and {}",
+            n.key("cert_file"),
+            n.key("key_file")
+        )
     } else {
         "check security_protocol, ca_file, cert_file and key_file against the cluster's listener"
             .to_owned()
@@ -369,6 +378,7 @@ mod tests {
     #[test]
     fn tls_errors_say_what_to_change() {
         let ctx = SecurityContext {
+            naming: Naming::Backend,
             brokers: "k:9093".to_owned(),
             ca_file: Some(PathBuf::from("/etc/helios/ca.pem")),
             user: None,
@@ -388,5 +398,35 @@ mod tests {
         };
         let e = tls_error(&ctx, "certificate verify failed").to_string();
         assert!(e.contains("--kafka-ca-file"), "{e}");
+        assert!(e.contains("HELIOS_KAFKA_CA_FILE"), "{e}");
+    }
+
+    /// A Kafka bridge source's failures name its own settings, not the backend's flags.
+    #[test]
+    fn a_bridge_sources_failures_name_its_settings_and_where_its_password_came_from() {
+        let mut config = super::super::KafkaConfig::new("k:9093");
+        config.naming = Naming::Source;
+        config.sasl_username = Some("bridge".to_owned());
+        config.sasl_password = Some(Secret::new("pw"));
+        config.password_origin = Some(
+            "the password in the environment variable BRIDGE_PW (`sasl_password_env`)".to_owned(),
+        );
+        let ctx = config.security_context();
+        for reason in ["certificate verify failed", "sslv3 alert handshake failure"] {
+            let e = tls_error(&ctx, reason).to_string();
+            assert!(!e.contains("kafka.") && !e.contains("--kafka"), "{e}");
+        }
+        let e = tls_error(&ctx, "certificate verify failed").to_string();
+        assert!(e.contains("set `ca_file` to its PEM file"), "{e}");
+        let e = tls_error(&ctx, "sslv3 alert handshake failure").to_string();
+        assert!(e.contains("set `cert_file` and `key_file`"), "{e}");
+        let e = authentication_error(&ctx, "Invalid username or password").to_string();
+        assert!(e.contains("environment variable BRIDGE_PW"), "{e}");
+        assert!(!e.contains("HELIOS_KAFKA_SASL_PASSWORD"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        config.ca_file = Some(dir.path().join("missing.pem"));
+        let e = config.load_security_files().unwrap_err().to_string();
+        assert!(e.contains("`ca_file`") && !e.contains("kafka."), "{e}");
     }
 }
