@@ -16,6 +16,7 @@ pub mod github;
 pub mod host;
 pub mod http_ingest;
 pub mod kafka_bridge;
+pub mod openapi;
 pub mod probe;
 pub mod runtime;
 pub mod spec;

@@ -16,11 +16,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use helios_schemas::Event;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit, mpsc, oneshot};
 use tracing::{Instrument, warn};
+use utoipa::ToSchema;
 
 use crate::ConnectorError;
 use crate::runtime::{DiskGuard, Emitter, RequestOutcome, SourceHandle, SourceState};
@@ -185,24 +186,24 @@ impl PushGate {
                 );
             }
         };
-        let dead_lettered: Vec<serde_json::Value> = refused
-            .iter()
-            .map(|r| json!({ "id": r.id, "reason": r.reason }))
-            .collect();
         if !refused.is_empty() {
             self.source.requests().record_events(0, refused.len());
         }
-        if events.is_empty() && !refused.is_empty() {
+        let dead_lettered: Vec<DeadLettered> = refused
+            .into_iter()
+            .map(|r| DeadLettered {
+                id: r.id,
+                reason: r.reason,
+            })
+            .collect();
+        if events.is_empty() && !dead_lettered.is_empty() {
             self.source.requests().record(RequestOutcome::Accepted);
-            return (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({
-                    "accepted": 0,
-                    "ids": [],
-                    "dead_lettered": dead_lettered,
-                })),
-            )
-                .into_response();
+            let body = Delivered {
+                accepted: 0,
+                ids: Vec::new(),
+                dead_lettered,
+            };
+            return (StatusCode::ACCEPTED, axum::Json(body)).into_response();
         }
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         // The delivery's span roots its events' traces; only made when traces are exported.
@@ -240,13 +241,11 @@ impl PushGate {
             Ok(()) => {
                 requests.record(RequestOutcome::Accepted);
                 requests.record_events(ids.len(), 0);
-                let mut body = json!({
-                    "accepted": ids.len(),
-                    "ids": ids,
-                });
-                if !dead_lettered.is_empty() {
-                    body["dead_lettered"] = dead_lettered.into();
-                }
+                let body = Delivered {
+                    accepted: ids.len(),
+                    ids,
+                    dead_lettered,
+                };
                 (StatusCode::ACCEPTED, axum::Json(body)).into_response()
             }
             Err(AppendFailed::DiskFull(message)) => {
@@ -331,9 +330,39 @@ async fn append_loop(rx: Arc<Mutex<mpsc::Receiver<Job>>>, emitter: Emitter, sour
     }
 }
 
+/// The `202` of a webhook delivery: the events it became, durable in the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivered {
+    /// Events written.
+    pub accepted: usize,
+    /// Their ids, in order (a repeat of an id is dropped by the processor).
+    pub ids: Vec<String>,
+    /// Events written to the dead-letter topic instead (dated too far ahead); absent when
+    /// none. A sender retrying would only repeat them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dead_lettered: Vec<DeadLettered>,
+}
+
+/// An event of a delivery that went to the dead-letter topic.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLettered {
+    pub id: String,
+    /// Why, as its dead letter says.
+    pub reason: String,
+}
+
+/// Every error answer of the push routes: what was wrong and what to do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushError {
+    pub error: String,
+}
+
 /// `{"error": message}` with `status`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+    let body = PushError {
+        error: message.into(),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// The answer of every push route while the data dir's disk is (nearly) full: `507

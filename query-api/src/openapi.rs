@@ -2,13 +2,14 @@
 //! the response types (utoipa), served at `GET /openapi.json`.
 //!
 //! It covers the routes every process with the read API answers: insights, SQL, health,
-//! readiness, metrics and the document itself. A process that serves more (`helios up`:
-//! the sources' routes, `/v1/storage`) merges their documents in ([`with`]) and hands the
-//! whole one to the route as a [`FullDocument`] extension. The ingest routes speak CloudEvents' HTTP binding (structured,
-//! batched and binary content mode) and the registry routes Confluent's API; both are
-//! described by those specifications, and by the document's description and security
-//! schemes (`api_key`: Bearer everywhere; `registry_basic`: HTTP Basic carrying a key, on
-//! the registry's routes only).
+//! readiness, metrics and the document itself ([`document`]); a process without it
+//! (`helios run ingest`) starts from health, metrics and the document ([`operations`]).
+//! A process that serves more (the sources' routes, `POST /v1/events` and the webhooks
+//! among them, from `helios_connectors::openapi`; `/v1/storage`) merges their documents in
+//! ([`with`], or `merge`) and hands the whole one to the route as a [`FullDocument`]
+//! extension. The schema registry's routes speak Confluent's API and are described by the
+//! document's description and its security schemes (`api_key`: Bearer everywhere;
+//! `registry_basic`: HTTP Basic carrying a key, on the registry's routes only).
 
 use std::sync::Arc;
 
@@ -28,12 +29,23 @@ use crate::insights::subjects::{Activity, KindCount, MeasureNow, Subject};
 use crate::sql::{SqlAnswer, SqlRequest};
 use crate::store::Column;
 
+/// The routes every Helios process with an HTTP listener serves: health, metrics and this
+/// document, with the API key schemes.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Helios API",
-        description = "Insights, read-only SQL and health of a Helios deployment. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>` (helios keys create).\n\nThe same port also serves, outside this document: `POST /v1/events` (an `ingest` key), which takes CloudEvents in the HTTP binding's structured (`application/cloudevents+json`), batched (`application/cloudevents-batch+json`) and binary content mode (attributes in `ce-*` headers, percent-encoded; `ce-specversion` selects it with any other Content-Type, which is the data's media type; the body is the data), and NDJSON (`application/x-ndjson`); and the Confluent Schema Registry API (`/subjects`, `/schemas`, `/compatibility`, `/config`), which also takes the key as HTTP Basic credentials (user = key id, password = secret; or any user with the whole key as password), as Confluent clients send `basic.auth.user.info`.",
+        description = "The HTTP routes of a Helios process. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>` (helios keys create) with the scope it names, except the webhook routes, which check their source's own token or signature.\n\nWhere this process serves the schema registry, the same port also serves, outside this document, the Confluent Schema Registry API (`/subjects`, `/schemas`, `/compatibility`, `/config`), which also takes the key as HTTP Basic credentials (user = key id, password = secret; or any user with the whole key as password), as Confluent clients send `basic.auth.user.info`.",
     ),
+    paths(crate::app::healthz, openapi_json),
+    modifiers(&Additions),
+    tags((name = "operations", description = "Health, readiness, metrics, this document")),
+)]
+struct OperationsDoc;
+
+/// The read API: insights, SQL and readiness.
+#[derive(OpenApi)]
+#[openapi(
     paths(
         crate::insights::aggregates,
         crate::insights::series::timeseries,
@@ -44,9 +56,7 @@ use crate::store::Column;
         crate::insights::subjects::subject,
         crate::insights::late::late,
         crate::sql::run,
-        crate::app::healthz,
         crate::app::readyz,
-        openapi_json,
     ),
     components(schemas(
         Catalog, AggregateInfo, MeasureInfo, MeasureFunction, WindowInfo, WindowKind,
@@ -56,14 +66,12 @@ use crate::store::Column;
         Late, LateCount,
         SqlRequest, SqlAnswer, Column,
     )),
-    modifiers(&Additions),
     tags(
         (name = "insights", description = "Aggregates over time, rankings, alerts, insights, events, subjects, late events"),
         (name = "sql", description = "Read-only SQL over the store's tables: events, alerts, insights, dead_letters, late_events and agg_<aggregate>"),
-        (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
-struct ApiDoc;
+struct ReadDoc;
 
 /// The bearer scheme, and `/metrics`, whose handler lives with the metrics registry.
 struct Additions;
@@ -119,9 +127,18 @@ impl Modify for Additions {
     }
 }
 
-/// The document.
+/// The document of a process with the read API: [`operations`] and the read routes.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = operations();
+    doc.merge(ReadDoc::openapi());
+    doc
+}
+
+/// The routes every process with a listener serves (health, metrics, this document) and
+/// the key schemes: what a process without the read API (`helios run ingest`) starts
+/// from.
+pub fn operations() -> utoipa::openapi::OpenApi {
+    OperationsDoc::openapi()
 }
 
 /// [`document`] with the routes of `more` (documents of other parts the process serves).
@@ -187,18 +204,30 @@ mod tests {
     }
 
     #[test]
-    fn the_document_describes_both_key_forms_and_the_ingest_modes() {
+    fn the_document_describes_both_key_forms_and_the_registry() {
         let doc = serde_json::to_value(super::document()).unwrap();
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["api_key"]["scheme"], "bearer", "{schemes}");
         assert_eq!(schemes["registry_basic"]["scheme"], "basic", "{schemes}");
         let description = doc["info"]["description"].as_str().unwrap();
-        for named in [
-            "binary content mode",
-            "ce-specversion",
-            "basic.auth.user.info",
-        ] {
+        for named in ["/subjects", "basic.auth.user.info"] {
             assert!(description.contains(named), "{named}: {description}");
         }
+    }
+
+    #[test]
+    fn the_operations_alone_have_no_read_routes() {
+        let doc = serde_json::to_value(super::operations()).unwrap();
+        let paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(paths, ["/healthz", "/metrics", "/openapi.json"]);
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
     }
 }

@@ -110,7 +110,19 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         Some(registry) => helios_query_api::router(routes, registry),
         None => http::health_routes().merge(routes),
     };
-    let app = app.merge(helios_query_api::metrics::router(metrics));
+    // `/openapi.json` describes what this process serves: health, metrics, the sources'
+    // routes (the push routes of the spec's sources among them).
+    let mut document = helios_query_api::openapi::operations();
+    document.merge(helios_connectors::openapi::document(&sources));
+    let app = app
+        .merge(helios_query_api::metrics::router(metrics))
+        .route(
+            "/openapi.json",
+            axum::routing::get(helios_query_api::openapi::openapi_json),
+        )
+        .layer(axum::Extension(helios_query_api::openapi::FullDocument(
+            std::sync::Arc::new(document),
+        )));
     let addr = listener.local_addr()?;
     let app = crate::commands::keys::protect_app(app, &args.auth, &backend.data_dir, addr)?;
     let server = args.http.config(args.auth.metrics_auth)?;

@@ -236,9 +236,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     // `/openapi.json` describes what this process serves: the read API, the sources'
-    // routes and `/v1/storage`.
+    // routes (the push routes of the spec's sources among them) and `/v1/storage`.
     let document = helios_query_api::openapi::with([
-        helios_connectors::runtime::openapi(),
+        helios_connectors::openapi::document(&spec.sources),
         helios_query_api::storage::openapi(),
     ]);
     let app = app

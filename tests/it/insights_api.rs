@@ -15,6 +15,16 @@ const SPEC: &str = r#"
 name = "ingest"
 type = "http"
 
+[[source]]
+name = "hooks"
+type = "webhook"
+token = "openapi-t0ken"
+
+[[source]]
+name = "gh"
+type = "github"
+secret = "openapi-s3cret"
+
 # The events are dated 2026-11-20: kept whatever day the test runs (the embedded store
 # drops days past its default retention, ADR-016).
 [retention]
@@ -248,6 +258,24 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
 
     // One real call per documented operation, with the parameters it requires.
     let calls: Vec<(&str, &str, Option<Value>)> = vec![
+        (
+            "post",
+            "/v1/events",
+            Some(
+                json!({"specversion": "1.0", "id": "openapi-1", "source": "openapi",
+                        "type": "openapi.check", "subject": "nobody"}),
+            ),
+        ),
+        (
+            "post",
+            "/v1/webhooks/{source}?token=openapi-t0ken",
+            Some(json!({"id": "openapi-2", "kind": "openapi.check", "subject": "nobody"})),
+        ),
+        (
+            "post",
+            "/v1/webhooks/github/{source}",
+            Some(json!({"zen": "Keep it logically awesome.", "hook_id": 1})),
+        ),
         ("get", "/v1/aggregates", None),
         (
             "get",
@@ -275,17 +303,35 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
         ("post", "/v1/sources/{name}/resume", None),
     ];
     let mut called = BTreeSet::new();
+    let mut answered_with = BTreeSet::new();
     for (method, path, body) in &calls {
         let template = path.split('?').next().unwrap();
         called.insert(format!("{method} {template}"));
         let concrete = path
             .replace("{subject}", "nobody")
-            .replace("{name}", "ingest");
-        let request = match (*method, body) {
+            .replace("{name}", "ingest")
+            .replace("github/{source}", "github/gh")
+            .replace("{source}", "hooks");
+        let mut request = match (*method, body) {
             ("get", _) => server.get(&concrete),
+            // The webhooks take their source's token or signature, not an API key.
+            (_, Some(body)) if template.starts_with("/v1/webhooks/") => {
+                crate::common::http().post(server.url(&concrete)).json(body)
+            }
             (_, Some(body)) => server.post(&concrete).json(body),
             (_, None) => server.post(&concrete),
         };
+        if template.starts_with("/v1/webhooks/github/") {
+            // GitHub's ping, signed as GitHub signs it.
+            let body = body.as_ref().unwrap().to_string();
+            request = request
+                .header("x-github-event", "ping")
+                .header("x-github-delivery", "openapi-3")
+                .header(
+                    "x-hub-signature-256",
+                    github_signature(b"openapi-s3cret", body.as_bytes()),
+                );
+        }
         let r = request.send().await.unwrap();
         let status = r.status().as_u16();
         let responses = &doc["paths"][template][*method]["responses"];
@@ -293,27 +339,25 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
             responses.get(status.to_string()).is_some(),
             "{method} {concrete} answered {status}, which the document does not list: {responses}"
         );
-        // Where the document names the answer's schema, the answer has its fields.
+        // Where the document names the answer's schema, the answer has its fields: each
+        // one documented, none of the required ones missing.
         let schema = &responses[status.to_string()]["content"]["application/json"]["schema"];
         if let Some(name) = schema["$ref"]
             .as_str()
             .and_then(|r| r.strip_prefix("#/components/schemas/"))
-            && ["Usage", "Sources", "SourceStatus"].contains(&name)
+            && [
+                "Usage",
+                "Sources",
+                "SourceStatus",
+                "Accepted",
+                "Delivered",
+                "Pong",
+            ]
+            .contains(&name)
         {
             let body: Value = r.json().await.unwrap();
-            let fields: BTreeSet<&str> = body
-                .as_object()
-                .unwrap()
-                .keys()
-                .map(String::as_str)
-                .collect();
-            let documented: BTreeSet<&str> = doc["components"]["schemas"][name]["properties"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .map(String::as_str)
-                .collect();
-            assert_eq!(fields, documented, "{method} {concrete}: {body}");
+            check_fields(&doc, name, &body, &format!("{method} {concrete}"));
+            answered_with.insert(name);
         }
     }
     let documented: BTreeSet<String> = doc["paths"]
@@ -331,6 +375,18 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
     assert_eq!(
         documented, called,
         "every documented route is called above, and only those"
+    );
+    assert_eq!(
+        answered_with,
+        BTreeSet::from([
+            "Accepted",
+            "Delivered",
+            "Pong",
+            "Sources",
+            "SourceStatus",
+            "Usage"
+        ]),
+        "each answer checked against its schema"
     );
     // A name no source has, plain or huge: the documented 404, naming it (a huge one
     // clipped), and nothing paused.
@@ -357,6 +413,49 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
     );
 }
 
+/// `body` (an answer documented as schema `name`) has only documented fields and every
+/// required one.
+fn check_fields(doc: &Value, name: &str, body: &Value, call: &str) {
+    let fields: BTreeSet<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let schema = &doc["components"]["schemas"][name];
+    let documented: BTreeSet<&str> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let required: BTreeSet<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        fields.is_subset(&documented),
+        "{call}: fields {fields:?} not all in {name} {documented:?}: {body}"
+    );
+    assert!(
+        required.is_subset(&fields),
+        "{call}: required fields {required:?} of {name} missing: {body}"
+    );
+}
+
+fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
 fn validate(file: &std::path::Path) {
     let validator = std::env::var("HELIOS_OPENAPI_VALIDATOR")
         .unwrap_or_else(|_| "openapi-spec-validator".to_owned());
@@ -372,4 +471,89 @@ fn validate(file: &std::path::Path) {
              or run the suite through scripts/test, which does"
         ),
     }
+}
+
+/// `helios run ingest` serves the document of what it serves: health, metrics, the
+/// sources' routes and the push routes of its spec, not the read API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ingest_documents_its_own_routes() {
+    use crate::common::roles::{Role, wait_http};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = tmp.path().join("helios.toml");
+    std::fs::write(
+        &spec,
+        "[[source]]\nname = \"ingest\"\ntype = \"http\"\n\n\
+         [[source]]\nname = \"hooks\"\ntype = \"webhook\"\ntoken = \"t0ken\"\n",
+    )
+    .unwrap();
+    let key = crate::common::api_key(&data);
+    let addr = crate::common::free_addr();
+    let mut ingest = Role::start(
+        "ingest",
+        tmp.path(),
+        &[
+            "run",
+            "ingest",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+        ],
+        &[],
+    );
+    let client = crate::common::http();
+    wait_http(&client, &format!("http://{addr}/healthz"), &mut ingest).await;
+    let r = client
+        .get(format!("http://{addr}/openapi.json"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    let file = tmp.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    validate(&file);
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+            "/v1/events",
+            "/v1/sources",
+            "/v1/sources/{name}/pause",
+            "/v1/sources/{name}/resume",
+            "/v1/webhooks/{source}",
+        ]
+    );
+    // The documented ingest answers as documented.
+    let r = client
+        .post(format!("http://{addr}/v1/events"))
+        .bearer_auth(&key)
+        .json(&json!({"specversion": "1.0", "id": "e-1", "source": "s", "type": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    check_fields(&doc, "Accepted", &body, "POST /v1/events");
+    // Not served here, so not documented: the read API.
+    let r = client
+        .post(format!("http://{addr}/v1/sql"))
+        .bearer_auth(&key)
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

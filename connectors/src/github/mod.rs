@@ -22,8 +22,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use sha2::Sha256;
 use tracing::debug;
+use utoipa::ToSchema;
 
 pub use config::GithubConfig;
 
@@ -136,7 +138,44 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn deliver(
+/// The answer to GitHub's `ping`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pong {
+    pub ok: bool,
+    /// The source that answered.
+    pub source: String,
+}
+
+/// A GitHub webhook delivery; `202` once its event is durable.
+///
+/// Checked against the source's secret and mapped to an event by its `X-GitHub-Event`;
+/// its `X-GitHub-Delivery` is the event id, so a redelivery is applied once. `ping` is
+/// answered without writing.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/github/{source}",
+    operation_id = "github_delivery",
+    tag = "ingest",
+    params(
+        ("source" = String, Path, description = "The GitHub source's name in the spec"),
+        ("X-GitHub-Event" = String, Header, description = "The event type (`push`, `workflow_run`, `ping`, …)"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "The delivery's id: the event id"),
+    ),
+    request_body(content = Object, description = "GitHub's payload, content type application/json", content_type = "application/json"),
+    responses(
+        (status = 200, description = "A `ping`, answered; nothing written", body = Pong),
+        (status = 202, description = "Written and durable", body = crate::push::Delivered),
+        (status = 400, description = "No X-GitHub-Event, or a payload that is not the event's JSON", body = crate::push::PushError),
+        (status = 401, description = "X-Hub-Signature-256 missing or not the body's HMAC with the source's secret", body = crate::push::PushError),
+        (status = 404, description = "No GitHub source of that name", body = crate::push::PushError),
+        (status = 413, description = "The body is over the source's `max_body_bytes`", body = crate::push::PushError),
+        (status = 415, description = "A form-encoded delivery (set the webhook's content type to application/json)", body = crate::push::PushError),
+        (status = 503, description = "The source is paused, at capacity, the unverified-body budget is spent, or the log failed: nothing was written; see Retry-After", body = crate::push::PushError),
+        (status = 507, description = "The data dir's disk is nearly full: nothing was written; see Retry-After", body = crate::push::PushError),
+    ),
+    security(("github_signature" = []))
+)]
+pub(crate) async fn deliver(
     State(hooks): State<Arc<GithubWebhooks>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -192,7 +231,10 @@ async fn deliver(
     if event == "ping" {
         return (
             StatusCode::OK,
-            axum::Json(serde_json::json!({ "ok": true, "source": name })),
+            axum::Json(Pong {
+                ok: true,
+                source: name,
+            }),
         )
             .into_response();
     }

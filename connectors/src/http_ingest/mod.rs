@@ -33,6 +33,7 @@ use bytes::Bytes;
 use helios_schemas::cloudevents::{self, BodyError};
 use serde::Serialize;
 use tracing::{Instrument, debug, warn};
+use utoipa::ToSchema;
 
 pub use config::HttpIngestConfig;
 
@@ -102,28 +103,65 @@ impl HttpIngest {
     }
 }
 
-/// What a `202` says.
-#[derive(Debug, Serialize, PartialEq)]
+/// What a `202` says: the events written (durable in the log) and the items refused.
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Accepted {
+    /// Events written.
     pub accepted: usize,
+    /// Items refused, with why; the others were written.
     pub rejected: Vec<Rejected>,
 }
 
 /// One refused item.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Rejected {
+    /// Its position in the batch or NDJSON body, from 0 (a single event is item 0).
     pub index: usize,
+    /// The attribute at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub error: String,
 }
 
-/// An error answer: `{"error": "...", "rejected": [...]}`.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
-    error: String,
+/// An error answer: what was wrong, and every refused item when items were read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestError {
+    pub error: String,
+    /// Absent when the body could not be read as items at all.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    rejected: Vec<Rejected>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A CloudEvent 1.0 in JSON, as `POST /v1/events` reads it (the parser is
+/// `helios_schemas::cloudevents`; this type only describes the format in the OpenAPI
+/// document). Any other member is an extension attribute: a name of `a-z0-9`, a string,
+/// number or boolean value, kept in the event's `attrs` (the schema leaves other members
+/// open, as JSON Schema does by default).
+#[derive(Debug, ToSchema)]
+pub struct CloudEvent {
+    /// `"1.0"`.
+    pub specversion: String,
+    /// With `source`, the event's identity: a repeat of both is applied once.
+    pub id: String,
+    pub source: String,
+    /// The event's kind (`ci.run`, `deploy`, …).
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// What the event is about (a repository, a host): aggregates group by it.
+    pub subject: Option<String>,
+    /// When it happened (RFC 3339); the time of receipt when absent. At most the
+    /// source's `max_future` ahead of receipt.
+    #[schema(format = DateTime)]
+    pub time: Option<String>,
+    pub datacontenttype: Option<String>,
+    pub dataschema: Option<String>,
+    /// The payload, kept as sent.
+    #[schema(value_type = Option<Value>)]
+    pub data: Option<serde_json::Value>,
+    /// A binary payload, base64 (not with `data`).
+    pub data_base64: Option<String>,
+    /// The extension Helios measures (`sum(value)`, …): a number, or a string holding one.
+    pub value: Option<f64>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -131,14 +169,52 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn error_with(status: StatusCode, message: impl Into<String>, rejected: Vec<Rejected>) -> Response {
-    let body = ErrorBody {
+    let body = IngestError {
         error: message.into(),
         rejected,
     };
     (status, axum::Json(body)).into_response()
 }
 
-async fn post_events(
+/// Takes CloudEvents; `202` once they are durable in the log.
+///
+/// The content mode follows `Content-Type`: one structured event, a batch, NDJSON (an event a line),
+/// or binary mode (any other type with `ce-specversion: 1.0` and the attributes in `ce-*`
+/// headers, the body being the data). Items that are not valid are listed and the rest
+/// written; a repeat of an event (same `source` and `id`) is written again and applied
+/// once. An `ingest` key.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    operation_id = "ingest_events",
+    tag = "ingest",
+    request_body(
+        description = "CloudEvents in structured, batched, NDJSON or binary content mode",
+        content(
+            (CloudEvent = "application/cloudevents+json"),
+            (Vec<CloudEvent> = "application/cloudevents-batch+json"),
+            (String = "application/x-ndjson"),
+            (CloudEvent = "application/json"),
+            (Object = "*/*"),
+        ),
+    ),
+    params(
+        ("ce-specversion" = Option<String>, Header, description = "`1.0`: the request is one binary-mode CloudEvent, its other attributes in `ce-id`, `ce-source`, `ce-type`, `ce-subject`, `ce-time`, … (percent-encoded)"),
+    ),
+    responses(
+        (status = 202, description = "Written and durable; refused items listed", body = Accepted),
+        (status = 400, description = "Not one valid event (the body unreadable, or every item refused)", body = IngestError),
+        (status = 401, description = "No API key, or not a valid one"),
+        (status = 403, description = "A key without the `ingest` scope"),
+        (status = 413, description = "The body is over the source's `max_body_bytes`", body = IngestError),
+        (status = 415, description = "A content type this route does not read", body = IngestError),
+        (status = 429, description = "The key's request rate is over its limit; see Retry-After"),
+        (status = 503, description = "The source is paused, at capacity, or the log failed: nothing was written; see Retry-After", body = crate::push::PushError),
+        (status = 507, description = "The data dir's disk is nearly full: nothing was written; see Retry-After", body = crate::push::PushError),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn post_events(
     State(ingest): State<HttpIngest>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -112,7 +112,32 @@ fn presented_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option
         .find_map(|pair| pair.strip_prefix("token="))
 }
 
-async fn deliver(
+/// A delivery of a webhook source; `202` once its events are durable.
+///
+/// The JSON body becomes events by the source's mapping. The source's token, not an API
+/// key.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{source}",
+    operation_id = "webhook_delivery",
+    tag = "ingest",
+    params(
+        ("source" = String, Path, description = "The webhook source's name in the spec"),
+        ("token" = Option<String>, Query, description = "The source's token, for senders that cannot set a header"),
+    ),
+    request_body(content = Object, description = "The sender's JSON, mapped by the source's rules", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Written and durable", body = crate::push::Delivered),
+        (status = 400, description = "Not JSON, or a mapped field is missing: nothing was written", body = crate::push::PushError),
+        (status = 401, description = "No token, or not the source's", body = crate::push::PushError),
+        (status = 404, description = "No webhook source of that name", body = crate::push::PushError),
+        (status = 413, description = "The body is over the source's `max_body_bytes`", body = crate::push::PushError),
+        (status = 503, description = "The source is paused, at capacity, or the log failed: nothing was written; see Retry-After", body = crate::push::PushError),
+        (status = 507, description = "The data dir's disk is nearly full: nothing was written; see Retry-After", body = crate::push::PushError),
+    ),
+    security(("webhook_token" = []))
+)]
+pub(crate) async fn deliver(
     State(hooks): State<Arc<Webhooks>>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
