@@ -39,20 +39,18 @@ struct WebhookToken;
 
 impl Modify for WebhookToken {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "webhook_token",
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .description(Some(
-                            "The webhook source's own `token` from the spec (not an API key), or `?token=` for senders that cannot set a header.",
-                        ))
-                        .build(),
-                ),
-            );
+        add_scheme(
+            openapi,
+            "webhook_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The webhook source's own `token` from the spec (not an API key), or `?token=` for senders that cannot set a header.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -60,17 +58,22 @@ struct GithubSignature;
 
 impl Modify for GithubSignature {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "github_signature",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                    "X-Hub-Signature-256",
-                    "`sha256=` and the hex HMAC-SHA256 of the raw body with the source's `secret`, as GitHub signs deliveries.",
-                ))),
-            );
+        add_scheme(
+            openapi,
+            "github_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Hub-Signature-256",
+                "`sha256=` and the hex HMAC-SHA256 of the raw body with the source's `secret`, as GitHub signs deliveries.",
+            ))),
+        );
     }
+}
+
+fn add_scheme(openapi: &mut utoipa::openapi::OpenApi, name: &str, scheme: SecurityScheme) {
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(name, scheme);
 }
 
 /// `/v1/sources` and the push routes `specs` bring, as [`crate::spec::build_with`] serves
@@ -95,15 +98,12 @@ mod tests {
     use serde_json::Value;
 
     use super::document;
-    use crate::spec::SourceSpec;
+    use crate::spec::{SourceSpec, SourcesSpec};
 
     fn specs(toml_text: &str) -> Vec<SourceSpec> {
-        #[derive(serde::Deserialize)]
-        struct Sources {
-            source: Vec<SourceSpec>,
-        }
-        toml::from_str::<Sources>(toml_text).unwrap().source
+        toml::from_str::<SourcesSpec>(toml_text).unwrap().sources
     }
+
 
     fn paths(doc: &Value) -> Vec<&str> {
         doc["paths"]
@@ -180,7 +180,14 @@ mod tests {
             .collect();
         assert_eq!(
             ids,
-            ["ingest_events", "list", "pause", "resume", "github_delivery", "webhook_delivery"],
+            [
+                "ingest_events",
+                "list",
+                "pause",
+                "resume",
+                "github_delivery",
+                "webhook_delivery"
+            ],
             "unique"
         );
         let tags: Vec<&str> = doc["tags"]

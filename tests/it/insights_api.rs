@@ -329,7 +329,7 @@ async fn the_openapi_document_validates_and_every_route_in_it_answers() {
                 .header("x-github-delivery", "openapi-3")
                 .header(
                     "x-hub-signature-256",
-                    github_signature(b"openapi-s3cret", body.as_bytes()),
+                    crate::common::github_signature("openapi-s3cret", body.as_bytes()),
                 );
         }
         let r = request.send().await.unwrap();
@@ -441,19 +441,6 @@ fn check_fields(doc: &Value, name: &str, body: &Value, call: &str) {
         required.is_subset(&fields),
         "{call}: required fields {required:?} of {name} missing: {body}"
     );
-}
-
-fn github_signature(secret: &[u8], body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
 }
 
 fn validate(file: &std::path::Path) {

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use helios_log::kafka::{KafkaConfig, KafkaLog};
 use helios_log::{Record, TopicSpec};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::common::roles::service;
 use crate::common::{Helios, rfc3339};
@@ -70,18 +68,6 @@ fn now_us() -> i64 {
         .as_micros() as i64
 }
 
-fn signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
 async fn github(server: &Helios, delivery: &str, time: &str) {
     let body = json!({
         "ref": "refs/heads/main", "after": delivery, "commits": [],
@@ -94,7 +80,10 @@ async fn github(server: &Helios, delivery: &str, time: &str) {
         .header("content-type", "application/json")
         .header("x-github-event", "push")
         .header("x-github-delivery", delivery)
-        .header("x-hub-signature-256", signature(body.as_bytes()))
+        .header(
+            "x-hub-signature-256",
+            crate::common::github_signature(GITHUB_SECRET, body.as_bytes()),
+        )
         .body(body)
         .send()
         .await

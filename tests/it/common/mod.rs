@@ -266,3 +266,17 @@ pub fn rfc3339(us: i64) -> String {
         rem % 60
     )
 }
+
+/// GitHub's `X-Hub-Signature-256` of `body` with `secret`: `sha256=` and the hex HMAC.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
