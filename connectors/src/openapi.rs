@@ -104,7 +104,6 @@ mod tests {
         toml::from_str::<SourcesSpec>(toml_text).unwrap().sources
     }
 
-
     fn paths(doc: &Value) -> Vec<&str> {
         doc["paths"]
             .as_object()
