@@ -47,6 +47,8 @@ pub const DEFAULT_PARTITIONS: u32 = 4;
 ///   user = "helios"               # the sink's user (and `helios migrate`'s)
 ///   password_file = "/run/secrets/clickhouse"   # or HELIOS_CLICKHOUSE_PASSWORD
 ///   ca_file = "/etc/helios/clickhouse-ca.pem"   # a private CA of the server's certificate
+///   cert_file = "/etc/helios/clickhouse-client.pem"   # a server that requires mutual TLS
+///   key_file = "/etc/helios/clickhouse-client.key"
 ///   read_user = "helios_reader"   # the read API's read-only user (`helios serve api`)
 ///   read_password_file = "/run/secrets/clickhouse-read"
 ///   [checkpoints]
@@ -62,7 +64,7 @@ pub struct LogArgs {
     /// security_protocol, ca_file, cert_file, key_file, sasl_mechanism, sasl_username,
     /// sasl_password_file, options),
     /// `[registry]` (url, key), `[clickhouse]` (url, database, user, password_file, ca_file,
-    /// read_user, read_password_file), `[checkpoints]` (dir), `[topics]` (prefix,
+    /// cert_file, key_file, read_user, read_password_file), `[checkpoints]` (dir), `[topics]` (prefix,
     /// partitions). Flags win over `HELIOS_…` variables, which win over the file.
     #[arg(long = "config", env = "HELIOS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -196,6 +198,10 @@ pub struct ClickHouseFile {
     pub password_file: Option<PathBuf>,
     /// PEM file of the CA that signed the server's certificate (private CAs).
     pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate for a server that requires mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of its private key.
+    pub key_file: Option<PathBuf>,
     /// The read API's read-only user.
     pub read_user: Option<String>,
     /// File holding `read_user`'s password (one line).
@@ -253,10 +259,45 @@ pub struct ClickHouseAccessArgs {
     #[arg(long, env = "HELIOS_CLICKHOUSE_PASSWORD_FILE", value_name = "FILE")]
     pub clickhouse_password_file: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub tls: ClickHouseTlsArgs,
+}
+
+/// The TLS files of a ClickHouse connection, for every command that connects to it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClickHouseTlsArgs {
     /// PEM file of the CA certificate(s) that signed the ClickHouse server's certificate,
     /// trusted besides Mozilla's roots for an `https://` URL (else `[clickhouse] ca_file`).
     #[arg(long, env = "HELIOS_CLICKHOUSE_CA_FILE", value_name = "FILE")]
     pub clickhouse_ca_file: Option<PathBuf>,
+
+    /// PEM file of the client certificate (and any intermediates) to present to a
+    /// ClickHouse server that requires mutual TLS, with --clickhouse-key-file (else
+    /// `[clickhouse] cert_file`).
+    #[arg(long, env = "HELIOS_CLICKHOUSE_CERT_FILE", value_name = "FILE")]
+    pub clickhouse_cert_file: Option<PathBuf>,
+
+    /// PEM file of that certificate's private key (else `[clickhouse] key_file`).
+    #[arg(long, env = "HELIOS_CLICKHOUSE_KEY_FILE", value_name = "FILE")]
+    pub clickhouse_key_file: Option<PathBuf>,
+}
+
+impl ClickHouseTlsArgs {
+    /// `config` with the CA and client certificate files of the flags and environment,
+    /// else of the settings file's `[clickhouse]`.
+    pub fn apply(
+        &self,
+        config: helios_sinks::clickhouse::ClickHouseConfig,
+        file: &ClickHouseFile,
+    ) -> helios_sinks::clickhouse::ClickHouseConfig {
+        let or = |flag: &Option<PathBuf>, set: &Option<PathBuf>| flag.clone().or(set.clone());
+        config
+            .ca_file(or(&self.clickhouse_ca_file, &file.ca_file))
+            .client_certificate(
+                or(&self.clickhouse_cert_file, &file.cert_file),
+                or(&self.clickhouse_key_file, &file.key_file),
+            )
+    }
 }
 
 impl ClickHouseAccessArgs {
@@ -281,8 +322,7 @@ impl ClickHouseAccessArgs {
             "a ClickHouse password is given without a user; add --clickhouse-user \
              (HELIOS_CLICKHOUSE_USER, [clickhouse] user)"
         );
-        let ca_file = self.clickhouse_ca_file.clone().or(file.ca_file.clone());
-        Ok(config.credentials(user, password).ca_file(ca_file))
+        Ok(self.tls.apply(config.credentials(user, password), file))
     }
 }
 
@@ -704,7 +744,8 @@ partitions = 12
         std::fs::write(&flag_password, "from-flag-file\r\nignored second line\n").unwrap();
         let text = format!(
             "[clickhouse]\nurl = \"https://ch:8443\"\nuser = \"writer\"\npassword_file = {:?}\n\
-             ca_file = \"/etc/ca.pem\"\nread_user = \"reader\"\nread_password_file = \"/r.pw\"\n",
+             ca_file = \"/etc/ca.pem\"\ncert_file = \"/etc/c.pem\"\nkey_file = \"/etc/c.key\"\n\
+             read_user = \"reader\"\nread_password_file = \"/r.pw\"\n",
             file_password.to_str().unwrap()
         );
         let file = BackendFile::parse(&text).unwrap();
@@ -717,6 +758,8 @@ partitions = 12
         assert_eq!(c.user.as_deref(), Some("writer"));
         assert_eq!(c.password.as_deref(), Some("from-file"));
         assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.cert_file, Some(PathBuf::from("/etc/c.pem")));
+        assert_eq!(c.key_file, Some(PathBuf::from("/etc/c.key")));
         assert!(
             !format!("{c:?}").contains("from-file"),
             "Debug shows the password"
@@ -730,12 +773,18 @@ partitions = 12
             flag_password.to_str().unwrap(),
             "--clickhouse-ca-file",
             "/flag/ca.pem",
+            "--clickhouse-cert-file",
+            "/flag/c.pem",
+            "--clickhouse-key-file",
+            "/flag/c.key",
         ])
         .apply(base.clone(), &b.clickhouse)
         .unwrap();
         assert_eq!(c.user.as_deref(), Some("other"));
         assert_eq!(c.password.as_deref(), Some("from-flag-file"));
         assert_eq!(c.ca_file, Some(PathBuf::from("/flag/ca.pem")));
+        assert_eq!(c.cert_file, Some(PathBuf::from("/flag/c.pem")));
+        assert_eq!(c.key_file, Some(PathBuf::from("/flag/c.key")));
 
         // A password given as such wins over both files.
         let c = access(&["--clickhouse-password", "given"])

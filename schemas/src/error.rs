@@ -191,6 +191,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A client certificate or its key (for a server that requires mutual TLS) cannot be
+    /// read or used.
+    #[error("client certificate file {path}: {reason}")]
+    ClientIdentity {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What was wrong, and what to give instead.
+        reason: String,
+    },
+
     /// The remote schema registry failed or answered something unusable.
     #[error("schema registry at {url}: {reason}")]
     Remote {

@@ -15,10 +15,11 @@ use std::error::Error as StdError;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::AlertDescription;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{Error, Result};
 
@@ -71,24 +72,96 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore> {
 /// The rustls client configuration: `ring`, TLS 1.2 and 1.3, [`root_store`], HTTP/1.1
 /// announced by ALPN (no client of ours speaks HTTP/2).
 pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig> {
+    client_config_with(ca_file, None)
+}
+
+/// A client certificate (with any intermediates, PEM) and its private key (PEM: PKCS#8,
+/// PKCS#1 or SEC1), presented to a server that asks for one (mutual TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIdentity<'a> {
+    pub cert_file: &'a Path,
+    pub key_file: &'a Path,
+}
+
+/// [`client_config`], presenting `identity` when the server asks for a certificate.
+/// Errors name the file that cannot be read or used.
+pub fn client_config_with(
+    ca_file: Option<&Path>,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<rustls::ClientConfig> {
     let roots = root_store(ca_file)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::CaFile {
             path: ca_file.map(Path::to_path_buf).unwrap_or_default(),
             reason: format!("the TLS provider refused the protocol versions: {e}"),
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let (certs, key) = read_identity(id)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| Error::ClientIdentity {
+                    path: id.key_file.to_path_buf(),
+                    reason: format!(
+                        "the key cannot be used with the certificate in {} ({e}); give the private key of that certificate",
+                        id.cert_file.display()
+                    ),
+                })?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The certificates and the private key of `id`, read from their PEM files.
+fn read_identity(
+    id: ClientIdentity<'_>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let err = |path: &Path, reason: String| Error::ClientIdentity {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(id.cert_file).map_err(|e| err(id.cert_file, e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| err(id.cert_file, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(err(
+            id.cert_file,
+            "holds no `-----BEGIN CERTIFICATE-----` block; give the client certificate in PEM"
+                .to_owned(),
+        ));
+    }
+    let bytes = std::fs::read(id.key_file).map_err(|e| err(id.key_file, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        err(
+            id.key_file,
+            format!("holds no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })?;
+    Ok((certs, key))
 }
 
 /// A reqwest client builder with [`client_config`]: what every outbound HTTP client of
 /// Helios starts from (timeouts and the rest are the caller's).
 pub fn http_client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder> {
+    http_client_builder_with(ca_file, None)
+}
+
+/// [`http_client_builder`], presenting `identity` to a server that asks for a client
+/// certificate.
+pub fn http_client_builder_with(
+    ca_file: Option<&Path>,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<reqwest::ClientBuilder> {
     install_default_provider();
-    Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config(ca_file)?))
+    Ok(
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config_with(ca_file, identity)?),
+    )
 }
 
 /// What a failed HTTPS exchange says about TLS, if the failure was TLS: the server's
@@ -122,6 +195,9 @@ fn next_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError +
 pub enum TlsFailure {
     /// The server's certificate did not verify (unknown issuer, wrong name, expired...).
     UntrustedCertificate(String),
+    /// The server refused our client certificate, or wanted one and got none (it
+    /// requires mutual TLS).
+    ClientCertificateRefused(String),
     /// Any other handshake failure (no common protocol or cipher, a plain-HTTP server...).
     Handshake(String),
 }
@@ -132,6 +208,16 @@ impl From<&rustls::Error> for TlsFailure {
             rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
                 TlsFailure::UntrustedCertificate(e.to_string())
             }
+            // The alerts a server sends about the client's certificate (or its absence).
+            rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+                | AlertDescription::UnknownCA
+                | AlertDescription::BadCertificate
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::UnsupportedCertificate,
+            ) => TlsFailure::ClientCertificateRefused(e.to_string()),
             other => TlsFailure::Handshake(other.to_string()),
         }
     }
@@ -144,6 +230,11 @@ impl std::fmt::Display for TlsFailure {
                 f,
                 "the server's TLS certificate is not trusted ({reason}); if it is signed by a \
                  private CA, give that CA's certificate (PEM) as the CA file"
+            ),
+            TlsFailure::ClientCertificateRefused(reason) => write!(
+                f,
+                "the server refused the client certificate, or requires one ({reason}); give a \
+                 client certificate and key signed by a CA the server trusts"
             ),
             TlsFailure::Handshake(reason) => write!(
                 f,
@@ -193,6 +284,26 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_servers_alert_about_the_client_certificate_says_so() {
+        use super::TlsFailure;
+        use rustls::AlertDescription as A;
+        for alert in [A::CertificateRequired, A::UnknownCA, A::BadCertificate] {
+            let failure = TlsFailure::from(&rustls::Error::AlertReceived(alert));
+            assert!(
+                matches!(failure, TlsFailure::ClientCertificateRefused(_)),
+                "{alert:?}: {failure:?}"
+            );
+            assert!(
+                failure
+                    .to_string()
+                    .contains("refused the client certificate")
+            );
+        }
+        let other = TlsFailure::from(&rustls::Error::AlertReceived(A::ProtocolVersion));
+        assert!(matches!(other, TlsFailure::Handshake(_)), "{other:?}");
+    }
+
     #[test]
     fn a_shown_url_keeps_scheme_and_host_and_hides_path_and_credentials() {
         use super::shown_url;

@@ -18,7 +18,10 @@
 # HTTPS: a test CA and a server certificate for 127.0.0.1 and localhost are made at start
 # with the openssl CLI (scripts/services/test-ca.sh, in the server's dir);
 # HELIOS_TEST_CLICKHOUSE_HTTPS is https://127.0.0.1:<port> and HELIOS_TEST_CLICKHOUSE_CA
-# the CA file a client must be given to trust it (it is in no system trust store).
+# the CA file a client must be given to trust it (it is in no system trust store). The HTTPS
+# port requires mutual TLS: a client presents a certificate the test CA signed
+# (HELIOS_TEST_CLICKHOUSE_CLIENT_CERT and _KEY); one signed by the other CA
+# (HELIOS_TEST_CLICKHOUSE_OTHER_CLIENT_CERT and _KEY), or none, is refused.
 #
 # Besides `default` (no password, what most sink tests use), users.xml has `helios_writer`
 # (a random password per server, HELIOS_TEST_CLICKHOUSE_PASSWORD; full access: the sink's
@@ -102,7 +105,9 @@ write_config() {
         <server>
             <certificateFile>$dir/tls/server.pem</certificateFile>
             <privateKeyFile>$dir/tls/server.key</privateKeyFile>
-            <verificationMode>none</verificationMode>
+            <!-- Mutual TLS: a client must present a certificate the test CA signed. -->
+            <verificationMode>strict</verificationMode>
+            <caConfig>$dir/tls/ca.pem</caConfig>
             <loadDefaultCAFile>false</loadDefaultCAFile>
             <cacheSessions>true</cacheSessions>
             <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
@@ -229,6 +234,7 @@ launch() {
     # The HTTPS port opens with the HTTP one; check it answers through the test CA, as the
     # password user (a certificate or key the server did not take fails here, not in a test).
     if [[ $(curl -fsS --max-time 5 --cacert "$dir/tls/ca.pem" -u "helios_writer:$(cat "$dir/write.password")" \
+            --cert "$dir/tls/client.pem" --key "$dir/tls/client.key" \
             "https://127.0.0.1:$https/?query=SELECT%201" 2>&1) != 1 ]]; then
         log "clickhouse-server answers on http://127.0.0.1:$http but not on https://127.0.0.1:$https; last lines of its logs:"
         tail -n 40 "$dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
@@ -244,6 +250,10 @@ launch() {
     echo "export HELIOS_TEST_CLICKHOUSE_HTTPS=https://127.0.0.1:$https"
     echo "export HELIOS_TEST_CLICKHOUSE_CA=$dir/tls/ca.pem"
     echo "export HELIOS_TEST_CLICKHOUSE_UNTRUSTED_CA=$dir/tls/other-ca.pem"
+    echo "export HELIOS_TEST_CLICKHOUSE_CLIENT_CERT=$dir/tls/client.pem"
+    echo "export HELIOS_TEST_CLICKHOUSE_CLIENT_KEY=$dir/tls/client.key"
+    echo "export HELIOS_TEST_CLICKHOUSE_OTHER_CLIENT_CERT=$dir/tls/other-client.pem"
+    echo "export HELIOS_TEST_CLICKHOUSE_OTHER_CLIENT_KEY=$dir/tls/other-client.key"
     echo "export HELIOS_TEST_CLICKHOUSE_USER=helios_writer"
     echo "export HELIOS_TEST_CLICKHOUSE_PASSWORD=$(cat "$dir/write.password")"
 }

@@ -8,7 +8,11 @@
 #   DIR/ca.pem           the test CA's certificate (what a client is told to trust)
 #   DIR/server.pem       a server certificate signed by it, for DNS:localhost and IP:127.0.0.1
 #   DIR/server.key       its private key (PKCS#8, mode 0600)
-#   DIR/other-ca.pem     a second CA that signed nothing here (an "untrusted" CA for tests)
+#   DIR/other-ca.pem     a second CA (an "untrusted" CA for tests): it signed only
+#   DIR/client.pem       a client certificate signed by the test CA (CN=helios-client), for
+#   DIR/client.key       servers that require mutual TLS, and its key (PKCS#8, 0600)
+#   DIR/other-client.pem a client certificate signed by the second CA (one such a server
+#   DIR/other-client.key refuses), and its key
 # Keys are fresh on every run and valid for two days; nothing is read from or written to
 # the system's trust store. An existing DIR/ca.pem is kept (a restarted server keeps its
 # certificate).
@@ -17,7 +21,8 @@ set -euo pipefail
 dir=${1:?usage: test-ca.sh DIR}
 mkdir -p "$dir"
 cd "$dir"
-if [[ -s ca.pem && -s server.pem && -s server.key && -s other-ca.pem ]]; then
+if [[ -s ca.pem && -s server.pem && -s server.key && -s other-ca.pem && -s client.pem \
+    && -s client.key && -s other-client.pem && -s other-client.key ]]; then
     exit 0
 fi
 command -v openssl >/dev/null || { echo "test-ca.sh: openssl is needed (apt-get install -y openssl)" >&2; exit 1; }
@@ -41,5 +46,16 @@ extendedKeyUsage=serverAuth
 EOF
 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
     -out server.pem -days 2 -extfile server.ext 2>/dev/null
+new_client() { # <name> <signing CA>
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$1.key" -out "$1.csr" -subj "/CN=helios-client" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial \
+        -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
+    rm -f "$1.csr" "$1.ext" "$2.srl"
+}
+new_client client ca
+new_client other-client other-ca
 rm -f server.csr server.ext ca.srl
-chmod 0644 ca.pem other-ca.pem server.pem
+chmod 0644 ca.pem other-ca.pem server.pem client.pem other-client.pem

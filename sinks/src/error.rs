@@ -300,9 +300,14 @@ const ACCESS_CODES: &[u32] = &[
 /// for every other failure.
 pub(crate) fn clickhouse_access_problem(e: &clickhouse::error::Error) -> Option<String> {
     if let Some(tls) = helios_schemas::tls::tls_failure(e) {
-        return Some(format!(
-            "{tls} (--clickhouse-ca-file / HELIOS_CLICKHOUSE_CA_FILE / [clickhouse] ca_file)"
-        ));
+        let settings = match tls {
+            helios_schemas::tls::TlsFailure::ClientCertificateRefused(_) => {
+                "--clickhouse-cert-file and --clickhouse-key-file / HELIOS_CLICKHOUSE_CERT_FILE \
+                 and HELIOS_CLICKHOUSE_KEY_FILE / [clickhouse] cert_file and key_file"
+            }
+            _ => "--clickhouse-ca-file / HELIOS_CLICKHOUSE_CA_FILE / [clickhouse] ca_file",
+        };
+        return Some(format!("{tls} ({settings})"));
     }
     if let clickhouse::error::Error::BadResponse(text) = e
         && response_code(text).is_some_and(|c| ACCESS_CODES.contains(&c))

@@ -56,7 +56,8 @@ pub struct ApiArgs {
     pub clickhouse_database: Option<String>,
 
     /// Backend settings file (TOML; keys in `helios run pipeline --help`): its
-    /// `[clickhouse]` url, database, ca_file, read_user and read_password_file apply where
+    /// `[clickhouse]` url, database, ca_file, cert_file, key_file, read_user and
+    /// read_password_file apply where
     /// the flags and variables say nothing.
     #[arg(long = "config", env = "HELIOS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -65,10 +66,8 @@ pub struct ApiArgs {
     #[arg(long, env = "HELIOS_DATA_DIR", default_value = "./helios-data")]
     pub data_dir: PathBuf,
 
-    /// PEM file of the CA certificate(s) that signed the ClickHouse server's certificate,
-    /// trusted besides Mozilla's roots for an `https://` URL (else `[clickhouse] ca_file`).
-    #[arg(long, env = "HELIOS_CLICKHOUSE_CA_FILE", value_name = "FILE")]
-    pub clickhouse_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub clickhouse_tls: crate::backend::ClickHouseTlsArgs,
 
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -106,14 +105,9 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let database = (args.clickhouse_database.clone())
         .or(file.clickhouse.database.clone())
         .unwrap_or_else(|| "helios".to_owned());
-    let ca_file = args
-        .clickhouse_ca_file
-        .clone()
-        .or(file.clickhouse.ca_file.clone());
     let clickhouse = url.map(|url| {
-        helios_sinks::clickhouse::ClickHouseConfig::new(url)
-            .database(&database)
-            .ca_file(ca_file)
+        let config = helios_sinks::clickhouse::ClickHouseConfig::new(url).database(&database);
+        args.clickhouse_tls.apply(config, &file.clickhouse)
     });
     let query = args.query.clone().with_settings_file(&file.clickhouse);
     let state = read_api::read_state(catalog, &store, clickhouse, &args.data_dir, &query).await?;

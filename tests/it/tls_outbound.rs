@@ -391,6 +391,9 @@ struct ClickHouseTls {
     password: String,
     read_user: String,
     read_password: String,
+    /// The client certificate and key the server's HTTPS port requires (mutual TLS).
+    cert: String,
+    key: String,
 }
 
 fn clickhouse_tls() -> ClickHouseTls {
@@ -407,9 +410,14 @@ fn clickhouse_tls() -> ClickHouseTls {
         password: var("HELIOS_TEST_CLICKHOUSE_PASSWORD"),
         read_user: var("HELIOS_TEST_CLICKHOUSE_READ_USER"),
         read_password: var("HELIOS_TEST_CLICKHOUSE_READ_PASSWORD"),
+        cert: var("HELIOS_TEST_CLICKHOUSE_CLIENT_CERT"),
+        key: var("HELIOS_TEST_CLICKHOUSE_CLIENT_KEY"),
     }
 }
 
+/// `helios up` stores in ClickHouse over HTTPS as a password user, presenting the client
+/// certificate the server requires (mutual TLS); `helios migrate` says which of the
+/// password, the server's CA or the client certificate is wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
     let ch = clickhouse_tls();
@@ -431,6 +439,8 @@ async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
         "--clickhouse-read-user",
         ch.read_user.as_str(),
     ];
+    // The server requires mutual TLS: the client certificate comes from the environment
+    // (the sink and the read API both present it).
     let server = Helios::up_with_env(
         &data,
         &args,
@@ -440,6 +450,8 @@ async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
                 password_file.to_str().unwrap(),
             ),
             ("HELIOS_CLICKHOUSE_READ_PASSWORD", ch.read_password.as_str()),
+            ("HELIOS_CLICKHOUSE_CERT_FILE", ch.cert.as_str()),
+            ("HELIOS_CLICKHOUSE_KEY_FILE", ch.key.as_str()),
         ],
     )
     .await;
@@ -478,6 +490,12 @@ async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
         std::process::Command::new(BIN)
             .args(["migrate", "--clickhouse", &ch.url, "--database", database])
             .args(["--clickhouse-user", &ch.user, "--clickhouse-ca-file", ca])
+            .args([
+                "--clickhouse-cert-file",
+                &ch.cert,
+                "--clickhouse-key-file",
+                &ch.key,
+            ])
             .env("HELIOS_CLICKHOUSE_PASSWORD", password)
             .env_remove("HELIOS_CLICKHOUSE_PASSWORD_FILE")
             .output()
@@ -500,6 +518,26 @@ async fn helios_up_stores_in_clickhouse_over_https_as_a_password_user() {
     assert!(
         stderr.contains("certificate is not trusted") && stderr.contains("--clickhouse-ca-file"),
         "an untrusted certificate is not named: {stderr}"
+    );
+    // Without the client certificate the server requires: stops, naming the settings.
+    let out = std::process::Command::new(BIN)
+        .args(["migrate", "--clickhouse", &ch.url, "--database", database])
+        .args([
+            "--clickhouse-user",
+            &ch.user,
+            "--clickhouse-ca-file",
+            &ch.ca,
+        ])
+        .env("HELIOS_CLICKHOUSE_PASSWORD", &ch.password)
+        .env_remove("HELIOS_CLICKHOUSE_PASSWORD_FILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refused the client certificate")
+            && stderr.contains("--clickhouse-cert-file"),
+        "a missing client certificate is not named: {stderr}"
     );
     let out = migrate(&ch.password, &ch.ca);
     assert!(

@@ -520,6 +520,10 @@ async fn the_reader_says_whether_clickhouse_refused_its_password_or_tls_its_cert
                 Some(password.to_owned()),
             )
             .ca_file(ca.map(Into::into))
+            .client_certificate(
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_CERT").into()),
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_KEY").into()),
+            )
     };
     let ca = test_var("HELIOS_TEST_CLICKHOUSE_CA");
     let cases = [

@@ -55,6 +55,13 @@ pub struct ClickHouseConfig {
     /// whose certificate a private CA signed (`https://` URLs).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and any intermediates) to present to a server
+    /// that requires mutual TLS; with `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -65,6 +72,8 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .finish()
     }
 }
@@ -82,6 +91,8 @@ impl ClickHouseConfig {
             user: None,
             password: None,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 
@@ -99,6 +110,26 @@ impl ClickHouseConfig {
         self
     }
 
+    /// Presents the client certificate in `cert_file` with its key in `key_file` (PEM)
+    /// to a server that requires mutual TLS.
+    pub fn client_certificate(
+        mut self,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    ) -> Self {
+        self.cert_file = cert_file;
+        self.key_file = key_file;
+        self
+    }
+
+    /// The client certificate and key, when both are set.
+    fn identity(&self) -> Option<helios_schemas::tls::ClientIdentity<'_>> {
+        Some(helios_schemas::tls::ClientIdentity {
+            cert_file: self.cert_file.as_deref()?,
+            key_file: self.key_file.as_deref()?,
+        })
+    }
+
     /// Sets the database.
     pub fn database(mut self, database: impl Into<String>) -> Self {
         self.database = database.into();
@@ -114,6 +145,29 @@ impl ClickHouseConfig {
                 "use the HTTP port, e.g. http://127.0.0.1:8123, or the HTTPS port, e.g. \
                  https://clickhouse.example:8443",
             ));
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(SinkError::config(
+                    "a ClickHouse client certificate needs both its certificate and its key",
+                    if self.cert_file.is_some() {
+                        "cert_file"
+                    } else {
+                        "key_file"
+                    },
+                    "set both --clickhouse-cert-file and --clickhouse-key-file ([clickhouse] \
+                     cert_file and key_file), or neither",
+                ));
+            }
+            (Some(_), Some(_)) if !self.url.starts_with("https://") => {
+                return Err(SinkError::config(
+                    "a ClickHouse client certificate is only presented over HTTPS",
+                    &self.url,
+                    "use the server's HTTPS port (https://host:8443), or drop the client \
+                     certificate",
+                ));
+            }
+            _ => {}
         }
         let ok = !self.database.is_empty()
             && self
@@ -138,15 +192,19 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The hyper client under the `clickhouse` client: HTTP, or HTTPS with the one TLS setup
-/// of `helios_schemas::tls` (ring, Mozilla's roots and `config.ca_file`).
+/// of `helios_schemas::tls` (ring, Mozilla's roots and `config.ca_file`; the client
+/// certificate of `config.cert_file` and `key_file` for a server that asks for one).
 fn base_client(config: &ClickHouseConfig) -> Result<Client> {
-    let mut tls = helios_schemas::tls::client_config(config.ca_file.as_deref()).map_err(|e| {
-        SinkError::config(
-            "cannot set up TLS for ClickHouse",
-            e.to_string(),
-            "check --clickhouse-ca-file / HELIOS_CLICKHOUSE_CA_FILE / [clickhouse] ca_file",
-        )
-    })?;
+    let mut tls =
+        helios_schemas::tls::client_config_with(config.ca_file.as_deref(), config.identity())
+            .map_err(|e| {
+                SinkError::config(
+                    "cannot set up TLS for ClickHouse",
+                    e.to_string(),
+                    "check --clickhouse-ca-file, --clickhouse-cert-file and --clickhouse-key-file \
+             (HELIOS_CLICKHOUSE_CA_FILE, …; [clickhouse] ca_file, cert_file, key_file)",
+                )
+            })?;
     // hyper-rustls announces the HTTP versions it enables itself (and refuses a preset).
     tls.alpn_protocols.clear();
     let mut tcp = HttpConnector::new();

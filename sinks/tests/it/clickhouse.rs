@@ -573,7 +573,8 @@ async fn migration_3_keeps_the_events_and_keys_them_by_source_and_id() {
 }
 
 /// Issue 14, done-when 2: over HTTPS, a wrong password and a certificate we do not trust
-/// each fail at once (no retrying), with an error that says which and names the setting.
+/// each fail at once (no retrying), with an error that says which and names the setting;
+/// so does a client certificate the server (which requires mutual TLS) refuses, or none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_or_an_untrusted_certificate_fails_saying_which() {
     let var = |name: &str| {
@@ -585,10 +586,16 @@ async fn a_wrong_password_or_an_untrusted_certificate_fails_saying_which() {
     let password = var("HELIOS_TEST_CLICKHOUSE_PASSWORD");
     let ca = std::path::PathBuf::from(var("HELIOS_TEST_CLICKHOUSE_CA"));
     let untrusted = std::path::PathBuf::from(var("HELIOS_TEST_CLICKHOUSE_UNTRUSTED_CA"));
+    let client = |name: &str| Some(std::path::PathBuf::from(var(name)));
+    let (cert, key) = (
+        client("HELIOS_TEST_CLICKHOUSE_CLIENT_CERT"),
+        client("HELIOS_TEST_CLICKHOUSE_CLIENT_KEY"),
+    );
     let try_connect = |password: &str, ca: Option<std::path::PathBuf>| {
         let config = ClickHouseConfig::new(&https)
             .credentials(Some(user.clone()), Some(password.to_owned()))
-            .ca_file(ca);
+            .ca_file(ca)
+            .client_certificate(cert.clone(), key.clone());
         async move { ClickHouse::new(&config).unwrap().server_version().await }
     };
 
@@ -628,6 +635,50 @@ async fn a_wrong_password_or_an_untrusted_certificate_fails_saying_which() {
         );
         assert!(!text.contains("authentication"), "{text}");
     }
+
+    // The server requires a client certificate its CA signed: none, or one another CA
+    // signed, is refused at once, naming the settings to give.
+    let others = (
+        client("HELIOS_TEST_CLICKHOUSE_OTHER_CLIENT_CERT"),
+        client("HELIOS_TEST_CLICKHOUSE_OTHER_CLIENT_KEY"),
+    );
+    for (cert, key) in [(None, None), others] {
+        let config = ClickHouseConfig::new(&https)
+            .credentials(Some(user.clone()), Some(password.clone()))
+            .ca_file(Some(ca.clone()))
+            .client_certificate(cert.clone(), key);
+        let err = ClickHouse::new(&config)
+            .unwrap()
+            .server_version()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, SinkError::ClickHouseAccess { .. }),
+            "{cert:?}: {err:?}"
+        );
+        assert!(!err.retryable(), "{text}");
+        assert!(
+            text.contains("refused the client certificate")
+                && text.contains("--clickhouse-cert-file"),
+            "{cert:?}: {text}"
+        );
+    }
+    // A key that is not the certificate's, or a file that is no key: refused before any
+    // connection, naming the file.
+    let wrong_key = ClickHouseConfig::new(&https)
+        .ca_file(Some(ca.clone()))
+        .client_certificate(
+            cert.clone(),
+            client("HELIOS_TEST_CLICKHOUSE_OTHER_CLIENT_KEY"),
+        );
+    let text = ClickHouse::new(&wrong_key).unwrap_err().to_string();
+    assert!(text.contains("other-client.key"), "{text}");
+    let not_a_key = ClickHouseConfig::new(&https)
+        .ca_file(Some(ca.clone()))
+        .client_certificate(cert.clone(), cert.clone());
+    let text = ClickHouse::new(&not_a_key).unwrap_err().to_string();
+    assert!(text.contains("holds no PEM private key"), "{text}");
 
     // Plain HTTP to the HTTPS port is a handshake problem of its own, not a retry forever.
     let plain = ClickHouseConfig::new(https.replace("https://", "http://"))

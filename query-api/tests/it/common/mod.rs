@@ -275,6 +275,10 @@ pub fn clickhouse_config() -> ClickHouseConfig {
                 Some(test_var("HELIOS_TEST_CLICKHOUSE_PASSWORD")),
             )
             .ca_file(Some(test_var("HELIOS_TEST_CLICKHOUSE_CA").into()))
+            .client_certificate(
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_CERT").into()),
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_KEY").into()),
+            )
     } else {
         ClickHouseConfig::new(test_var("HELIOS_TEST_CLICKHOUSE"))
     }

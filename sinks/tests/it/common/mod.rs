@@ -71,6 +71,10 @@ pub fn connect(config: ClickHouseConfig) -> ClickHouseConfig {
                 Some(test_var("HELIOS_TEST_CLICKHOUSE_PASSWORD")),
             )
             .ca_file(Some(test_var("HELIOS_TEST_CLICKHOUSE_CA").into()))
+            .client_certificate(
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_CERT").into()),
+                Some(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_KEY").into()),
+            )
     } else {
         config
     }
@@ -80,7 +84,19 @@ pub fn connect(config: ClickHouseConfig) -> ClickHouseConfig {
 /// the test CA and the password user over HTTPS.
 pub fn raw_client() -> (reqwest::Client, Option<(String, String)>) {
     let ca = over_https().then(|| PathBuf::from(test_var("HELIOS_TEST_CLICKHOUSE_CA")));
-    let client = helios_schemas::tls::http_client_builder(ca.as_deref())
+    let files = over_https().then(|| {
+        (
+            PathBuf::from(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_CERT")),
+            PathBuf::from(test_var("HELIOS_TEST_CLICKHOUSE_CLIENT_KEY")),
+        )
+    });
+    let identity = files
+        .as_ref()
+        .map(|(cert, key)| helios_schemas::tls::ClientIdentity {
+            cert_file: cert,
+            key_file: key,
+        });
+    let client = helios_schemas::tls::http_client_builder_with(ca.as_deref(), identity)
         .unwrap()
         .build()
         .unwrap();
