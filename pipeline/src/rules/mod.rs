@@ -54,6 +54,22 @@ pub struct Late {
     pub reason: String,
 }
 
+/// Why a matching event was not applied to a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotApplied {
+    /// It arrived after the rule's watermark.
+    Late(Late),
+    /// Its key would have been one more than the rule's `max_keys`.
+    Full(Full),
+}
+
+/// A matching event of a new key while the rule holds its bound of keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full {
+    pub rule: String,
+    pub reason: String,
+}
+
 /// A matching event waiting for the watermark. Ordered by (time, id, seq): event time
 /// first, then the event id so that equal times do not depend on arrival order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -207,13 +223,18 @@ impl RuleOperator {
     /// Offers one event. Events that match none of the rule's conditions are ignored.
     /// `seq` is the arrival position (a last tie-break between equal ids). Returns `Err`
     /// when the event matches but its time is behind the watermark already applied.
-    pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), Late> {
+    pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), NotApplied> {
         self.on_event_at(event, seq, self.state.watermark)
     }
 
     /// [`Self::on_event`] with the event judged late against `watermark` (or the rule's
     /// own, if further): a repartitioned event carries its source partition's watermark.
-    pub fn on_event_at(&mut self, event: &Event, seq: u64, watermark: i64) -> Result<(), Late> {
+    pub fn on_event_at(
+        &mut self,
+        event: &Event,
+        seq: u64,
+        watermark: i64,
+    ) -> Result<(), NotApplied> {
         let watermark = watermark.max(self.state.watermark);
         let role = match &self.rule.kind {
             RuleKind::Threshold { condition, .. } | RuleKind::Absence { condition } => {
@@ -227,13 +248,13 @@ impl RuleOperator {
             return Ok(());
         }
         if event.time < watermark {
-            return Err(Late {
+            return Err(NotApplied::Late(Late {
                 rule: self.rule.name.clone(),
                 reason: format!(
                     "event {} at time {} matched rule `{}` but arrived after the watermark {watermark}: it is later than the allowed out-of-orderness",
                     event.id, event.time, self.rule.name
                 ),
-            });
+            }));
         }
         let key: GroupKey = self
             .rule
@@ -241,6 +262,19 @@ impl RuleOperator {
             .iter()
             .map(|k| k.expr.eval(event).to_key())
             .collect();
+        // A new key is one more state; the keys held for the watermark may take the rule
+        // past its bound by at most the events waiting there.
+        if self.state.keys.len() >= self.rule.max_keys && !self.state.keys.contains_key(&key) {
+            return Err(NotApplied::Full(Full {
+                rule: self.rule.name.clone(),
+                reason: format!(
+                    "the rule holds its limit of {} keys (max_keys) and event {} is of another: \
+                     it was not applied there; raise max_keys, or narrow `per` if its keys are \
+                     unbounded (a request id, a random value)",
+                    self.rule.max_keys, event.id
+                ),
+            }));
+        }
         self.state.pending.insert(Pending {
             time: event.time,
             id: event.id.clone(),

@@ -43,8 +43,10 @@ fn run(rule: &Arc<Rule>, events: &[Event], disorder: i64, end: i64) -> (Vec<Aler
     let (mut out, mut late) = (Vec::new(), Vec::new());
     let mut max_t = i64::MIN;
     for (seq, e) in events.iter().enumerate() {
-        if let Err(l) = op.on_event(e, seq as u64) {
-            late.push(l);
+        match op.on_event(e, seq as u64) {
+            Ok(()) => {}
+            Err(crate::rules::NotApplied::Late(l)) => late.push(l),
+            Err(full) => panic!("{full:?}"),
         }
         max_t = max_t.max(e.time);
         op.on_watermark(max_t.saturating_sub(disorder), &mut out);
@@ -329,9 +331,11 @@ within = "10m""#,
     let mut op = RuleOperator::new(r);
     let mut out = Vec::new();
     op.on_watermark(10 * MIN, &mut out);
-    let late = op
-        .on_event(&event("x", 9 * MIN, "fail", "a"), 0)
-        .unwrap_err();
+    let Err(crate::rules::NotApplied::Late(late)) =
+        op.on_event(&event("x", 9 * MIN, "fail", "a"), 0)
+    else {
+        panic!("not late")
+    };
     assert_eq!(late.rule, "r");
     // The sink reads `late_by` from these words (late_events, ADR-015).
     let watermark = format!("after the watermark {}:", 10 * MIN);

@@ -74,6 +74,9 @@ pub const LATE_STAGE: &str = "pipeline/late";
 pub const DECODE_STAGE: &str = "pipeline/decode";
 /// The stage name of events dated more than `max_future` after their `received_at`.
 pub const FUTURE_STAGE: &str = "pipeline/future";
+/// The stage name of events an aggregate or rule did not apply because it holds its
+/// bound of open windows or keys (`max_open_windows`, `max_keys`).
+pub const LIMIT_STAGE: &str = "pipeline/limit";
 /// Records whose de-duplication lines are fetched together before they are processed:
 /// enough misses in flight to hide memory latency, few enough lines to stay in L1.
 const PREFETCH_RUN: usize = 64;
@@ -1171,32 +1174,69 @@ async fn process_forwarded(
     Ok(())
 }
 
+/// Operators that did not apply an event: each one's reason and name.
+#[derive(Debug, Default)]
+struct NotApplied {
+    /// Found it late: late dead letters (`helios.late`, the `late_events` table).
+    late: Vec<(String, String)>,
+    /// Hold their bound of open windows or keys: dead letters (`helios.dlq`).
+    full: Vec<(String, String)>,
+}
+
+impl NotApplied {
+    /// Every operator applied the event.
+    fn is_empty(&self) -> bool {
+        self.late.is_empty() && self.full.is_empty()
+    }
+}
+
 /// Offers an accepted event to a partition's aggregates and rules; `seq` is its stable
 /// position (tie-breaks) and `late_at` a watermark to judge it late against besides the
-/// operators' own. Returns, for each operator that found it late, the reason and the
-/// name its late dead letter carries (the caller knows the record's position).
-fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> Vec<(String, String)> {
-    let mut late_for = Vec::new();
+/// operators' own. Returns, for each operator that did not apply it, the reason and the
+/// name its dead letter carries (the caller knows the record's position).
+fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> NotApplied {
+    use crate::rules::NotApplied as R;
+    use crate::window::NotApplied as W;
+    let mut skipped = NotApplied::default();
     for op in &mut st.aggregates {
-        if let Err(late) = op.on_event_at(event, seq, late_at) {
-            let reason = format!("aggregate `{}`: {}", late.aggregate, late.reason);
-            late_for.push((reason, late.aggregate));
+        match op.on_event_at(event, seq, late_at) {
+            Ok(()) => {}
+            Err(W::Late(late)) => {
+                let reason = format!("aggregate `{}`: {}", late.aggregate, late.reason);
+                skipped.late.push((reason, late.aggregate));
+            }
+            Err(W::Full(full)) => {
+                let reason = format!("aggregate `{}`: {}", full.aggregate, full.reason);
+                skipped.full.push((reason, full.aggregate));
+            }
         }
     }
     for op in &mut st.rules {
-        if let Err(late) = op.on_event_at(event, seq, late_at) {
-            let reason = format!("rule `{}`: {}", late.rule, late.reason);
-            late_for.push((reason, format!("rule/{}", late.rule)));
+        match op.on_event_at(event, seq, late_at) {
+            Ok(()) => {}
+            Err(R::Late(late)) => {
+                let reason = format!("rule `{}`: {}", late.rule, late.reason);
+                skipped.late.push((reason, format!("rule/{}", late.rule)));
+            }
+            Err(R::Full(full)) => {
+                let reason = format!("rule `{}`: {}", full.rule, full.reason);
+                skipped.full.push((reason, format!("rule/{}", full.rule)));
+            }
         }
     }
-    late_for
+    skipped
 }
 
-/// Late dead letters for what [`feed`] found late, at `pos`.
-fn late_letters(late_for: Vec<(String, String)>, pos: &Pos<'_>, out: &mut Outputs) {
-    for (reason, name) in late_for {
+/// Dead letters for what [`feed`] did not apply, at `pos`: late ones to the late topic,
+/// those over an operator's bound to the dead-letter topic.
+fn late_letters(skipped: NotApplied, pos: &Pos<'_>, out: &mut Outputs) {
+    for (reason, name) in skipped.late {
         out.late
             .push(dead_letter(LATE_STAGE, pos, reason, Some(&name)));
+    }
+    for (reason, name) in skipped.full {
+        out.dead
+            .push(dead_letter(LIMIT_STAGE, pos, reason, Some(&name)));
     }
 }
 

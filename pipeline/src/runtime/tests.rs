@@ -1102,6 +1102,124 @@ within = "2m"
             "only the events stage wrote again"
         );
     }
+
+    const BOUNDED: &str = r#"
+[watermark]
+max_out_of_orderness = "1s"
+idle_timeout = "1h"
+
+[[aggregate]]
+name = "per_subject"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { n = "count(*)" }
+max_open_windows = 3
+
+[[rule]]
+name = "busy"
+type = "threshold"
+where = "true"
+per = ["subject"]
+count = 1000
+within = "1h"
+max_keys = 2
+"#;
+
+    /// No stream of new keys grows an operator's state without bound: at
+    /// `max_open_windows` an aggregate opens no more windows, at `max_keys` a rule takes
+    /// no more keys; what they do not apply is a dead letter naming the setting, and the
+    /// keys they hold keep counting. The same log gives the same refusals again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operators_at_their_bound_refuse_new_keys_as_dead_letters() {
+        use crate::runtime::LIMIT_STAGE;
+        let tmp = tempfile::tempdir().unwrap();
+        let log = events_log(tmp.path(), 1).await;
+        let codec = EventCodec::new(1);
+        let base = 1_700_000_040_000_000i64 - 1_700_000_040_000_000 % 60_000_000;
+        let event = |id: String, subject: String, time: i64| Event {
+            id,
+            source: "test".into(),
+            kind: "push".into(),
+            subject,
+            time,
+            received_at: time,
+            ..Event::default()
+        };
+        // Ten events 2 s apart over five subjects, then one an hour later that closes the
+        // first minute's windows.
+        let mut records: Vec<Record> = (0..10i64)
+            .map(|i| {
+                let s = format!("s{}", i % 5);
+                Record::keyed(
+                    s.clone(),
+                    codec.encode(&event(format!("e{i}"), s, base + i * 2_000_000)),
+                )
+            })
+            .collect();
+        let flush = event("flush".into(), "s0".into(), base + 3_600_000_000);
+        records.push(Record::keyed("s0", codec.encode(&flush)));
+        log.producer()
+            .append("helios.events", records)
+            .await
+            .unwrap();
+
+        let mut refusals = Vec::new();
+        for name in ["b1", "b2"] {
+            let p = processor(
+                &log,
+                &tmp.path().join(format!("ckpt-{name}")),
+                name,
+                BOUNDED,
+            )
+            .await;
+            p.run_to_end().await.unwrap();
+            let letters = RecordCodec::<DeadLetter>::new(3);
+            let dead: Vec<DeadLetter> = read_all(&log, &format!("{name}.dlq"))
+                .await
+                .into_values()
+                .flatten()
+                .map(|(_, v)| letters.decode(&v).unwrap())
+                .collect();
+            assert!(dead.iter().all(|d| d.stage == LIMIT_STAGE), "{dead:?}");
+            let refused = |what: &str| -> Vec<String> {
+                dead.iter()
+                    .filter(|d| d.reason.starts_with(what))
+                    .map(|d| EventCodec::new(1).decode(&d.original).unwrap().id)
+                    .collect()
+            };
+            // The aggregate holds s0, s1 and s2's windows; s3 and s4 open none, nor does
+            // the hour-later event while those three are open (it moves the watermark
+            // all the same, which closes them).
+            assert_eq!(
+                refused("aggregate `per_subject`"),
+                ["e3", "e4", "e8", "e9", "flush"]
+            );
+            assert!(
+                dead.iter().all(|d| d.reason.contains("max_open_windows")
+                    || d.reason.contains("max_keys")),
+                "{dead:?}"
+            );
+            // The rule took s0 and s1 (and s2, held for the watermark when the bound was
+            // reached); s3 and s4 are refused.
+            assert_eq!(refused("rule `busy`"), ["e3", "e4", "e8", "e9"]);
+            let results = RecordCodec::<WindowResult>::new(2);
+            let counts: BTreeMap<String, i64> = read_all(&log, &format!("{name}.aggregates"))
+                .await
+                .into_values()
+                .flatten()
+                .map(|(_, v)| results.decode(&v).unwrap())
+                .filter(|r| r.is_final)
+                .map(|r| (r.group["subject"].clone(), r.count))
+                .collect();
+            assert_eq!(
+                counts,
+                BTreeMap::from([("s0".into(), 2), ("s1".into(), 2), ("s2".into(), 2)]),
+                "the windows it holds count every event of theirs"
+            );
+            refusals.push(dead.len());
+        }
+        assert_eq!(refusals[0], refusals[1], "the same log, the same refusals");
+    }
 }
 
 mod restore {

@@ -182,10 +182,19 @@ pub struct Aggregate {
     pub emit_every: Option<Duration>,
     /// Which insight detectors run over the results, how sensitive (`insights`).
     pub insights: InsightConfig,
+    /// Windows open at once per input partition at most (`max_open_windows`): an event
+    /// that would open one more is not applied to this aggregate and becomes a dead letter
+    /// saying so, so no stream of new keys can grow the state without bound.
+    pub max_open_windows: usize,
 }
 
-// By hand, without `insights`: the Debug text is the aggregate's state fingerprint
-// (runtime/partition.rs), and tuning a detector must not throw away window state.
+/// The bound on an operator's state when the spec sets none: about 80 MiB of window
+/// state for a count and a sum (bench/RESULTS.md, `memory`), per input partition.
+pub const DEFAULT_MAX_STATE_KEYS: usize = 250_000;
+
+// By hand, without `insights` and `max_open_windows`: the Debug text is the aggregate's
+// state fingerprint (runtime/partition.rs), and tuning a detector or a bound must not
+// throw away window state.
 impl std::fmt::Debug for Aggregate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aggregate")
@@ -225,13 +234,30 @@ pub enum Severity {
 }
 
 /// A rule producing alerts.
-#[derive(Debug)]
 pub struct Rule {
     pub name: String,
     pub kind: RuleKind,
     pub per: Vec<GroupKeyExpr>,
     pub within: Duration,
     pub severity: Severity,
+    /// Keys with state per input partition at most (`max_keys`): a matching event of one
+    /// more key is not applied to this rule and becomes a dead letter saying so.
+    pub max_keys: usize,
+}
+
+// By hand, without `max_keys` (and as `derive` printed it before): the Debug text is
+// the rule's state fingerprint (runtime/partition.rs), and raising a bound must not throw
+// away rule state.
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("per", &self.per)
+            .field("within", &self.within)
+            .field("severity", &self.severity)
+            .finish()
+    }
 }
 
 /// What a rule watches for.
@@ -747,7 +773,38 @@ fn aggregate(
         allowed_lateness: allowed_lateness?,
         emit_every: emit_every?,
         insights: insights?,
+        max_open_windows: bound(
+            c,
+            raw.max_open_windows.as_ref(),
+            "max_open_windows",
+            "windows",
+        )?,
     })
+}
+
+/// A positive bound on an operator's state, [`DEFAULT_MAX_STATE_KEYS`] when not given.
+fn bound(
+    c: &mut Collector<'_>,
+    raw: Option<&Spanned<i64>>,
+    setting: &str,
+    what: &str,
+) -> Option<usize> {
+    let Some(raw) = raw else {
+        return Some(DEFAULT_MAX_STATE_KEYS);
+    };
+    match usize::try_from(*raw.get_ref()) {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            c.at(
+                raw.span(),
+                format!("{setting} must be a positive number, not {}", raw.get_ref()),
+                Some(format!(
+                    "{what} held per input partition at most, e.g. {DEFAULT_MAX_STATE_KEYS} (the default)"
+                )),
+            );
+            None
+        }
+    }
 }
 
 /// ADR-020: an aggregate whose keys do not include the bare `subject` column runs through
@@ -1200,6 +1257,7 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
             None
         }
     };
+    let max_keys = bound(c, raw.max_keys.as_ref(), "max_keys", "keys");
     if c.count() > before {
         return None;
     }
@@ -1209,6 +1267,7 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
         per: per?,
         within: within?,
         severity: severity?,
+        max_keys: max_keys?,
     })
 }
 

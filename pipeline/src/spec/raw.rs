@@ -37,6 +37,8 @@ pub struct Aggregate {
     pub emit_every: Option<Spanned<String>>,
     /// The insight detectors over this aggregate's results: `false`, `true` or a table.
     pub insights: Option<Spanned<Toggle<Insights>>>,
+    /// Windows open at once per input partition at most.
+    pub max_open_windows: Option<Spanned<i64>>,
 }
 
 /// `false` (off), `true` (the defaults) or a table of settings.
@@ -158,6 +160,8 @@ pub struct Rule {
     pub first: Option<Spanned<String>>,
     /// Second condition (sequence).
     pub then: Option<Spanned<String>>,
+    /// Keys with state per input partition at most.
+    pub max_keys: Option<Spanned<i64>>,
 }
 
 /// `[dedupe]`: how the processor recognises repeats of an event it has applied.

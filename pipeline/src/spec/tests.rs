@@ -645,3 +645,49 @@ format = "slack"
     assert_eq!((d.items[0].line, d.items[0].column), (2, 8), "{d}");
     assert!(d.items[0].message.contains("no `url` or `url_env`"), "{d}");
 }
+
+#[test]
+fn operator_state_bounds_default_and_are_checked_where_written() {
+    let text = |windows: &str, keys: &str| {
+        format!(
+            "[[aggregate]]\nname = \"a\"\nwindow = {{ type = \"tumbling\", size = \"1m\" }}\n\
+             group_by = [\"subject\"]\nmeasures = {{ n = \"count(*)\" }}\n{windows}\n\n\
+             [[rule]]\nname = \"r\"\ntype = \"threshold\"\nwhere = \"true\"\ncount = 2\n\
+             within = \"1h\"\n{keys}\n"
+        )
+    };
+    let spec = parse::<Source>(&text("", ""), "s.toml", check_source).unwrap();
+    assert_eq!(
+        spec.aggregates[0].max_open_windows,
+        super::DEFAULT_MAX_STATE_KEYS
+    );
+    assert_eq!(spec.rules[0].max_keys, super::DEFAULT_MAX_STATE_KEYS);
+    let spec = parse::<Source>(
+        &text("max_open_windows = 10", "max_keys = 7"),
+        "s.toml",
+        check_source,
+    )
+    .unwrap();
+    assert_eq!(spec.aggregates[0].max_open_windows, 10);
+    assert_eq!(spec.rules[0].max_keys, 7);
+    // A bound is not part of the state's fingerprint: raising one keeps the state.
+    let before = parse::<Source>(&text("", ""), "s.toml", check_source).unwrap();
+    assert_eq!(
+        format!("{:?}", before.aggregates[0]),
+        format!("{:?}", spec.aggregates[0])
+    );
+    assert_eq!(
+        format!("{:?}", before.rules[0]),
+        format!("{:?}", spec.rules[0])
+    );
+
+    let got = problems(&text("max_open_windows = 0", "max_keys = -3"));
+    let got: Vec<(usize, usize, &str)> = got.iter().map(|(l, c, m)| (*l, *c, m.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (6, 20, "max_open_windows must be a positive number, not 0"),
+            (14, 12, "max_keys must be a positive number, not -3"),
+        ]
+    );
+}

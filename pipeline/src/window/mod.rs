@@ -93,6 +93,23 @@ fn key_hash(key: &GroupKey) -> u64 {
 /// window, size/slide (+ lateness) for a hopping one, the open sessions of a key.
 type Group = Vec<(i64, WindowState)>;
 
+/// Why an event was not applied to an aggregate, or not to all its windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotApplied {
+    /// Every window it belongs to has closed.
+    Late(Late),
+    /// A window it belongs to would have been one more than the aggregate's
+    /// `max_open_windows`; it was applied to those of its windows that were open.
+    Full(Full),
+}
+
+/// An event that opened no window because the aggregate holds its bound of open windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full {
+    pub aggregate: String,
+    pub reason: String,
+}
+
 /// Why an event did not count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Late {
@@ -175,8 +192,8 @@ pub struct WindowedAggregate {
     /// window), and a key is stored once however many windows it has open.
     groups: BTreeMap<Keyed, Group>,
     /// window end -> number of open windows ending there: tells, without visiting the
-    /// groups, whether a watermark closes anything.
-    ends: BTreeMap<i64, usize>,
+    /// groups, whether a watermark closes anything; and the open windows in all.
+    ends: Ends,
     /// Session windows only: session end -> the keys with a session ending there, so a
     /// closing session is found directly (session ends differ from key to key; tumbling
     /// and hopping windows end together and are closed by one pass over the groups).
@@ -203,7 +220,7 @@ impl WindowedAggregate {
             emit_every_us: spec.emit_every.map(micros),
             spec,
             groups: BTreeMap::new(),
-            ends: BTreeMap::new(),
+            ends: Ends::default(),
             session_ends: BTreeMap::new(),
             scratch: Keyed::default(),
             watermark: i64::MIN,
@@ -275,7 +292,7 @@ impl WindowedAggregate {
             let group = op.groups.entry(Keyed::new(key)).or_insert_with(new_group);
             let at = group.partition_point(|(e, _)| *e < end);
             group.insert(at, (end, st));
-            *op.ends.entry(end).or_default() += 1;
+            op.ends.add(end);
         }
         if op.is_session() {
             for (key, group) in &op.groups {
@@ -291,12 +308,12 @@ impl WindowedAggregate {
 
     /// Windows currently open (for metrics and memory bounds).
     pub fn open_windows(&self) -> usize {
-        self.ends.values().sum()
+        self.ends.open
     }
 
     /// Adds one event. `seq` is its arrival position (for first/last ties). Returns `Err`
     /// when the event matched but every window it belongs to has closed.
-    pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), Late> {
+    pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), NotApplied> {
         self.on_event_at(event, seq, self.watermark)
     }
 
@@ -304,7 +321,12 @@ impl WindowedAggregate {
     /// operator's own, if further): a repartitioned event carries the watermark of the
     /// partition it came from, so it joins exactly the windows it would have joined
     /// there, whatever other partitions' records arrived in between.
-    pub fn on_event_at(&mut self, event: &Event, seq: u64, watermark: i64) -> Result<(), Late> {
+    pub fn on_event_at(
+        &mut self,
+        event: &Event,
+        seq: u64,
+        watermark: i64,
+    ) -> Result<(), NotApplied> {
         let watermark = watermark.max(self.watermark);
         if let Some(cond) = &self.spec.condition
             && !cond.matches(event)
@@ -336,18 +358,32 @@ impl WindowedAggregate {
         };
         let t = event.time;
         let closed_before = watermark.saturating_sub(self.lateness_us);
+        let max_open = spec.max_open_windows;
         let outcome = match spec.window {
             Window::Tumbling { size } => {
                 let size = micros(size);
                 let start = t.div_euclid(size) * size;
                 if start + size <= closed_before {
-                    Err(self.late(t, watermark))
+                    Err(NotApplied::Late(self.late(t, watermark)))
                 } else {
                     let ends = &mut self.ends;
-                    with_group(&mut self.groups, &key, |group| {
-                        add(group, ends, &spec, start, start + size, args, t, seq);
+                    let added = with_group(&mut self.groups, &key, |group| {
+                        add(
+                            group,
+                            ends,
+                            max_open,
+                            &spec,
+                            start,
+                            start + size,
+                            args,
+                            t,
+                            seq,
+                        )
                     });
-                    Ok(())
+                    match added {
+                        Some(_) => Ok(()),
+                        None => Err(NotApplied::Full(self.full())),
+                    }
                 }
             }
             Window::Hopping { size, slide } => {
@@ -364,21 +400,32 @@ impl WindowedAggregate {
                     start += slide;
                 }
                 if start > last_start {
-                    Err(self.late(t, watermark))
+                    Err(NotApplied::Late(self.late(t, watermark)))
                 } else {
                     // One key lookup for all of the event's windows.
                     let ends = &mut self.ends;
-                    with_group(&mut self.groups, &key, |group| {
+                    let complete = with_group(&mut self.groups, &key, |group| {
                         // The event's windows are consecutive in the group (ends ordered,
                         // one slide apart): one search for the first, then a walk.
                         let mut at = group.partition_point(|(e, _)| *e < start + size);
+                        let mut complete = true;
                         while start <= last_start {
-                            add_at(group, at, ends, &spec, start, start + size, args, t, seq);
-                            at += 1;
+                            let end = start + size;
+                            match add_at(group, at, ends, max_open, &spec, start, end, args, t, seq)
+                            {
+                                Some(_) => at += 1,
+                                // Not opened: the next window's place is this one's.
+                                None => complete = false,
+                            }
                             start += slide;
                         }
+                        complete
                     });
-                    Ok(())
+                    if complete {
+                        Ok(())
+                    } else {
+                        Err(NotApplied::Full(self.full()))
+                    }
                 }
             }
             Window::Session { gap } => self.session(t, micros(gap), closed_before, &key, args, seq),
@@ -395,7 +442,7 @@ impl WindowedAggregate {
         key: &Keyed,
         args: &[Input],
         seq: u64,
-    ) -> Result<(), Late> {
+    ) -> Result<(), NotApplied> {
         let (lo, hi) = (t, t.saturating_add(gap));
         // The open sessions this event touches (overlapping [t, t + gap]) merge into one.
         let touches = |e: i64, st: &WindowState| st.start <= hi && e >= lo;
@@ -404,7 +451,12 @@ impl WindowedAggregate {
             .get(key)
             .is_some_and(|g| g.iter().any(|(e, st)| touches(*e, st)));
         if !any && hi <= closed_before {
-            return Err(self.late(t, closed_before.saturating_add(self.lateness_us)));
+            let late = self.late(t, closed_before.saturating_add(self.lateness_us));
+            return Err(NotApplied::Late(late));
+        }
+        // A new session is one more open window; merging never adds one.
+        if !any && self.ends.open >= self.spec.max_open_windows {
+            return Err(NotApplied::Full(self.full()));
         }
         let spec = self.spec.clone();
         let group = group_of(&mut self.groups, key);
@@ -437,11 +489,22 @@ impl WindowedAggregate {
             st.start = start;
             let at = group.partition_point(|(e, _)| *e < end);
             group.insert(at, (end, st));
-            *self.ends.entry(end).or_default() += 1;
+            self.ends.add(end);
         }
-        add(group, &mut self.ends, &spec, start, end, args, t, seq);
+        // Never refused: the bound was checked above.
+        add(
+            group,
+            &mut self.ends,
+            usize::MAX,
+            &spec,
+            start,
+            end,
+            args,
+            t,
+            seq,
+        );
         for e in removed {
-            forget(&mut self.ends, e);
+            self.ends.forget(e);
             if e == end {
                 continue;
             }
@@ -461,6 +524,18 @@ impl WindowedAggregate {
         Ok(())
     }
 
+    fn full(&self) -> Full {
+        Full {
+            aggregate: self.spec.name.clone(),
+            reason: format!(
+                "the aggregate holds its limit of {} open windows (max_open_windows) and the \
+                 event would open another: it was not counted there; raise max_open_windows, or \
+                 narrow group_by if its keys are unbounded (a request id, a random value)",
+                self.spec.max_open_windows
+            ),
+        }
+    }
+
     fn late(&self, t: i64, watermark: i64) -> Late {
         Late {
             aggregate: self.spec.name.clone(),
@@ -477,7 +552,7 @@ impl WindowedAggregate {
     /// when one of its operators has a deadline behind the wall clock.
     pub fn next_deadline(&self) -> Option<i64> {
         let closes = [
-            self.ends.first_key_value().map(|(end, _)| *end),
+            self.ends.first(),
             self.session_ends.first_key_value().map(|(end, _)| *end),
         ]
         .into_iter()
@@ -505,11 +580,7 @@ impl WindowedAggregate {
         }
         self.watermark = watermark;
         let closed_before = watermark.saturating_sub(self.lateness_us);
-        if self
-            .ends
-            .first_key_value()
-            .is_some_and(|(end, _)| *end <= closed_before)
-        {
+        if self.ends.first().is_some_and(|end| end <= closed_before) {
             self.close(closed_before, out);
         }
         if let Some(every) = self.emit_every_us {
@@ -540,12 +611,7 @@ impl WindowedAggregate {
     /// Emits the final results of every window ending at or before `closed_before`, in
     /// (end, key) order, and drops them.
     fn close(&mut self, closed_before: i64, out: &mut Vec<WindowResult>) {
-        while let Some(entry) = self.ends.first_entry() {
-            if *entry.key() > closed_before {
-                break;
-            }
-            entry.remove();
-        }
+        self.ends.close_through(closed_before);
         if self.is_session() {
             while let Some(entry) = self.session_ends.first_entry() {
                 if *entry.key() > closed_before {
@@ -591,20 +657,22 @@ impl WindowedAggregate {
 }
 
 /// Adds the event to the window `(start, end)` of `group`, creating it when new (and
-/// counting it in `ends`). Returns whether the window is new.
+/// counting it in `ends`) unless `max_open` windows are open. Returns whether the window
+/// is new, or `None` when it was not opened.
 #[allow(clippy::too_many_arguments)]
 fn add(
     group: &mut Group,
-    ends: &mut BTreeMap<i64, usize>,
+    ends: &mut Ends,
+    max_open: usize,
     spec: &Aggregate,
     start: i64,
     end: i64,
     args: &[Input],
     t: i64,
     seq: u64,
-) -> bool {
+) -> Option<bool> {
     let at = group.partition_point(|(e, _)| *e < end);
-    add_at(group, at, ends, spec, start, end, args, t, seq)
+    add_at(group, at, ends, max_open, spec, start, end, args, t, seq)
 }
 
 /// [`add`] when the window's position in `group` is known: `at` is the first window
@@ -613,15 +681,19 @@ fn add(
 fn add_at(
     group: &mut Group,
     at: usize,
-    ends: &mut BTreeMap<i64, usize>,
+    ends: &mut Ends,
+    max_open: usize,
     spec: &Aggregate,
     start: i64,
     end: i64,
     args: &[Input],
     t: i64,
     seq: u64,
-) -> bool {
+) -> Option<bool> {
     let new = group.get(at).is_none_or(|(e, _)| *e != end);
+    if new && ends.open >= max_open {
+        return None;
+    }
     if new {
         group.insert(
             at,
@@ -640,7 +712,7 @@ fn add_at(
                 },
             ),
         );
-        *ends.entry(end).or_default() += 1;
+        ends.add(end);
     }
     let state = &mut group[at].1;
     for (acc, arg) in state.accumulators.iter_mut().zip(args) {
@@ -648,7 +720,7 @@ fn add_at(
     }
     state.count += 1;
     state.dirty = true;
-    new
+    Some(new)
 }
 
 /// The open windows of `key`, created empty (the key cloned) when it has none.
@@ -673,7 +745,13 @@ fn with_group<R>(
     if let Some(group) = groups.get_mut(key) {
         return f(group);
     }
-    f(groups.entry(key.clone()).or_insert_with(new_group))
+    let group = groups.entry(key.clone()).or_insert_with(new_group);
+    let r = f(group);
+    // Nothing was opened (the aggregate holds its bound): no empty group stays behind.
+    if group.is_empty() {
+        groups.remove(key);
+    }
+    r
 }
 
 /// Room for one window: most keys of a tumbling window never have more, and `Vec`'s first
@@ -682,12 +760,44 @@ fn new_group() -> Group {
     Vec::with_capacity(1)
 }
 
-/// One window ending at `end` is gone.
-fn forget(ends: &mut BTreeMap<i64, usize>, end: i64) {
-    if let Some(n) = ends.get_mut(&end) {
-        *n -= 1;
-        if *n == 0 {
-            ends.remove(&end);
+/// The open windows by end, and how many there are in all (what `max_open_windows`
+/// bounds), kept together so the total is never recounted.
+#[derive(Debug, Default)]
+struct Ends {
+    by_end: BTreeMap<i64, usize>,
+    open: usize,
+}
+
+impl Ends {
+    /// One more window ends at `end`.
+    fn add(&mut self, end: i64) {
+        *self.by_end.entry(end).or_default() += 1;
+        self.open += 1;
+    }
+
+    /// One window ending at `end` is gone.
+    fn forget(&mut self, end: i64) {
+        if let Some(n) = self.by_end.get_mut(&end) {
+            *n -= 1;
+            self.open -= 1;
+            if *n == 0 {
+                self.by_end.remove(&end);
+            }
+        }
+    }
+
+    /// The earliest end of an open window.
+    fn first(&self) -> Option<i64> {
+        self.by_end.first_key_value().map(|(end, _)| *end)
+    }
+
+    /// Every window ending at or before `closed_before` is gone.
+    fn close_through(&mut self, closed_before: i64) {
+        while let Some(entry) = self.by_end.first_entry() {
+            if *entry.key() > closed_before {
+                break;
+            }
+            self.open -= entry.remove();
         }
     }
 }

@@ -74,8 +74,10 @@ fn run(agg: &Arc<Aggregate>, events: &[Event], disorder: i64) -> (Vec<WindowResu
     let (mut out, mut late) = (Vec::new(), Vec::new());
     let mut max_t = i64::MIN;
     for (seq, e) in events.iter().enumerate() {
-        if let Err(l) = op.on_event(e, seq as u64) {
-            late.push(l);
+        match op.on_event(e, seq as u64) {
+            Ok(()) => {}
+            Err(crate::window::NotApplied::Late(l)) => late.push(l),
+            Err(full) => panic!("{full:?}"),
         }
         max_t = max_t.max(e.time);
         op.on_watermark(max_t - disorder, &mut out);
@@ -291,7 +293,9 @@ fn late_events_are_returned_not_dropped_and_lateness_is_honoured() {
     assert_eq!(out[0].count, 2);
     // Now the window is closed: a later event for it is late, with a reason.
     e.time = 7 * MIN;
-    let late = op.on_event(&e, 2).unwrap_err();
+    let Err(crate::window::NotApplied::Late(late)) = op.on_event(&e, 2) else {
+        panic!("not late")
+    };
     assert!(late.reason.contains("closed"), "{}", late.reason);
     // The sink reads `late_by` from these words (late_events, ADR-015).
     let watermark = format!("the watermark {} ", 15 * MIN);
@@ -336,4 +340,86 @@ fn restoring_a_checkpoint_mid_stream_gives_the_uninterrupted_results() {
             assert_eq!(op.open_windows(), 0);
         }
     }
+}
+
+/// At `max_open_windows` an aggregate opens no more windows: the event is refused
+/// (`Full`, naming the setting) where it would open one, and still counted in the windows
+/// of it that are open; a closed window makes room again. Tumbling, hopping and session.
+#[test]
+fn at_its_bound_an_aggregate_opens_no_window_and_counts_in_those_it_has() {
+    use super::NotApplied;
+    let work = |id: &str, subject: &str, t: i64| Event {
+        id: id.into(),
+        source: "test".into(),
+        kind: "work".into(),
+        subject: subject.into(),
+        time: t,
+        ..Event::default()
+    };
+    let full = |r: Result<(), NotApplied>| match r {
+        Err(NotApplied::Full(f)) => {
+            assert!(f.reason.contains("max_open_windows"), "{}", f.reason);
+            true
+        }
+        Ok(()) => false,
+        Err(late) => panic!("{late:?}"),
+    };
+
+    // Tumbling, two windows at most.
+    let mut op = WindowedAggregate::new(aggregate(
+        r#"{ type = "tumbling", size = "1m" }"#,
+        "max_open_windows = 2",
+    ));
+    assert!(!full(op.on_event(&work("1", "a", 0), 1)));
+    assert!(!full(op.on_event(&work("2", "b", 0), 2)));
+    assert!(full(op.on_event(&work("3", "c", 0), 3)), "a third key");
+    assert!(
+        full(op.on_event(&work("4", "a", MIN), 4)),
+        "a's next window"
+    );
+    assert!(!full(op.on_event(&work("5", "a", 1), 5)), "a's open window");
+    assert_eq!(op.open_windows(), 2);
+    let mut out = Vec::new();
+    op.on_watermark(2 * MIN, &mut out);
+    let counts: BTreeMap<String, i64> = out
+        .iter()
+        .map(|r| (r.group["subject"].clone(), r.count))
+        .collect();
+    assert_eq!(counts, BTreeMap::from([("a".into(), 2), ("b".into(), 1)]));
+    assert_eq!(op.open_windows(), 0);
+    assert!(
+        !full(op.on_event(&work("6", "c", 2 * MIN), 6)),
+        "room again"
+    );
+
+    // Hopping 3m / 1m: an event falls in three windows; with room for four, a second key
+    // gets one of its three and the event is refused for the other two.
+    let mut op = WindowedAggregate::new(aggregate(
+        r#"{ type = "hopping", size = "3m", slide = "1m" }"#,
+        "max_open_windows = 4",
+    ));
+    assert!(!full(op.on_event(&work("1", "a", 2 * MIN), 1)));
+    assert!(full(op.on_event(&work("2", "b", 2 * MIN), 2)));
+    assert_eq!(op.open_windows(), 4);
+    let mut out = Vec::new();
+    op.on_watermark(10 * MIN, &mut out);
+    let b: Vec<i64> = out
+        .iter()
+        .filter(|r| r.group["subject"] == "b")
+        .map(|r| r.window_end)
+        .collect();
+    assert_eq!(b, [3 * MIN], "b's earliest window, the one that fitted");
+
+    // Sessions: a new session is refused at the bound; one that extends a session is not.
+    let mut op = WindowedAggregate::new(aggregate(
+        r#"{ type = "session", gap = "5m" }"#,
+        "max_open_windows = 1",
+    ));
+    assert!(!full(op.on_event(&work("1", "a", 0), 1)));
+    assert!(full(op.on_event(&work("2", "b", 0), 2)));
+    assert!(
+        !full(op.on_event(&work("3", "a", 3 * MIN), 3)),
+        "extends a's session"
+    );
+    assert_eq!(op.open_windows(), 1);
 }
