@@ -1135,7 +1135,8 @@ max_keys = 2
         let tmp = tempfile::tempdir().unwrap();
         let log = events_log(tmp.path(), 1).await;
         let codec = EventCodec::new(1);
-        let base = 1_700_000_040_000_000i64 - 1_700_000_040_000_000 % 60_000_000;
+        // A minute boundary (2023-11-14T22:14:00Z).
+        let base = 1_700_000_040_000_000i64;
         let event = |id: String, subject: String, time: i64| Event {
             id,
             source: "test".into(),
