@@ -294,6 +294,19 @@ within = "30s"
         }
     }
 
+    /// A `push` event of source `test`.
+    fn push_event(id: String, subject: String, time: i64, received_at: i64) -> Event {
+        Event {
+            id,
+            source: "test".into(),
+            kind: "push".into(),
+            subject,
+            time,
+            received_at,
+            ..Event::default()
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replaying_the_same_log_twice_writes_byte_identical_outputs() {
         let tmp = tempfile::tempdir().unwrap();
@@ -410,15 +423,7 @@ within = "30s"
         let log = events_log(tmp.path(), 2).await;
         let codec = EventCodec::new(1);
         let base = 1_700_000_000_000_000i64;
-        let event = |id: String, subject: String, time: i64, received_at: i64| Event {
-            id,
-            source: "test".into(),
-            kind: "push".into(),
-            subject,
-            time,
-            received_at,
-            ..Event::default()
-        };
+        let event = push_event;
         let mut records = Vec::new();
         for i in 0..300i64 {
             let subject = format!("s{}", i % 3);
@@ -1137,15 +1142,7 @@ max_keys = 2
         let codec = EventCodec::new(1);
         // A minute boundary (2023-11-14T22:14:00Z).
         let base = 1_700_000_040_000_000i64;
-        let event = |id: String, subject: String, time: i64| Event {
-            id,
-            source: "test".into(),
-            kind: "push".into(),
-            subject,
-            time,
-            received_at: time,
-            ..Event::default()
-        };
+        let event = |id, subject, time| push_event(id, subject, time, time);
         // Ten events 2 s apart over five subjects, then one an hour later that closes the
         // first minute's windows.
         let mut records: Vec<Record> = (0..10i64)
