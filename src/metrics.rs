@@ -233,6 +233,10 @@ impl Collect for PipelineCollector {
         }
         out.gauge(&n::PIPELINE_DEDUPE_IDENTITIES, &[], m.dedupe_ids);
         out.counter(&n::PIPELINE_DEDUPE_EVICTED, &[], m.dedupe_evicted);
+        for (operator, (state, limit)) in self.metrics.operator_states() {
+            out.gauge(&n::PIPELINE_OPERATOR_STATE, &[&operator], state);
+            out.gauge(&n::PIPELINE_OPERATOR_STATE_LIMIT, &[&operator], limit);
+        }
         out.counter(&n::PIPELINE_REPARTITIONED, &["out"], m.repartitioned_out);
         out.counter(&n::PIPELINE_REPARTITIONED, &["in"], m.repartitioned_in);
         out.counter(&n::PIPELINE_REPARTITION_REPEATS, &[], m.repartition_repeats);

@@ -39,6 +39,9 @@ pub struct Metrics {
     repartition_repeats: AtomicU64,
     /// Repeats dropped, by source (a handful of sources; updated once per batch).
     duplicates: RwLock<BTreeMap<String, u64>>,
+    /// Per operator (`aggregate/<name>`, `rule/<name>`): its state in its fullest
+    /// assigned partition, and its bound (updated once per batch).
+    operator_state: RwLock<BTreeMap<String, (u64, u64)>>,
     /// Per assigned partition; the map changes only on assignment changes, the counters
     /// inside once per batch.
     partitions: RwLock<BTreeMap<u32, Arc<PartitionCounters>>>,
@@ -162,6 +165,22 @@ impl Metrics {
         self.repartitioned_out.fetch_add(out, Relaxed);
         self.repartitioned_in.fetch_add(applied, Relaxed);
         self.repartition_repeats.fetch_add(repeats, Relaxed);
+    }
+
+    /// The state and bound of each operator of one stage, in its fullest partition.
+    pub(crate) fn operator_state(&self, states: BTreeMap<String, (u64, u64)>) {
+        self.operator_state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(states);
+    }
+
+    /// Each operator's state in its fullest assigned partition, and its bound.
+    pub fn operator_states(&self) -> BTreeMap<String, (u64, u64)> {
+        self.operator_state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn seen(&self, remembered: u64, evicted: u64) {

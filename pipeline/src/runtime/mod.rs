@@ -984,17 +984,35 @@ impl Runner {
 }
 
 /// Reports the identities the partitions remember, and those forgotten early since the
-/// last report.
+/// last report; and each operator's state in its fullest partition, with its bound.
 fn report_identities<'a>(
     metrics: &Metrics,
     partitions: impl Iterator<Item = &'a mut PartitionState>,
 ) {
     let (mut remembered, mut evicted) = (0u64, 0u64);
-    for seen in partitions.filter_map(|st| st.seen.as_mut()) {
-        evicted += seen.take_evicted();
-        remembered += seen.len() as u64;
+    let mut states: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut fullest = |name: String, size: usize, bound: usize| {
+        let s = states.entry(name).or_insert((0, bound as u64));
+        s.0 = s.0.max(size as u64);
+    };
+    for st in partitions {
+        if let Some(seen) = st.seen.as_mut() {
+            evicted += seen.take_evicted();
+            remembered += seen.len() as u64;
+        }
+        for a in &st.aggregates {
+            fullest(
+                format!("aggregate/{}", a.name()),
+                a.open_windows(),
+                a.max_open_windows(),
+            );
+        }
+        for r in &st.rules {
+            fullest(format!("rule/{}", r.name()), r.keys(), r.rule().max_keys);
+        }
     }
     metrics.seen(remembered, evicted);
+    metrics.operator_state(states);
 }
 
 /// What every record of a stage is processed with.

@@ -1170,7 +1170,13 @@ max_keys = 2
                 BOUNDED,
             )
             .await;
+            let metrics = p.metrics();
             p.run_to_end().await.unwrap();
+            // The state gauges name each operator with its bound.
+            let states = metrics.operator_states();
+            assert_eq!(states["aggregate/per_subject"].1, 3, "{states:?}");
+            assert_eq!(states["rule/busy"].1, 2, "{states:?}");
+            assert!(states["rule/busy"].0 >= 2, "{states:?}");
             let letters = RecordCodec::<DeadLetter>::new(3);
             let dead: Vec<DeadLetter> = read_all(&log, &format!("{name}.dlq"))
                 .await

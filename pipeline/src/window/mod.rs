@@ -311,6 +311,11 @@ impl WindowedAggregate {
         self.ends.open
     }
 
+    /// The bound of [`Self::open_windows`] (`max_open_windows`).
+    pub fn max_open_windows(&self) -> usize {
+        self.spec.max_open_windows
+    }
+
     /// Adds one event. `seq` is its arrival position (for first/last ties). Returns `Err`
     /// when the event matched but every window it belongs to has closed.
     pub fn on_event(&mut self, event: &Event, seq: u64) -> Result<(), NotApplied> {

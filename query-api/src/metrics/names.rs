@@ -127,6 +127,20 @@ pub const PIPELINE_DEDUPE_IDENTITIES: Family = Family {
     help: "Event identities the processor remembers for de-duplication, all assigned partitions.",
 };
 
+pub const PIPELINE_OPERATOR_STATE: Family = Family {
+    name: "helios_pipeline_operator_state",
+    kind: Kind::Gauge,
+    labels: &["operator"],
+    help: "State of an aggregate (open windows) or rule (keys) in its fullest assigned partition; at helios_pipeline_operator_state_limit it refuses what would grow it.",
+};
+
+pub const PIPELINE_OPERATOR_STATE_LIMIT: Family = Family {
+    name: "helios_pipeline_operator_state_limit",
+    kind: Kind::Gauge,
+    labels: &["operator"],
+    help: "The bound of an operator's state per partition: max_open_windows of an aggregate, max_keys of a rule.",
+};
+
 pub const PIPELINE_DEDUPE_EVICTED: Family = Family {
     name: "helios_pipeline_dedupe_evicted_total",
     kind: Kind::Counter,
@@ -300,6 +314,8 @@ pub const ALL: &[&Family] = &[
     &PIPELINE_DUPLICATES,
     &PIPELINE_DEDUPE_IDENTITIES,
     &PIPELINE_DEDUPE_EVICTED,
+    &PIPELINE_OPERATOR_STATE,
+    &PIPELINE_OPERATOR_STATE_LIMIT,
     &PIPELINE_REPARTITIONED,
     &PIPELINE_REPARTITION_REPEATS,
     &PIPELINE_CHECKPOINT_BYTES,
