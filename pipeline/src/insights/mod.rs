@@ -285,6 +285,14 @@ pub struct InsightOperator {
     /// settings ([`InsightOperator::resume`]), so the checkpoint format is unchanged.
     #[serde(skip)]
     config: InsightConfig,
+    /// Groups followed at most: the aggregate's `max_open_windows` (from the spec; set
+    /// again by [`InsightOperator::resume`]).
+    #[serde(skip, default = "default_max_groups")]
+    max_groups: usize,
+    /// Groups followed now (with a series or a streak); counted again from the state
+    /// where it is forgotten or restored.
+    #[serde(skip)]
+    groups: usize,
 }
 
 /// Period number of a time: periods of `period` µs counted from Monday 1970-01-05 00:00
@@ -295,6 +303,10 @@ fn week_of(t: i64, period: i64) -> i64 {
 
 fn week_start(week: i64, period: i64) -> i64 {
     week.saturating_mul(period).saturating_sub(3 * DAY)
+}
+
+fn default_max_groups() -> usize {
+    crate::spec::DEFAULT_MAX_STATE_KEYS
 }
 
 impl InsightOperator {
@@ -309,14 +321,60 @@ impl InsightOperator {
             series: BTreeMap::new(),
             streaks: BTreeMap::new(),
             config: aggregate.insights.clone(),
+            max_groups: aggregate.max_open_windows,
+            groups: 0,
         }
     }
 
     /// Takes the state of `saved` (a checkpoint's) and keeps this operator's settings.
     pub fn resume(&mut self, saved: InsightOperator) {
         let config = std::mem::take(&mut self.config);
+        let max_groups = self.max_groups;
         *self = saved;
         self.config = config;
+        self.max_groups = max_groups;
+        self.groups = self.count_groups();
+    }
+
+    /// Groups the detectors follow now, and at most (ADR-021): past the bound a new
+    /// group's results are not followed, so no stream of new keys grows the detectors'
+    /// state over the 28 days a series is kept.
+    pub fn groups(&self) -> (usize, usize) {
+        (self.groups, self.max_groups)
+    }
+
+    /// Whether `group` has a series or a streak.
+    fn follows(&self, group: &Group) -> bool {
+        self.streaks.contains_key(group)
+            || self
+                .series
+                .range((group.clone(), String::new())..)
+                .next()
+                .is_some_and(|((g, _), _)| g == group)
+    }
+
+    /// The groups with a series or a streak (series are ordered by group).
+    fn count_groups(&self) -> usize {
+        let mut n = 0;
+        let mut last: Option<&Group> = None;
+        for (g, _) in self.series.keys() {
+            if last != Some(g) {
+                n += 1;
+                last = Some(g);
+            }
+        }
+        let streak_only = self
+            .streaks
+            .keys()
+            .filter(|g| {
+                !self
+                    .series
+                    .range(((*g).clone(), String::new())..)
+                    .next()
+                    .is_some_and(|((s, _), _)| s == *g)
+            })
+            .count();
+        n + streak_only
     }
 
     /// The settings the detectors run with.
@@ -341,6 +399,10 @@ impl InsightOperator {
         }
         // Results come in window-end order: every window ending before this one was seen.
         self.advance(result.window_end.saturating_sub(1), out);
+        let followed = self.follows(&result.group);
+        if !followed && self.groups >= self.max_groups {
+            return;
+        }
         for (measure, value) in &result.measures {
             if value.is_finite() {
                 self.observe(result, measure, *value, out);
@@ -348,6 +410,9 @@ impl InsightOperator {
         }
         if result.count > 0 && self.config.streak_days.is_some() {
             self.activity(result, out);
+        }
+        if !followed && self.follows(&result.group) {
+            self.groups += 1;
         }
     }
 
@@ -557,6 +622,7 @@ impl InsightOperator {
             let keep = FORGET_AFTER.max(self.config.trend_period_us.saturating_mul(3));
             let horizon = progress.saturating_sub(keep);
             self.series.retain(|_, s| s.last_end >= horizon);
+            self.groups = self.count_groups();
         }
         let last_week_over = week_of(progress, self.config.trend_period_us) - 1;
         if last_week_over > self.weeks_checked {

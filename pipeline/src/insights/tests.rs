@@ -250,7 +250,9 @@ fn replays_and_checkpoints_give_identical_insights() {
     let mut op = operator();
     let mut out = feed(&mut op, &results[..9]);
     let bytes = postcard::to_allocvec(&op).expect("state serializes");
-    let mut restored: InsightOperator = postcard::from_bytes(&bytes).expect("deserializes");
+    // As a partition restores it: the checkpoint's state into the spec's operator.
+    let mut restored = operator();
+    restored.resume(postcard::from_bytes(&bytes).expect("deserializes"));
     assert_eq!(restored, op);
     for r in &results[9..] {
         restored.on_result(r, &mut out);
@@ -442,4 +444,29 @@ fn switching_to_mad_waits_for_its_own_history() {
         .map(|i| (i.window_start - MONDAY) / HOUR)
         .collect();
     assert_eq!(starts, [40], "{out:#?}");
+}
+
+/// The detectors follow at most the aggregate's `max_open_windows` groups: a new group
+/// past it gets no series (and no insight), the groups followed keep theirs, and the
+/// count comes back after a restore.
+#[test]
+fn the_detectors_follow_at_most_the_aggregates_bound_of_groups() {
+    let new_op = || tuned("max_open_windows = 2");
+    let mut op = new_op();
+    let mut out = Vec::new();
+    for subject in ["a", "b", "c"] {
+        for r in hourly(subject, 3, &[]) {
+            op.on_result(&r, &mut out);
+        }
+    }
+    assert_eq!(op.groups(), (2, 2));
+    assert_eq!(op.series(), 2, "c is not followed");
+    let bytes = postcard::to_allocvec(&op).unwrap();
+    let mut restored = new_op();
+    restored.resume(postcard::from_bytes(&bytes).unwrap());
+    assert_eq!(restored.groups(), (2, 2));
+    assert_eq!(
+        operator().groups(),
+        (0, crate::spec::DEFAULT_MAX_STATE_KEYS)
+    );
 }

@@ -1010,6 +1010,10 @@ fn report_identities<'a>(
         for r in &st.rules {
             fullest(format!("rule/{}", r.name()), r.keys(), r.rule().max_keys);
         }
+        for i in &st.insights {
+            let (groups, bound) = i.groups();
+            fullest(format!("insights/{}", i.aggregate()), groups, bound);
+        }
     }
     metrics.seen(remembered, evicted);
     metrics.operator_state(states);
