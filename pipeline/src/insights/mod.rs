@@ -345,12 +345,15 @@ impl InsightOperator {
 
     /// Whether `group` has a series or a streak.
     fn follows(&self, group: &Group) -> bool {
-        self.streaks.contains_key(group)
-            || self
-                .series
-                .range((group.clone(), String::new())..)
-                .next()
-                .is_some_and(|((g, _), _)| g == group)
+        self.streaks.contains_key(group) || self.has_series(group)
+    }
+
+    /// Whether `group` has a series (series are ordered by group, then measure).
+    fn has_series(&self, group: &Group) -> bool {
+        self.series
+            .range((group.clone(), String::new())..)
+            .next()
+            .is_some_and(|((g, _), _)| g == group)
     }
 
     /// The groups with a series or a streak (series are ordered by group).
@@ -363,17 +366,7 @@ impl InsightOperator {
                 last = Some(g);
             }
         }
-        let streak_only = self
-            .streaks
-            .keys()
-            .filter(|g| {
-                !self
-                    .series
-                    .range(((*g).clone(), String::new())..)
-                    .next()
-                    .is_some_and(|((s, _), _)| s == *g)
-            })
-            .count();
+        let streak_only = self.streaks.keys().filter(|g| !self.has_series(g)).count();
         n + streak_only
     }
 
