@@ -208,9 +208,12 @@ impl From<&rustls::Error> for TlsFailure {
             rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
                 TlsFailure::UntrustedCertificate(e.to_string())
             }
-            // The alerts a server sends about the client's certificate (or its absence).
+            // The alerts a server sends about the client's certificate (or its absence;
+            // under TLS 1.2, which has no `certificate_required`, a server that wants one
+            // and gets none ends the handshake with `handshake_failure`).
             rustls::Error::AlertReceived(
                 AlertDescription::CertificateRequired
+                | AlertDescription::HandshakeFailure
                 | AlertDescription::UnknownCA
                 | AlertDescription::BadCertificate
                 | AlertDescription::CertificateUnknown
@@ -234,7 +237,8 @@ impl std::fmt::Display for TlsFailure {
             TlsFailure::ClientCertificateRefused(reason) => write!(
                 f,
                 "the server refused the client certificate, or requires one ({reason}); give a \
-                 client certificate and key signed by a CA the server trusts"
+                 client certificate and key signed by a CA the server trusts (a \
+                 `HandshakeFailure` can also mean no protocol version or cipher in common)"
             ),
             TlsFailure::Handshake(reason) => write!(
                 f,
@@ -288,7 +292,12 @@ mod tests {
     fn a_servers_alert_about_the_client_certificate_says_so() {
         use super::TlsFailure;
         use rustls::AlertDescription as A;
-        for alert in [A::CertificateRequired, A::UnknownCA, A::BadCertificate] {
+        for alert in [
+            A::CertificateRequired,
+            A::HandshakeFailure,
+            A::UnknownCA,
+            A::BadCertificate,
+        ] {
             let failure = TlsFailure::from(&rustls::Error::AlertReceived(alert));
             assert!(
                 matches!(failure, TlsFailure::ClientCertificateRefused(_)),

@@ -110,7 +110,11 @@ write_config() {
             <caConfig>$dir/tls/ca.pem</caConfig>
             <loadDefaultCAFile>false</loadDefaultCAFile>
             <cacheSessions>true</cacheSessions>
-            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <!-- TLS 1.2 only: a server refuses a client certificate during a TLS 1.2
+                 handshake, so a refusal always reaches the client as one; under TLS 1.3 it
+                 comes after the handshake and may arrive as a closed connection instead,
+                 depending on timing (docs/SECURITY.md). -->
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1,tlsv1_3</disableProtocols>
             <preferServerCiphers>true</preferServerCiphers>
         </server>
     </openSSL>
