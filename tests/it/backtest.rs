@@ -318,16 +318,12 @@ fn a_file_of_events_backtests_without_a_running_helios() {
          not,a,line\n",
     )
     .unwrap();
-    let report: Value = serde_json::from_slice(&helios_ok(&[
-        "backtest",
+    let report: Value = backtest_json(&[
         "--spec",
         new.to_str().unwrap(),
         "--events",
         csv.to_str().unwrap(),
-        "--format",
-        "json",
-    ]))
-    .unwrap();
+    ]);
     assert_eq!(report["source"]["events"], 4);
     assert_eq!(report["source"]["rejected"], 1);
     let alerts = alerts(&report["rules"][0]["alerts"]);
@@ -383,18 +379,14 @@ fn a_higher_anomaly_threshold_removes_the_anomaly_in_a_backtest() {
     ));
     let file = tmp.path().join("requests.ndjson");
     std::fs::write(&file, lines).unwrap();
-    let report: Value = serde_json::from_slice(&helios_ok(&[
-        "backtest",
+    let report: Value = backtest_json(&[
         "--spec",
         new.to_str().unwrap(),
         "--baseline",
         current.to_str().unwrap(),
         "--events",
         file.to_str().unwrap(),
-        "--format",
-        "json",
-    ]))
-    .unwrap();
+    ]);
     let anomaly = report["insights"]
         .as_array()
         .unwrap()
@@ -490,8 +482,7 @@ async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
         .unwrap()
     };
     let before = describe();
-    let report: Value = serde_json::from_slice(&helios_ok(&[
-        "backtest",
+    let report: Value = backtest_json(&[
         "--spec",
         new.to_str().unwrap(),
         "--baseline",
@@ -504,12 +495,9 @@ async fn a_kafka_topic_backtests_to_the_predicted_alerts_without_committing() {
         &registry,
         "--registry-key",
         &key,
-        "--format",
-        "json",
         "--limit",
         "1000",
-    ]))
-    .unwrap();
+    ]);
     assert_eq!(
         report["source"]["events"],
         events.len() as u64,
@@ -711,4 +699,10 @@ within = "5m"
     let direct_text = text(&[]);
     assert!(direct_text.len() > 10, "{direct_text:?}");
     assert_eq!(direct_text, text(&["--via-log"]));
+}
+
+/// `helios backtest <args> --format json`, which must succeed: its report.
+fn backtest_json(args: &[&str]) -> Value {
+    let args = [&["backtest"][..], args, &["--format", "json"]].concat();
+    serde_json::from_slice(&helios_ok(&args)).expect("the JSON report")
 }

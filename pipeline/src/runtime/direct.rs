@@ -28,7 +28,7 @@ use helios_schemas::Event;
 use super::partition::PartitionState;
 use super::{
     FUTURE_STAGE, Outputs, PREFETCH_RUN, Pos, Processor, RunSummary, Stage, advance, dead_letter,
-    feed, forward_end_of_input, forward_event, forward_watermarks, late_letters, report_identities,
+    feed, forward_end_of_input, forward_event, forward_watermarks, refusal_letters, report_state,
     wall_clock_us, write_outputs,
 };
 use crate::Result;
@@ -183,7 +183,7 @@ impl Direct {
         let duplicates = std::mem::take(&mut out.duplicates);
         write_outputs(p, &self.stage, out, &[]).await?;
         p.metrics.duplicates(&duplicates);
-        report_identities(&p.metrics, self.partitions.iter_mut());
+        report_state(&p.metrics, self.partitions.iter_mut());
         let wall_us = wall_clock_us();
         if let Some(merged) = self
             .partitions
@@ -281,10 +281,10 @@ fn process_event(
         let rec = record(p, topic, st.tp.partition, offset, event);
         forward_event(stage, st, ooo_us, event, &rec, key, out);
     }
-    let late_for = feed(st, event, offset, i64::MIN);
-    if !late_for.is_empty() {
+    let refused = feed(st, event, offset, i64::MIN);
+    if !refused.is_empty() {
         let rec = record(p, topic, st.tp.partition, offset, event);
-        late_letters(late_for, &Pos::of(&rec), out);
+        refusal_letters(refused, &Pos::of(&rec), out);
     }
     if event.time > st.max_event_time {
         st.max_event_time = event.time;

@@ -870,7 +870,7 @@ impl Runner {
             return Ok(());
         }
         p.metrics.duplicates(&duplicates);
-        report_identities(&p.metrics, self.partitions.values_mut());
+        report_state(&p.metrics, self.partitions.values_mut());
         // After the outputs are durable: `next_offset` is now fully processed.
         let wall_us = wall_clock_us();
         for (&k, st) in &self.partitions {
@@ -985,10 +985,7 @@ impl Runner {
 
 /// Reports the identities the partitions remember, and those forgotten early since the
 /// last report; and each operator's state in its fullest partition, with its bound.
-fn report_identities<'a>(
-    metrics: &Metrics,
-    partitions: impl Iterator<Item = &'a mut PartitionState>,
-) {
+fn report_state<'a>(metrics: &Metrics, partitions: impl Iterator<Item = &'a mut PartitionState>) {
     let (mut remembered, mut evicted) = (0u64, 0u64);
     let mut states: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut fullest = |name: String, size: usize, bound: usize| {
@@ -1112,8 +1109,8 @@ async fn process_record(
     if !ctx.stage.forwards.is_empty() {
         forward_event(ctx.stage, st, ctx.ooo_us, event, rec, key, out);
     }
-    let late_for = feed(st, event, rec.offset, i64::MIN);
-    late_letters(late_for, &Pos::of(rec), out);
+    let refused = feed(st, event, rec.offset, i64::MIN);
+    refusal_letters(refused, &Pos::of(rec), out);
     if event.time > st.max_event_time {
         st.max_event_time = event.time;
         advance(st, event.time.saturating_sub(ctx.ooo_us), out);
@@ -1189,8 +1186,8 @@ async fn process_forwarded(
                 offset,
                 ..Pos::of(rec)
             };
-            let late_for = feed(st, event, From::seq(partition, offset), watermark);
-            late_letters(late_for, &source, out);
+            let refused = feed(st, event, From::seq(partition, offset), watermark);
+            refusal_letters(refused, &source, out);
         }
     }
     Ok(())
@@ -1198,14 +1195,14 @@ async fn process_forwarded(
 
 /// Operators that did not apply an event: each one's reason and name.
 #[derive(Debug, Default)]
-struct NotApplied {
+struct Refusals {
     /// Found it late: late dead letters (`helios.late`, the `late_events` table).
     late: Vec<(String, String)>,
     /// Hold their bound of open windows or keys: dead letters (`helios.dlq`).
     full: Vec<(String, String)>,
 }
 
-impl NotApplied {
+impl Refusals {
     /// Every operator applied the event.
     fn is_empty(&self) -> bool {
         self.late.is_empty() && self.full.is_empty()
@@ -1216,10 +1213,10 @@ impl NotApplied {
 /// position (tie-breaks) and `late_at` a watermark to judge it late against besides the
 /// operators' own. Returns, for each operator that did not apply it, the reason and the
 /// name its dead letter carries (the caller knows the record's position).
-fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> NotApplied {
+fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> Refusals {
     use crate::rules::NotApplied as R;
     use crate::window::NotApplied as W;
-    let mut skipped = NotApplied::default();
+    let mut skipped = Refusals::default();
     for op in &mut st.aggregates {
         match op.on_event_at(event, seq, late_at) {
             Ok(()) => {}
@@ -1251,7 +1248,7 @@ fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> NotAp
 
 /// Dead letters for what [`feed`] did not apply, at `pos`: late ones to the late topic,
 /// those over an operator's bound to the dead-letter topic.
-fn late_letters(skipped: NotApplied, pos: &Pos<'_>, out: &mut Outputs) {
+fn refusal_letters(skipped: Refusals, pos: &Pos<'_>, out: &mut Outputs) {
     for (reason, name) in skipped.late {
         out.late
             .push(dead_letter(LATE_STAGE, pos, reason, Some(&name)));
