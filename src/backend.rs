@@ -15,6 +15,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use helios_log::Log;
 use helios_log::embedded::{DefaultRetention, EmbeddedConfig, EmbeddedLog};
 use helios_log::kafka::{KafkaConfig, KafkaLog, SaslMechanism, Secret, SecurityProtocol};
+use helios_schemas::tls::{IdentityFiles, Outbound};
 use helios_schemas::{Registry, RemoteRegistry, SchemaSource};
 use serde::Deserialize;
 
@@ -326,27 +327,59 @@ impl ClickHouseAccessArgs {
     }
 }
 
-/// The CA file every outbound HTTPS client of this process trusts besides Mozilla's roots
-/// (`--ca-file` / `HELIOS_CA_FILE`): notifications, the remote registry, `helios send`,
-/// OTLP export, and probes without their own `ca_file`. Set once by `main` before any
-/// client is built.
-static OUTBOUND_CA_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+/// What every outbound HTTPS client of this process trusts and presents: the CA file
+/// (`--ca-file`) besides Mozilla's roots, and the client certificate (`--client-cert-file`
+/// with `--client-key-file`) for servers that require mutual TLS. Used by notifications,
+/// the remote registry (`--registry`, a Kafka bridge's `registry_url`), `helios send`,
+/// OTLP export (unless OTel's own variables name other files), and probes without files
+/// of their own. ClickHouse has its own (`--clickhouse-ca-file`, ...). Set once by `main`
+/// before any client is built.
+static OUTBOUND: std::sync::OnceLock<Outbound> = std::sync::OnceLock::new();
 
-/// Sets the process's outbound CA file (first call wins).
-pub fn set_outbound_ca_file(ca_file: Option<PathBuf>) {
-    let _ = OUTBOUND_CA_FILE.set(ca_file);
+/// Sets the process's outbound TLS files (first call wins).
+pub fn set_outbound(tls: Outbound) {
+    let _ = OUTBOUND.set(tls);
 }
 
-/// The process's outbound CA file, if any.
-pub fn outbound_ca_file() -> Option<&'static Path> {
-    OUTBOUND_CA_FILE.get().and_then(|f| f.as_deref())
+/// The process's outbound TLS files.
+pub fn outbound() -> &'static Outbound {
+    static NONE: Outbound = Outbound {
+        ca_file: None,
+        identity: None,
+    };
+    OUTBOUND.get().unwrap_or(&NONE)
+}
+
+/// The process's outbound TLS files from its flags: the client certificate and key both
+/// or neither, and both usable (read now, so a bad file stops the start, named).
+pub fn outbound_from_flags(
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+) -> anyhow::Result<Outbound> {
+    let identity = IdentityFiles::pair(cert_file, key_file).map_err(|missing| {
+        anyhow::anyhow!(
+            "a client certificate needs both its certificate and its key: the {missing} is \
+             missing; set both --client-cert-file and --client-key-file \
+             (HELIOS_CLIENT_CERT_FILE, HELIOS_CLIENT_KEY_FILE), or neither"
+        )
+    })?;
+    if let Some(id) = &identity {
+        id.check().context(
+            "the outbound client certificate (--client-cert-file / HELIOS_CLIENT_CERT_FILE, \
+             --client-key-file / HELIOS_CLIENT_KEY_FILE)",
+        )?;
+    }
+    Ok(Outbound { ca_file, identity })
 }
 
 /// A reqwest client builder with the one TLS setup (`helios_schemas::tls`) and the
-/// process's outbound CA file.
+/// process's outbound TLS files.
 pub fn http_client_builder() -> anyhow::Result<reqwest::ClientBuilder> {
-    helios_schemas::tls::http_client_builder(outbound_ca_file())
-        .context("setting up TLS for outbound HTTPS (check --ca-file / HELIOS_CA_FILE)")
+    outbound().http_client_builder().context(
+        "setting up TLS for outbound HTTPS (check --ca-file, --client-cert-file and \
+         --client-key-file)",
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -603,7 +636,7 @@ impl Backend {
         self.registry
             .as_ref()
             .map(|url| {
-                RemoteRegistry::connect(url, self.registry_key.as_deref(), outbound_ca_file())
+                RemoteRegistry::connect(url, self.registry_key.as_deref(), outbound())
                     .map(Arc::new)
                     .with_context(|| format!("registry URL {url}"))
             })

@@ -47,6 +47,29 @@ struct Cli {
     #[arg(long, global = true, env = "HELIOS_CA_FILE", value_name = "FILE")]
     ca_file: Option<std::path::PathBuf>,
 
+    /// PEM file of a client certificate (and any intermediates) that every outbound HTTPS
+    /// client presents to a server that requires mutual TLS, with --client-key-file: alert
+    /// webhooks, a remote schema registry (--registry, a Kafka bridge's registry_url), OTLP
+    /// export (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE replaces it there), `helios send`,
+    /// uptime probes (a probe's own cert_file replaces it). Sent only when a server asks
+    /// for one. ClickHouse has its own, --clickhouse-cert-file.
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOS_CLIENT_CERT_FILE",
+        value_name = "FILE"
+    )]
+    client_cert_file: Option<std::path::PathBuf>,
+
+    /// PEM file of that certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOS_CLIENT_KEY_FILE",
+        value_name = "FILE"
+    )]
+    client_key_file: Option<std::path::PathBuf>,
+
     /// How often spans and metrics are exported, e.g. `1s`; the OTel SDK's defaults (5 s
     /// for spans, 60 s for metrics) when unset.
     #[arg(long, global = true, env = "HELIOS_OTLP_INTERVAL", value_parser = humantime::parse_duration)]
@@ -84,9 +107,14 @@ fn main() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // One TLS stack, rustls on ring (ADR-018): the default of any client built without its
-    // own configuration, and the CA file of every outbound HTTPS client.
+    // own configuration, and the CA file and client certificate of every outbound HTTPS
+    // client.
     helios_schemas::tls::install_default_provider();
-    backend::set_outbound_ca_file(cli.ca_file.clone());
+    backend::set_outbound(backend::outbound_from_flags(
+        cli.ca_file.clone(),
+        cli.client_cert_file.clone(),
+        cli.client_key_file.clone(),
+    )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

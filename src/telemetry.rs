@@ -285,18 +285,47 @@ struct OtlpClient {
 /// Whether the last export failed, so a collector outage is logged once, not per export.
 static EXPORT_FAILING: AtomicBool = AtomicBool::new(false);
 
+/// The collector's TLS files: OTel's standard variables (OTEL_EXPORTER_OTLP_CERTIFICATE
+/// for its CA, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE with OTEL_EXPORTER_OTLP_CLIENT_KEY for
+/// mutual TLS), each replacing the process's own (--ca-file, --client-cert-file and
+/// --client-key-file).
+fn otlp_tls() -> anyhow::Result<helios_schemas::tls::Outbound> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let process = crate::backend::outbound();
+    let identity = match helios_schemas::tls::IdentityFiles::pair(
+        var("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        var("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+    ) {
+        Ok(Some(own)) => {
+            own.check().context(
+                "the OTLP client certificate (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, \
+                 OTEL_EXPORTER_OTLP_CLIENT_KEY)",
+            )?;
+            Some(own)
+        }
+        Ok(None) => process.identity.clone(),
+        Err(missing) => anyhow::bail!(
+            "OTLP export's client certificate needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE \
+             and OTEL_EXPORTER_OTLP_CLIENT_KEY; the {missing} is missing"
+        ),
+    };
+    Ok(helios_schemas::tls::Outbound {
+        ca_file: var("OTEL_EXPORTER_OTLP_CERTIFICATE").or_else(|| process.ca_file.clone()),
+        identity,
+    })
+}
+
 impl OtlpClient {
     fn new(runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
-        // The collector's CA: the OTel-standard OTEL_EXPORTER_OTLP_CERTIFICATE, else --ca-file.
-        let ca_file = std::env::var_os("OTEL_EXPORTER_OTLP_CERTIFICATE")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from);
-        let builder = match &ca_file {
-            Some(path) => helios_schemas::tls::http_client_builder(Some(path)).with_context(
-                || "setting up TLS for OTLP export (check OTEL_EXPORTER_OTLP_CERTIFICATE)",
-            )?,
-            None => crate::backend::http_client_builder()?,
-        };
+        let builder = otlp_tls()?.http_client_builder().context(
+            "setting up TLS for OTLP export (check OTEL_EXPORTER_OTLP_CERTIFICATE, \
+             OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY, else \
+             --ca-file, --client-cert-file and --client-key-file)",
+        )?;
         let http = builder
             .timeout(Duration::from_secs(10))
             .build()

@@ -12,7 +12,7 @@
 //! or it panics.
 
 use std::error::Error as StdError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::AlertDescription;
@@ -81,6 +81,75 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig> {
 pub struct ClientIdentity<'a> {
     pub cert_file: &'a Path,
     pub key_file: &'a Path,
+}
+
+/// A client certificate and key file as a configuration holds them (owned); see
+/// [`ClientIdentity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl IdentityFiles {
+    /// Both files, or neither: `Err` names the half that is missing (`"certificate"` or
+    /// `"key"`), for the caller to name its own setting.
+    pub fn pair(
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    ) -> std::result::Result<Option<IdentityFiles>, &'static str> {
+        match (cert_file, key_file) {
+            (Some(cert_file), Some(key_file)) => Ok(Some(IdentityFiles {
+                cert_file,
+                key_file,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("key"),
+            (None, Some(_)) => Err("certificate"),
+        }
+    }
+
+    /// The borrowed form the TLS setup takes.
+    pub fn identity(&self) -> ClientIdentity<'_> {
+        ClientIdentity {
+            cert_file: &self.cert_file,
+            key_file: &self.key_file,
+        }
+    }
+
+    /// Reads both files and checks that the key is the certificate's, without connecting:
+    /// for a start that stops at once on a file it could not use later.
+    pub fn check(&self) -> Result<()> {
+        client_config_with(None, Some(self.identity())).map(|_| ())
+    }
+}
+
+/// What an outbound HTTPS client trusts and presents: a CA file besides Mozilla's roots
+/// and a client certificate for servers that require mutual TLS. A process has one
+/// (`--ca-file`, `--client-cert-file`, `--client-key-file`); a client with settings of its
+/// own (a probe's `ca_file`, OTLP's standard variables) replaces parts of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbound {
+    pub ca_file: Option<PathBuf>,
+    pub identity: Option<IdentityFiles>,
+}
+
+impl Outbound {
+    /// [`client_config_with`] of these files.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig> {
+        client_config_with(
+            self.ca_file.as_deref(),
+            self.identity.as_ref().map(IdentityFiles::identity),
+        )
+    }
+
+    /// [`http_client_builder_with`] of these files.
+    pub fn http_client_builder(&self) -> Result<reqwest::ClientBuilder> {
+        http_client_builder_with(
+            self.ca_file.as_deref(),
+            self.identity.as_ref().map(IdentityFiles::identity),
+        )
+    }
 }
 
 /// [`client_config`], presenting `identity` when the server asks for a certificate.
@@ -222,6 +291,21 @@ impl From<&rustls::Error> for TlsFailure {
                 | AlertDescription::UnsupportedCertificate,
             ) => TlsFailure::ClientCertificateRefused(e.to_string()),
             other => TlsFailure::Handshake(other.to_string()),
+        }
+    }
+}
+
+impl TlsFailure {
+    /// The process-wide settings that mend this failure, for the clients that use them
+    /// (notifications, a remote registry, `helios send`, OTLP export, probes).
+    pub fn process_settings(&self) -> &'static str {
+        match self {
+            TlsFailure::UntrustedCertificate(_) => "--ca-file / HELIOS_CA_FILE",
+            TlsFailure::ClientCertificateRefused(_) => {
+                "--client-cert-file and --client-key-file / HELIOS_CLIENT_CERT_FILE and \
+                 HELIOS_CLIENT_KEY_FILE"
+            }
+            TlsFailure::Handshake(_) => "the URL",
         }
     }
 }

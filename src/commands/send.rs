@@ -213,9 +213,10 @@ async fn post_batch(
                 continue;
             }
             Err(e) => {
-                // A certificate we do not trust says so, and how to trust it (--ca-file).
+                // A TLS failure says so, and which settings mend it (--ca-file for a
+                // certificate we do not trust, --client-cert-file for one refused).
                 let why = match helios_schemas::tls::tls_failure(&e) {
-                    Some(tls) => format!("{tls} (--ca-file / HELIOS_CA_FILE): {e}"),
+                    Some(tls) => format!("{tls} ({}): {e}", tls.process_settings()),
                     None => format!("{e} (is Helios running at {endpoint}?)"),
                 };
                 outcome.failed = Some(why);

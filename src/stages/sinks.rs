@@ -210,7 +210,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
     if !setup.webhooks.is_empty() {
         let mut notify = NotifyConfig::new(setup.webhooks, setup.data_dir.join("notify"));
         notify.topic = names.name("helios.alerts");
-        notify.ca_file = crate::backend::outbound_ca_file().map(Into::into);
+        notify.tls = crate::backend::outbound().clone();
         let notifier = Notifier::new(notify, setup.registry.clone())?;
         let log = setup.log.clone();
         let failures = setup.failures.clone();

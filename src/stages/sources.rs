@@ -93,13 +93,34 @@ pub async fn start_sources(
     Ok((supervisor, sources, metrics))
 }
 
-/// A probe without its own `ca_file` trusts the process's `--ca-file`, as every outbound
-/// HTTPS client does.
+/// A probe without its own `ca_file` trusts the process's `--ca-file`, and one without its
+/// own `cert_file` and `key_file` presents the process's client certificate, as every
+/// outbound HTTPS client does; a Kafka bridge's registry client uses both.
 fn trust_outbound_ca(spec: SourceSpec) -> SourceSpec {
+    let process = crate::backend::outbound();
     match spec {
-        SourceSpec::Probe(mut c) if c.ca_file.is_none() => {
-            c.ca_file = crate::backend::outbound_ca_file().map(Path::to_path_buf);
+        SourceSpec::Probe(mut c) => {
+            if c.ca_file.is_none() {
+                c.ca_file.clone_from(&process.ca_file);
+            }
+            // Over https:// only: a plain-HTTP probe with a certificate is refused.
+            let https = c
+                .url
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+            if https
+                && c.cert_file.is_none()
+                && c.key_file.is_none()
+                && let Some(id) = &process.identity
+            {
+                c.cert_file = Some(id.cert_file.clone());
+                c.key_file = Some(id.key_file.clone());
+            }
             SourceSpec::Probe(c)
+        }
+        SourceSpec::KafkaBridge(mut c) => {
+            c.registry_tls = process.clone();
+            SourceSpec::KafkaBridge(c)
         }
         other => other,
     }

@@ -453,17 +453,20 @@ async fn one_event_is_followed_from_ingest_to_sink_over_otlp() {
 }
 
 /// The same export to a collector served over HTTPS with a certificate of a private CA
-/// (issue 14, done-when 3): trusted through `--ca-file`, spans and metrics arrive.
+/// (issue 14, done-when 3), which requires mutual TLS: trusted through `--ca-file`,
+/// admitted with the client certificate of OTel's standard variables
+/// (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_KEY); spans and
+/// metrics arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_an_https_collector_behind_a_private_ca() {
     let ca = crate::common::tls::TestCa::new();
     let (app, inbox) = collector();
-    let endpoint = ca.serve(app).await;
+    let endpoint = ca.serve_mutual(app).await;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let spec = tmp.path().join("helios.toml");
     std::fs::write(&spec, SPEC).unwrap();
-    let server = Helios::up(
+    let server = Helios::up_with_env(
         &data,
         &[
             "--spec",
@@ -474,6 +477,16 @@ async fn spans_and_metrics_reach_an_https_collector_behind_a_private_ca() {
             "200ms",
             "--ca-file",
             ca.ca_file().to_str().unwrap(),
+        ],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                ca.client_cert_file().to_str().unwrap(),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                ca.client_key_file().to_str().unwrap(),
+            ),
         ],
     )
     .await;

@@ -153,6 +153,89 @@ async fn helios_send_posts_to_an_https_url_it_trusts_and_refuses_one_it_does_not
     );
 }
 
+/// `helios send` to a receiver that requires mutual TLS: it presents the process's client
+/// certificate (`--client-cert-file`, `--client-key-file`) and is admitted; without one, or
+/// with one another CA signed, the refusal says so and names the flags; half a pair or a
+/// key that is not a key stops it before anything is sent, naming what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helios_send_presents_the_client_certificate_a_mutual_tls_receiver_requires() {
+    let ca = TestCa::new();
+    let (app, inbox) = receiver();
+    let url = ca.serve_mutual(app).await;
+    let events = ca.dir.path().join("events.ndjson");
+    let event = json!({"specversion": "1.0", "id": "mtls-1", "source": "ci",
+                       "type": "ci.run", "subject": "repo"});
+    std::fs::write(&events, event.to_string()).unwrap();
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let (ca_file, cert, key) = (
+        path(ca.ca_file()),
+        path(ca.client_cert_file()),
+        path(ca.client_key_file()),
+    );
+    let run = |extra: Vec<String>| {
+        let (events, url) = (events.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            send(&events, &url, &extra)
+        })
+    };
+    let flags = |cert: &str, key: &str| {
+        vec![
+            "--ca-file".to_owned(),
+            ca_file.clone(),
+            "--client-cert-file".to_owned(),
+            cert.to_owned(),
+            "--client-key-file".to_owned(),
+            key.to_owned(),
+        ]
+    };
+
+    let out = run(flags(&cert, &key)).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helios send with a client certificate failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 accepted"), "{stdout}");
+    assert_eq!(inbox.lock().unwrap().len(), 1);
+
+    // No client certificate, or one the server's CA did not sign: refused, and said so.
+    let other = flags(
+        &path(ca.other_client_cert_file()),
+        &path(ca.other_client_key_file()),
+    );
+    for extra in [vec!["--ca-file".to_owned(), ca_file.clone()], other] {
+        let out = run(extra.clone()).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{extra:?} was admitted: {stdout}");
+        assert!(
+            stdout.contains("refused the client certificate")
+                && stdout.contains("--client-cert-file"),
+            "{extra:?}: the failure does not name the client certificate: {stdout}"
+        );
+    }
+    assert_eq!(inbox.lock().unwrap().len(), 1, "nothing more arrived");
+
+    // Half a pair, or a certificate given as the key: stopped at the start, named.
+    let half = vec!["--client-cert-file".to_owned(), cert.clone()];
+    let out = run(half).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the key is missing") && stderr.contains("--client-key-file"),
+        "{stderr}"
+    );
+    let out = run(flags(&cert, &cert)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("client.pem") && stderr.contains("private key"),
+        "{stderr}"
+    );
+    assert_eq!(inbox.lock().unwrap().len(), 1, "nothing more arrived");
+}
+
 const ALERT_SPEC: &str = r#"
 [[source]]
 name = "ingest"
@@ -186,17 +269,28 @@ format = "slack"
 async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
     let ca = TestCa::new();
     let (app, inbox) = receiver();
-    let url = ca.serve(app).await;
+    let url = ca.serve(app.clone()).await;
+    // The generic receiver requires mutual TLS: the process's client certificate
+    // (HELIOS_CLIENT_CERT_FILE, HELIOS_CLIENT_KEY_FILE) admits the notifier.
+    let mutual = ca.serve_mutual(app).await;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let spec = tmp.path().join("helios.toml");
-    std::fs::write(&spec, ALERT_SPEC.replace("RECEIVER", &url)).unwrap();
+    std::fs::write(&spec, ALERT_SPEC.replace("RECEIVER", &mutual)).unwrap();
     let server = Helios::up_with_env(
         &data,
         &["--spec", spec.to_str().unwrap()],
         &[
             ("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap()),
             ("HELIOS_TEST_SLACK_URL", &format!("{url}/slack")),
+            (
+                "HELIOS_CLIENT_CERT_FILE",
+                ca.client_cert_file().to_str().unwrap(),
+            ),
+            (
+                "HELIOS_CLIENT_KEY_FILE",
+                ca.client_key_file().to_str().unwrap(),
+            ),
         ],
     )
     .await;
@@ -258,24 +352,57 @@ async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
         )
     };
     let own_ca = format!("ca_file = \"{}\"", ca.other_ca_file().display());
-    std::fs::write(&spec, probe("inherits", "") + &probe("own_ca", &own_ca)).unwrap();
+    // A URL that requires mutual TLS: the process's client certificate admits a probe
+    // without its own; a probe's own (another CA's) replaces it and is refused.
+    let mutual = ca
+        .serve_mutual(Router::new().route("/healthz", get(|| async { "ok" })))
+        .await;
+    let mutual_probe = |name: &str, extra: &str| probe(name, extra).replace(&url, &mutual);
+    let own_cert = format!(
+        "cert_file = \"{}\"\nkey_file = \"{}\"",
+        ca.other_client_cert_file().display(),
+        ca.other_client_key_file().display()
+    );
+    std::fs::write(
+        &spec,
+        probe("inherits", "")
+            + &probe("own_ca", &own_ca)
+            + &mutual_probe("mutual", "")
+            + &mutual_probe("own_cert", &own_cert),
+    )
+    .unwrap();
     let server = Helios::up_with_env(
         &data,
         &["--spec", spec.to_str().unwrap()],
-        &[("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap())],
+        &[
+            ("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap()),
+            (
+                "HELIOS_CLIENT_CERT_FILE",
+                ca.client_cert_file().to_str().unwrap(),
+            ),
+            (
+                "HELIOS_CLIENT_KEY_FILE",
+                ca.client_key_file().to_str().unwrap(),
+            ),
+        ],
     )
     .await;
 
     // The first probe event of each source, as the log holds it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (inherits, own) = loop {
+    let (inherits, own, mutual, own_cert) = loop {
         let events: Vec<Value> = crate::common::tail_values(&data, "helios.events")
             .into_iter()
             .filter(|e| e["kind"] == "probe.http")
             .collect();
         let first = |source: &str| events.iter().find(|e| e["source"] == source).cloned();
-        if let (Some(a), Some(b)) = (first("inherits"), first("own_ca")) {
-            break (a, b);
+        if let (Some(a), Some(b), Some(c), Some(d)) = (
+            first("inherits"),
+            first("own_ca"),
+            first("mutual"),
+            first("own_cert"),
+        ) {
+            break (a, b, c, d);
         }
         assert!(
             Instant::now() < deadline,
@@ -293,6 +420,14 @@ async fn a_probe_trusts_the_process_ca_file_or_its_own_instead() {
         .unwrap_or_default()
         .to_lowercase();
     assert!(error.contains("certificate"), "{own}");
+    assert_eq!(mutual["attrs"]["ok"], "true", "{mutual}");
+    assert_eq!(mutual["attrs"]["status"], "200", "{mutual}");
+    assert_eq!(own_cert["attrs"]["ok"], "false", "{own_cert}");
+    let error = own_cert["attrs"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("refused the client certificate"),
+        "{own_cert}"
+    );
 }
 
 /// The events of `subject` in `helios.events`, once there is one.
@@ -347,6 +482,64 @@ async fn a_kafka_bridge_reads_over_tls_with_sasl_scram_and_the_password_from_the
         .await
         .unwrap();
 
+    // An Avro topic, its writer schema in a registry that requires mutual TLS and HTTP
+    // Basic credentials (as a Confluent schema registry may): the bridge's registry client
+    // presents the process's client certificate and the spec's `registry_key_env`.
+    let avro_topic = format!("{topic}.avro");
+    external
+        .admin()
+        .create_topic(&TopicSpec::new(avro_topic.clone(), 1))
+        .await
+        .unwrap();
+    let schema_json = r#"{"type":"record","name":"Run","fields":[{"name":"subject","type":"string"},{"name":"kind","type":"string"},{"name":"time","type":"string"}]}"#;
+    let schema = apache_avro::Schema::parse_str(schema_json).unwrap();
+    let mut run = apache_avro::types::Record::new(&schema).unwrap();
+    run.put("subject", "bridged-avro");
+    run.put("kind", "ci.run");
+    run.put("time", "2026-01-01T00:00:00Z");
+    let body = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(run)
+        .unwrap();
+    external
+        .producer()
+        .append(
+            &avro_topic,
+            vec![Record {
+                value: helios_schemas::wire::frame(7, &body),
+                ..Record::default()
+            }],
+        )
+        .await
+        .unwrap();
+    // Basic `bridge:r3gistry`.
+    let registry_calls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let registry = {
+        let calls = registry_calls.clone();
+        let answer = json!({ "schema": schema_json });
+        Router::new().route(
+            "/schemas/ids/{id}",
+            get(move |headers: HeaderMap, uri: axum::http::Uri| {
+                let (calls, answer) = (calls.clone(), answer.clone());
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    calls.lock().unwrap().push(format!("{} {auth}", uri.path()));
+                    if auth != "Basic YnJpZGdlOnIzZ2lzdHJ5" {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
+                    }
+                    (StatusCode::OK, axum::Json(answer))
+                }
+            }),
+        )
+    };
+    let test_ca = TestCa::new();
+    let registry_url = test_ca.serve_mutual(registry).await;
+
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let spec = tmp.path().join("helios.toml");
@@ -363,6 +556,19 @@ ca_file = {ca_file:?}
 sasl_mechanism = "SCRAM-SHA-512"
 sasl_username = "helios-512"
 sasl_password_env = "HELIOS_TEST_BRIDGE_PASSWORD"
+
+[[source]]
+type = "kafka_bridge"
+name = "external_avro"
+bootstrap_servers = "{broker}"
+topics = ["{avro_topic}"]
+format = "avro"
+registry_url = "{registry_url}"
+registry_key_env = "HELIOS_TEST_REGISTRY_KEY"
+ca_file = {ca_file:?}
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = "helios-512"
+sasl_password_env = "HELIOS_TEST_BRIDGE_PASSWORD"
 "#
         ),
     )
@@ -370,15 +576,39 @@ sasl_password_env = "HELIOS_TEST_BRIDGE_PASSWORD"
     let server = Helios::up_with_env(
         &data,
         &["--spec", spec.to_str().unwrap()],
-        &[("HELIOS_TEST_BRIDGE_PASSWORD", &password)],
+        &[
+            ("HELIOS_TEST_BRIDGE_PASSWORD", &password),
+            ("HELIOS_TEST_REGISTRY_KEY", "bridge:r3gistry"),
+            ("HELIOS_CA_FILE", test_ca.ca_file().to_str().unwrap()),
+            (
+                "HELIOS_CLIENT_CERT_FILE",
+                test_ca.client_cert_file().to_str().unwrap(),
+            ),
+            (
+                "HELIOS_CLIENT_KEY_FILE",
+                test_ca.client_key_file().to_str().unwrap(),
+            ),
+        ],
     )
     .await;
     let events = wait_for_events(&data, "bridged-tls").await;
+    let avro = wait_for_events(&data, "bridged-avro").await;
     server.stop();
     assert_eq!(events[0]["source"], "external", "{events:?}");
     assert_eq!(events[0]["kind"], "ci.run", "{events:?}");
+    assert_eq!(avro[0]["source"], "external_avro", "{avro:?}");
+    assert_eq!(avro[0]["kind"], "ci.run", "{avro:?}");
+    assert_eq!(
+        registry_calls.lock().unwrap().first().map(String::as_str),
+        Some("/schemas/ids/7 Basic YnJpZGdlOnIzZ2lzdHJ5"),
+        "the writer schema was not fetched with the spec's credential"
+    );
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
     assert!(!log.contains(&password), "the password reached the log");
+    assert!(
+        !log.contains("r3gistry"),
+        "the registry key reached the log"
+    );
 }
 
 /// The HTTPS endpoint, password user, read user and CA of the test ClickHouse
@@ -598,20 +828,32 @@ async fn helios_tail_decodes_through_a_remote_registry_over_https_with_basic_aut
         }
     };
     let ca = TestCa::new();
-    let url = ca.serve(Router::new().fallback(proxy)).await;
+    // The registry also requires mutual TLS: `--client-cert-file` admits `tail`.
+    let url = ca.serve_mutual(Router::new().fallback(proxy)).await;
 
-    let tail = |key: &'static str| {
+    let tail_with = |key: &'static str, client_cert: bool| {
         let (data, url, ca_file) = (data.clone(), url.clone(), ca.ca_file());
+        let (cert, key_file) = (ca.client_cert_file(), ca.client_key_file());
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(BIN)
+            let mut command = std::process::Command::new(BIN);
+            command
                 .args(["tail", "helios.events", "--from-beginning", "--data-dir"])
                 .arg(&data)
                 .args(["--registry", &url, "--registry-key", key, "--ca-file"])
                 .arg(&ca_file)
-                .output()
-                .unwrap()
+                .env_remove("HELIOS_CLIENT_CERT_FILE")
+                .env_remove("HELIOS_CLIENT_KEY_FILE");
+            if client_cert {
+                command
+                    .arg("--client-cert-file")
+                    .arg(&cert)
+                    .arg("--client-key-file")
+                    .arg(&key_file);
+            }
+            command.output().unwrap()
         })
     };
+    let tail = |key: &'static str| tail_with(key, true);
     let out = tail("reader:s3cret").await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -637,6 +879,19 @@ async fn helios_tail_decodes_through_a_remote_registry_over_https_with_basic_aut
     for line in stdout.lines() {
         assert!(
             line.contains("could not decode") && line.contains("401 Unauthorized"),
+            "{line}"
+        );
+    }
+
+    // No client certificate: the registry's TLS refuses it, and every record says so.
+    let out = tail_with("reader:s3cret", false).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().count() > 0, "{stdout}");
+    for line in stdout.lines() {
+        assert!(
+            line.contains("could not decode")
+                && line.contains("refused the client certificate")
+                && line.contains("--client-cert-file"),
             "{line}"
         );
     }

@@ -7,6 +7,7 @@ use helios_log::OffsetReset;
 use helios_log::kafka::{
     KafkaConfig, Naming, Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file,
 };
+use helios_schemas::tls::Outbound;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::{SecretOrigin, SecretString};
@@ -43,8 +44,23 @@ pub struct KafkaBridgeConfig {
     pub offset_reset: OffsetReset,
     /// Encoding of record values: `json` (default) or `avro`.
     pub format: ValueFormat,
-    /// Confluent-compatible schema registry URL; required for `format = "avro"`.
+    /// Confluent-compatible schema registry URL; required for `format = "avro"`. Over
+    /// `https://` the registry client trusts the process's `--ca-file` besides Mozilla's
+    /// roots and presents its `--client-cert-file` to a registry that asks for one.
     pub registry_url: Option<String>,
+    /// The registry's credential: `user:secret` for HTTP Basic auth (Confluent Cloud: the
+    /// schema registry API key and secret), anything else as a bearer token. At most one of
+    /// `registry_key` (in the spec itself), `registry_key_env` (the name of an environment
+    /// variable holding it) and `registry_key_file` (a file holding it). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_key: Option<SecretString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_key_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_key_file: Option<PathBuf>,
+    /// The process's outbound TLS files, for the registry client (set by the binary).
+    #[serde(skip)]
+    pub registry_tls: Outbound,
     /// Records read per poll and committed together. Default 500.
     pub batch_size: usize,
     /// A built-in mapping (`alertmanager`); excludes `mapping`.
@@ -108,6 +124,10 @@ impl Default for KafkaBridgeConfig {
             offset_reset: OffsetReset::Earliest,
             format: ValueFormat::Json,
             registry_url: None,
+            registry_key: None,
+            registry_key_env: None,
+            registry_key_file: None,
+            registry_tls: Outbound::default(),
             batch_size: 500,
             preset: None,
             mapping: None,
@@ -156,8 +176,35 @@ impl KafkaBridgeConfig {
                 "format = \"avro\" needs `registry_url`: the writer schemas come from a registry",
             );
         }
+        if let Some(origin) = self.registry_key_origin() {
+            if self.registry_url.is_none() {
+                return err("`registry_key` is the credential of `registry_url`, which is not set");
+            }
+            origin.validate(&self.name)?;
+        }
         self.check_security()?;
         Mapper::new(&self.name, self.preset, self.mapping.as_ref()).map(drop)
+    }
+
+    fn registry_key_origin(&self) -> Option<SecretOrigin<'_>> {
+        let set = self.registry_key.is_some()
+            || self.registry_key_env.is_some()
+            || self.registry_key_file.is_some();
+        set.then_some(SecretOrigin {
+            what: "registry_key",
+            literal: self.registry_key.as_ref(),
+            env: self.registry_key_env.as_deref(),
+            file: self.registry_key_file.as_deref(),
+            generate: false,
+        })
+    }
+
+    /// The registry's credential, read from where the spec says (`None` without one).
+    /// Errors name the variable or file.
+    pub fn resolve_registry_key(&self) -> Result<Option<SecretString>> {
+        self.registry_key_origin()
+            .map(|origin| origin.resolve(&self.name))
+            .transpose()
     }
 
     fn password_origin(&self) -> Option<SecretOrigin<'_>> {

@@ -25,6 +25,7 @@ use tracing::{debug, info};
 pub use config::{KafkaBridgeConfig, ValueFormat};
 
 use crate::runtime::{PullSource, SourceContext, now_micros};
+use crate::secret::SecretString;
 use crate::webhook::mapping::{Input, Mapper};
 use crate::{ConnectorError, Result};
 
@@ -49,7 +50,19 @@ impl KafkaBridge {
     /// A bridge reading Avro schemas from `config.registry_url` (Avro values only).
     pub fn new(config: KafkaBridgeConfig) -> Result<Self> {
         let schemas: Option<Arc<dyn SchemaSource>> = match (&config.format, &config.registry_url) {
-            (ValueFormat::Avro, Some(url)) => Some(Arc::new(RemoteRegistry::new(url)?)),
+            (ValueFormat::Avro, Some(url)) => {
+                config.check(false)?;
+                let key = config.resolve_registry_key()?;
+                let registry = RemoteRegistry::connect(
+                    url,
+                    key.as_ref().map(SecretString::expose),
+                    &config.registry_tls,
+                )
+                .map_err(|e| {
+                    ConnectorError::config(&config.name, format!("`registry_url`: {e}"))
+                })?;
+                Some(Arc::new(registry))
+            }
             _ => None,
         };
         Self::with_schemas(config, schemas)

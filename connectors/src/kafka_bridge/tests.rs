@@ -331,6 +331,34 @@ fn config_is_checked() {
     );
     base.validate().unwrap();
     assert_eq!(base.group_name(), "helios-bridge-kafka");
+    // The registry's credential: only with a registry, and from one place.
+    check(
+        KafkaBridgeConfig {
+            registry_key_env: Some("REGISTRY_KEY".into()),
+            ..base.clone()
+        },
+        "`registry_key` is the credential of `registry_url`",
+    );
+    let avro = KafkaBridgeConfig {
+        format: ValueFormat::Avro,
+        registry_url: Some("https://registry.example".into()),
+        registry_key_env: Some("HELIOS_TEST_UNSET_REGISTRY_KEY".into()),
+        ..base.clone()
+    };
+    avro.validate().unwrap();
+    check(
+        KafkaBridgeConfig {
+            registry_key: Some(crate::secret::SecretString::new("user:secret")),
+            ..avro.clone()
+        },
+        "set exactly one of `registry_key`, `registry_key_env` and `registry_key_file`",
+    );
+    // Read at start: an unset variable is named.
+    let e = super::KafkaBridge::new(avro).unwrap_err().to_string();
+    assert!(
+        e.contains("HELIOS_TEST_UNSET_REGISTRY_KEY") && e.contains("`registry_key_env`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use helios_schemas::tls::IdentityFiles;
 use hyper::Uri;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,14 @@ pub struct ProbeConfig {
     /// replaces it for this probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate to present to a URL that requires mutual TLS, with
+    /// `key_file` (`https://` only). Default: the process's `--client-cert-file` and
+    /// `--client-key-file`; these two replace them for this probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of that certificate's private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -57,6 +66,8 @@ impl Default for ProbeConfig {
             subject: None,
             max_future: None,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -86,9 +97,28 @@ impl ProbeConfig {
         Ok(uri)
     }
 
+    /// The client certificate to present: both files or neither (a missing half is an
+    /// error naming it).
+    pub fn identity(&self) -> Result<Option<IdentityFiles>, String> {
+        IdentityFiles::pair(self.cert_file.clone(), self.key_file.clone()).map_err(|missing| {
+            let (set, unset) = if missing == "key" {
+                ("cert_file", "key_file")
+            } else {
+                ("key_file", "cert_file")
+            };
+            format!("`{set}` needs `{unset}`: a client certificate is presented with its key")
+        })
+    }
+
     /// Checks the settings without sending anything; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
-        self.uri()?;
+        let uri = self.uri()?;
+        if self.identity()?.is_some() && uri.scheme_str() != Some("https") {
+            return Err(format!(
+                "`cert_file` is presented over TLS only, and `url` `{}` is not https://",
+                self.url
+            ));
+        }
         if self.interval.is_zero() {
             return Err("`interval` must be positive, such as `30s`".into());
         }

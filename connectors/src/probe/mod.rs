@@ -19,6 +19,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use helios_schemas::Event;
+use helios_schemas::tls::IdentityFiles;
 use http_body_util::{BodyExt, Empty};
 use hyper::Uri;
 use hyper_util::client::legacy::Client;
@@ -66,8 +67,21 @@ impl ProbeSource {
             .unwrap_or_default();
         // The one outbound TLS setup of Helios (ADR-018); hyper-rustls sets ALPN itself.
         // A `ca_file` that cannot be read or holds no certificate stops the start, named.
-        let mut tls = helios_schemas::tls::client_config(config.ca_file.as_deref())
-            .map_err(|e| ConnectorError::config(&config.name, format!("`ca_file`: {e}")))?;
+        // So does a client certificate or key that cannot be used.
+        let identity = config
+            .identity()
+            .map_err(|m| ConnectorError::config(&config.name, m))?;
+        let mut tls = helios_schemas::tls::client_config_with(
+            config.ca_file.as_deref(),
+            identity.as_ref().map(IdentityFiles::identity),
+        )
+        .map_err(|e| {
+            let setting = match e {
+                helios_schemas::Error::ClientIdentity { .. } => "`cert_file`/`key_file`",
+                _ => "`ca_file`",
+            };
+            ConnectorError::config(&config.name, format!("{setting}: {e}"))
+        })?;
         tls.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -166,15 +180,10 @@ impl ProbeSource {
     }
 }
 
-/// The innermost cause of a client error, which is the useful one ("Connection refused").
+/// A client error with its causes ("Connection refused"), a TLS failure explained first
+/// (an untrusted certificate, a refused client certificate).
 fn describe(e: hyper_util::client::legacy::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    message
+    helios_schemas::tls::describe(&e)
 }
 
 #[async_trait]

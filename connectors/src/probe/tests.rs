@@ -176,6 +176,43 @@ fn a_ca_file_that_cannot_be_read_stops_the_start_named() {
 }
 
 #[test]
+fn a_client_certificate_that_cannot_be_used_stops_the_start_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("client.key");
+    std::fs::write(&not_a_key, "no key here\n").unwrap();
+    let config = ProbeConfig {
+        url: "https://example.com/healthz".into(),
+        cert_file: Some("/nonexistent/client.pem".into()),
+        key_file: Some(not_a_key.clone()),
+        ..ProbeConfig::default()
+    };
+    config.validate().unwrap();
+    let e = super::ProbeSource::new(config.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`cert_file`/`key_file`") && e.contains("/nonexistent/client.pem"),
+        "{e}"
+    );
+    let cert = dir.path().join("client.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = super::ProbeSource::new(ProbeConfig {
+        cert_file: Some(cert),
+        ..config
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&not_a_key.display().to_string()) && e.contains("private key"),
+        "{e}"
+    );
+}
+
+#[test]
 fn validation_names_the_problem() {
     let ok = ProbeConfig {
         url: "https://example.com/healthz".into(),
@@ -218,6 +255,29 @@ fn validation_names_the_problem() {
                 ..ok.clone()
             },
             "not an HTTP status",
+        ),
+        (
+            ProbeConfig {
+                cert_file: Some("client.pem".into()),
+                ..ok.clone()
+            },
+            "`cert_file` needs `key_file`",
+        ),
+        (
+            ProbeConfig {
+                key_file: Some("client.key".into()),
+                ..ok.clone()
+            },
+            "`key_file` needs `cert_file`",
+        ),
+        (
+            ProbeConfig {
+                url: "http://example.com/healthz".into(),
+                cert_file: Some("client.pem".into()),
+                key_file: Some("client.key".into()),
+                ..ok.clone()
+            },
+            "is not https://",
         ),
     ] {
         let err = config.validate().unwrap_err();

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
@@ -15,6 +14,7 @@ use schema_registry_converter::async_impl::schema_registry::{
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
 use crate::codec::SchemaSource;
+use crate::tls::Outbound;
 use crate::{Error, Result};
 
 /// A remote schema registry. Schemas fetched by id are cached (ids are immutable).
@@ -43,13 +43,13 @@ impl RemoteRegistry {
     /// secret), anything else as a bearer token (a Helios API key, for a registry served by
     /// Helios behind its API keys).
     pub fn with_credential(url: &str, credential: Option<&str>) -> Result<Self> {
-        Self::connect(url, credential, None)
+        Self::connect(url, credential, &Outbound::default())
     }
 
     /// [`RemoteRegistry::with_credential`] over HTTP or HTTPS, trusting Mozilla's roots and
-    /// the certificates of `ca_file` (PEM) when given: the one TLS setup of
-    /// [`crate::tls`].
-    pub fn connect(url: &str, credential: Option<&str>, ca_file: Option<&Path>) -> Result<Self> {
+    /// the certificates of `tls`'s CA file, presenting its client certificate to a
+    /// registry that requires mutual TLS: the one TLS setup of [`crate::tls`].
+    pub fn connect(url: &str, credential: Option<&str>, tls: &Outbound) -> Result<Self> {
         let url = url.trim_end_matches('/').to_string();
         let mut builder = SrSettings::new_builder(url.clone());
         match credential.map(str::trim).filter(|c| !c.is_empty()) {
@@ -64,7 +64,7 @@ impl RemoteRegistry {
             None => {}
         }
         let settings = builder
-            .build_with(crate::tls::http_client_builder(ca_file)?)
+            .build_with(tls.http_client_builder()?)
             .map_err(|e| Error::Remote {
                 url: url.clone(),
                 reason: e.to_string(),
@@ -93,7 +93,7 @@ impl RemoteRegistry {
     fn error(&self, e: impl std::error::Error + 'static) -> Error {
         // A TLS failure (e.g. a certificate signed by a CA we were not given) says so first.
         let reason = match crate::tls::tls_failure(&e) {
-            Some(tls) => format!("{tls} (--ca-file / HELIOS_CA_FILE): {e}"),
+            Some(tls) => format!("{tls} ({}): {e}", tls.process_settings()),
             None => e.to_string(),
         };
         Error::Remote {

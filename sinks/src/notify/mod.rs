@@ -84,10 +84,11 @@ pub struct NotifyConfig {
     pub timeout_ms: u64,
     /// Where the delivery record lives (a directory in the data dir).
     pub state_dir: PathBuf,
-    /// PEM file of CA certificate(s) to trust for `https://` receivers besides Mozilla's
-    /// roots (a receiver behind a private CA).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
+    /// The CA file to trust for `https://` receivers besides Mozilla's roots (a receiver
+    /// behind a private CA) and the client certificate to present to one that requires
+    /// mutual TLS: the process's (`--ca-file`, `--client-cert-file`, `--client-key-file`).
+    #[serde(skip)]
+    pub tls: helios_schemas::tls::Outbound,
 }
 
 fn default_topic() -> String {
@@ -114,7 +115,7 @@ impl NotifyConfig {
             max_attempts: default_max_attempts(),
             timeout_ms: default_timeout_ms(),
             state_dir: state_dir.into(),
-            ca_file: None,
+            tls: helios_schemas::tls::Outbound::default(),
         }
     }
 
@@ -195,12 +196,15 @@ impl Notifier {
     pub fn new(config: NotifyConfig, source: Arc<dyn SchemaSource>) -> Result<Self> {
         config.validate()?;
         // The one outbound TLS setup (rustls, ring, Mozilla's roots and the CA file).
-        let http = helios_schemas::tls::http_client_builder(config.ca_file.as_deref())
+        let http = config
+            .tls
+            .http_client_builder()
             .map_err(|e| {
                 SinkError::config(
                     "cannot set up TLS for the webhooks",
                     e.to_string(),
-                    "check --ca-file / HELIOS_CA_FILE",
+                    "check --ca-file, --client-cert-file and --client-key-file \
+                     (HELIOS_CA_FILE, HELIOS_CLIENT_CERT_FILE, HELIOS_CLIENT_KEY_FILE)",
                 )
             })?
             .timeout(Duration::from_millis(config.timeout_ms))
