@@ -4,7 +4,9 @@
 //!
 //! rustls on the `ring` crypto provider, Mozilla's root certificates compiled in
 //! (`webpki-roots`, so no system trust store is needed), plus the certificates of an
-//! optional CA file (PEM) for private CAs. No OpenSSL, no aws-lc: one TLS stack (ADR-018).
+//! optional CA file (PEM) for private CAs, and an optional client certificate presented
+//! to a server that requires mutual TLS ([`Outbound`] holds both for a process). No
+//! OpenSSL, no aws-lc: one TLS stack (ADR-018).
 //!
 //! reqwest is built with `rustls-no-provider`: a client built by [`http_client_builder`]
 //! carries its own configuration, and [`install_default_provider`] makes `ring` the

@@ -2,13 +2,16 @@
 //!
 //! - `helios send` posts to an `https://` URL whose certificate a test CA signed, trusted
 //!   through `--ca-file`; without it (or with another CA) it fails saying the certificate
-//!   is not trusted;
-//! - an alert notification reaches an `https://` receiver behind the test CA;
+//!   is not trusted; to one that requires mutual TLS it presents `--client-cert-file`;
+//! - an alert notification reaches an `https://` receiver behind the test CA that requires
+//!   mutual TLS;
 //! - an uptime probe of an `https://` URL behind the test CA is up through `--ca-file`, and
 //!   a probe with its own `ca_file` (another CA) trusts that one instead and reports the
-//!   untrusted certificate;
+//!   untrusted certificate; likewise the process's client certificate and a probe's own;
 //! - a Kafka bridge source reads a topic of an external cluster over TLS with SASL SCRAM
-//!   (tansu behind stunnel), the password from an environment variable the spec names;
+//!   (tansu behind stunnel), the password from an environment variable the spec names,
+//!   and an Avro topic whose registry requires mutual TLS and a Basic key;
+//! - `helios tail` decodes through a remote registry over mutual TLS with Basic auth;
 //! - `helios up` stores in ClickHouse over HTTPS as a password user (the password from the
 //!   environment, the CA from `--clickhouse-ca-file`) and the read API answers through its
 //!   read-only user; a wrong password stops it with an error that says so.
