@@ -10,6 +10,14 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+/// Sources whose repeats are counted each on its own (`helios_pipeline_duplicates_total`,
+/// `GET /v1/sources`); the repeats of any further source count under [`OTHER_SOURCES`].
+pub const DUPLICATE_SOURCES: usize = 1000;
+
+/// The entry that counts the repeats of sources past the first [`DUPLICATE_SOURCES`]. Not
+/// a valid CloudEvents `source` (which is a URI-reference) nor a spec source's name.
+pub const OTHER_SOURCES: &str = "<other sources>";
+
 /// Live counters of one processor.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -157,7 +165,21 @@ impl Metrics {
         }
         let mut all = self.duplicates.write().unwrap_or_else(|p| p.into_inner());
         for (source, n) in by_source {
-            *all.entry(source.clone()).or_default() += n;
+            // A producer names its events' source (a CloudEvent's `source`): past the
+            // first DUPLICATE_SOURCES, repeats count under one entry, so a producer that
+            // varies it cannot grow this map, `/metrics` or `/v1/sources` without end.
+            let counted = all.len() < DUPLICATE_SOURCES || all.contains_key(source);
+            let key = if counted {
+                source.as_str()
+            } else {
+                OTHER_SOURCES
+            };
+            match all.get_mut(key) {
+                Some(count) => *count += n,
+                None => {
+                    all.insert(key.to_owned(), *n);
+                }
+            }
         }
     }
 
@@ -362,5 +384,26 @@ mod tests {
         m.forget_partition(0);
         assert_eq!(m.partitions().len(), 1);
         assert_eq!(m.partitions()[0].partition, 2);
+    }
+
+    #[test]
+    fn repeats_are_counted_per_source_up_to_a_bound_and_the_rest_together() {
+        let m = Metrics::default();
+        let batch = |sources: std::ops::Range<usize>| -> BTreeMap<String, u64> {
+            sources.map(|i| (format!("src-{i:05}"), 2)).collect()
+        };
+        m.duplicates(&batch(0..DUPLICATE_SOURCES));
+        // A producer that names a new source in every event: one more entry, not many.
+        m.duplicates(&batch(DUPLICATE_SOURCES..DUPLICATE_SOURCES + 5000));
+        // Sources counted before keep their own count.
+        m.duplicates(&batch(0..1));
+        let counts = m.duplicates_by_source();
+        assert_eq!(counts.len(), DUPLICATE_SOURCES + 1);
+        assert_eq!(counts["src-00000"], 4);
+        assert_eq!(counts[OTHER_SOURCES], 10_000);
+        assert_eq!(
+            counts.values().sum::<u64>(),
+            2 * (DUPLICATE_SOURCES as u64 + 5000) + 2
+        );
     }
 }
