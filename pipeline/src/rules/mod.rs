@@ -59,11 +59,13 @@ pub struct Late {
 pub enum NotApplied {
     /// It arrived after the rule's watermark.
     Late(Late),
-    /// Its key would have been one more than the rule's `max_keys`.
+    /// Its key would have been one more than the rule's `max_keys`, or is longer than
+    /// its `max_key_bytes`.
     Full(Full),
 }
 
-/// A matching event of a new key while the rule holds its bound of keys.
+/// A matching event of a new key while the rule holds its bound of keys, or of a key
+/// over its bound of bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Full {
     pub rule: String,
@@ -262,6 +264,18 @@ impl RuleOperator {
             .iter()
             .map(|k| k.expr.eval(event).to_key())
             .collect();
+        let bytes = crate::window::key_bytes(&key);
+        if bytes > self.rule.max_key_bytes {
+            return Err(NotApplied::Full(Full {
+                rule: self.rule.name.clone(),
+                reason: format!(
+                    "the event's key is {bytes} bytes, over the rule's limit of {} \
+                     (max_key_bytes): it was not applied there; raise max_key_bytes, or key \
+                     `per` by a shorter value",
+                    self.rule.max_key_bytes
+                ),
+            }));
+        }
         // A new key is one more state; the keys held for the watermark may take the rule
         // past its bound by at most the events waiting there.
         if self.state.keys.len() >= self.rule.max_keys && !self.state.keys.contains_key(&key) {

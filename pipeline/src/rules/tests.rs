@@ -485,3 +485,32 @@ fn restore_refuses_state_of_another_rule() {
     let err = RuleOperator::restore(rules[1].clone(), state).unwrap_err();
     assert!(err.to_string().contains("threshold rule `r`"), "{err}");
 }
+
+#[test]
+fn a_rule_applies_no_event_whose_key_is_over_its_bytes() {
+    let r = rule(
+        r#"type = "threshold"
+where = "kind = 'fail'"
+count = 1
+within = "10m"
+max_key_bytes = 8"#,
+    );
+    let mut op = RuleOperator::new(r);
+    op.on_event(&event("a", 0, "fail", "12345678"), 0).unwrap();
+    let Err(crate::rules::NotApplied::Full(full)) =
+        op.on_event(&event("b", 0, "fail", "123456789"), 1)
+    else {
+        panic!("a key of 9 bytes was applied")
+    };
+    assert!(
+        full.reason.contains("9 bytes") && full.reason.contains("max_key_bytes"),
+        "{}",
+        full.reason
+    );
+    // Events that do not match are none of the rule's business, whatever their key.
+    op.on_event(&event("c", 0, "ok", &"x".repeat(100)), 2)
+        .unwrap();
+    let mut out = Vec::new();
+    op.on_watermark(MIN, &mut out);
+    assert_eq!(out.len(), 1, "one alert, for the key that fitted: {out:?}");
+}

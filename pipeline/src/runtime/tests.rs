@@ -1119,6 +1119,7 @@ window = { type = "tumbling", size = "1m" }
 group_by = ["subject"]
 measures = { n = "count(*)" }
 max_open_windows = 3
+max_key_bytes = 40
 
 [[rule]]
 name = "busy"
@@ -1154,6 +1155,13 @@ max_keys = 2
                 )
             })
             .collect();
+        // A key over the aggregate's 40 bytes.
+        let long = event(
+            "long".into(),
+            format!("s0{}", "x".repeat(48)),
+            base + 21_000_000,
+        );
+        records.push(Record::keyed("s0", codec.encode(&long)));
         let flush = event("flush".into(), "s0".into(), base + 3_600_000_000);
         records.push(Record::keyed("s0", codec.encode(&flush)));
         log.producer()
@@ -1196,16 +1204,24 @@ max_keys = 2
             // all the same, which closes them).
             assert_eq!(
                 refused("aggregate `per_subject`"),
-                ["e3", "e4", "e8", "e9", "flush"]
+                ["e3", "e4", "e8", "e9", "long", "flush"]
             );
             assert!(
                 dead.iter().all(|d| d.reason.contains("max_open_windows")
-                    || d.reason.contains("max_keys")),
+                    || d.reason.contains("max_keys")
+                    || d.reason.contains("max_key_bytes")),
                 "{dead:?}"
             );
+            let long_key = dead
+                .iter()
+                .find(|d| {
+                    d.reason.starts_with("aggregate `per_subject`") && d.reason.contains("50 bytes")
+                })
+                .expect("the long key's refusal says its size");
+            assert!(long_key.reason.contains("max_key_bytes"), "{long_key:?}");
             // The rule took s0 and s1 (and s2, held for the watermark when the bound was
-            // reached); s3 and s4 are refused.
-            assert_eq!(refused("rule `busy`"), ["e3", "e4", "e8", "e9"]);
+            // reached); s3, s4 and the long key are refused.
+            assert_eq!(refused("rule `busy`"), ["e3", "e4", "e8", "e9", "long"]);
             let results = RecordCodec::<WindowResult>::new(2);
             let counts: BTreeMap<String, i64> = read_all(&log, &format!("{name}.aggregates"))
                 .await

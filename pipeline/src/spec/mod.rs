@@ -186,13 +186,23 @@ pub struct Aggregate {
     /// that would open one more is not applied to this aggregate and becomes a dead letter
     /// saying so, so no stream of new keys can grow the state without bound.
     pub max_open_windows: usize,
+    /// Bytes of one group key at most (`max_key_bytes`, all its values together): an
+    /// event whose key is longer is not applied to this aggregate and becomes a dead
+    /// letter saying so, so a window's memory is bounded as well as their number.
+    pub max_key_bytes: usize,
 }
 
 /// The bound on an operator's state when the spec sets none: about 80 MiB of window
 /// state for a count and a sum (bench/RESULTS.md, `memory`), per input partition.
 pub const DEFAULT_MAX_STATE_KEYS: usize = 250_000;
 
-// By hand, without `insights` and `max_open_windows`: the Debug text is the aggregate's
+/// The bound on one key's bytes when the spec sets none: repository names, hosts, URLs
+/// and paths fit; a value pasted into a key by mistake (a body, a stack trace) does not.
+/// With [`DEFAULT_MAX_STATE_KEYS`] it caps an operator's keys at about 256 MiB per input
+/// partition, whatever a producer sends.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
+
+// By hand, without `insights` and the bounds: the Debug text is the aggregate's
 // state fingerprint (runtime/partition.rs), and tuning a detector or a bound must not
 // throw away window state.
 impl std::fmt::Debug for Aggregate {
@@ -243,9 +253,12 @@ pub struct Rule {
     /// Keys with state per input partition at most (`max_keys`): a matching event of one
     /// more key is not applied to this rule and becomes a dead letter saying so.
     pub max_keys: usize,
+    /// Bytes of one key at most (`max_key_bytes`): a matching event with a longer key is
+    /// not applied to this rule and becomes a dead letter saying so.
+    pub max_key_bytes: usize,
 }
 
-// By hand, without `max_keys` (and as `derive` printed it before): the Debug text is
+// By hand, without the bounds (and as `derive` printed it before): the Debug text is
 // the rule's state fingerprint (runtime/partition.rs), and raising a bound must not throw
 // away rule state.
 impl std::fmt::Debug for Rule {
@@ -761,6 +774,18 @@ fn aggregate(
     {
         repartitionable(c, &raw, keys, w, every.is_some());
     }
+    let max_open_windows = bound(
+        c,
+        raw.max_open_windows.as_ref(),
+        "max_open_windows",
+        Bounded::Held("windows"),
+    );
+    let max_key_bytes = bound(
+        c,
+        raw.max_key_bytes.as_ref(),
+        "max_key_bytes",
+        Bounded::KeyBytes,
+    );
     if c.count() > before {
         return None;
     }
@@ -773,34 +798,49 @@ fn aggregate(
         allowed_lateness: allowed_lateness?,
         emit_every: emit_every?,
         insights: insights?,
-        max_open_windows: bound(
-            c,
-            raw.max_open_windows.as_ref(),
-            "max_open_windows",
-            "windows",
-        )?,
+        max_open_windows: max_open_windows?,
+        max_key_bytes: max_key_bytes?,
     })
 }
 
-/// A positive bound on an operator's state, [`DEFAULT_MAX_STATE_KEYS`] when not given.
+/// What a bound setting limits, for its message.
+#[derive(Clone, Copy)]
+enum Bounded {
+    /// Keys (windows) held per input partition: [`DEFAULT_MAX_STATE_KEYS`] by default.
+    Held(&'static str),
+    /// Bytes of one key: [`DEFAULT_MAX_KEY_BYTES`] by default.
+    KeyBytes,
+}
+
+/// A positive bound on an operator's state, its default when not given.
 fn bound(
     c: &mut Collector<'_>,
     raw: Option<&Spanned<i64>>,
     setting: &str,
-    what: &str,
+    what: Bounded,
 ) -> Option<usize> {
+    let default = match what {
+        Bounded::Held(_) => DEFAULT_MAX_STATE_KEYS,
+        Bounded::KeyBytes => DEFAULT_MAX_KEY_BYTES,
+    };
     let Some(raw) = raw else {
-        return Some(DEFAULT_MAX_STATE_KEYS);
+        return Some(default);
     };
     match usize::try_from(*raw.get_ref()) {
         Ok(n) if n > 0 => Some(n),
         _ => {
+            let hint = match what {
+                Bounded::Held(what) => {
+                    format!("{what} held per input partition at most, e.g. {default} (the default)")
+                }
+                Bounded::KeyBytes => format!(
+                    "bytes of one key (its values together) at most, e.g. {default} (the default)"
+                ),
+            };
             c.at(
                 raw.span(),
                 format!("{setting} must be a positive number, not {}", raw.get_ref()),
-                Some(format!(
-                    "{what} held per input partition at most, e.g. {DEFAULT_MAX_STATE_KEYS} (the default)"
-                )),
+                Some(hint),
             );
             None
         }
@@ -1257,7 +1297,13 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
             None
         }
     };
-    let max_keys = bound(c, raw.max_keys.as_ref(), "max_keys", "keys");
+    let max_keys = bound(c, raw.max_keys.as_ref(), "max_keys", Bounded::Held("keys"));
+    let max_key_bytes = bound(
+        c,
+        raw.max_key_bytes.as_ref(),
+        "max_key_bytes",
+        Bounded::KeyBytes,
+    );
     if c.count() > before {
         return None;
     }
@@ -1268,6 +1314,7 @@ fn rule(c: &mut Collector<'_>, raw: raw::Rule, names: &mut HashSet<String>) -> O
         within: within?,
         severity: severity?,
         max_keys: max_keys?,
+        max_key_bytes: max_key_bytes?,
     })
 }
 

@@ -39,6 +39,8 @@ pub struct Aggregate {
     pub insights: Option<Spanned<Toggle<Insights>>>,
     /// Windows open at once per input partition at most.
     pub max_open_windows: Option<Spanned<i64>>,
+    /// Bytes of one group key at most.
+    pub max_key_bytes: Option<Spanned<i64>>,
 }
 
 /// `false` (off), `true` (the defaults) or a table of settings.
@@ -162,6 +164,8 @@ pub struct Rule {
     pub then: Option<Spanned<String>>,
     /// Keys with state per input partition at most.
     pub max_keys: Option<Spanned<i64>>,
+    /// Bytes of one key at most.
+    pub max_key_bytes: Option<Spanned<i64>>,
 }
 
 /// `[dedupe]`: how the processor recognises repeats of an event it has applied.

@@ -670,6 +670,30 @@ fn operator_state_bounds_default_and_are_checked_where_written() {
     .unwrap();
     assert_eq!(spec.aggregates[0].max_open_windows, 10);
     assert_eq!(spec.rules[0].max_keys, 7);
+    assert_eq!(
+        (
+            spec.aggregates[0].max_key_bytes,
+            spec.rules[0].max_key_bytes
+        ),
+        (super::DEFAULT_MAX_KEY_BYTES, super::DEFAULT_MAX_KEY_BYTES)
+    );
+    let bytes = parse::<Source>(
+        &text("max_key_bytes = 4096", "max_key_bytes = 64"),
+        "s.toml",
+        check_source,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            bytes.aggregates[0].max_key_bytes,
+            bytes.rules[0].max_key_bytes
+        ),
+        (4096, 64)
+    );
+    assert_eq!(
+        format!("{:?}", bytes.aggregates[0]),
+        format!("{:?}", spec.aggregates[0])
+    );
     // A bound is not part of the state's fingerprint: raising one keeps the state.
     let before = parse::<Source>(&text("", ""), "s.toml", check_source).unwrap();
     assert_eq!(
@@ -688,6 +712,15 @@ fn operator_state_bounds_default_and_are_checked_where_written() {
         [
             (6, 20, "max_open_windows must be a positive number, not 0"),
             (14, 12, "max_keys must be a positive number, not -3"),
+        ]
+    );
+    let got = problems(&text("max_key_bytes = 0", "max_key_bytes = -1"));
+    let got: Vec<(usize, usize, &str)> = got.iter().map(|(l, c, m)| (*l, *c, m.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (6, 17, "max_key_bytes must be a positive number, not 0"),
+            (14, 17, "max_key_bytes must be a positive number, not -1"),
         ]
     );
 }

@@ -54,6 +54,11 @@ impl Keyed {
     }
 }
 
+/// The bytes of a key's values together (what `max_key_bytes` bounds).
+pub(crate) fn key_bytes(key: &GroupKey) -> usize {
+    key.iter().flatten().map(String::len).sum()
+}
+
 /// A fixed hash of a group key (word at a time, multiply-rotate, SplitMix finaliser):
 /// the same on every run and platform.
 fn key_hash(key: &GroupKey) -> u64 {
@@ -98,12 +103,14 @@ type Group = Vec<(i64, WindowState)>;
 pub enum NotApplied {
     /// Every window it belongs to has closed.
     Late(Late),
-    /// A window it belongs to would have been one more than the aggregate's
-    /// `max_open_windows`; it was applied to those of its windows that were open.
+    /// Over one of the aggregate's bounds: a window it belongs to would have been one
+    /// more than `max_open_windows` (it was applied to those of its windows that were
+    /// open), or its group key is longer than `max_key_bytes` (applied nowhere).
     Full(Full),
 }
 
-/// An event that opened no window because the aggregate holds its bound of open windows.
+/// An event that opened no window because the aggregate holds its bound of open windows,
+/// or whose group key is over the aggregate's bound of bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Full {
     pub aggregate: String,
@@ -343,6 +350,11 @@ impl WindowedAggregate {
         for (slot, k) in key.key.iter_mut().zip(&self.spec.group_by) {
             k.expr.eval(event).write_key(slot);
         }
+        let bytes = key_bytes(&key.key);
+        if bytes > self.spec.max_key_bytes {
+            self.scratch = key;
+            return Err(NotApplied::Full(self.key_too_long(bytes)));
+        }
         key.hash = key_hash(&key.key);
         let spec = self.spec.clone();
         let measures = &spec.measures;
@@ -527,6 +539,18 @@ impl WindowedAggregate {
                 .insert(key.clone());
         }
         Ok(())
+    }
+
+    fn key_too_long(&self, bytes: usize) -> Full {
+        Full {
+            aggregate: self.spec.name.clone(),
+            reason: format!(
+                "the event's group key is {bytes} bytes, over the aggregate's limit of {} \
+                 (max_key_bytes): it was not counted; raise max_key_bytes, or group by a \
+                 shorter value",
+                self.spec.max_key_bytes
+            ),
+        }
     }
 
     fn full(&self) -> Full {

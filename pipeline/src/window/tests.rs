@@ -423,3 +423,39 @@ fn at_its_bound_an_aggregate_opens_no_window_and_counts_in_those_it_has() {
     );
     assert_eq!(op.open_windows(), 1);
 }
+
+#[test]
+fn an_aggregate_counts_no_event_whose_group_key_is_over_its_bytes() {
+    use super::NotApplied;
+    let mut op = WindowedAggregate::new(aggregate(
+        r#"{ type = "tumbling", size = "1m" }"#,
+        "max_key_bytes = 16",
+    ));
+    let work = |id: &str, subject: &str| Event {
+        id: id.into(),
+        source: "test".into(),
+        kind: "work".into(),
+        subject: subject.into(),
+        time: 0,
+        ..Event::default()
+    };
+    assert_eq!(op.on_event(&work("1", &"a".repeat(16)), 1), Ok(()));
+    match op.on_event(&work("2", &"b".repeat(1_000_000)), 2) {
+        Err(NotApplied::Full(f)) => {
+            assert!(
+                f.reason.contains("1000000 bytes") && f.reason.contains("max_key_bytes"),
+                "{}",
+                f.reason
+            );
+            assert!(f.reason.len() < 300, "the reason does not quote the key");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(op.open_windows(), 1);
+    // The next event is keyed as usual (the refused key left nothing behind).
+    assert_eq!(op.on_event(&work("3", &"a".repeat(16)), 3), Ok(()));
+    let mut out = Vec::new();
+    op.on_watermark(2 * MIN, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].count, 2);
+}
