@@ -354,6 +354,21 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
+/// Whether `url` carries a credential a log must not show and a flag should not take:
+/// user info (`https://user:secret@host`) or a `user=`/`password=` query parameter.
+pub fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let query = rest
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+    authority.contains('@')
+        || query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("user")
+        })
+}
+
 /// `error` and its sources as one line, with a TLS failure explained first.
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
@@ -397,6 +412,20 @@ mod tests {
         }
         let other = TlsFailure::from(&rustls::Error::AlertReceived(A::ProtocolVersion));
         assert!(matches!(other, TlsFailure::Handshake(_)), "{other:?}");
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_found() {
+        use super::url_has_credentials as has;
+        assert!(has("https://default:s3cret@abc.clickhouse.cloud:8443"));
+        assert!(has("https://default@abc.clickhouse.cloud:8443/"));
+        assert!(has("http://127.0.0.1:8123/?user=default&password=s3cret"));
+        assert!(has("http://127.0.0.1:8123?PASSWORD=x"));
+        assert!(!has("https://abc.clickhouse.cloud:8443"));
+        assert!(!has("http://127.0.0.1:8123/?database=helios"));
+        // An @ in the path or fragment is not user info.
+        assert!(!has("https://registry.example/subjects/a@b"));
+        assert!(!has("https://example.com/#user=x"));
     }
 
     #[test]

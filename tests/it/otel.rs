@@ -70,6 +70,8 @@ struct Inbox {
     points: Vec<Point>,
     /// Request bodies that did not decode (must stay empty).
     garbage: Vec<String>,
+    /// The `Authorization` header of each trace export that had one.
+    authorizations: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Inbox>>;
@@ -91,12 +93,21 @@ fn text(kv: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
-async fn traces(State(inbox): State<Shared>, body: Bytes) -> impl IntoResponse {
+async fn traces(
+    State(inbox): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let Ok(req) = ExportTraceServiceRequest::decode(body) else {
         inbox.lock().unwrap().garbage.push("traces".into());
         return (StatusCode::BAD_REQUEST, Vec::new()).into_response();
     };
     let mut inbox = inbox.lock().unwrap();
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        inbox
+            .authorizations
+            .push(auth.to_str().unwrap_or_default().to_owned());
+    }
     for rs in req.resource_spans {
         let service = rs
             .resource
@@ -455,7 +466,8 @@ async fn one_event_is_followed_from_ingest_to_sink_over_otlp() {
 /// The same export to a collector served over HTTPS with a certificate of a private CA
 /// (issue 14, done-when 3), which requires mutual TLS: trusted through `--ca-file`,
 /// admitted with the client certificate of OTel's standard variables
-/// (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_KEY); spans and
+/// (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_KEY), with the
+/// headers of OTEL_EXPORTER_OTLP_HEADERS (a hosted collector's API key); spans and
 /// metrics arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_an_https_collector_behind_a_private_ca() {
@@ -487,6 +499,10 @@ async fn spans_and_metrics_reach_an_https_collector_behind_a_private_ca() {
                 "OTEL_EXPORTER_OTLP_CLIENT_KEY",
                 ca.client_key_file().to_str().unwrap(),
             ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20otlp-t0ken",
+            ),
         ],
     )
     .await;
@@ -509,6 +525,16 @@ async fn spans_and_metrics_reach_an_https_collector_behind_a_private_ca() {
     })
     .await;
     assert_eq!(span.service, "helios-up");
+    assert_eq!(
+        inbox
+            .lock()
+            .unwrap()
+            .authorizations
+            .first()
+            .map(String::as_str),
+        Some("Bearer otlp-t0ken"),
+        "the exports carry OTEL_EXPORTER_OTLP_HEADERS"
+    );
     wait_for(&inbox, "a metric point over https", |inbox| {
         inbox.points.first().cloned()
     })

@@ -176,6 +176,17 @@ impl KafkaBridgeConfig {
                 "format = \"avro\" needs `registry_url`: the writer schemas come from a registry",
             );
         }
+        if self
+            .registry_url
+            .as_deref()
+            .is_some_and(helios_schemas::tls::url_has_credentials)
+        {
+            return err(
+                "`registry_url` carries a user or password, which would show in logs and \
+                 errors; give the URL without them and the credential as `registry_key_env` \
+                 or `registry_key_file`",
+            );
+        }
         if let Some(origin) = self.registry_key_origin() {
             if self.registry_url.is_none() {
                 return err("`registry_key` is the credential of `registry_url`, which is not set");

@@ -353,6 +353,18 @@ fn config_is_checked() {
         },
         "set exactly one of `registry_key`, `registry_key_env` and `registry_key_file`",
     );
+    let e = KafkaBridgeConfig {
+        registry_url: Some("https://bridge:s3cret@registry.example".into()),
+        registry_key_env: None,
+        ..avro.clone()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`registry_key_env`") && !e.contains("s3cret"),
+        "{e}"
+    );
     // Read at start: an unset variable is named.
     let e = super::KafkaBridge::new(avro).unwrap_err().to_string();
     assert!(

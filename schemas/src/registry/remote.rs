@@ -50,6 +50,16 @@ impl RemoteRegistry {
     /// the certificates of `tls`'s CA file, presenting its client certificate to a
     /// registry that requires mutual TLS: the one TLS setup of [`crate::tls`].
     pub fn connect(url: &str, credential: Option<&str>, tls: &Outbound) -> Result<Self> {
+        if crate::tls::url_has_credentials(url) {
+            return Err(Error::Remote {
+                url: crate::tls::shown_url(url),
+                reason: "the URL carries a user or password, which would show in logs and \
+                         errors; give the URL without them and the credential as \
+                         --registry-key (HELIOS_REGISTRY_KEY, `[registry] key`; a Kafka \
+                         bridge's `registry_key_env` or `registry_key_file`)"
+                    .to_owned(),
+            });
+        }
         let url = url.trim_end_matches('/').to_string();
         let mut builder = SrSettings::new_builder(url.clone());
         match credential.map(str::trim).filter(|c| !c.is_empty()) {
@@ -127,5 +137,24 @@ impl SchemaSource for RemoteRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, schema.clone());
         Ok(schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_that_carries_a_password_is_refused_without_showing_it() {
+        let tls = crate::tls::Outbound::default();
+        let e =
+            super::RemoteRegistry::connect("https://reader:s3cret@registry.example", None, &tls)
+                .unwrap_err()
+                .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(
+            e.contains("--registry-key") && e.contains("registry.example"),
+            "{e}"
+        );
+        super::RemoteRegistry::connect("https://registry.example", Some("reader:s3cret"), &tls)
+            .unwrap();
     }
 }

@@ -138,10 +138,23 @@ impl ClickHouseConfig {
 
     /// Checks the URL scheme and the database name without touching the network.
     pub fn validate(&self) -> Result<()> {
+        // Never echo a URL that carries a password: it would reach the terminal, the logs
+        // and every later error message.
+        let shown = helios_schemas::tls::shown_url(&self.url);
+        if helios_schemas::tls::url_has_credentials(&self.url) {
+            return Err(SinkError::config(
+                "the ClickHouse URL carries a user or password, which would show in logs, \
+                 errors and the process list",
+                shown,
+                "give the URL without them and the user as --clickhouse-user \
+                 (HELIOS_CLICKHOUSE_USER, [clickhouse] user), the password in \
+                 HELIOS_CLICKHOUSE_PASSWORD or a file named by --clickhouse-password-file",
+            ));
+        }
         if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(SinkError::config(
                 "ClickHouse URL must be an http:// or https:// URL of the HTTP interface",
-                &self.url,
+                shown,
                 "use the HTTP port, e.g. http://127.0.0.1:8123, or the HTTPS port, e.g. \
                  https://clickhouse.example:8443",
             ));
@@ -336,5 +349,32 @@ impl ClickHouse {
             .map_err(|e| SinkError::clickhouse(&self.url, "reading the server version", e))?;
         let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClickHouseConfig;
+
+    #[test]
+    fn a_url_that_carries_a_password_is_refused_without_showing_it() {
+        for url in [
+            "https://default:s3cret@abc.clickhouse.cloud:8443",
+            "http://127.0.0.1:8123/?user=default&password=s3cret",
+            "clickhouse://default:s3cret@abc.clickhouse.cloud:9440",
+        ] {
+            let e = ClickHouseConfig::new(url)
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(
+                e.contains("--clickhouse-user") && e.contains("HELIOS_CLICKHOUSE_PASSWORD"),
+                "{e}"
+            );
+        }
+        ClickHouseConfig::new("https://abc.clickhouse.cloud:8443")
+            .validate()
+            .unwrap();
     }
 }
