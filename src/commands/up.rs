@@ -112,19 +112,21 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Bind first: a taken port should stop us before anything starts, and the default
+    // self probe needs the port actually bound (`--listen 127.0.0.1:0` picks one).
+    let listener = http::bind(args.listen, "--listen").await?;
+    let bound = listener.local_addr()?;
     let (spec, store_spec, webhooks, pipeline) = match &args.spec {
         Some(path) => crate::spec::load_spec(path, args.webhooks.limits())?,
         None => (
             SourcesSpec {
-                sources: default_sources(args.listen, &args.data_dir),
+                sources: default_sources(bound, &args.data_dir),
             },
             helios_sinks::StoreSpec::default(),
             Vec::new(),
             crate::spec::ProcessorSpec::default(),
         ),
     };
-    // Bind first: a taken port should stop us before anything starts.
-    let listener = http::bind(args.listen, "--listen").await?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
     let embedded = EmbeddedLog::open(

@@ -82,3 +82,40 @@ async fn up_without_a_spec_shows_host_metrics_and_its_own_probe() {
     assert!(names.contains("host") && names.contains("self"), "{status}");
     server.stop();
 }
+
+/// `--listen 127.0.0.1:0` lets the system pick the port: the self probe checks the port
+/// actually bound, not port 0.
+#[tokio::test]
+async fn the_self_probe_checks_the_port_bound_when_the_system_picks_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = std::fs::File::create(tmp.path().join("up.log")).unwrap();
+    let mut child = std::process::Command::new(crate::common::BIN)
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let data_arg = data.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let probe = loop {
+        let probe = tail(data_arg)
+            .into_iter()
+            .find(|l| l["value"]["kind"] == "probe.http");
+        if let Some(probe) = probe {
+            break probe;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe event within 60 s; see {}",
+            tmp.path().join("up.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let url = probe["value"]["attrs"]["url"].as_str().unwrap();
+    assert!(!url.starts_with("http://127.0.0.1:0/"), "{probe}");
+    assert_eq!(probe["value"]["attrs"]["ok"], "true", "{probe}");
+}
