@@ -46,7 +46,24 @@ pub(crate) struct SecretOrigin<'a> {
     pub generate: bool,
 }
 
-impl SecretOrigin<'_> {
+impl<'a> SecretOrigin<'a> {
+    /// Where an optional secret comes from (never generated): `None` when none of
+    /// `literal`, `env` and `file` is set.
+    pub fn optional(
+        what: &'static str,
+        literal: Option<&'a SecretString>,
+        env: Option<&'a str>,
+        file: Option<&'a Path>,
+    ) -> Option<Self> {
+        (literal.is_some() || env.is_some() || file.is_some()).then_some(SecretOrigin {
+            what,
+            literal,
+            env,
+            file,
+            generate: false,
+        })
+    }
+
     /// Checks the combination without reading anything.
     pub fn validate(&self, source: &str) -> Result<()> {
         let what = self.what;

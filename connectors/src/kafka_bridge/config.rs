@@ -198,16 +198,12 @@ impl KafkaBridgeConfig {
     }
 
     fn registry_key_origin(&self) -> Option<SecretOrigin<'_>> {
-        let set = self.registry_key.is_some()
-            || self.registry_key_env.is_some()
-            || self.registry_key_file.is_some();
-        set.then_some(SecretOrigin {
-            what: "registry_key",
-            literal: self.registry_key.as_ref(),
-            env: self.registry_key_env.as_deref(),
-            file: self.registry_key_file.as_deref(),
-            generate: false,
-        })
+        SecretOrigin::optional(
+            "registry_key",
+            self.registry_key.as_ref(),
+            self.registry_key_env.as_deref(),
+            self.registry_key_file.as_deref(),
+        )
     }
 
     /// The registry's credential, read from where the spec says (`None` without one).
@@ -219,16 +215,12 @@ impl KafkaBridgeConfig {
     }
 
     fn password_origin(&self) -> Option<SecretOrigin<'_>> {
-        let set = self.sasl_password.is_some()
-            || self.sasl_password_env.is_some()
-            || self.sasl_password_file.is_some();
-        set.then_some(SecretOrigin {
-            what: "sasl_password",
-            literal: self.sasl_password.as_ref(),
-            env: self.sasl_password_env.as_deref(),
-            file: self.sasl_password_file.as_deref(),
-            generate: false,
-        })
+        SecretOrigin::optional(
+            "sasl_password",
+            self.sasl_password.as_ref(),
+            self.sasl_password_env.as_deref(),
+            self.sasl_password_file.as_deref(),
+        )
     }
 
     /// The SASL password, read from where the spec says (`None` without SASL). Errors name
