@@ -75,11 +75,19 @@ impl<'a> SecretOrigin<'a> {
         .iter()
         .filter(|s| **s)
         .count();
-        if set != 1 {
+        if set == 0 {
             return Err(ConnectorError::config(
                 source,
                 format!(
-                    "set exactly one of `{what}`, `{what}_env` and `{what}_file` (found {set}); requests are refused without a {what}"
+                    "set exactly one of `{what}`, `{what}_env` and `{what}_file` (found none); requests are refused without a {what}"
+                ),
+            ));
+        }
+        if set > 1 {
+            return Err(ConnectorError::config(
+                source,
+                format!(
+                    "set exactly one of `{what}`, `{what}_env` and `{what}_file` (found {set}); keep only one"
                 ),
             ));
         }

@@ -137,14 +137,6 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// [`client_config_with`] of these files.
-    pub fn client_config(&self) -> Result<rustls::ClientConfig> {
-        client_config_with(
-            self.ca_file.as_deref(),
-            self.identity.as_ref().map(IdentityFiles::identity),
-        )
-    }
-
     /// [`http_client_builder_with`] of these files.
     pub fn http_client_builder(&self) -> Result<reqwest::ClientBuilder> {
         http_client_builder_with(
