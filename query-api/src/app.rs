@@ -1,18 +1,16 @@
 //! The whole HTTP surface of a Helios process: the routes of each part, merged, plus
-//! health and a JSON 404.
+//! health ([`crate::health`]) and a JSON 404.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use helios_schemas::Registry;
 use serde_json::json;
-use tracing::{info, warn};
 
+use crate::health::{healthz, readyz};
 use crate::state::ApiState;
 
 /// `ingest` is the connectors' router (`POST /v1/events`); the registry routes are served
@@ -45,61 +43,6 @@ pub fn read_router(state: ApiState) -> Router {
         .with_state(state.clone())
         .merge(crate::insights::router(state))
 }
-
-/// `GET /healthz`: the process serves HTTP.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "The process is up", body = Object))
-)]
-pub async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
-}
-
-/// `GET /readyz`: the store answers queries.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "The store answers", body = Object),
-        (status = 503, description = "The store does not answer; the reason says why"),
-    )
-)]
-pub async fn readyz(State(state): State<ApiState>) -> Response {
-    // Anyone may ask, so the answer names the kind of store only: where it is (a URL, a
-    // directory) and why it fails go to the log, once per change.
-    let store = match state.store.dialect() {
-        crate::store::Dialect::ClickHouse => "clickhouse",
-        crate::store::Dialect::DataFusion => "embedded",
-    };
-    match state.store.ready().await {
-        Ok(()) => {
-            if READY_FAILING.swap(false, Ordering::Relaxed) {
-                info!(store = %state.store.describe(), "The store answers again.");
-            }
-            axum::Json(json!({"status": "ready", "store": store})).into_response()
-        }
-        Err(e) => {
-            if !READY_FAILING.swap(true, Ordering::Relaxed) {
-                warn!(store = %state.store.describe(), error = %e, "The store does not answer; /readyz says not ready.");
-            }
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({
-                    "status": "not ready",
-                    "store": store,
-                    "error": "the store does not answer queries; the server's log says why",
-                })),
-            )
-                .into_response()
-        }
-    }
-}
-
-/// Whether the last `/readyz` found the store failing, so the log says it once per change.
-static READY_FAILING: AtomicBool = AtomicBool::new(false);
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
     // Ingest routes exist only for the sources the spec declares, so say where to look

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod catalog;
 pub mod dashboard;
 pub mod error;
+mod health;
 pub mod insights;
 pub mod metrics;
 pub mod openapi;

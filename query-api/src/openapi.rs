@@ -37,7 +37,7 @@ use crate::store::Column;
         title = "Helios API",
         description = "The HTTP routes of a Helios process. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>` (helios keys create) with the scope it names, except the webhook routes, which check their source's own token or signature.\n\nWhere this process serves the schema registry, the same port also serves, outside this document, the Confluent Schema Registry API (`/subjects`, `/schemas`, `/compatibility`, `/config`), which also takes the key as HTTP Basic credentials (user = key id, password = secret; or any user with the whole key as password), as Confluent clients send `basic.auth.user.info`.",
     ),
-    paths(crate::app::healthz, openapi_json),
+    paths(crate::health::healthz, openapi_json),
     modifiers(&Additions),
     tags((name = "operations", description = "Health, readiness, metrics, this document")),
 )]
@@ -56,7 +56,7 @@ struct OperationsDoc;
         crate::insights::subjects::subject,
         crate::insights::late::late,
         crate::sql::run,
-        crate::app::readyz,
+        crate::health::readyz,
     ),
     components(schemas(
         Catalog, AggregateInfo, MeasureInfo, MeasureFunction, WindowInfo, WindowKind,

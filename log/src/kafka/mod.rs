@@ -21,6 +21,7 @@ mod admin;
 mod config;
 mod consumer;
 mod context;
+mod naming;
 mod producer;
 mod security;
 
@@ -28,7 +29,8 @@ use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-pub use config::{KafkaConfig, Naming};
+pub use config::KafkaConfig;
+pub use naming::Naming;
 pub use security::{Pem, SaslMechanism, Secret, SecurityProtocol, check_pem_file};
 
 use crate::{Log, LogError, Result};

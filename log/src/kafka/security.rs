@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::Naming;
+use super::naming::Naming;
 use crate::{LogError, Result};
 
 /// How a client talks to the brokers (librdkafka `security.protocol`).
