@@ -1,6 +1,7 @@
 //! `helios migrate`: brings a ClickHouse database to this build's schema and to the spec.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use helios_sinks::StoreSpec;
@@ -50,6 +51,12 @@ pub struct MigrateArgs {
         value_name = "FILE"
     )]
     pub read_password_file: Option<PathBuf>,
+
+    /// How long to wait for ClickHouse to answer when it is not up yet (a deployment
+    /// that starts both at once), asking again every second or two; `0s` asks once. A
+    /// refused login or certificate is never waited out.
+    #[arg(long, env = "HELIOS_MIGRATE_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
@@ -65,6 +72,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
         &crate::backend::ClickHouseFile::default(),
     )?;
     let ch = ClickHouse::new(&config)?;
+    wait_for(&ch, args.wait).await?;
     let report = migrations::migrate(&ch, &spec).await?;
     let kept = retention::apply(&ch, &spec).await?;
     if report.is_noop() {
@@ -107,4 +115,30 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Asks ClickHouse for its version until it answers, for at most `wait`: only failures
+/// that retrying can mend (not reachable, not ready, a 5xx) are waited out, each said
+/// once per attempt. Under TLS 1.3 a server refuses a client certificate after the
+/// handshake, and the first attempt may see only a closed connection: the next one reads
+/// the refusal, which is not retried.
+async fn wait_for(ch: &ClickHouse, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match ch.server_version().await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.retryable() && Instant::now() + pause < deadline => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                tracing::warn!(
+                    error = %e,
+                    waiting_s = left.as_secs(),
+                    "ClickHouse does not answer yet; asking again (--wait)."
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

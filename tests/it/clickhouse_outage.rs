@@ -389,3 +389,88 @@ async fn clickhouse_down_30s_under_helios_up_every_event_and_result_lands_once()
     }
     ch.stop();
 }
+
+/// `helios migrate` run beside a ClickHouse that is still starting (a deployment that
+/// starts both at once): it asks again until ClickHouse answers, within `--wait`, saying
+/// so each time, then migrates; with `--wait 0s` it asks once. The "starting" server is a
+/// front of this test that closes its first two connections unanswered, then passes
+/// everything to the test ClickHouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_waits_for_a_clickhouse_that_is_not_up_yet() {
+    use tokio::net::{TcpListener, TcpStream};
+
+    let upstream = std::env::var("HELIOS_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!("HELIOS_TEST_CLICKHOUSE is not set: start scripts/services/clickhouse.sh")
+    });
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", front.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = front.accept().await {
+                if accepted.fetch_add(1, Ordering::SeqCst) < 2 {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let mut server = TcpStream::connect(&upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+    }
+    let database = format!("helios_migrate_wait_{}", std::process::id());
+    let migrate = |wait: &'static str| {
+        let (url, database) = (url.clone(), database.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::common::BIN)
+                .args(["migrate", "--clickhouse", &url, "--database", &database])
+                .args(["--wait", wait])
+                .env_remove("HELIOS_CLICKHOUSE_USER")
+                .env_remove("HELIOS_CLICKHOUSE_PASSWORD")
+                .output()
+                .unwrap()
+        })
+    };
+
+    let out = migrate("60s").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "migrate did not wait for ClickHouse: {stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("ClickHouse does not answer yet; asking again (--wait).")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("applied migration"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Asked once: the front refuses its next connection too.
+    accepted.store(1, Ordering::SeqCst);
+    let out = migrate("0s").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("asking again"), "{stderr}");
+    assert!(stderr.contains("ClickHouse at"), "{stderr}");
+
+    let dropped = crate::common::clickhouse::query(
+        &std::env::var("HELIOS_TEST_CLICKHOUSE").unwrap(),
+        "default",
+        &format!("DROP DATABASE IF EXISTS {database}"),
+    )
+    .await;
+    assert!(dropped.is_ok(), "{dropped:?}");
+}
