@@ -231,6 +231,9 @@ impl Collect for PipelineCollector {
         for (source, count) in self.metrics.duplicates_by_source() {
             out.counter(&n::PIPELINE_DUPLICATES, &[&source], count);
         }
+        for (operator, count) in self.metrics.refused_by_operator() {
+            out.counter(&n::PIPELINE_REFUSED, &[&operator], count);
+        }
         out.gauge(&n::PIPELINE_DEDUPE_IDENTITIES, &[], m.dedupe_ids);
         out.counter(&n::PIPELINE_DEDUPE_EVICTED, &[], m.dedupe_evicted);
         for (operator, (state, limit)) in self.metrics.operator_states() {

@@ -293,6 +293,10 @@ pub struct InsightOperator {
     /// where it is forgotten or restored.
     #[serde(skip)]
     groups: usize,
+    /// Final results of groups not followed (past `max_groups`) since the last
+    /// [`InsightOperator::take_unfollowed`], for a metric.
+    #[serde(skip)]
+    unfollowed: u64,
 }
 
 /// Period number of a time: periods of `period` µs counted from Monday 1970-01-05 00:00
@@ -323,6 +327,7 @@ impl InsightOperator {
             config: aggregate.insights.clone(),
             max_groups: aggregate.max_open_windows,
             groups: 0,
+            unfollowed: 0,
         }
     }
 
@@ -334,6 +339,12 @@ impl InsightOperator {
         self.config = config;
         self.max_groups = max_groups;
         self.groups = self.count_groups();
+    }
+
+    /// Final results the detectors did not follow (their group past the bound) since the
+    /// last call.
+    pub fn take_unfollowed(&mut self) -> u64 {
+        std::mem::take(&mut self.unfollowed)
     }
 
     /// Groups the detectors follow now, and at most (ADR-021): past the bound a new
@@ -394,6 +405,7 @@ impl InsightOperator {
         self.advance(result.window_end.saturating_sub(1), out);
         let followed = self.follows(&result.group);
         if !followed && self.groups >= self.max_groups {
+            self.unfollowed += 1;
             return;
         }
         for (measure, value) in &result.measures {

@@ -461,6 +461,9 @@ fn the_detectors_follow_at_most_the_aggregates_bound_of_groups() {
     }
     assert_eq!(op.groups(), (2, 2));
     assert_eq!(op.series(), 2, "c is not followed");
+    // c's three final results were not followed, counted once for a metric.
+    assert_eq!(op.take_unfollowed(), 3);
+    assert_eq!(op.take_unfollowed(), 0);
     let bytes = postcard::to_allocvec(&op).unwrap();
     let mut restored = new_op();
     restored.resume(postcard::from_bytes(&bytes).unwrap());

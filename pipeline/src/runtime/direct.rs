@@ -181,8 +181,10 @@ impl Direct {
         );
         let (alerts, insights) = (out.alerts.len() as u64, out.insights.len() as u64);
         let duplicates = std::mem::take(&mut out.duplicates);
+        let refused = std::mem::take(&mut out.refused);
         write_outputs(p, &self.stage, out, &[]).await?;
         p.metrics.duplicates(&duplicates);
+        p.metrics.refused(&refused);
         report_state(&p.metrics, self.partitions.iter_mut());
         let wall_us = wall_clock_us();
         if let Some(merged) = self

@@ -47,6 +47,8 @@ pub struct Metrics {
     repartition_repeats: AtomicU64,
     /// Repeats dropped, by source (a handful of sources; updated once per batch).
     duplicates: RwLock<BTreeMap<String, u64>>,
+    /// What each operator refused at its bounds, by operator (`aggregate/<name>`, ...).
+    refused: RwLock<BTreeMap<String, u64>>,
     /// Per operator (`aggregate/<name>`, `rule/<name>`): its state in its fullest
     /// assigned partition, and its bound (updated once per batch).
     operator_state: RwLock<BTreeMap<String, (u64, u64)>>,
@@ -181,6 +183,25 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Adds refusals at the operators' bounds, by operator (the spec's operators only).
+    pub(crate) fn refused(&self, by_operator: &BTreeMap<String, u64>) {
+        if by_operator.is_empty() {
+            return;
+        }
+        let mut all = self.refused.write().unwrap_or_else(|p| p.into_inner());
+        for (operator, n) in by_operator {
+            *all.entry(operator.clone()).or_default() += n;
+        }
+    }
+
+    /// Refusals at the operators' bounds so far, by operator.
+    pub fn refused_by_operator(&self) -> BTreeMap<String, u64> {
+        self.refused
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn repartitioned(&self, out: u64, applied: u64, repeats: u64) {

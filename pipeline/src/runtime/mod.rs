@@ -227,6 +227,9 @@ struct Outputs {
     dead: Vec<DeadLetter>,
     /// Repeats dropped, by source.
     duplicates: BTreeMap<String, u64>,
+    /// Events refused at an operator's bound, by operator (`aggregate/<name>`,
+    /// `rule/<name>`).
+    refused: BTreeMap<String, u64>,
     /// Records for each repartition topic the stage forwards to, in its order.
     forwards: Vec<Vec<Record>>,
     /// Forwarded events applied, and repeats of them dropped (repartition stages).
@@ -856,8 +859,10 @@ impl Runner {
             .filter(|r| r.partition.is_none())
             .count() as u64;
         let (applied, repeats) = out.repartitioned;
+        let refused = std::mem::take(&mut out.refused);
         write_outputs(p, &self.stage, out, &trace).await?;
         p.metrics.repartitioned(forwarded, applied, repeats);
+        p.metrics.refused(&refused);
         if !self.is_events() {
             for (&k, st) in &self.partitions {
                 p.metrics
@@ -988,6 +993,7 @@ impl Runner {
 fn report_state<'a>(metrics: &Metrics, partitions: impl Iterator<Item = &'a mut PartitionState>) {
     let (mut remembered, mut evicted) = (0u64, 0u64);
     let mut states: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut unfollowed: BTreeMap<String, u64> = BTreeMap::new();
     let mut fullest = |name: String, size: usize, bound: usize| {
         let s = states.entry(name).or_insert((0, bound as u64));
         s.0 = s.0.max(size as u64);
@@ -1007,13 +1013,20 @@ fn report_state<'a>(metrics: &Metrics, partitions: impl Iterator<Item = &'a mut 
         for r in &st.rules {
             fullest(format!("rule/{}", r.name()), r.keys(), r.rule().max_keys);
         }
-        for i in &st.insights {
+        for i in &mut st.insights {
             let (groups, bound) = i.groups();
             fullest(format!("insights/{}", i.aggregate()), groups, bound);
+            let n = i.take_unfollowed();
+            if n > 0 {
+                *unfollowed
+                    .entry(format!("insights/{}", i.aggregate()))
+                    .or_default() += n;
+            }
         }
     }
     metrics.seen(remembered, evicted);
     metrics.operator_state(states);
+    metrics.refused(&unfollowed);
 }
 
 /// What every record of a stage is processed with.
@@ -1254,6 +1267,13 @@ fn refusal_letters(skipped: Refusals, pos: &Pos<'_>, out: &mut Outputs) {
             .push(dead_letter(LATE_STAGE, pos, reason, Some(&name)));
     }
     for (reason, name) in skipped.full {
+        // Rules' dead letters carry `rule/<name>`, aggregates' their bare name.
+        let operator = if name.starts_with("rule/") {
+            name.clone()
+        } else {
+            format!("aggregate/{name}")
+        };
+        *out.refused.entry(operator).or_default() += 1;
         out.dead
             .push(dead_letter(LIMIT_STAGE, pos, reason, Some(&name)));
     }

@@ -1185,6 +1185,10 @@ max_keys = 2
             assert_eq!(states["aggregate/per_subject"].1, 3, "{states:?}");
             assert_eq!(states["rule/busy"].1, 2, "{states:?}");
             assert!(states["rule/busy"].0 >= 2, "{states:?}");
+            // So does the count of what each refused.
+            let refused = metrics.refused_by_operator();
+            assert_eq!(refused["aggregate/per_subject"], 6, "{refused:?}");
+            assert_eq!(refused["rule/busy"], 5, "{refused:?}");
             let letters = RecordCodec::<DeadLetter>::new(3);
             let dead: Vec<DeadLetter> = read_all(&log, &format!("{name}.dlq"))
                 .await

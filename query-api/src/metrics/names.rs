@@ -120,6 +120,13 @@ pub const PIPELINE_DUPLICATES: Family = Family {
     help: "Events the processor dropped as repeats of one it had applied (same source and id within the [dedupe] horizon), per source.",
 };
 
+pub const PIPELINE_REFUSED: Family = Family {
+    name: "helios_pipeline_refused_total",
+    kind: Kind::Counter,
+    labels: &["operator"],
+    help: "What an operator refused at its bounds: events an aggregate or rule did not apply (each also a pipeline/limit dead letter), final results of groups the insight detectors do not follow.",
+};
+
 pub const PIPELINE_DEDUPE_IDENTITIES: Family = Family {
     name: "helios_pipeline_dedupe_identities",
     kind: Kind::Gauge,
@@ -312,6 +319,7 @@ pub const ALL: &[&Family] = &[
     &PIPELINE_CHECKPOINTS,
     &PIPELINE_WATERMARK_MARKS,
     &PIPELINE_DUPLICATES,
+    &PIPELINE_REFUSED,
     &PIPELINE_DEDUPE_IDENTITIES,
     &PIPELINE_DEDUPE_EVICTED,
     &PIPELINE_OPERATOR_STATE,
