@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use tracing::info;
 
 use crate::backend::LogArgs;
-use crate::stages::sinks::{SinkBatching, SinksSetup, start_sinks};
+use crate::stages::sinks::{NotifyArgs, SinkBatching, SinksSetup, start_sinks};
 use crate::stages::supervision::Failures;
 
 /// Run one stage of Helios on its own (scaled out: Kafka and ClickHouse).
@@ -74,6 +74,9 @@ pub struct SinkArgs {
     pub batching: SinkBatching,
 
     #[command(flatten)]
+    pub notify: NotifyArgs,
+
+    #[command(flatten)]
     pub retention: crate::stages::disk::LogRetentionArgs,
 
     #[command(flatten)]
@@ -111,6 +114,7 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
         aggregates_partitions: backend.topics.partitions,
         topics: backend.topics.clone(),
         batching: args.batching,
+        notify: args.notify,
         failures: failures.clone(),
         store_max_bytes: args.store_cap.store_max_size.0,
     })

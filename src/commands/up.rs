@@ -18,7 +18,7 @@ use crate::stages::pipeline::{
     Duplicates, PipelineSetup, register_schemas, start_pipeline, state_dir,
 };
 use crate::stages::schemas::{Schemas, open_embedded};
-use crate::stages::sinks::{SinkBatching, SinksSetup, start_sinks};
+use crate::stages::sinks::{NotifyArgs, SinkBatching, SinksSetup, start_sinks};
 use crate::stages::sources::{EventTimeArgs, SourcesSetup, start_sources};
 use crate::stages::supervision::Failures;
 use crate::stages::{http, read_api};
@@ -79,6 +79,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub batching: SinkBatching,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 
     #[command(flatten)]
     pub event_time: EventTimeArgs,
@@ -204,6 +207,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         aggregates_partitions: args.partitions,
         topics,
         batching: args.batching.clone(),
+        notify: args.notify.clone(),
         failures: failures.clone(),
         store_max_bytes: args.store_cap.store_max_size.0,
     })

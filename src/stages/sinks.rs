@@ -56,6 +56,18 @@ impl SinkBatching {
     }
 }
 
+/// The alert notifier's record (`helios up` and `helios run sink`).
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// How long a delivered (or given-up) notification is remembered, so a replay of the
+    /// alerts topic does not send it again: keep it longer than that topic keeps alerts
+    /// (7 days by default in the embedded log; on Kafka, the topic's retention.ms). Older
+    /// ones are forgotten, which keeps the record (`<data dir>/notify`) bounded.
+    #[arg(long, env = "HELIOS_NOTIFY_RECORD_HORIZON", default_value = "30d",
+          value_parser = crate::stages::http::parse_positive_duration)]
+    pub notify_record_horizon: std::time::Duration,
+}
+
 /// Everything [`start_sinks`] needs.
 pub struct SinksSetup {
     pub log: Log,
@@ -71,6 +83,7 @@ pub struct SinksSetup {
     /// Topic names (prefix) of the deployment.
     pub topics: Topics,
     pub batching: SinkBatching,
+    pub notify: NotifyArgs,
     /// Where the sink and the notifier report an error they stopped on.
     pub failures: Failures,
     /// Size cap of the Parquet store (ignored with ClickHouse).
@@ -211,6 +224,7 @@ pub async fn start_sinks(setup: SinksSetup) -> anyhow::Result<RunningSinks> {
         let mut notify = NotifyConfig::new(setup.webhooks, setup.data_dir.join("notify"));
         notify.topic = names.name("helios.alerts");
         notify.tls = crate::backend::outbound().clone();
+        notify.record_horizon = setup.notify.notify_record_horizon;
         let notifier = Notifier::new(notify, setup.registry.clone())?;
         let log = setup.log.clone();
         let failures = setup.failures.clone();

@@ -89,6 +89,11 @@ pub struct NotifyConfig {
     /// mutual TLS: the process's (`--ca-file`, `--client-cert-file`, `--client-key-file`).
     #[serde(skip)]
     pub tls: helios_schemas::tls::Outbound,
+    /// How long a finished delivery is remembered, so a replay of the alerts topic does
+    /// not send it again; longer than the alerts topic keeps alerts. Older ones are
+    /// forgotten, which keeps the record bounded.
+    #[serde(skip, default = "default_record_horizon")]
+    pub record_horizon: Duration,
 }
 
 fn default_topic() -> String {
@@ -103,6 +108,11 @@ fn default_max_attempts() -> u32 {
 fn default_timeout_ms() -> u64 {
     10_000
 }
+/// 30 days: four times the embedded log's default retention of the alerts topic (7 d).
+pub const DEFAULT_RECORD_HORIZON: Duration = Duration::from_secs(30 * 86_400);
+fn default_record_horizon() -> Duration {
+    DEFAULT_RECORD_HORIZON
+}
 
 impl NotifyConfig {
     /// Settings with defaults for `webhooks`, keeping the record in `state_dir`.
@@ -116,6 +126,7 @@ impl NotifyConfig {
             timeout_ms: default_timeout_ms(),
             state_dir: state_dir.into(),
             tls: helios_schemas::tls::Outbound::default(),
+            record_horizon: DEFAULT_RECORD_HORIZON,
         }
     }
 
@@ -216,7 +227,7 @@ impl Notifier {
                     "report this as a bug",
                 )
             })?;
-        let deliveries = DeliveryLog::open(&config.state_dir)?;
+        let deliveries = DeliveryLog::open(&config.state_dir, config.record_horizon)?;
         Ok(Notifier {
             config,
             http,
