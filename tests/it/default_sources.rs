@@ -100,9 +100,24 @@ async fn the_self_probe_checks_the_port_bound_when_the_system_picks_it() {
     let data_arg = data.to_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let probe = loop {
-        let probe = tail(data_arg)
-            .into_iter()
-            .find(|l| l["value"]["kind"] == "probe.http");
+        // Not `tail`, which fails the test: the log may not exist yet right after the
+        // spawn (this test does not wait for /healthz, whose port it does not know).
+        let out = crate::common::helios(&[
+            "tail",
+            "helios.events",
+            "--from-beginning",
+            "--data-dir",
+            data_arg,
+        ]);
+        let probe = out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            .and_then(|text| {
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|l| l["value"]["kind"] == "probe.http")
+            });
         if let Some(probe) = probe {
             break probe;
         }

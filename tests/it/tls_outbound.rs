@@ -74,6 +74,17 @@ fn send(file: &std::path::Path, url: &str, extra: &[&str]) -> std::process::Outp
         .unwrap()
 }
 
+/// `helios send` succeeded and says the receiver accepted `n` events.
+fn assert_sent(out: &std::process::Output, n: usize) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helios send failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{n} accepted")), "{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helios_send_posts_to_an_https_url_it_trusts_and_refuses_one_it_does_not() {
     let ca = TestCa::new();
@@ -96,13 +107,7 @@ async fn helios_send_posts_to_an_https_url_it_trusts_and_refuses_one_it_does_not
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "helios send over https failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("3 accepted"), "{stdout}");
+    assert_sent(&out, 3);
     {
         let got = inbox.lock().unwrap();
         assert_eq!(got.len(), 1, "one batch: {got:?}");
@@ -194,13 +199,7 @@ async fn helios_send_presents_the_client_certificate_a_mutual_tls_receiver_requi
     };
 
     let out = run(flags(&cert, &key)).await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "helios send with a client certificate failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("1 accepted"), "{stdout}");
+    assert_sent(&out, 1);
     assert_eq!(inbox.lock().unwrap().len(), 1);
 
     // No client certificate, or one the server's CA did not sign: refused, and said so.
