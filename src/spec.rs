@@ -117,8 +117,9 @@ fn window_spec(w: &helios_pipeline::spec::Window) -> helios_sinks::WindowSpec {
 }
 
 /// The spec's `[[webhook]]` receivers, as the notifier takes them, with each `url_env`
-/// read from the environment now: a variable that is unset, empty or not an http(s) URL
-/// stops the start with the webhook and the variable named (never the value).
+/// and `authorization_env` read from the environment now: a variable that is unset,
+/// empty or (for a URL) not an http(s) URL stops the start with the webhook and the
+/// variable named (never the value).
 pub fn webhooks<S>(spec: &Spec<S>) -> anyhow::Result<Vec<helios_sinks::notify::WebhookConfig>> {
     use helios_pipeline::spec::{WebhookFormat, WebhookUrl, is_http_url};
     use helios_sinks::notify::{BodyFormat, WebhookConfig};
@@ -143,6 +144,20 @@ pub fn webhooks<S>(spec: &Spec<S>) -> anyhow::Result<Vec<helios_sinks::notify::W
                     ),
                 },
             };
+            let authorization = match &w.authorization_env {
+                None => None,
+                Some(var) => match std::env::var(var) {
+                    Ok(value) if !value.trim().is_empty() => Some(value.trim().to_owned()),
+                    Ok(_) => anyhow::bail!(
+                        "webhook `{}`: the variable {var} (its authorization_env) is empty; set it to the Authorization header the receiver wants, such as `Bearer <token>`",
+                        w.name
+                    ),
+                    Err(_) => anyhow::bail!(
+                        "webhook `{}`: the variable {var} (its authorization_env) is not set; export it with the Authorization header the receiver wants before starting",
+                        w.name
+                    ),
+                },
+            };
             Ok(WebhookConfig {
                 name: w.name.clone(),
                 url,
@@ -150,6 +165,7 @@ pub fn webhooks<S>(spec: &Spec<S>) -> anyhow::Result<Vec<helios_sinks::notify::W
                     WebhookFormat::Generic => BodyFormat::Generic,
                     WebhookFormat::Slack => BodyFormat::Slack,
                 },
+                authorization,
             })
         })
         .collect()
@@ -306,5 +322,39 @@ format = "slack"
             "{not_url}"
         );
         assert!(!not_url.contains("/usr"), "{not_url}");
+    }
+
+    #[test]
+    fn an_authorization_env_is_read_at_start_and_an_unset_one_is_named() {
+        let spec_with = |var: &str| {
+            let text = format!(
+                "[[webhook]]\nname = \"ops\"\nurl = \"https://ops.example/hook\"\n\
+                 authorization_env = \"{var}\"\n"
+            );
+            helios_pipeline::spec::parse::<toml::Value>(&text, "h.toml", |_| Ok(())).unwrap()
+        };
+        let unset = webhooks(&spec_with("HELIOS_TEST_VARIABLE_NOBODY_SETS"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unset.contains(
+                "webhook `ops`: the variable HELIOS_TEST_VARIABLE_NOBODY_SETS (its authorization_env) is not set"
+            ),
+            "{unset}"
+        );
+        // HOME is set everywhere: its value becomes the header, and Debug hides it.
+        let hooks = webhooks(&spec_with("HOME")).unwrap();
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(hooks[0].authorization.as_deref(), Some(home.trim()));
+        assert!(!format!("{:?}", hooks[0]).contains(home.trim()));
+        let bad = "[[webhook]]\nname = \"ops\"\nurl = \"https://ops.example/hook\"\nauthorization_env = \"A=B\"\n";
+        let d = helios_pipeline::spec::parse::<toml::Value>(bad, "h.toml", |_| Ok(())).unwrap_err();
+        assert_eq!((d.items[0].line, d.items[0].column), (4, 21), "{d}");
+        assert!(
+            d.items[0]
+                .message
+                .contains("not an environment variable name"),
+            "{d}"
+        );
     }
 }

@@ -30,8 +30,18 @@ use serde_json::{Value, json};
 use crate::common::tls::TestCa;
 use crate::common::{BIN, Helios};
 
-/// What an HTTPS receiver got: (path, content type, body).
-type Inbox = Arc<Mutex<Vec<(String, String, String)>>>;
+/// One POST an HTTPS receiver got.
+#[derive(Debug)]
+struct Got {
+    path: String,
+    content_type: String,
+    /// The `Authorization` header, if it came with one.
+    authorization: Option<String>,
+    body: String,
+}
+
+/// What an HTTPS receiver got.
+type Inbox = Arc<Mutex<Vec<Got>>>;
 
 /// A receiver that keeps every POST and answers like Helios' ingest (`202`, all accepted).
 fn receiver() -> (Router, Inbox) {
@@ -43,15 +53,18 @@ fn receiver() -> (Router, Inbox) {
         body: String,
     ) -> (StatusCode, axum::Json<Value>) {
         let lines = body.lines().filter(|l| !l.trim().is_empty()).count();
-        let content_type = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        inbox
-            .lock()
-            .unwrap()
-            .push((uri.path().to_owned(), content_type, body));
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        inbox.lock().unwrap().push(Got {
+            path: uri.path().to_owned(),
+            content_type: header("content-type").unwrap_or_default(),
+            authorization: header("authorization"),
+            body,
+        });
         (
             StatusCode::ACCEPTED,
             axum::Json(json!({"accepted": lines, "rejected": []})),
@@ -111,7 +124,12 @@ async fn helios_send_posts_to_an_https_url_it_trusts_and_refuses_one_it_does_not
     {
         let got = inbox.lock().unwrap();
         assert_eq!(got.len(), 1, "one batch: {got:?}");
-        let (path, content_type, body) = &got[0];
+        let Got {
+            path,
+            content_type,
+            body,
+            ..
+        } = &got[0];
         assert_eq!(path, "/v1/events");
         assert_eq!(content_type, "application/x-ndjson");
         let ids: Vec<String> = body
@@ -259,6 +277,8 @@ severity = "critical"
 [[webhook]]
 name = "ops"
 url = "RECEIVER/alerts"
+# The receiver wants a bearer token: the header comes from the environment.
+authorization_env = "HELIOS_TEST_OPS_AUTHORIZATION"
 
 # The Slack URL is its own credential: read from the environment (`url_env`).
 [[webhook]]
@@ -285,6 +305,7 @@ async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
         &[
             ("HELIOS_CA_FILE", ca.ca_file().to_str().unwrap()),
             ("HELIOS_TEST_SLACK_URL", &format!("{url}/slack")),
+            ("HELIOS_TEST_OPS_AUTHORIZATION", "Bearer ops-t0ken"),
             (
                 "HELIOS_CLIENT_CERT_FILE",
                 ca.client_cert_file().to_str().unwrap(),
@@ -314,14 +335,17 @@ async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
     loop {
         {
             let got = inbox.lock().unwrap();
-            let generic = got.iter().find(|(p, _, _)| p == "/alerts");
-            let slack = got.iter().find(|(p, _, _)| p == "/slack");
+            let generic = got.iter().find(|g| g.path == "/alerts");
+            let slack = got.iter().find(|g| g.path == "/slack");
             if let (Some(generic), Some(slack)) = (generic, slack) {
-                let alert: Value = serde_json::from_str(&generic.2).unwrap();
+                let alert: Value = serde_json::from_str(&generic.body).unwrap();
+                // The header of the webhook's `authorization_env`; Slack's has none.
+                assert_eq!(generic.authorization.as_deref(), Some("Bearer ops-t0ken"));
+                assert_eq!(slack.authorization, None);
                 assert_eq!(alert["rule"], "ci_failing");
                 assert_eq!(alert["state"], "firing");
                 assert_eq!(alert["group"]["subject"], "helios");
-                let text: Value = serde_json::from_str(&slack.2).unwrap();
+                let text: Value = serde_json::from_str(&slack.body).unwrap();
                 assert!(
                     text["text"].as_str().unwrap().contains("ci_failing"),
                     "{text}"
@@ -337,6 +361,8 @@ async fn an_alert_notification_reaches_an_https_receiver_behind_a_private_ca() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.stop();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+    assert!(!log.contains("ops-t0ken"), "the header reached the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

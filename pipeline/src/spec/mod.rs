@@ -115,6 +115,9 @@ pub struct Webhook {
     pub name: String,
     pub url: WebhookUrl,
     pub format: WebhookFormat,
+    /// The environment variable holding the `Authorization` header to send
+    /// (`authorization_env`), read when the sinks start.
+    pub authorization_env: Option<String>,
 }
 
 /// Where a webhook's URL comes from.
@@ -597,6 +600,21 @@ fn webhook(
             WebhookUrl::Env(String::new())
         }
     };
+    let authorization_env = raw.authorization_env.map(|var| {
+        let name = var.get_ref();
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            c.at(
+                var.span(),
+                format!("`{name}` is not an environment variable name"),
+                Some(
+                    "name the variable that holds the header, e.g. OPS_WEBHOOK_AUTHORIZATION \
+                     = \"Bearer …\""
+                        .into(),
+                ),
+            );
+        }
+        var.into_inner()
+    });
     let format = match raw
         .format
         .as_ref()
@@ -617,6 +635,7 @@ fn webhook(
         name: raw.name.into_inner(),
         url,
         format,
+        authorization_env,
     })
 }
 

@@ -208,4 +208,7 @@ pub struct Webhook {
     pub url_env: Option<Spanned<String>>,
     /// `generic` (default: the alert as JSON) or `slack`.
     pub format: Option<Spanned<String>>,
+    /// The environment variable holding the `Authorization` header to send (a receiver
+    /// that wants a bearer token or Basic credentials).
+    pub authorization_env: Option<Spanned<String>>,
 }

@@ -49,6 +49,10 @@ pub struct WebhookConfig {
     /// Body format.
     #[serde(default)]
     pub format: BodyFormat,
+    /// The `Authorization` header to send (`Bearer …`, `Basic …`), for a receiver that
+    /// wants one. Never printed or logged.
+    #[serde(default, skip_serializing)]
+    pub authorization: Option<String>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -57,6 +61,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("name", &self.name)
             .field("url", &helios_schemas::tls::shown_url(&self.url))
             .field("format", &self.format)
+            .field("authorization", &self.authorization.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -94,6 +99,15 @@ pub struct NotifyConfig {
     /// forgotten, which keeps the record bounded.
     #[serde(skip, default = "default_record_horizon")]
     pub record_horizon: Duration,
+}
+
+/// The `Authorization` header value, marked sensitive so no debug output shows it.
+/// `WebhookConfig::validate` checked that it is a valid header value.
+fn authorization(value: &str) -> reqwest::header::HeaderValue {
+    let mut v = reqwest::header::HeaderValue::from_str(value)
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
 }
 
 fn default_topic() -> String {
@@ -145,6 +159,19 @@ impl NotifyConfig {
                     format!("webhook `{}` has no http(s) URL", w.name),
                     &w.url,
                     "use a full URL such as http://127.0.0.1:9000/hook",
+                ));
+            }
+            if let Some(auth) = &w.authorization
+                && (auth.trim().is_empty() || reqwest::header::HeaderValue::from_str(auth).is_err())
+            {
+                return Err(SinkError::config(
+                    format!(
+                        "webhook `{}`: its Authorization header is empty or not a valid header \
+                         value",
+                        w.name
+                    ),
+                    "***",
+                    "set it to one line such as `Bearer <token>` or `Basic <base64>`",
                 ));
             }
         }
@@ -322,13 +349,15 @@ impl Notifier {
             let mut attempts = 0;
             let (status, last) = loop {
                 attempts += 1;
-                let sent = self
+                let mut request = self
                     .http
                     .post(&hook.url)
                     .header("idempotency-key", &key)
-                    .json(&body)
-                    .send()
-                    .await;
+                    .json(&body);
+                if let Some(auth) = &hook.authorization {
+                    request = request.header(reqwest::header::AUTHORIZATION, authorization(auth));
+                }
+                let sent = request.send().await;
                 let (retry, last) = match sent {
                     Ok(r) if r.status().is_success() => {
                         break (DeliveryStatus::Delivered, r.status().to_string());

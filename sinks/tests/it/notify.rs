@@ -65,11 +65,13 @@ fn config(base: &str, state_dir: &std::path::Path, group: &str) -> NotifyConfig 
                 name: "ops".into(),
                 url: format!("{base}/generic"),
                 format: BodyFormat::Generic,
+                authorization: None,
             },
             WebhookConfig {
                 name: "slack".into(),
                 url: format!("{base}/slack"),
                 format: BodyFormat::Slack,
+                authorization: None,
             },
         ],
         state_dir,
@@ -243,6 +245,7 @@ async fn a_receiver_that_refuses_is_recorded_as_given_up() {
             name: "bad".into(),
             url: format!("{base}/hook"),
             format: BodyFormat::Generic,
+            authorization: None,
         }],
         stage.dir.path().join("notify"),
     );
@@ -293,8 +296,10 @@ async fn an_unreachable_receiver_is_given_up_without_its_secret_path_in_the_reco
         name: "slack".into(),
         url: format!("{base}/services/T0/B0/secret-path"),
         format: BodyFormat::Slack,
+        authorization: Some("Bearer s3cret-header".into()),
     };
     assert!(!format!("{hook:?}").contains("secret-path"), "{hook:?}");
+    assert!(!format!("{hook:?}").contains("s3cret-header"), "{hook:?}");
     let mut c = NotifyConfig::new(vec![hook], stage.dir.path().join("notify"));
     c.retry = RetryPolicy {
         initial_ms: 10,
