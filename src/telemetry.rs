@@ -300,13 +300,8 @@ fn otlp_tls() -> anyhow::Result<helios_schemas::tls::Outbound> {
         var("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
         var("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
     ) {
-        Ok(Some(own)) => {
-            own.check().context(
-                "the OTLP client certificate (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, \
-                 OTEL_EXPORTER_OTLP_CLIENT_KEY)",
-            )?;
-            Some(own)
-        }
+        // Its files are read once, by the client built from them (the error names them).
+        Ok(Some(own)) => Some(own),
         Ok(None) => process.identity.clone(),
         Err(missing) => anyhow::bail!(
             "OTLP export's client certificate needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE \

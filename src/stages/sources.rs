@@ -104,10 +104,7 @@ fn trust_outbound_ca(spec: SourceSpec) -> SourceSpec {
                 c.ca_file.clone_from(&process.ca_file);
             }
             // Over https:// only: a plain-HTTP probe with a certificate is refused.
-            let https = c
-                .url
-                .get(..8)
-                .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+            let https = c.uri().is_ok_and(|u| u.scheme_str() == Some("https"));
             if https
                 && c.cert_file.is_none()
                 && c.key_file.is_none()

@@ -51,7 +51,8 @@ impl KafkaBridge {
     pub fn new(config: KafkaBridgeConfig) -> Result<Self> {
         let schemas: Option<Arc<dyn SchemaSource>> = match (&config.format, &config.registry_url) {
             (ValueFormat::Avro, Some(url)) => {
-                config.check(false)?;
+                // `with_schemas` checks the rest of the settings; the key's own origin is
+                // checked as it is read.
                 let key = config.resolve_registry_key()?;
                 let registry = RemoteRegistry::connect(
                     url,

@@ -1211,8 +1211,10 @@ async fn process_forwarded(
 struct Refusals {
     /// Found it late: late dead letters (`helios.late`, the `late_events` table).
     late: Vec<(String, String)>,
-    /// Hold their bound of open windows or keys: dead letters (`helios.dlq`).
-    full: Vec<(String, String)>,
+    /// Hold their bound of open windows or keys: dead letters (`helios.dlq`), with the
+    /// operator as `helios_pipeline_refused_total` names it (`aggregate/<name>`,
+    /// `rule/<name>`).
+    full: Vec<(String, String, String)>,
 }
 
 impl Refusals {
@@ -1239,7 +1241,8 @@ fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> Refus
             }
             Err(W::Full(full)) => {
                 let reason = format!("aggregate `{}`: {}", full.aggregate, full.reason);
-                skipped.full.push((reason, full.aggregate));
+                let operator = format!("aggregate/{}", full.aggregate);
+                skipped.full.push((reason, full.aggregate, operator));
             }
         }
     }
@@ -1252,7 +1255,8 @@ fn feed(st: &mut PartitionState, event: &Event, seq: u64, late_at: i64) -> Refus
             }
             Err(R::Full(full)) => {
                 let reason = format!("rule `{}`: {}", full.rule, full.reason);
-                skipped.full.push((reason, format!("rule/{}", full.rule)));
+                let name = format!("rule/{}", full.rule);
+                skipped.full.push((reason, name.clone(), name));
             }
         }
     }
@@ -1266,13 +1270,7 @@ fn refusal_letters(skipped: Refusals, pos: &Pos<'_>, out: &mut Outputs) {
         out.late
             .push(dead_letter(LATE_STAGE, pos, reason, Some(&name)));
     }
-    for (reason, name) in skipped.full {
-        // Rules' dead letters carry `rule/<name>`, aggregates' their bare name.
-        let operator = if name.starts_with("rule/") {
-            name.clone()
-        } else {
-            format!("aggregate/{name}")
-        };
+    for (reason, name, operator) in skipped.full {
         *out.refused.entry(operator).or_default() += 1;
         out.dead
             .push(dead_letter(LIMIT_STAGE, pos, reason, Some(&name)));

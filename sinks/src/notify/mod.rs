@@ -423,6 +423,30 @@ mod tests {
     use helios_schemas::Severity;
 
     #[test]
+    fn an_authorization_header_that_could_inject_or_is_empty_is_refused_unshown() {
+        let hook = |auth: &str| {
+            NotifyConfig::new(
+                vec![WebhookConfig {
+                    name: "ops".into(),
+                    url: "https://ops.example/hook".into(),
+                    format: BodyFormat::Generic,
+                    authorization: Some(auth.into()),
+                }],
+                "/nonexistent",
+            )
+        };
+        hook("Bearer t0ken").validate().unwrap();
+        for bad in ["Bearer s3cret\r\nX-Injected: 1", "Bearer s3cret\n", "  "] {
+            let e = hook(bad).validate().unwrap_err().to_string();
+            assert!(
+                e.contains("webhook `ops`") && e.contains("Authorization"),
+                "{e}"
+            );
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
     fn bodies() {
         let a = Alert {
             id: "r|x".into(),

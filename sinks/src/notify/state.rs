@@ -100,7 +100,7 @@ impl DeliveryLog {
             lines,
             oldest_ms: i64::MAX,
         };
-        log.oldest_ms = log.done.values().map(|d| d.at_ms).min().unwrap_or(i64::MAX);
+        // Also sets `oldest_ms`.
         log.forget_before(now_ms())?;
         Ok(log)
     }
