@@ -2,13 +2,18 @@
 # De-duplication cost (issue 13, done-when 3): the processor benchmark's tumbling
 # scenario (bench/processor.sh; 1-minute count+sum over 1000 subjects, 4 partitions, one
 # core) with `[dedupe]` at its default (a 24 h horizon: every event's identity is
-# remembered) and with it off, five interleaved rounds each (ROUNDS); and the memory and
-# checkpoint bytes of one partition remembering a million identities; and the floor the
-# machine's memory sets (the `lines` scenario: one random cache line per new identity).
+# remembered) and with it off; and, in the same interleaved rounds, the limit this
+# machine's memory sets inside the processor: the bench built with the `memory-floor`
+# feature (pipeline/src/dedupe/floor.rs), where per event the set only reads and writes
+# one random line of a table the size the `on` run's grows to, keyed by the event's
+# identity (`identity`: peeked and hashed as always) or by its position (`line`: the
+# memory alone). Also the memory and checkpoint bytes of one partition remembering a
+# million identities, and the `lines` floor outside the processor (a tight loop).
 #
 # Usage: bench/dedupe.sh [EVENTS]   (default 5 000 000; BENCH_BIN=<processor bench binary>
-# skips the build; ROUNDS=<n> interleaved rounds, default 5)
-# Prints the medians and the ratio; paste them into bench/RESULTS.md. The ratio is taken
+# and FLOOR_BIN=<the same built with --features memory-floor> skip the builds;
+# ROUNDS=<n> interleaved rounds, default 7)
+# Prints the medians and the ratios; paste them into bench/RESULTS.md. The ratio is taken
 # from CPU-seconds (user + system of the process over the run), which other work on the
 # machine does not inflate; the wall-clock figures are shown too. On a shared VM the
 # same run varies by 10 % and more (bench/RESULTS.md): the ratio of the minimums (the
@@ -23,21 +28,34 @@ mkdir -p "$dir"
 
 # Built once, then run directly: each run measures only itself (and another cargo on the
 # machine holding the target dir's lock cannot stall a round).
-bin=${BENCH_BIN:-}
-[[ -n $bin ]] || bin=$(cargo bench -p helios-pipeline --bench processor --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
+bench_bin() {
+    cargo bench -p helios-pipeline --bench processor --no-run --message-format=json "$@" 2>/dev/null |
+        python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "processor" and m.get("executable"):
-        print(m["executable"])')
+        print(m["executable"])'
+}
+bin=${BENCH_BIN:-}
+[[ -n $bin ]] || bin=$(bench_bin)
 [[ -x $bin ]] || { echo "dedupe.sh: building the processor bench failed" >&2; exit 1; }
+floor_bin=${FLOOR_BIN:-}
+if [[ -z $floor_bin ]]; then
+    # A copy: the next plain build replaces the executable at that path.
+    floor_bin=$dir/processor-memory-floor
+    cp "$(bench_bin --features memory-floor)" "$floor_bin"
+fi
+[[ -x $floor_bin ]] || { echo "dedupe.sh: building the memory-floor bench failed" >&2; exit 1; }
 results=""
-rounds=${ROUNDS:-5}
+rounds=${ROUNDS:-7}
 for round in $(seq 1 "$rounds"); do
-    for dedupe in off on; do
-        line=$(BENCH_DEDUPE=$dedupe taskset -c 0 "$bin" tumbling "$events" "$dir" 2>/dev/null)
-        echo "round $round, dedupe $dedupe: $line" >&2
-        results+=$line$'\n'
+    for variant in off on identity line; do
+        case $variant in
+            off | on) line=$(BENCH_DEDUPE=$variant taskset -c 0 "$bin" tumbling "$events" "$dir" 2>/dev/null) ;;
+            *) line=$(HELIOS_BENCH_FLOOR=$variant taskset -c 0 "$floor_bin" tumbling "$events" "$dir" 2>/dev/null) ;;
+        esac
+        echo "round $round, $variant: $line" >&2
+        results+="$variant $line"$'\n'
     done
 done
 ids=$("$bin" identities 1000000 2>/dev/null)
@@ -59,20 +77,21 @@ done
 
 python3 - "$results" "$ids" "$floor" <<'PY'
 import json, statistics, sys
-runs = {"off": [], "on": []}
+runs = {"off": [], "on": [], "identity": [], "line": []}
 for line in filter(None, sys.argv[1].splitlines()):
-    r = json.loads(line)
-    runs["on" if r["dedupe"] else "off"].append(r)
+    variant, r = line.split(" ", 1)
+    runs[variant].append(json.loads(r))
 med = {k: statistics.median(r["events_per_s"] for r in v) for k, v in runs.items()}
 cpu = {k: statistics.median(r["events_per_cpu_s"] for r in v) for k, v in runs.items()}
 best = {k: max(r["events_per_cpu_s"] for r in v) for k, v in runs.items()}
 ids = json.loads(sys.argv[2])
 print(f"| dedupe | events per CPU-second (median of {len(runs['on'])}) | runs | events/s by the wall clock (median) | checkpoint at the end | peak RSS (VmHWM, median) | identities remembered at the end |")
 print("|---|---|---|---|---|---|---|")
-for k in ("off", "on"):
+names = {"off": "off", "on": "on", "identity": "floor: identity + one line", "line": "floor: one line"}
+for k in ("off", "on", "identity", "line"):
     rs = runs[k]
     each = ", ".join(format(r["events_per_cpu_s"], ",.0f") for r in rs)
-    print(f"| {k} | {cpu[k]:,.0f} | {each} | {med[k]:,.0f} | "
+    print(f"| {names[k]} | {cpu[k]:,.0f} | {each} | {med[k]:,.0f} | "
           f"{statistics.median(r['checkpoint_ms'] for r in rs):.0f} ms | "
           f"{statistics.median(r['hwm_mib'] for r in rs):.0f} MiB | {rs[0]['identities']:,} |")
 print()
@@ -88,6 +107,14 @@ print(f"Per event: {off_ns:.0f} CPU-ns without, {on_ns:.0f} with: de-duplication
       f"against a budget of {budget:.0f} ns (the 90 % bar). The memory floor alone, one random line "
       f"read and written per new identity (`lines`, median of 3): {floor:.0f} ns = {floor / budget * 100:.0f} % of the budget; "
       f"de-duplication costs {(on_ns - off_ns) / floor:.1f}x that floor.")
+print()
+print("The limit inside the processor, same rounds (events per CPU-second against off; medians, then the least-disturbed runs):")
+for k in ("identity", "line"):
+    ns = 1e9 / cpu[k] - off_ns
+    print(f"- {names[k]}: {cpu[k] / cpu['off'] * 100:.1f} % ({best[k] / best['off'] * 100:.1f} %), "
+          f"{ns:.0f} ns per event = {ns / budget * 100:.0f} % of the budget.")
+print(f"- de-duplication against the floor `identity + one line`: {cpu['on'] / cpu['identity'] * 100:.1f} % of its events "
+      f"per CPU-second ({best['on'] / best['identity'] * 100:.1f} %); it adds {on_ns - 1e9 / cpu['identity']:.0f} ns per event to it.")
 print(f"One partition remembering {ids['identities']:,} identities: {ids['rss_mib_per_million']:.1f} MiB of RSS "
       f"per million, checkpoint {ids['checkpoint_mib_per_million']:.2f} MiB per million.")
 PY

@@ -18,6 +18,8 @@
 //! Two identities share a hash with odds of about n²/2⁶⁵ (under 3·10⁻⁸ for a million
 //! remembered): such an event would be dropped as a repeat.
 
+#[cfg(feature = "memory-floor")]
+pub mod floor;
 mod table;
 
 use std::collections::BTreeMap;
@@ -157,6 +159,8 @@ impl Seen {
             .unwrap_or(i64::MAX)
             .max(1);
         let count: usize = state.buckets.values().map(Vec::len).sum();
+        #[cfg(feature = "memory-floor")]
+        let count = floor::table_capacity(count);
         let mut table = IdTable::with_capacity(count);
         for hashes in state.buckets.values() {
             table.insert_new(hashes);
@@ -313,6 +317,11 @@ impl Seen {
 
     /// [`Seen::admit`] of an identity hashed already ([`identity`]).
     pub fn admit_identity(&mut self, h: u64, time: i64) -> bool {
+        #[cfg(feature = "memory-floor")]
+        if floor::mode().is_some() {
+            self.table.touch_one(h);
+            return true;
+        }
         let bucket = time.div_euclid(self.width_us);
         if bucket < self.state.frontier {
             // Too old to remember (late for every window); a repeat only if remembered.

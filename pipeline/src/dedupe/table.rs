@@ -131,6 +131,13 @@ impl IdTable {
         true
     }
 
+    /// Reads and writes `h`'s home line and nothing else ([`super::floor`]).
+    #[cfg(feature = "memory-floor")]
+    pub(super) fn touch_one(&mut self, h: u64) {
+        let i = self.base + self.home(key(h));
+        self.words[i] ^= h;
+    }
+
     /// Reads every key's home line without using the value, so the misses overlap.
     fn touch(&self, keys: &[u64]) {
         let mut acc = 0u64;

@@ -672,6 +672,12 @@ impl Runner {
                 }
             };
             let h = seen.and_then(|seen| {
+                #[cfg(feature = "memory-floor")]
+                if crate::dedupe::floor::mode() == Some(crate::dedupe::floor::Floor::Line) {
+                    let h = crate::dedupe::floor::position_key(rec.partition, rec.offset);
+                    lines.add(seen, h);
+                    return Some(h);
+                }
                 let (source, id) = p.codecs.events.peek_source_and_id(&rec.value)?;
                 let h = crate::dedupe::identity_of_bytes(source, id);
                 lines.add(seen, h);
