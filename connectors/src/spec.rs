@@ -1,7 +1,6 @@
 //! The sources' part of the spec (`[[source]]` tables in `helios.toml`) and the one
 //! function that knows every connector: [`build`].
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -131,15 +130,17 @@ pub struct SourcesSpec {
     pub sources: Vec<SourceSpec>,
 }
 
-/// The sources `helios up` runs when no spec says otherwise; `listen` is Helios' own
-/// HTTP address (sources may watch Helios itself), `data_dir` holds generated secrets.
+/// The sources `helios up` runs when no spec says otherwise; `own_url` is where Helios'
+/// own HTTP listener is reached from this machine (`http://127.0.0.1:8080`, or the
+/// `https://` name of its certificate), which the `self` probe watches; `data_dir` holds
+/// generated secrets.
 ///
 /// The GitHub route (`github`) uses `HELIOS_GITHUB_SECRET` when set, else a secret
 /// generated on first start into `<data_dir>/secrets/github.secret`; the generic webhook
 /// route (`webhook`) likewise `HELIOS_WEBHOOK_TOKEN` or `<data_dir>/secrets/webhook.token`.
 /// Host metrics (`host`, every 10 s) and a probe of Helios' own `/healthz` (`self`, every
 /// 10 s) make live events appear within seconds of the first start.
-pub fn default_sources(listen: SocketAddr, data_dir: &Path) -> Vec<SourceSpec> {
+pub fn default_sources(own_url: &str, data_dir: &Path) -> Vec<SourceSpec> {
     let from_env = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
     let mut github = GithubConfig::default();
     if from_env("HELIOS_GITHUB_SECRET") {
@@ -160,28 +161,15 @@ pub fn default_sources(listen: SocketAddr, data_dir: &Path) -> Vec<SourceSpec> {
         SourceSpec::Github(github),
         SourceSpec::Webhook(webhook),
         SourceSpec::Host(HostConfig::default()),
-        SourceSpec::Probe(self_probe(listen)),
+        SourceSpec::Probe(ProbeConfig {
+            name: "self".to_string(),
+            url: format!("{own_url}/healthz"),
+            interval: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(5),
+            subject: Some("helios".to_string()),
+            ..ProbeConfig::default()
+        }),
     ]
-}
-
-/// A probe of Helios' own health route; an unspecified listen address (`0.0.0.0`, `::`)
-/// is probed on loopback.
-fn self_probe(listen: SocketAddr) -> ProbeConfig {
-    let mut addr = listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    ProbeConfig {
-        name: "self".to_string(),
-        url: format!("http://{addr}/healthz"),
-        interval: std::time::Duration::from_secs(10),
-        timeout: std::time::Duration::from_secs(5),
-        subject: Some("helios".to_string()),
-        ..ProbeConfig::default()
-    }
 }
 
 /// Runs a pull source under `supervisor`; `make` builds a fresh instance on every (re)start.

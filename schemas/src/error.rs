@@ -191,6 +191,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The certificate or key a Helios listener serves HTTPS with (`--tls-cert-file`,
+    /// `--tls-key-file`) cannot be read or used.
+    #[error("server certificate file {path}: {reason}")]
+    ServerIdentity {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What was wrong, and what to give instead.
+        reason: String,
+    },
+
     /// A client certificate or its key (for a server that requires mutual TLS) cannot be
     /// read or used.
     #[error("client certificate file {path}: {reason}")]

@@ -183,10 +183,20 @@ pub fn client_config_with(
 fn read_identity(
     id: ClientIdentity<'_>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let err = |path: &Path, reason: String| Error::ClientIdentity {
-        path: path.to_path_buf(),
+    read_pair(id, "client", |path, reason| Error::ClientIdentity {
+        path,
         reason,
-    };
+    })
+}
+
+/// The certificates and the private key of a pair of PEM files; errors name the file and
+/// what `role` ("client", "server") certificate was expected.
+fn read_pair(
+    id: ClientIdentity<'_>,
+    role: &str,
+    error: fn(PathBuf, String) -> Error,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let err = |path: &Path, reason: String| error(path.to_path_buf(), reason);
     let bytes = std::fs::read(id.cert_file).map_err(|e| err(id.cert_file, e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -194,8 +204,9 @@ fn read_identity(
     if certs.is_empty() {
         return Err(err(
             id.cert_file,
-            "holds no `-----BEGIN CERTIFICATE-----` block; give the client certificate in PEM"
-                .to_owned(),
+            format!(
+                "holds no `-----BEGIN CERTIFICATE-----` block; give the {role} certificate in PEM"
+            ),
         ));
     }
     let bytes = std::fs::read(id.key_file).map_err(|e| err(id.key_file, e.to_string()))?;
@@ -206,6 +217,65 @@ fn read_identity(
         )
     })?;
     Ok((certs, key))
+}
+
+/// What a Helios listener serves HTTPS with (`--tls-cert-file`, `--tls-key-file`): the
+/// rustls configuration and the DNS names its certificate is valid for (Helios names
+/// itself by the first, e.g. in the URL of its own health probe).
+#[derive(Clone)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub dns_names: Vec<String>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("dns_names", &self.dns_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityFiles {
+    /// A listener's HTTPS from these files: the certificate chain (the server's own
+    /// certificate first, then any intermediates) and its private key. TLS 1.2 and 1.3
+    /// on `ring`, HTTP/1.1 by ALPN, no client certificate asked for. Read once, at start:
+    /// errors name the file and what to give instead.
+    pub fn server_tls(&self) -> Result<ServerTls> {
+        let (certs, key) = read_pair(self.identity(), "server", |path, reason| {
+            Error::ServerIdentity { path, reason }
+        })?;
+        let dns_names = webpki::EndEntityCert::try_from(&certs[0])
+            .map_err(|e| Error::ServerIdentity {
+                path: self.cert_file.clone(),
+                reason: format!(
+                    "the first certificate cannot be parsed ({e}); it must be the server's own"
+                ),
+            })?
+            .valid_dns_names()
+            .map(str::to_owned)
+            .collect();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::ServerIdentity {
+                path: self.cert_file.clone(),
+                reason: format!("the TLS provider refused the protocol versions: {e}"),
+            })?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::ServerIdentity {
+                path: self.key_file.clone(),
+                reason: format!(
+                    "the key cannot be used with the certificate in {} ({e}); give the private key of that certificate",
+                    self.cert_file.display()
+                ),
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ServerTls {
+            config: Arc::new(config),
+            dns_names,
+        })
+    }
 }
 
 /// A reqwest client builder with [`client_config`]: what every outbound HTTP client of

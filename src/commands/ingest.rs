@@ -67,13 +67,14 @@ pub struct IngestArgs {
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let backend = args.log.resolve()?;
+    let tls = args.http.tls()?;
     let sources = match &args.spec {
         Some(path) => {
             crate::spec::load_spec(path, args.webhooks.limits())?
                 .0
                 .sources
         }
-        None => default_sources(args.listen, &backend.data_dir),
+        None => default_sources(&http::own_url(args.listen, tls.as_ref()), &backend.data_dir),
     };
     let listener = http::bind(args.listen, "--listen").await?;
     std::fs::create_dir_all(&backend.data_dir)
@@ -124,10 +125,11 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             std::sync::Arc::new(document),
         )));
     let addr = listener.local_addr()?;
-    let app = crate::commands::keys::protect_app(app, &args.auth, &backend.data_dir, addr)?;
-    let server = args.http.config(args.auth.metrics_auth)?;
+    let own = http::own_url(addr, tls.as_ref());
+    let app = crate::commands::keys::protect_app(app, &args.auth, &backend.data_dir, &own)?;
+    let server = args.http.config(args.auth.metrics_auth, tls.as_ref())?;
     info!(
-        url = %format!("http://{addr}"),
+        url = %own,
         topic = %topics.name(EVENTS_TOPIC),
         log = if backend.kafka.is_some() { "kafka" } else { "embedded" },
         registry = backend.registry.as_deref().unwrap_or("embedded, served here"),

@@ -1,7 +1,6 @@
 //! `helios keys`: create, list and revoke API keys; and the API-key flags `helios up`
 //! shares, with the protection they wrap around its HTTP app.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -218,7 +217,7 @@ pub fn protect_app(
     app: Router,
     args: &AuthArgs,
     data_dir: &Path,
-    addr: SocketAddr,
+    url: &str,
 ) -> anyhow::Result<Router> {
     let path = keys_path(data_dir, args.keys_file.as_deref());
     let keys = KeyStore::open(&path)?;
@@ -227,14 +226,14 @@ pub fn protect_app(
             .create(Scope::Admin, "first start")
             .context("creating the first admin API key")?;
         let key = new.key.expose();
-        let dashboard = format!("http://{addr}/#key={key}");
+        let dashboard = format!("{url}/#key={key}");
         // The key goes to the terminal once, never into a log line: the log names its id.
         info!(key_id = %new.record.id, file = %path.display(),
               "No active API key: created an admin key; it is printed once on the terminal, not logged.");
         eprintln!(
             "\n  Admin API key (shown once; stored hashed in {}):\n\n    {key}\n\n  \
              Dashboard: {dashboard}\n  \
-             API: curl -H 'Authorization: Bearer {key}' http://{addr}/v1/sources\n  \
+             API: curl -H 'Authorization: Bearer {key}' {url}/v1/sources\n  \
              More keys: helios keys create --scope ingest|read|admin --data-dir {}\n",
             path.display(),
             data_dir.display(),

@@ -114,9 +114,11 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let store_name = state.store.describe();
     let addr = listener.local_addr()?;
     let app = helios_query_api::api_router(state);
-    let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
-    let server = args.http.config(args.auth.metrics_auth)?;
-    info!(url = %format!("http://{addr}"), store = %store_name, "Serving the read API; Ctrl-C stops.");
+    let tls = args.http.tls()?;
+    let own = http::own_url(addr, tls.as_ref());
+    let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, &own)?;
+    let server = args.http.config(args.auth.metrics_auth, tls.as_ref())?;
+    info!(url = %own, store = %store_name, "Serving the read API; Ctrl-C stops.");
     http::serve(listener, app, server, shutdown_signal()).await?;
     info!("Stopped cleanly.");
     Ok(())

@@ -119,11 +119,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // self probe needs the port actually bound (`--listen 127.0.0.1:0` picks one).
     let listener = http::bind(args.listen, "--listen").await?;
     let bound = listener.local_addr()?;
+    let tls = args.http.tls()?;
+    let own = http::own_url(bound, tls.as_ref());
     let (spec, store_spec, webhooks, pipeline) = match &args.spec {
         Some(path) => crate::spec::load_spec(path, args.webhooks.limits())?,
         None => (
             SourcesSpec {
-                sources: default_sources(bound, &args.data_dir),
+                sources: default_sources(&own, &args.data_dir),
             },
             helios_sinks::StoreSpec::default(),
             Vec::new(),
@@ -232,7 +234,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         usage.clone(),
     )));
 
-    let addr = listener.local_addr()?;
     let read = read_api::read_state(
         read_catalog,
         &read_store,
@@ -255,10 +256,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .layer(axum::Extension(helios_query_api::openapi::FullDocument(
             std::sync::Arc::new(document),
         )));
-    let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, addr)?;
-    let server = args.http.config(args.auth.metrics_auth)?;
+    let app = crate::commands::keys::protect_app(app, &args.auth, &args.data_dir, &own)?;
+    let server = args.http.config(args.auth.metrics_auth, tls.as_ref())?;
     info!(
-        url = %format!("http://{addr}"), data_dir = %args.data_dir.display(),
+        url = %own, data_dir = %args.data_dir.display(),
         fsync = ?args.fsync, "Helios is up. Post CloudEvents to /v1/events; Ctrl-C stops."
     );
     // Ctrl-C, SIGTERM or a stage stopping on an error ends the process (stages::supervision).

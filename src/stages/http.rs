@@ -1,5 +1,6 @@
 //! The listeners of the serving stages, in one place: their settings (`--http-*`,
-//! `--allowed-hosts`, `--unverified-body-budget`), binding (a taken port stops the process
+//! `--allowed-hosts`, `--tls-cert-file`/`--tls-key-file`, `--unverified-body-budget`), the
+//! URL Helios gives itself (printed, and probed by the default `self` probe), binding (a taken port stops the process
 //! before anything starts, saying what to do), serving a router through
 //! [`helios_query_api::server::serve`] (timeouts, connection cap, `Host` check) until the
 //! process is asked to stop, and the `/healthz` and `/metrics` listener of the stages that
@@ -8,6 +9,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +20,7 @@ use helios_connectors::body::UnverifiedBodies;
 use helios_query_api::auth::MetricsAccess;
 use helios_query_api::metrics::MetricsRegistry;
 use helios_query_api::server::{AllowedHosts, ServerConfig};
+use helios_schemas::tls::{IdentityFiles, ServerTls};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -63,12 +66,43 @@ pub struct HttpArgs {
         value_name = "HOST"
     )]
     pub allowed_hosts: Vec<String>,
+
+    /// Serve HTTPS instead of HTTP, with this certificate (PEM: the server's own
+    /// certificate first, then any intermediates). Needs --tls-key-file. Clients must
+    /// trust its CA (`helios send --ca-file`, Grafana's "With CA Cert"); Helios names
+    /// itself by the certificate's first DNS name (the `self` probe asks
+    /// https://<that name>:<port>/healthz, trusting --ca-file).
+    #[arg(long, env = "HELIOS_TLS_CERT_FILE", value_name = "PEM")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HELIOS_TLS_KEY_FILE", value_name = "PEM")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl HttpArgs {
+    /// The listener's certificate, read and checked now (so a bad file stops the start,
+    /// named); `None` for plain HTTP.
+    pub fn tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let files = IdentityFiles::pair(self.tls_cert_file.clone(), self.tls_key_file.clone())
+            .map_err(|missing| {
+                anyhow::anyhow!(
+                    "HTTPS needs both --tls-cert-file and --tls-key-file; the {missing} is missing"
+                )
+            })?;
+        let Some(files) = files else {
+            return Ok(None);
+        };
+        Ok(Some(files.server_tls()?))
+    }
+
     /// The server's settings; `metrics_auth`: whether `/metrics` needs a key (then it is
-    /// not host-checked).
-    pub fn config(&self, metrics_auth: bool) -> anyhow::Result<ServerConfig> {
+    /// not host-checked); `tls`: from [`HttpArgs::tls`].
+    pub fn config(
+        &self,
+        metrics_auth: bool,
+        tls: Option<&ServerTls>,
+    ) -> anyhow::Result<ServerConfig> {
         let allowed_hosts = AllowedHosts::new(&self.allowed_hosts)
             .map_err(|e| anyhow::anyhow!("--allowed-hosts: {e}"))?;
         Ok(ServerConfig {
@@ -81,7 +115,27 @@ impl HttpArgs {
             } else {
                 MetricsAccess::Public
             },
+            tls: tls.map(|t| t.config.clone()),
         })
+    }
+}
+
+/// The URL Helios serves on at `addr` (bound), as a client on this machine reaches it:
+/// `http://<addr>`, an unspecified address (`0.0.0.0`, `::`) as loopback; with TLS,
+/// `https://<the certificate's first DNS name>:<port>`, the name a client must use for the
+/// certificate to match (or the address, for a certificate that names none).
+pub fn own_url(addr: SocketAddr, tls: Option<&ServerTls>) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match tls.and_then(|t| t.dns_names.first()) {
+        Some(name) => format!("https://{name}:{}", addr.port()),
+        None if tls.is_some() => format!("https://{addr}"),
+        None => format!("http://{addr}"),
     }
 }
 
@@ -240,7 +294,7 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let cli = Cli::try_parse_from(["helios"]).unwrap();
-        let config = cli.http.config(false).unwrap();
+        let config = cli.http.config(false, None).unwrap();
         assert_eq!(config.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.max_connections, 1024);
@@ -259,7 +313,7 @@ mod tests {
             "30MiB",
         ])
         .unwrap();
-        let config = cli.http.config(true).unwrap();
+        let config = cli.http.config(true, None).unwrap();
         assert_eq!(config.header_read_timeout, Duration::from_secs(2));
         assert_eq!(config.max_connections, 10);
         assert!(config.allowed_hosts.allows(Some("x.example.com")));
@@ -274,7 +328,7 @@ mod tests {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
         let cli = Cli::try_parse_from(["helios", "--allowed-hosts", "http://x"]).unwrap();
-        assert!(cli.http.config(false).is_err());
+        assert!(cli.http.config(false, None).is_err());
     }
 
     #[test]
@@ -294,5 +348,21 @@ mod tests {
         assert_eq!(parse_positive_duration("30s"), Ok(Duration::from_secs(30)));
         assert!(parse_positive_duration("0s").is_err());
         assert!(parse_positive_duration("soon").is_err());
+    }
+
+    #[test]
+    fn helios_names_itself_by_loopback_when_it_listens_everywhere() {
+        assert_eq!(
+            own_url("127.0.0.1:8080".parse().unwrap(), None),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            own_url("0.0.0.0:9000".parse().unwrap(), None),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            own_url("[::]:9000".parse().unwrap(), None),
+            "http://[::1]:9000"
+        );
     }
 }

@@ -27,6 +27,7 @@ mod scale_out;
 mod sinks_embedded;
 mod stage_failure;
 mod standard_clients;
+mod tls_inbound;
 mod tls_outbound;
 mod up_and_tail;
 mod validate;

@@ -626,7 +626,7 @@ fn sources_spec_parses_every_webhook_and_bridge_type() {
 fn default_sources_enable_github_and_webhook_with_stored_secrets() {
     use crate::spec::{SourceSpec, default_sources};
     let dir = tempfile::tempdir().unwrap();
-    let sources = default_sources("127.0.0.1:8080".parse().unwrap(), dir.path());
+    let sources = default_sources("http://127.0.0.1:8080", dir.path());
     let github = sources
         .iter()
         .find_map(|s| match s {

@@ -20,6 +20,12 @@
 //!   answer only to the host names this server is meant to be reached under (DNS
 //!   rebinding); keyed routes and webhooks are protected by their credentials instead.
 //!
+//! - **TLS** ([`ServerConfig::tls`]): with a certificate, every connection is HTTPS; the
+//!   handshake runs in the connection's own task (so a client that never finishes it holds
+//!   one connection slot, not the accept loop) and must finish within the header-read
+//!   timeout. A client that does not speak TLS, or does not trust the certificate, is
+//!   closed after its handshake fails.
+//!
 //! Graceful shutdown is axum's: when the shutdown future completes the server stops
 //! accepting, asks every connection to finish its request in flight and close, and
 //! returns once all have closed.
@@ -58,6 +64,8 @@ pub struct ServerConfig {
     pub allowed_hosts: AllowedHosts,
     /// Whether `GET /metrics` is public (and so host-checked) or needs a key.
     pub metrics: MetricsAccess,
+    /// HTTPS with this configuration (`--tls-cert-file`), or plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -80,6 +88,7 @@ impl Default for ServerConfig {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             allowed_hosts: AllowedHosts::default(),
             metrics: MetricsAccess::default(),
+            tls: None,
         }
     }
 }
@@ -111,6 +120,7 @@ where
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .keep_alive(true);
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut cap_warned: Option<tokio::time::Instant> = None;
     loop {
         if slots.available_permits() == 0
@@ -139,47 +149,33 @@ where
         };
         trace!(%peer, "Accepted a connection.");
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(io::Tracked::new(stream, activity.clone()));
-        let service = TowerToHyperService::new(app.clone());
-        let http = http.clone();
-        let signal = signal_tx.clone();
+        let stream = io::Tracked::new(stream, activity.clone());
+        let conn = Connection {
+            peer,
+            activity,
+            http: http.clone(),
+            service: TowerToHyperService::new(app.clone()),
+            signal: signal_tx.clone(),
+            idle: config.idle_timeout,
+        };
+        let tls = tls.clone();
+        let handshake_timeout = config.header_read_timeout;
         let close_rx = close_rx.clone();
-        let idle = config.idle_timeout;
         tokio::spawn(async move {
-            let mut conn = pin!(http.serve_connection(io, service));
-            let mut shutting_down = pin!(signal.closed());
-            let mut graceful = false;
-            // Shut down for being idle once already: silent one more idle period, the
-            // connection is dropped (a client that stopped reading or sending).
-            let mut idle_closed = false;
-            loop {
-                let wake = tokio::time::Instant::from_std(activity.deadline(idle));
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            debug!(%peer, error = %e, "An HTTP connection ended with an error.");
-                        }
-                        break;
-                    }
-                    _ = &mut shutting_down, if !graceful => {
-                        graceful = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    _ = tokio::time::sleep_until(wake) => {
-                        if activity.idle_for() < idle {
-                            continue;
-                        }
-                        if idle_closed {
-                            debug!(%peer, "Dropped a connection silent past the idle timeout twice.");
-                            break;
-                        }
-                        idle_closed = true;
-                        // The second period counts from now.
-                        activity.touch();
-                        if !graceful {
-                            graceful = true;
-                            conn.as_mut().graceful_shutdown();
-                        }
+            match tls {
+                None => conn.serve(stream).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => conn.serve(stream).await,
+                            Ok(Err(e)) => debug!(%peer, error = %e,
+                                "A TLS handshake failed (a client without TLS, or one that does not trust the certificate); closed."),
+                            Err(_) => debug!(%peer,
+                                "A client did not finish its TLS handshake within the header-read timeout; closed."),
+                        },
+                        _ = conn.signal.closed() => {}
                     }
                 }
             }
@@ -191,6 +187,72 @@ where
     drop(listener);
     close_tx.closed().await;
     Ok(())
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
+    http: hyper::server::conn::http1::Builder,
+    service: TowerToHyperService<Router>,
+    /// Closed when the server is asked to shut down.
+    signal: watch::Sender<()>,
+    idle: Duration,
+}
+
+impl Connection {
+    /// Serves HTTP/1 on `stream` (plain or TLS) until the client or the server ends it,
+    /// with the idle timeout and graceful shutdown of the module docs.
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            activity,
+            http,
+            service,
+            signal,
+            idle,
+        } = self;
+        let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
+        let mut shutting_down = pin!(signal.closed());
+        let mut graceful = false;
+        // Shut down for being idle once already: silent one more idle period, the
+        // connection is dropped (a client that stopped reading or sending).
+        let mut idle_closed = false;
+        loop {
+            let wake = tokio::time::Instant::from_std(activity.deadline(idle));
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(%peer, error = %e, "An HTTP connection ended with an error.");
+                    }
+                    break;
+                }
+                _ = &mut shutting_down, if !graceful => {
+                    graceful = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if activity.idle_for() < idle {
+                        continue;
+                    }
+                    if idle_closed {
+                        debug!(%peer, "Dropped a connection silent past the idle timeout twice.");
+                        break;
+                    }
+                    idle_closed = true;
+                    // The second period counts from now.
+                    activity.touch();
+                    if !graceful {
+                        graceful = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Errors of `accept`: one connection's own failure is skipped; a resource shortage (out

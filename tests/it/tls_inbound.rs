@@ -1,0 +1,218 @@
+//! HTTPS on Helios' own listener (`--tls-cert-file`, `--tls-key-file`), end to end with the
+//! real binary and a certificate the test CA signed (for `localhost` and `127.0.0.1`):
+//!
+//! - a client that trusts the CA is served (health, a keyed route, `helios send`);
+//! - a plain-HTTP client, a client that does not trust the certificate, and a connection
+//!   that never starts its handshake are closed, and none of them holds up the others;
+//! - the `self` probe asks `https://<the certificate's name>:<port>/healthz`, trusting
+//!   `--ca-file`, and finds Helios up;
+//! - half a pair, a key that is not the certificate's, or a file that is no certificate
+//!   stop the start, naming the flag or the file.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::tls::TestCa;
+use crate::common::{BIN, api_key, free_addr, tail_values};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls() {
+    let ca = TestCa::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = api_key(&data);
+    let addr = free_addr();
+    let dir = ca.dir.path();
+    let log = std::fs::File::create(tmp.path().join("up.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .args(["--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--ca-file")
+        .arg(ca.ca_file())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    let trusting = helios_schemas::tls::http_client_builder(Some(&ca.ca_file()))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = trusting.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "helios up exited; see {}",
+            tmp.path().join("up.log").display()
+        );
+        assert!(Instant::now() < deadline, "no HTTPS /healthz within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A connection that never sends its ClientHello holds one slot, not the listener.
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+    // Plain HTTP to the HTTPS port: no answer, the connection is closed.
+    let plain = crate::common::http()
+        .get(format!("http://127.0.0.1:{}/healthz", addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    // A client that trusts another CA refuses the certificate.
+    let distrusting = helios_schemas::tls::http_client_builder(Some(&ca.other_ca_file()))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let refused = distrusting.get(format!("{base}/healthz")).send().await;
+    let refused = refused.expect_err("an untrusted certificate was accepted");
+    assert!(
+        helios_schemas::tls::describe(&refused).contains("not trusted")
+            || helios_schemas::tls::describe(&refused).contains("certificate"),
+        "{}",
+        helios_schemas::tls::describe(&refused)
+    );
+
+    // After all that, a client that trusts the CA is still served: a keyed route, and
+    // `helios send` with --ca-file.
+    let sources = trusting
+        .get(format!("{base}/v1/sources"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sources.status(), 200);
+    let events = tmp.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        json!({"specversion": "1.0", "id": "over-tls-1", "source": "laptop",
+               "type": "note", "subject": "tls"})
+        .to_string(),
+    )
+    .unwrap();
+    let sent = tokio::task::spawn_blocking({
+        let (events, base, key, ca_file) =
+            (events.clone(), base.clone(), key.clone(), ca.ca_file());
+        move || {
+            Command::new(BIN)
+                .arg("send")
+                .arg(&events)
+                .args(["--url", &base, "--api-key", &key, "--quiet", "--ca-file"])
+                .arg(&ca_file)
+                .env_remove("HELIOS_CA_FILE")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success() && stdout.contains("1 accepted"),
+        "helios send over HTTPS: {stdout} {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    // The self probe asks the certificate's name over HTTPS and finds Helios up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let probe = loop {
+        let probe = tail_values(&data, "helios.events")
+            .into_iter()
+            .find(|v| v["kind"] == "probe.http" && v["attrs"]["ok"] == "true");
+        if let Some(probe) = probe {
+            break probe;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successful self probe within 60 s: {:?}",
+            tail_values(&data, "helios.events")
+                .into_iter()
+                .filter(|v| v["kind"] == "probe.http")
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(probe["attrs"]["url"], format!("{base}/healthz"), "{probe}");
+    drop(silent);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `helios up` with these extra arguments; its stderr once it has exited (it must).
+fn start_fails(data: &Path, extra: &[&std::ffi::OsStr]) -> String {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "up".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(!out.status.success(), "helios up started with {extra:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_half_pair_a_key_of_another_certificate_or_no_certificate_stops_the_start() {
+    let ca = TestCa::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = ca.dir.path();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+
+    let err = start_fails(&data, &["--tls-cert-file".as_ref(), cert.as_os_str()]);
+    assert!(
+        err.contains("--tls-key-file") && err.contains("key is missing"),
+        "{err}"
+    );
+
+    let other_key = dir.join("client.key");
+    let err = start_fails(
+        &data,
+        &[
+            "--tls-cert-file".as_ref(),
+            cert.as_os_str(),
+            "--tls-key-file".as_ref(),
+            other_key.as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("client.key") && err.contains("give the private key of that certificate"),
+        "{err}"
+    );
+
+    let not_pem = tmp.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let err = start_fails(
+        &data,
+        &[
+            "--tls-cert-file".as_ref(),
+            not_pem.as_os_str(),
+            "--tls-key-file".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("not.pem") && err.contains("-----BEGIN CERTIFICATE-----"),
+        "{err}"
+    );
+    // Nothing was started on the way: the data dir holds no log.
+    assert!(!data.join("log").exists());
+}
