@@ -15,13 +15,15 @@
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::AlertDescription;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::{Error, Result};
 
@@ -220,28 +222,70 @@ fn read_pair(
 }
 
 /// What a Helios listener serves HTTPS with (`--tls-cert-file`, `--tls-key-file`): the
-/// rustls configuration and the DNS names its certificate is valid for (Helios names
-/// itself by the first, e.g. in the URL of its own health probe).
+/// rustls configuration and the DNS names its certificate was valid for at start (Helios
+/// names itself by the first, e.g. in the URL of its own health probe). The certificate
+/// can be replaced while the listener serves ([`ServerTls::reload`]): a renewed one is
+/// served to every connection after.
 #[derive(Clone)]
 pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     pub dns_names: Vec<String>,
+    files: IdentityFiles,
+    current: Arc<CurrentCert>,
 }
 
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTls")
             .field("dns_names", &self.dns_names)
+            .field("files", &self.files)
             .finish_non_exhaustive()
+    }
+}
+
+/// The certificate and key a listener hands each new connection: the last loaded.
+#[derive(Debug)]
+struct CurrentCert(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 
 impl IdentityFiles {
     /// A listener's HTTPS from these files: the certificate chain (the server's own
     /// certificate first, then any intermediates) and its private key. TLS 1.2 and 1.3
-    /// on `ring`, HTTP/1.1 by ALPN, no client certificate asked for. Read once, at start:
-    /// errors name the file and what to give instead.
+    /// on `ring`, HTTP/1.1 by ALPN, no client certificate asked for. Errors name the file
+    /// and what to give instead.
     pub fn server_tls(&self) -> Result<ServerTls> {
+        let (key, dns_names) = self.certified_key()?;
+        let current = Arc::new(CurrentCert(RwLock::new(Arc::new(key))));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::ServerIdentity {
+                path: self.cert_file.clone(),
+                reason: format!("the TLS provider refused the protocol versions: {e}"),
+            })?
+            .with_no_client_auth()
+            .with_cert_resolver(current.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ServerTls {
+            config: Arc::new(config),
+            dns_names,
+            files: self.clone(),
+            current,
+        })
+    }
+
+    /// The files' certificate chain with its key (checked to be the certificate's), and
+    /// the DNS names of the certificate.
+    fn certified_key(&self) -> Result<(CertifiedKey, Vec<String>)> {
         let (certs, key) = read_pair(self.identity(), "server", |path, reason| {
             Error::ServerIdentity { path, reason }
         })?;
@@ -255,26 +299,36 @@ impl IdentityFiles {
             .valid_dns_names()
             .map(str::to_owned)
             .collect();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::ServerIdentity {
-                path: self.cert_file.clone(),
-                reason: format!("the TLS provider refused the protocol versions: {e}"),
-            })?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| Error::ServerIdentity {
+        let key = CertifiedKey::from_der(certs, key, &provider()).map_err(|e| {
+            Error::ServerIdentity {
                 path: self.key_file.clone(),
                 reason: format!(
                     "the key cannot be used with the certificate in {} ({e}); give the private key of that certificate",
                     self.cert_file.display()
                 ),
-            })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(ServerTls {
-            config: Arc::new(config),
-            dns_names,
-        })
+            }
+        })?;
+        Ok((key, dns_names))
+    }
+}
+
+impl ServerTls {
+    /// The certificate and key files, as given at start.
+    pub fn files(&self) -> &IdentityFiles {
+        &self.files
+    }
+
+    /// Reads the files again and serves what they hold now to every new connection
+    /// (connections already open keep theirs). On an error nothing changes: the
+    /// certificate served is still the last one that loaded.
+    pub fn reload(&self) -> Result<()> {
+        let (key, _) = self.files.certified_key()?;
+        *self
+            .current
+            .0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+        Ok(())
     }
 }
 

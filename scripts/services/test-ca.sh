@@ -13,6 +13,8 @@
 #   DIR/client.key       servers that require mutual TLS, and its key (PKCS#8, 0600)
 #   DIR/other-client.pem a client certificate signed by the second CA (one such a server
 #   DIR/other-client.key refuses), and its key
+#   DIR/other-server.pem a server certificate for the same names signed by the second CA
+#   DIR/other-server.key (a "renewed" certificate for the listener tests), and its key
 # Keys are fresh on every run and valid for two days; nothing is read from or written to
 # the system's trust store. An existing DIR/ca.pem is kept (a restarted server keeps its
 # certificate).
@@ -22,7 +24,8 @@ dir=${1:?usage: test-ca.sh DIR}
 mkdir -p "$dir"
 cd "$dir"
 if [[ -s ca.pem && -s server.pem && -s server.key && -s other-ca.pem && -s client.pem \
-    && -s client.key && -s other-client.pem && -s other-client.key ]]; then
+    && -s client.key && -s other-client.pem && -s other-client.key && -s other-server.pem \
+    && -s other-server.key ]]; then
     exit 0
 fi
 command -v openssl >/dev/null || { echo "test-ca.sh: openssl is needed (apt-get install -y openssl)" >&2; exit 1; }
@@ -36,16 +39,17 @@ new_ca() { # <name> <subject>
 }
 new_ca ca "/CN=Helios test CA"
 new_ca other-ca "/CN=Helios untrusted test CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
-cat >server.ext <<'EOF'
-subjectAltName=DNS:localhost,IP:127.0.0.1
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-EOF
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-    -out server.pem -days 2 -extfile server.ext 2>/dev/null
+new_server() { # <name> <signing CA>
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$1.key" -out "$1.csr" -subj "/CN=localhost" 2>/dev/null
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial \
+        -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
+    rm -f "$1.csr" "$1.ext" "$2.srl"
+}
+new_server server ca
+new_server other-server other-ca
 new_client() { # <name> <signing CA>
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout "$1.key" -out "$1.csr" -subj "/CN=helios-client" 2>/dev/null
@@ -57,5 +61,5 @@ new_client() { # <name> <signing CA>
 }
 new_client client ca
 new_client other-client other-ca
-rm -f server.csr server.ext ca.srl
-chmod 0644 ca.pem other-ca.pem server.pem client.pem other-client.pem
+rm -f ca.srl
+chmod 0644 ca.pem other-ca.pem server.pem other-server.pem client.pem other-client.pem

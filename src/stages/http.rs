@@ -78,11 +78,20 @@ pub struct HttpArgs {
     /// The private key of --tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "HELIOS_TLS_KEY_FILE", value_name = "PEM")]
     pub tls_key_file: Option<PathBuf>,
+
+    /// How often the certificate and key files are checked for a renewal (certbot,
+    /// cert-manager): when either changed, both are loaded again and new connections get
+    /// the new certificate, without a restart. A pair that does not load is logged and
+    /// the previous certificate stays served.
+    #[arg(long, env = "HELIOS_TLS_RELOAD_INTERVAL", default_value = "1m",
+          value_parser = parse_positive_duration)]
+    pub tls_reload_interval: Duration,
 }
 
 impl HttpArgs {
     /// The listener's certificate, read and checked now (so a bad file stops the start,
-    /// named); `None` for plain HTTP.
+    /// named), and from now on reloaded when its files change ([`watch_certificate`]);
+    /// `None` for plain HTTP.
     pub fn tls(&self) -> anyhow::Result<Option<ServerTls>> {
         let files = IdentityFiles::pair(self.tls_cert_file.clone(), self.tls_key_file.clone())
             .map_err(|missing| {
@@ -93,7 +102,9 @@ impl HttpArgs {
         let Some(files) = files else {
             return Ok(None);
         };
-        Ok(Some(files.server_tls()?))
+        let tls = files.server_tls()?;
+        watch_certificate(tls.clone(), self.tls_reload_interval);
+        Ok(Some(tls))
     }
 
     /// The server's settings; `metrics_auth`: whether `/metrics` needs a key (then it is
@@ -118,6 +129,39 @@ impl HttpArgs {
             tls: tls.map(|t| t.config.clone()),
         })
     }
+}
+
+/// Checks the files of `tls` every `every`; when either changed (modification time or
+/// size), loads both again ([`ServerTls::reload`]), so a renewed certificate is served
+/// without a restart. A pair that does not load (a renewal written half-way, a key of
+/// another certificate) is logged and the certificate served stays; the files are tried
+/// again when they next change.
+fn watch_certificate(tls: ServerTls, every: Duration) {
+    async fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+        let meta = tokio::fs::metadata(path).await.ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+    tokio::spawn(async move {
+        let files = tls.files().clone();
+        let mut seen = (stamp(&files.cert_file).await, stamp(&files.key_file).await);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = (stamp(&files.cert_file).await, stamp(&files.key_file).await);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match tls.reload() {
+                Ok(()) => info!(cert_file = %files.cert_file.display(),
+                    "Reloaded the TLS certificate: new connections get the renewed one."),
+                Err(e) => warn!(error = %e,
+                    "The TLS certificate files changed but do not load; still serving the previous certificate (fix the files: they are read again when they change)."),
+            }
+        }
+    });
 }
 
 /// The URL Helios serves on at `addr` (bound), as a client on this machine reaches it:

@@ -216,3 +216,113 @@ fn a_half_pair_a_key_of_another_certificate_or_no_certificate_stops_the_start() 
     // Nothing was started on the way: the data dir holds no log.
     assert!(!data.join("log").exists());
 }
+
+/// A client that trusts `ca`. Build one per check: a client resumes its TLS session
+/// (no certificate is sent then) and keeps its connections.
+fn client_trusting(ca: &Path) -> reqwest::Client {
+    helios_schemas::tls::http_client_builder(Some(ca))
+        .unwrap()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Replaces `to` with a copy of `from` in one step (a renewal tool writes and renames).
+fn replace(from: &Path, to: &Path) {
+    let next = to.with_extension("next");
+    std::fs::copy(from, &next).unwrap();
+    std::fs::rename(&next, to).unwrap();
+}
+
+/// Waits until `done` holds, failing the test with `what` and the log after 60 s.
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    log: &Path,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within 60 s; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
+    let ca = TestCa::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let dir = ca.dir.path();
+    replace(&dir.join("server.pem"), &cert);
+    replace(&dir.join("server.key"), &key);
+    let addr = free_addr();
+    let log_path = tmp.path().join("up.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let health = format!("https://localhost:{}/healthz", addr.port());
+    let (first, renewed) = (ca.ca_file(), ca.other_ca_file());
+    // Whether a new client trusting this CA is served (a new handshake, not a resumed one).
+    let answers = |ca: &Path| {
+        let request = client_trusting(ca).get(&health);
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    };
+    wait_until("no HTTPS /healthz", &log_path, || answers(&first)).await;
+    assert!(
+        !answers(&renewed).await,
+        "a certificate of the other CA was served at start"
+    );
+
+    // A broken renewal (the key of another certificate) is logged; the certificate that
+    // loaded last is still served.
+    replace(&dir.join("client.key"), &key);
+    let logged = |needle: &'static str| {
+        let log_path = log_path.clone();
+        async move {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .contains(needle)
+        }
+    };
+    wait_until("no warning about the broken pair", &log_path, || {
+        logged("do not load; still serving the previous certificate")
+    })
+    .await;
+    assert!(
+        answers(&first).await,
+        "the broken pair stopped the certificate served"
+    );
+
+    // The renewal proper: the other CA's certificate and its key.
+    replace(&dir.join("other-server.pem"), &cert);
+    replace(&dir.join("other-server.key"), &key);
+    wait_until("the renewed certificate was not served", &log_path, || {
+        answers(&renewed)
+    })
+    .await;
+    assert!(
+        !answers(&first).await,
+        "the old certificate is still served"
+    );
+    assert!(logged("Reloaded the TLS certificate").await);
+    assert!(child.try_wait().unwrap().is_none(), "helios up exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
