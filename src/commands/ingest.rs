@@ -67,6 +67,9 @@ pub struct IngestArgs {
 
 pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let backend = args.log.resolve()?;
+    // Bound first, as `helios up` does: the default self probe needs the port actually
+    // bound (`--listen 127.0.0.1:0` picks one).
+    let listener = http::bind(args.listen, "--listen").await?;
     let tls = args.http.tls()?;
     let sources = match &args.spec {
         Some(path) => {
@@ -74,9 +77,11 @@ pub async fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
                 .0
                 .sources
         }
-        None => default_sources(&http::own_url(args.listen, tls.as_ref()), &backend.data_dir),
+        None => default_sources(
+            &http::own_url(listener.local_addr()?, tls.as_ref()),
+            &backend.data_dir,
+        ),
     };
-    let listener = http::bind(args.listen, "--listen").await?;
     std::fs::create_dir_all(&backend.data_dir)
         .with_context(|| format!("creating the data dir {}", backend.data_dir.display()))?;
     let (log, embedded) = backend

@@ -87,11 +87,23 @@ async fn up_without_a_spec_shows_host_metrics_and_its_own_probe() {
 /// actually bound, not port 0.
 #[tokio::test]
 async fn the_self_probe_checks_the_port_bound_when_the_system_picks_it() {
+    self_probe_of_a_system_picked_port(&["up"]).await;
+}
+
+/// [`the_self_probe_checks_the_port_bound_when_the_system_picks_it`] for the ingest stage
+/// alone (embedded log), which names itself the same way.
+#[tokio::test]
+async fn the_ingest_stage_probes_the_port_it_bound_too() {
+    self_probe_of_a_system_picked_port(&["run", "ingest"]).await;
+}
+
+async fn self_probe_of_a_system_picked_port(command: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let log = std::fs::File::create(tmp.path().join("up.log")).unwrap();
     let mut child = std::process::Command::new(crate::common::BIN)
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(command)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .stderr(log)
