@@ -39,27 +39,23 @@ new_ca() { # <name> <subject>
 }
 new_ca ca "/CN=Helios test CA"
 new_ca other-ca "/CN=Helios untrusted test CA"
-new_server() { # <name> <signing CA>
+# A certificate for <CN> signed by <CA>, with these X.509 extensions (one per argument).
+new_leaf() { # <name> <signing CA> <CN> <extension>...
+    local name=$1 signer=$2 cn=$3
+    shift 3
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$1.key" -out "$1.csr" -subj "/CN=localhost" 2>/dev/null
-    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial \
-        -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
-    rm -f "$1.csr" "$1.ext" "$2.srl"
+        -keyout "$name.key" -out "$name.csr" -subj "/CN=$cn" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "$@" >"$name.ext"
+    openssl x509 -req -in "$name.csr" -CA "$signer.pem" -CAkey "$signer.key" -CAcreateserial \
+        -out "$name.pem" -days 2 -extfile "$name.ext" 2>/dev/null
+    rm -f "$name.csr" "$name.ext" "$signer.srl"
 }
-new_server server ca
-new_server other-server other-ca
-new_client() { # <name> <signing CA>
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$1.key" -out "$1.csr" -subj "/CN=helios-client" 2>/dev/null
-    printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial \
-        -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
-    rm -f "$1.csr" "$1.ext" "$2.srl"
-}
-new_client client ca
-new_client other-client other-ca
+server_ext=("subjectAltName=DNS:localhost,IP:127.0.0.1"
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth")
+client_ext=("keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth")
+new_leaf server ca localhost "${server_ext[@]}"
+new_leaf other-server other-ca localhost "${server_ext[@]}"
+new_leaf client ca helios-client "${client_ext[@]}"
+new_leaf other-client other-ca helios-client "${client_ext[@]}"
 rm -f ca.srl
 chmod 0644 ca.pem other-ca.pem server.pem other-server.pem client.pem other-client.pem
