@@ -154,7 +154,17 @@ fn watch_certificate(tls: ServerTls, every: Duration) {
                 continue;
             }
             seen = now;
-            match tls.reload() {
+            // File reads, off the runtime's threads (a slow disk must not stall requests).
+            let reloading = tls.clone();
+            let reloaded = tokio::task::spawn_blocking(move || reloading.reload())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(helios_schemas::Error::ServerIdentity {
+                        path: files.cert_file.clone(),
+                        reason: format!("reloading stopped: {e}"),
+                    })
+                });
+            match reloaded {
                 Ok(()) => info!(cert_file = %files.cert_file.display(),
                     "Reloaded the TLS certificate: new connections get the renewed one."),
                 Err(e) => warn!(error = %e,

@@ -3,7 +3,8 @@
 //!
 //! - a client that trusts the CA is served (health, a keyed route, `helios send`);
 //! - a plain-HTTP client, a client that does not trust the certificate, and a connection
-//!   that never starts its handshake are closed, and none of them holds up the others;
+//!   that never starts its handshake (after the header-read timeout) are closed, and none
+//!   of them holds up the others;
 //! - the `self` probe asks `https://<the certificate's name>:<port>/healthz`, trusting
 //!   `--ca-file`, and finds Helios up;
 //! - half a pair, a key that is not the certificate's, or a file that is no certificate
@@ -38,16 +39,13 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         .arg(dir.join("server.key"))
         .arg("--ca-file")
         .arg(ca.ca_file())
+        .args(["--http-header-timeout", "2s"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
     let base = format!("https://localhost:{}", addr.port());
-    let trusting = helios_schemas::tls::http_client_builder(Some(&ca.ca_file()))
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let trusting = client_trusting(&ca.ca_file());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = trusting.get(format!("{base}/healthz")).send().await
@@ -64,8 +62,9 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A connection that never sends its ClientHello holds one slot, not the listener.
-    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A connection that never sends its ClientHello holds one slot, not the listener, and
+    // is closed once the header-read timeout (2 s here) has passed.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
 
     // Plain HTTP to the HTTPS port: no answer, the connection is closed.
     let plain = crate::common::http()
@@ -75,12 +74,10 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         .await;
     assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
     // A client that trusts another CA refuses the certificate.
-    let distrusting = helios_schemas::tls::http_client_builder(Some(&ca.other_ca_file()))
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let refused = distrusting.get(format!("{base}/healthz")).send().await;
+    let refused = client_trusting(&ca.other_ca_file())
+        .get(format!("{base}/healthz"))
+        .send()
+        .await;
     let refused = refused.expect_err("an untrusted certificate was accepted");
     assert!(
         helios_schemas::tls::describe(&refused).contains("not trusted")
@@ -149,7 +146,16 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(probe["attrs"]["url"], format!("{base}/healthz"), "{probe}");
-    drop(silent);
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection was not closed: {closed:?}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
