@@ -53,6 +53,9 @@ pub struct Seen {
     /// Per bucket, its hashes already in checkpoint parts: consecutive ranges from the
     /// start, each the end of its range and the part.
     written: BTreeMap<i64, Vec<(usize, PartRef)>>,
+    /// The start of the last bucket an event fell in, and its index: most events fall in
+    /// the same bucket as the one before, and a 64-bit division per event is dear.
+    last_bucket: Option<(i64, i64)>,
 }
 
 /// The remembered identities as a checkpoint payload holds them (since checkpoint
@@ -161,7 +164,7 @@ impl Seen {
         let count: usize = state.buckets.values().map(Vec::len).sum();
         #[cfg(feature = "memory-floor")]
         let count = floor::table_capacity(count);
-        let mut table = IdTable::with_capacity(count);
+        let mut table = IdTable::with_capacity(count, max_ids);
         for hashes in state.buckets.values() {
             table.insert_new(hashes);
         }
@@ -173,6 +176,7 @@ impl Seen {
             state,
             evicted: 0,
             written: BTreeMap::new(),
+            last_bucket: None,
         }
     }
 
@@ -322,7 +326,7 @@ impl Seen {
             self.table.touch_one(h);
             return true;
         }
-        let bucket = time.div_euclid(self.width_us);
+        let bucket = self.bucket(time);
         if bucket < self.state.frontier {
             // Too old to remember (late for every window); a repeat only if remembered.
             return !self.table.contains(h);
@@ -347,6 +351,36 @@ impl Seen {
         true
     }
 
+    /// The index of the bucket `time` falls in.
+    fn bucket(&mut self, time: i64) -> i64 {
+        match self.last_bucket {
+            Some((start, bucket))
+                if time
+                    .checked_sub(start)
+                    .is_some_and(|d| (0..self.width_us).contains(&d)) =>
+            {
+                bucket
+            }
+            _ => {
+                let bucket = time.div_euclid(self.width_us);
+                self.last_bucket = bucket
+                    .checked_mul(self.width_us)
+                    .map(|start| (start, bucket));
+                bucket
+            }
+        }
+    }
+
+    /// The watermark from which [`Seen::expire`] moves the frontier on, found without a
+    /// division; `None` where it is out of range (the division then decides).
+    fn next_expiry(&self) -> Option<i64> {
+        self.state
+            .frontier
+            .checked_add(1)?
+            .checked_mul(self.width_us)?
+            .checked_add(self.horizon_us)
+    }
+
     /// Adds `h` to a bucket other than the newest. A new newest bucket starts with room
     /// for as many hashes as the one before it held: buckets cover equal spans of event
     /// time, so it mostly never reallocates (a doubling vector copies its hashes again
@@ -365,6 +399,9 @@ impl Seen {
 
     /// Forgets the identities whose bucket ended `horizon` or more before `watermark`.
     pub fn expire(&mut self, watermark: i64) {
+        if self.next_expiry().is_some_and(|at| watermark < at) {
+            return;
+        }
         let frontier = watermark
             .saturating_sub(self.horizon_us)
             .div_euclid(self.width_us);
