@@ -8,6 +8,11 @@
 //! the table doubles at half full while it is smaller than the table its bound of keys
 //! needs, and fills to three-quarters only at that size (the memory per key remembered
 //! at the bound is the same; below it, a table is at most that size).
+//!
+//! A table grows in its own allocation ([`IdTable::grow`]): the allocator widens it (a
+//! large one by remapping its pages, not copying them) and the keys are rehashed in
+//! place, so growing writes no second table and faults in only the new pages.
+//!
 //! Inserts and removals come in batches. A batch dense in the table (a whole event-time
 //! bucket forgotten, a checkpoint restored) is first put in the order of its keys' lines
 //! (a radix sort, a few ns per key), so the pass runs along the table: page by page, in
