@@ -204,19 +204,25 @@ impl IdTable {
         if self.full_at(self.len + keys.len()) {
             self.grow(self.len + keys.len());
         }
+        self.each_batched(keys, IdTable::place);
+        self.len += keys.len();
+    }
+
+    /// Applies `op` to every key of `keys` as stored ([`key`]): a dense batch in line
+    /// order, a sparse one in chunks whose lines are touched first.
+    fn each_batched(&mut self, keys: &[u64], op: impl Fn(&mut IdTable, u64)) {
         if self.dense(keys) {
             for k in self.in_line_order(keys) {
-                self.place(k);
+                op(self, k);
             }
-        } else {
-            for chunk in keys.chunks(BATCH) {
-                self.touch(chunk);
-                for &h in chunk {
-                    self.place(key(h));
-                }
+            return;
+        }
+        for chunk in keys.chunks(BATCH) {
+            self.touch(chunk);
+            for &h in chunk {
+                op(self, key(h));
             }
         }
-        self.len += keys.len();
     }
 
     /// Whether `keys` are dense enough in the table to be handled in line order.
@@ -267,18 +273,7 @@ impl IdTable {
 
     /// Removes keys (each present at most once), in batches; absent keys are ignored.
     pub(super) fn remove(&mut self, keys: &[u64]) {
-        if self.dense(keys) {
-            for k in self.in_line_order(keys) {
-                self.remove_one(k);
-            }
-            return;
-        }
-        for chunk in keys.chunks(BATCH) {
-            self.touch(chunk);
-            for &h in chunk {
-                self.remove_one(key(h));
-            }
-        }
+        self.each_batched(keys, IdTable::remove_one);
     }
 
     /// Linear probing's deletion without tombstones: later keys of the run that may move
@@ -402,10 +397,10 @@ mod tests {
 
     proptest! {
         /// Any interleaving of batched inserts and removals answers as a `HashSet` does,
-        /// with keys crowded into few home slots so probe runs wrap and shift.
+        /// with keys crowded into few home slots so probe runs wrap and shift. A table
+        /// presized for many keys takes these batches in the sparse way (lines touched
+        /// first), a small one in line order.
         #[test]
-        /// A table presized for many keys takes these batches in the sparse way (lines
-        /// touched first), a default one in line order.
         fn answers_as_a_hash_set(presized in any::<bool>(), ops in proptest::collection::vec(
             (any::<bool>(), proptest::collection::vec(0u64..300, 0..40)), 0..60)) {
             let mut table = IdTable::with_capacity(if presized { 100_000 } else { 0 }, 1000);
@@ -483,6 +478,20 @@ mod tests {
         assert!(keys.iter().all(|&k| copy.contains(k)));
         assert!(keys[..2500].iter().all(|&k| table.contains(k)));
         assert!(!keys[2500..].iter().any(|&k| table.contains(k)));
+    }
+
+    #[test]
+    fn a_bound_beyond_memory_sizes_the_table_by_its_keys_alone() {
+        // `max_ids` as large as a spec can set it: the table's size is never computed
+        // from the bound's (it would overflow), only from the keys it holds.
+        let mut table = IdTable::with_capacity(0, usize::MAX);
+        assert_eq!(table.bytes(), 8 * 64);
+        let keys: Vec<u64> = (1..=10_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        table.insert_new(&keys);
+        assert_eq!(table.bytes(), 8 << 15, "half full at most below the bound");
+        assert!(keys.iter().all(|&k| table.contains(k)));
     }
 
     #[test]
