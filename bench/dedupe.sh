@@ -7,8 +7,10 @@
 # feature (pipeline/src/dedupe/floor.rs), where per event the set only reads and writes
 # one random line of a table the size the `on` run's grows to, keyed by the event's
 # identity (`identity`: peeked and hashed as always) or by its position (`line`: the
-# memory alone). Also the memory and checkpoint bytes of one partition remembering a
-# million identities, and the `lines` floor outside the processor (a tight loop).
+# memory alone); and `durable`: `identity`, with each identity also kept in its bucket and
+# written to the checkpoint parts as the set does (what surviving a restart costs). Also
+# the memory and checkpoint bytes of one partition remembering a million identities, and
+# the `lines` floor outside the processor (a tight loop).
 #
 # Usage: bench/dedupe.sh [EVENTS]   (default 5 000 000; BENCH_BIN=<processor bench binary>
 # and FLOOR_BIN=<the same built with --features memory-floor> skip the builds;
@@ -49,7 +51,7 @@ fi
 results=""
 rounds=${ROUNDS:-7}
 for round in $(seq 1 "$rounds"); do
-    for variant in off on identity line; do
+    for variant in off on identity durable line; do
         case $variant in
             off | on) line=$(BENCH_DEDUPE=$variant taskset -c 0 "$bin" tumbling "$events" "$dir" 2>/dev/null) ;;
             *) line=$(HELIOS_BENCH_FLOOR=$variant taskset -c 0 "$floor_bin" tumbling "$events" "$dir" 2>/dev/null) ;;
@@ -77,7 +79,7 @@ done
 
 python3 - "$results" "$ids" "$floor" <<'PY'
 import json, statistics, sys
-runs = {"off": [], "on": [], "identity": [], "line": []}
+runs = {"off": [], "on": [], "identity": [], "durable": [], "line": []}
 for line in filter(None, sys.argv[1].splitlines()):
     variant, r = line.split(" ", 1)
     runs[variant].append(json.loads(r))
@@ -87,8 +89,9 @@ best = {k: max(r["events_per_cpu_s"] for r in v) for k, v in runs.items()}
 ids = json.loads(sys.argv[2])
 print(f"| dedupe | events per CPU-second (median of {len(runs['on'])}) | runs | events/s by the wall clock (median) | checkpoint at the end | peak RSS (VmHWM, median) | identities remembered at the end |")
 print("|---|---|---|---|---|---|---|")
-names = {"off": "off", "on": "on", "identity": "floor: identity + one line", "line": "floor: one line"}
-for k in ("off", "on", "identity", "line"):
+names = {"off": "off", "on": "on", "identity": "floor: identity + one line",
+         "durable": "floor: identity + one line, checkpointed", "line": "floor: one line"}
+for k in ("off", "on", "identity", "durable", "line"):
     rs = runs[k]
     each = ", ".join(format(r["events_per_cpu_s"], ",.0f") for r in rs)
     print(f"| {names[k]} | {cpu[k]:,.0f} | {each} | {med[k]:,.0f} | "
@@ -109,12 +112,14 @@ print(f"Per event: {off_ns:.0f} CPU-ns without, {on_ns:.0f} with: de-duplication
       f"de-duplication costs {(on_ns - off_ns) / floor:.1f}x that floor.")
 print()
 print("The limit inside the processor, same rounds (events per CPU-second against off; medians, then the least-disturbed runs):")
-for k in ("identity", "line"):
+for k in ("identity", "durable", "line"):
     ns = 1e9 / cpu[k] - off_ns
     print(f"- {names[k]}: {cpu[k] / cpu['off'] * 100:.1f} % ({best[k] / best['off'] * 100:.1f} %), "
           f"{ns:.0f} ns per event = {ns / budget * 100:.0f} % of the budget.")
 print(f"- de-duplication against the floor `identity + one line`: {cpu['on'] / cpu['identity'] * 100:.1f} % of its events "
       f"per CPU-second ({best['on'] / best['identity'] * 100:.1f} %); it adds {on_ns - 1e9 / cpu['identity']:.0f} ns per event to it.")
+print(f"- de-duplication against the floor `identity + one line, checkpointed`: {cpu['on'] / cpu['durable'] * 100:.1f} % "
+      f"({best['on'] / best['durable'] * 100:.1f} %); it adds {on_ns - 1e9 / cpu['durable']:.0f} ns per event to it.")
 print(f"One partition remembering {ids['identities']:,} identities: {ids['rss_mib_per_million']:.1f} MiB of RSS "
       f"per million, checkpoint {ids['checkpoint_mib_per_million']:.2f} MiB per million.")
 PY

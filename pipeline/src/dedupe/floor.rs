@@ -10,6 +10,10 @@
 //!   no growth, no expiry, no checkpoint of identities; every event is admitted.
 //! - `line`: the same line work with a key mixed from the record's position instead of
 //!   its identity: the memory's share alone.
+//! - `durable`: `identity`, and the identity kept in its event-time bucket as the set
+//!   keeps it, so checkpoints write it to their parts (8 bytes each): the least an exact
+//!   set that survives a restart does. Buckets are forgotten whole (past the horizon or
+//!   `max_ids`), without touching the table.
 //!
 //! An exact set of millions of identities does not fit in this machine's caches, so each
 //! new identity costs at least one such line (bench/RESULTS.md).
@@ -23,12 +27,15 @@ pub enum Floor {
     Identity,
     /// One line at a key from the record's position.
     Line,
+    /// [`Floor::Identity`], and the identity in its bucket and the checkpoint parts.
+    Durable,
 }
 
 static MODE: LazyLock<Option<Floor>> =
     LazyLock::new(|| match std::env::var("HELIOS_BENCH_FLOOR").as_deref() {
         Ok("identity") => Some(Floor::Identity),
         Ok("line") => Some(Floor::Line),
+        Ok("durable") => Some(Floor::Durable),
         _ => None,
     });
 

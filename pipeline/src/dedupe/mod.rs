@@ -56,6 +56,9 @@ pub struct Seen {
     /// The start of the last bucket an event fell in, and its index: most events fall in
     /// the same bucket as the one before, and a 64-bit division per event is dear.
     last_bucket: Option<(i64, i64)>,
+    /// Identities in the buckets under [`floor::Floor::Durable`], whose table holds none.
+    #[cfg(feature = "memory-floor")]
+    floor_kept: usize,
 }
 
 /// The remembered identities as a checkpoint payload holds them (since checkpoint
@@ -177,6 +180,8 @@ impl Seen {
             evicted: 0,
             written: BTreeMap::new(),
             last_bucket: None,
+            #[cfg(feature = "memory-floor")]
+            floor_kept: 0,
         }
     }
 
@@ -322,8 +327,11 @@ impl Seen {
     /// [`Seen::admit`] of an identity hashed already ([`identity`]).
     pub fn admit_identity(&mut self, h: u64, time: i64) -> bool {
         #[cfg(feature = "memory-floor")]
-        if floor::mode().is_some() {
+        if let Some(mode) = floor::mode() {
             self.table.touch_one(h);
+            if mode == floor::Floor::Durable {
+                self.floor_keep(h, time);
+            }
             return true;
         }
         let bucket = self.bucket(time);
@@ -334,11 +342,7 @@ impl Seen {
         if !self.table.insert(h) {
             return false;
         }
-        match self.state.buckets.last_entry() {
-            // Most events fall in the newest bucket: no search.
-            Some(mut newest) if *newest.key() == bucket => newest.get_mut().push(h),
-            _ => self.push_other(bucket, h),
-        }
+        self.keep(bucket, h);
         while self.table.len() > self.max_ids {
             let Some((b, hashes)) = self.state.buckets.pop_first() else {
                 break;
@@ -349,6 +353,35 @@ impl Seen {
             self.evicted += 1;
         }
         true
+    }
+
+    /// Adds `h` to `bucket`'s hashes.
+    fn keep(&mut self, bucket: i64, h: u64) {
+        match self.state.buckets.last_entry() {
+            // Most events fall in the newest bucket: no search.
+            Some(mut newest) if *newest.key() == bucket => newest.get_mut().push(h),
+            _ => self.push_other(bucket, h),
+        }
+    }
+
+    /// [`floor::Floor::Durable`]: `h` in its bucket as [`Seen::admit_identity`] keeps it,
+    /// the oldest buckets dropped whole past `max_ids`.
+    #[cfg(feature = "memory-floor")]
+    fn floor_keep(&mut self, h: u64, time: i64) {
+        let bucket = self.bucket(time);
+        if bucket < self.state.frontier {
+            return;
+        }
+        self.keep(bucket, h);
+        self.floor_kept += 1;
+        while self.floor_kept > self.max_ids {
+            let Some((b, hashes)) = self.state.buckets.pop_first() else {
+                break;
+            };
+            self.floor_kept -= hashes.len();
+            self.written.remove(&b);
+            self.state.frontier = self.state.frontier.max(b.saturating_add(1));
+        }
     }
 
     /// The index of the bucket `time` falls in.
@@ -414,12 +447,22 @@ impl Seen {
                 break;
             }
             self.written.remove(entry.key());
-            self.table.remove(&entry.remove());
+            let hashes = entry.remove();
+            #[cfg(feature = "memory-floor")]
+            if floor::mode().is_some() {
+                self.floor_kept -= hashes.len();
+                continue;
+            }
+            self.table.remove(&hashes);
         }
     }
 
     /// Identities remembered now.
     pub fn len(&self) -> usize {
+        #[cfg(feature = "memory-floor")]
+        if floor::mode() == Some(floor::Floor::Durable) {
+            return self.floor_kept;
+        }
         self.table.len()
     }
 
