@@ -120,6 +120,12 @@ print(f"- de-duplication against the floor `identity + one line`: {cpu['on'] / c
       f"per CPU-second ({best['on'] / best['identity'] * 100:.1f} %); it adds {on_ns - 1e9 / cpu['identity']:.0f} ns per event to it.")
 print(f"- de-duplication against the floor `identity + one line, checkpointed`: {cpu['on'] / cpu['durable'] * 100:.1f} % "
       f"({best['on'] / best['durable'] * 100:.1f} %); it adds {on_ns - 1e9 / cpu['durable']:.0f} ns per event to it.")
+# Each run against the runs of its own round: slow drifts of the machine cancel out.
+def per_round(a, b):
+    return statistics.median(x["cpu_seconds"] / y["cpu_seconds"] for x, y in zip(runs[a], runs[b])) * 100
+print(f"Per-round ratios (medians): on/off {per_round('off', 'on'):.1f} %, `identity`/off "
+      f"{per_round('off', 'identity'):.1f} %, `durable`/off {per_round('off', 'durable'):.1f} %, "
+      f"on/`identity` {per_round('identity', 'on'):.1f} %, on/`durable` {per_round('durable', 'on'):.1f} %.")
 print(f"One partition remembering {ids['identities']:,} identities: {ids['rss_mib_per_million']:.1f} MiB of RSS "
       f"per million, checkpoint {ids['checkpoint_mib_per_million']:.2f} MiB per million.")
 PY
