@@ -479,7 +479,12 @@ fn arithmetic<'a>(op: &B, a: Value<'a>, b: Value<'a>) -> Value<'a> {
                     _ if y == 0.0 => return Value::Null,
                     _ => x % y,
                 };
-                Value::Float(v)
+                // Past f64's range is NULL, as an integer overflow is.
+                if v.is_finite() {
+                    Value::Float(v)
+                } else {
+                    Value::Null
+                }
             }
             _ => Value::Null,
         },
@@ -831,7 +836,11 @@ pub(super) fn cast_value(v: Value<'_>, to: Type) -> Value<'_> {
         (v @ Value::Text(_), Type::Text) => v,
         (v, Type::Text) => Value::Text(Cow::Owned(v.to_key().unwrap_or_default())),
         (Value::Text(s), Type::Int) => s.trim().parse().map_or(Value::Null, Value::Int),
-        (Value::Text(s), Type::Float) => s.trim().parse().map_or(Value::Null, Value::Float),
+        // "NaN" and "inf" parse, but are no measurement: NULL, as text that is no number.
+        (Value::Text(s), Type::Float) => match s.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float(f),
+            _ => Value::Null,
+        },
         (Value::Text(s), Type::Bool) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "t" | "1" | "yes" => Value::Bool(true),
             "false" | "f" | "0" | "no" => Value::Bool(false),

@@ -12,7 +12,9 @@ use crate::expr::{AggregateFn, Value};
 pub struct Input {
     /// Counted by `count`: no argument (`count(*)`) or a non-NULL one.
     counts: bool,
-    /// The argument as a number.
+    /// The argument as a number, if finite: a NaN or an infinity (an event's `value` from a
+    /// producer that writes to the log directly) would stay in a window's sum, mean, min or
+    /// max for good, so numeric measures skip it; `count` still counts it.
     num: Option<f64>,
     /// `count_distinct`: the HLL register the argument sets.
     register: Option<(u16, u8)>,
@@ -23,7 +25,7 @@ pub struct Input {
 impl Input {
     /// The input of measure function `f` for argument value `arg` (`None` = `count(*)`).
     pub fn new(f: AggregateFn, arg: Option<&Value<'_>>) -> Self {
-        let num = arg.and_then(Value::as_f64);
+        let num = arg.and_then(Value::as_f64).filter(|x| x.is_finite());
         let mut register = None;
         if let (AggregateFn::CountDistinct, Some(v)) = (f, arg) {
             v.with_key_bytes(|k| register = Some(Hll::register(k)));

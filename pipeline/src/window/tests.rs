@@ -243,6 +243,36 @@ fn windows_equal_the_batch_computation() {
 }
 
 #[test]
+fn non_finite_values_are_counted_but_not_measured() {
+    let agg = aggregate(r#"{ type = "tumbling", size = "10m" }"#, "");
+    let mut events = stream(3, 400, 0);
+    let mut clean = events.clone();
+    let odd = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+    for (i, at) in [10, 11, 200].into_iter().enumerate() {
+        events[at].kind = "work".into();
+        events[at].value = Some(odd[i]);
+        clean[at].kind = "work".into();
+        clean[at].value = None;
+    }
+    let (results, _) = run(&agg, &events, 0);
+    let (want, _) = run(&agg, &clean, 0);
+    assert_eq!(results.len(), want.len());
+    let mut counted = 0.0;
+    for (got, want) in results.iter().zip(&want) {
+        for (name, v) in &got.measures {
+            assert!(v.is_finite(), "{name} = {v} in {}", got.id);
+            if name == "n_value" {
+                counted += v - want.measures[name];
+            } else {
+                assert_eq!(Some(v), want.measures.get(name), "{name} in {}", got.id);
+            }
+        }
+    }
+    // `count(value)` counts a value that is there, whatever it is.
+    assert_eq!(counted, 3.0);
+}
+
+#[test]
 fn same_input_same_output() {
     let agg = aggregate(
         r#"{ type = "hopping", size = "15m", slide = "5m" }"#,
