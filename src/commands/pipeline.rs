@@ -48,10 +48,8 @@ pub struct PipelineArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
 
-    /// Serve `GET /metrics` (Prometheus) and `/healthz` on this address, e.g.
-    /// `0.0.0.0:9464`. Off by default.
-    #[arg(long, env = "HELIOS_METRICS_LISTEN")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub metrics: crate::stages::http::MetricsListenArgs,
 
     #[command(flatten)]
     pub event_time: EventTimeArgs,
@@ -103,11 +101,13 @@ pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         );
     };
     crate::metrics::export_pipeline(Some(&handle), &metrics_log);
-    if let Some(addr) = args.metrics_listen {
-        let registry = helios_query_api::metrics::MetricsRegistry::new();
-        crate::metrics::register_pipeline(&registry, Some(&handle), &metrics_log);
-        crate::stages::http::serve_stage(addr, registry).await?;
-    }
+    args.metrics
+        .serve(|| {
+            let registry = helios_query_api::metrics::MetricsRegistry::new();
+            crate::metrics::register_pipeline(&registry, Some(&handle), &metrics_log);
+            registry
+        })
+        .await?;
     info!(group = %args.group, "Pipeline running; Ctrl-C stops.");
     failures.stop_requested().await;
     info!("Shutting down: checkpointing.");

@@ -65,10 +65,8 @@ pub struct SinkArgs {
     #[arg(long, env = "HELIOS_SINK_GROUP", default_value = "helios-sink")]
     pub group: String,
 
-    /// Serve `GET /metrics` (Prometheus) and `/healthz` on this address, e.g.
-    /// `0.0.0.0:9464`. Off by default.
-    #[arg(long, env = "HELIOS_METRICS_LISTEN")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub metrics: crate::stages::http::MetricsListenArgs,
 
     #[command(flatten)]
     pub batching: SinkBatching,
@@ -120,11 +118,13 @@ async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
     })
     .await?;
     crate::metrics::export_sinks(&sinks, &log);
-    if let Some(addr) = args.metrics_listen {
-        let registry = helios_query_api::metrics::MetricsRegistry::new();
-        crate::metrics::register_sinks(&registry, &sinks, &log);
-        crate::stages::http::serve_stage(addr, registry).await?;
-    }
+    args.metrics
+        .serve(|| {
+            let registry = helios_query_api::metrics::MetricsRegistry::new();
+            crate::metrics::register_sinks(&registry, &sinks, &log);
+            registry
+        })
+        .await?;
     info!("Sink running; Ctrl-C stops.");
     failures.stop_requested().await;
     info!("Shutting down: flushing and committing.");

@@ -287,15 +287,76 @@ pub fn stage_router(registry: MetricsRegistry) -> Router {
     )
 }
 
+/// The `/metrics` and `/healthz` listener of `helios run pipeline|sink`, over HTTP or
+/// HTTPS.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsListenArgs {
+    /// Serve `GET /metrics` (Prometheus) and `/healthz` on this address, e.g.
+    /// `0.0.0.0:9464`. Off by default.
+    #[arg(long, env = "HELIOS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Serve --metrics-listen over HTTPS with this certificate (PEM: the server's own
+    /// certificate first, then any intermediates). Needs --metrics-tls-key-file.
+    /// Prometheus must trust its CA (`tls_config: { ca_file: ... }` in the scrape job).
+    /// The files are checked every minute and a renewal is served without a restart.
+    #[arg(long, env = "HELIOS_METRICS_TLS_CERT_FILE", value_name = "PEM")]
+    pub metrics_tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --metrics-tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HELIOS_METRICS_TLS_KEY_FILE", value_name = "PEM")]
+    pub metrics_tls_key_file: Option<PathBuf>,
+}
+
+impl MetricsListenArgs {
+    /// Starts the listener if one is asked for, with the registry `registry` makes
+    /// (reading and checking the certificate first, so a bad file stops the start, named).
+    pub async fn serve(&self, registry: impl FnOnce() -> MetricsRegistry) -> anyhow::Result<()> {
+        let files = IdentityFiles::pair(
+            self.metrics_tls_cert_file.clone(),
+            self.metrics_tls_key_file.clone(),
+        )
+        .map_err(|missing| {
+            anyhow::anyhow!(
+                "HTTPS on --metrics-listen needs both --metrics-tls-cert-file and --metrics-tls-key-file; the {missing} is missing"
+            )
+        })?;
+        let Some(addr) = self.metrics_listen else {
+            if files.is_some() {
+                anyhow::bail!(
+                    "--metrics-tls-cert-file is set but --metrics-listen is not: give the address to serve /metrics on"
+                );
+            }
+            return Ok(());
+        };
+        let tls = match files {
+            Some(files) => {
+                let tls = files.server_tls()?;
+                watch_certificate(tls.clone(), Duration::from_secs(60));
+                Some(tls)
+            }
+            None => None,
+        };
+        serve_stage(addr, tls, registry()).await
+    }
+}
+
 /// Binds `addr` (so a taken port stops the stage before it starts) and serves
-/// [`stage_router`] until the process ends.
-pub async fn serve_stage(addr: SocketAddr, registry: MetricsRegistry) -> anyhow::Result<()> {
+/// [`stage_router`], over HTTPS with `tls`, until the process ends.
+pub async fn serve_stage(
+    addr: SocketAddr,
+    tls: Option<ServerTls>,
+    registry: MetricsRegistry,
+) -> anyhow::Result<()> {
     let listener = bind(addr, "another --metrics-listen").await?;
     let local = listener.local_addr()?;
-    info!(url = %format!("http://{local}/metrics"), "Serving metrics.");
+    info!(url = %format!("{}/metrics", own_url(local, tls.as_ref())), "Serving metrics.");
     // Defaults of `helios up`'s listener (timeouts, cap, Host check); it serves until the
     // process ends.
-    let config = ServerConfig::default();
+    let config = ServerConfig {
+        tls: tls.map(|t| t.config.clone()),
+        ..ServerConfig::default()
+    };
     tokio::spawn(async move {
         let stage = stage_router(registry);
         if let Err(e) = serve(listener, stage, config, std::future::pending()).await {

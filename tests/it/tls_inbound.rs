@@ -8,7 +8,9 @@
 //! - the `self` probe asks `https://<the certificate's name>:<port>/healthz`, trusting
 //!   `--ca-file`, and finds Helios up;
 //! - half a pair, a key that is not the certificate's, or a file that is no certificate
-//!   stop the start, naming the flag or the file.
+//!   stop the start, naming the flag or the file;
+//! - `helios run sink --metrics-listen` serves `/metrics` over HTTPS with
+//!   `--metrics-tls-cert-file`/`--metrics-tls-key-file`, and half a pair stops it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -331,4 +333,108 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     assert!(child.try_wait().unwrap().is_none(), "helios up exited");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `helios run sink` with `--metrics-listen` and a certificate, on the embedded log.
+fn run_sink(data: &Path, spec: &Path, extra: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "sink", "--spec"])
+        .arg(spec)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env_remove("HELIOS_METRICS_LISTEN")
+        .env_remove("HELIOS_METRICS_TLS_CERT_FILE")
+        .env_remove("HELIOS_METRICS_TLS_KEY_FILE");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_serves_its_metrics_over_https_and_half_a_pair_stops_it() {
+    let ca = TestCa::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = tmp.path().join("helios.toml");
+    std::fs::write(
+        &spec,
+        r#"
+[[aggregate]]
+name = "runs"
+where = "kind = 'ci.run'"
+window = { type = "tumbling", size = "1m" }
+group_by = ["subject"]
+measures = { runs = "count(*)" }
+"#,
+    )
+    .unwrap();
+    let dir = ca.dir.path();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let log_path = tmp.path().join("sink.log");
+    let mut child = run_sink(
+        &data,
+        &spec,
+        &[
+            "--metrics-listen".as_ref(),
+            listen.as_ref(),
+            "--metrics-tls-cert-file".as_ref(),
+            cert.as_os_str(),
+            "--metrics-tls-key-file".as_ref(),
+            key.as_os_str(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .unwrap();
+    let url = format!("https://localhost:{}/metrics", addr.port());
+    let served = |ca: &Path| {
+        let request = client_trusting(ca).get(&url);
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    };
+    wait_until("no HTTPS /metrics", &log_path, || served(&ca.ca_file())).await;
+    let body = client_trusting(&ca.ca_file())
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("helios_sink_"), "{body}");
+    // The certificate is the one given: a client that trusts another CA refuses it, and
+    // plain HTTP to the port is not answered.
+    assert!(!served(&ca.other_ca_file()).await);
+    let plain = crate::common::http()
+        .get(format!("http://127.0.0.1:{}/metrics", addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let fails = |extra: &[&std::ffi::OsStr]| {
+        let out = run_sink(&data, &spec, extra).output().unwrap();
+        assert!(!out.status.success(), "the sink started with {extra:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = fails(&[
+        "--metrics-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--metrics-tls-cert-file".as_ref(),
+        cert.as_os_str(),
+    ]);
+    assert!(
+        err.contains("--metrics-tls-key-file") && err.contains("key is missing"),
+        "{err}"
+    );
+    let err = fails(&[
+        "--metrics-tls-cert-file".as_ref(),
+        cert.as_os_str(),
+        "--metrics-tls-key-file".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(err.contains("--metrics-listen is not"), "{err}");
 }
