@@ -170,7 +170,30 @@ impl IdTable {
             self.grow(self.len + 1);
         }
         let k = key(h);
-        let mut i = self.home(k);
+        let home = self.home(k);
+        // The home line in one pass with no early exit: how many of its slots are taken
+        // varies from key to key, so a loop that stops at the first empty one mispredicts
+        // its exit about once per insert. A line with an empty slot holds `k` or is the
+        // end of its probe (removals shift keys back, so a probe sequence has no holes).
+        let mut next = home;
+        if let Some(line) = self.words[self.base + home..].first_chunk::<LINE>() {
+            let (mut found, mut empty) = (false, 0u32);
+            for (j, &s) in line.iter().enumerate() {
+                found |= s == k;
+                empty |= u32::from(s == EMPTY) << j;
+            }
+            if found {
+                return false;
+            }
+            if empty != 0 {
+                self.set(home + empty.trailing_zeros() as usize, k);
+                self.len += 1;
+                return true;
+            }
+            // A full line: the probe runs on into the next ones.
+            next = (home + LINE) & self.mask;
+        }
+        let mut i = next;
         loop {
             match self.get(i) {
                 s if s == k => return false,
