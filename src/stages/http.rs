@@ -93,18 +93,12 @@ impl HttpArgs {
     /// named), and from now on reloaded when its files change ([`watch_certificate`]);
     /// `None` for plain HTTP.
     pub fn tls(&self) -> anyhow::Result<Option<ServerTls>> {
-        let files = IdentityFiles::pair(self.tls_cert_file.clone(), self.tls_key_file.clone())
-            .map_err(|missing| {
-                anyhow::anyhow!(
-                    "HTTPS needs both --tls-cert-file and --tls-key-file; the {missing} is missing"
-                )
-            })?;
-        let Some(files) = files else {
-            return Ok(None);
-        };
-        let tls = files.server_tls()?;
-        watch_certificate(tls.clone(), self.tls_reload_interval);
-        Ok(Some(tls))
+        load_tls(
+            self.tls_cert_file.clone(),
+            self.tls_key_file.clone(),
+            "HTTPS needs both --tls-cert-file and --tls-key-file",
+            self.tls_reload_interval,
+        )
     }
 
     /// The server's settings; `metrics_auth`: whether `/metrics` needs a key (then it is
@@ -129,6 +123,26 @@ impl HttpArgs {
             tls: tls.map(|t| t.config.clone()),
         })
     }
+}
+
+/// A listener's certificate from its pair of files, read and checked now (a bad file
+/// stops the start, named) and reloaded every `every` when they change
+/// ([`watch_certificate`]); `None` without either file. Half a pair is an error that starts
+/// with `needs` and names the missing half.
+fn load_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    needs: &str,
+    every: Duration,
+) -> anyhow::Result<Option<ServerTls>> {
+    let files = IdentityFiles::pair(cert, key)
+        .map_err(|missing| anyhow::anyhow!("{needs}; the {missing} is missing"))?;
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    let tls = files.server_tls()?;
+    watch_certificate(tls.clone(), every);
+    Ok(Some(tls))
 }
 
 /// Checks the files of `tls` every `every`; when either changed (modification time or
@@ -312,31 +326,21 @@ impl MetricsListenArgs {
     /// Starts the listener if one is asked for, with the registry `registry` makes
     /// (reading and checking the certificate first, so a bad file stops the start, named).
     pub async fn serve(&self, registry: impl FnOnce() -> MetricsRegistry) -> anyhow::Result<()> {
-        let files = IdentityFiles::pair(
-            self.metrics_tls_cert_file.clone(),
-            self.metrics_tls_key_file.clone(),
-        )
-        .map_err(|missing| {
-            anyhow::anyhow!(
-                "HTTPS on --metrics-listen needs both --metrics-tls-cert-file and --metrics-tls-key-file; the {missing} is missing"
-            )
-        })?;
+        let (cert, key) = (&self.metrics_tls_cert_file, &self.metrics_tls_key_file);
         let Some(addr) = self.metrics_listen else {
-            if files.is_some() {
+            if cert.is_some() || key.is_some() {
                 anyhow::bail!(
-                    "--metrics-tls-cert-file is set but --metrics-listen is not: give the address to serve /metrics on"
+                    "--metrics-tls-cert-file/--metrics-tls-key-file are set but --metrics-listen is not: give the address to serve /metrics on"
                 );
             }
             return Ok(());
         };
-        let tls = match files {
-            Some(files) => {
-                let tls = files.server_tls()?;
-                watch_certificate(tls.clone(), Duration::from_secs(60));
-                Some(tls)
-            }
-            None => None,
-        };
+        let tls = load_tls(
+            cert.clone(),
+            key.clone(),
+            "HTTPS on --metrics-listen needs both --metrics-tls-cert-file and --metrics-tls-key-file",
+            Duration::from_secs(60),
+        )?;
         serve_stage(addr, tls, registry()).await
     }
 }

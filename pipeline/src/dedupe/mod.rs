@@ -344,15 +344,22 @@ impl Seen {
         }
         self.keep(bucket, h);
         while self.table.len() > self.max_ids {
-            let Some((b, hashes)) = self.state.buckets.pop_first() else {
+            let Some(hashes) = self.drop_oldest() else {
                 break;
             };
             self.table.remove(&hashes);
-            self.written.remove(&b);
-            self.state.frontier = self.state.frontier.max(b.saturating_add(1));
             self.evicted += 1;
         }
         true
+    }
+
+    /// Forgets the oldest bucket at the `max_ids` bound (the frontier moves past it) and
+    /// returns its hashes, for the caller to take out of the table.
+    fn drop_oldest(&mut self) -> Option<Vec<u64>> {
+        let (b, hashes) = self.state.buckets.pop_first()?;
+        self.written.remove(&b);
+        self.state.frontier = self.state.frontier.max(b.saturating_add(1));
+        Some(hashes)
     }
 
     /// Adds `h` to `bucket`'s hashes.
@@ -375,12 +382,10 @@ impl Seen {
         self.keep(bucket, h);
         self.floor_kept += 1;
         while self.floor_kept > self.max_ids {
-            let Some((b, hashes)) = self.state.buckets.pop_first() else {
+            let Some(hashes) = self.drop_oldest() else {
                 break;
             };
             self.floor_kept -= hashes.len();
-            self.written.remove(&b);
-            self.state.frontier = self.state.frontier.max(b.saturating_add(1));
         }
     }
 
