@@ -17,13 +17,15 @@ use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use rustls::AlertDescription;
-use rustls::RootCertStore;
+use rustls::SignatureScheme;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{AlertDescription, DigitallySignedStruct, DistinguishedName, RootCertStore};
 
 use crate::{Error, Result};
 
@@ -225,13 +227,16 @@ fn read_pair(
 /// rustls configuration and the DNS names its certificate was valid for at start (Helios
 /// names itself by the first, e.g. in the URL of its own health probe). The certificate
 /// can be replaced while the listener serves ([`ServerTls::reload`]): a renewed one is
-/// served to every connection after.
+/// served to every connection after. With client CAs (`--tls-client-ca-file`) every
+/// caller must present a certificate one of them issued (mutual TLS); they are reloaded
+/// with the certificate.
 #[derive(Clone)]
 pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     pub dns_names: Vec<String>,
     files: IdentityFiles,
     current: Arc<CurrentCert>,
+    client_cas: Option<Arc<ClientCas>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -239,6 +244,7 @@ impl std::fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("dns_names", &self.dns_names)
             .field("files", &self.files)
+            .field("client_ca_file", &self.client_cas.as_ref().map(|c| &c.file))
             .finish_non_exhaustive()
     }
 }
@@ -258,28 +264,124 @@ impl ResolvesServerCert for CurrentCert {
     }
 }
 
+/// The CAs whose certificates a listener admits callers with (`--tls-client-ca-file`):
+/// only those of the file, not Mozilla's roots (a public CA vouches for a name, not for a
+/// caller of this Helios). The verifier in use is the last one that loaded, so a CA file
+/// changed while the listener serves (a CA added for a rotation) applies to the next
+/// handshake.
+#[derive(Debug)]
+struct ClientCas {
+    file: PathBuf,
+    verifier: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientCas {
+    fn load(file: &Path) -> Result<ClientCas> {
+        Ok(ClientCas {
+            file: file.to_path_buf(),
+            verifier: RwLock::new(client_verifier(file)?),
+        })
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A verifier of client certificates issued by the CAs of `file` (PEM). Errors name the
+/// file and say what it must hold.
+fn client_verifier(file: &Path) -> Result<Arc<dyn ClientCertVerifier>> {
+    let ca_error = |reason: String| Error::CaFile {
+        path: file.to_path_buf(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in read_ca_file(file)? {
+        roots.add(cert).map_err(|e| {
+            ca_error(format!(
+                "a certificate in it is not usable as a CA of client certificates: {e}"
+            ))
+        })?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| ca_error(format!("cannot check client certificates against it: {e}")))
+}
+
+impl ClientCertVerifier for ClientCas {
+    /// None: a client offers its certificate whatever CA issued it, and a list sent at
+    /// start would be stale after a reload of the file.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
 impl IdentityFiles {
     /// A listener's HTTPS from these files: the certificate chain (the server's own
     /// certificate first, then any intermediates) and its private key. TLS 1.2 and 1.3
-    /// on `ring`, HTTP/1.1 by ALPN, no client certificate asked for. Errors name the file
-    /// and what to give instead.
-    pub fn server_tls(&self) -> Result<ServerTls> {
+    /// on `ring`, HTTP/1.1 by ALPN. With `client_ca_file` (PEM), every caller must present
+    /// a certificate issued by one of its CAs, or the handshake fails; without, none is
+    /// asked for. Errors name the file and what to give instead.
+    pub fn server_tls(&self, client_ca_file: Option<&Path>) -> Result<ServerTls> {
         let (key, dns_names) = self.certified_key()?;
         let current = Arc::new(CurrentCert(RwLock::new(Arc::new(key))));
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        let client_cas = client_ca_file
+            .map(ClientCas::load)
+            .transpose()?
+            .map(Arc::new);
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::ServerIdentity {
                 path: self.cert_file.clone(),
                 reason: format!("the TLS provider refused the protocol versions: {e}"),
-            })?
-            .with_no_client_auth()
-            .with_cert_resolver(current.clone());
+            })?;
+        let builder = match &client_cas {
+            Some(cas) => builder.with_client_cert_verifier(cas.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ServerTls {
             config: Arc::new(config),
             dns_names,
             files: self.clone(),
             current,
+            client_cas,
         })
     }
 
@@ -318,16 +420,31 @@ impl ServerTls {
         &self.files
     }
 
+    /// The files a change of which calls for a [`ServerTls::reload`]: the certificate, its
+    /// key and the client CA file, if any.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.files.cert_file.clone(), self.files.key_file.clone()];
+        files.extend(self.client_cas.as_ref().map(|c| c.file.clone()));
+        files
+    }
+
     /// Reads the files again and serves what they hold now to every new connection
     /// (connections already open keep theirs). On an error nothing changes: the
-    /// certificate served is still the last one that loaded.
+    /// certificate served and the client CAs are still the last that loaded.
     pub fn reload(&self) -> Result<()> {
         let (key, _) = self.files.certified_key()?;
+        let verifier = match &self.client_cas {
+            Some(cas) => Some((cas, client_verifier(&cas.file)?)),
+            None => None,
+        };
         *self
             .current
             .0
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+        if let Some((cas, verifier)) = verifier {
+            *cas.verifier.write().unwrap_or_else(PoisonError::into_inner) = verifier;
+        }
         Ok(())
     }
 }

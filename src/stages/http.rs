@@ -79,6 +79,14 @@ pub struct HttpArgs {
     #[arg(long, env = "HELIOS_TLS_KEY_FILE", value_name = "PEM")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// Admit only callers that present a TLS client certificate issued by a CA of this
+    /// file (PEM; mutual TLS): a connection without one, or with one of another CA, ends
+    /// in the handshake, before any request is read. Needs --tls-cert-file. API keys
+    /// still decide what a caller may do. Helios' own `self` probe and `helios send` then
+    /// need --client-cert-file and --client-key-file. Reloaded with the certificate.
+    #[arg(long, env = "HELIOS_TLS_CLIENT_CA_FILE", value_name = "PEM")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
     /// How often the certificate and key files are checked for a renewal (certbot,
     /// cert-manager): when either changed, both are loaded again and new connections get
     /// the new certificate, without a restart. A pair that does not load is logged and
@@ -94,11 +102,23 @@ impl HttpArgs {
     /// `None` for plain HTTP.
     pub fn tls(&self) -> anyhow::Result<Option<ServerTls>> {
         load_tls(
-            self.tls_cert_file.clone(),
-            self.tls_key_file.clone(),
-            "HTTPS needs both --tls-cert-file and --tls-key-file",
+            TlsFlags {
+                cert: self.tls_cert_file.clone(),
+                key: self.tls_key_file.clone(),
+                client_ca: self.tls_client_ca_file.clone(),
+                pair: "--tls-cert-file and --tls-key-file",
+                client_ca_flag: "--tls-client-ca-file",
+            },
             self.tls_reload_interval,
         )
+        .inspect(|tls| {
+            if tls.is_some()
+                && self.tls_client_ca_file.is_some()
+                && crate::backend::outbound().identity.is_none()
+            {
+                warn!("--tls-client-ca-file asks every caller for a client certificate, and this process presents none: the `self` probe of this listener will be refused. Give --client-cert-file and --client-key-file with a certificate that CA issued.");
+            }
+        })
     }
 
     /// The server's settings; `metrics_auth`: whether `/metrics` needs a key (then it is
@@ -125,45 +145,68 @@ impl HttpArgs {
     }
 }
 
-/// A listener's certificate from its pair of files, read and checked now (a bad file
-/// stops the start, named) and reloaded every `every` when they change
-/// ([`watch_certificate`]); `None` without either file. Half a pair is an error that starts
-/// with `needs` and names the missing half.
-fn load_tls(
+/// A listener's TLS files as given, and the flags that set them (for the errors).
+struct TlsFlags {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-    needs: &str,
-    every: Duration,
-) -> anyhow::Result<Option<ServerTls>> {
+    client_ca: Option<PathBuf>,
+    /// The certificate and key flags, e.g. `--tls-cert-file and --tls-key-file`.
+    pair: &'static str,
+    client_ca_flag: &'static str,
+}
+
+/// A listener's certificate from its pair of files, and the CAs of its callers' client
+/// certificates if given, read and checked now (a bad file stops the start, named) and
+/// reloaded every `every` when they change ([`watch_certificate`]); `None` without any
+/// file. Half a pair, or client CAs without a certificate, is an error that names what to
+/// add.
+fn load_tls(flags: TlsFlags, every: Duration) -> anyhow::Result<Option<ServerTls>> {
+    let TlsFlags {
+        cert,
+        key,
+        client_ca,
+        pair,
+        client_ca_flag,
+    } = flags;
     let files = IdentityFiles::pair(cert, key)
-        .map_err(|missing| anyhow::anyhow!("{needs}; the {missing} is missing"))?;
+        .map_err(|missing| anyhow::anyhow!("HTTPS needs both {pair}; the {missing} is missing"))?;
     let Some(files) = files else {
+        if client_ca.is_some() {
+            anyhow::bail!(
+                "{client_ca_flag} asks callers for client certificates, which only HTTPS can: give {pair} too"
+            );
+        }
         return Ok(None);
     };
-    let tls = files.server_tls()?;
+    let tls = files.server_tls(client_ca.as_deref())?;
     watch_certificate(tls.clone(), every);
     Ok(Some(tls))
 }
 
-/// Checks the files of `tls` every `every`; when either changed (modification time or
-/// size), loads both again ([`ServerTls::reload`]), so a renewed certificate is served
-/// without a restart. A pair that does not load (a renewal written half-way, a key of
-/// another certificate) is logged and the certificate served stays; the files are tried
-/// again when they next change.
+/// Checks the files of `tls` every `every`; when one changed (modification time or
+/// size), loads them all again ([`ServerTls::reload`]), so a renewed certificate (or a CA
+/// added to the client CA file) is served without a restart. Files that do not load (a
+/// renewal written half-way, a key of another certificate) are logged and what is served
+/// stays; the files are tried again when they next change.
 fn watch_certificate(tls: ServerTls, every: Duration) {
-    async fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
-        let meta = tokio::fs::metadata(path).await.ok()?;
-        Some((meta.modified().ok()?, meta.len()))
+    async fn stamps(paths: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            let meta = tokio::fs::metadata(path).await.ok();
+            out.push(meta.and_then(|m| Some((m.modified().ok()?, m.len()))));
+        }
+        out
     }
     tokio::spawn(async move {
         let files = tls.files().clone();
-        let mut seen = (stamp(&files.cert_file).await, stamp(&files.key_file).await);
+        let watched = tls.watched_files();
+        let mut seen = stamps(&watched).await;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let now = (stamp(&files.cert_file).await, stamp(&files.key_file).await);
+            let now = stamps(&watched).await;
             if now == seen {
                 continue;
             }
@@ -182,7 +225,7 @@ fn watch_certificate(tls: ServerTls, every: Duration) {
                 Ok(()) => info!(cert_file = %files.cert_file.display(),
                     "Reloaded the TLS certificate: new connections get the renewed one."),
                 Err(e) => warn!(error = %e,
-                    "The TLS certificate files changed but do not load; still serving the previous certificate (fix the files: they are read again when they change)."),
+                    "The TLS files changed but do not load; still serving the previous certificate and client CAs (fix the files: they are read again when they change)."),
             }
         }
     });
@@ -320,27 +363,34 @@ pub struct MetricsListenArgs {
     /// The private key of --metrics-tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "HELIOS_METRICS_TLS_KEY_FILE", value_name = "PEM")]
     pub metrics_tls_key_file: Option<PathBuf>,
+
+    /// Admit only scrapers that present a client certificate issued by a CA of this file
+    /// (PEM; mutual TLS: Prometheus's `tls_config: { cert_file: ..., key_file: ... }`).
+    /// Needs --metrics-tls-cert-file.
+    #[arg(long, env = "HELIOS_METRICS_TLS_CLIENT_CA_FILE", value_name = "PEM")]
+    pub metrics_tls_client_ca_file: Option<PathBuf>,
 }
 
 impl MetricsListenArgs {
     /// Starts the listener if one is asked for, with the registry `registry` makes
     /// (reading and checking the certificate first, so a bad file stops the start, named).
     pub async fn serve(&self, registry: impl FnOnce() -> MetricsRegistry) -> anyhow::Result<()> {
-        let (cert, key) = (&self.metrics_tls_cert_file, &self.metrics_tls_key_file);
+        let flags = TlsFlags {
+            cert: self.metrics_tls_cert_file.clone(),
+            key: self.metrics_tls_key_file.clone(),
+            client_ca: self.metrics_tls_client_ca_file.clone(),
+            pair: "--metrics-tls-cert-file and --metrics-tls-key-file",
+            client_ca_flag: "--metrics-tls-client-ca-file",
+        };
         let Some(addr) = self.metrics_listen else {
-            if cert.is_some() || key.is_some() {
+            if flags.cert.is_some() || flags.key.is_some() || flags.client_ca.is_some() {
                 anyhow::bail!(
-                    "--metrics-tls-cert-file/--metrics-tls-key-file are set but --metrics-listen is not: give the address to serve /metrics on"
+                    "--metrics-tls-cert-file/--metrics-tls-key-file/--metrics-tls-client-ca-file are set but --metrics-listen is not: give the address to serve /metrics on"
                 );
             }
             return Ok(());
         };
-        let tls = load_tls(
-            cert.clone(),
-            key.clone(),
-            "HTTPS on --metrics-listen needs both --metrics-tls-cert-file and --metrics-tls-key-file",
-            Duration::from_secs(60),
-        )?;
+        let tls = load_tls(flags, Duration::from_secs(60))?;
         serve_stage(addr, tls, registry()).await
     }
 }

@@ -10,7 +10,12 @@
 //! - half a pair, a key that is not the certificate's, or a file that is no certificate
 //!   stop the start, naming the flag or the file;
 //! - `helios run sink --metrics-listen` serves `/metrics` over HTTPS with
-//!   `--metrics-tls-cert-file`/`--metrics-tls-key-file`, and half a pair stops it.
+//!   `--metrics-tls-cert-file`/`--metrics-tls-key-file`, to scrapers with a client
+//!   certificate of `--metrics-tls-client-ca-file` only, and half a pair stops it;
+//! - with `--tls-client-ca-file` only callers with a client certificate of that CA are
+//!   served (`helios send` and the `self` probe present the process's
+//!   `--client-cert-file`), a change of the CA file applies without a restart, and client
+//!   CAs without a certificate, or a file that holds no CA, stop the start.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -345,7 +350,8 @@ fn run_sink(data: &Path, spec: &Path, extra: &[&std::ffi::OsStr]) -> Command {
         .args(extra)
         .env_remove("HELIOS_METRICS_LISTEN")
         .env_remove("HELIOS_METRICS_TLS_CERT_FILE")
-        .env_remove("HELIOS_METRICS_TLS_KEY_FILE");
+        .env_remove("HELIOS_METRICS_TLS_KEY_FILE")
+        .env_remove("HELIOS_METRICS_TLS_CLIENT_CA_FILE");
     cmd
 }
 
@@ -369,6 +375,7 @@ measures = { runs = "count(*)" }
     .unwrap();
     let dir = ca.dir.path();
     let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let ca_file = ca.ca_file();
     let addr = free_addr();
     let listen = addr.to_string();
     let log_path = tmp.path().join("sink.log");
@@ -382,6 +389,8 @@ measures = { runs = "count(*)" }
             cert.as_os_str(),
             "--metrics-tls-key-file".as_ref(),
             key.as_os_str(),
+            "--metrics-tls-client-ca-file".as_ref(),
+            ca_file.as_os_str(),
         ],
     )
     .stdout(Stdio::null())
@@ -389,12 +398,14 @@ measures = { runs = "count(*)" }
     .spawn()
     .unwrap();
     let url = format!("https://localhost:{}/metrics", addr.port());
+    // A scraper with the client certificate the test CA signed (mutual TLS).
+    let (client, client_key) = (ca.client_cert_file(), ca.client_key_file());
     let served = |ca: &Path| {
-        let request = client_trusting(ca).get(&url);
+        let request = client_presenting(ca, &client, &client_key).get(&url);
         async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
     };
     wait_until("no HTTPS /metrics", &log_path, || served(&ca.ca_file())).await;
-    let body = client_trusting(&ca.ca_file())
+    let body = client_presenting(&ca.ca_file(), &client, &client_key)
         .get(&url)
         .send()
         .await
@@ -406,6 +417,12 @@ measures = { runs = "count(*)" }
     // The certificate is the one given: a client that trusts another CA refuses it, and
     // plain HTTP to the port is not answered.
     assert!(!served(&ca.other_ca_file()).await);
+    // A scraper without a client certificate is not answered.
+    let bare = client_trusting(&ca.ca_file()).get(&url).send().await;
+    assert!(
+        bare.is_err(),
+        "a scraper without a certificate was answered: {bare:?}"
+    );
     let plain = crate::common::http()
         .get(format!("http://127.0.0.1:{}/metrics", addr.port()))
         .timeout(Duration::from_secs(10))
@@ -437,4 +454,227 @@ measures = { runs = "count(*)" }
         key.as_os_str(),
     ]);
     assert!(err.contains("--metrics-listen is not"), "{err}");
+    let err = fails(&[
+        "--metrics-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--metrics-tls-client-ca-file".as_ref(),
+        ca_file.as_os_str(),
+    ]);
+    assert!(
+        err.contains("--metrics-tls-client-ca-file") && err.contains("--metrics-tls-cert-file"),
+        "{err}"
+    );
+}
+
+/// A client that trusts `ca` and presents `cert` (with its key) when asked; one per check,
+/// as in [`client_trusting`].
+fn client_presenting(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
+    let identity = helios_schemas::tls::ClientIdentity {
+        cert_file: cert,
+        key_file: key,
+    };
+    helios_schemas::tls::http_client_builder_with(Some(ca), Some(identity))
+        .unwrap()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// `helios send` of one event to `base` with these extra arguments (TLS flags).
+fn send_one(
+    events: &Path,
+    base: &str,
+    key: &str,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    Command::new(BIN)
+        .arg("send")
+        .arg(events)
+        .args(["--url", base, "--api-key", key, "--quiet"])
+        .args(extra)
+        .env_remove("HELIOS_CA_FILE")
+        .env_remove("HELIOS_CLIENT_CERT_FILE")
+        .env_remove("HELIOS_CLIENT_KEY_FILE")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
+    let ca = TestCa::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = api_key(&data);
+    let dir = ca.dir.path();
+    let client_cas = tmp.path().join("client-cas.pem");
+    replace(&ca.ca_file(), &client_cas);
+    let addr = free_addr();
+    let log_path = tmp.path().join("up.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--tls-client-ca-file")
+        .arg(&client_cas)
+        // What the `self` probe trusts and presents.
+        .arg("--ca-file")
+        .arg(ca.ca_file())
+        .arg("--client-cert-file")
+        .arg(ca.client_cert_file())
+        .arg("--client-key-file")
+        .arg(ca.client_key_file())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    let health = format!("{base}/healthz");
+    let (client, client_key) = (ca.client_cert_file(), ca.client_key_file());
+    let (other, other_key) = (ca.other_client_cert_file(), ca.other_client_key_file());
+    let answers = |cert: &Path, key: &Path| {
+        let request = client_presenting(&ca.ca_file(), cert, key).get(&health);
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    };
+    wait_until(
+        "no HTTPS /healthz for the admitted client",
+        &log_path,
+        || answers(&client, &client_key),
+    )
+    .await;
+
+    // No certificate, or one of another CA: no answer, the connection ends in the
+    // handshake (under TLS 1.3 the client may see the alert or just the closed socket).
+    let bare = client_trusting(&ca.ca_file()).get(&health).send().await;
+    assert!(
+        bare.is_err(),
+        "a caller without a certificate was answered: {bare:?}"
+    );
+    assert!(
+        !answers(&other, &other_key).await,
+        "a certificate of another CA was admitted"
+    );
+
+    // The admitted caller still needs its key for keyed routes.
+    let admitted = client_presenting(&ca.ca_file(), &client, &client_key);
+    let sources = admitted
+        .get(format!("{base}/v1/sources"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sources.status(), 401, "a certificate is not an API key");
+    let sources = admitted
+        .get(format!("{base}/v1/sources"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sources.status(), 200);
+
+    // `helios send` presents --client-cert-file; without one it is refused.
+    let events = tmp.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        json!({"specversion": "1.0", "id": "mtls-1", "source": "laptop",
+               "type": "note", "subject": "tls"})
+        .to_string(),
+    )
+    .unwrap();
+    let ca_file = ca.ca_file();
+    let sent = send_one(
+        &events,
+        &base,
+        &key,
+        &[
+            "--ca-file".as_ref(),
+            ca_file.as_os_str(),
+            "--client-cert-file".as_ref(),
+            client.as_os_str(),
+            "--client-key-file".as_ref(),
+            client_key.as_os_str(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success() && stdout.contains("1 accepted"),
+        "helios send with a client certificate: {stdout} {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let refused = send_one(
+        &events,
+        &base,
+        &key,
+        &["--ca-file".as_ref(), ca_file.as_os_str()],
+    );
+    assert!(
+        !refused.status.success(),
+        "helios send without a client certificate succeeded: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+
+    // The self probe presents the process's client certificate and finds Helios up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tail_values(&data, "helios.events")
+        .into_iter()
+        .any(|v| v["kind"] == "probe.http" && v["attrs"]["ok"] == "true")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no successful self probe within 60 s: {:?}",
+            tail_values(&data, "helios.events")
+                .into_iter()
+                .filter(|v| v["kind"] == "probe.http")
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The CA file changes (a rotation): the next handshakes are checked against the new
+    // CA, without a restart.
+    replace(&ca.other_ca_file(), &client_cas);
+    wait_until("the other CA's client was not admitted", &log_path, || {
+        answers(&other, &other_key)
+    })
+    .await;
+    assert!(
+        !answers(&client, &client_key).await,
+        "a client of the replaced CA is still admitted"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "helios up exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Client CAs without HTTPS, or a file that holds no certificate, stop the start.
+    let err = start_fails(
+        &tmp.path().join("data2"),
+        &["--tls-client-ca-file".as_ref(), client_cas.as_os_str()],
+    );
+    assert!(
+        err.contains("--tls-client-ca-file") && err.contains("--tls-cert-file"),
+        "{err}"
+    );
+    let not_pem = tmp.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let (cert, server_key) = (dir.join("server.pem"), dir.join("server.key"));
+    let err = start_fails(
+        &tmp.path().join("data3"),
+        &[
+            "--tls-cert-file".as_ref(),
+            cert.as_os_str(),
+            "--tls-key-file".as_ref(),
+            server_key.as_os_str(),
+            "--tls-client-ca-file".as_ref(),
+            not_pem.as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("not-a-ca.pem") && err.contains("-----BEGIN CERTIFICATE-----"),
+        "{err}"
+    );
 }
