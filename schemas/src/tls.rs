@@ -21,7 +21,7 @@ use rustls::SignatureScheme;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -244,7 +244,7 @@ impl std::fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("dns_names", &self.dns_names)
             .field("files", &self.files)
-            .field("client_ca_file", &self.client_cas.as_ref().map(|c| &c.file))
+            .field("client_cas", &self.client_cas.as_ref().map(|c| &c.files))
             .finish_non_exhaustive()
     }
 }
@@ -264,22 +264,31 @@ impl ResolvesServerCert for CurrentCert {
     }
 }
 
-/// The CAs whose certificates a listener admits callers with (`--tls-client-ca-file`):
-/// only those of the file, not Mozilla's roots (a public CA vouches for a name, not for a
-/// caller of this Helios). The verifier in use is the last one that loaded, so a CA file
-/// changed while the listener serves (a CA added for a rotation) applies to the next
-/// handshake.
+/// The files a listener checks its callers' client certificates against
+/// (`--tls-client-ca-file`, `--tls-client-crl-file`): the CAs (PEM) whose certificates
+/// it admits, only those (Mozilla's roots do not count: a public CA vouches for a name,
+/// not for a caller of this Helios), and optionally revocation lists (PEM) of certificates
+/// it no longer admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCaFiles {
+    pub ca_file: PathBuf,
+    pub crl_file: Option<PathBuf>,
+}
+
+/// The verifier in use is the last one that loaded from [`ClientCaFiles`], so a file
+/// changed while the listener serves (a CA added for a rotation, a certificate revoked)
+/// applies to the next handshake.
 #[derive(Debug)]
 struct ClientCas {
-    file: PathBuf,
+    files: ClientCaFiles,
     verifier: RwLock<Arc<dyn ClientCertVerifier>>,
 }
 
 impl ClientCas {
-    fn load(file: &Path) -> Result<ClientCas> {
+    fn load(files: &ClientCaFiles) -> Result<ClientCas> {
         Ok(ClientCas {
-            file: file.to_path_buf(),
-            verifier: RwLock::new(client_verifier(file)?),
+            files: files.clone(),
+            verifier: RwLock::new(client_verifier(files)?),
         })
     }
 
@@ -291,24 +300,52 @@ impl ClientCas {
     }
 }
 
-/// A verifier of client certificates issued by the CAs of `file` (PEM). Errors name the
-/// file and say what it must hold.
-fn client_verifier(file: &Path) -> Result<Arc<dyn ClientCertVerifier>> {
-    let ca_error = |reason: String| Error::CaFile {
-        path: file.to_path_buf(),
-        reason,
-    };
+/// A verifier of client certificates issued by the CAs of `files`, none of them on its
+/// revocation lists. A CA without a list is not checked for revocation, and a list past
+/// its next update still revokes what it lists (an expired list must not lock every
+/// caller out). Errors name the file and say what it must hold.
+fn client_verifier(files: &ClientCaFiles) -> Result<Arc<dyn ClientCertVerifier>> {
+    let file = &files.ca_file;
     let mut roots = RootCertStore::empty();
     for cert in read_ca_file(file)? {
-        roots.add(cert).map_err(|e| {
-            ca_error(format!(
+        roots.add(cert).map_err(|e| Error::CaFile {
+            path: file.clone(),
+            reason: format!(
                 "a certificate in it is not usable as a CA of client certificates: {e}"
-            ))
+            ),
         })?;
     }
+    let crls = match &files.crl_file {
+        Some(path) => read_crl_file(path)?,
+        None => Vec::new(),
+    };
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(crls)
+        .allow_unknown_revocation_status()
         .build()
-        .map_err(|e| ca_error(format!("cannot check client certificates against it: {e}")))
+        .map_err(|e| Error::CaFile {
+            path: files.crl_file.clone().unwrap_or_else(|| file.clone()),
+            reason: format!("cannot check client certificates against it: {e}"),
+        })
+}
+
+/// The revocation lists of a PEM file (one or more `X509 CRL` blocks).
+fn read_crl_file(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let crl_error = |reason: String| Error::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| crl_error(e.to_string()))?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| crl_error(format!("not a PEM revocation list file: {e}")))?;
+    if crls.is_empty() {
+        return Err(crl_error(
+            "holds no `-----BEGIN X509 CRL-----` block; give the CA's revocation list in PEM (`openssl crl -inform DER -out list.pem` converts one)"
+                .to_owned(),
+        ));
+    }
+    Ok(crls)
 }
 
 impl ClientCertVerifier for ClientCas {
@@ -354,16 +391,13 @@ impl ClientCertVerifier for ClientCas {
 impl IdentityFiles {
     /// A listener's HTTPS from these files: the certificate chain (the server's own
     /// certificate first, then any intermediates) and its private key. TLS 1.2 and 1.3
-    /// on `ring`, HTTP/1.1 by ALPN. With `client_ca_file` (PEM), every caller must present
-    /// a certificate issued by one of its CAs, or the handshake fails; without, none is
-    /// asked for. Errors name the file and what to give instead.
-    pub fn server_tls(&self, client_ca_file: Option<&Path>) -> Result<ServerTls> {
+    /// on `ring`, HTTP/1.1 by ALPN. With `client_cas`, every caller must present a
+    /// certificate issued by one of its CAs and not revoked, or the handshake fails;
+    /// without, none is asked for. Errors name the file and what to give instead.
+    pub fn server_tls(&self, client_cas: Option<&ClientCaFiles>) -> Result<ServerTls> {
         let (key, dns_names) = self.certified_key()?;
         let current = Arc::new(CurrentCert(RwLock::new(Arc::new(key))));
-        let client_cas = client_ca_file
-            .map(ClientCas::load)
-            .transpose()?
-            .map(Arc::new);
+        let client_cas = client_cas.map(ClientCas::load).transpose()?.map(Arc::new);
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::ServerIdentity {
@@ -421,10 +455,13 @@ impl ServerTls {
     }
 
     /// The files a change of which calls for a [`ServerTls::reload`]: the certificate, its
-    /// key and the client CA file, if any.
+    /// key and the client CA and revocation list files, if any.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.files.cert_file.clone(), self.files.key_file.clone()];
-        files.extend(self.client_cas.as_ref().map(|c| c.file.clone()));
+        if let Some(cas) = &self.client_cas {
+            files.push(cas.files.ca_file.clone());
+            files.extend(cas.files.crl_file.clone());
+        }
         files
     }
 
@@ -434,7 +471,7 @@ impl ServerTls {
     pub fn reload(&self) -> Result<()> {
         let (key, _) = self.files.certified_key()?;
         let verifier = match &self.client_cas {
-            Some(cas) => Some((cas, client_verifier(&cas.file)?)),
+            Some(cas) => Some((cas, client_verifier(&cas.files)?)),
             None => None,
         };
         *self

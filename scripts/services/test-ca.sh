@@ -15,6 +15,8 @@
 #   DIR/other-client.key refuses), and its key
 #   DIR/other-server.pem a server certificate for the same names signed by the second CA
 #   DIR/other-server.key (a "renewed" certificate for the listener tests), and its key
+#   DIR/ca-none-revoked.crl      the test CA's revocation list (PEM), revoking nothing
+#   DIR/ca-client-revoked.crl    the same CA's list revoking client.pem
 # Keys are fresh on every run and valid for two days; nothing is read from or written to
 # the system's trust store. An existing DIR/ca.pem is kept (a restarted server keeps its
 # certificate).
@@ -25,7 +27,7 @@ mkdir -p "$dir"
 cd "$dir"
 if [[ -s ca.pem && -s server.pem && -s server.key && -s other-ca.pem && -s client.pem \
     && -s client.key && -s other-client.pem && -s other-client.key && -s other-server.pem \
-    && -s other-server.key ]]; then
+    && -s other-server.key && -s ca-none-revoked.crl && -s ca-client-revoked.crl ]]; then
     exit 0
 fi
 command -v openssl >/dev/null || { echo "test-ca.sh: openssl is needed (apt-get install -y openssl)" >&2; exit 1; }
@@ -58,4 +60,22 @@ new_leaf other-server other-ca localhost "${server_ext[@]}"
 new_leaf client ca helios-client "${client_ext[@]}"
 new_leaf other-client other-ca helios-client "${client_ext[@]}"
 rm -f ca.srl
-chmod 0644 ca.pem other-ca.pem server.pem other-server.pem client.pem other-client.pem
+# Revocation lists of the test CA: `openssl ca` keeps its state in an index file.
+cat >crl.cnf <<'CNF'
+[ca]
+default_ca = test
+[test]
+database = crl-index.txt
+crlnumber = crl-number
+default_md = sha256
+default_crl_days = 2
+CNF
+: >crl-index.txt
+echo 01 >crl-number
+crl() { openssl ca -config crl.cnf -keyfile ca.key -cert ca.pem "$@" 2>/dev/null; }
+crl -gencrl -out ca-none-revoked.crl
+crl -revoke client.pem
+crl -gencrl -out ca-client-revoked.crl
+rm -f crl.cnf crl-index.txt* crl-number*
+chmod 0644 ca.pem other-ca.pem server.pem other-server.pem client.pem other-client.pem \
+    ca-none-revoked.crl ca-client-revoked.crl

@@ -20,7 +20,7 @@ use helios_connectors::body::UnverifiedBodies;
 use helios_query_api::auth::MetricsAccess;
 use helios_query_api::metrics::MetricsRegistry;
 use helios_query_api::server::{AllowedHosts, ServerConfig};
-use helios_schemas::tls::{IdentityFiles, ServerTls};
+use helios_schemas::tls::{ClientCaFiles, IdentityFiles, ServerTls};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -87,6 +87,14 @@ pub struct HttpArgs {
     #[arg(long, env = "HELIOS_TLS_CLIENT_CA_FILE", value_name = "PEM")]
     pub tls_client_ca_file: Option<PathBuf>,
 
+    /// Refuse client certificates that these revocation lists name (PEM, one or more
+    /// `X509 CRL` blocks, e.g. from `openssl ca -gencrl`): for a lost laptop's certificate,
+    /// without replacing the CA. A CA without a list here is not checked for revocation.
+    /// Needs --tls-client-ca-file. Reloaded with it: publish a new list and the next
+    /// handshakes are checked against it.
+    #[arg(long, env = "HELIOS_TLS_CLIENT_CRL_FILE", value_name = "PEM")]
+    pub tls_client_crl_file: Option<PathBuf>,
+
     /// How often the certificate and key files are checked for a renewal (certbot,
     /// cert-manager): when either changed, both are loaded again and new connections get
     /// the new certificate, without a restart. A pair that does not load is logged and
@@ -106,8 +114,10 @@ impl HttpArgs {
                 cert: self.tls_cert_file.clone(),
                 key: self.tls_key_file.clone(),
                 client_ca: self.tls_client_ca_file.clone(),
+                client_crl: self.tls_client_crl_file.clone(),
                 pair: "--tls-cert-file and --tls-key-file",
                 client_ca_flag: "--tls-client-ca-file",
+                client_crl_flag: "--tls-client-crl-file",
             },
             self.tls_reload_interval,
         )
@@ -150,24 +160,33 @@ struct TlsFlags {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
+    client_crl: Option<PathBuf>,
     /// The certificate and key flags, e.g. `--tls-cert-file and --tls-key-file`.
     pair: &'static str,
     client_ca_flag: &'static str,
+    client_crl_flag: &'static str,
 }
 
-/// A listener's certificate from its pair of files, and the CAs of its callers' client
-/// certificates if given, read and checked now (a bad file stops the start, named) and
-/// reloaded every `every` when they change ([`watch_certificate`]); `None` without any
-/// file. Half a pair, or client CAs without a certificate, is an error that names what to
-/// add.
+/// A listener's certificate from its pair of files, and the CAs (and revocation lists) of
+/// its callers' client certificates if given, read and checked now (a bad file stops the
+/// start, named) and reloaded every `every` when they change ([`watch_certificate`]);
+/// `None` without any file. Half a pair, client CAs without a certificate, or revocation
+/// lists without client CAs, is an error that names what to add.
 fn load_tls(flags: TlsFlags, every: Duration) -> anyhow::Result<Option<ServerTls>> {
     let TlsFlags {
         cert,
         key,
         client_ca,
+        client_crl,
         pair,
         client_ca_flag,
+        client_crl_flag,
     } = flags;
+    if client_crl.is_some() && client_ca.is_none() {
+        anyhow::bail!(
+            "{client_crl_flag} revokes client certificates, which are only asked for with {client_ca_flag}: give the CA file too"
+        );
+    }
     let files = IdentityFiles::pair(cert, key)
         .map_err(|missing| anyhow::anyhow!("HTTPS needs both {pair}; the {missing} is missing"))?;
     let Some(files) = files else {
@@ -178,7 +197,11 @@ fn load_tls(flags: TlsFlags, every: Duration) -> anyhow::Result<Option<ServerTls
         }
         return Ok(None);
     };
-    let tls = files.server_tls(client_ca.as_deref())?;
+    let client_cas = client_ca.map(|ca_file| ClientCaFiles {
+        ca_file,
+        crl_file: client_crl,
+    });
+    let tls = files.server_tls(client_cas.as_ref())?;
     watch_certificate(tls.clone(), every);
     Ok(Some(tls))
 }
@@ -369,6 +392,11 @@ pub struct MetricsListenArgs {
     /// Needs --metrics-tls-cert-file.
     #[arg(long, env = "HELIOS_METRICS_TLS_CLIENT_CA_FILE", value_name = "PEM")]
     pub metrics_tls_client_ca_file: Option<PathBuf>,
+
+    /// Refuse scrapers' client certificates that these revocation lists name (PEM).
+    /// Needs --metrics-tls-client-ca-file.
+    #[arg(long, env = "HELIOS_METRICS_TLS_CLIENT_CRL_FILE", value_name = "PEM")]
+    pub metrics_tls_client_crl_file: Option<PathBuf>,
 }
 
 impl MetricsListenArgs {
@@ -379,13 +407,16 @@ impl MetricsListenArgs {
             cert: self.metrics_tls_cert_file.clone(),
             key: self.metrics_tls_key_file.clone(),
             client_ca: self.metrics_tls_client_ca_file.clone(),
+            client_crl: self.metrics_tls_client_crl_file.clone(),
             pair: "--metrics-tls-cert-file and --metrics-tls-key-file",
             client_ca_flag: "--metrics-tls-client-ca-file",
+            client_crl_flag: "--metrics-tls-client-crl-file",
         };
         let Some(addr) = self.metrics_listen else {
-            if flags.cert.is_some() || flags.key.is_some() || flags.client_ca.is_some() {
+            let given = [&flags.cert, &flags.key, &flags.client_ca, &flags.client_crl];
+            if given.iter().any(|f| f.is_some()) {
                 anyhow::bail!(
-                    "--metrics-tls-cert-file/--metrics-tls-key-file/--metrics-tls-client-ca-file are set but --metrics-listen is not: give the address to serve /metrics on"
+                    "--metrics-tls-* files are set but --metrics-listen is not: give the address to serve /metrics on"
                 );
             }
             return Ok(());

@@ -14,8 +14,9 @@
 //!   certificate of `--metrics-tls-client-ca-file` only, and half a pair stops it;
 //! - with `--tls-client-ca-file` only callers with a client certificate of that CA are
 //!   served (`helios send` and the `self` probe present the process's
-//!   `--client-cert-file`), a change of the CA file applies without a restart, and client
-//!   CAs without a certificate, or a file that holds no CA, stop the start.
+//!   `--client-cert-file`), a certificate on `--tls-client-crl-file` is refused, a change
+//!   of either file applies without a restart, and client CAs without a certificate, a
+//!   revocation list without client CAs, or a file that holds neither, stop the start.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -509,6 +510,8 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     let dir = ca.dir.path();
     let client_cas = tmp.path().join("client-cas.pem");
     replace(&ca.ca_file(), &client_cas);
+    let crl = tmp.path().join("revoked.crl");
+    replace(&ca.crl_none_revoked(), &crl);
     let addr = free_addr();
     let log_path = tmp.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -523,6 +526,8 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
         .arg(dir.join("server.key"))
         .arg("--tls-client-ca-file")
         .arg(&client_cas)
+        .arg("--tls-client-crl-file")
+        .arg(&crl)
         // What the `self` probe trusts and presents.
         .arg("--ca-file")
         .arg(ca.ca_file())
@@ -635,8 +640,17 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The CA revokes the client's certificate (a lost laptop): once the new list is
+    // published, the next handshakes refuse it, without a restart.
+    replace(&ca.crl_client_revoked(), &crl);
+    wait_until("the revoked client was still admitted", &log_path, || {
+        let admitted = answers(&client, &client_key);
+        async move { !admitted.await }
+    })
+    .await;
+
     // The CA file changes (a rotation): the next handshakes are checked against the new
-    // CA, without a restart.
+    // CA (which has no revocation list here, so none is checked), without a restart.
     replace(&ca.other_ca_file(), &client_cas);
     wait_until("the other CA's client was not admitted", &log_path, || {
         answers(&other, &other_key)
@@ -675,6 +689,32 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     );
     assert!(
         err.contains("not-a-ca.pem") && err.contains("-----BEGIN CERTIFICATE-----"),
+        "{err}"
+    );
+    // A revocation list without client CAs, or a file that holds none.
+    let err = start_fails(
+        &tmp.path().join("data4"),
+        &["--tls-client-crl-file".as_ref(), crl.as_os_str()],
+    );
+    assert!(
+        err.contains("--tls-client-crl-file") && err.contains("--tls-client-ca-file"),
+        "{err}"
+    );
+    let err = start_fails(
+        &tmp.path().join("data5"),
+        &[
+            "--tls-cert-file".as_ref(),
+            cert.as_os_str(),
+            "--tls-key-file".as_ref(),
+            server_key.as_os_str(),
+            "--tls-client-ca-file".as_ref(),
+            client_cas.as_os_str(),
+            "--tls-client-crl-file".as_ref(),
+            not_pem.as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("not-a-ca.pem") && err.contains("-----BEGIN X509 CRL-----"),
         "{err}"
     );
 }

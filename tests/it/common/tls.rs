@@ -68,6 +68,16 @@ impl TestCa {
         self.dir.path().join("other-client.key")
     }
 
+    /// The test CA's revocation list, naming no certificate.
+    pub fn crl_none_revoked(&self) -> PathBuf {
+        self.dir.path().join("ca-none-revoked.crl")
+    }
+
+    /// The test CA's revocation list naming [`TestCa::client_cert_file`].
+    pub fn crl_client_revoked(&self) -> PathBuf {
+        self.dir.path().join("ca-client-revoked.crl")
+    }
+
     fn server_config(&self, mutual: bool) -> rustls::ServerConfig {
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(self.dir.path().join("server.pem"))
