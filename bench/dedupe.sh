@@ -10,7 +10,8 @@
 # memory alone); and `durable`: `identity`, with each identity also kept in its bucket and
 # written to the checkpoint parts as the set does (what surviving a restart costs). Also
 # the memory and checkpoint bytes of one partition remembering a million identities, and
-# the `lines` floor outside the processor (a tight loop).
+# the `lines` floor outside the processor (a tight loop), and what a page of fresh memory
+# costs this machine (`pages`), against the pages each run touched first (`minor_faults`).
 #
 # Usage: bench/dedupe.sh [EVENTS]   (default 5 000 000; BENCH_BIN=<processor bench binary>
 # and FLOOR_BIN=<the same built with --features memory-floor> skip the builds;
@@ -71,13 +72,17 @@ for round in 1 2 3; do
     echo "floor, round $round: $line" >&2
     floor+=$line$'\n'
 done
+# What a page of fresh memory costs this machine (the first touch against a second): the
+# runs report the pages they touched first, so their product is what fresh memory took.
+pages=$(taskset -c 0 "$bin" pages 256 2>/dev/null)
+echo "fresh pages: $pages" >&2
 # The cost of the question alone (four partitions' sets, every identity new), with and
 # without the runtime's prefetch of a run's lines.
 for prefetch in off on; do
     echo "admit alone, prefetch $prefetch: $(BENCH_PREFETCH=$prefetch taskset -c 0 "$bin" admit 5000000 2>/dev/null)" >&2
 done
 
-python3 - "$results" "$ids" "$floor" <<'PY'
+python3 - "$results" "$ids" "$floor" "$pages" <<'PY'
 import json, statistics, sys
 runs = {"off": [], "on": [], "identity": [], "durable": [], "line": []}
 for line in filter(None, sys.argv[1].splitlines()):
@@ -126,6 +131,16 @@ def per_round(a, b):
 print(f"Per-round ratios (medians): on/off {per_round('off', 'on'):.1f} %, `identity`/off "
       f"{per_round('off', 'identity'):.1f} %, `durable`/off {per_round('off', 'durable'):.1f} %, "
       f"on/`identity` {per_round('identity', 'on'):.1f} %, on/`durable` {per_round('durable', 'on'):.1f} %.")
+pages = json.loads(sys.argv[4])
+faults = {k: statistics.median(r.get("minor_faults", 0) for r in v) for k, v in runs.items()}
+events = runs["on"][0]["events"]
+fresh_ns = (faults["on"] - faults["off"]) * pages["us_per_fresh_page"] * 1e3 / events
+print(f"Fresh memory: the on run touched {faults['on'] - faults['off']:,.0f} more pages for the first time "
+      f"than off ({(faults['on'] - faults['off']) * 4 / 1024:.0f} MiB: the set, its buckets, the checkpoint parts; "
+      f"medians {faults['off']:,.0f} and {faults['on']:,.0f}); a fresh page costs {pages['us_per_fresh_page']:.2f} "
+      f"CPU-µs here (a mapped one {pages['us_per_mapped_page']:.3f}), so {fresh_ns:.0f} ns per event "
+      f"({fresh_ns / (on_ns - off_ns) * 100:.0f} % of what de-duplication adds). Floors: "
+      + ", ".join(f"{k} {faults[k] - faults['off']:,.0f} pages" for k in ("identity", "durable", "line")) + ".")
 print(f"One partition remembering {ids['identities']:,} identities: {ids['rss_mib_per_million']:.1f} MiB of RSS "
       f"per million, checkpoint {ids['checkpoint_mib_per_million']:.2f} MiB per million.")
 PY

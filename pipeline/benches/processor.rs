@@ -30,6 +30,13 @@
 //!   event without de-duplication, it shows how much of the 10 % budget the memory system
 //!   alone takes on this machine.
 //!
+//! - `pages`: not Helios: what fresh memory costs this machine. EVENTS MiB (default 256)
+//!   allocated and each 4 KiB page written once (the first touch: a page fault, the kernel
+//!   zeroing the page, and on a VM the host backing it) and then again (mapped already);
+//!   the median of three allocations, in CPU-µs per page. The runtime scenarios report
+//!   their `minor_faults` (pages first touched during the run), so the share of a run's
+//!   time that went to fresh memory is their product.
+//!
 //! Every runtime scenario reports the final checkpoint (all partitions, written by the
 //! runtime on its way out): its size and how long it took. De-duplication runs as the
 //! spec's default (`[dedupe] horizon` a day); `BENCH_DEDUPE=off` turns it off, for the
@@ -139,6 +146,10 @@ fn main() {
         );
         return;
     }
+    if name == "pages" {
+        pages(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(256));
+        return;
+    }
     if name == "identities" {
         let n = args
             .get(1)
@@ -219,10 +230,12 @@ fn main() {
     reset_peak_rss();
     let before = rss();
     let cpu_before = cpu_seconds();
+    let faults_before = minor_faults();
     let started = Instant::now();
     let summary = runtime.block_on(processor.run_to_end()).unwrap();
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
+    let faults = minor_faults() - faults_before;
     let after = rss();
     let m = summary.metrics;
     assert_eq!(m.events_in, events, "every event read");
@@ -237,7 +250,7 @@ fn main() {
          \"cpu_seconds\":{cpu:.2},\"events_per_cpu_s\":{:.0},\
          \"results\":{},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"hwm_before_mib\":{:.1},\
          \"hwm_mib\":{:.1},\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.1},\"dedupe\":{dedupe},\
-         \"identities\":{}}}",
+         \"identities\":{},\"minor_faults\":{faults}}}",
         sc.subjects,
         events as f64 / secs,
         events as f64 / cpu,
@@ -490,6 +503,54 @@ fn cpu_seconds() -> f64 {
     };
     // utime and stime are fields 14 and 15 of the line; `rest` starts at field 3.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Minor page faults of this process so far (`minflt`, field 10 of `/proc/self/stat`): each
+/// is a page of memory the process touched for the first time (or again after giving it
+/// back), mapped and, for anonymous memory, zeroed by the kernel.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    // `rest` starts at field 3.
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
+}
+
+/// See `pages` in the module docs: what a page of fresh memory costs this machine, the
+/// first touch against a second, in CPU time.
+fn pages(mib: usize) {
+    const PAGE: usize = 4096;
+    let bytes = mib << 20;
+    let mut fresh_us = Vec::new();
+    let mut mapped_us = Vec::new();
+    for _ in 0..3 {
+        // A zeroed allocation this large is mapped, not touched: the first write to each
+        // page faults it in.
+        let mut memory = vec![0u8; bytes];
+        for round in 0..2 {
+            let cpu = cpu_seconds();
+            let started = Instant::now();
+            for i in (0..bytes).step_by(PAGE) {
+                memory[i] = memory[i].wrapping_add(1);
+            }
+            std::hint::black_box(&memory);
+            let secs = (cpu_seconds() - cpu).max(started.elapsed().as_secs_f64());
+            let us = secs * 1e6 / (bytes / PAGE) as f64;
+            if round == 0 {
+                fresh_us.push(us);
+            } else {
+                mapped_us.push(us);
+            }
+        }
+    }
+    fresh_us.sort_by(f64::total_cmp);
+    mapped_us.sort_by(f64::total_cmp);
+    println!(
+        "{{\"scenario\":\"pages\",\"mib\":{mib},\"us_per_fresh_page\":{:.2},\"us_per_mapped_page\":{:.3}}}",
+        fresh_us[1], mapped_us[1]
+    );
 }
 
 /// VmRSS and VmHWM (peak) of this process from `/proc/self/status`.

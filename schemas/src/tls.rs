@@ -44,20 +44,25 @@ pub fn install_default_provider() {
 
 /// The certificates of a PEM file (one or more `CERTIFICATE` blocks).
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    read_pem_blocks(path, "certificate", "`-----BEGIN CERTIFICATE-----` block")
+}
+
+/// The PEM objects of type `T` in the file at `path` (at least one), as a CA-side file
+/// (`Error::CaFile`): `what` names them in the error, `missing` says what a file without
+/// one lacks.
+fn read_pem_blocks<T: PemObject>(path: &Path, what: &str, missing: &str) -> Result<Vec<T>> {
     let ca_error = |reason: String| Error::CaFile {
         path: path.to_path_buf(),
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    let objects = T::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| ca_error(format!("not a PEM certificate file: {e}")))?;
-    if certs.is_empty() {
-        return Err(ca_error(
-            "holds no `-----BEGIN CERTIFICATE-----` block".to_owned(),
-        ));
+        .map_err(|e| ca_error(format!("not a PEM {what} file: {e}")))?;
+    if objects.is_empty() {
+        return Err(ca_error(format!("holds no {missing}")));
     }
-    Ok(certs)
+    Ok(objects)
 }
 
 /// Mozilla's roots, plus the certificates of `ca_file` when given.
@@ -331,21 +336,11 @@ fn client_verifier(files: &ClientCaFiles) -> Result<Arc<dyn ClientCertVerifier>>
 
 /// The revocation lists of a PEM file (one or more `X509 CRL` blocks).
 fn read_crl_file(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let crl_error = |reason: String| Error::CaFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| crl_error(e.to_string()))?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| crl_error(format!("not a PEM revocation list file: {e}")))?;
-    if crls.is_empty() {
-        return Err(crl_error(
-            "holds no `-----BEGIN X509 CRL-----` block; give the CA's revocation list in PEM (`openssl crl -inform DER -out list.pem` converts one)"
-                .to_owned(),
-        ));
-    }
-    Ok(crls)
+    read_pem_blocks(
+        path,
+        "revocation list",
+        "`-----BEGIN X509 CRL-----` block; give the CA's revocation list in PEM (`openssl crl -inform DER -out list.pem` converts one)",
+    )
 }
 
 impl ClientCertVerifier for ClientCas {

@@ -103,14 +103,7 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         .await
         .unwrap();
     assert_eq!(sources.status(), 200);
-    let events = tmp.path().join("events.ndjson");
-    std::fs::write(
-        &events,
-        json!({"specversion": "1.0", "id": "over-tls-1", "source": "laptop",
-               "type": "note", "subject": "tls"})
-        .to_string(),
-    )
-    .unwrap();
+    let events = one_event(tmp.path(), "over-tls-1");
     let sent = tokio::task::spawn_blocking({
         let (events, base, key, ca_file) =
             (events.clone(), base.clone(), key.clone(), ca.ca_file());
@@ -229,6 +222,15 @@ fn a_half_pair_a_key_of_another_certificate_or_no_certificate_stops_the_start() 
     );
     // Nothing was started on the way: the data dir holds no log.
     assert!(!data.join("log").exists());
+}
+
+/// A file of one event with this id, in `dir`, for `helios send`.
+fn one_event(dir: &Path, id: &str) -> std::path::PathBuf {
+    let events = dir.join("events.ndjson");
+    let event = json!({"specversion": "1.0", "id": id, "source": "laptop",
+                       "type": "note", "subject": "tls"});
+    std::fs::write(&events, event.to_string()).unwrap();
+    events
 }
 
 /// A client that trusts `ca`. Build one per check: a client resumes its TLS session
@@ -583,14 +585,7 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     assert_eq!(sources.status(), 200);
 
     // `helios send` presents --client-cert-file; without one it is refused.
-    let events = tmp.path().join("events.ndjson");
-    std::fs::write(
-        &events,
-        json!({"specversion": "1.0", "id": "mtls-1", "source": "laptop",
-               "type": "note", "subject": "tls"})
-        .to_string(),
-    )
-    .unwrap();
+    let events = one_event(tmp.path(), "mtls-1");
     let ca_file = ca.ca_file();
     let sent = send_one(
         &events,

@@ -44,10 +44,21 @@ pub fn mode() -> Option<Floor> {
     *MODE
 }
 
-/// Slots for the floor's table: as many as the measured run's table holds at its end.
+/// Keys the floor's table is sized for: by default as many slots as the measured run's
+/// table holds at its end (2^21 per partition); `HELIOS_BENCH_FLOOR_KEYS` sizes it for
+/// another count, e.g. `400000` for 2^20 slots, the densest the set's layout allows for
+/// the run's identities (three-quarters full), to see what the table's size costs.
+static FLOOR_KEYS: LazyLock<usize> = LazyLock::new(|| {
+    std::env::var("HELIOS_BENCH_FLOOR_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_500_000)
+});
+
+/// Slots for the floor's table: see [`FLOOR_KEYS`].
 pub(super) fn table_capacity(count: usize) -> usize {
     if mode().is_some() {
-        count.max(1_500_000)
+        count.max(*FLOOR_KEYS)
     } else {
         count
     }
