@@ -95,10 +95,10 @@ pub struct HttpArgs {
     #[arg(long, env = "HELIOS_TLS_CLIENT_CRL_FILE", value_name = "PEM")]
     pub tls_client_crl_file: Option<PathBuf>,
 
-    /// How often the certificate and key files are checked for a renewal (certbot,
-    /// cert-manager): when either changed, both are loaded again and new connections get
-    /// the new certificate, without a restart. A pair that does not load is logged and
-    /// the previous certificate stays served.
+    /// How often the certificate and key files (and the client CA and revocation list
+    /// files) are checked for a renewal (certbot, cert-manager): when one changed, all are
+    /// loaded again and new connections get them, without a restart. Files that do not
+    /// load are logged and what was served stays.
     #[arg(long, env = "HELIOS_TLS_RELOAD_INTERVAL", default_value = "1m",
           value_parser = parse_positive_duration)]
     pub tls_reload_interval: Duration,
