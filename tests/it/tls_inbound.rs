@@ -659,57 +659,45 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    // Client CAs without HTTPS, or a file that holds no certificate, stop the start.
-    let err = start_fails(
-        &tmp.path().join("data2"),
-        &["--tls-client-ca-file".as_ref(), client_cas.as_os_str()],
-    );
-    assert!(
-        err.contains("--tls-client-ca-file") && err.contains("--tls-cert-file"),
-        "{err}"
-    );
+    // Each of these stops the start, and the error names what is wrong: client CAs
+    // without HTTPS, a CA file that holds no certificate, a revocation list without client
+    // CAs, a revocation list file that holds none.
     let not_pem = tmp.path().join("not-a-ca.pem");
     std::fs::write(&not_pem, "hello").unwrap();
     let (cert, server_key) = (dir.join("server.pem"), dir.join("server.key"));
-    let err = start_fails(
-        &tmp.path().join("data3"),
-        &[
-            "--tls-cert-file".as_ref(),
-            cert.as_os_str(),
-            "--tls-key-file".as_ref(),
-            server_key.as_os_str(),
-            "--tls-client-ca-file".as_ref(),
-            not_pem.as_os_str(),
-        ],
-    );
-    assert!(
-        err.contains("not-a-ca.pem") && err.contains("-----BEGIN CERTIFICATE-----"),
-        "{err}"
-    );
-    // A revocation list without client CAs, or a file that holds none.
-    let err = start_fails(
-        &tmp.path().join("data4"),
-        &["--tls-client-crl-file".as_ref(), crl.as_os_str()],
-    );
-    assert!(
-        err.contains("--tls-client-crl-file") && err.contains("--tls-client-ca-file"),
-        "{err}"
-    );
-    let err = start_fails(
-        &tmp.path().join("data5"),
-        &[
-            "--tls-cert-file".as_ref(),
-            cert.as_os_str(),
-            "--tls-key-file".as_ref(),
-            server_key.as_os_str(),
-            "--tls-client-ca-file".as_ref(),
-            client_cas.as_os_str(),
-            "--tls-client-crl-file".as_ref(),
-            not_pem.as_os_str(),
-        ],
-    );
-    assert!(
-        err.contains("not-a-ca.pem") && err.contains("-----BEGIN X509 CRL-----"),
-        "{err}"
-    );
+    let flag = |name: &'static str, path: &Path| [std::ffi::OsString::from(name), path.into()];
+    let https = [
+        flag("--tls-cert-file", &cert),
+        flag("--tls-key-file", &server_key),
+    ];
+    let cases: [(Vec<[std::ffi::OsString; 2]>, [&str; 2]); 4] = [
+        (
+            vec![flag("--tls-client-ca-file", &client_cas)],
+            ["--tls-client-ca-file", "--tls-cert-file"],
+        ),
+        (
+            [https.to_vec(), vec![flag("--tls-client-ca-file", &not_pem)]].concat(),
+            ["not-a-ca.pem", "-----BEGIN CERTIFICATE-----"],
+        ),
+        (
+            vec![flag("--tls-client-crl-file", &crl)],
+            ["--tls-client-crl-file", "--tls-client-ca-file"],
+        ),
+        (
+            [
+                https.to_vec(),
+                vec![
+                    flag("--tls-client-ca-file", &client_cas),
+                    flag("--tls-client-crl-file", &not_pem),
+                ],
+            ]
+            .concat(),
+            ["not-a-ca.pem", "-----BEGIN X509 CRL-----"],
+        ),
+    ];
+    for (i, (flags, needles)) in cases.iter().enumerate() {
+        let args: Vec<&std::ffi::OsStr> = flags.iter().flatten().map(|a| a.as_os_str()).collect();
+        let err = start_fails(&tmp.path().join(format!("start-{i}")), &args);
+        assert!(needles.iter().all(|n| err.contains(n)), "{args:?}: {err}");
+    }
 }
