@@ -36,22 +36,24 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
     let addr = free_addr();
     let dir = ca.dir.path();
     let log = std::fs::File::create(tmp.path().join("up.log")).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("up")
-        .args(["--listen", &addr.to_string()])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--tls-cert-file")
-        .arg(dir.join("server.pem"))
-        .arg("--tls-key-file")
-        .arg(dir.join("server.key"))
-        .arg("--ca-file")
-        .arg(ca.ca_file())
-        .args(["--http-header-timeout", "2s"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .arg("up")
+            .args(["--listen", &addr.to_string()])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--tls-cert-file")
+            .arg(dir.join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("server.key"))
+            .arg("--ca-file")
+            .arg(ca.ca_file())
+            .args(["--http-header-timeout", "2s"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("https://localhost:{}", addr.port());
     let trusting = client_trusting(&ca.ca_file());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -62,7 +64,7 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
             break;
         }
         assert!(
-            child.try_wait().unwrap().is_none(),
+            child.0.try_wait().unwrap().is_none(),
             "helios up exited; see {}",
             tmp.path().join("up.log").display()
         );
@@ -157,8 +159,7 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the silent connection was not closed: {closed:?}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
 
 /// `helios up` with these extra arguments; its stderr once it has exited (it must).
@@ -224,6 +225,17 @@ fn a_half_pair_a_key_of_another_certificate_or_no_certificate_stops_the_start() 
     assert!(!data.join("log").exists());
 }
 
+/// A child process killed when the test ends, passed or failed: a failed assertion must
+/// not leave a `helios` running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A file of one event with this id, in `dir`, for `helios send`.
 fn one_event(dir: &Path, id: &str) -> std::path::PathBuf {
     let events = dir.join("events.ndjson");
@@ -280,19 +292,21 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     let addr = free_addr();
     let log_path = tmp.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("up")
-        .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .arg("up")
+            .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let health = format!("https://localhost:{}/healthz", addr.port());
     let (first, renewed) = (ca.ca_file(), ca.other_ca_file());
     // Whether a new client trusting this CA is served (a new handshake, not a resumed one).
@@ -338,9 +352,8 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
         "the old certificate is still served"
     );
     assert!(logged("Reloaded the TLS certificate").await);
-    assert!(child.try_wait().unwrap().is_none(), "helios up exited");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(child.0.try_wait().unwrap().is_none(), "helios up exited");
+    drop(child);
 }
 
 /// `helios run sink` with `--metrics-listen` and a certificate, on the embedded log.
@@ -382,24 +395,26 @@ measures = { runs = "count(*)" }
     let addr = free_addr();
     let listen = addr.to_string();
     let log_path = tmp.path().join("sink.log");
-    let mut child = run_sink(
-        &data,
-        &spec,
-        &[
-            "--metrics-listen".as_ref(),
-            listen.as_ref(),
-            "--metrics-tls-cert-file".as_ref(),
-            cert.as_os_str(),
-            "--metrics-tls-key-file".as_ref(),
-            key.as_os_str(),
-            "--metrics-tls-client-ca-file".as_ref(),
-            ca_file.as_os_str(),
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log_path).unwrap())
-    .spawn()
-    .unwrap();
+    let child = Running(
+        run_sink(
+            &data,
+            &spec,
+            &[
+                "--metrics-listen".as_ref(),
+                listen.as_ref(),
+                "--metrics-tls-cert-file".as_ref(),
+                cert.as_os_str(),
+                "--metrics-tls-key-file".as_ref(),
+                key.as_os_str(),
+                "--metrics-tls-client-ca-file".as_ref(),
+                ca_file.as_os_str(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap(),
+    );
     let url = format!("https://localhost:{}/metrics", addr.port());
     // A scraper with the client certificate the test CA signed (mutual TLS).
     let (client, client_key) = (ca.client_cert_file(), ca.client_key_file());
@@ -432,8 +447,7 @@ measures = { runs = "count(*)" }
         .send()
         .await;
     assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     let fails = |extra: &[&std::ffi::OsStr]| {
         let out = run_sink(&data, &spec, extra).output().unwrap();
@@ -517,30 +531,32 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     let addr = free_addr();
     let log_path = tmp.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("up")
-        .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--tls-cert-file")
-        .arg(dir.join("server.pem"))
-        .arg("--tls-key-file")
-        .arg(dir.join("server.key"))
-        .arg("--tls-client-ca-file")
-        .arg(&client_cas)
-        .arg("--tls-client-crl-file")
-        .arg(&crl)
-        // What the `self` probe trusts and presents.
-        .arg("--ca-file")
-        .arg(ca.ca_file())
-        .arg("--client-cert-file")
-        .arg(ca.client_cert_file())
-        .arg("--client-key-file")
-        .arg(ca.client_key_file())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .arg("up")
+            .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--tls-cert-file")
+            .arg(dir.join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("server.key"))
+            .arg("--tls-client-ca-file")
+            .arg(&client_cas)
+            .arg("--tls-client-crl-file")
+            .arg(&crl)
+            // What the `self` probe trusts and presents.
+            .arg("--ca-file")
+            .arg(ca.ca_file())
+            .arg("--client-cert-file")
+            .arg(ca.client_cert_file())
+            .arg("--client-key-file")
+            .arg(ca.client_key_file())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("https://localhost:{}", addr.port());
     let health = format!("{base}/healthz");
     let (client, client_key) = (ca.client_cert_file(), ca.client_key_file());
@@ -655,9 +671,8 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
         !answers(&client, &client_key).await,
         "a client of the replaced CA is still admitted"
     );
-    assert!(child.try_wait().unwrap().is_none(), "helios up exited");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(child.0.try_wait().unwrap().is_none(), "helios up exited");
+    drop(child);
 
     // Each of these stops the start, and the error names what is wrong: client CAs
     // without HTTPS, a CA file that holds no certificate, a revocation list without client
