@@ -101,14 +101,16 @@ async fn self_probe_of_a_system_picked_port(command: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let log = std::fs::File::create(tmp.path().join("up.log")).unwrap();
-    let mut child = std::process::Command::new(crate::common::BIN)
-        .args(command)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = crate::common::Running(
+        std::process::Command::new(crate::common::BIN)
+            .args(command)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let data_arg = data.to_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let probe = loop {
@@ -140,8 +142,7 @@ async fn self_probe_of_a_system_picked_port(command: &[&str]) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let url = probe["value"]["attrs"]["url"].as_str().unwrap();
     assert!(!url.starts_with("http://127.0.0.1:0/"), "{probe}");
     assert_eq!(probe["value"]["attrs"]["ok"], "true", "{probe}");

@@ -215,15 +215,17 @@ async fn posted_events_are_answered_by_the_insights_api_and_sql() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut serve = Command::new(BIN)
-        .args(["serve", "api", "--listen", &api_addr.to_string(), "--spec"])
-        .arg(&spec)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let serve = crate::common::Running(
+        Command::new(BIN)
+            .args(["serve", "api", "--listen", &api_addr.to_string(), "--spec"])
+            .arg(&spec)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let served = Helios {
         child: Command::new("true").spawn().unwrap(),
         addr: api_addr,
@@ -235,8 +237,7 @@ async fn posted_events_are_answered_by_the_insights_api_and_sql() {
     assert_eq!(again, top);
     let (status, _) = get_json(&served, "/readyz").await;
     assert_eq!(status, 200);
-    serve.kill().unwrap();
-    serve.wait().unwrap();
+    drop(serve);
 }
 
 /// Every route of `/openapi.json`, called with an admin key; the document itself checked

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::tls::TestCa;
-use crate::common::{BIN, api_key, free_addr, tail_values};
+use crate::common::{BIN, Running, api_key, free_addr, tail_values};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls() {
@@ -223,17 +223,6 @@ fn a_half_pair_a_key_of_another_certificate_or_no_certificate_stops_the_start() 
     );
     // Nothing was started on the way: the data dir holds no log.
     assert!(!data.join("log").exists());
-}
-
-/// A child process killed when the test ends, passed or failed: a failed assertion must
-/// not leave a `helios` running.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A file of one event with this id, in `dir`, for `helios send`.

@@ -168,6 +168,17 @@ impl Drop for Helios {
     }
 }
 
+/// A child process (a `helios` the test started itself) killed when the test ends, passed
+/// or failed: a failed assertion must not leave it running.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The admin API key of `data_dir`: created with `helios keys create` on first use, kept
 /// next to the data dir (`<data dir>.key`) for restarts.
 pub fn api_key(data_dir: &Path) -> String {
