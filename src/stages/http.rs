@@ -126,7 +126,7 @@ impl HttpArgs {
                 && self.tls_client_ca_file.is_some()
                 && crate::backend::outbound().identity.is_none()
             {
-                warn!("--tls-client-ca-file asks every caller for a client certificate, and this process presents none: the `self` probe of this listener will be refused. Give --client-cert-file and --client-key-file with a certificate that CA issued.");
+                warn!("--tls-client-ca-file asks every caller for a client certificate, and this process presents none: its own `self` probe of this listener (helios up, helios run ingest) will be refused. Give --client-cert-file and --client-key-file with a certificate that CA issued.");
             }
         })
     }

@@ -106,22 +106,13 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         .unwrap();
     assert_eq!(sources.status(), 200);
     let events = one_event(tmp.path(), "over-tls-1");
-    let sent = tokio::task::spawn_blocking({
-        let (events, base, key, ca_file) =
-            (events.clone(), base.clone(), key.clone(), ca.ca_file());
-        move || {
-            Command::new(BIN)
-                .arg("send")
-                .arg(&events)
-                .args(["--url", &base, "--api-key", &key, "--quiet", "--ca-file"])
-                .arg(&ca_file)
-                .env_remove("HELIOS_CA_FILE")
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let ca_file = ca.ca_file();
+    let sent = send_one(
+        &events,
+        &base,
+        &key,
+        &["--ca-file".as_ref(), ca_file.as_os_str()],
+    );
     let stdout = String::from_utf8_lossy(&sent.stdout);
     assert!(
         sent.status.success() && stdout.contains("1 accepted"),
