@@ -51,8 +51,28 @@ fi
 [[ -x $floor_bin ]] || { echo "dedupe.sh: building the memory-floor bench failed" >&2; exit 1; }
 results=""
 rounds=${ROUNDS:-7}
+# By default the five variants of a round run at once on core 0, taking turns of
+# SLICE_MS (bench/timeslice.py), so the machine's drift over a round weighs on each alike;
+# SLICE_MS=0 runs them one after another, as before the eleventh session.
+slice_ms=${SLICE_MS:-500}
+variants=(off on identity durable line)
 for round in $(seq 1 "$rounds"); do
-    for variant in off on identity durable line; do
+    if ((slice_ms > 0)); then
+        args=()
+        for variant in "${variants[@]}"; do
+            case $variant in
+                off | on) args+=("$variant" "{\"BENCH_DEDUPE\":\"$variant\"}" "[\"$bin\",\"tumbling\",\"$events\",\"$dir\"]") ;;
+                *) args+=("$variant" "{\"HELIOS_BENCH_FLOOR\":\"$variant\"}" "[\"$floor_bin\",\"tumbling\",\"$events\",\"$dir\"]") ;;
+            esac
+        done
+        lines=$(python3 bench/timeslice.py --slice-ms "$slice_ms" "${args[@]}")
+        while read -r variant line; do
+            echo "round $round, $variant: $line" >&2
+            results+="$variant $line"$'\n'
+        done <<<"$lines"
+        continue
+    fi
+    for variant in "${variants[@]}"; do
         case $variant in
             off | on) line=$(BENCH_DEDUPE=$variant taskset -c 0 "$bin" tumbling "$events" "$dir" 2>/dev/null) ;;
             *) line=$(HELIOS_BENCH_FLOOR=$variant taskset -c 0 "$floor_bin" tumbling "$events" "$dir" 2>/dev/null) ;;
