@@ -532,6 +532,9 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
             .arg(ca.client_cert_file())
             .arg("--client-key-file")
             .arg(ca.client_key_file())
+            // The refusals of keys are logged at debug, inside the connection's span.
+            .env("RUST_LOG", "info,helios_query_api::auth=debug")
+            .env("HELIOS_LOG_FORMAT", "text")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -572,6 +575,23 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
         .await
         .unwrap();
     assert_eq!(sources.status(), 401, "a certificate is not an API key");
+    // The refusal's log line names the certificate: its subject and fingerprint.
+    let fingerprint = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&client)
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8(fingerprint.stdout).unwrap();
+    let fingerprint = fingerprint.trim().rsplit('=').next().unwrap().to_string();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("Refused a request without a usable API key")
+                && l.contains("client_cert_cn=\"helios-client\"")
+                && l.contains(&format!("client_cert_sha256={fingerprint}"))),
+        "no refusal naming the client certificate ({fingerprint}) in:\n{logged}"
+    );
     let sources = admitted
         .get(format!("{base}/v1/sources"))
         .bearer_auth(&key)

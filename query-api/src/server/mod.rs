@@ -24,7 +24,8 @@
 //!   handshake runs in the connection's own task (so a client that never finishes it holds
 //!   one connection slot, not the accept loop) and must finish within the header-read
 //!   timeout. A client that does not speak TLS, or does not trust the certificate, is
-//!   closed after its handshake fails.
+//!   closed after its handshake fails. A client certificate (mutual TLS) puts the
+//!   connection in a `tls_client` span naming it ([`peer`]).
 //!
 //! Graceful shutdown is axum's: when the shutdown future completes the server stops
 //! accepting, asks every connection to finish its request in flight and close, and
@@ -32,6 +33,7 @@
 
 pub mod host;
 mod io;
+mod peer;
 
 use std::future::Future;
 use std::pin::pin;
@@ -44,7 +46,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tracing::{debug, trace, warn};
+use tracing::{Instrument, debug, trace, warn};
 
 pub use host::AllowedHosts;
 
@@ -169,7 +171,10 @@ where
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                     tokio::select! {
                         done = handshake => match done {
-                            Ok(Ok(stream)) => conn.serve(stream).await,
+                            Ok(Ok(stream)) => {
+                                let span = client_span(&stream);
+                                conn.serve(stream).instrument(span).await
+                            }
                             Ok(Err(e)) => debug!(%peer, error = %e,
                                 "A TLS handshake failed (a client without TLS, or one that does not trust the certificate); closed."),
                             Err(_) => debug!(%peer,
@@ -187,6 +192,27 @@ where
     drop(listener);
     close_tx.closed().await;
     Ok(())
+}
+
+/// The `tls_client` span of a connection whose client presented a certificate (mutual
+/// TLS): every line logged while serving it names the certificate ([`peer`]).
+fn client_span<S>(stream: &tokio_rustls::server::TlsStream<S>) -> tracing::Span {
+    let Some(cert) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+    else {
+        return tracing::Span::none();
+    };
+    let cert = peer::ClientCert::from_der(cert);
+    let span = tracing::info_span!(
+        "tls_client",
+        client_cert_cn = ?cert.cn.as_deref().unwrap_or(""),
+        client_cert_sha256 = %cert.sha256,
+    );
+    debug!(parent: &span, "A client certificate was verified.");
+    span
 }
 
 /// One accepted connection and what serving it needs.
