@@ -23,7 +23,8 @@ struct Cli {
     #[arg(long, global = true, env = "HELIOS_LOG", default_value = "info")]
     log: String,
 
-    /// Log line format on stderr: `text`, or `json` (one object per line).
+    /// Log line format on stderr: `text`, or `json` (one object per line: `span` is the
+    /// innermost span, `spans` all of them, outermost first).
     #[arg(
         long,
         global = true,

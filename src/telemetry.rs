@@ -96,7 +96,9 @@ pub fn init(settings: Settings<'_>, runtime: &tokio::runtime::Handle) -> anyhow:
             .json()
             .with_writer(std::io::stderr)
             .with_current_span(true)
-            .with_span_list(false)
+            // Every enclosing span too (`spans`), outermost first: a line inside a request's
+            // `api_key` span still names its connection's client certificate (`tls_client`).
+            .with_span_list(true)
             .with_filter(filter)
             .boxed(),
     };

@@ -534,7 +534,7 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
             .arg(ca.client_key_file())
             // The refusals of keys are logged at debug, inside the connection's span.
             .env("RUST_LOG", "info,helios_query_api::auth=debug")
-            .env("HELIOS_LOG_FORMAT", "text")
+            .env("HELIOS_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -584,12 +584,23 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     let fingerprint = String::from_utf8(fingerprint.stdout).unwrap();
     let fingerprint = fingerprint.trim().rsplit('=').next().unwrap().to_string();
     let logged = std::fs::read_to_string(&log_path).unwrap();
+    let names_the_certificate = |line: &str| {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return false;
+        };
+        let refusal = v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Refused a request without a usable API key"));
+        let spans = v["spans"].as_array().cloned().unwrap_or_default();
+        refusal
+            && spans.iter().any(|s| {
+                s["name"] == "tls_client"
+                    && s["client_cert_cn"] == "helios-client"
+                    && s["client_cert_sha256"] == fingerprint.as_str()
+            })
+    };
     assert!(
-        logged
-            .lines()
-            .any(|l| l.contains("Refused a request without a usable API key")
-                && l.contains("client_cert_cn=\"helios-client\"")
-                && l.contains(&format!("client_cert_sha256={fingerprint}"))),
+        logged.lines().any(names_the_certificate),
         "no refusal naming the client certificate ({fingerprint}) in:\n{logged}"
     );
     let sources = admitted

@@ -208,7 +208,7 @@ fn client_span<S>(stream: &tokio_rustls::server::TlsStream<S>) -> tracing::Span 
     let cert = peer::ClientCert::from_der(cert);
     let span = tracing::info_span!(
         "tls_client",
-        client_cert_cn = ?cert.cn.as_deref().unwrap_or(""),
+        client_cert_cn = cert.cn.as_deref().unwrap_or(""),
         client_cert_sha256 = %cert.sha256,
     );
     debug!(parent: &span, "A client certificate was verified.");

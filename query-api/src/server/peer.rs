@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 /// What the logs say about a client's certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientCert {
-    /// The subject's common name (CN), if it has one in a string form read here.
+    /// The subject's common name (CN), if it has one in a string form read here: at most
+    /// [`CN_MAX`] characters, escaped as Rust's `escape_debug` does (no control character
+    /// reaches a log line).
     pub cn: Option<String>,
     /// The certificate's SHA-256, as `openssl x509 -fingerprint -sha256` prints it.
     pub sha256: String,
@@ -82,7 +84,8 @@ fn string_value(value: &[u8]) -> Option<String> {
     match tag {
         0x0c | 0x13 | 0x16 => {
             let text = std::str::from_utf8(text).ok()?;
-            Some(text.chars().take(CN_MAX).collect())
+            let cut: String = text.chars().take(CN_MAX).collect();
+            Some(cut.escape_debug().to_string())
         }
         _ => None,
     }
@@ -184,6 +187,12 @@ mod tests {
             assert_eq!(cut.cn, None, "cut at {end}");
             assert_eq!(cut.sha256.len(), 95);
         }
+        // A name with a line break and a quote, as a hostile CA might issue.
+        let odd = hex(&ISSUED.replace("6c6170746f702d37", "6c61700a746f2237"));
+        assert_eq!(
+            ClientCert::from_der(&odd).cn.as_deref(),
+            Some(r#"lap\nto\"7"#)
+        );
         let mut wrong_tag = der.clone();
         wrong_tag[0] = 0x31;
         assert_eq!(ClientCert::from_der(&wrong_tag).cn, None);
