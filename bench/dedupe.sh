@@ -15,13 +15,14 @@
 #
 # Usage: bench/dedupe.sh [EVENTS]   (default 5 000 000; BENCH_BIN=<processor bench binary>
 # and FLOOR_BIN=<the same built with --features memory-floor> skip the builds;
-# ROUNDS=<n> interleaved rounds, default 7)
+# ROUNDS=<n> rounds, default 7; SLICE_MS=<ms> the turn each variant of a round gets on
+# core 0 while the others wait, default 500, 0 to run them one after another)
 # Prints the medians and the ratios; paste them into bench/RESULTS.md. The ratio is taken
-# from CPU-seconds (user + system of the process over the run), which other work on the
-# machine does not inflate; the wall-clock figures are shown too. On a shared VM the
-# same run varies by 10 % and more (bench/RESULTS.md): the ratio of the minimums (the
-# least-disturbed run of each) is printed beside the ratio of the medians, and a change
-# is only told apart from noise by paired rounds of both builds.
+# from CPU-seconds (user + system of the process over its processing), which a stopped
+# or waiting process does not accrue. On a shared VM the machine's speed drifts by 10-30 %
+# over minutes (bench/RESULTS.md), so the variants of a round take turns
+# (bench/timeslice.py) and meet the same drift; the per-round ratios are printed beside
+# the ratio of the medians and of the least-disturbed runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/helios-target}
