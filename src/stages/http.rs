@@ -102,6 +102,14 @@ pub struct HttpArgs {
     #[arg(long, env = "HELIOS_TLS_RELOAD_INTERVAL", default_value = "1m",
           value_parser = parse_positive_duration)]
     pub tls_reload_interval: Duration,
+
+    /// Log one line per request answered (level info, target `helios::access`): method,
+    /// path without its query string, status, milliseconds, the API key's id if one was
+    /// accepted, and the caller's address (and, under --tls-client-ca-file, its
+    /// certificate's CN and SHA-256). Off by default: webhooks at a high rate would flood
+    /// the log. `--log warn,helios::access=info` keeps only these lines and warnings.
+    #[arg(long, env = "HELIOS_ACCESS_LOG")]
+    pub access_log: bool,
 }
 
 impl HttpArgs {
@@ -151,6 +159,7 @@ impl HttpArgs {
                 MetricsAccess::Public
             },
             tls: tls.map(|t| t.config.clone()),
+            access_log: self.access_log,
         })
     }
 }

@@ -174,3 +174,54 @@ async fn first_start_prints_an_admin_key_and_keys_are_managed_while_running() {
     );
     server.stop();
 }
+
+/// `--access-log`: one line per request answered, under the target `helios::access`, with
+/// the method, the path without its query string, the status and the accepted key's id,
+/// inside a span naming the caller's address.
+#[tokio::test]
+async fn the_access_log_names_each_request_its_status_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Helios::up(&data, &["--access-log", "--log-format", "json"]).await;
+    let key_id = server.key.split('_').nth(1).unwrap().to_owned();
+    let keyed = server.get("/v1/sources").send().await.unwrap();
+    assert_eq!(keyed.status(), 200);
+    let bare = reqwest::get(server.url("/v1/sources?token=do-not-log"))
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+    server.stop();
+
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let access: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "helios::access")
+        .collect();
+    let find = |status: u64| {
+        access
+            .iter()
+            .find(|v| v["fields"]["path"] == "/v1/sources" && v["fields"]["status"] == status)
+            .unwrap_or_else(|| panic!("no access line for /v1/sources with {status}:\n{log}"))
+    };
+    let ok = find(200);
+    assert_eq!(ok["fields"]["method"], "GET");
+    assert_eq!(ok["fields"]["key_id"], key_id.as_str());
+    assert!(ok["fields"]["ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    let refused = find(401);
+    assert_eq!(refused["fields"]["key_id"], "");
+    for line in [ok, refused] {
+        let spans = line["spans"].as_array().unwrap();
+        assert!(
+            spans.iter().any(|s| s["name"] == "http_connection"
+                && s["peer"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("127.0.0.1:"))),
+            "the caller's address: {line}"
+        );
+    }
+    assert!(
+        !log.contains("do-not-log"),
+        "a query string reached the log"
+    );
+}

@@ -46,6 +46,8 @@ pub(crate) async fn guard(
     next: Next,
 ) -> Response {
     let rule = policy::classify(req.method(), req.uri().path(), guard.metrics);
+    // The key's id, for the access log (on the response).
+    let mut accepted = None;
     let span = match rule.access {
         Access::Public | Access::OwnCheck => tracing::Span::none(),
         Access::Needs(needed) => {
@@ -94,6 +96,7 @@ pub(crate) async fn guard(
                 );
             }
             let span = tracing::info_span!("api_key", key_id = %key.id, key_name = %key.name, scope = %key.scope);
+            accepted = Some(crate::server::access::AcceptedKey(key.id.clone()));
             req.extensions_mut().insert(key);
             span
         }
@@ -124,6 +127,10 @@ pub(crate) async fn guard(
         && !is_json(response.headers())
     {
         return too_large(None, guard.max_body_bytes);
+    }
+    let mut response = response;
+    if let Some(key) = accepted {
+        response.extensions_mut().insert(key);
     }
     response
 }

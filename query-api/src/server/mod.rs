@@ -25,12 +25,15 @@
 //!   one connection slot, not the accept loop) and must finish within the header-read
 //!   timeout. A client that does not speak TLS, or does not trust the certificate, is
 //!   closed after its handshake fails. A client certificate (mutual TLS) puts the
-//!   connection in a `tls_client` span naming it ([`peer`]).
+//!   connection in a `tls_client` span naming it (`server/peer.rs`).
+//! - **Access log** ([`ServerConfig::access_log`], [`access`]): one line per request
+//!   answered, off by default.
 //!
 //! Graceful shutdown is axum's: when the shutdown future completes the server stops
 //! accepting, asks every connection to finish its request in flight and close, and
 //! returns once all have closed.
 
+pub mod access;
 pub mod host;
 mod io;
 mod peer;
@@ -68,6 +71,8 @@ pub struct ServerConfig {
     pub metrics: MetricsAccess,
     /// HTTPS with this configuration (`--tls-cert-file`), or plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// One log line per request answered ([`access`], `--access-log`).
+    pub access_log: bool,
 }
 
 impl ServerConfig {
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
             allowed_hosts: AllowedHosts::default(),
             metrics: MetricsAccess::default(),
             tls: None,
+            access_log: false,
         }
     }
 }
@@ -109,6 +115,12 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = host::check(app, config.allowed_hosts.clone(), config.metrics);
+    let app = if config.access_log {
+        app.layer(axum::middleware::from_fn(access::log))
+    } else {
+        app
+    };
+    let access_log = config.access_log;
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     // `signal_rx` is dropped when shutdown is asked for; connections watch `signal_tx`.
     let (signal_tx, signal_rx) = watch::channel(());
@@ -165,14 +177,22 @@ where
         let close_rx = close_rx.clone();
         tokio::spawn(async move {
             match tls {
-                None => conn.serve(stream).await,
+                None => {
+                    let span = connection_span(peer, None, access_log);
+                    conn.serve(stream).instrument(span).await
+                }
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                     tokio::select! {
                         done = handshake => match done {
                             Ok(Ok(stream)) => {
-                                let span = client_span(&stream);
+                                let cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first());
+                                let span = connection_span(peer, cert.map(|c| c.as_ref()), access_log);
                                 conn.serve(stream).instrument(span).await
                             }
                             Ok(Err(e)) => debug!(%peer, error = %e,
@@ -194,25 +214,29 @@ where
     Ok(())
 }
 
-/// The `tls_client` span of a connection whose client presented a certificate (mutual
-/// TLS): every line logged while serving it names the certificate ([`peer`]).
-fn client_span<S>(stream: &tokio_rustls::server::TlsStream<S>) -> tracing::Span {
-    let Some(cert) = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-    else {
-        return tracing::Span::none();
-    };
-    let cert = peer::ClientCert::from_der(cert);
-    let span = tracing::info_span!(
-        "tls_client",
-        client_cert_cn = cert.cn.as_deref().unwrap_or(""),
-        client_cert_sha256 = %cert.sha256,
-    );
-    debug!(parent: &span, "A client certificate was verified.");
-    span
+/// The span every line logged while serving a connection carries: `tls_client` when its
+/// client presented a certificate (mutual TLS; [`peer`]), naming it and the caller's
+/// address; `http_connection` with the address when the access log is on; else none.
+fn connection_span(
+    addr: std::net::SocketAddr,
+    cert: Option<&[u8]>,
+    access_log: bool,
+) -> tracing::Span {
+    if let Some(der) = cert {
+        let cert = peer::ClientCert::from_der(der);
+        let span = tracing::info_span!(
+            "tls_client",
+            peer = %addr,
+            client_cert_cn = cert.cn.as_deref().unwrap_or(""),
+            client_cert_sha256 = %cert.sha256,
+        );
+        debug!(parent: &span, "A client certificate was verified.");
+        return span;
+    }
+    if access_log {
+        return tracing::info_span!("http_connection", peer = %addr);
+    }
+    tracing::Span::none()
 }
 
 /// One accepted connection and what serving it needs.
