@@ -186,7 +186,9 @@ async fn the_access_log_names_each_request_its_status_and_key() {
     let key_id = server.key.split('_').nth(1).unwrap().to_owned();
     let keyed = server.get("/v1/sources").send().await.unwrap();
     assert_eq!(keyed.status(), 200);
-    let bare = reqwest::get(server.url("/v1/sources?token=do-not-log"))
+    let bare = crate::common::http()
+        .get(server.url("/v1/sources?token=do-not-log"))
+        .send()
         .await
         .unwrap();
     assert_eq!(bare.status(), 401);
