@@ -33,29 +33,34 @@ def main() -> int:
         parser.error("commands come in threes: NAME ENV_JSON ARGV_JSON")
     specs = [args.commands[i : i + 3] for i in range(0, len(args.commands), 3)]
 
-    procs = []
-    for name, env_json, argv_json in specs:
-        env = dict(os.environ, **json.loads(env_json))
-        argv = ["taskset", "-c", str(args.cpu), *json.loads(argv_json)]
-        # The shell stops itself before it becomes the command, so no command runs
-        # before its first turn (the pid stays the same across the exec).
-        p = subprocess.Popen(
-            ["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *argv],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            # Each in its own process group, whose parent (this script) is in another group
-            # of the same session: a group with a stopped member whose parent has left is
-            # orphaned, and the kernel hangs it up (SIGHUP), e.g. when the shell that
-            # started this script in the background exits.
-            process_group=0,
-        )
-        procs.append((name, p))
-    for _, p in procs:
-        wait_stopped(p.pid)
+    # Stopped children outlive a killed parent, stopped for good: on SIGTERM or SIGHUP
+    # (a closed terminal) unwind through the `finally` below, which kills them.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
 
-    turn = 0
+    procs = []
     try:
+        for name, env_json, argv_json in specs:
+            env = dict(os.environ, **json.loads(env_json))
+            argv = ["taskset", "-c", str(args.cpu), *json.loads(argv_json)]
+            # The shell stops itself before it becomes the command, so no command runs
+            # before its first turn (the pid stays the same across the exec).
+            p = subprocess.Popen(
+                ["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *argv],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                # Each in its own process group, whose parent (this script) is in another group
+                # of the same session: a group with a stopped member whose parent has left is
+                # orphaned, and the kernel hangs it up (SIGHUP), e.g. when the shell that
+                # started this script in the background exits.
+                process_group=0,
+            )
+            procs.append((name, p))
+        for _, p in procs:
+            wait_stopped(p.pid)
+
+        turn = 0
         while any(p.poll() is None for _, p in procs):
             alive = [i for i, (_, p) in enumerate(procs) if p.poll() is None]
             i = next((j for j in alive if j >= turn), alive[0])
