@@ -37,22 +37,19 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
     let dir = ca.dir.path();
     let log = std::fs::File::create(tmp.path().join("up.log")).unwrap();
     let mut child = Running(
-        Command::new(BIN)
-            .arg("up")
-            .args(["--listen", &addr.to_string()])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--tls-cert-file")
-            .arg(dir.join("server.pem"))
-            .arg("--tls-key-file")
-            .arg(dir.join("server.key"))
-            .arg("--ca-file")
-            .arg(ca.ca_file())
-            .args(["--http-header-timeout", "2s"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+        up_over_https(
+            addr,
+            &data,
+            &dir.join("server.pem"),
+            &dir.join("server.key"),
+        )
+        .arg("--ca-file")
+        .arg(ca.ca_file())
+        .args(["--http-header-timeout", "2s"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap(),
     );
     let base = format!("https://localhost:{}", addr.port());
     let trusting = client_trusting(&ca.ca_file());
@@ -151,6 +148,21 @@ async fn helios_up_serves_https_with_its_certificate_and_closes_what_is_not_tls(
         "the silent connection was not closed: {closed:?}"
     );
     drop(child);
+}
+
+/// `helios up` on `addr` with `data` as its data dir, serving HTTPS with `cert` and
+/// `key`; the caller adds the rest.
+fn up_over_https(addr: std::net::SocketAddr, data: &Path, cert: &Path, key: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("up")
+        .args(["--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--tls-cert-file")
+        .arg(cert)
+        .arg("--tls-key-file")
+        .arg(key);
+    cmd
 }
 
 /// `helios up` with these extra arguments; its stderr once it has exited (it must).
@@ -273,15 +285,8 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     let log_path = tmp.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Running(
-        Command::new(BIN)
-            .arg("up")
-            .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--tls-cert-file")
-            .arg(&cert)
-            .arg("--tls-key-file")
-            .arg(&key)
+        up_over_https(addr, &data, &cert, &key)
+            .args(["--tls-reload-interval", "1s"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -512,33 +517,31 @@ async fn only_callers_with_a_client_certificate_of_the_client_ca_are_served() {
     let log_path = tmp.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Running(
-        Command::new(BIN)
-            .arg("up")
-            .args(["--listen", &addr.to_string(), "--tls-reload-interval", "1s"])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--tls-cert-file")
-            .arg(dir.join("server.pem"))
-            .arg("--tls-key-file")
-            .arg(dir.join("server.key"))
-            .arg("--tls-client-ca-file")
-            .arg(&client_cas)
-            .arg("--tls-client-crl-file")
-            .arg(&crl)
-            // What the `self` probe trusts and presents.
-            .arg("--ca-file")
-            .arg(ca.ca_file())
-            .arg("--client-cert-file")
-            .arg(ca.client_cert_file())
-            .arg("--client-key-file")
-            .arg(ca.client_key_file())
-            // The refusals of keys are logged at debug, inside the connection's span.
-            .env("RUST_LOG", "info,helios_query_api::auth=debug")
-            .env("HELIOS_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+        up_over_https(
+            addr,
+            &data,
+            &dir.join("server.pem"),
+            &dir.join("server.key"),
+        )
+        .args(["--tls-reload-interval", "1s"])
+        .arg("--tls-client-ca-file")
+        .arg(&client_cas)
+        .arg("--tls-client-crl-file")
+        .arg(&crl)
+        // What the `self` probe trusts and presents.
+        .arg("--ca-file")
+        .arg(ca.ca_file())
+        .arg("--client-cert-file")
+        .arg(ca.client_cert_file())
+        .arg("--client-key-file")
+        .arg(ca.client_key_file())
+        // The refusals of keys are logged at debug, inside the connection's span.
+        .env("RUST_LOG", "info,helios_query_api::auth=debug")
+        .env("HELIOS_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap(),
     );
     let base = format!("https://localhost:{}", addr.port());
     let health = format!("{base}/healthz");
